@@ -1,0 +1,133 @@
+"""Session-wide fixtures: real Mosquitto brokers, databases, the model directory.
+
+A missing `mosquitto` binary or model directory skips the tests that need them on a
+developer's machine and fails them under ``CI=true``: CI must never go green by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import GATEWAY_USER, MosquittoBroker, mosquitto_binary
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow", action="store_true", default=False, help="run soak/load tests marked slow"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip_slow = pytest.mark.skip(reason="slow soak/load test: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
+def missing(what: str) -> None:
+    """Skip locally, fail in CI."""
+    if IN_CI:
+        pytest.fail(f"{what} is required under CI=true")
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture(scope="session")
+def mosquitto_available() -> None:
+    if mosquitto_binary() is None:
+        missing("the mosquitto binary")
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(
+    mosquitto_available: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MosquittoBroker]:
+    """An anonymous Mosquitto shared by the session. Tests must not stop it."""
+    broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto-anon"))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+DEVICE_PASSWORDS = {"device-a": "pw-a-" + uuid.uuid4().hex, "device-b": "pw-b-" + uuid.uuid4().hex}
+GATEWAY_PASSWORD = "pw-gw-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def mqtt_auth_broker(
+    mosquitto_available: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MosquittoBroker]:
+    """A password + ACL Mosquitto: users `gateway`, `device-a`, `device-b` (see .users)."""
+    users = {GATEWAY_USER: GATEWAY_PASSWORD, **DEVICE_PASSWORDS}
+    broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto-auth"), users=users)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def broker_factory(
+    mosquitto_available: None, tmp_path: Path
+) -> Iterator[Callable[..., MosquittoBroker]]:
+    """Make private brokers that a test may stop, kill and restart; all stopped afterwards."""
+    made: list[MosquittoBroker] = []
+
+    def make(users: dict[str, str] | None = None) -> MosquittoBroker:
+        broker = MosquittoBroker(tmp_path / f"mosquitto-{len(made)}", users=users or {})
+        broker.start()
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        broker.kill()
+
+
+@pytest.fixture
+def site_id() -> str:
+    """A site id unique to the test, so tests sharing a broker never see each other's topics."""
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """SQLAlchemy URL of a fresh SQLite file in the test's tmp_path."""
+    return f"sqlite:///{tmp_path / 'guanjia.db'}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """PostgreSQL URL from GUANJIA_TEST_POSTGRES_URL (.ci/run always sets it)."""
+    url = os.environ.get("GUANJIA_TEST_POSTGRES_URL")
+    if not url:
+        missing("GUANJIA_TEST_POSTGRES_URL")
+    assert url is not None
+    return url
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """Directory holding the ONNX weights: GUANJIA_MODEL_DIR, else ../shared/models."""
+    configured = os.environ.get("GUANJIA_MODEL_DIR")
+    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "models"
+    if not (path / "yolox_nano.onnx").is_file():
+        missing(f"model directory with yolox_nano.onnx ({path})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def testdata_images() -> Path:
+    """The shared real street photos with ground truth and expected detections."""
+    path = REPO_ROOT.parent / "shared" / "testdata" / "images"
+    if not path.is_dir():
+        missing(f"shared test images ({path})")
+    return path
