@@ -66,6 +66,10 @@ class MosquittoBroker:
             "max_queued_messages 200000",
             "max_queued_bytes 0",
         ]
+        if os.geteuid() == 0:
+            # As root Mosquitto drops to the `mosquitto` user, which cannot read pytest's
+            # private tmp dirs; tests own their broker, so it stays as the caller.
+            lines.append("user root")
         if self.auth:
             passwd = self.workdir / "passwd"
             passwd.write_text("")
