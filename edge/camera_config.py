@@ -1,0 +1,432 @@
+"""Camera configuration: source, frame rate, motion gate, tracker, zones and snapshot options.
+
+One YAML file per camera (examples in ``firmware_configs/cameras/``). Every model forbids
+unknown keys, so a typo fails loudly instead of silently running with a default. Zones are
+polygons in coordinates relative to the frame (0..1), so a config survives a change of stream
+resolution. `load_camera_config` turns every problem into a `CameraConfigError` that names the
+file and the dotted field path.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import time as dtime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from contract import ObjectCategory
+
+Segment = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Point = tuple[
+    Annotated[float, Field(ge=0.0, le=1.0)],
+    Annotated[float, Field(ge=0.0, le=1.0)],
+]
+
+ActionName = Literal["voice_warning", "door_hold", "relay"]
+_DEFAULT_ELEVATOR_ACTIONS: tuple[ActionName, ...] = ("voice_warning", "door_hold")
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class CameraConfigError(ValueError):
+    """A camera config file is unreadable or invalid; the message names the file and field."""
+
+    def __init__(self, path: Path | str, field: str, problem: str) -> None:
+        self.path = str(path)
+        self.field = field
+        self.problem = problem
+        where = f"{self.path}: {field}" if field else self.path
+        super().__init__(f"{where}: {problem}")
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RuleKind(StrEnum):
+    """Which zone rule watches a zone; equals the contract's event category."""
+
+    ILLEGAL_PARKING = "illegal_parking"
+    FIRE_LANE_BLOCKED = "fire_lane_blocked"
+    EBIKE_IN_ELEVATOR = "ebike_in_elevator"
+    LITTER = "litter"
+
+
+class TimeWindow(_Config):
+    """A daily window of local time, ``start`` inclusive, ``end`` exclusive; may wrap midnight."""
+
+    start: str = Field(description="Local time HH:MM at which the window opens.")
+    end: str = Field(description="Local time HH:MM at which the window closes (may be < start).")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError(f"{value!r} is not a time HH:MM (00:00..23:59)")
+        return value
+
+    def _minutes(self, text: str) -> int:
+        hours, minutes = text.split(":")
+        return int(hours) * 60 + int(minutes)
+
+    def contains(self, local: dtime) -> bool:
+        """True if the local wall-clock time lies in the window."""
+        now = local.hour * 60 + local.minute
+        start, end = self._minutes(self.start), self._minutes(self.end)
+        if start == end:
+            return True  # a 24 h window
+        if start < end:
+            return start <= now < end
+        return now >= start or now < end
+
+
+def _segments_cross(
+    a: tuple[float, float], b: tuple[float, float], c: tuple[float, float], d: tuple[float, float]
+) -> bool:
+    def orient(p: tuple[float, float], q: tuple[float, float], r: tuple[float, float]) -> float:
+        return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+
+    d1, d2 = orient(c, d, a), orient(c, d, b)
+    d3, d4 = orient(a, b, c), orient(a, b, d)
+    return ((d1 > 0) != (d2 > 0)) and ((d3 > 0) != (d4 > 0)) and 0 not in (d1, d2, d3, d4)
+
+
+def polygon_problem(points: list[tuple[float, float]]) -> str | None:
+    """Why a polygon cannot be a zone (too few points, no area, self-crossing); None if fine."""
+    if len(points) < 3:
+        return f"a polygon needs at least 3 points, got {len(points)}"
+    area2 = 0.0
+    for i, (x1, y1) in enumerate(points):
+        x2, y2 = points[(i + 1) % len(points)]
+        area2 += x1 * y2 - x2 * y1
+    if abs(area2) / 2 < 1e-4:
+        return "polygon has (almost) no area: its points are collinear or repeated"
+    n = len(points)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if j in (i, (i + 1) % n, (i - 1) % n) or i == (j + 1) % n:
+                continue  # neighbouring edges share a vertex
+            if _segments_cross(points[i], points[(i + 1) % n], points[j], points[(j + 1) % n]):
+                return f"polygon edges {i} and {j} cross each other"
+    return None
+
+
+class _ZoneBase(_Config):
+    id: Segment = Field(description="Zone id, unique per camera; becomes the event's zone_id.")
+    polygon: list[Point] = Field(
+        description="Zone outline as [x, y] points relative to the frame (0..1), at least 3."
+    )
+    inertia: Annotated[int, Field(ge=1, le=30)] = Field(
+        default=3,
+        description=(
+            "Consecutive detections that must agree before a track counts as entering or "
+            "leaving the zone (filters box jitter at the border)."
+        ),
+    )
+    update_interval_s: Annotated[float, Field(gt=0)] = Field(
+        default=60.0, description="Minimum seconds between two `update` publications of an event."
+    )
+
+    @field_validator("polygon")
+    @classmethod
+    def _valid_polygon(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        problem = polygon_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class IllegalParkingZone(_ZoneBase):
+    """No-parking zone: a stationary vehicle for >= dwell_s outside the allowed windows."""
+
+    rule: Literal[RuleKind.ILLEGAL_PARKING] = Field(description="Rule kind of this zone.")
+    dwell_s: Annotated[float, Field(gt=0)] = Field(
+        default=300.0, description="Seconds a vehicle must stand still in the zone before an event."
+    )
+    allowed_windows: list[TimeWindow] = Field(
+        default_factory=list,
+        description="Local time windows in which parking is allowed (e.g. 22:00-07:00 overnight).",
+    )
+
+
+class FireLaneZone(_ZoneBase):
+    """Fire lane: a vehicle or other large static object for >= dwell_s; urgent."""
+
+    rule: Literal[RuleKind.FIRE_LANE_BLOCKED] = Field(description="Rule kind of this zone.")
+    dwell_s: Annotated[float, Field(gt=0)] = Field(
+        default=60.0,
+        description="Seconds an obstacle must stand still in the lane before an event.",
+    )
+    min_obstacle_area: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        default=0.01,
+        description=(
+            "Smallest box area (fraction of the frame) for a non-vehicle object (two-wheeler, "
+            "litter candidate) to count as an obstacle. Vehicles always count."
+        ),
+    )
+
+
+class ElevatorZone(_ZoneBase):
+    """Elevator cabin: a two-wheeler seen in N consecutive detections; fires local actions."""
+
+    rule: Literal[RuleKind.EBIKE_IN_ELEVATOR] = Field(description="Rule kind of this zone.")
+    min_consecutive: Annotated[int, Field(ge=1, le=300)] = Field(
+        default=10,
+        description="Consecutive detections of a two-wheeler in the cabin (10 = 2 s at 5 fps).",
+    )
+    actions: list[ActionName] = Field(
+        default_factory=lambda: list(_DEFAULT_ELEVATOR_ACTIONS),
+        description="Local actions fired on the edge in the frame that confirms the bike.",
+    )
+    voice_text: str = Field(
+        default="电动车禁止进入电梯，请推出电梯",
+        max_length=200,
+        description="Text of the voice warning.",
+    )
+    inertia: Annotated[int, Field(ge=1, le=30)] = Field(
+        default=1,
+        description="Consecutive detections before entering/leaving counts (1: react at once).",
+    )
+
+
+class LitterZone(_ZoneBase):
+    """Litter watch: a new unattended static object that stays >= dwell_s."""
+
+    rule: Literal[RuleKind.LITTER] = Field(description="Rule kind of this zone.")
+    dwell_s: Annotated[float, Field(gt=0)] = Field(
+        default=60.0, description="Seconds a new object must lie unattended before an event."
+    )
+    reference_s: Annotated[float, Field(ge=0)] = Field(
+        default=10.0,
+        description=(
+            "Seconds after start-up during which objects already lying in the zone are learnt as "
+            "the reference background and never reported."
+        ),
+    )
+    categories: list[ObjectCategory] = Field(
+        default_factory=lambda: [ObjectCategory.LITTER_CANDIDATE],
+        description="Object categories that count as litter (persons and vehicles never do).",
+    )
+
+    @field_validator("categories")
+    @classmethod
+    def _no_people_or_cars(cls, value: list[ObjectCategory]) -> list[ObjectCategory]:
+        bad = {ObjectCategory.PERSON, ObjectCategory.VEHICLE} & set(value)
+        if bad:
+            raise ValueError(f"persons and vehicles never count as litter: {sorted(bad)}")
+        return value
+
+
+Zone = Annotated[
+    IllegalParkingZone | FireLaneZone | ElevatorZone | LitterZone,
+    Field(discriminator="rule"),
+]
+
+
+class ReconnectConfig(_Config):
+    """Backoff between attempts to reopen a live stream."""
+
+    initial_s: Annotated[float, Field(gt=0)] = Field(
+        default=0.5, description="Wait before the first reconnect attempt."
+    )
+    max_s: Annotated[float, Field(gt=0)] = Field(
+        default=30.0, description="Longest wait between attempts (the backoff doubles up to it)."
+    )
+    read_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        default=10.0, description="A live stream silent for this long counts as dead."
+    )
+
+
+class MotionConfig(_Config):
+    """The cheap motion gate in front of the detector."""
+
+    enabled: bool = Field(default=True, description="Off: run the detector on every frame.")
+    width: Annotated[int, Field(ge=32, le=640)] = Field(
+        default=160, description="Width of the downscaled grey frame used for differencing."
+    )
+    threshold: Annotated[int, Field(ge=1, le=255)] = Field(
+        default=25, description="Grey-level difference that counts as change."
+    )
+    min_area: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        default=0.002, description="Smallest changed region (fraction of the frame) that counts."
+    )
+    alpha: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        default=0.05, description="Learning rate of the running-average background."
+    )
+    global_change: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        default=0.5,
+        description=(
+            "If more than this fraction of the frame changes at once it is a lighting change "
+            "(lights, clouds, camera IR switch): the background is relearnt, no detector storm."
+        ),
+    )
+    zone_margin: Annotated[float, Field(ge=0.0, le=0.5)] = Field(
+        default=0.05, description="Motion this close to a zone (relative units) counts as in it."
+    )
+    keepalive_s: Annotated[float, Field(gt=0)] = Field(
+        default=2.0,
+        description="Detector period while tracked objects stand still (confirms dwell timers).",
+    )
+    idle_keepalive_s: Annotated[float, Field(gt=0)] = Field(
+        default=30.0, description="Detector period when nothing is tracked and nothing moves."
+    )
+
+
+class TrackerConfig(_Config):
+    """Association of detections into tracks, and when a track counts as stationary."""
+
+    match_iou: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        default=0.25, description="Smallest IoU between a track and a detection to associate them."
+    )
+    min_hits: Annotated[int, Field(ge=1, le=20)] = Field(
+        default=2, description="Detections before a track is confirmed (filters one-off ghosts)."
+    )
+    max_lost_s: Annotated[float, Field(gt=0)] = Field(
+        default=4.0, description="A moving track unseen for this long is dropped."
+    )
+    max_lost_stationary_s: Annotated[float, Field(gt=0)] = Field(
+        default=60.0,
+        description=(
+            "A stationary track unseen for this long is dropped. Long on purpose: a parked car "
+            "missed by the detector or hidden by a passer-by keeps its track and dwell timer."
+        ),
+    )
+    stationary_iou: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        default=0.8, description="IoU with its anchor box above which a box has 'not moved'."
+    )
+    stationary_s: Annotated[float, Field(ge=0)] = Field(
+        default=2.0, description="Seconds a box must stay put before the track is stationary."
+    )
+    moved_confirmations: Annotated[int, Field(ge=1, le=20)] = Field(
+        default=3,
+        description=(
+            "Consecutive moved boxes before a stationary track counts as moving again "
+            "(a partly occluded parked car gives odd boxes; they must not reset its dwell)."
+        ),
+    )
+
+
+class SnapshotConfig(_Config):
+    """The JPEG evidence attached to events."""
+
+    enabled: bool = Field(default=True, description="Attach a JPEG to start and end events.")
+    blur_persons: bool = Field(default=False, description="Blur every person box (privacy).")
+    draw: bool = Field(default=True, description="Draw the zone and boxes on the snapshot.")
+    max_width: Annotated[int, Field(ge=64, le=4096)] = Field(
+        default=960, description="Snapshots wider than this are scaled down."
+    )
+    jpeg_quality: Annotated[int, Field(ge=10, le=100)] = Field(
+        default=80, description="JPEG quality (lowered automatically if over the size limit)."
+    )
+
+
+class CameraConfig(_Config):
+    """Everything one camera pipeline needs. Load it with `load_camera_config`."""
+
+    camera_id: Segment = Field(
+        description="Camera id, unique per edge node; the event's camera_id."
+    )
+    source: str | int = Field(
+        description=(
+            "rtsp:// or http(s):// URL, USB index (int or 'usb:N'), video file, or a folder "
+            "of images."
+        )
+    )
+    fps: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=5.0, description="Frames per second to process; extra frames are dropped."
+    )
+    timezone: str = Field(
+        default="Asia/Shanghai", description="IANA time zone for allowed parking windows."
+    )
+    detector_threads: Annotated[int, Field(ge=1, le=16)] = Field(
+        default=1, description="ONNX Runtime intra-op threads for this camera's detector."
+    )
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig, description="Stream reconnect backoff."
+    )
+    motion: MotionConfig = Field(default_factory=MotionConfig, description="Motion gate.")
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Tracker.")
+    zones: list[Zone] = Field(
+        default_factory=list, description="Watched zones, each with its rule."
+    )
+    snapshot: SnapshotConfig = Field(
+        default_factory=SnapshotConfig, description="Snapshot options."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _unique_zone_ids(self) -> CameraConfig:
+        ids = [zone.id for zone in self.zones]
+        dupes = sorted({z for z in ids if ids.count(z) > 1})
+        if dupes:
+            raise ValueError(f"zone ids must be unique, repeated: {dupes}")
+        return self
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in {r.value for r in RuleKind}:
+            continue  # pydantic adds the union tag to the path; the user never wrote it
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts)
+
+
+def parse_camera_config(data: object, *, origin: Path | str = "<config>") -> CameraConfig:
+    """Validate already-parsed YAML/JSON data; errors name `origin` and the field."""
+    if not isinstance(data, dict):
+        raise CameraConfigError(origin, "", "expected a mapping at the top level")
+    try:
+        return CameraConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = _dotted(tuple(first["loc"]))
+        problem = first["msg"]
+        if first["type"] == "extra_forbidden":
+            problem = "unknown key (check the spelling; see docs/edge.md for the fields)"
+        more = len(exc.errors()) - 1
+        if more:
+            problem += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise CameraConfigError(origin, field, problem) from exc
+
+
+def load_camera_config(path: Path | str) -> CameraConfig:
+    """Read and validate a camera YAML file.
+
+    Raises `CameraConfigError` (a ValueError) naming the file and the dotted field path for a
+    missing file, bad YAML, unknown keys, out-of-range values or an invalid polygon.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CameraConfigError(path, "", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CameraConfigError(path, "", f"not valid YAML: {exc}") from exc
+    return parse_camera_config(data, origin=path)

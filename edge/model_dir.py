@@ -1,0 +1,48 @@
+"""Where the detector weights live.
+
+An explicit path, else $GUANJIA_MODEL_DIR, else ../shared/models beside the checkout.
+
+Weights are never committed; the manifest (which names the weights file and its sha256) is,
+under ``models/``. `resolve_model_dir` fails with a message that says where it looked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VAR = "GUANJIA_MODEL_DIR"
+DEFAULT_WEIGHTS = "yolox_nano.onnx"
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ModelDirError(FileNotFoundError):
+    """No directory with the model weights was found; the message lists where we looked."""
+
+
+def default_manifest_path() -> Path:
+    """The committed manifest of the shared default model (models/yolox_nano.manifest.json)."""
+    return _REPO_ROOT / "models" / "yolox_nano.manifest.json"
+
+
+def resolve_model_dir(explicit: Path | None, *, weights: str = DEFAULT_WEIGHTS) -> Path:
+    """The directory that holds `weights`.
+
+    Order: `explicit` if given (no fallback: a wrong explicit path is an error, not a surprise),
+    else the ``GUANJIA_MODEL_DIR`` environment variable, else ``../shared/models`` beside the
+    checkout. Raises `ModelDirError` naming the path and the source of the choice.
+    """
+    if explicit is not None:
+        candidate, how = Path(explicit), "--model-dir"
+    elif os.environ.get(ENV_VAR):
+        candidate, how = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
+    else:
+        candidate, how = _REPO_ROOT.parent / "shared" / "models", "default ../shared/models"
+    if not candidate.is_dir():
+        raise ModelDirError(f"model directory {candidate} (from {how}) does not exist")
+    if not (candidate / weights).is_file():
+        raise ModelDirError(
+            f"model weights {weights} not found in {candidate} (from {how}); "
+            "download them as described in models/ and check the sha256"
+        )
+    return candidate
