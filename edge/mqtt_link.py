@@ -1,0 +1,308 @@
+"""The node's MQTT connection: the only module on the edge that imports paho-mqtt.
+
+What it owns:
+
+- Identity and security: client id = device id, per-device username/password, optional TLS.
+- A **persistent session** with MQTT 3.1.1 ``clean_session=False``: the broker keeps the
+  node's subscriptions and queues QoS 1 commands for it while it is offline (MQTT 5 session
+  expiry would do the same; 3.1.1 is what every broker and the ESP32 nodes speak).
+- Availability: the last will is a retained ``offline`` Status, rebuilt before every connect
+  attempt (so its `ts` is the connect time); every successful connect publishes a retained
+  ``online``; a clean `stop` publishes a retained ``offline`` itself (a clean disconnect
+  suppresses the will).
+- Subscriptions, re-sent on every connect (cheap, and right even when the broker lost the
+  session).
+
+What it deliberately does *not* own is retransmission. On every connect it drops paho's own
+queue of unacknowledged messages and tells its listener, which replays from the durable outbox
+in order. One mechanism then covers a reconnect, a restart and a power cut, and the wire order
+after a reconnect is always the outbox order (a snapshot before its event). `publish` refuses
+(returns None) while disconnected or when the caller's `generation` is stale, so nothing slips
+onto a new connection ahead of the replay.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import SecretStr
+
+from contract import Status, encode, status_topic
+
+log = logging.getLogger(__name__)
+
+
+class LinkListener(Protocol):
+    """Receives the link's events. Called on paho's network thread: return quickly."""
+
+    def link_up(self, generation: int) -> None:
+        """Connected (again); `generation` counts connections. Replay from the outbox head."""
+
+    def link_down(self) -> None:
+        """The connection is gone; nothing in flight will be acknowledged."""
+
+    def published(self, generation: int, token: int) -> None:
+        """The broker acknowledged the message published with `token` on `generation`."""
+
+    def message(self, topic: str, payload: bytes) -> None:
+        """A message arrived on a subscribed topic."""
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    """Everything the link needs to connect (built from the node config by the app)."""
+
+    host: str
+    port: int
+    site_id: str
+    device_id: str
+    software_version: str
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls: bool = False
+    keepalive_s: int = 30
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    inflight: int = 64
+    subscriptions: tuple[str, ...] = ()
+
+
+class MqttLink:
+    """One paho client with a background network thread and automatic reconnect."""
+
+    def __init__(self, options: LinkOptions, listener: LinkListener) -> None:
+        self.options = options
+        self._listener = listener
+        self._lock = threading.Lock()
+        self._connected = False
+        self._generation = 0
+        self._stopping = False
+        # mid -> caller token (None for untracked publishes), and acks that arrived before
+        # `publish` recorded their mid. Both reset on every connect with paho's queue.
+        self._acks_lock = threading.Lock()
+        self._tokens: dict[int, int | None] = {}
+        self._early_acks: set[int] = set()
+        self._status_topic = str(status_topic(options.site_id, options.device_id))
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=options.device_id,
+            clean_session=False,
+            protocol=MQTTProtocolVersion.MQTTv311,
+        )
+        if options.username is not None:
+            client.username_pw_set(
+                options.username,
+                None if options.password is None else options.password.get_secret_value(),
+            )
+        if options.tls:
+            client.tls_set(
+                ca_certs=options.ca_file, certfile=options.cert_file, keyfile=options.key_file
+            )
+        # The outbox publisher keeps at most `inflight` messages outstanding; paho's own
+        # window matches so it never queues behind our back.
+        client.max_inflight_messages_set(options.inflight)
+        client.reconnect_delay_set(
+            max(1, math.floor(options.reconnect_min_s)), max(1, math.ceil(options.reconnect_max_s))
+        )
+        client.on_pre_connect = self._on_pre_connect
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        self._client = client
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting in the background; returns at once, reconnects forever."""
+        self._client.connect_async(
+            self.options.host, self.options.port, keepalive=self.options.keepalive_s
+        )
+        self._client.loop_start()
+
+    def stop(self, reason: str = "shutdown", timeout: float = 3.0) -> None:
+        """Publish a retained ``offline`` (if connected), disconnect cleanly, stop the thread."""
+        with self._lock:
+            self._stopping = True
+            connected = self._connected
+        if connected:
+            info = self._client.publish(
+                self._status_topic, self._status("offline", reason), qos=1, retain=True
+            )
+            try:
+                info.wait_for_publish(timeout=timeout)
+            except (RuntimeError, ValueError):
+                log.warning("could not publish the offline status before shutdown")
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        """True between a successful CONNACK and the next disconnect."""
+        with self._lock:
+            return self._connected
+
+    @property
+    def generation(self) -> int:
+        """Number of successful connects so far (0 before the first)."""
+        with self._lock:
+            return self._generation
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int, retain: bool, generation: int, token: int
+    ) -> bool:
+        """Publish on connection `generation`; `listener.published(generation, token)` follows.
+
+        False means nothing was sent: the link is down or has reconnected since the caller
+        read `generation`, and the caller replays from its outbox after `link_up`.
+        """
+        with self._lock:
+            if not self._connected or generation != self._generation:
+                return False
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return False
+            acked_early = self._track(info.mid, token)
+        if acked_early:
+            self._listener.published(generation, token)
+        return True
+
+    def publish_now(self, topic: str, payload: bytes, *, qos: int, retain: bool = False) -> bool:
+        """Fire-and-forget publish when connected (heartbeats, local actions); False if down."""
+        with self._lock:
+            if not self._connected:
+                return False
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return False
+            self._track(info.mid, None)
+        return True
+
+    def _track(self, mid: int, token: int | None) -> bool:
+        """Remember what `mid` stands for; True if its ack already arrived (a race we lose)."""
+        with self._acks_lock:
+            if mid in self._early_acks:
+                self._early_acks.discard(mid)
+                return token is not None
+            self._tokens[mid] = token
+            return False
+
+    # -- paho callbacks (network thread) ---------------------------------------------------
+
+    def _status(self, state: str, reason: str | None) -> bytes:
+        return encode(
+            Status(
+                ts=_now(),
+                site_id=self.options.site_id,
+                device_id=self.options.device_id,
+                state="online" if state == "online" else "offline",
+                reason=reason,
+                software_version=self.options.software_version,
+            )
+        )
+
+    def _on_pre_connect(self, client: paho.Client, userdata: Any) -> None:
+        # Rebuilt per attempt so the will's ts is this connect's time (docs/contract.md).
+        client.will_set(
+            self._status_topic,
+            self._status("offline", "connection lost (last will)"),
+            qos=1,
+            retain=True,
+        )
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Any,
+    ) -> None:
+        if reason_code.is_failure:
+            # Bad credentials or a refused client id: paho retries with back-off; say why.
+            log.error("broker refused the connection: %s", reason_code.getName())
+            return
+        with self._lock:
+            # Paho would resend its in-flight copies after this callback; the outbox replays
+            # them instead, in order, so drop paho's copies first.
+            client.drop_out_messages()
+            with self._acks_lock:
+                self._tokens.clear()
+                self._early_acks.clear()
+            self._generation += 1
+            self._connected = True
+            generation = self._generation
+            info = client.publish(
+                self._status_topic, self._status("online", None), qos=1, retain=True
+            )
+            self._track(info.mid, None)
+            for topic in self.options.subscriptions:
+                client.subscribe(topic, qos=1)
+        log.info(
+            "connected to %s:%s (session present: %s)",
+            self.options.host,
+            self.options.port,
+            flags.session_present,
+        )
+        self._listener.link_up(generation)
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Any,
+    ) -> None:
+        with self._lock:
+            was_connected = self._connected
+            self._connected = False
+            stopping = self._stopping
+        if was_connected:
+            if not stopping:
+                log.warning("disconnected from broker: %s", reason_code.getName())
+            self._listener.link_down()
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Any,
+    ) -> None:
+        # Called with paho's out-message lock held: never take self._lock here (publish holds
+        # it while waiting for paho's lock); the small acks lock is never held around paho.
+        with self._acks_lock:
+            if mid not in self._tokens:
+                # The ack beat `publish` to recording the mid; `_track` delivers it.
+                self._early_acks.add(mid)
+                return
+            token = self._tokens.pop(mid)
+        if token is not None:
+            self._listener.published(self._generation, token)
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            log.warning("dropped a message whose topic is not UTF-8")
+            return
+        self._listener.message(topic, bytes(message.payload))
+
+
+def _now() -> float:
+    return time.time()

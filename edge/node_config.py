@@ -1,0 +1,300 @@
+"""The node configuration (``NODE.yaml``): identity, broker, outbox, heartbeat, cameras, actions.
+
+Pydantic with ``extra="forbid"`` everywhere, so a typo in a field name is an error at start-up,
+not a silently ignored setting. Secrets are never in the file itself: the MQTT password comes
+from a file (``password_file``, e.g. a systemd credential) or an environment variable
+(``password_env``), and is held as a `SecretStr` so it never appears in a repr or a log line.
+
+`RuntimeConfig` is the part a ``config`` command may replace while the node runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+Segment = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ActionName = Literal["voice_warning", "door_hold", "relay"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSettings(_Config):
+    """TLS to the broker. Without `ca_file` the system trust store is used."""
+
+    ca_file: Path | None = Field(default=None, description="CA bundle that signed the broker.")
+    cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(default=None, description="Key of the client certificate.")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttSettings(_Config):
+    """How the node reaches the broker. The client id is always the device id."""
+
+    host: str = Field(description="Broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="1883 plain, 8883 TLS.")
+    username: str | None = Field(
+        default=None, description="Per-device user; defaults to the device id."
+    )
+    password_file: Path | None = Field(
+        default=None, description="File whose first line is the password (mode 0600)."
+    )
+    password_env: str | None = Field(
+        default=None, description="Environment variable holding the password."
+    )
+    allow_anonymous: bool = Field(
+        default=False, description="Only for the embedded demo broker: connect without a user."
+    )
+    tls: TlsSettings | None = Field(default=None, description="Enable TLS with these files.")
+    keepalive_s: int = Field(
+        default=30, ge=1, le=3600, description="The broker sends the LWT after 1.5x this."
+    )
+    reconnect_min_s: float = Field(default=1.0, gt=0, description="First reconnect delay.")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="Reconnect back-off cap.")
+    inflight: int = Field(
+        default=64, ge=1, le=1000, description="Unacknowledged QoS 1 messages on the wire."
+    )
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MqttSettings:
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("give password_file or password_env, not both")
+        if not self.allow_anonymous and self.password_file is None and self.password_env is None:
+            raise ValueError(
+                "per-device credentials are required: set password_file or password_env "
+                "(allow_anonymous is for the embedded demo only)"
+            )
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+    def password(self) -> SecretStr | None:
+        """Read the password from its file or variable; raise ValueError naming the source."""
+        if self.password_file is not None:
+            try:
+                text = self.password_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"cannot read password_file {self.password_file}: {exc}") from exc
+            value = text.splitlines()[0] if text else ""
+            if not value:
+                raise ValueError(f"password_file {self.password_file} is empty")
+            return SecretStr(value)
+        if self.password_env is not None:
+            env = os.environ.get(self.password_env)
+            if not env:
+                raise ValueError(f"environment variable {self.password_env} is not set")
+            return SecretStr(env)
+        return None
+
+
+class OutboxSettings(_Config):
+    """Where the durable outbox lives and how big it may grow."""
+
+    path: Path = Field(description="SQLite file; put it on the data partition.")
+    max_rows: int = Field(default=100_000, ge=10, description="Row bound (see drop policy).")
+    max_mb: float = Field(default=512.0, gt=0, description="Payload bound in MiB.")
+    synchronous: Literal["full", "normal"] = Field(
+        default="full", description="full survives power loss; normal only process crashes."
+    )
+
+
+class ModelSettings(_Config):
+    """Which detector to load."""
+
+    dir: Path | None = Field(
+        default=None, description="Weights directory; else GUANJIA_MODEL_DIR or ../shared/models."
+    )
+    manifest: Path = Field(description="Model manifest JSON (guanjia.model_manifest/1).")
+    threads: int = Field(default=2, ge=1, le=16, description="ONNX Runtime intra-op threads.")
+
+
+class LogActionSettings(_Config):
+    """Log local actions (always safe; the default)."""
+
+    type: Literal["log"] = "log"
+
+
+class MqttActionSettings(_Config):
+    """Publish local actions as JSON to a controller's topic on the node's broker."""
+
+    type: Literal["mqtt"] = "mqtt"
+    topic: str = Field(min_length=1, description="E.g. the elevator controller's command topic.")
+    qos: Literal[0, 1] = 1
+
+
+class HttpActionSettings(_Config):
+    """POST local actions as JSON to a controller's HTTP endpoint."""
+
+    type: Literal["http"] = "http"
+    url: Annotated[str, StringConstraints(pattern=r"^https?://")] = Field(
+        description="http(s) URL of the controller."
+    )
+    timeout_s: float = Field(default=2.0, gt=0, le=30)
+    token_env: str | None = Field(default=None, description="Env var with a bearer token.")
+    queue_size: int = Field(default=32, ge=1, le=10_000)
+
+
+ActionSettings = Annotated[
+    LogActionSettings | MqttActionSettings | HttpActionSettings, Field(discriminator="type")
+]
+
+
+def _all_actions() -> list[ActionName]:
+    return ["voice_warning", "door_hold", "relay"]
+
+
+def _log_only() -> list[ActionSettings]:
+    return [LogActionSettings()]
+
+
+class CommandSettings(_Config):
+    """Who may command this node and what it may do."""
+
+    allowed_issuers: list[str] = Field(
+        default_factory=lambda: ["gateway", "operator:"],
+        description="A command's issued_by must equal or start with one of these.",
+    )
+    allowed_actions: list[ActionName] = Field(
+        default_factory=_all_actions,
+        description="Actions an `actuate` command may fire here.",
+    )
+
+
+class CameraRef(_Config):
+    """A camera: a path to its YAML (relative to the node file) or the config inline."""
+
+    path: Path | None = None
+    inline: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> CameraRef:
+        if (self.path is None) == (self.inline is None):
+            raise ValueError("a camera needs exactly one of path or inline")
+        return self
+
+
+class RuntimeConfig(_Config):
+    """What a ``config`` command may replace at run time, as a whole (never a partial patch)."""
+
+    config_version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    heartbeat_interval_s: float = Field(default=30.0, ge=1, le=3600)
+    cameras: list[CameraRef] = Field(default_factory=list, max_length=16)
+
+
+class NodeConfig(_Config):
+    """One edge node. Loaded from ``NODE.yaml`` by `load_node_config`."""
+
+    site_id: Segment
+    device_id: Segment = Field(description="Also the MQTT client id and default username.")
+    config_version: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "0"
+    data_dir: Path = Field(
+        default=Path("/var/lib/guanjia"), description="Where runtime state (applied config) lives."
+    )
+    mqtt: MqttSettings
+    outbox: OutboxSettings
+    heartbeat_interval_s: float = Field(default=30.0, ge=1, le=3600)
+    model: ModelSettings | None = Field(
+        default=None, description="Required when the node has cameras."
+    )
+    cameras: list[CameraRef] = Field(default_factory=list, max_length=16)
+    actions: list[ActionSettings] = Field(default_factory=_log_only)
+    commands: CommandSettings = Field(default_factory=CommandSettings)
+
+    @model_validator(mode="after")
+    def _model_for_cameras(self) -> NodeConfig:
+        if self.cameras and self.model is None:
+            raise ValueError("cameras need a model section")
+        return self
+
+    @property
+    def mqtt_username(self) -> str | None:
+        """The broker user: explicit, else the device id; None when anonymous."""
+        if self.mqtt.allow_anonymous and self.mqtt.username is None:
+            return None
+        return self.mqtt.username or self.device_id
+
+    @property
+    def runtime(self) -> RuntimeConfig:
+        """The run-time-replaceable part of this configuration."""
+        return RuntimeConfig(
+            config_version=self.config_version,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+            cameras=self.cameras,
+        )
+
+
+class NodeConfigError(ValueError):
+    """A node configuration file that cannot be read or does not validate."""
+
+
+def _resolve(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else (base / path)
+
+
+def load_node_config(path: Path) -> NodeConfig:
+    """Read and validate ``NODE.yaml``; relative paths are resolved against its directory."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise NodeConfigError(f"cannot read node config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise NodeConfigError(f"{path}: top level must be a mapping")
+    try:
+        config = NodeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise NodeConfigError(f"{path}: {exc}") from exc
+    base = path.resolve().parent
+    cameras = [
+        camera
+        if camera.path is None
+        else camera.model_copy(update={"path": _resolve(base, camera.path)})
+        for camera in config.cameras
+    ]
+    mqtt = config.mqtt
+    if mqtt.password_file is not None:
+        mqtt = mqtt.model_copy(update={"password_file": _resolve(base, mqtt.password_file)})
+    if mqtt.tls is not None:
+        tls = mqtt.tls.model_copy(
+            update={
+                name: _resolve(base, value)
+                for name in ("ca_file", "cert_file", "key_file")
+                if (value := getattr(mqtt.tls, name)) is not None
+            }
+        )
+        mqtt = mqtt.model_copy(update={"tls": tls})
+    model = config.model
+    if model is not None:
+        model = model.model_copy(
+            update={
+                "manifest": _resolve(base, model.manifest),
+                "dir": None if model.dir is None else _resolve(base, model.dir),
+            }
+        )
+    return config.model_copy(
+        update={
+            "cameras": cameras,
+            "mqtt": mqtt,
+            "model": model,
+            "outbox": config.outbox.model_copy(update={"path": _resolve(base, config.outbox.path)}),
+            "data_dir": _resolve(base, config.data_dir),
+        }
+    )
