@@ -1,0 +1,195 @@
+"""Records the store returns and the API serves (pydantic, extra="forbid")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.auth import Role
+from gateway.lifecycle import TicketState
+from gateway.sla import TicketCategory
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TicketPublic(_Record):
+    """One ticket as listed."""
+
+    id: int
+    site_id: str
+    device_id: str
+    category: TicketCategory
+    zone_id: str | None
+    grid_id: str | None
+    severity: str
+    state: TicketState
+    tier: int
+    assignee: str | None
+    escalated_to: str | None
+    event_count: int
+    created_at: float
+    updated_at: float
+    acknowledged_at: float | None
+    resolved_at: float | None
+    resolved_by: str | None
+    closed_at: float | None
+    condition_cleared_at: float | None
+    ack_due_at: float
+    resolve_due_at: float
+    resolution_note: str | None
+
+
+class EvidencePublic(_Record):
+    """One message's evidence attached to a ticket."""
+
+    event_id: str
+    msg_id: str
+    phase: str
+    seq: int
+    ts: float
+    snapshot_id: str | None
+    snapshot_url: str | None
+    detail: dict[str, Any]
+
+
+class AuditEntry(_Record):
+    """One line of a ticket's audit log."""
+
+    at: float
+    actor: str
+    action: str
+    from_state: str | None
+    to_state: str | None
+    detail: dict[str, Any]
+
+
+class EscalationPublic(_Record):
+    """One recorded SLA breach."""
+
+    breach: str
+    due_at: float
+    at: float
+    from_tier: int
+    to_tier: int
+    handoff_to: str | None
+
+
+class AttachmentPublic(_Record):
+    """A photo uploaded to a ticket."""
+
+    id: int
+    content_type: str
+    uploaded_by: str
+    at: float
+    url: str
+
+
+class TicketDetail(TicketPublic):
+    """A ticket with its evidence, audit log, escalations and photos."""
+
+    evidence: list[EvidencePublic]
+    audit: list[AuditEntry]
+    escalations: list[EscalationPublic]
+    attachments: list[AttachmentPublic]
+
+
+class TicketPage(_Record):
+    """A page of tickets."""
+
+    items: list[TicketPublic]
+    total: int
+    offset: int
+    limit: int
+
+
+class DevicePublic(_Record):
+    """A registered device and what the gateway last heard from it."""
+
+    device_id: str
+    site_id: str
+    kind: str
+    location: str | None
+    zone_id: str | None
+    grid_id: str | None
+    online: bool
+    last_seen: float | None
+    health: dict[str, Any] | None
+
+
+class DeviceCreate(_Record):
+    """Register a device (credentials are provisioned with `guanjia device add`)."""
+
+    device_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    site_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    kind: str = Field(min_length=1, max_length=32)
+    location: str | None = Field(default=None, max_length=200)
+    zone_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    grid_id: str | None = None
+
+
+class GridPublic(_Record):
+    """A micro-grid of a site."""
+
+    grid_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    site_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    name: str = Field(min_length=1, max_length=200)
+    supervisor: str | None = None
+    zones: list[str] = Field(default_factory=list)
+
+
+class ShiftPublic(_Record):
+    """One roster entry."""
+
+    id: int | None = None
+    grid_id: str
+    username: str
+    starts_at: float
+    ends_at: float
+
+
+class UserPublic(_Record):
+    """A console user (never the password hash)."""
+
+    username: str
+    role: Role
+    sites: list[str]
+    display_name: str | None
+    disabled: bool
+
+
+class UserCreate(_Record):
+    """Create a console user."""
+
+    username: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    password: str = Field(min_length=10, max_length=200)
+    role: Role
+    sites: list[str] = Field(min_length=1)
+    display_name: str | None = None
+
+
+class DeadLetterPublic(_Record):
+    """A message the gateway refused, with why."""
+
+    id: int
+    received_at: float
+    topic: str
+    payload_excerpt: str
+    payload_size: int
+    error_kind: str
+    reason: str
+
+
+class Change(_Record):
+    """Something the console should redraw: pushed on the stream after the commit."""
+
+    kind: str  # ticket | device
+    action: str
+    site_id: str
+    ticket_id: int | None = None
+    device_id: str | None = None
+    state: str | None = None
+    category: str | None = None
+    at: float

@@ -1,0 +1,7 @@
+"""The gateway's data layer: the only package that imports SQLAlchemy (plus the Alembic
+migrations in `gateway/migrations`). Everything else talks to `Store`."""
+
+from gateway.store.engine import StoreUnavailableError, database_url, migrate
+from gateway.store.repository import Store
+
+__all__ = ["Store", "StoreUnavailableError", "database_url", "migrate"]

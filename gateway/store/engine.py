@@ -1,0 +1,69 @@
+"""Engines and migrations: URL normalisation, SQLite tuning, Alembic upgrade."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class StoreUnavailableError(RuntimeError):
+    """The database could not be reached: the caller retries later, the input is not at fault."""
+
+
+def database_url(url: str) -> str:
+    """Normalise a URL: plain ``postgresql://`` (and ``postgres://``) use psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; take control of
+    # it, and take the write lock up front (BEGIN IMMEDIATE) so two processes never deadlock
+    # upgrading a read lock. WAL lets the API read while ingest writes.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: object) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url` (SQLite file or PostgreSQL), tuned for the gateway's workload."""
+    normalised = database_url(url)
+    parsed = make_url(normalised)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(normalised, connect_args={"timeout": 30})
+        _tune_sqlite(engine)
+        return engine
+    return create_engine(normalised, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest schema (Alembic ``upgrade head``)."""
+    from alembic import command
+    from alembic.config import Config
+
+    engine = make_engine(url)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()

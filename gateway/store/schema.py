@@ -1,0 +1,249 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations must match these.
+
+Uniqueness that the business rules rely on lives here, so the database arbitrates between
+replicas:
+
+- ``processed_messages.msg_id``: a message id is processed once (redeliveries are dropped);
+- ``tickets.active_key``: at most one open ticket per (site, device, category, zone); the
+  column is NULL once the ticket is resolved or closed (NULLs never collide);
+- ``ticket_events.event_id``: an edge event belongs to exactly one ticket;
+- ``escalations (ticket_id, breach)``: each SLA breach escalates once.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+grids = Table(
+    "grids",
+    metadata,
+    Column("grid_id", String(64), primary_key=True),
+    Column("site_id", String(64), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("supervisor", String(64), nullable=True),
+)
+
+zones = Table(
+    "zones",
+    metadata,
+    Column("site_id", String(64), primary_key=True),
+    Column("zone_id", String(64), primary_key=True),
+    Column("grid_id", String(64), ForeignKey("grids.grid_id"), nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("site_id", String(64), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("location", String(200), nullable=True),
+    Column("zone_id", String(64), nullable=True),
+    Column("grid_id", String(64), ForeignKey("grids.grid_id"), nullable=True),
+    Column("online", Boolean, nullable=False, default=False),
+    Column("last_seen", Float, nullable=True),
+    Column("last_status_ts", Float, nullable=True),
+    Column("heartbeat_interval_s", Float, nullable=True),
+    Column("health", JSON, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+mqtt_credentials = Table(
+    "mqtt_credentials",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(300), nullable=False),
+    Column("role", String(16), nullable=False),  # device | gateway
+    Column("site_id", String(64), nullable=True),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(300), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("sites", JSON, nullable=False),  # list of site ids; ["*"] = every site
+    Column("display_name", String(200), nullable=True),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+shifts = Table(
+    "shifts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("grid_id", String(64), ForeignKey("grids.grid_id"), nullable=False, index=True),
+    Column("username", String(64), nullable=False),
+    Column("starts_at", Float, nullable=False),
+    Column("ends_at", Float, nullable=False),
+)
+
+processed_messages = Table(
+    "processed_messages",
+    metadata,
+    Column("msg_id", String(128), primary_key=True),
+    Column("device_id", String(64), nullable=False),
+    Column("received_at", Float, nullable=False, index=True),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", Float, nullable=False, index=True),
+    Column("topic", String(300), nullable=False),
+    Column("payload_excerpt", Text, nullable=False),
+    Column("payload_size", Integer, nullable=False),
+    Column("error_kind", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site_id", String(64), nullable=False, index=True),
+    Column("device_id", String(64), nullable=False),
+    Column("category", String(32), nullable=False, index=True),
+    Column("zone_id", String(64), nullable=True),
+    Column("grid_id", String(64), nullable=True, index=True),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("tier", Integer, nullable=False),
+    Column("assignee", String(64), nullable=True),
+    Column("escalated_to", String(200), nullable=True),
+    Column("dedup_key", String(300), nullable=False, index=True),
+    Column("active_key", String(300), nullable=True, unique=True),
+    Column("event_count", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("acknowledged_at", Float, nullable=True),
+    Column("resolved_at", Float, nullable=True),
+    Column("resolved_by", String(64), nullable=True),
+    Column("closed_at", Float, nullable=True),
+    Column("condition_cleared_at", Float, nullable=True),
+    Column("ack_due_at", Float, nullable=False),
+    Column("resolve_due_at", Float, nullable=False),
+    Column("resolution_note", Text, nullable=True),
+)
+Index("ix_tickets_open_due", tickets.c.state, tickets.c.ack_due_at, tickets.c.resolve_due_at)
+
+ticket_events = Table(
+    "ticket_events",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False, index=True),
+    Column("device_id", String(64), nullable=False),
+    Column("ended", Boolean, nullable=False),
+    Column("last_seq", Integer, nullable=False),
+)
+
+evidence = Table(
+    "evidence",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False, index=True),
+    Column("event_id", String(128), nullable=False),
+    Column("msg_id", String(128), nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("snapshot_id", String(64), nullable=True),
+    Column("detail", JSON, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False, index=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("from_state", String(16), nullable=True),
+    Column("to_state", String(16), nullable=True),
+    Column("detail", JSON, nullable=False),
+)
+
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False),
+    Column("breach", String(16), nullable=False),
+    Column("due_at", Float, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("from_tier", Integer, nullable=False),
+    Column("to_tier", Integer, nullable=False),
+    Column("handoff_to", String(200), nullable=True),
+    UniqueConstraint("ticket_id", "breach", name="uq_escalations_ticket_breach"),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("site_id", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("snapshot_id", String(64), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("received_at", Float, nullable=False),
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False, index=True),
+    Column("content_type", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("uploaded_by", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("grid_id", String(64), nullable=True),  # NULL = every grid
+    Column("category", String(32), nullable=True),  # NULL = every category
+    Column("url", String(500), nullable=False),
+    Column("flavour", String(16), nullable=False),  # wecom | dingtalk | feishu
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("webhook_id", Integer, ForeignKey("webhooks.id"), nullable=False),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float, nullable=False, index=True),
+    Column("delivered_at", Float, nullable=True),
+    Column("failed", Boolean, nullable=False),
+    Column("last_error", Text, nullable=True),
+)
