@@ -124,10 +124,9 @@ def changed_regions(
 ) -> tuple[list[tuple[int, int, int, int]], float]:
     """Bounding boxes (x1, y1, x2, y2 px) of changed blobs, and the changed fraction of the frame.
 
-    The mean brightness shift between frame and background is removed first, so a uniform
-    lighting change does not light up the whole frame.
+    The caller compensates global brightness first (see `edge.motion`).
     """
-    diff = cv2.absdiff(grey, background + float(grey.mean() - background.mean()))
+    diff = cv2.absdiff(grey, background)
     mask = (diff > threshold).astype(np.uint8)
     fraction = float(mask.mean())
     mask = as_image(cv2.dilate(mask, _DILATE, iterations=2))

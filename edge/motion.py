@@ -1,0 +1,69 @@
+"""The motion gate: cheap frame differencing that decides when the detector must run.
+
+A downscaled, blurred grey frame is compared with a running-average background; changed
+pixels are grouped into regions (contours). The gate compensates the frame's overall gain
+first, and treats a change over most of the frame (lights switched on, a cloud, the camera's
+IR switch) as a lighting change: it relearns the background at once and reports no regions,
+so lighting never causes a storm of detector calls.
+
+The policy that turns motion into "run the detector now" lives in the pipeline
+(`edge.pipeline.DetectorSchedule`), because it also depends on the tracks and the zones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge import imaging
+from edge.camera_config import MotionConfig
+
+RelBox = tuple[float, float, float, float]
+
+# Mean brightness may drift this much between frames before it counts as a lighting change.
+_MAX_GAIN_STEP = 0.15
+
+
+@dataclass(frozen=True)
+class Motion:
+    """What changed in one frame: regions as relative boxes, the changed fraction."""
+
+    regions: list[RelBox] = field(default_factory=list)
+    changed: float = 0.0
+    lighting_change: bool = False
+    first_frame: bool = False
+
+
+class MotionGate:
+    """Running-average background subtraction on a small grey frame."""
+
+    def __init__(self, config: MotionConfig) -> None:
+        self._config = config
+        self._background: imaging.FloatArray | None = None
+        self._shape: tuple[int, int] | None = None
+
+    def reset(self) -> None:
+        """Forget the background (next frame counts as the first)."""
+        self._background = None
+
+    def update(self, frame: imaging.Image) -> Motion:
+        """Compare `frame` with the background, then blend it in."""
+        grey = imaging.grey_small(frame, self._config.width)
+        if self._background is None or self._shape != grey.shape:
+            self._background = grey.copy()
+            self._shape = (grey.shape[0], grey.shape[1])
+            return Motion(first_frame=True)
+        background = self._background
+        gain = float(grey.mean()) / max(float(background.mean()), 1.0)
+        h, w = grey.shape
+        min_area_px = self._config.min_area * h * w
+        regions_px, changed = imaging.changed_regions(
+            background * np.float32(gain), grey, self._config.threshold, min_area_px
+        )
+        if abs(gain - 1.0) > _MAX_GAIN_STEP or changed > self._config.global_change:
+            self._background = grey.copy()
+            return Motion(changed=changed, lighting_change=True)
+        imaging.accumulate(background, grey, self._config.alpha)
+        regions = [(x1 / w, y1 / h, x2 / w, y2 / h) for x1, y1, x2, y2 in regions_px]
+        return Motion(regions=regions, changed=changed)

@@ -1,0 +1,80 @@
+"""What every zone rule receives and returns, and the factory from zone config to rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import time as dtime
+from typing import Protocol
+
+from contract import EventCategory, Severity
+from edge.camera_config import (
+    ElevatorZone,
+    FireLaneZone,
+    IllegalParkingZone,
+    LitterZone,
+    Zone,
+)
+from edge.tracker import Track
+from edge.zones import ZoneMemberships
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A rule's condition holds for one track: since when, and whether it is ripe for an event.
+
+    A held-but-not-ready condition keeps an open event alive without starting one (e.g. an
+    e-bike still in the cabin after one missed detection).
+    """
+
+    track_id: int
+    since: float
+    ready: bool
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """Everything a rule may look at for one frame."""
+
+    now: float
+    local_time: dtime
+    tracks: list[Track]
+    memberships: ZoneMemberships
+
+
+class ZoneRule(Protocol):
+    """One zone's rule."""
+
+    zone_id: str
+    category: EventCategory
+    severity: Severity
+
+    def evaluate(self, ctx: RuleContext) -> dict[int, Condition]:
+        """Conditions that hold now, by track id."""
+
+
+def make_rule(zone: Zone) -> ZoneRule:
+    """The rule object for a zone config."""
+    # Imported here: each rule module imports this one for Condition/RuleContext.
+    from edge.rules.elevator import EbikeInElevatorRule
+    from edge.rules.fire_lane import FireLaneRule
+    from edge.rules.litter import LitterRule
+    from edge.rules.parking import IllegalParkingRule
+
+    if isinstance(zone, IllegalParkingZone):
+        return IllegalParkingRule(zone)
+    if isinstance(zone, FireLaneZone):
+        return FireLaneRule(zone)
+    if isinstance(zone, ElevatorZone):
+        return EbikeInElevatorRule(zone)
+    if isinstance(zone, LitterZone):
+        return LitterRule(zone)
+    raise TypeError(f"no rule for zone type {type(zone).__name__}")  # pragma: no cover
+
+
+def stationary_in_zone_since(track: Track, ctx: RuleContext, zone_id: str) -> float | None:
+    """When a confirmed track became both stationary and inside the zone, else None."""
+    member = ctx.memberships.get(zone_id, track.track_id)
+    since = track.stationary_since
+    if not track.confirmed or since is None or not member.inside or member.entered_at is None:
+        return None
+    return max(since, member.entered_at)

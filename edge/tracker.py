@@ -1,0 +1,232 @@
+"""Multi-object tracker with a stationary state, on numpy + scipy (pure: `now` is passed in).
+
+Why not norfair (Frigate's tracker)? We need three things it does not give directly: a
+stationary state whose dwell clock survives detector misses and partial occlusion, time-based
+(not frame-based) ageing because the motion gate runs the detector irregularly, and tracks
+kept per object category. A ByteTrack-style associator is ~200 lines here: Hungarian
+assignment (scipy) on IoU against constant-velocity predictions, per category.
+
+Stationary handling (Frigate's most reported pain is parked cars re-alerting):
+
+- Each track has an *anchor* box and the time it was set. While new boxes overlap the anchor
+  (IoU >= ``stationary_iou``), the anchor stays; after ``stationary_s`` the track is stationary
+  and ``stationary_since`` is the anchor's time.
+- A stationary track ignores odd boxes: a box that lies mostly inside the anchor (a passer-by
+  hides part of the car) is occlusion, not movement. Only ``moved_confirmations`` displaced
+  boxes in a row make it moving again, with a new anchor.
+- A stationary track that the detector misses is kept for ``max_lost_stationary_s`` (moving
+  tracks: ``max_lost_s``), so its dwell timer survives misses and occlusion.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from contract import ObjectCategory
+from edge.camera_config import TrackerConfig
+
+RelBox = tuple[float, float, float, float]
+
+# A box this much inside the anchor is an occluded view of the same parked object.
+_OCCLUSION_CONTAINMENT = 0.85
+_HISTORY = 32
+
+
+@dataclass(frozen=True)
+class TrackInput:
+    """One detection, box relative to the frame."""
+
+    box: RelBox
+    score: float
+    class_name: str
+    category: ObjectCategory
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A detection that was assigned to a track: evidence for events."""
+
+    ts: float
+    box: RelBox
+    score: float
+
+
+@dataclass
+class Track:
+    """One tracked object. Read it; only the `Tracker` changes it."""
+
+    track_id: int
+    category: ObjectCategory
+    class_name: str
+    box: RelBox
+    score: float
+    best_score: float
+    first_seen: float
+    last_seen: float
+    anchor: RelBox
+    anchor_since: float
+    hits: int = 1
+    confirmed: bool = False
+    stationary: bool = False
+    moved_streak: int = 0
+    consecutive_hits: int = 1
+    seen_last_update: bool = True
+    velocity: tuple[float, float] = (0.0, 0.0)
+    history: deque[Sighting] = field(default_factory=lambda: deque(maxlen=_HISTORY))
+
+    @property
+    def stationary_since(self) -> float | None:
+        """When the object stopped moving, or None while it moves."""
+        return self.anchor_since if self.stationary else None
+
+    @property
+    def bottom_centre(self) -> tuple[float, float]:
+        """The point that decides zone membership: where the object touches the ground."""
+        x1, _, x2, y2 = self.box
+        return ((x1 + x2) / 2, y2)
+
+    def predicted(self, now: float) -> RelBox:
+        """Constant-velocity guess of where a moving track is now."""
+        if self.stationary:
+            return self.anchor
+        dt = min(now - self.last_seen, 1.0)  # never extrapolate far: lost tracks stay put
+        vx, vy = self.velocity
+        x1, y1, x2, y2 = self.box
+        return (x1 + vx * dt, y1 + vy * dt, x2 + vx * dt, y2 + vy * dt)
+
+
+def iou(a: RelBox, b: RelBox) -> float:
+    """Intersection over union of two boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def containment(inner: RelBox, outer: RelBox) -> float:
+    """Fraction of `inner`'s area that lies inside `outer`."""
+    ix = max(0.0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
+    iy = max(0.0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
+    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
+    return ix * iy / area if area > 0 else 0.0
+
+
+class Tracker:
+    """Associates detections across detector calls; call `update` after every detector run."""
+
+    def __init__(self, config: TrackerConfig) -> None:
+        self._config = config
+        self._tracks: dict[int, Track] = {}
+        self._ids = itertools.count(1)
+
+    @property
+    def tracks(self) -> list[Track]:
+        """Live tracks, oldest first."""
+        return list(self._tracks.values())
+
+    def confirmed(self) -> list[Track]:
+        """Tracks seen often enough to be trusted."""
+        return [t for t in self._tracks.values() if t.confirmed]
+
+    def update(self, detections: list[TrackInput], now: float) -> list[Track]:
+        """Assign `detections` (one detector run at time `now`); returns the dropped tracks."""
+        unmatched = set(range(len(detections)))
+        matched_tracks: set[int] = set()
+        for category in {d.category for d in detections}:
+            tracks = [t for t in self._tracks.values() if t.category is category]
+            idx = [i for i, d in enumerate(detections) if d.category is category]
+            if not tracks:
+                continue
+            score = np.zeros((len(tracks), len(idx)), dtype=np.float64)
+            for r, track in enumerate(tracks):
+                guess = track.predicted(now)
+                for c, i in enumerate(idx):
+                    box = detections[i].box
+                    score[r, c] = iou(guess, box)
+                    if track.stationary:
+                        score[r, c] = max(score[r, c], 0.5 * containment(box, track.anchor))
+            rows, cols = linear_sum_assignment(-score)
+            for r, c in zip(rows, cols, strict=True):
+                if score[r, c] < self._config.match_iou:
+                    continue
+                self._observe(tracks[r], detections[idx[c]], now)
+                matched_tracks.add(tracks[r].track_id)
+                unmatched.discard(idx[c])
+        dropped: list[Track] = []
+        for track in list(self._tracks.values()):
+            if track.track_id in matched_tracks:
+                continue
+            track.seen_last_update = False
+            track.consecutive_hits = 0
+            limit = (
+                self._config.max_lost_stationary_s if track.stationary else self._config.max_lost_s
+            )
+            # Tentative tracks die on their first miss (ByteTrack): one-off ghosts stay cheap.
+            if now - track.last_seen > limit or not track.confirmed:
+                dropped.append(self._tracks.pop(track.track_id))
+        for i in sorted(unmatched):
+            det = detections[i]
+            track = Track(
+                track_id=next(self._ids),
+                category=det.category,
+                class_name=det.class_name,
+                box=det.box,
+                score=det.score,
+                best_score=det.score,
+                first_seen=now,
+                last_seen=now,
+                anchor=det.box,
+                anchor_since=now,
+                confirmed=self._config.min_hits <= 1,
+            )
+            track.history.append(Sighting(now, det.box, det.score))
+            self._tracks[track.track_id] = track
+        return dropped
+
+    def _observe(self, track: Track, det: TrackInput, now: float) -> None:
+        cfg = self._config
+        track.hits += 1
+        track.consecutive_hits += 1
+        track.seen_last_update = True
+        track.confirmed = track.confirmed or track.hits >= cfg.min_hits
+        track.score = det.score
+        if det.score >= track.best_score:
+            track.best_score = det.score
+            track.class_name = det.class_name  # the most confident class wins (car vs truck)
+        track.history.append(Sighting(now, det.box, det.score))
+        dt = now - track.last_seen
+        still = iou(det.box, track.anchor) >= cfg.stationary_iou
+        if track.stationary:
+            occluded = containment(det.box, track.anchor) >= _OCCLUSION_CONTAINMENT
+            if still or occluded:
+                track.moved_streak = 0
+            else:
+                track.moved_streak += 1
+                if track.moved_streak >= cfg.moved_confirmations:
+                    track.stationary = False
+                    track.moved_streak = 0
+                    track.anchor, track.anchor_since = det.box, now
+                    track.box = det.box
+            # While stationary the anchor is the best estimate: odd boxes do not move it.
+            track.box = track.anchor if track.stationary else det.box
+        else:
+            if dt > 0:
+                vx = ((det.box[0] + det.box[2]) - (track.box[0] + track.box[2])) / 2 / dt
+                vy = ((det.box[1] + det.box[3]) - (track.box[1] + track.box[3])) / 2 / dt
+                track.velocity = (
+                    0.5 * track.velocity[0] + 0.5 * vx,
+                    0.5 * track.velocity[1] + 0.5 * vy,
+                )
+            track.box = det.box
+            if not still:
+                track.anchor, track.anchor_since = det.box, now
+            elif now - track.anchor_since >= cfg.stationary_s:
+                track.stationary = True
+                track.velocity = (0.0, 0.0)
+        track.last_seen = now

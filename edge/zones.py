@@ -1,0 +1,101 @@
+"""Zone geometry and zone membership with inertia (pure; `now` is passed in).
+
+A track is in a zone when the bottom-centre of its box (where it touches the ground) lies in
+the zone's polygon. Membership flips only after ``inertia`` consecutive detector observations
+agree, so a box jittering on the border does not enter and leave on alternate frames.
+Membership is observed only on frames where the detector saw the track: between detector runs
+(the motion gate skipped them) and during misses, the last state holds.
+
+Point-in-polygon is a few lines of ray casting here rather than cv2.pointPolygonTest, so the
+rules stay free of OpenCV and testable without images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge.camera_config import Zone
+from edge.tracker import RelBox, Track
+
+
+def point_in_polygon(x: float, y: float, polygon: list[tuple[float, float]]) -> bool:
+    """Even-odd ray casting; points on the boundary may fall either way."""
+    inside = False
+    n = len(polygon)
+    for i in range(n):
+        x1, y1 = polygon[i]
+        x2, y2 = polygon[(i + 1) % n]
+        if (y1 > y) != (y2 > y):
+            cross_x = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+            if x < cross_x:
+                inside = not inside
+    return inside
+
+
+def polygon_bounds(polygon: list[tuple[float, float]]) -> RelBox:
+    """Axis-aligned bounding box of a polygon."""
+    xs = [p[0] for p in polygon]
+    ys = [p[1] for p in polygon]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+def box_near_zone(box: RelBox, polygon: list[tuple[float, float]], margin: float) -> bool:
+    """True if `box` overlaps the zone's bounding box grown by `margin` (cheap gate test)."""
+    x1, y1, x2, y2 = polygon_bounds(polygon)
+    return not (
+        box[2] < x1 - margin or box[0] > x2 + margin or box[3] < y1 - margin or box[1] > y2 + margin
+    )
+
+
+@dataclass
+class Membership:
+    """One track's relation to one zone."""
+
+    inside: bool = False
+    entered_at: float | None = None
+    streak: int = 0
+    streak_started: float = 0.0
+    consecutive_inside: int = 0
+
+
+class ZoneMemberships:
+    """Membership of every track in every zone of one camera."""
+
+    def __init__(self, zones: list[Zone]) -> None:
+        self._zones = {zone.id: zone for zone in zones}
+        self._state: dict[tuple[str, int], Membership] = {}
+
+    def get(self, zone_id: str, track_id: int) -> Membership:
+        """Current membership (a fresh outside one if never observed)."""
+        return self._state.get((zone_id, track_id), Membership())
+
+    def observe(self, tracks: list[Track], now: float) -> None:
+        """Fold in the tracks seen by the detector run at `now`."""
+        for track in tracks:
+            if not track.seen_last_update:
+                for zone_id in self._zones:
+                    member = self._state.get((zone_id, track.track_id))
+                    if member is not None:
+                        member.consecutive_inside = 0
+                continue
+            x, y = track.bottom_centre
+            for zone in self._zones.values():
+                key = (zone.id, track.track_id)
+                member = self._state.setdefault(key, Membership())
+                here = point_in_polygon(x, y, zone.polygon)
+                member.consecutive_inside = member.consecutive_inside + 1 if here else 0
+                if here == member.inside:
+                    member.streak = 0
+                    continue
+                if member.streak == 0:
+                    member.streak_started = now
+                member.streak += 1
+                if member.streak >= zone.inertia:
+                    member.inside = here
+                    member.entered_at = member.streak_started if here else None
+                    member.streak = 0
+
+    def forget(self, track_id: int) -> None:
+        """Drop the state of a track that the tracker dropped."""
+        for zone_id in self._zones:
+            self._state.pop((zone_id, track_id), None)
