@@ -150,13 +150,13 @@ class Subscriber:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         for topic in self.topics:
             client.subscribe(topic, qos=1)
         with self._lock:
             self.connects += 1
 
-    def _on_message(self, client, userdata, message) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, client, userdata, message) -> None:
         with self._lock:
             self.messages.append(
                 Received(message.topic, bytes(message.payload), bool(message.retain), time.time())

@@ -275,6 +275,7 @@ def test_uplink_kill_9_flips_retained_status_offline_within_1_5_keepalive(
     offline = sub.received("status")[1]
     assert offline.at - killed_at <= 1.5 * keepalive
     body = c.decode(c.Status, offline.payload)
+    assert isinstance(body, c.Status)
     assert body.state == "offline"
     assert body.reason == "connection lost (last will)"
     # Retained: a late subscriber sees offline at once.
