@@ -40,7 +40,7 @@ from contract import (
     snapshot_topic,
 )
 from edge.mqtt_link import LinkOptions, MqttLink
-from edge.outbox import Outbox, OutboxItem, OutboxStats, Priority
+from edge.outbox import CommandClaim, Outbox, OutboxItem, OutboxStats, Priority
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +307,10 @@ class Uplink:
         """Queue a CommandResult durably (for results outside the command ledger)."""
         self.outbox.put([self.result_item(result)])
         self._publisher.wake()
+
+    def claim_command(self, command_id: str, now: float) -> CommandClaim:
+        """Record `command_id` in the ledger unless seen (see `Outbox.claim_command`)."""
+        return self.outbox.claim_command(command_id, now)
 
     def complete_command(self, command_id: str, result: CommandResult) -> None:
         """Queue the one result of `command_id` and mark it answered, atomically."""
