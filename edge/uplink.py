@@ -44,7 +44,7 @@ from edge.outbox import CommandClaim, Outbox, OutboxItem, OutboxStats, Priority
 
 log = logging.getLogger(__name__)
 
-CommandCallback = Callable[[str, bytes], None]
+CommandCallback = Callable[[str, bytes], object]
 
 
 class SnapshotMismatchError(ValueError):
