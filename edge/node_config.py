@@ -118,13 +118,12 @@ class OutboxSettings(_Config):
 
 
 class ModelSettings(_Config):
-    """Which detector to load."""
+    """Which detector to load (threads are per camera: ``detector_threads`` in its config)."""
 
     dir: Path | None = Field(
         default=None, description="Weights directory; else GUANJIA_MODEL_DIR or ../shared/models."
     )
     manifest: Path = Field(description="Model manifest JSON (guanjia.model_manifest/1).")
-    threads: int = Field(default=2, ge=1, le=16, description="ONNX Runtime intra-op threads.")
 
 
 class LogActionSettings(_Config):

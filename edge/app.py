@@ -1,0 +1,496 @@
+"""The one place that wires an edge node process together.
+
+    NODE.yaml ─▶ NodeConfig
+                  ├─ Outbox (SQLite WAL) ◀─ Uplink ─▶ MqttLink (paho) ─▶ broker
+                  ├─ action sinks (log / MQTT / HTTP), fired by the rules on the spot
+                  ├─ per camera: FrameSource ─▶ CameraPipeline ─▶ Uplink.send_event
+                  ├─ heartbeat thread: HeartbeatBuilder + system health ─▶ Uplink (QoS 0)
+                  └─ CommandHandler ◀─ cmd/+ (ping, config, actuate, model_update)
+
+Threads: one per camera (capture + vision; they share nothing but the uplink), the heartbeat
+thread, and the uplink's publisher and command workers; paho runs its own network thread.
+SIGTERM/SIGINT set one stop event: cameras stop, in-flight messages get a moment to be acked,
+a retained ``offline`` goes out, and the outbox is closed. Whatever was not acked stays in the
+outbox for the next start.
+
+A ``config`` command replaces the `RuntimeConfig` (config version, heartbeat interval,
+cameras) as a whole: every camera is loaded and opened first, and only if all of that works are
+the old camera workers swapped for the new ones; otherwise the command is rejected and nothing
+changed. The applied config is written atomically to ``data_dir/runtime_config.json`` and wins
+over the file's runtime part on restart, until the file's own `config_version` changes (an
+operator edited NODE.yaml on purpose).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from pydantic import JsonValue, ValidationError
+
+from contract import Channel, Manifest, ModelRef, subscription
+from edge.actions import (
+    ActionSink,
+    FanOutActionSink,
+    HttpActionSink,
+    LoggingActionSink,
+    MqttActionSink,
+)
+from edge.camera_config import CameraConfig, CameraConfigError, load_camera_config
+from edge.commands import CommandHandler, ConfigRejectedError
+from edge.heartbeat import CameraSample, HeartbeatBuilder
+from edge.mqtt_link import LinkOptions
+from edge.node_config import (
+    CameraRef,
+    HttpActionSettings,
+    LogActionSettings,
+    MqttActionSettings,
+    NodeConfig,
+    RuntimeConfig,
+)
+from edge.outbox import Outbox
+from edge.system_health import read_system_health
+from edge.uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+RUNTIME_FILE = "runtime_config.json"
+
+
+class NodeStartError(RuntimeError):
+    """The node cannot start: bad camera, missing model, unreadable secret, unusable outbox."""
+
+
+# -- cameras ---------------------------------------------------------------------------------
+
+
+def resolve_camera(ref: CameraRef, base: Path) -> CameraConfig:
+    """Load one camera reference; relative paths are relative to the node config's directory."""
+    from edge.camera_config import parse_camera_config
+
+    if ref.path is not None:
+        path = ref.path if ref.path.is_absolute() else base / ref.path
+        return load_camera_config(path)
+    return parse_camera_config(ref.inline, origin="<inline camera>")
+
+
+def resolve_cameras(refs: list[CameraRef], base: Path) -> list[CameraConfig]:
+    """Load every camera; raise CameraConfigError / ValueError naming the first problem."""
+    cameras = [resolve_camera(ref, base) for ref in refs]
+    ids = [camera.camera_id for camera in cameras]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise ValueError(f"camera ids must be unique on a node, repeated: {repeated}")
+    return cameras
+
+
+class CameraWorker:
+    """One camera's thread: read a frame, run the pipeline, hand events to the uplink."""
+
+    def __init__(
+        self, config: CameraConfig, manifest: Manifest, model_dir: Path, node: EdgeNode
+    ) -> None:
+        from edge.capture import open_source
+        from edge.detector import load_detector
+        from edge.pipeline import CameraPipeline
+
+        self.config = config
+        self._node = node
+        detector = load_detector(model_dir, manifest, threads=config.detector_threads)
+        self.pipeline = CameraPipeline(
+            config,
+            detector,
+            node.actions,
+            site_id=node.config.site_id,
+            device_id=node.config.device_id,
+        )
+        self.source = open_source(config)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"camera-{config.camera_id}", daemon=True
+        )
+        self.finished = threading.Event()
+
+    @property
+    def live(self) -> bool:
+        """True for cameras/streams, False for clips."""
+        return self.source.live
+
+    def start(self) -> None:
+        """Start the frame loop."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop and release the source."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.source.close()
+
+    def sample(self) -> CameraSample:
+        """Cumulative counters for the heartbeat."""
+        cap = self.source.stats()
+        vis = self.pipeline.stats()
+        return CameraSample(
+            camera_id=self.config.camera_id,
+            online=cap.online,
+            frames_read=cap.frames_read,
+            frames_dropped=cap.frames_dropped,
+            reconnects=cap.reconnects,
+            frames_processed=vis.frames_processed,
+            detector_calls=vis.detector_calls,
+            inference_ms_p50=vis.inference_ms_p50,
+            inference_ms_p95=vis.inference_ms_p95,
+        )
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self.source.read(timeout=0.5)
+                if frame is None:
+                    if self.source.ended:
+                        log.info("camera %s: clip ended", self.config.camera_id)
+                        return
+                    continue
+                for out in self.pipeline.process(frame.image, frame.ts):
+                    self._node.uplink.send_event(out.event, out.snapshot)
+        except Exception:
+            # One broken camera must not take the node (and the other cameras) down; the
+            # heartbeat shows it offline/stalled.
+            log.exception("camera %s stopped on an error", self.config.camera_id)
+        finally:
+            self.finished.set()
+
+
+# -- runtime config persistence ----------------------------------------------------------------
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself must survive a power cut
+    finally:
+        os.close(fd)
+
+
+def load_runtime(config: NodeConfig) -> RuntimeConfig:
+    """The applied runtime config from data_dir, unless NODE.yaml's version moved on."""
+    path = config.data_dir / RUNTIME_FILE
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if stored.get("base_version") == config.config_version:
+            return RuntimeConfig.model_validate(stored["runtime"])
+        log.info("NODE.yaml config_version changed: ignoring the applied config in %s", path)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, ValidationError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+    return config.runtime
+
+
+def save_runtime(config: NodeConfig, runtime: RuntimeConfig) -> None:
+    """Persist an applied runtime config atomically (tmp file, fsync, rename, fsync dir)."""
+    body = {"base_version": config.config_version, "runtime": runtime.model_dump(mode="json")}
+    _write_atomically(config.data_dir / RUNTIME_FILE, json.dumps(body, indent=2).encode())
+
+
+# -- the node --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How `EdgeNode.run` ends."""
+
+    exit_when_clips_end: bool = False
+    """Exit once every camera is a recorded clip that has ended and the outbox is empty."""
+    drain_timeout_s: float = 30.0
+    """With `exit_when_clips_end`: how long to wait for the outbox to drain."""
+
+
+class EdgeNode:
+    """Everything one node process runs, built from a NodeConfig."""
+
+    def __init__(
+        self, config: NodeConfig, *, config_dir: Path, software_version: str = "0.1.0"
+    ) -> None:
+        self.config = config
+        self.config_dir = config_dir
+        self.software_version = software_version
+        self.started_at = time.time()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        try:
+            password = config.mqtt.password()
+        except ValueError as exc:
+            raise NodeStartError(str(exc)) from exc
+        self.outbox = Outbox(
+            config.outbox.path,
+            max_rows=config.outbox.max_rows,
+            max_bytes=int(config.outbox.max_mb * 1024 * 1024),
+            synchronous=config.outbox.synchronous,
+        )
+        tls = config.mqtt.tls
+        options = LinkOptions(
+            host=config.mqtt.host,
+            port=config.mqtt.port,
+            site_id=config.site_id,
+            device_id=config.device_id,
+            software_version=software_version,
+            username=config.mqtt_username,
+            password=password,
+            tls=tls is not None,
+            ca_file=None if tls is None or tls.ca_file is None else str(tls.ca_file),
+            cert_file=None if tls is None or tls.cert_file is None else str(tls.cert_file),
+            key_file=None if tls is None or tls.key_file is None else str(tls.key_file),
+            keepalive_s=config.mqtt.keepalive_s,
+            reconnect_min_s=config.mqtt.reconnect_min_s,
+            reconnect_max_s=config.mqtt.reconnect_max_s,
+            inflight=config.mqtt.inflight,
+            subscriptions=(
+                subscription(Channel.CMD, site_id=config.site_id, device_id=config.device_id),
+            ),
+        )
+        self.uplink = Uplink(options, self.outbox)
+        self._http_sinks: list[HttpActionSink] = []
+        self.actions = self._build_actions()
+        self.runtime = load_runtime(config)
+        self.manifest: Manifest | None = None
+        self.model_dir: Path | None = None
+        self.cameras: list[CameraWorker] = []
+        self.heartbeats = HeartbeatBuilder(
+            site_id=config.site_id,
+            device_id=config.device_id,
+            software_version=software_version,
+            started_at=self.started_at,
+        )
+        self.commands = CommandHandler(
+            site_id=config.site_id,
+            device_id=config.device_id,
+            settings=config.commands,
+            results=self.uplink,
+            actions=self.actions,
+            apply_config=self.apply_runtime,
+            ping_detail=self._ping_detail,
+        )
+        self.uplink.set_command_handler(
+            lambda topic, payload: self.commands.handle(topic, payload, time.time())
+        )
+
+    # -- building ------------------------------------------------------------------------
+
+    def _build_actions(self) -> ActionSink:
+        sinks: list[ActionSink] = []
+        for settings in self.config.actions:
+            if isinstance(settings, LogActionSettings):
+                sinks.append(LoggingActionSink())
+            elif isinstance(settings, MqttActionSettings):
+                sinks.append(
+                    MqttActionSink(
+                        self.uplink.link,
+                        settings.topic,
+                        site_id=self.config.site_id,
+                        device_id=self.config.device_id,
+                        qos=settings.qos,
+                    )
+                )
+            elif isinstance(settings, HttpActionSettings):
+                token = os.environ.get(settings.token_env) if settings.token_env else None
+                if settings.token_env and not token:
+                    raise NodeStartError(f"environment variable {settings.token_env} is not set")
+                sink = HttpActionSink(
+                    settings.url,
+                    site_id=self.config.site_id,
+                    device_id=self.config.device_id,
+                    timeout_s=settings.timeout_s,
+                    token=token,
+                    queue_size=settings.queue_size,
+                )
+                self._http_sinks.append(sink)
+                sinks.append(sink)
+        return sinks[0] if len(sinks) == 1 else FanOutActionSink(sinks)
+
+    def _load_model(self) -> tuple[Manifest, Path]:
+        from edge.detector import load_manifest
+        from edge.model_dir import resolve_model_dir
+
+        if self.manifest is not None and self.model_dir is not None:
+            return self.manifest, self.model_dir
+        if self.config.model is None:
+            raise ValueError("cameras need a model section in the node config")
+        manifest = load_manifest(self.config.model.manifest)
+        model_dir = resolve_model_dir(self.config.model.dir, weights=manifest.file)
+        self.manifest, self.model_dir = manifest, model_dir
+        return manifest, model_dir
+
+    def _open_cameras(self, refs: list[CameraRef]) -> list[CameraWorker]:
+        """Load and open every camera, or close what was opened and raise."""
+        configs = resolve_cameras(refs, self.config_dir)
+        if not configs:
+            return []
+        manifest, model_dir = self._load_model()
+        workers: list[CameraWorker] = []
+        try:
+            for camera in configs:
+                workers.append(CameraWorker(camera, manifest, model_dir, self))
+        except Exception:
+            for worker in workers:
+                worker.source.close()
+            raise
+        return workers
+
+    # -- runtime config ------------------------------------------------------------------
+
+    def apply_runtime(self, runtime: RuntimeConfig) -> None:
+        """Replace config version, heartbeat interval and cameras as a whole, or change nothing."""
+        try:
+            workers = self._open_cameras(runtime.cameras)
+        except (CameraConfigError, ValueError, OSError) as exc:
+            raise ConfigRejectedError(str(exc)) from exc
+        with self._lock:
+            old, self.cameras = self.cameras, workers
+            self.runtime = runtime
+        for worker in old:
+            worker.stop()
+        if not self._stop.is_set():
+            for worker in workers:
+                worker.start()
+        save_runtime(self.config, runtime)
+        log.info("applied config %s (%d cameras)", runtime.config_version, len(runtime.cameras))
+
+    # -- health --------------------------------------------------------------------------
+
+    def _ping_detail(self) -> dict[str, JsonValue]:
+        stats = self.uplink.stats()
+        return {
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "outbox_depth": stats.outbox.depth,
+            "outbox_dropped": stats.outbox.dropped,
+            "config_version": self.runtime.config_version,
+            "cameras": [worker.config.camera_id for worker in self.cameras],
+        }
+
+    def heartbeat_once(self, now: float) -> bool:
+        """Build and send one heartbeat; False if the broker is unreachable right now."""
+        with self._lock:
+            cameras = list(self.cameras)
+            runtime = self.runtime
+        model: ModelRef | None = None if self.manifest is None else self.manifest.ref
+        heartbeat = self.heartbeats.build(
+            now,
+            interval_s=runtime.heartbeat_interval_s,
+            cameras=[worker.sample() for worker in cameras],
+            outbox=self.outbox.stats(),
+            system=read_system_health(self.config.outbox.path.parent),
+            model=model,
+            config_version=runtime.config_version,
+        )
+        return self.uplink.send_heartbeat(heartbeat)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.runtime.heartbeat_interval_s):
+            try:
+                self.heartbeat_once(time.time())
+            except Exception:
+                log.exception("heartbeat failed")
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open cameras and start every thread; raise NodeStartError on a bad camera/model."""
+        try:
+            self.cameras = self._open_cameras(self.runtime.cameras)
+        except (CameraConfigError, ValueError, OSError) as exc:
+            raise NodeStartError(str(exc)) from exc
+        self.uplink.start()
+        for worker in self.cameras:
+            worker.start()
+        threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+        log.info(
+            "edge node %s/%s up: %d camera(s), outbox %s (%d queued)",
+            self.config.site_id,
+            self.config.device_id,
+            len(self.cameras),
+            self.config.outbox.path,
+            self.outbox.stats().depth,
+        )
+
+    def request_stop(self) -> None:
+        """Ask `run` to return (signal handlers call this)."""
+        self._stop.set()
+
+    def run(self, options: RunOptions | None = None) -> int:
+        """Start, block until stopped (or clips ended with `exit_when_clips_end`), shut down."""
+        opts = options or RunOptions()
+        self.start()
+        try:
+            while not self._stop.wait(0.2):
+                if opts.exit_when_clips_end and self._clips_done():
+                    self._drain(opts.drain_timeout_s)
+                    break
+        finally:
+            self.shutdown()
+        return 0
+
+    def _clips_done(self) -> bool:
+        with self._lock:
+            cameras = list(self.cameras)
+        return all(not w.live and w.finished.is_set() for w in cameras)
+
+    def _drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.outbox.stats().depth and time.monotonic() < deadline:
+            if self._stop.wait(0.1):
+                return
+        if self.outbox.stats().depth:
+            log.warning("%d message(s) still queued at exit", self.outbox.stats().depth)
+
+    def shutdown(self) -> None:
+        """Stop cameras, send a last heartbeat, go offline cleanly, close the outbox."""
+        self._stop.set()
+        with self._lock:
+            cameras, self.cameras = self.cameras, []
+        for worker in cameras:
+            worker.stop()
+        self.uplink.stop("shutdown")
+        for sink in self._http_sinks:
+            sink.close()
+        self.outbox.close()
+        log.info("edge node stopped")
+
+
+def install_signal_handlers(node: EdgeNode) -> None:
+    """SIGTERM (systemd stop) and SIGINT (Ctrl-C) request a clean shutdown."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: shutting down", signal.Signals(signum).name)
+        node.request_stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_node(
+    config_path: Path, options: RunOptions | None = None, *, software_version: str = "0.1.0"
+) -> int:
+    """Load NODE.yaml, build the node, run it until SIGTERM; the CLI's ``edge run``."""
+    from edge.node_config import load_node_config
+
+    config = load_node_config(config_path)
+    node = EdgeNode(
+        config, config_dir=config_path.resolve().parent, software_version=software_version
+    )
+    install_signal_handlers(node)
+    return node.run(options)

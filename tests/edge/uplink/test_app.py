@@ -1,0 +1,208 @@
+"""The wired node (`edge.app.EdgeNode`) on a real broker: clip → vision → outbox → MQTT."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import contract as c
+from edge.app import EdgeNode, RunOptions, load_runtime
+from edge.node_config import load_node_config
+from tests.edge.uplink.support import Subscriber, wait_until
+from tests.support.broker import MosquittoBroker
+
+pytestmark = pytest.mark.mqtt
+
+REPO = Path(__file__).resolve().parents[3]
+DEVICE = "edge-lift-01"
+
+
+def write_node(tmp_path: Path, broker: MosquittoBroker, site_id: str, **extra: Any) -> Path:
+    config: dict[str, Any] = {
+        "site_id": site_id,
+        "device_id": DEVICE,
+        "config_version": "v1",
+        "data_dir": "state",
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "allow_anonymous": True,
+            "keepalive_s": 5,
+            "reconnect_max_s": 1,
+        },
+        "outbox": {"path": "state/outbox.db"},
+        "heartbeat_interval_s": 1,
+    }
+    config.update(extra)
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return path
+
+
+def lift_clip(tmp_path: Path, images: Path, frames: int = 12) -> Path:
+    """A short 'elevator' clip: a photo with a bicycle, repeated."""
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for i in range(frames):
+        shutil.copy(images / "dog.jpg", clip / f"frame-{i:03d}.jpg")
+    return clip
+
+
+def start_in_thread(node: EdgeNode, options: RunOptions | None = None) -> threading.Thread:
+    thread = threading.Thread(target=node.run, args=(options,), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_node_runs_a_clip_end_to_end(
+    mqtt_broker: MosquittoBroker,
+    site_id: str,
+    tmp_path: Path,
+    model_dir: Path,
+    testdata_images: Path,
+) -> None:
+    clip = lift_clip(tmp_path, testdata_images)
+    controller_topic = f"lift/{site_id}/controller"
+    path = write_node(
+        tmp_path,
+        mqtt_broker,
+        site_id,
+        model={"dir": str(model_dir), "manifest": str(REPO / "models/yolox_nano.manifest.json")},
+        cameras=[
+            {
+                "inline": {
+                    "camera_id": "cam-lift",
+                    "source": str(clip),
+                    "fps": 5,
+                    "zones": [
+                        {
+                            "id": "cabin",
+                            "rule": "ebike_in_elevator",
+                            "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
+                            "min_consecutive": 3,
+                        }
+                    ],
+                }
+            }
+        ],
+        actions=[{"type": "log"}, {"type": "mqtt", "topic": controller_topic}],
+    )
+    sub = Subscriber(mqtt_broker, [c.subscription(site_id=site_id), controller_topic]).start()
+    node = EdgeNode(load_node_config(path), config_dir=tmp_path)
+    thread = start_in_thread(node, RunOptions(exit_when_clips_end=True, drain_timeout_s=10))
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    sub.stop()
+
+    events = [m for m in sub.messages if m.topic.endswith("/event")]
+    assert events, "the bicycle in the cabin produced no event"
+    first = c.decode_for_topic(events[0].topic, events[0].payload)[1]
+    assert isinstance(first, c.DetectionEvent)
+    assert first.category is c.EventCategory.EBIKE_IN_ELEVATOR
+    assert first.camera_id == "cam-lift"
+    assert first.model.name == "yolox_nano"
+    assert first.snapshot is not None
+    snap_topic = str(c.snapshot_topic(site_id, DEVICE, first.snapshot.snapshot_id))
+    topics = [m.topic for m in sub.messages]
+    assert topics.index(snap_topic) < topics.index(events[0].topic)  # snapshot first
+    _, jpeg = c.decode_for_topic(snap_topic, sub.messages[topics.index(snap_topic)].payload)
+    assert isinstance(jpeg, bytes)
+    assert len(jpeg) == first.snapshot.size_bytes
+    # The local actions went to the controller topic from the node itself.
+    actions = [json.loads(m.payload) for m in sub.messages if m.topic == controller_topic]
+    assert [a["action"] for a in actions] == ["voice_warning", "door_hold"]
+    assert all(a["site_id"] == site_id and a["zone_id"] == "cabin" for a in actions)
+    # Clean exit: outbox drained, retained offline last.
+    states = [json.loads(m.payload)["state"] for m in sub.messages if m.topic.endswith("/status")]
+    assert states[0] == "online"
+    assert states[-1] == "offline"
+    with_outbox = load_node_config(path).outbox.path
+    from edge.outbox import Outbox
+
+    with Outbox(with_outbox) as box:
+        assert box.stats().depth == 0
+
+
+def test_node_heartbeat_and_config_command(
+    mqtt_broker: MosquittoBroker, site_id: str, tmp_path: Path
+) -> None:
+    path = write_node(tmp_path, mqtt_broker, site_id)
+    sub = Subscriber(mqtt_broker, [c.subscription(site_id=site_id)]).start()
+    config = load_node_config(path)
+    node = EdgeNode(config, config_dir=tmp_path)
+    thread = start_in_thread(node)
+    try:
+        wait_until(lambda: len(sub.received("heartbeat")) >= 1, 10, "a heartbeat")
+        beat = c.decode(c.Heartbeat, sub.received("heartbeat")[0].payload)
+        assert isinstance(beat, c.Heartbeat)
+        assert beat.config_version == "v1"
+        assert beat.outbox_depth == 0
+        assert beat.disk_free_mb is not None
+        assert beat.disk_free_mb > 0
+        assert beat.cameras == []
+
+        def send(command_id: str, args: dict[str, Any]) -> None:
+            body = c.Command(
+                ts=time.time(),
+                site_id=site_id,
+                device_id=DEVICE,
+                command_id=command_id,
+                name="config",
+                args=args,
+                issued_by="gateway",
+            )
+            sub.publish(str(c.command_topic(site_id, DEVICE, "config")), c.encode(body))
+
+        # A camera with a typo: rejected as a whole, nothing changes.
+        send(
+            "cmd-config-0001",
+            {
+                "config_version": "v2-bad",
+                "cameras": [{"inline": {"camera_id": "x", "source": "/nope", "fsp": 5}}],
+            },
+        )
+        send("cmd-config-0002", {"config_version": "v2", "heartbeat_interval_s": 2})
+        wait_until(lambda: len(sub.received("cmd_result")) == 2, 10, "two results")
+        results = {r["command_id"]: r for r in sub.json("cmd_result")}
+        assert results["cmd-config-0001"]["status"] == "rejected"
+        assert "fsp" in str(results["cmd-config-0001"]["reason"])
+        assert results["cmd-config-0002"]["status"] == "ok"
+        count = len(sub.received("heartbeat"))
+        wait_until(lambda: len(sub.received("heartbeat")) > count + 1, 10, "new heartbeats")
+        latest = sub.json("heartbeat")[-1]
+        assert latest["config_version"] == "v2"
+        assert latest["interval_s"] == 2
+        # Persisted: a restart with the same NODE.yaml keeps v2 ...
+        assert load_runtime(config).config_version == "v2"
+    finally:
+        node.request_stop()
+        thread.join(timeout=15)
+        sub.stop()
+    # ... and an edited NODE.yaml (new version) wins over it.
+    edited = config.model_copy(update={"config_version": "v3"})
+    assert load_runtime(edited).config_version == "v3"
+
+
+def test_node_refuses_to_start_without_its_password(tmp_path: Path) -> None:
+    from edge.app import NodeStartError
+
+    path = tmp_path / "node.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "site_id": "s1",
+                "device_id": "d1",
+                "mqtt": {"host": "127.0.0.1", "password_env": "GUANJIA_TEST_UNSET_PW"},
+                "outbox": {"path": "o.db"},
+            }
+        )
+    )
+    with pytest.raises(NodeStartError, match="GUANJIA_TEST_UNSET_PW is not set"):
+        EdgeNode(load_node_config(path), config_dir=tmp_path)
