@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from gateway.cli import device_app, gateway_app
 from guanjia import __version__
 
 app = typer.Typer(
@@ -30,6 +31,10 @@ def version() -> None:
     from contract import PREFIX
 
     typer.echo(f"guanjia {__version__} (contract {PREFIX})")
+
+
+app.add_typer(gateway_app, name="gateway")
+app.add_typer(device_app, name="device")
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""The REST API: routes per resource, named dependencies, and the role table."""

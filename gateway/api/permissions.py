@@ -1,0 +1,59 @@
+"""Who may do what: every API route names one `Permission`; this table maps it to roles.
+
+docs/gateway.md prints this table and tests/gateway/test_api_roles.py checks every route ×
+every role against it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from gateway.auth import Role
+
+
+class Permission(StrEnum):
+    """One capability a route requires."""
+
+    READ_TICKETS = "read_tickets"
+    ACKNOWLEDGE = "acknowledge"
+    DISPATCH = "dispatch"
+    WORK = "work"  # start / resolve / upload a photo (workers: only their own tickets)
+    CLOSE = "close"  # close and reopen
+    READ_DEVICES = "read_devices"
+    WRITE_DEVICES = "write_devices"
+    READ_GRIDS = "read_grids"
+    WRITE_GRIDS = "write_grids"  # grids, zones and the duty roster
+    READ_USERS = "read_users"
+    WRITE_USERS = "write_users"
+    READ_DEAD_LETTERS = "read_dead_letters"
+    WRITE_WEBHOOKS = "write_webhooks"
+    STREAM = "stream"
+
+
+_ALL = frozenset(Role)
+_A = Role.ADMIN
+_S = Role.SUPERVISOR
+_O = Role.OPERATOR
+_W = Role.WORKER
+
+PERMISSIONS: dict[Permission, frozenset[Role]] = {
+    Permission.READ_TICKETS: _ALL,
+    Permission.ACKNOWLEDGE: frozenset({_A, _S, _O}),
+    Permission.DISPATCH: frozenset({_A, _S, _O}),
+    Permission.WORK: frozenset({_A, _S, _W}),
+    Permission.CLOSE: frozenset({_A, _S, _O}),
+    Permission.READ_DEVICES: frozenset({_A, _S, _O}),
+    Permission.WRITE_DEVICES: frozenset({_A, _S}),
+    Permission.READ_GRIDS: _ALL,
+    Permission.WRITE_GRIDS: frozenset({_A, _S}),
+    Permission.READ_USERS: frozenset({_A, _S}),
+    Permission.WRITE_USERS: frozenset({_A}),
+    Permission.READ_DEAD_LETTERS: frozenset({_A, _S}),
+    Permission.WRITE_WEBHOOKS: frozenset({_A}),
+    Permission.STREAM: _ALL,
+}
+
+
+def allowed(permission: Permission, role: Role) -> bool:
+    """Whether `role` holds `permission`."""
+    return role in PERMISSIONS[permission]

@@ -1,0 +1,208 @@
+"""Ticket routes: list (filter, sort, paginate), detail, transitions, photos, snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, UploadFile, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.api.deps import RuntimeDep, ensure_site, require, site_scope
+from gateway.api.permissions import Permission
+from gateway.auth import Principal, Role
+from gateway.lifecycle import Action, TicketState, TransitionError
+from gateway.models import AttachmentPublic, TicketDetail, TicketPage, TicketPublic
+from gateway.sla import TicketCategory
+from gateway.store.repository import ConflictError, NotFoundError
+
+router = APIRouter(prefix="/api/tickets", tags=["tickets"])
+
+MAX_PHOTO_BYTES = 5 * 1024 * 1024
+PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp"}
+
+Reader = Annotated[Principal, Depends(require(Permission.READ_TICKETS))]
+
+
+class TransitionBody(BaseModel):
+    """Optional details of a transition."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    assignee: str | None = Field(default=None, description="Who is dispatched (dispatch).")
+    note: str | None = Field(
+        default=None, max_length=4000, description="Resolution note / written plan / reason."
+    )
+
+
+@router.get("", response_model=TicketPage)
+async def list_tickets(
+    runtime: RuntimeDep,
+    principal: Reader,
+    *,
+    state: Annotated[list[TicketState] | None, Query()] = None,
+    category: Annotated[list[TicketCategory] | None, Query()] = None,
+    site_id: str | None = None,
+    grid_id: str | None = None,
+    assignee: str | None = None,
+    device_id: str | None = None,
+    sort: str = "-created_at",
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> TicketPage:
+    """Tickets in the caller's sites; `sort` is a field name, `-` for descending."""
+    sites = site_scope(principal)
+    if site_id is not None:
+        ensure_site(principal, site_id)
+        sites = [site_id]
+    try:
+        return await asyncio.to_thread(
+            runtime.store.list_tickets,
+            sites=sites,
+            states=[s.value for s in state] if state else None,
+            categories=[c.value for c in category] if category else None,
+            grid_id=grid_id,
+            assignee=assignee,
+            device_id=device_id,
+            sort=sort,
+            offset=offset,
+            limit=limit,
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+
+
+async def _load(runtime: RuntimeDep, principal: Principal, ticket_id: int) -> TicketDetail:
+    try:
+        ticket = await asyncio.to_thread(runtime.store.get_ticket, ticket_id)
+    except NotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    ensure_site(principal, ticket.site_id)
+    return ticket
+
+
+@router.get("/{ticket_id}", response_model=TicketDetail)
+async def get_ticket(ticket_id: int, runtime: RuntimeDep, principal: Reader) -> TicketDetail:
+    """A ticket with its evidence, audit log, escalations and photos."""
+    return await _load(runtime, principal, ticket_id)
+
+
+async def _transition(
+    runtime: RuntimeDep,
+    principal: Principal,
+    ticket_id: int,
+    action: Action,
+    body: TransitionBody | None,
+) -> TicketPublic:
+    ticket = await _load(runtime, principal, ticket_id)
+    if principal.role is Role.WORKER and ticket.assignee != principal.username:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "workers act only on their own tickets")
+    body = body or TransitionBody()
+    try:
+        updated, changes = await asyncio.to_thread(
+            runtime.store.transition,
+            ticket_id,
+            action,
+            principal.username,
+            time.time(),
+            assignee=body.assignee,
+            note=body.note,
+            policy=runtime.settings.policies[ticket.category],
+        )
+    except TransitionError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except ConflictError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    runtime.hub.publish(changes)
+    return updated
+
+
+def _transition_route(action: Action, permission: Permission) -> None:
+    async def route(
+        ticket_id: int,
+        runtime: RuntimeDep,
+        principal: Annotated[Principal, Depends(require(permission))],
+        body: TransitionBody | None = None,
+    ) -> TicketPublic:
+        return await _transition(runtime, principal, ticket_id, action, body)
+
+    route.__name__ = f"{action.value}_ticket"
+    route.__doc__ = f"Apply `{action.value}` to a ticket (audit-logged)."
+    router.add_api_route(
+        f"/{{ticket_id}}/{action.value}",
+        route,
+        methods=["POST"],
+        response_model=TicketPublic,
+        name=f"{action.value}_ticket",
+    )
+
+
+for _action, _permission in (
+    (Action.ACKNOWLEDGE, Permission.ACKNOWLEDGE),
+    (Action.DISPATCH, Permission.DISPATCH),
+    (Action.START, Permission.WORK),
+    (Action.RESOLVE, Permission.WORK),
+    (Action.CLOSE, Permission.CLOSE),
+    (Action.REOPEN, Permission.CLOSE),
+):
+    _transition_route(_action, _permission)
+
+
+@router.post("/{ticket_id}/photos", response_model=AttachmentPublic, status_code=201)
+async def upload_photo(
+    ticket_id: int,
+    file: UploadFile,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(require(Permission.WORK))],
+) -> AttachmentPublic:
+    """Attach a site photo (JPEG, PNG or WebP, at most 5 MiB)."""
+    ticket = await _load(runtime, principal, ticket_id)
+    if principal.role is Role.WORKER and ticket.assignee != principal.username:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "workers act only on their own tickets")
+    content_type = file.content_type or ""
+    if content_type not in PHOTO_TYPES:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "upload a JPEG, PNG or WebP")
+    data = await file.read(MAX_PHOTO_BYTES + 1)
+    if len(data) > MAX_PHOTO_BYTES or not data:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "photo must be 1 B to 5 MiB")
+    return await asyncio.to_thread(
+        runtime.store.add_attachment,
+        ticket_id,
+        data,
+        content_type=content_type,
+        actor=principal.username,
+        now=time.time(),
+    )
+
+
+@router.get("/{ticket_id}/attachments/{attachment_id}")
+async def get_attachment(
+    ticket_id: int, attachment_id: int, runtime: RuntimeDep, principal: Reader
+) -> Response:
+    """A ticket photo."""
+    try:
+        content_type, data, site_id = await asyncio.to_thread(
+            runtime.store.attachment, ticket_id, attachment_id
+        )
+    except NotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    ensure_site(principal, site_id)
+    return Response(data, media_type=content_type)
+
+
+@router.get("/{ticket_id}/snapshots/{snapshot_id}")
+async def get_snapshot(
+    ticket_id: int, snapshot_id: str, runtime: RuntimeDep, principal: Reader
+) -> Response:
+    """An evidence snapshot (JPEG from the edge) referenced by this ticket."""
+    ticket = await _load(runtime, principal, ticket_id)
+    if snapshot_id not in {e.snapshot_id for e in ticket.evidence}:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such snapshot on this ticket")
+    try:
+        data = await asyncio.to_thread(
+            runtime.store.snapshot, ticket.site_id, ticket.device_id, snapshot_id
+        )
+    except NotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    return Response(data, media_type="image/jpeg")

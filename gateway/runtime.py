@@ -1,0 +1,24 @@
+"""What one gateway process holds while it runs; built by `create_app`, reached by routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.auth import LoginLimiter
+from gateway.config import GatewaySettings
+from gateway.ingest import IngestHandler
+from gateway.metrics import GatewayMetrics
+from gateway.store import Store
+from gateway.stream import ChangeHub
+
+
+@dataclass
+class Runtime:
+    """The process's store, settings and shared services."""
+
+    settings: GatewaySettings
+    store: Store
+    hub: ChangeHub
+    metrics: GatewayMetrics
+    handler: IngestHandler
+    limiter: LoginLimiter
