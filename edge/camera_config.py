@@ -305,7 +305,11 @@ class TrackerConfig(_Config):
         ),
     )
     stationary_iou: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
-        default=0.8, description="IoU with its anchor box above which a box has 'not moved'."
+        default=0.6,
+        description=(
+            "IoU with its anchor box above which a box has 'not moved' (detector boxes of a "
+            "small parked car jitter by several pixels; 0.6 tolerates that)."
+        ),
     )
     stationary_s: Annotated[float, Field(ge=0)] = Field(
         default=2.0, description="Seconds a box must stay put before the track is stationary."

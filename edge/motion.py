@@ -41,15 +41,32 @@ class MotionGate:
     def __init__(self, config: MotionConfig) -> None:
         self._config = config
         self._background: imaging.FloatArray | None = None
+        self._last: imaging.FloatArray | None = None
         self._shape: tuple[int, int] | None = None
 
     def reset(self) -> None:
         """Forget the background (next frame counts as the first)."""
         self._background = None
 
+    def absorb(self, regions: list[RelBox]) -> None:
+        """Copy the latest frame into the background inside `regions` (relative boxes).
+
+        Called for motion the detector has explained as "nothing of interest" (the hole a car
+        left behind, a shadow): without it the running average keeps reporting that ghost for
+        seconds and the detector keeps running on it.
+        """
+        if self._background is None or self._last is None:
+            return
+        h, w = self._background.shape
+        for x1, y1, x2, y2 in regions:
+            c1, r1 = max(0, int(x1 * w) - 1), max(0, int(y1 * h) - 1)
+            c2, r2 = min(w, int(x2 * w + 0.999) + 1), min(h, int(y2 * h + 0.999) + 1)
+            self._background[r1:r2, c1:c2] = self._last[r1:r2, c1:c2]
+
     def update(self, frame: imaging.Image) -> Motion:
         """Compare `frame` with the background, then blend it in."""
         grey = imaging.grey_small(frame, self._config.width)
+        self._last = grey
         if self._background is None or self._shape != grey.shape:
             self._background = grey.copy()
             self._shape = (grey.shape[0], grey.shape[1])

@@ -33,13 +33,15 @@ from edge.actions import ActionRequest, ActionSink
 from edge.camera_config import CameraConfig, ElevatorZone
 from edge.detector import Detection, Detector
 from edge.motion import Motion, MotionGate
-from edge.rules import EventLifecycle, RuleContext, Transition, ZoneRule, make_rule
-from edge.tracker import Track, Tracker, TrackInput
+from edge.rules import Condition, EventLifecycle, RuleContext, Transition, ZoneRule, make_rule
+from edge.tracker import Track, Tracker, TrackInput, containment, iou
 from edge.zones import ZoneMemberships, box_near_zone
 
 log = logging.getLogger(__name__)
 
 _EVIDENCE_BOXES = 8
+_GHOST_MARGIN = 0.1
+_PART_OF = 0.8
 _TIMING_WINDOW = 200
 
 
@@ -80,31 +82,53 @@ class DetectorSchedule:
     def __init__(self, config: CameraConfig) -> None:
         self._motion = config.motion
         self._zones = config.zones
-        self._elevator_zones = [z.id for z in config.zones if isinstance(z, ElevatorZone)]
+        self._elevator_zones = [z for z in config.zones if isinstance(z, ElevatorZone)]
         self.last_run: float | None = None
+        self.reason: str | None = None
+        """Why the detector ran on the last frame (None: it did not); for tuning and tests."""
 
     def should_run(
         self, motion: Motion, tracks: list[Track], memberships: ZoneMemberships, now: float
     ) -> bool:
         """True if running the detector on this frame can change a decision."""
+        self.reason = self._reason(motion, tracks, memberships, now)
+        return self.reason is not None
+
+    def _reason(
+        self, motion: Motion, tracks: list[Track], memberships: ZoneMemberships, now: float
+    ) -> str | None:
         cfg = self._motion
-        if not cfg.enabled or self.last_run is None or motion.first_frame:
-            return True
+        if not cfg.enabled:
+            return "gate off"
+        if self.last_run is None or motion.first_frame:
+            return "first frame"
         since = now - self.last_run
         if any(self._relevant(region, tracks) for region in motion.regions):
-            return True
+            return "motion"
         for track in tracks:
-            if not track.confirmed or not track.stationary:
-                return True  # follow moving objects frame by frame
+            if track.seen_last_update and not (track.confirmed and track.stationary):
+                # Follow moving objects frame by frame; a lost one comes back through motion.
+                return "moving track"
             if track.category is ObjectCategory.TWO_WHEELER and any(
-                memberships.get(zone_id, track.track_id).inside for zone_id in self._elevator_zones
+                member.inside and member.consecutive_inside < zone.min_consecutive
+                for zone in self._elevator_zones
+                for member in [memberships.get(zone.id, track.track_id)]
             ):
-                return True  # the elevator rule counts consecutive detections
+                return "elevator count"  # the elevator rule counts consecutive detections
         if tracks and since >= cfg.keepalive_s:
-            return True
-        return since >= cfg.idle_keepalive_s
+            return "keepalive"
+        return "idle keepalive" if since >= cfg.idle_keepalive_s else None
 
     def _relevant(self, region: tuple[float, float, float, float], tracks: list[Track]) -> bool:
+        # A stationary object fading into the running-average background leaves a "ghost" of
+        # motion inside its own box for a few seconds; the keepalive covers it. Motion that
+        # spills out of the box (the car pulls away, someone walks past) still counts.
+        for track in tracks:
+            if track.stationary and track.confirmed:
+                x1, y1, x2, y2 = track.anchor
+                mx, my = (x2 - x1) * _GHOST_MARGIN, (y2 - y1) * _GHOST_MARGIN
+                if containment(region, (x1 - mx, y1 - my, x2 + mx, y2 + my)) >= 0.95:
+                    return False
         if not self._zones:
             return True
         margin = self._motion.zone_margin
@@ -175,12 +199,14 @@ class CameraPipeline:
         tracks = self._tracker.tracks
         if self._schedule.should_run(motion, tracks, self._memberships, now):
             self._run_detector(frame, now, w, h)
+            tracks = self._tracker.tracks
+            self._gate.absorb(_explained(motion.regions, tracks))
         tracks = self._tracker.tracks
         local = datetime.fromtimestamp(now, self._tz).time()
         ctx = RuleContext(now=now, local_time=local, tracks=tracks, memberships=self._memberships)
         out: list[EventOut] = []
         for rule in self._rules:
-            conditions = rule.evaluate(ctx)
+            conditions = _one_per_object(rule.evaluate(ctx), tracks)
             for track_id in conditions:
                 self._remember_best(rule.zone_id, track_id, frame)
             for transition in self._lifecycles[rule.zone_id].step(conditions, now):
@@ -330,6 +356,38 @@ class _EventIdFactory:
             self.site_id, self.device_id, self.camera_id, self.zone_id, track_id, f"{since:.3f}"
         )
         return f"ev-{digest[:20]}"
+
+
+def _explained(
+    regions: list[tuple[float, float, float, float]], tracks: list[Track]
+) -> list[tuple[float, float, float, float]]:
+    """Motion regions the detector run has explained: nothing moving there, or a parked object."""
+    moving = [t.box for t in tracks if t.seen_last_update and not t.stationary]
+    return [
+        r for r in regions if not any(iou(r, box) > 0 or containment(box, r) > 0 for box in moving)
+    ]
+
+
+def _one_per_object(conditions: dict[int, Condition], tracks: list[Track]) -> dict[int, Condition]:
+    """Drop conditions of tracks whose box lies inside another conditioned track's box.
+
+    The detector sometimes reports a part of an object as a second object of the same class
+    (the rear half of a bicycle); NMS keeps both because their IoU is low. One object, one event.
+    """
+    if len(conditions) < 2:
+        return conditions
+    boxes = {t.track_id: t.box for t in tracks if t.track_id in conditions}
+
+    def area(b: tuple[float, float, float, float]) -> float:
+        return (b[2] - b[0]) * (b[3] - b[1])
+
+    kept = dict(conditions)
+    for tid, box in boxes.items():
+        for other, obox in boxes.items():
+            if other != tid and area(obox) > area(box) and containment(box, obox) >= _PART_OF:
+                kept.pop(tid, None)
+                break
+    return kept
 
 
 def _track_input(det: Detection, w: int, h: int) -> TrackInput | None:

@@ -70,6 +70,7 @@ class Track:
     last_seen: float
     anchor: RelBox
     anchor_since: float
+    last_box: RelBox
     hits: int = 1
     confirmed: bool = False
     stationary: bool = False
@@ -150,7 +151,13 @@ class Tracker:
                     box = detections[i].box
                     score[r, c] = iou(guess, box)
                     if track.stationary:
-                        score[r, c] = max(score[r, c], 0.5 * containment(box, track.anchor))
+                        # Occluded views lie inside the anchor; a departing car moves on from
+                        # its last raw box. Both must still find their track.
+                        score[r, c] = max(
+                            score[r, c],
+                            0.5 * containment(box, track.anchor),
+                            iou(track.last_box, box),
+                        )
             rows, cols = linear_sum_assignment(-score)
             for r, c in zip(rows, cols, strict=True):
                 if score[r, c] < self._config.match_iou:
@@ -183,6 +190,7 @@ class Tracker:
                 last_seen=now,
                 anchor=det.box,
                 anchor_since=now,
+                last_box=det.box,
                 confirmed=self._config.min_hits <= 1,
             )
             track.history.append(Sighting(now, det.box, det.score))
@@ -200,6 +208,7 @@ class Tracker:
             track.best_score = det.score
             track.class_name = det.class_name  # the most confident class wins (car vs truck)
         track.history.append(Sighting(now, det.box, det.score))
+        track.last_box = det.box
         dt = now - track.last_seen
         still = iou(det.box, track.anchor) >= cfg.stationary_iou
         if track.stationary:
