@@ -94,7 +94,7 @@ class DetectorSchedule:
         self.reason = self._reason(motion, tracks, memberships, now)
         return self.reason is not None
 
-    def _reason(
+    def _reason(  # noqa: PLR0911 - one early return per reason reads best
         self, motion: Motion, tracks: list[Track], memberships: ZoneMemberships, now: float
     ) -> str | None:
         cfg = self._motion
