@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, UploadFile, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.deps import RuntimeDep, ensure_site, require, site_scope
+from gateway.api.deps import PrincipalDep, RuntimeDep, ensure_site, require, site_scope
 from gateway.api.permissions import Permission
 from gateway.auth import Principal, Role
 from gateway.lifecycle import Action, TicketState, TransitionError
@@ -119,10 +119,12 @@ async def _transition(
 
 
 def _transition_route(action: Action, permission: Permission) -> None:
+    # The permission goes in `dependencies`: a closure variable inside an annotation would not
+    # resolve under postponed evaluation of annotations.
     async def route(
         ticket_id: int,
         runtime: RuntimeDep,
-        principal: Annotated[Principal, Depends(require(permission))],
+        principal: PrincipalDep,
         body: TransitionBody | None = None,
     ) -> TicketPublic:
         return await _transition(runtime, principal, ticket_id, action, body)
@@ -135,6 +137,7 @@ def _transition_route(action: Action, permission: Permission) -> None:
         methods=["POST"],
         response_model=TicketPublic,
         name=f"{action.value}_ticket",
+        dependencies=[Depends(require(permission))],
     )
 
 
