@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from edge.cli import edge_app
 from gateway.cli import device_app, gateway_app
 from guanjia import __version__
 
@@ -33,6 +34,7 @@ def version() -> None:
     typer.echo(f"guanjia {__version__} (contract {PREFIX})")
 
 
+app.add_typer(edge_app, name="edge")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(device_app, name="device")
 
