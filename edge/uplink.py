@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 CommandCallback = Callable[[str, bytes], object]
 
+_COALESCE_S = 0.002
+
 
 class SnapshotMismatchError(ValueError):
     """An event's SnapshotRef does not describe the JPEG bytes sent with it."""
@@ -127,10 +129,15 @@ class _Publisher:
             with self._cond:
                 while not self._stopping and not self._acked and not self._can_send():
                     self._cond.wait(timeout=1.0)
-                if self._stopping:
-                    acked, self._acked = self._acked, []
-                    break
+                busy = not self._stopping and bool(self._inflight)
+            if busy:
+                # Under load, let a few more acks and puts gather before the next round trip
+                # to SQLite: one delete and one peek per batch, not per message.
+                time.sleep(_COALESCE_S)
+            with self._cond:
                 acked, self._acked = self._acked, []
+                if self._stopping:
+                    break
                 room = self.window - len(self._inflight) if self._connected else 0
                 generation = self._generation
                 cursor = self._cursor
