@@ -144,3 +144,38 @@ def replay(
         f"(duty {stats.detector_duty:.2f}), events {stats.events_published}",
         err=True,
     )
+
+
+@edge_app.command()
+def run(
+    config: Annotated[Path, typer.Option("--config", help="Node YAML (NODE.yaml).")],
+    exit_when_clips_end: Annotated[
+        bool,
+        typer.Option(
+            "--exit-when-clips-end",
+            help="Exit once every camera is a finished clip and the outbox has drained.",
+        ),
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Run the edge node: cameras → vision → durable outbox → MQTT, until SIGTERM."""
+    import logging
+
+    from edge.app import NodeStartError, RunOptions, run_node
+    from edge.node_config import NodeConfigError
+    from edge.outbox import OutboxError
+    from guanjia import __version__
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code = run_node(
+            config,
+            RunOptions(exit_when_clips_end=exit_when_clips_end),
+            software_version=__version__,
+        )
+    except (NodeConfigError, NodeStartError, OutboxError) as exc:
+        raise _fail(str(exc)) from exc
+    raise typer.Exit(code=code)
