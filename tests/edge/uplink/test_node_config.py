@@ -1,0 +1,133 @@
+"""NODE.yaml: every shipped example validates; secrets never leak; mistakes are named."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edge.app import resolve_cameras
+from edge.node_config import NodeConfig, NodeConfigError, load_node_config
+
+REPO = Path(__file__).resolve().parents[3]
+NODE_CONFIGS = sorted((REPO / "firmware_configs" / "nodes").glob("*.yaml"))
+
+
+def test_there_are_example_node_configs() -> None:
+    assert len(NODE_CONFIGS) >= 3
+
+
+@pytest.mark.parametrize("path", NODE_CONFIGS, ids=lambda p: p.name)
+def test_shipped_node_config_is_valid(path: Path) -> None:
+    config = load_node_config(path)
+    cameras = resolve_cameras(config.runtime.cameras, path.parent)
+    assert [cam.camera_id for cam in cameras]  # every example node has a camera
+    assert config.model is not None
+    assert config.outbox.path.is_absolute()
+
+
+def base(**extra: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "site_id": "s1",
+        "device_id": "dev-1",
+        "mqtt": {"host": "broker", "password_file": "secret.txt"},
+        "outbox": {"path": "state/outbox.db"},
+    }
+    data.update(extra)
+    return data
+
+
+def write(tmp_path: Path, data: dict[str, object]) -> Path:
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_password_from_file_is_secret_and_never_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "secret.txt").write_text("hunter2-very-secret\n")
+    config = load_node_config(write(tmp_path, base()))
+    password = config.mqtt.password()
+    assert password is not None
+    assert password.get_secret_value() == "hunter2-very-secret"
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("test").info("config %s password %s", config, password)
+    assert "hunter2" not in repr(config)
+    assert "hunter2" not in str(password)
+    assert "hunter2" not in caplog.text
+    assert config.mqtt_username == "dev-1"  # defaults to the device id
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    config = load_node_config(write(tmp_path, base()))
+    assert config.outbox.path == tmp_path / "state" / "outbox.db"
+    assert config.mqtt.password_file == tmp_path / "secret.txt"
+
+
+def test_password_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = base(mqtt={"host": "b", "password_env": "GJ_TEST_PW"})
+    config = load_node_config(write(tmp_path, data))
+    with pytest.raises(ValueError, match="GJ_TEST_PW is not set"):
+        config.mqtt.password()
+    monkeypatch.setenv("GJ_TEST_PW", "from-env")
+    password = config.mqtt.password()
+    assert password is not None
+    assert password.get_secret_value() == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "message"),
+    [
+        ({"host": "b"}, "per-device credentials are required"),
+        ({"host": "b", "password_file": "a", "password_env": "B"}, "not both"),
+        ({"host": "b", "allow_anonymous": True, "pasword_file": "x"}, "pasword_file"),
+        (
+            {"host": "b", "allow_anonymous": True, "tls": {"cert_file": "c.pem"}},
+            "cert_file and key_file go together",
+        ),
+        (
+            {"host": "b", "allow_anonymous": True, "reconnect_min_s": 9, "reconnect_max_s": 1},
+            "reconnect_max_s",
+        ),
+    ],
+)
+def test_bad_mqtt_settings_are_named(tmp_path: Path, mqtt: object, message: str) -> None:
+    with pytest.raises(NodeConfigError, match=message):
+        load_node_config(write(tmp_path, base(mqtt=mqtt)))
+
+
+def test_cameras_need_a_model(tmp_path: Path) -> None:
+    data = base(cameras=[{"path": "cam.yaml"}])
+    with pytest.raises(NodeConfigError, match="cameras need a model section"):
+        load_node_config(write(tmp_path, data))
+
+
+def test_anonymous_only_when_asked() -> None:
+    config = NodeConfig.model_validate(
+        base(mqtt={"host": "b", "allow_anonymous": True}, outbox={"path": "/o.db"})
+    )
+    assert config.mqtt_username is None
+    assert config.mqtt.password() is None
+
+
+def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(NodeConfigError, match="cannot read node config"):
+        load_node_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(NodeConfigError, match="top level must be a mapping"):
+        load_node_config(tmp_path / "list.yaml")
+
+
+def test_duplicate_camera_ids_are_rejected(tmp_path: Path) -> None:
+    camera = {"camera_id": "cam-1", "source": "usb:0"}
+    refs = NodeConfig.model_validate(
+        base(
+            cameras=[{"inline": camera}, {"inline": camera}],
+            model={"manifest": "m.json"},
+        )
+    ).cameras
+    with pytest.raises(ValueError, match="repeated: \\['cam-1'\\]"):
+        resolve_cameras(refs, tmp_path)
