@@ -108,12 +108,6 @@ def polygon_problem(points: list[tuple[float, float]]) -> str | None:
     """Why a polygon cannot be a zone (too few points, no area, self-crossing); None if fine."""
     if len(points) < 3:
         return f"a polygon needs at least 3 points, got {len(points)}"
-    area2 = 0.0
-    for i, (x1, y1) in enumerate(points):
-        x2, y2 = points[(i + 1) % len(points)]
-        area2 += x1 * y2 - x2 * y1
-    if abs(area2) / 2 < 1e-4:
-        return "polygon has (almost) no area: its points are collinear or repeated"
     n = len(points)
     for i in range(n):
         for j in range(i + 1, n):
@@ -121,6 +115,12 @@ def polygon_problem(points: list[tuple[float, float]]) -> str | None:
                 continue  # neighbouring edges share a vertex
             if _segments_cross(points[i], points[(i + 1) % n], points[j], points[(j + 1) % n]):
                 return f"polygon edges {i} and {j} cross each other"
+    area2 = 0.0
+    for i, (x1, y1) in enumerate(points):
+        x2, y2 = points[(i + 1) % len(points)]
+        area2 += x1 * y2 - x2 * y1
+    if abs(area2) / 2 < 1e-4:
+        return "polygon has (almost) no area: its points are collinear or repeated"
     return None
 
 
