@@ -157,7 +157,8 @@ def test_ultralytics_layout_decoding() -> None:
     raw[:4, 2] = [100, 50, 40, 20]
     raw[4 + 1, 2] = 0.9
     boxes, scores = decode_ultralytics(raw)
-    assert boxes.shape == (n, 4) and scores.shape == (n, nc)
+    assert boxes.shape == (n, 4)
+    assert scores.shape == (n, nc)
     assert boxes[2].tolist() == [80, 40, 120, 60]
     assert scores[2].argmax() == 1
 

@@ -19,7 +19,7 @@ from edge.camera_config import parse_camera_config
 from edge.detector import Detection, OnnxDetector
 from edge.imaging import ImageError, decode_image
 from edge.pipeline import CameraPipeline, EventOut
-from tests.edge import scenarios as S
+from tests.edge import scenarios as S  # noqa: N812 - short name for many scenario calls
 
 T0 = 1_800_000_000.0
 
@@ -73,7 +73,8 @@ def test_car_parks_in_no_parking_zone(detector: OnnxDetector) -> None:
     (stream,) = events.values()
     lifecycle_ok(stream)
     start, end = stream[0], stream[-1]
-    assert start.category is EventCategory.ILLEGAL_PARKING and start.zone_id == "no-parking-a"
+    assert start.category is EventCategory.ILLEGAL_PARKING
+    assert start.zone_id == "no-parking-a"
     assert start.severity is Severity.NORMAL
     assert start.object_category == "vehicle"
     # The car stops at 2 s; the tracker calls it stationary after 1 s more at most, dwell 4 s.
@@ -82,7 +83,8 @@ def test_car_parks_in_no_parking_zone(detector: OnnxDetector) -> None:
     assert start.ts - T0 <= 7.4
     # It pulls away at 14 s: the end follows within a second (3 displaced detections).
     assert end.phase is EventPhase.END
-    assert end.ended_at is not None and 14.0 < end.ended_at - T0 <= 15.2
+    assert end.ended_at is not None
+    assert 14.0 < end.ended_at - T0 <= 15.2
     assert pipeline.stats().detector_duty < 0.5
 
 
@@ -172,7 +174,8 @@ def test_bicycle_dumped_at_garbage_point_is_litter_after_dwell(detector: OnnxDet
     (stream,) = events.values()
     lifecycle_ok(stream)
     start = stream[0]
-    assert start.category is EventCategory.LITTER and start.severity is Severity.LOW
+    assert start.category is EventCategory.LITTER
+    assert start.severity is Severity.LOW
     # Pushed in 3-4 s, stationary 1 s later, then the 4 s dwell.
     assert 4.0 <= start.started_at - T0 <= 5.5
     assert start.dwell_s >= 4.0
@@ -213,7 +216,8 @@ def test_snapshots_match_their_references(detector: OnnxDetector) -> None:
     ids = set()
     for o in with_snap:
         ref = o.event.snapshot
-        assert ref is not None and o.snapshot is not None
+        assert ref is not None
+        assert o.snapshot is not None
         assert ref.sha256 == hashlib.sha256(o.snapshot).hexdigest()
         assert ref.size_bytes == len(o.snapshot)
         image = decode_image(o.snapshot)
@@ -222,7 +226,8 @@ def test_snapshots_match_their_references(detector: OnnxDetector) -> None:
     assert len(ids) == len(with_snap)
     for o in out:
         if o.event.phase is EventPhase.UPDATE:
-            assert o.snapshot is None and o.event.snapshot is None
+            assert o.snapshot is None
+            assert o.event.snapshot is None
 
 
 def test_replay_is_deterministic(detector: OnnxDetector) -> None:
@@ -244,6 +249,6 @@ def test_corrupt_frames_are_rejected_without_harm(detector: OnnxDetector) -> Non
     pipeline.process(frame, T0)
     for garbage in (frame[:, :, 0], frame.astype(np.float32), np.zeros((0, 0, 3), np.uint8)):
         with pytest.raises(ImageError):
-            pipeline.process(garbage, T0 + 0.2)
+            pipeline.process(garbage, T0 + 0.2)  # type: ignore[arg-type]
     assert pipeline.stats().frames_processed == 1
     assert pipeline.process(frame, T0 + 0.4) == []
