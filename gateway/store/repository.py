@@ -1286,7 +1286,6 @@ class Store:
                 select(tickets.c.id).where(
                     tickets.c.state.in_(OPEN_STATE_VALUES),
                     or_(tickets.c.ack_due_at <= now, tickets.c.resolve_due_at <= now),
-                    tickets.c.tier < int(Tier.GOVERNMENT),
                 )
             ).all()
         done: list[tuple[Escalation, Change]] = []

@@ -43,6 +43,12 @@ def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def isolated_postgres_url(postgres_url: str) -> Iterator[str]:
+    """A private, empty (unmigrated) PostgreSQL schema for this test."""
+    yield from _isolated_postgres(postgres_url)
+
+
+@pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
     """A Store on `db_url`."""
     s = Store(db_url)
