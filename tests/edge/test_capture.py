@@ -6,20 +6,20 @@ import functools
 import http.server
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edge.camera_config import parse_camera_config
+from edge.camera_config import CameraConfig, parse_camera_config
 from edge.capture import CaptureError, open_source, read_image, source_kind
 from tests.edge import scenarios as S  # noqa: N812 - short name for many scenario calls
 from tests.support.broker import free_port
 
 
-def _config(source: str, fps: float = 5.0, **extra: object):  # type: ignore[no-untyped-def]
+def _config(source: str, fps: float = 5.0, **extra: object) -> CameraConfig:
     return parse_camera_config({"camera_id": "cam", "source": source, "fps": fps, **extra})
 
 
@@ -122,7 +122,7 @@ def http_clip(tmp_path: Path) -> Iterator[_Server]:
         server.stop()
 
 
-def _wait(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -58,7 +58,9 @@ def test_replay_is_deterministic_with_start(tmp_path: Path, model_dir: Path) -> 
     second = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     lines = [line for line in first.stdout.splitlines() if line.startswith("{")]
-    events = [decode(DetectionEvent, line.encode()) for line in lines]
+    decoded = [decode(DetectionEvent, line.encode()) for line in lines]
+    events = [e for e in decoded if isinstance(e, DetectionEvent)]
+    assert len(events) == len(lines) >= 2
     assert events[0].phase is EventPhase.START
     assert events[-1].phase is EventPhase.END
     assert {e.event_id for e in events} == {events[0].event_id}
