@@ -33,6 +33,9 @@ from gateway.store import Store, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
+REGISTRY_CACHE_S = 30.0
+"""How long a device's registered site is trusted without asking the database again."""
+
 
 class Outcome(StrEnum):
     """What happened to one message."""
@@ -78,6 +81,7 @@ class IngestHandler:
         self.policies = policies
         self.cooldown_s = cooldown_s
         self.counters = IngestCounters()
+        self._sites: dict[str, tuple[str, float]] = {}
 
     def handle(self, topic: str, payload: bytes, now: float) -> IngestResult:
         """Apply one message; see the module docstring for the guarantees."""
@@ -95,6 +99,19 @@ class IngestHandler:
         self.counters.count(result)
         return result
 
+    def _registered_site(self, device_id: str, now: float) -> str | None:
+        # Registry lookups are cached briefly (positive answers only, so a device registered
+        # a moment ago is found at once). This only validates input; exactly-once decisions
+        # are still made by the database.
+        cached = self._sites.get(device_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        device = self.store.device(device_id)
+        if device is None:
+            return None
+        self._sites[device_id] = (device.site_id, now + REGISTRY_CACHE_S)
+        return device.site_id
+
     def _dead(self, topic: str, payload: bytes, kind: str, reason: str, now: float) -> IngestResult:
         self.store.dead_letter(topic, payload, kind, reason, now)
         channel = _channel_of(topic)
@@ -102,13 +119,13 @@ class IngestHandler:
 
     def _handle(self, topic: str, payload: bytes, now: float) -> IngestResult:
         parsed, message = decode_for_topic(topic, payload)
-        device = self.store.device(parsed.device_id)
-        if device is None:
+        site_id = self._registered_site(parsed.device_id, now)
+        if site_id is None:
             reason = f"device {parsed.device_id!r} is not registered"
             return self._dead(topic, payload, "UnknownDevice", reason, now)
-        if device.site_id != parsed.site_id:
+        if site_id != parsed.site_id:
             reason = (
-                f"device {parsed.device_id!r} is registered at site {device.site_id!r}, "
+                f"device {parsed.device_id!r} is registered at site {site_id!r}, "
                 f"not {parsed.site_id!r}"
             )
             return self._dead(topic, payload, "UnknownDevice", reason, now)

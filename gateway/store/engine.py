@@ -11,6 +11,10 @@ from sqlalchemy.engine import make_url
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
+READ_ONLY = "guanjia_read_only"
+"""Execution option marking a transaction that only reads (SQLite then skips the write lock)."""
+
+
 class StoreUnavailableError(RuntimeError):
     """The database could not be reached: the caller retries later, the input is not at fault."""
 
@@ -39,7 +43,11 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only work (marked with the READ_ONLY execution option) takes no write lock.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:

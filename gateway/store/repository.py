@@ -75,7 +75,7 @@ from gateway.sla import (
     deadlines,
     due_escalations,
 )
-from gateway.store.engine import StoreUnavailableError, make_engine
+from gateway.store.engine import READ_ONLY, StoreUnavailableError, make_engine
 from gateway.store.schema import (
     attachments,
     audit_log,
@@ -175,6 +175,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._reader = self.engine.execution_options(**{READ_ONLY: True})
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -184,6 +185,14 @@ class Store:
     def _tx(self) -> Iterator[Connection]:
         try:
             with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreUnavailableError(str(exc.orig)) from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self._reader.begin() as conn:
                 yield conn
         except OperationalError as exc:
             raise StoreUnavailableError(str(exc.orig)) from exc
@@ -221,7 +230,7 @@ class Store:
     def list_grids(self, sites: Sequence[str] | None = None) -> list[GridPublic]:
         """Grids (of `sites`, or all) with their zones."""
         zones_t = zones
-        with self._tx() as conn:
+        with self._read() as conn:
             query = select(grids).order_by(grids.c.grid_id)
             if sites is not None:
                 query = query.where(grids.c.site_id.in_(sites))
@@ -264,7 +273,7 @@ class Store:
 
     def list_shifts(self, grid_id: str | None = None) -> list[ShiftPublic]:
         """Roster entries, oldest first."""
-        with self._tx() as conn:
+        with self._read() as conn:
             query = select(shifts).order_by(shifts.c.starts_at, shifts.c.id)
             if grid_id is not None:
                 query = query.where(shifts.c.grid_id == grid_id)
@@ -315,7 +324,7 @@ class Store:
 
     def device(self, device_id: str) -> DeviceRow | None:
         """The registry row ingest checks messages against."""
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 select(devices.c.device_id, devices.c.site_id, devices.c.online).where(
                     devices.c.device_id == device_id
@@ -327,7 +336,7 @@ class Store:
         self, sites: Sequence[str] | None = None, *, offset: int = 0, limit: int = 100
     ) -> list[DevicePublic]:
         """Devices (of `sites`, or all) by id."""
-        with self._tx() as conn:
+        with self._read() as conn:
             query = select(devices).order_by(devices.c.device_id).offset(offset).limit(limit)
             if sites is not None:
                 query = query.where(devices.c.site_id.in_(sites))
@@ -336,7 +345,7 @@ class Store:
 
     def get_device(self, device_id: str) -> DevicePublic:
         """One device or NotFoundError."""
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(select(devices).where(devices.c.device_id == device_id)).first()
         if row is None:
             raise NotFoundError(f"device {device_id!r} is not registered")
@@ -356,7 +365,7 @@ class Store:
 
     def mqtt_accounts(self) -> list[MqttAccount]:
         """Every broker account, by username."""
-        with self._tx() as conn:
+        with self._read() as conn:
             rows = conn.execute(select(mqtt_credentials).order_by(mqtt_credentials.c.username))
             return [MqttAccount(r.username, r.password_hash, r.role, r.site_id) for r in rows]
 
@@ -395,7 +404,7 @@ class Store:
 
     def user_credentials(self, username: str) -> tuple[UserPublic, str] | None:
         """A user and their password hash, for login."""
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(select(users).where(users.c.username == username)).first()
         if row is None:
             return None
@@ -413,13 +422,13 @@ class Store:
 
     def list_users(self) -> list[UserPublic]:
         """Every console user."""
-        with self._tx() as conn:
+        with self._read() as conn:
             rows = conn.execute(select(users).order_by(users.c.username)).all()
         return [self._user(r) for r in rows]
 
     def user_count(self) -> int:
         """How many console users exist."""
-        with self._tx() as conn:
+        with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(users)).scalar_one())
 
     # ------------------------------------------------------------------ ingest
@@ -442,7 +451,7 @@ class Store:
 
     def list_dead_letters(self, *, offset: int = 0, limit: int = 100) -> list[DeadLetterPublic]:
         """Newest refused messages first."""
-        with self._tx() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 select(dead_letters).order_by(dead_letters.c.id.desc()).offset(offset).limit(limit)
             ).all()
@@ -450,7 +459,7 @@ class Store:
 
     def dead_letter_count(self) -> int:
         """All refused messages."""
-        with self._tx() as conn:
+        with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(dead_letters)).scalar_one())
 
     def _claim_message(self, conn: Connection, msg_id: str, device_id: str, now: float) -> bool:
@@ -601,7 +610,7 @@ class Store:
 
     def snapshot(self, site_id: str, device_id: str, snapshot_id: str) -> bytes:
         """A stored JPEG or NotFoundError."""
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 select(snapshots.c.data).where(
                     snapshots.c.site_id == site_id,
@@ -1129,7 +1138,7 @@ class Store:
 
     def attachment(self, ticket_id: int, attachment_id: int) -> tuple[str, bytes, str]:
         """(content type, bytes, site id) of a ticket photo."""
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 select(attachments.c.content_type, attachments.c.data, tickets.c.site_id)
                 .join(tickets, tickets.c.id == attachments.c.ticket_id)
@@ -1174,7 +1183,7 @@ class Store:
         if device_id is not None:
             conditions.append(tickets.c.device_id == device_id)
         where = and_(*conditions) if conditions else None
-        with self._tx() as conn:
+        with self._read() as conn:
             query = select(tickets).order_by(order, tickets.c.id.desc()).offset(offset).limit(limit)
             count = select(func.count()).select_from(tickets)
             if where is not None:
@@ -1186,7 +1195,7 @@ class Store:
 
     def get_ticket(self, ticket_id: int) -> TicketDetail:
         """A ticket with evidence, audit log, escalations and photos, or NotFoundError."""
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).first()
             if row is None:
                 raise NotFoundError(f"ticket {ticket_id} does not exist")
@@ -1267,7 +1276,7 @@ class Store:
 
     def open_tickets_by_category(self) -> dict[str, int]:
         """Open ticket counts, for /metrics."""
-        with self._tx() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 select(tickets.c.category, func.count())
                 .where(tickets.c.state.in_(OPEN_STATE_VALUES))
@@ -1467,7 +1476,7 @@ class Store:
 
     def notification_states(self) -> list[dict[str, Any]]:
         """Every notification's attempts and outcome (for tests and the admin view)."""
-        with self._tx() as conn:
+        with self._read() as conn:
             rows = conn.execute(select(notifications).order_by(notifications.c.id)).all()
         return [dict(r._mapping) for r in rows]
 

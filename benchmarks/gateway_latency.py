@@ -1,0 +1,130 @@
+"""Alert → ticket committed → pushed on the SSE stream: p50/p99 at a fixed alert rate.
+
+    python -m benchmarks.gateway_latency [--rate 200] [--seconds 10]
+
+Starts its own Mosquitto and a real `guanjia gateway run` (SQLite), logs in, opens
+`/api/stream`, then publishes DetectionEvents at `--rate` per second (each opens a new
+ticket). Latency is publish time → the `opened` change arriving on the stream (single
+gateway: changes arrive in publish order). The limit measured in the same run is the bare
+broker hop: publish → a plain subscriber receiving the same messages. Prints p50/p99 of
+both and their ratio. The machine is shared, so the tail is noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+import contract as c
+from gateway.auth import Role, hash_password
+from gateway.store import Store, migrate
+from tests.gateway.factories import event, seed_site
+from tests.gateway.proc import start_gateway
+from tests.support.broker import MosquittoBroker
+
+SITE = "bench"
+PASSWORD = "benchmark password"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    n = int(args.rate * args.seconds)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        broker = MosquittoBroker(tmp / "broker")
+        broker.start()
+        db = f"sqlite:///{tmp / 'gw.db'}"
+        migrate(db)
+        store = Store(db)
+        seed_site(store, SITE, ("cam-a",))
+        store.create_user("bench", hash_password(PASSWORD), Role.ADMIN, ["*"])
+        store.close()
+        gateway = start_gateway(tmp, db, broker, "gw-lat", sla_tick_s=5.0)
+        try:
+            gateway.wait_ready()
+            token = httpx.post(
+                f"{gateway.url}/api/login", json={"username": "bench", "password": PASSWORD}
+            ).json()["access_token"]
+            arrivals: list[float] = []
+            bare_arrivals: list[float] = []
+            ready = threading.Event()
+
+            def read_stream() -> None:
+                headers = {"Authorization": f"Bearer {token}"}
+                with httpx.stream(
+                    "GET", f"{gateway.url}/api/stream", headers=headers, timeout=None
+                ) as response:
+                    event_name = ""
+                    for line in response.iter_lines():
+                        if line.startswith("event: "):
+                            event_name = line[7:]
+                            if event_name == "hello":
+                                ready.set()
+                        elif line.startswith("data: ") and event_name == "ticket":
+                            if json.loads(line[6:])["action"] == "opened":
+                                arrivals.append(time.perf_counter())
+                                if len(arrivals) == n:
+                                    return
+
+            reader = threading.Thread(target=read_stream, daemon=True)
+            reader.start()
+            ready.wait(10)
+
+            bare = paho.Client(CallbackAPIVersion.VERSION2, client_id="bare-sub")
+            bare.on_message = lambda _c, _u, _m: bare_arrivals.append(time.perf_counter())
+            bare.connect(broker.host, broker.port)
+            bare.subscribe(str(c.event_topic(SITE, "cam-a")), qos=1)
+            bare.loop_start()
+            pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub")
+            pub.connect(broker.host, broker.port)
+            pub.loop_start()
+            time.sleep(0.5)
+            messages = [
+                c.encode(event(SITE, "cam-a", f"ev-lat-{i:06d}", zone_id=f"z{i}")) for i in range(n)
+            ]
+            sent: list[float] = []
+            start = time.perf_counter()
+            topic = str(c.event_topic(SITE, "cam-a"))
+            for i, payload in enumerate(messages):
+                target = start + i / args.rate
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                sent.append(time.perf_counter())
+                pub.publish(topic, payload, qos=1)
+            reader.join(timeout=120)
+            pub.loop_stop()
+            bare.loop_stop()
+        finally:
+            gateway.stop()
+            broker.stop()
+    if len(arrivals) != n:
+        raise SystemExit(f"only {len(arrivals)} of {n} tickets reached the stream")
+    gw = [(a - s) * 1000 for s, a in zip(sent, arrivals, strict=True)]
+    hop = [(a - s) * 1000 for s, a in zip(sent, bare_arrivals, strict=False)]
+    print(f"alerts: {n} at {args.rate:g}/s")
+    print(f"broker hop (limit):      p50 {pct(hop, 0.5):7.2f} ms  p99 {pct(hop, 0.99):7.2f} ms")
+    print(f"alert → ticket → stream: p50 {pct(gw, 0.5):7.2f} ms  p99 {pct(gw, 0.99):7.2f} ms")
+    print(f"ratio p50 gateway / hop: {pct(gw, 0.5) / pct(hop, 0.5):.1f}")
+    print(f"mean {statistics.fmean(gw):.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
