@@ -40,6 +40,48 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def read_stream(
+    url: str, token: str, n: int, arrivals: list[float], ready: threading.Event
+) -> None:
+    """Record the arrival time of each `opened` ticket change until `n` arrived."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.stream("GET", f"{url}/api/stream", headers=headers, timeout=None) as response:
+        event_name = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event_name = line[7:]
+                if event_name == "hello":
+                    ready.set()
+            elif (
+                line.startswith("data: ")
+                and event_name == "ticket"
+                and json.loads(line[6:])["action"] == "opened"
+            ):
+                arrivals.append(time.perf_counter())
+                if len(arrivals) == n:
+                    return
+
+
+def publish_at_rate(broker: MosquittoBroker, messages: list[bytes], rate: float) -> list[float]:
+    """Publish `messages` at `rate` per second; returns each send time."""
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub")
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    time.sleep(0.5)
+    sent: list[float] = []
+    topic = str(c.event_topic(SITE, "cam-a"))
+    start = time.perf_counter()
+    for i, payload in enumerate(messages):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sent.append(time.perf_counter())
+        pub.publish(topic, payload, qos=1)
+    time.sleep(1.0)
+    pub.loop_stop()
+    return sent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0)
@@ -66,24 +108,9 @@ def main() -> None:
             bare_arrivals: list[float] = []
             ready = threading.Event()
 
-            def read_stream() -> None:
-                headers = {"Authorization": f"Bearer {token}"}
-                with httpx.stream(
-                    "GET", f"{gateway.url}/api/stream", headers=headers, timeout=None
-                ) as response:
-                    event_name = ""
-                    for line in response.iter_lines():
-                        if line.startswith("event: "):
-                            event_name = line[7:]
-                            if event_name == "hello":
-                                ready.set()
-                        elif line.startswith("data: ") and event_name == "ticket":
-                            if json.loads(line[6:])["action"] == "opened":
-                                arrivals.append(time.perf_counter())
-                                if len(arrivals) == n:
-                                    return
-
-            reader = threading.Thread(target=read_stream, daemon=True)
+            reader = threading.Thread(
+                target=read_stream, args=(gateway.url, token, n, arrivals, ready), daemon=True
+            )
             reader.start()
             ready.wait(10)
 
@@ -92,25 +119,11 @@ def main() -> None:
             bare.connect(broker.host, broker.port)
             bare.subscribe(str(c.event_topic(SITE, "cam-a")), qos=1)
             bare.loop_start()
-            pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub")
-            pub.connect(broker.host, broker.port)
-            pub.loop_start()
-            time.sleep(0.5)
             messages = [
                 c.encode(event(SITE, "cam-a", f"ev-lat-{i:06d}", zone_id=f"z{i}")) for i in range(n)
             ]
-            sent: list[float] = []
-            start = time.perf_counter()
-            topic = str(c.event_topic(SITE, "cam-a"))
-            for i, payload in enumerate(messages):
-                target = start + i / args.rate
-                delay = target - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                sent.append(time.perf_counter())
-                pub.publish(topic, payload, qos=1)
+            sent = publish_at_rate(broker, messages, args.rate)
             reader.join(timeout=120)
-            pub.loop_stop()
             bare.loop_stop()
         finally:
             gateway.stop()
