@@ -27,6 +27,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,8 +53,12 @@ class LinkListener(Protocol):
     def published(self, generation: int, token: int) -> None:
         """The broker acknowledged the message published with `token` on `generation`."""
 
-    def message(self, topic: str, payload: bytes) -> None:
-        """A message arrived on a subscribed topic."""
+    def message(self, topic: str, payload: bytes, ack: Callable[[], None]) -> None:
+        """A message arrived on a subscribed topic; call `ack` once it is safely handled.
+
+        Until `ack` is called the broker keeps a QoS 1 message and redelivers it after a
+        reconnect, so a command is never lost between arrival and its ledger entry.
+        """
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ class MqttLink:
             client_id=options.device_id,
             clean_session=False,
             protocol=MQTTProtocolVersion.MQTTv311,
+            manual_ack=True,
         )
         if options.username is not None:
             client.username_pw_set(
@@ -301,7 +307,17 @@ class MqttLink:
         except UnicodeDecodeError:
             log.warning("dropped a message whose topic is not UTF-8")
             return
-        self._listener.message(topic, bytes(message.payload))
+        generation = self._generation
+        mid, qos = message.mid, message.qos
+
+        def ack() -> None:
+            with self._lock:
+                # A PUBACK for a mid of an earlier connection could acknowledge a different
+                # message on this one; the broker redelivers the old one instead.
+                if qos > 0 and self._connected and generation == self._generation:
+                    self._client.ack(mid, qos)
+
+        self._listener.message(topic, bytes(message.payload), ack)
 
 
 def _now() -> float:

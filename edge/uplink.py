@@ -198,7 +198,9 @@ class Uplink:
         self.outbox = outbox
         self._publisher = _Publisher(outbox, options.inflight)
         self._on_command = on_command
-        self._commands: queue.Queue[tuple[str, bytes] | None] = queue.Queue(command_queue_size)
+        self._commands: queue.Queue[tuple[str, bytes, Callable[[], None]] | None] = queue.Queue(
+            command_queue_size
+        )
         self.link = MqttLink(options, self)
         self._publisher.link = self.link
         self._threads: list[threading.Thread] = []
@@ -217,13 +219,13 @@ class Uplink:
         """See `LinkListener.published`."""
         self._publisher.published_ack(generation, token)
 
-    def message(self, topic: str, payload: bytes) -> None:
+    def message(self, topic: str, payload: bytes, ack: Callable[[], None]) -> None:
         """See `LinkListener.message`: queue for the command worker, never block paho."""
         try:
-            self._commands.put_nowait((topic, payload))
+            self._commands.put_nowait((topic, payload, ack))
         except queue.Full:
-            # The broker redelivers unacknowledged QoS 1 only on reconnect; a flood this big
-            # is an attack or a bug, and shedding it keeps the node alive.
+            # Not acknowledged, so the broker redelivers it after the next reconnect; a flood
+            # this big is an attack or a bug, and shedding it keeps the node alive.
             log.error("command queue full: dropped a message on %s", topic)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -351,11 +353,17 @@ class Uplink:
             item = self._commands.get()
             if item is None:
                 return
+            topic, payload, ack = item
             if self._on_command is None:
-                log.warning("no command handler: ignored a message on %s", item[0])
+                log.warning("no command handler: ignored a message on %s", topic)
                 continue
             try:
-                self._on_command(*item)
+                self._on_command(topic, payload)
             except Exception:
-                # A bug in one command must not end command handling for the node's lifetime.
-                log.exception("command handler failed on %s", item[0])
+                # A bug in one command must not end command handling for the node's lifetime;
+                # it is not acknowledged, so the broker offers it again after a reconnect.
+                log.exception("command handler failed on %s", topic)
+                continue
+            # Only now, with the command in the ledger and its result in the outbox, may the
+            # broker forget it.
+            ack()

@@ -320,3 +320,60 @@ def test_bad_commands_over_mqtt_get_error_results_and_node_keeps_running(
         outbox.close()
         gateway.stop()
         intruder.stop()
+
+
+@pytest.mark.mqtt
+def test_command_sent_while_node_offline_is_answered_after_reconnect(
+    mqtt_broker: MosquittoBroker, site_id: str, tmp_path: Path
+) -> None:
+    """The persistent session (clean_session=False) queues QoS 1 commands for the node."""
+    device = "edge-sleepy-01"
+    options = link_options(
+        mqtt_broker,
+        site_id,
+        device_id=device,
+        subscriptions=(c.subscription(c.Channel.CMD, site_id=site_id, device_id=device),),
+    )
+    gateway = Subscriber(mqtt_broker, [c.subscription(c.Channel.CMD_RESULT, site_id=site_id)])
+    gateway.start()
+
+    def node() -> tuple[Uplink, Outbox]:
+        outbox = Outbox(tmp_path / "o.db")
+        uplink = Uplink(options, outbox)
+        handler = CommandHandler(
+            site_id=site_id,
+            device_id=device,
+            settings=CommandSettings(),
+            results=uplink,
+            actions=LoggingActionSink(),
+            apply_config=lambda runtime: None,
+            ping_detail=dict,
+        )
+        uplink.set_command_handler(lambda t, p: handler.handle(t, p, time.time()))
+        uplink.start()
+        wait_until(lambda: uplink.link.connected, 10, "node connected")
+        return uplink, outbox
+
+    uplink, outbox = node()
+    time.sleep(0.3)  # SUBSCRIBE reaches the broker and becomes part of the session
+    uplink.stop()
+    outbox.close()
+    ping = c.Command(
+        ts=time.time(),
+        site_id=site_id,
+        device_id=device,
+        command_id="cmd-while-away-1",
+        name="ping",
+        issued_by="gateway",
+    )
+    gateway.publish(str(c.command_topic(site_id, device, "ping")), c.encode(ping))
+    uplink, outbox = node()
+    try:
+        wait_until(lambda: len(gateway.received("cmd_result")) == 1, 10, "result after return")
+    finally:
+        uplink.stop()
+        outbox.close()
+        gateway.stop()
+    result = gateway.json("cmd_result")[0]
+    assert result["command_id"] == "cmd-while-away-1"
+    assert result["status"] == "ok"
