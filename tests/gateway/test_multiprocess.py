@@ -169,10 +169,11 @@ def test_two_gateways_shared_subscription_postgres_once_each(
         assert len(per_breach) == 3 * keys
         assert set(per_breach.values()) == {1}
         # Both replicas took part, and their own counters add up to the exactly-once total.
-        processed, breaches = [], []
+        accepted: list[float] = []
+        breaches: list[float] = []
         for gw in gateways:
             metrics = gw.metrics()
-            processed.append(
+            accepted.append(
                 sum(
                     float(v)
                     for v in re.findall(
@@ -188,8 +189,8 @@ def test_two_gateways_shared_subscription_postgres_once_each(
                     for v in re.findall(r"guanjia_sla_breaches_total\{[^}]*\} (\S+)", metrics)
                 )
             )
-        assert all(p > 0 for p in processed), processed
-        assert sum(processed) == total
+        assert all(p > 0 for p in accepted), accepted
+        assert sum(accepted) == total
         assert sum(breaches) == 3 * keys
     finally:
         for gw in gateways:
