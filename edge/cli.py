@@ -69,7 +69,7 @@ def detect(
 
 
 @edge_app.command()
-def replay(
+def replay(  # noqa: PLR0917 - typer maps each CLI option to a parameter
     clip: Annotated[Path, typer.Argument(help="A video file or a folder of frames.")],
     config: Annotated[Path, typer.Option("--config", help="Camera YAML.")],
     model_dir: ModelDirOption = None,
