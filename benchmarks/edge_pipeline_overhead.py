@@ -18,7 +18,7 @@ from edge.camera_config import parse_camera_config
 from edge.detector import load_detector
 from edge.model_dir import default_manifest_path, resolve_model_dir
 from edge.pipeline import CameraPipeline
-from tests.edge import scenarios
+from guanjia import scenes as scenarios
 
 
 def main() -> None:

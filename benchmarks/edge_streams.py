@@ -20,25 +20,18 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
-
 from edge.actions import LoggingActionSink
 from edge.camera_config import parse_camera_config
 from edge.capture import open_source
 from edge.detector import OnnxDetector, load_detector
 from edge.model_dir import default_manifest_path, resolve_model_dir
 from edge.pipeline import CameraPipeline
-from tests.edge import scenarios as sc
+from guanjia import scenes as sc
 
 
 def _write_clip(folder: Path, seconds: float) -> Path:
     clip = sc.car_parks(park_s=max(4.0, seconds - 6.0), tail_s=2.0)  # 2+park+2+2 s
-    path = folder / "lane.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), clip.fps, (sc.W, sc.H))
-    for i in range(clip.n_frames):
-        writer.write(clip.frame(i))
-    writer.release()
-    return path
+    return sc.write_clip(clip, folder / "lane.avi")
 
 
 def _trial(

@@ -15,7 +15,7 @@ import pytest
 
 from edge.camera_config import CameraConfig, parse_camera_config
 from edge.capture import CaptureError, open_source, read_image, source_kind
-from tests.edge import scenarios as S  # noqa: N812 - short name for many scenario calls
+from guanjia import scenes as S  # noqa: N812 - short name for many scenario calls
 from tests.support.broker import free_port
 
 

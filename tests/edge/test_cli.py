@@ -9,8 +9,8 @@ import yaml
 from typer.testing import CliRunner
 
 from contract import DetectionEvent, EventPhase, decode
+from guanjia import scenes as S  # noqa: N812 - short name for many scenario calls
 from guanjia.cli import app
-from tests.edge import scenarios as S  # noqa: N812 - short name for many scenario calls
 
 runner = CliRunner()
 

@@ -19,7 +19,7 @@ from edge.camera_config import parse_camera_config
 from edge.detector import Detection, OnnxDetector
 from edge.imaging import ImageError, decode_image
 from edge.pipeline import CameraPipeline, EventOut
-from tests.edge import scenarios as S  # noqa: N812 - short name for many scenario calls
+from guanjia import scenes as S  # noqa: N812 - short name for many scenario calls
 
 T0 = 1_800_000_000.0
 

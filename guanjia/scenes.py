@@ -1,10 +1,16 @@
 """Scenario clips built from the shared real photos: real object crops pasted on a real street.
 
+Used by the edge tests, the edge benchmarks and the demo. Importing this module has no side
+effects and needs neither OpenCV nor numpy: both are imported when a frame is first drawn.
+
 Every clip is 640x480 at 5 fps, with a little sensor noise per frame (seeded), and is produced
-lazily (`Scenario.frame(i)`), so a test holds one frame at a time. Object paths are keyframed:
+lazily (`Scenario.frame(i)`), so a caller holds one frame at a time. Object paths are keyframed:
 the crop moves linearly between keyframes and is clipped at the frame border.
 
-Crops (from /work/shared/testdata/images, see SOURCE.txt there):
+The photos come from a shared directory (`resolve_images_dir`): an explicit path, else the
+``GUANJIA_TESTDATA_DIR`` environment variable, else ``../shared/testdata/images`` beside the
+checkout. Crops (see SOURCE.txt there):
+
 - ``car``: the saloon in 000000423617 (yolox_nano: car 0.81 when pasted here),
 - ``moto``: the motorcycle and rider of 000000165518 with its foggy surroundings (the model
   needs that context to see the motorcycle at all),
@@ -14,24 +20,33 @@ Crops (from /work/shared/testdata/images, see SOURCE.txt there):
 No bag in these photos is detected by yolox_nano on its own (the handbag crop of 000000183709
 comes out as a "traffic light"; its best handbag score is below 0.001), so the litter scenario
 uses a dumped bicycle and a litter zone watching two-wheelers as well.
+
+Each scenario names the camera it is filmed by (`Scenario.camera`); `camera_config(scenario)`
+gives that camera's config as a dict ready for `edge.camera_config.parse_camera_config` or a
+YAML file, with short dwell times (minutes of real life become seconds of clip).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-import cv2
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-IMAGES = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "images"
+    Image: TypeAlias = npt.NDArray[np.uint8]
+
+ENV_VAR = "GUANJIA_TESTDATA_DIR"
 W, H, FPS = 640, 480, 5.0
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+_BACKGROUND = "000000231460.jpg"
 
-Image = npt.NDArray[np.uint8]
+Camera = Literal["lane", "cabin", "garbage"]
 
 _CROPS: dict[str, tuple[str, tuple[int, int, int, int], int, float]] = {
     # name: (file, box x1 y1 x2 y2, margin px, scale)
@@ -42,20 +57,75 @@ _CROPS: dict[str, tuple[str, tuple[int, int, int, int], int, float]] = {
 }
 
 
-@cache
-def background() -> Image:
+class ScenesError(FileNotFoundError):
+    """The shared photos are not where we looked; the message says where and why there."""
+
+
+def resolve_images_dir(explicit: Path | None = None) -> Path:
+    """The directory of shared photos the clips are pasted from.
+
+    Order: `explicit` if given (no fallback), else ``$GUANJIA_TESTDATA_DIR``, else
+    ``../shared/testdata/images`` beside the checkout. Raises `ScenesError` naming the path,
+    where the choice came from, and the files that are missing.
+    """
+    if explicit is not None:
+        candidate, how = Path(explicit), "explicit argument"
+    elif os.environ.get(ENV_VAR):
+        candidate, how = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
+    else:
+        candidate = _REPO_ROOT.parent / "shared" / "testdata" / "images"
+        how = "default ../shared/testdata/images"
+    if not candidate.is_dir():
+        raise ScenesError(
+            f"scenario photos directory {candidate} (from {how}) does not exist; "
+            f"set {ENV_VAR} or pass the directory explicitly"
+        )
+    needed = {_BACKGROUND} | {file for file, *_ in _CROPS.values()}
+    missing = sorted(name for name in needed if not (candidate / name).is_file())
+    if missing:
+        raise ScenesError(
+            f"scenario photos directory {candidate} (from {how}) lacks {', '.join(missing)}"
+        )
+    return candidate
+
+
+def _read(path: Path) -> Image:
+    import cv2
+    import numpy as np
+
+    image = cv2.imread(str(path))
+    if image is None:
+        raise ScenesError(f"cannot decode scenario photo {path}")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def background(images_dir: Path | None = None) -> Image:
     """The street of 000000231460 at 640x480 (a parked car at its right stays in every frame)."""
-    image = cv2.imread(str(IMAGES / "000000231460.jpg"))
-    assert image is not None
+    # Resolved on every call (a few stat calls) so a changed $GUANJIA_TESTDATA_DIR is honoured.
+    return _background(resolve_images_dir(images_dir))
+
+
+def crop(name: str, images_dir: Path | None = None) -> Image:
+    """One object crop (``car``, ``moto``, ``bicycle``, ``person``), scaled for the scene."""
+    return _crop(name, resolve_images_dir(images_dir))
+
+
+@cache
+def _background(images_dir: Path) -> Image:
+    import cv2
+    import numpy as np
+
+    image = _read(images_dir / _BACKGROUND)
     return np.ascontiguousarray(cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA))
 
 
 @cache
-def crop(name: str) -> Image:
-    """One object crop, scaled for the scene."""
+def _crop(name: str, images_dir: Path) -> Image:
+    import cv2
+    import numpy as np
+
     file, (x1, y1, x2, y2), m, scale = _CROPS[name]
-    image = cv2.imread(str(IMAGES / file))
-    assert image is not None
+    image = _read(images_dir / file)
     piece = image[max(0, y1 - m) : y2 + m, max(0, x1 - m) : x2 + m]
     return np.ascontiguousarray(cv2.resize(piece, None, fx=scale, fy=scale))
 
@@ -68,6 +138,7 @@ class Path2D:
     keys: list[tuple[float, float, float]]
 
     def at(self, t: float) -> tuple[int, int] | None:
+        """Top-left corner at clip time `t`, or None when the object is not in the clip then."""
         if t < self.keys[0][0] or t > self.keys[-1][0]:
             return None
         for (t0, x0, y0), (t1, x1, y1) in zip(self.keys, self.keys[1:], strict=False):
@@ -81,7 +152,8 @@ class Path2D:
 def paste(frame: Image, piece: Image, x: int, y: int) -> None:
     """Paste `piece` with its top-left at (x, y), clipped to the frame, in place."""
     h, w = piece.shape[:2]
-    fx1, fy1, fx2, fy2 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
+    fh, fw = frame.shape[:2]
+    fx1, fy1, fx2, fy2 = max(0, x), max(0, y), min(fw, x + w), min(fh, y + h)
     if fx2 <= fx1 or fy2 <= fy1:
         return
     frame[fy1:fy2, fx1:fx2] = piece[fy1 - y : fy2 - y, fx1 - x : fx2 - x]
@@ -89,7 +161,11 @@ def paste(frame: Image, piece: Image, x: int, y: int) -> None:
 
 @dataclass(frozen=True)
 class Scenario:
-    """A clip: duration, moving objects, optional lighting gain steps, noise seed."""
+    """A clip: duration, moving objects, optional lighting gain steps, noise seed.
+
+    `camera` names the camera config that goes with it (`camera_config`); `images_dir`
+    overrides where the photos come from (see `resolve_images_dir`).
+    """
 
     name: str
     duration_s: float
@@ -97,18 +173,25 @@ class Scenario:
     gain: list[tuple[float, float]] = field(default_factory=list)  # (from t, brightness gain)
     seed: int = 7
     fps: float = FPS
+    camera: Camera | None = None
+    images_dir: Path | None = None
 
     @property
     def n_frames(self) -> int:
+        """Number of frames in the clip."""
         return int(self.duration_s * self.fps)
 
     def frame(self, i: int) -> Image:
+        """Frame `i` (BGR, 640x480), deterministic for a given scenario and index."""
+        import numpy as np
+
         t = i / self.fps
-        frame = background().copy()
+        images_dir = resolve_images_dir(self.images_dir)
+        frame = _background(images_dir).copy()
         for path in self.paths:
             pos = path.at(t)
             if pos is not None:
-                paste(frame, crop(path.obj), *pos)
+                paste(frame, _crop(path.obj, images_dir), *pos)
         gain = 1.0
         for start, g in self.gain:
             if t >= start:
@@ -118,15 +201,46 @@ class Scenario:
         return np.clip(noisy, 0, 255).astype(np.uint8)
 
     def frames(self) -> Iterator[tuple[float, Image]]:
+        """(clip time in seconds, frame) for every frame, one at a time."""
         for i in range(self.n_frames):
             yield i / self.fps, self.frame(i)
 
     def write_folder(self, folder: Path) -> Path:
         """Write the clip as numbered JPEGs (quality 92) for `guanjia edge replay`."""
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(self.n_frames):
-            cv2.imwrite(str(folder / f"{i:05d}.jpg"), self.frame(i), [cv2.IMWRITE_JPEG_QUALITY, 92])
-        return folder
+        return write_clip(self, folder)
+
+
+VIDEO_SUFFIXES = (".avi", ".mkv")
+
+
+def write_clip(scenario: Scenario, out: Path) -> Path:
+    """Write `scenario` for `guanjia edge replay` / `edge.capture`, and return what was written.
+
+    If `out` ends in ``.avi`` or ``.mkv`` the clip becomes one Motion-JPEG video file at that
+    path (the codec every OpenCV build can write and read); otherwise `out` is a folder that
+    receives numbered JPEG frames ``00000.jpg``, ``00001.jpg``, ... (quality 92), replayed at
+    the camera config's fps. Parent folders are created.
+    """
+    import cv2
+
+    out = Path(out)
+    if out.suffix.lower() in VIDEO_SUFFIXES:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"MJPG"), scenario.fps, (W, H))
+        if not writer.isOpened():
+            raise OSError(f"cannot open a video writer for {out}")
+        try:
+            for i in range(scenario.n_frames):
+                writer.write(scenario.frame(i))
+        finally:
+            writer.release()
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(scenario.n_frames):
+        path = out / f"{i:05d}.jpg"
+        if not cv2.imwrite(str(path), scenario.frame(i), [cv2.IMWRITE_JPEG_QUALITY, 92]):
+            raise OSError(f"cannot write frame {path}")
+    return out
 
 
 # --- the scenarios of issue 3 ------------------------------------------------------------------
@@ -140,36 +254,47 @@ def car_parks(*, park_s: float = 12.0, tail_s: float = 4.0) -> Scenario:
     x, y = PARK_SPOT
     arrive, leave = 2.0, 2.0 + park_s
     keys = [(0.0, -150.0, y), (arrive, x, y), (leave, x, y), (leave + 2.0, -150.0, y)]
-    return Scenario("car_parks", leave + 2.0 + tail_s, [Path2D("car", keys)])
+    return Scenario("car_parks", leave + 2.0 + tail_s, [Path2D("car", keys)], camera="lane")
 
 
 def car_drives_through() -> Scenario:
     """A car crosses the fire lane from left to right at a steady pace, never stopping."""
     keys = [(0.0, -150.0, 300.0), (6.0, 640.0, 300.0)]
-    return Scenario("car_drives_through", 8.0, [Path2D("car", keys)])
+    return Scenario("car_drives_through", 8.0, [Path2D("car", keys)], camera="lane")
 
 
 def moto_enters_cabin() -> Scenario:
     """The motorcycle (with rider) rolls into the cabin from the right and stays."""
     keys = [(0.0, 640.0, 180.0), (1.0, 200.0, 180.0), (8.0, 200.0, 180.0)]
-    return Scenario("moto_enters_cabin", 8.0, [Path2D("moto", keys)])
+    return Scenario("moto_enters_cabin", 8.0, [Path2D("moto", keys)], camera="cabin")
 
 
 def person_enters_cabin() -> Scenario:
     """A person walks into the cabin and stands there."""
     keys = [(0.0, 640.0, 250.0), (1.0, 260.0, 250.0), (8.0, 260.0, 250.0)]
-    return Scenario("person_enters_cabin", 8.0, [Path2D("person", keys)])
+    return Scenario("person_enters_cabin", 8.0, [Path2D("person", keys)], camera="cabin")
 
 
 def bicycle_dumped() -> Scenario:
     """After a quiet start a bicycle is pushed into the garbage point and left there."""
     keys = [(3.0, 640.0, 300.0), (4.0, 150.0, 300.0), (14.0, 150.0, 300.0)]
-    return Scenario("bicycle_dumped", 14.0, [Path2D("bicycle", keys)])
+    return Scenario("bicycle_dumped", 14.0, [Path2D("bicycle", keys)], camera="garbage")
 
 
 def lighting_change() -> Scenario:
     """Nothing moves; the lights go up by 40% at 2 s and down again at 6 s."""
-    return Scenario("lighting_change", 10.0, [], gain=[(2.0, 1.4), (6.0, 1.0)])
+    return Scenario("lighting_change", 10.0, [], gain=[(2.0, 1.4), (6.0, 1.0)], camera="lane")
+
+
+SCENARIOS: dict[str, Callable[[], Scenario]] = {
+    "car_parks": car_parks,
+    "car_drives_through": car_drives_through,
+    "moto_enters_cabin": moto_enters_cabin,
+    "person_enters_cabin": person_enters_cabin,
+    "bicycle_dumped": bicycle_dumped,
+    "lighting_change": lighting_change,
+}
+"""Every named scenario with its default parameters, by name."""
 
 
 # --- camera configs for them (short dwell times: minutes of real life become seconds) ----------
@@ -241,3 +366,20 @@ def garbage_config(**extra: Any) -> dict[str, Any]:
         ],
         **extra,
     }
+
+
+CAMERA_CONFIGS: dict[Camera, Callable[..., dict[str, Any]]] = {
+    "lane": lane_config,
+    "cabin": cabin_config,
+    "garbage": garbage_config,
+}
+
+
+def camera_config(scenario: Scenario, **extra: Any) -> dict[str, Any]:
+    """The camera config (a plain dict) that goes with `scenario`; `extra` overrides keys.
+
+    For example ``camera_config(sc, source=str(write_clip(sc, tmp / "clip.avi")))``.
+    """
+    if scenario.camera is None:
+        raise ValueError(f"scenario {scenario.name!r} names no camera")
+    return CAMERA_CONFIGS[scenario.camera](**extra)
