@@ -6,6 +6,9 @@ Sub-apps import their heavy libraries (cv2, onnxruntime, fastapi) inside the com
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from edge.cli import edge_app
@@ -32,6 +35,55 @@ def version() -> None:
     from contract import PREFIX
 
     typer.echo(f"guanjia {__version__} (contract {PREFIX})")
+
+
+@app.command()
+def demo(  # noqa: PLR0917 - typer maps each CLI option to a parameter
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(help="Detector weights (default: $GUANJIA_MODEL_DIR, ../shared/models)."),
+    ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Use this new or empty directory and keep it (default: a temp dir)."),
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(min=0.25, max=4.0, help="Play the clips this many times faster.")
+    ] = 1.0,
+    keep: Annotated[bool, typer.Option(help="Keep the temporary work dir at the end.")] = False,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Gateway HTTP port (0: any free port).")
+    ] = 8080,
+    duration: Annotated[
+        float | None,
+        typer.Option(min=1, help="Stop this many seconds after the edge node starts."),
+    ] = None,
+    hold: Annotated[
+        bool, typer.Option(help="Keep everything running after the clips end, until Ctrl-C.")
+    ] = False,
+    mosquitto: Annotated[
+        Path | None, typer.Option(help="The mosquitto binary (default: found on PATH).")
+    ] = None,
+) -> None:
+    """Run broker, gateway and an edge node on this machine and watch tickets open."""
+    from guanjia.demo import DemoError, DemoOptions, run_demo
+
+    options = DemoOptions(
+        model_dir=model_dir,
+        workdir=workdir,
+        speed=speed,
+        keep=keep,
+        port=port,
+        duration_s=duration,
+        hold=hold,
+        mosquitto=mosquitto,
+    )
+    try:
+        code = run_demo(options)
+    except DemoError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    raise typer.Exit(code=code)
 
 
 app.add_typer(edge_app, name="edge")
