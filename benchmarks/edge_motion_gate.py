@@ -46,30 +46,14 @@ def main() -> None:
         (sc.car_parks(), sc.lane_config()),
         (sc.car_drives_through(), sc.lane_config()),
         (sc.moto_enters_cabin(), sc.cabin_config()),
+        (sc.moto_rides_lift(), sc.cabin_config()),
         (sc.person_enters_cabin(), sc.cabin_config()),
         (sc.bicycle_dumped(), sc.garbage_config()),
         (sc.lighting_change(), sc.lane_config()),
     ]
     realistic = [
         (sc.car_parks(park_s=180.0, tail_s=20.0), sc.lane_config()),
-        (
-            sc.Scenario(
-                "moto_rides_lift",
-                60.0,
-                [
-                    sc.Path2D(
-                        "moto",
-                        [
-                            (0.0, 640.0, 180.0),
-                            (1.0, 200.0, 180.0),
-                            (40.0, 200.0, 180.0),
-                            (41.0, 640.0, 180.0),
-                        ],
-                    )
-                ],
-            ),
-            sc.cabin_config(),
-        ),
+        (sc.moto_rides_lift(ride_s=39.0, tail_s=19.0), sc.cabin_config()),
         (
             sc.Scenario(
                 "bike_left",

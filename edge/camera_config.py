@@ -187,6 +187,13 @@ class ElevatorZone(_ZoneBase):
         default=10,
         description="Consecutive detections of a two-wheeler in the cabin (10 = 2 s at 5 fps).",
     )
+    clear_misses: Annotated[int, Field(ge=1, le=300)] = Field(
+        default=5,
+        description=(
+            "Consecutive detector runs without any two-wheeler in the cabin that end the event "
+            "(the detector runs on every frame while it checks: 5 = 1 s at 5 fps)."
+        ),
+    )
     actions: list[ActionName] = Field(
         default_factory=lambda: list(_DEFAULT_ELEVATOR_ACTIONS),
         description="Local actions fired on the edge in the frame that confirms the bike.",

@@ -6,7 +6,8 @@ in simulated time gives the same events as a live run, and tests need no sleeps.
 
 The detector runs only when it can change a decision (`DetectorSchedule`): motion in or near
 a zone or on a tracked object, tracks still moving or unconfirmed, a two-wheeler in an
-elevator cabin (its rule counts consecutive detections), a slow keepalive while stationary
+elevator cabin (its rule counts consecutive detections, and consecutive empty runs to end
+the event), a slow keepalive while stationary
 objects are being timed, and a slower idle keepalive otherwise. With the gate disabled it runs
 on every frame.
 
@@ -34,6 +35,7 @@ from edge.camera_config import CameraConfig, ElevatorZone
 from edge.detector import Detection, Detector
 from edge.motion import Motion, MotionGate
 from edge.rules import Condition, EventLifecycle, RuleContext, Transition, ZoneRule, make_rule
+from edge.rules.elevator import cabin_two_wheelers
 from edge.tracker import Track, Tracker, TrackInput, containment, iou
 from edge.zones import ZoneMemberships, box_near_zone
 
@@ -109,12 +111,16 @@ class DetectorSchedule:
             if track.seen_last_update and not (track.confirmed and track.stationary):
                 # Follow moving objects frame by frame; a lost one comes back through motion.
                 return "moving track"
-            if track.category is ObjectCategory.TWO_WHEELER and any(
-                member.inside and member.consecutive_inside < zone.min_consecutive
-                for zone in self._elevator_zones
-                for member in [memberships.get(zone.id, track.track_id)]
+        for zone in self._elevator_zones:
+            inside = cabin_two_wheelers(zone.id, tracks, memberships)
+            if any(
+                t.seen_last_update
+                and memberships.get(zone.id, t.track_id).consecutive_inside < zone.min_consecutive
+                for t in inside
             ):
                 return "elevator count"  # the elevator rule counts consecutive detections
+            if inside and 0 < min(t.missed_runs for t in inside) < zone.clear_misses:
+                return "elevator clear"  # ...and consecutive empty runs to end the event
         if tracks and since >= cfg.keepalive_s:
             return "keepalive"
         return "idle keepalive" if since >= cfg.idle_keepalive_s else None

@@ -76,6 +76,7 @@ class Track:
     stationary: bool = False
     moved_streak: int = 0
     consecutive_hits: int = 1
+    missed_runs: int = 0
     seen_last_update: bool = True
     velocity: tuple[float, float] = (0.0, 0.0)
     history: deque[Sighting] = field(default_factory=lambda: deque(maxlen=_HISTORY))
@@ -171,6 +172,7 @@ class Tracker:
                 continue
             track.seen_last_update = False
             track.consecutive_hits = 0
+            track.missed_runs += 1
             limit = (
                 self._config.max_lost_stationary_s if track.stationary else self._config.max_lost_s
             )
@@ -201,6 +203,7 @@ class Tracker:
         cfg = self._config
         track.hits += 1
         track.consecutive_hits += 1
+        track.missed_runs = 0
         track.seen_last_update = True
         track.confirmed = track.confirmed or track.hits >= cfg.min_hits
         track.score = det.score

@@ -56,6 +56,8 @@ class Membership:
     streak: int = 0
     streak_started: float = 0.0
     consecutive_inside: int = 0
+    consecutive_since: float | None = None
+    """When the current run of `consecutive_inside` observations began (None: not inside)."""
 
 
 class ZoneMemberships:
@@ -77,13 +79,18 @@ class ZoneMemberships:
                     member = self._state.get((zone_id, track.track_id))
                     if member is not None:
                         member.consecutive_inside = 0
+                        member.consecutive_since = None
                 continue
             x, y = track.bottom_centre
             for zone in self._zones.values():
                 key = (zone.id, track.track_id)
                 member = self._state.setdefault(key, Membership())
                 here = point_in_polygon(x, y, zone.polygon)
+                if here and member.consecutive_inside == 0:
+                    member.consecutive_since = now
                 member.consecutive_inside = member.consecutive_inside + 1 if here else 0
+                if not here:
+                    member.consecutive_since = None
                 if here == member.inside:
                     member.streak = 0
                     continue

@@ -269,6 +269,18 @@ def moto_enters_cabin() -> Scenario:
     return Scenario("moto_enters_cabin", 8.0, [Path2D("moto", keys)], camera="cabin")
 
 
+def moto_rides_lift(*, ride_s: float = 6.0, tail_s: float = 4.0) -> Scenario:
+    """The motorcycle rolls into the cabin, rides `ride_s` seconds, then rolls out in 1 s."""
+    out = 1.0 + ride_s
+    keys = [
+        (0.0, 640.0, 180.0),
+        (1.0, 200.0, 180.0),
+        (out, 200.0, 180.0),
+        (out + 1.0, 640.0, 180.0),
+    ]
+    return Scenario("moto_rides_lift", out + 1.0 + tail_s, [Path2D("moto", keys)], camera="cabin")
+
+
 def person_enters_cabin() -> Scenario:
     """A person walks into the cabin and stands there."""
     keys = [(0.0, 640.0, 250.0), (1.0, 260.0, 250.0), (8.0, 260.0, 250.0)]
@@ -290,6 +302,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "car_parks": car_parks,
     "car_drives_through": car_drives_through,
     "moto_enters_cabin": moto_enters_cabin,
+    "moto_rides_lift": moto_rides_lift,
     "person_enters_cabin": person_enters_cabin,
     "bicycle_dumped": bicycle_dumped,
     "lighting_change": lighting_change,

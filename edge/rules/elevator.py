@@ -1,17 +1,51 @@
 """`ebike_in_elevator`: a two-wheeler in the cabin for >= min_consecutive detections.
 
-Consecutive means detector runs in a row in which the tracked two-wheeler was seen inside the
-cabin zone; one miss restarts the count (before the event starts). Once started, the event
-holds while the track is inside (membership with inertia), so a missed frame does not end it.
-Persons alone never trigger: only the two_wheeler category is looked at. The pipeline fires
-the zone's local actions in the frame that starts the event.
+Start: a tracked two-wheeler was seen inside the cabin zone in ``min_consecutive`` detector
+runs in a row (one miss restarts the count). The pipeline fires the zone's local actions in the
+frame that starts the event. Persons alone never trigger: only two-wheelers are looked at.
+
+End: the *cabin* has had no two-wheeler for ``clear_misses`` detector runs in a row. This is
+decided per zone, not per track, because a bike that leaves usually leaves its track behind:
+it rides out in a second, faster than the tracker can follow, and a lost stationary track is
+otherwise kept for ``tracker.max_lost_stationary_s`` (60 s) so that parked cars survive
+occlusion. Counting the cabin's empty detector runs (the pipeline runs the detector on every
+frame while it checks) ends the event about ``clear_misses`` frames after the bike is gone.
+
+One event per cabin occupancy: while an event is open, another two-wheeler track in the cabin
+(a second bike, or the same bike re-found under a new track id) keeps the cabin occupied but
+does not start an event of its own.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from contract import EventCategory, ObjectCategory, Severity
 from edge.camera_config import ElevatorZone
 from edge.rules.base import Condition, RuleContext
+from edge.tracker import Track
+from edge.zones import ZoneMemberships
+
+
+def cabin_two_wheelers(
+    zone_id: str, tracks: list[Track], memberships: ZoneMemberships
+) -> list[Track]:
+    """Two-wheeler tracks whose membership says they are inside the cabin zone."""
+    return [
+        t
+        for t in tracks
+        if t.category is ObjectCategory.TWO_WHEELER and memberships.get(zone_id, t.track_id).inside
+    ]
+
+
+def cabin_empty_runs(zone_id: str, tracks: list[Track], memberships: ZoneMemberships) -> int | None:
+    """Detector runs in a row without any two-wheeler seen in the cabin; None if none is there.
+
+    Every track's `missed_runs` counts the runs since it was last seen, so the smallest over the
+    cabin's two-wheelers is the number of runs since the cabin last held one.
+    """
+    inside = cabin_two_wheelers(zone_id, tracks, memberships)
+    return min(t.missed_runs for t in inside) if inside else None
 
 
 class EbikeInElevatorRule:
@@ -23,16 +57,30 @@ class EbikeInElevatorRule:
     def __init__(self, zone: ElevatorZone) -> None:
         self.zone = zone
         self.zone_id = zone.id
+        self._active: int | None = None
 
     def evaluate(self, ctx: RuleContext) -> dict[int, Condition]:
-        """Two-wheelers in the cabin; ready after min_consecutive detections inside."""
+        """Two-wheelers in an occupied cabin; ready after min_consecutive detections inside."""
+        empty = cabin_empty_runs(self.zone_id, ctx.tracks, ctx.memberships)
+        if empty is None or empty >= self.zone.clear_misses:
+            self._active = None
+            return {}
         found: dict[int, Condition] = {}
-        for track in ctx.tracks:
-            if track.category is not ObjectCategory.TWO_WHEELER:
-                continue
+        for track in cabin_two_wheelers(self.zone_id, ctx.tracks, ctx.memberships):
             member = ctx.memberships.get(self.zone_id, track.track_id)
-            if not member.inside or member.entered_at is None:
+            # The current run of sightings, not the first entry: a lost track re-found by a
+            # new bike must not reuse the old start time (it names the event id).
+            since = member.consecutive_since or member.entered_at
+            if since is None:
                 continue
             ready = member.consecutive_inside >= self.zone.min_consecutive
-            found[track.track_id] = Condition(track.track_id, member.entered_at, ready)
+            found[track.track_id] = Condition(track.track_id, since, ready)
+        if self._active not in found:
+            ready_ids = sorted(tid for tid, c in found.items() if c.ready)
+            self._active = ready_ids[0] if ready_ids else None
+        if self._active is not None:
+            found = {
+                tid: c if tid == self._active else replace(c, ready=False)
+                for tid, c in found.items()
+            }
         return found

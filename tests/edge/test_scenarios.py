@@ -159,6 +159,40 @@ def test_motorcycle_in_elevator_fires_actions_in_the_same_frame(detector: OnnxDe
     )
 
 
+@pytest.mark.parametrize("gate", [True, False], ids=["gate-on", "gate-off"])
+def test_motorcycle_leaving_the_cabin_ends_the_event_at_once(
+    detector: OnnxDetector, gate: bool
+) -> None:
+    # The bike rolls out in 1 s (7 s to 8 s), faster than the tracker follows it: its
+    # stationary track is lost, not moved, and would live 60 s. The cabin's empty runs end it.
+    config = {**S.cabin_config(), "motion": {"enabled": gate}}
+    pipeline = CameraPipeline(
+        parse_camera_config(config), detector, LoggingActionSink(), site_id="x", device_id="l"
+    )
+    out: list[EventOut] = []
+    reasons_after_end: list[str | None] = []
+    for t, frame in S.moto_rides_lift(ride_s=6.0, tail_s=4.0).frames():
+        ended = any(o.event.phase is EventPhase.END for o in out)
+        out.extend(pipeline.process(frame, T0 + t))
+        if ended:
+            reasons_after_end.append(pipeline._schedule.reason)
+    events = by_id(out)
+    assert len(events) == 1, [(o.event.phase, o.event.ts - T0) for o in out]
+    (stream,) = events.values()
+    lifecycle_ok(stream)
+    start, end = stream[0], stream[-1]
+    assert start.category is EventCategory.EBIKE_IN_ELEVATOR
+    assert start.ts - T0 <= 3.0  # rolled in by 1 s, confirmed within 2 s of entering
+    assert end.phase is EventPhase.END
+    assert end.ended_at is not None
+    assert 7.0 < end.ended_at - T0 <= 10.0
+    assert end.snapshot is not None
+    assert len(reasons_after_end) >= 10
+    if gate:
+        # Once the cabin is empty the detector stops: the lost track no longer keeps it busy.
+        assert [r for r in reasons_after_end if r is not None and r != "keepalive"] == []
+
+
 def test_person_alone_in_cabin_never_triggers(detector: OnnxDetector) -> None:
     actions = LoggingActionSink()
     out, pipeline = run(S.person_enters_cabin(), S.cabin_config(), detector, actions)
