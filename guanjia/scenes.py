@@ -257,6 +257,17 @@ def car_parks(*, park_s: float = 12.0, tail_s: float = 4.0) -> Scenario:
     return Scenario("car_parks", leave + 2.0 + tail_s, [Path2D("car", keys)], camera="lane")
 
 
+def car_parks_occluded(*, park_s: float = 12.0, tail_s: float = 3.0) -> Scenario:
+    """As `car_parks`, and a pedestrian walks across in front of the parked car during its dwell.
+
+    The person (drawn over the car) covers part of it from about 3.9 s to 6.2 s of the clip,
+    while the car's dwell timer runs (it stopped at 2 s).
+    """
+    parked = car_parks(park_s=park_s, tail_s=tail_s)
+    walker = Path2D("person", [(3.0, -100.0, 250.0), (7.0, 330.0, 250.0)])
+    return Scenario("car_parks_occluded", parked.duration_s, [*parked.paths, walker], camera="lane")
+
+
 def car_drives_through() -> Scenario:
     """A car crosses the fire lane from left to right at a steady pace, never stopping."""
     keys = [(0.0, -150.0, 300.0), (6.0, 640.0, 300.0)]
@@ -300,6 +311,7 @@ def lighting_change() -> Scenario:
 
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "car_parks": car_parks,
+    "car_parks_occluded": car_parks_occluded,
     "car_drives_through": car_drives_through,
     "moto_enters_cabin": moto_enters_cabin,
     "moto_rides_lift": moto_rides_lift,

@@ -125,6 +125,48 @@ def test_parked_car_with_a_fifth_of_detections_dropped_is_one_event(
     assert stream[0].category is EventCategory.ILLEGAL_PARKING
 
 
+def test_parked_car_briefly_occluded_by_a_passer_by_is_one_event(
+    detector: OnnxDetector,
+) -> None:
+    class Watching:
+        """The real detector; notes the runs in which a person box hides the parked car."""
+
+        def __init__(self) -> None:
+            self.manifest = detector.manifest
+            self.occluded_runs = 0
+
+        def detect(self, frame: np.ndarray) -> list[Detection]:
+            found = detector.detect(frame)
+            x, y = S.PARK_SPOT
+            car = (x, y, x + 157, y + 121)  # the pasted car crop, in pixels
+            for d in found:
+                if d.class_name == "person":
+                    ix = max(0.0, min(d.box[2], car[2]) - max(d.box[0], car[0]))
+                    iy = max(0.0, min(d.box[3], car[3]) - max(d.box[1], car[1]))
+                    if ix * iy >= 0.25 * 157 * 121:
+                        self.occluded_runs += 1
+                        break
+            return found
+
+    watching = Watching()
+    out, _ = run(S.car_parks_occluded(), S.lane_config(), watching)
+    assert watching.occluded_runs >= 5  # the passer-by really hid a quarter of the car or more
+    events = by_id(out)
+    assert len(events) == 1, [(o.event.category, o.event.phase, o.event.ts - T0) for o in out]
+    (stream,) = events.values()
+    lifecycle_ok(stream)
+    start, end = stream[0], stream[-1]
+    assert start.category is EventCategory.ILLEGAL_PARKING
+    # The dwell timer started when the car stopped (2 s) and was not restarted by the
+    # occlusion (3.9 s to 6.2 s): the event starts after the 4 s dwell, not 4 s after it.
+    assert 2.0 <= start.started_at - T0 <= 3.2
+    assert start.ts - T0 <= 7.4
+    assert all(e.started_at == start.started_at for e in stream)
+    assert end.phase is EventPhase.END
+    assert end.ended_at is not None
+    assert 14.0 < end.ended_at - T0 <= 15.2
+
+
 def test_motorcycle_in_elevator_fires_actions_in_the_same_frame(detector: OnnxDetector) -> None:
     actions = LoggingActionSink()
     config = S.cabin_config()
@@ -227,8 +269,12 @@ def test_lighting_change_causes_no_detector_storm(detector: OnnxDetector) -> Non
 
 @pytest.mark.parametrize(
     ("make", "config"),
-    [(S.car_parks, S.lane_config), (S.bicycle_dumped, S.garbage_config)],
-    ids=["parking", "litter"],
+    [
+        (S.car_parks, S.lane_config),
+        (S.car_parks_occluded, S.lane_config),
+        (S.bicycle_dumped, S.garbage_config),
+    ],
+    ids=["parking", "parking-occluded", "litter"],
 )
 def test_motion_gate_changes_no_event(detector: OnnxDetector, make: Any, config: Any) -> None:
     gated, gated_pipe = run(make(), config(), detector, gate=True)
