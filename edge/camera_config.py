@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from contract import ObjectCategory
+from edge.actions import ActionName
 
 Segment = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Point = tuple[
@@ -35,7 +36,6 @@ Point = tuple[
     Annotated[float, Field(ge=0.0, le=1.0)],
 ]
 
-ActionName = Literal["voice_warning", "door_hold", "relay"]
 _DEFAULT_ELEVATOR_ACTIONS: tuple[ActionName, ...] = ("voice_warning", "door_hold")
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
