@@ -39,6 +39,19 @@ class MqttSettings(BaseModel):
     )
     keepalive_s: int = Field(default=30, ge=5, description="MQTT keepalive.")
     reconnect_s: float = Field(default=1.0, gt=0, description="Pause before reconnecting.")
+    batch_max: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="Most messages committed in one transaction (the broker's limit on "
+        "unacknowledged QoS 1 messages per client can cap a batch too).",
+    )
+    batch_linger_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=0.1,
+        description="Wait this long for more messages before committing a short batch.",
+    )
 
     @property
     def subscription(self) -> str:
@@ -84,6 +97,12 @@ class GatewaySettings(BaseSettings):
     webhook_tick_s: float = Field(default=1.0, gt=0, description="Webhook delivery loop period.")
     webhook_timeout_s: float = Field(default=5.0, gt=0, description="One webhook POST timeout.")
     webhook_max_attempts: int = Field(default=8, ge=1, description="Attempts before giving up.")
+    stream_poll_s: float = Field(
+        default=0.25,
+        gt=0,
+        description="How often the stream reads the shared change feed for other replicas' "
+        "changes (this replica's own are pushed at once).",
+    )
     cooldown_s: float = Field(
         default=600.0,
         ge=0,

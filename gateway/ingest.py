@@ -1,21 +1,23 @@
-"""The ingest handler: one MQTT message in, one committed effect (or a dead letter) out.
+"""The ingest handler: MQTT messages in, committed effects (or dead letters) out.
 
-`IngestHandler.handle(topic, payload, now)` is what the MQTT task calls for every message, and
-what the property tests call directly. It never raises because of the input: a contract
-violation, an unknown device or a message the gateway does not take becomes a dead-letter row
-with the reason. Only `StoreUnavailableError` (the database is down) escapes, so the caller
-does not acknowledge the message and the broker redelivers it later.
+`IngestHandler.handle_batch(messages, now)` is what the MQTT task calls with every batch it
+drained (one transaction for the batch); `handle(topic, payload, now)` applies one message
+in its own transaction and is what the property tests call directly. Neither raises because
+of the input: a contract violation, an unknown device or a message the gateway does not take
+becomes a dead-letter row with the reason. Only `StoreUnavailableError` (the database is
+down) escapes, so the caller does not acknowledge the messages and the broker redelivers
+them later.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from contract import (
+    Command,
     CommandResult,
     ContractError,
     DetectionEvent,
@@ -26,10 +28,10 @@ from contract import (
     decode_for_topic,
 )
 from contract.topics import Channel, Topic
-from gateway.alerts import from_detection, from_telemetry
+from gateway.alerts import Alert, from_detection, from_telemetry
 from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory
-from gateway.store import Store, StoreUnavailableError
+from gateway.store import IngestTx, Store, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,21 @@ class IngestCounters:
         self.by_outcome[key] = self.by_outcome.get(key, 0) + 1
 
 
+@dataclass(frozen=True)
+class _Decoded:
+    """A message after contract validation and the registry check, before any write."""
+
+    topic: str
+    payload: bytes
+    channel: str
+    parsed: Topic | None = None
+    message: Message | bytes | None = None
+    alerts: tuple[Alert, ...] = ()
+    dead: tuple[str, str] | None = None  # (error kind, reason)
+
+
 class IngestHandler:
-    """Validates a message against the contract and applies it to the store."""
+    """Validates messages against the contract and applies them to the store."""
 
     def __init__(
         self,
@@ -84,20 +99,49 @@ class IngestHandler:
         self._sites: dict[str, tuple[str, float]] = {}
 
     def handle(self, topic: str, payload: bytes, now: float) -> IngestResult:
-        """Apply one message; see the module docstring for the guarantees."""
+        """Apply one message in its own transaction; see the module docstring."""
         try:
-            result = self._handle(topic, payload, now)
+            item = self._decode(topic, payload, now)
+            result = self.store.ingest(lambda tx: self._apply(tx, item), now)
         except StoreUnavailableError:
             raise
-        except ContractError as exc:
-            result = self._dead(topic, payload, type(exc).__name__, str(exc), now)
         except Exception as exc:  # a bug must not stop ingest: keep the message and the reason
             log.exception("ingest failed on %s", topic[:200])
-            result = self._dead(
-                topic, payload, "ProcessingError", f"{type(exc).__name__}: {exc}", now
+            reason = f"{type(exc).__name__}: {exc}"
+            self.store.dead_letter(topic, payload, "ProcessingError", reason, now)
+            result = IngestResult(
+                Outcome.DEAD_LETTER, _channel_of(topic), f"ProcessingError: {reason}"
             )
         self.counters.count(result)
         return result
+
+    def handle_batch(self, messages: Sequence[tuple[str, bytes]], now: float) -> list[IngestResult]:
+        """Apply messages (topic, payload) in one transaction, with the same outcome per
+        message as `handle`.
+
+        If the batch fails for any reason but the database being away (a message that
+        breaks the write, a unique-key race with another replica), it is rolled back and
+        every message is applied on its own, so one poison message is dead-lettered and
+        the others land.
+        """
+        if len(messages) == 1:
+            return [self.handle(*messages[0], now)]
+        try:
+            items = [self._decode(topic, payload, now) for topic, payload in messages]
+            results = self.store.ingest(lambda tx: self._apply_all(tx, items), now, attempts=1)
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "a batch of %d messages failed (%s: %s); applying them one by one",
+                len(messages),
+                type(exc).__name__,
+                str(exc)[:200],
+            )
+            return [self.handle(topic, payload, now) for topic, payload in messages]
+        for result in results:
+            self.counters.count(result)
+        return results
 
     def _registered_site(self, device_id: str, now: float) -> str | None:
         # Registry lookups are cached briefly (positive answers only, so a device registered
@@ -112,84 +156,91 @@ class IngestHandler:
         self._sites[device_id] = (device.site_id, now + REGISTRY_CACHE_S)
         return device.site_id
 
-    def _dead(self, topic: str, payload: bytes, kind: str, reason: str, now: float) -> IngestResult:
-        self.store.dead_letter(topic, payload, kind, reason, now)
+    def _decode(self, topic: str, payload: bytes, now: float) -> _Decoded:
+        """Validate (pure but for the cached registry lookup); never writes."""
         channel = _channel_of(topic)
-        return IngestResult(Outcome.DEAD_LETTER, channel, f"{kind}: {reason}")
-
-    def _handle(self, topic: str, payload: bytes, now: float) -> IngestResult:
-        parsed, message = decode_for_topic(topic, payload)
+        try:
+            parsed, message = decode_for_topic(topic, payload)
+        except ContractError as exc:
+            return _Decoded(topic, payload, channel, dead=(type(exc).__name__, str(exc)))
         site_id = self._registered_site(parsed.device_id, now)
         if site_id is None:
             reason = f"device {parsed.device_id!r} is not registered"
-            return self._dead(topic, payload, "UnknownDevice", reason, now)
+            return _Decoded(topic, payload, channel, dead=("UnknownDevice", reason))
         if site_id != parsed.site_id:
             reason = (
                 f"device {parsed.device_id!r} is registered at site {site_id!r}, "
                 f"not {parsed.site_id!r}"
             )
-            return self._dead(topic, payload, "UnknownDevice", reason, now)
+            return _Decoded(topic, payload, channel, dead=("UnknownDevice", reason))
+        alerts: tuple[Alert, ...] = ()
+        if isinstance(message, DetectionEvent):
+            alerts = (from_detection(message),)
+        elif isinstance(message, TelemetryBatch):
+            alerts = tuple(from_telemetry(message))
+        return _Decoded(topic, payload, parsed.channel.value, parsed, message, alerts)
+
+    def _apply_all(self, tx: IngestTx, items: list[_Decoded]) -> list[IngestResult]:
+        # One query per table for what the whole batch needs, instead of one per message.
+        msg_ids: list[str] = []
+        devices: list[str] = []
+        for item in items:
+            if isinstance(item.message, Message) and not isinstance(item.message, Command):
+                msg_ids.append(item.message.msg_id)
+            if isinstance(item.message, Heartbeat | Status):
+                devices.append(item.message.device_id)
+        alerts = [alert for item in items for alert in item.alerts]
+        tx.preload(
+            msg_ids=msg_ids,
+            event_ids=[a.event_id for a in alerts],
+            active_keys=[a.dedup_key for a in alerts],
+            device_ids=devices,
+        )
+        return [self._apply(tx, item) for item in items]
+
+    def _apply(self, tx: IngestTx, item: _Decoded) -> IngestResult:
+        if item.dead is not None:
+            kind, reason = item.dead
+            tx.dead_letter(item.topic, item.payload, kind, reason)
+            return IngestResult(Outcome.DEAD_LETTER, item.channel, f"{kind}: {reason}")
+        topic, message = item.parsed, item.message
+        assert topic is not None
         if isinstance(message, bytes):
-            return self._snapshot(parsed, message, now)
-        appliers: dict[type[Message], Callable[[Topic, Any, float], IngestResult]] = {
-            DetectionEvent: self._event,
-            Heartbeat: self._heartbeat,
-            Status: self._status,
-            TelemetryBatch: self._telemetry,
-            CommandResult: self._command_result,
-        }
-        applier = appliers.get(type(message))
-        if applier is None:
-            # Commands are the gateway's own outbound traffic seen through the wildcard.
-            return IngestResult(Outcome.IGNORED, parsed.channel.value)
-        return applier(parsed, message, now)
-
-    def _event(self, topic: Topic, message: DetectionEvent, now: float) -> IngestResult:
-        alert = from_detection(message)
-        applied = self.store.apply_alert(alert, self.policies[alert.category], now, self.cooldown_s)
-        if applied.duplicate:
-            return IngestResult(Outcome.DUPLICATE, topic.channel.value)
-        return IngestResult(Outcome.ACCEPTED, topic.channel.value, changes=applied.changes)
-
-    def _heartbeat(self, topic: Topic, message: Heartbeat, now: float) -> IngestResult:
-        health = message.model_dump(
-            mode="json", exclude={"schema_", "msg_id", "site_id", "device_id"}
-        )
-        changes = self.store.record_heartbeat(topic.device_id, message.interval_s, health, now)
-        return IngestResult(Outcome.ACCEPTED, topic.channel.value, changes=tuple(changes))
-
-    def _status(self, topic: Topic, message: Status, now: float) -> IngestResult:
-        online = message.state == "online"
-        changes = self.store.record_status(topic.device_id, online, message.ts, now)
-        return IngestResult(Outcome.ACCEPTED, topic.channel.value, changes=tuple(changes))
-
-    def _command_result(self, topic: Topic, message: CommandResult, now: float) -> IngestResult:
-        if not self.store.claim_message(message.msg_id, topic.device_id, now):
-            return IngestResult(Outcome.DUPLICATE, topic.channel.value)
-        return IngestResult(Outcome.ACCEPTED, topic.channel.value)
-
-    def _snapshot(self, topic: Topic, data: bytes, now: float) -> IngestResult:
-        assert topic.name is not None
-        fresh = self.store.save_snapshot(topic.site_id, topic.device_id, topic.name, data, now)
-        return IngestResult(
-            Outcome.ACCEPTED if fresh else Outcome.DUPLICATE, Channel.SNAPSHOT.value
-        )
-
-    def _telemetry(self, _topic: Topic, batch: TelemetryBatch, now: float) -> IngestResult:
-        alerts = from_telemetry(batch)
-        if not alerts:
-            if not self.store.claim_message(batch.msg_id, batch.device_id, now):
-                return IngestResult(Outcome.DUPLICATE, Channel.TELEMETRY.value)
-            return IngestResult(Outcome.ACCEPTED, Channel.TELEMETRY.value)
-        changes: list[Change] = []
-        for alert in alerts:
-            applied = self.store.apply_alert(
-                alert, self.policies[alert.category], now, self.cooldown_s
+            assert topic.name is not None
+            fresh = tx.snapshot(topic.site_id, topic.device_id, topic.name, message)
+            outcome = Outcome.ACCEPTED if fresh else Outcome.DUPLICATE
+            return IngestResult(outcome, item.channel)
+        if isinstance(message, Heartbeat):
+            health = message.model_dump(
+                mode="json", exclude={"schema_", "msg_id", "site_id", "device_id"}
             )
+            changes = tx.heartbeat(topic.device_id, message.interval_s, health)
+            return IngestResult(Outcome.ACCEPTED, item.channel, changes=tuple(changes))
+        if isinstance(message, Status):
+            changes = tx.status(topic.device_id, message.state == "online", message.ts)
+            return IngestResult(Outcome.ACCEPTED, item.channel, changes=tuple(changes))
+        if isinstance(message, DetectionEvent | TelemetryBatch | CommandResult):
+            return self._apply_once(tx, item, message.msg_id, topic.device_id)
+        # Commands are the gateway's own outbound traffic seen through the wildcard.
+        return IngestResult(Outcome.IGNORED, item.channel)
+
+    def _apply_once(
+        self, tx: IngestTx, item: _Decoded, msg_id: str, device_id: str
+    ) -> IngestResult:
+        """A message whose effect is keyed by its msg_id: alerts, or just the claim
+        (command results, telemetry under every alarm threshold)."""
+        duplicate = IngestResult(Outcome.DUPLICATE, item.channel)
+        if not item.alerts:
+            if not tx.claim(msg_id, device_id):
+                return duplicate
+            return IngestResult(Outcome.ACCEPTED, item.channel)
+        found: list[Change] = []
+        for alert in item.alerts:
+            applied = tx.apply_alert(alert, self.policies[alert.category], self.cooldown_s)
             if applied.duplicate:
-                return IngestResult(Outcome.DUPLICATE, Channel.TELEMETRY.value)
-            changes += applied.changes
-        return IngestResult(Outcome.ACCEPTED, Channel.TELEMETRY.value, changes=tuple(changes))
+                return duplicate
+            found += applied.changes
+        return IngestResult(Outcome.ACCEPTED, item.channel, changes=tuple(found))
 
 
 def _channel_of(topic: str) -> str:

@@ -1,7 +1,8 @@
 """Wires one gateway process: `create_app(settings)` builds everything, nothing at import.
 
-The app's lifespan migrates the database, then runs three background tasks on the real clock:
-MQTT ingest (when enabled), the SLA/heartbeat loop and webhook delivery.
+The app's lifespan migrates the database, then runs four background tasks on the real clock:
+MQTT ingest (when enabled), the SLA/heartbeat loop, webhook delivery and the change feed
+that drives the console stream.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -25,12 +26,14 @@ from gateway.notify import WebhookSender
 from gateway.runtime import Runtime
 from gateway.sla import TicketCategory
 from gateway.store import Store, StoreUnavailableError, migrate
-from gateway.stream import ChangeHub
+from gateway.stream import ChangeFeed, ChangeHub
 
 log = logging.getLogger(__name__)
 
 PROCESSED_RETENTION_S = 7 * 24 * 3600.0
 """Message ids are remembered a week: far longer than any broker keeps a redelivery."""
+CHANGES_RETENTION_S = 24 * 3600.0
+"""The change feed keeps a day: a console away longer reloads through the REST API."""
 
 
 async def _every(period_s: float, step: Callable[[], Awaitable[object]], name: str) -> None:
@@ -47,24 +50,29 @@ async def _every(period_s: float, step: Callable[[], Awaitable[object]], name: s
 def build_runtime(settings: GatewaySettings) -> Runtime:
     """The store and services of one process (the app and the benchmarks use this)."""
     store = Store(settings.database_url)
+    hub = ChangeHub()
     return Runtime(
         settings=settings,
         store=store,
-        hub=ChangeHub(),
+        hub=hub,
+        feed=ChangeFeed(store, hub, settings.stream_poll_s),
         metrics=GatewayMetrics(),
         handler=IngestHandler(store, settings.policies, settings.cooldown_s),
         limiter=LoginLimiter(settings.login_attempts, settings.login_window_s),
     )
 
 
-async def ingest_message(runtime: Runtime, topic: str, payload: bytes) -> None:
-    """Apply one MQTT message and publish what it changed."""
-    result = await asyncio.to_thread(runtime.handler.handle, topic, payload, time.time())
-    runtime.metrics.messages.labels(result.channel, result.outcome.value).inc()
-    if result.outcome is Outcome.DEAD_LETTER:
-        runtime.metrics.dead_letters.labels(result.channel).inc()
-    if result.changes:
-        runtime.hub.publish(result.changes)
+async def ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> None:
+    """Apply a batch of MQTT messages (one transaction) and push what it changed."""
+    results = await asyncio.to_thread(runtime.handler.handle_batch, batch, time.time())
+    changed = False
+    for result in results:
+        runtime.metrics.messages.labels(result.channel, result.outcome.value).inc()
+        if result.outcome is Outcome.DEAD_LETTER:
+            runtime.metrics.dead_letters.labels(result.channel).inc()
+        changed = changed or bool(result.changes)
+    if changed:
+        runtime.feed.wake()
 
 
 async def sla_step(runtime: Runtime) -> None:
@@ -74,7 +82,6 @@ async def sla_step(runtime: Runtime) -> None:
     escalated = await asyncio.to_thread(store.run_escalations, now, settings.policies)
     for esc, change in escalated:
         runtime.metrics.sla_breaches.labels(esc.breach.value, change.category or "").inc()
-    runtime.hub.publish(change for _, change in escalated)
     stale = await asyncio.to_thread(
         store.mark_stale_devices,
         now,
@@ -82,11 +89,13 @@ async def sla_step(runtime: Runtime) -> None:
         settings.default_heartbeat_interval_s,
         settings.policies[TicketCategory.DEVICE_OFFLINE],
     )
-    runtime.hub.publish(stale)
+    if escalated or stale:
+        runtime.feed.wake()
     counts = await asyncio.to_thread(store.open_tickets_by_category)
     for category in TicketCategory:
         runtime.metrics.open_tickets.labels(category.value).set(counts.get(category.value, 0))
     await asyncio.to_thread(store.prune_processed, now - PROCESSED_RETENTION_S)
+    await asyncio.to_thread(store.prune_changes, now - CHANGES_RETENTION_S)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -97,6 +106,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await asyncio.to_thread(migrate, settings.database_url)
         runtime = build_runtime(settings)
         app.state.runtime = runtime
+        await runtime.feed.start()
         sender = WebhookSender(
             runtime.store,
             runtime.metrics,
@@ -106,11 +116,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         tasks = [
             asyncio.create_task(_every(settings.sla_tick_s, lambda: sla_step(runtime), "sla")),
             asyncio.create_task(_every(settings.webhook_tick_s, sender.tick, "webhooks")),
+            asyncio.create_task(runtime.feed.run()),
         ]
         if settings.ingest_enabled:
-            ingest = MqttIngest(
-                settings.mqtt, lambda topic, payload: ingest_message(runtime, topic, payload)
-            )
+            ingest = MqttIngest(settings.mqtt, lambda batch: ingest_batch(runtime, batch))
             app.state.ingest = ingest
             tasks.append(asyncio.create_task(ingest.run()))
         try:

@@ -193,3 +193,13 @@ class Change(_Record):
     state: str | None = None
     category: str | None = None
     at: float
+
+
+class FeedEntry(_Record):
+    """One row of the change feed as the stream sends it: `id` is the SSE event id (ordered
+    by commit), `data` the Change as JSON."""
+
+    id: int
+    kind: str
+    site_id: str
+    data: str

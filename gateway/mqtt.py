@@ -1,17 +1,19 @@
 """The gateway's MQTT edge: the only module that imports aiomqtt.
 
 `MqttIngest.run` keeps one persistent session (clean_session=False, a fixed client id per
-replica) subscribed to the shared filter, and hands every message to the ingest callback.
-A QoS 1 message is acknowledged only after the callback returned, i.e. after its effect (or
-its dead letter) is committed: a gateway killed mid-burst gets the unacknowledged messages
-again on reconnect, and the database drops the ones it had already committed.
+replica) subscribed to the shared filter. It drains what has arrived (up to `batch_max`
+messages) and hands the batch to the ingest callback, which commits it in one transaction.
+Every QoS 1 message of the batch is acknowledged only after the callback returned, i.e. after
+its effect (or its dead letter) is committed: a gateway killed mid-burst gets the
+unacknowledged messages again on reconnect, and the database drops the ones it had already
+committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiomqtt
 
@@ -20,7 +22,8 @@ from gateway.store import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
-OnMessage = Callable[[str, bytes], Awaitable[None]]
+OnBatch = Callable[[Sequence[tuple[str, bytes]]], Awaitable[None]]
+"""Applies (topic, payload) pairs; returns once their effects are committed."""
 
 
 def _payload_bytes(payload: object) -> bytes:
@@ -31,12 +34,32 @@ def _payload_bytes(payload: object) -> bytes:
     return str(payload).encode()
 
 
-class MqttIngest:
-    """Subscribe, feed `on_message`, acknowledge after commit; reconnect forever."""
+def enable_manual_ack(client: aiomqtt.Client) -> None:
+    """Switch the client to acknowledging QoS 1 messages only when `ack` is called.
 
-    def __init__(self, settings: MqttSettings, on_message: OnMessage) -> None:
+    aiomqtt 2.x acknowledges on receipt and has no public manual-ack option (upstream issue
+    empicano/aiomqtt#345, PR #346), so this reaches into its private paho client,
+    `client._client`. Acking after the commit is what makes a kill -9 lose nothing; if an
+    aiomqtt upgrade moves that attribute, this raises at connect time, and
+    tests/gateway/test_mqtt_ack.py (a message must be redelivered to a gateway that died
+    before committing it) fails. Call before connecting: a persistent session's backlog
+    arrives right after CONNACK.
+    """
+    client._client.manual_ack_set(True)
+
+
+def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    """Acknowledge one QoS 1 message (see `enable_manual_ack`)."""
+    if message.qos > 0:
+        client._client.ack(message.mid, message.qos)
+
+
+class MqttIngest:
+    """Subscribe, feed batches to `on_batch`, acknowledge after commit; reconnect forever."""
+
+    def __init__(self, settings: MqttSettings, on_batch: OnBatch) -> None:
         self.settings = settings
-        self.on_message = on_message
+        self.on_batch = on_batch
         self.connected = asyncio.Event()
 
     def _client(self) -> aiomqtt.Client:
@@ -51,10 +74,7 @@ class MqttIngest:
             keepalive=s.keepalive_s,
             max_inflight_messages=100,
         )
-        # aiomqtt 2.x acknowledges on receipt and has no manual-ack option; its paho client
-        # does. Acking after the commit is what makes a kill -9 lose nothing, so we reach for
-        # it before connecting (a persistent session's backlog arrives right after CONNACK).
-        client._client.manual_ack_set(True)
+        enable_manual_ack(client)
         return client
 
     async def run(self) -> None:
@@ -66,22 +86,35 @@ class MqttIngest:
                     await client.subscribe(self.settings.subscription, qos=1)
                     self.connected.set()
                     log.info("ingest subscribed to %s", self.settings.subscription)
-                    async for message in client.messages:
-                        await self._deliver(str(message.topic), _payload_bytes(message.payload))
-                        if message.qos > 0:
-                            client._client.ack(message.mid, message.qos)
+                    await self._consume(client)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 log.warning("MQTT connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(self.settings.reconnect_s)
 
-    async def _deliver(self, topic: str, payload: bytes) -> None:
-        # The database being away is not the message's fault: hold it (unacknowledged) and
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        messages = client.messages
+        limit = self.settings.batch_max
+        while True:
+            batch = [await anext(messages)]
+            # Drain what has already arrived; under load the queue fills while the previous
+            # batch commits, so batches grow exactly when one transaction per message would
+            # fall behind. An optional linger trades a little latency for bigger batches.
+            if self.settings.batch_linger_s > 0 and len(messages) < limit - 1:
+                await asyncio.sleep(self.settings.batch_linger_s)
+            while len(batch) < limit and len(messages) > 0:
+                batch.append(await anext(messages))
+            await self._deliver([(str(m.topic), _payload_bytes(m.payload)) for m in batch])
+            for message in batch:
+                ack(client, message)
+
+    async def _deliver(self, batch: Sequence[tuple[str, bytes]]) -> None:
+        # The database being away is not the messages' fault: hold them (unacknowledged) and
         # retry, rather than dead-lettering good data.
         delay = 0.5
         while True:
             try:
-                await self.on_message(topic, payload)
+                await self.on_batch(batch)
                 return
             except StoreUnavailableError as exc:
                 log.warning("database unavailable (%s); retrying in %.1f s", exc, delay)

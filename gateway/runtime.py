@@ -9,7 +9,7 @@ from gateway.config import GatewaySettings
 from gateway.ingest import IngestHandler
 from gateway.metrics import GatewayMetrics
 from gateway.store import Store
-from gateway.stream import ChangeHub
+from gateway.stream import ChangeFeed, ChangeHub
 
 
 @dataclass
@@ -19,6 +19,7 @@ class Runtime:
     settings: GatewaySettings
     store: Store
     hub: ChangeHub
+    feed: ChangeFeed
     metrics: GatewayMetrics
     handler: IngestHandler
     limiter: LoginLimiter

@@ -1,42 +1,102 @@
-"""The live change feed for consoles: an in-process fan-out of committed changes.
+"""The live change feed for consoles, across replicas.
 
-Each replica pushes what it committed itself; a console connected to one replica sees that
-replica's changes plus everything it re-reads through the REST API. (A cross-replica feed
-would ride on PostgreSQL LISTEN/NOTIFY; not needed for a single control room.)
+Every ticket and device change is a row in the database's ordered change feed, written in the
+transaction that made it (`gateway.store.feed`). Each replica runs one `ChangeFeed` task that
+reads the rows after the last one it saw and fans them out to its SSE subscribers (`ChangeHub`).
+So a console on replica B sees what replica A committed, and a reconnecting console resumes
+from its Last-Event-ID by reading the same table.
+
+Polling an ordered table was chosen over PostgreSQL LISTEN/NOTIFY because it is one mechanism
+for both databases (SQLite has no notifications), survives a dropped connection without
+losing anything, and is what Last-Event-ID replay needs anyway. To keep latency low without
+polling hard, a replica wakes its own poller the moment it commits (`wake`), so its own
+changes go out at once; other replicas' changes arrive within `stream_poll_s`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+import logging
 
-from gateway.models import Change
+from gateway.models import FeedEntry
+from gateway.store import Store, StoreUnavailableError
+
+log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 1000
+READ_LIMIT = 500
 
 
 class ChangeHub:
-    """Fan-out of `Change`s to subscriber queues; a slow subscriber loses oldest changes."""
+    """Fan-out of feed entries to subscriber queues; a slow subscriber loses oldest entries
+    (it can reconnect with Last-Event-ID to fill the gap)."""
 
     def __init__(self) -> None:
-        self._queues: set[asyncio.Queue[Change]] = set()
+        self._queues: set[asyncio.Queue[FeedEntry]] = set()
         self.published = 0
 
-    def subscribe(self) -> asyncio.Queue[Change]:
+    def subscribe(self) -> asyncio.Queue[FeedEntry]:
         """A new subscriber queue."""
-        queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        queue: asyncio.Queue[FeedEntry] = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self._queues.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[Change]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[FeedEntry]) -> None:
         """Drop a subscriber."""
         self._queues.discard(queue)
 
-    def publish(self, changes: Iterable[Change]) -> None:
-        """Push committed changes to every subscriber (call on the event loop)."""
-        for change in changes:
+    def publish(self, entries: list[FeedEntry]) -> None:
+        """Push entries to every subscriber (call on the event loop)."""
+        for entry in entries:
             self.published += 1
             for queue in self._queues:
                 if queue.full():
                     queue.get_nowait()
-                queue.put_nowait(change)
+                queue.put_nowait(entry)
+
+
+class ChangeFeed:
+    """Reads the shared change feed in id order and publishes it to the hub."""
+
+    def __init__(self, store: Store, hub: ChangeHub, poll_s: float) -> None:
+        self.store = store
+        self.hub = hub
+        self.poll_s = poll_s
+        self.last_id = 0
+        self._wake = asyncio.Event()
+
+    async def start(self) -> None:
+        """Begin at the feed's current end (older entries are replayed per client)."""
+        self.last_id = await asyncio.to_thread(self.store.last_change_id)
+
+    def wake(self) -> None:
+        """This replica just committed changes: read the feed now rather than at the tick."""
+        self._wake.set()
+
+    async def poll(self) -> int:
+        """Publish every entry after `last_id`; returns how many."""
+        total = 0
+        while True:
+            entries = await asyncio.to_thread(self.store.changes_after, self.last_id, READ_LIMIT)
+            if entries:
+                self.last_id = entries[-1].id
+                self.hub.publish(entries)
+                total += len(entries)
+            if len(entries) < READ_LIMIT:
+                return total
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            self._wake.clear()
+            try:
+                await self.poll()
+            except StoreUnavailableError as exc:
+                log.warning("change feed: database unavailable (%s)", exc)
+                await asyncio.sleep(self.poll_s)
+            except Exception:  # the stream must outlive a bad read: log and keep going
+                log.exception("change feed read failed; continuing")
+                await asyncio.sleep(self.poll_s)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.api.deps import PrincipalDep, RuntimeDep, require
 from gateway.api.permissions import Permission
 from gateway.auth import Principal, issue_token, verify_password
+from gateway.models import FeedEntry
 
 router = APIRouter()
 
@@ -82,37 +83,97 @@ async def me(principal: PrincipalDep) -> MePublic:
     )
 
 
+def _resume_from(header: str | None, query: int | None) -> int | None:
+    """The id a reconnecting client saw last (EventSource sends the Last-Event-ID header;
+    `?last_event_id=` serves clients that cannot set headers)."""
+    if query is not None:
+        return query
+    if header is None:
+        return None
+    try:
+        value = int(header.strip())
+    except ValueError:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, "Last-Event-ID must be an integer"
+        ) from None
+    if value < 0:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Last-Event-ID must be >= 0")
+    return value
+
+
+def _sse(entry: FeedEntry) -> str:
+    return f"id: {entry.id}\nevent: {entry.kind}\ndata: {entry.data}\n\n"
+
+
 @router.get("/api/stream", tags=["stream"])
 async def stream(
     request: Request,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(require(Permission.STREAM))],
     max_events: Annotated[int | None, Query(ge=1)] = None,
+    last_event_id: Annotated[int | None, Query(ge=0)] = None,
 ) -> StreamingResponse:
-    """Server-sent events: alert and ticket changes in the caller's sites, as committed.
+    """Server-sent events: ticket and device changes in the caller's sites, from every
+    replica, in commit order.
 
-    The first event is `hello`. `max_events` closes the stream after that many events
-    (`hello` included), for clients that poll.
+    The first event is `hello`; each change carries its feed id as the SSE `id`. A client
+    that reconnects with `Last-Event-ID` (or `?last_event_id=`) first gets every change it
+    missed; if some were already pruned it gets a `reset` event and should reload through
+    the REST API. `max_events` closes the stream after that many events (`hello` included),
+    for clients that poll.
     """
+    resume = _resume_from(request.headers.get("last-event-id"), last_event_id)
+    # Subscribe before reading the backlog, so nothing committed in between is missed; the
+    # id check below drops what both paths deliver.
     queue = runtime.hub.subscribe()
+    start = runtime.feed.last_id
+
+    async def backlog(last: int) -> AsyncIterator[FeedEntry | None]:
+        """What a reconnecting client missed (None first if part of it was pruned)."""
+        oldest = await asyncio.to_thread(runtime.store.oldest_change_id)
+        if oldest is None or oldest > last + 1:
+            yield None
+        while last < start:
+            entries = await asyncio.to_thread(runtime.store.changes_after, last, 500)
+            if not entries:
+                return
+            for entry in entries:
+                last = entry.id
+                yield entry
 
     async def events() -> AsyncIterator[str]:
         sent = 0
+        last = start if resume is None else resume
         try:
-            yield f"event: hello\ndata: {json.dumps({'user': principal.username})}\n\n"
+            hello = {"user": principal.username, "last_event_id": last}
+            yield f"event: hello\ndata: {json.dumps(hello)}\n\n"
             sent += 1
+            if last < start:
+                async for missed in backlog(last):
+                    if max_events is not None and sent >= max_events:
+                        return
+                    if missed is None:
+                        yield "event: reset\ndata: {}\n\n"
+                        sent += 1
+                        continue
+                    last = missed.id
+                    if principal.can_see(missed.site_id):
+                        yield _sse(missed)
+                        sent += 1
             while max_events is None or sent < max_events:
                 try:
-                    change = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    entry = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
                 except TimeoutError:
                     if await request.is_disconnected():
                         return
                     yield ": keepalive\n\n"
                     continue
-                if not principal.can_see(change.site_id):
-                    continue
-                yield f"event: {change.kind}\ndata: {change.model_dump_json()}\n\n"
-                sent += 1
+                if entry.id <= last:
+                    continue  # already sent from the backlog
+                last = entry.id
+                if principal.can_see(entry.site_id):
+                    yield _sse(entry)
+                    sent += 1
         finally:
             runtime.hub.unsubscribe(queue)
 

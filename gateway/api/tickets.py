@@ -114,7 +114,8 @@ async def _transition(
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except ConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    runtime.hub.publish(changes)
+    if changes:
+        runtime.feed.wake()  # the change is in the feed; push it to consoles now
     return updated
 
 

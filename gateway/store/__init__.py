@@ -2,6 +2,7 @@
 migrations in `gateway/migrations`). Everything else talks to `Store`."""
 
 from gateway.store.engine import StoreUnavailableError, database_url, migrate
+from gateway.store.ingest_tx import IngestTx
 from gateway.store.repository import Store
 
-__all__ = ["Store", "StoreUnavailableError", "database_url", "migrate"]
+__all__ = ["IngestTx", "Store", "StoreUnavailableError", "database_url", "migrate"]

@@ -16,11 +16,11 @@ Exactly-once rules are enforced here by the database, never by process memory:
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -38,8 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from contract import EventPhase
-from gateway.alerts import Alert, offline_alert, online_alert
+from gateway.alerts import Alert
 from gateway.auth import Role
 from gateway.lifecycle import (
     OPEN_STATES,
@@ -56,6 +55,7 @@ from gateway.models import (
     DevicePublic,
     EscalationPublic,
     EvidencePublic,
+    FeedEntry,
     GridPublic,
     ShiftPublic,
     TicketDetail,
@@ -63,7 +63,6 @@ from gateway.models import (
     TicketPublic,
     UserPublic,
 )
-from gateway.routing import GridInfo, Shift, assignee_for, resolve_grid
 from gateway.sla import (
     Breach,
     CategoryPolicy,
@@ -72,10 +71,11 @@ from gateway.sla import (
     SlaFacts,
     TicketCategory,
     Tier,
-    deadlines,
     due_escalations,
 )
+from gateway.store import feed
 from gateway.store.engine import READ_ONLY, StoreUnavailableError, make_engine
+from gateway.store.ingest_tx import AlertResult, IngestTx, webhook_body
 from gateway.store.schema import (
     attachments,
     audit_log,
@@ -89,7 +89,6 @@ from gateway.store.schema import (
     processed_messages,
     shifts,
     snapshots,
-    ticket_events,
     tickets,
     users,
     webhooks,
@@ -98,7 +97,6 @@ from gateway.store.schema import (
 
 T = TypeVar("T")
 
-EXCERPT_BYTES = 512
 OPEN_STATE_VALUES = tuple(s.value for s in OPEN_STATES)
 SORTABLE = ("id", "created_at", "updated_at", "ack_due_at", "resolve_due_at", "tier", "state")
 
@@ -109,16 +107,6 @@ class NotFoundError(LookupError):
 
 class ConflictError(ValueError):
     """A write that clashes with existing data (duplicate id, concurrent transition)."""
-
-
-@dataclass(frozen=True)
-class AlertResult:
-    """What applying one alert did."""
-
-    duplicate: bool
-    ticket_id: int | None = None
-    created: bool = False
-    changes: tuple[Change, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,23 +138,9 @@ class Delivery:
     attempts: int
 
 
-def _excerpt(payload: bytes) -> str:
-    head = payload[:EXCERPT_BYTES]
-    text = head.decode("utf-8", errors="backslashreplace")
-    return text + ("…" if len(payload) > EXCERPT_BYTES else "")
-
-
 def _ticket(row: Row[Any]) -> TicketPublic:
     m = row._mapping
     return TicketPublic(**{name: m[name] for name in TicketPublic.model_fields})
-
-
-def webhook_body(flavour: str, text: str) -> dict[str, Any]:
-    """A text message in the shape the WeCom, DingTalk or Feishu group bots accept."""
-    if flavour == "feishu":
-        return {"msg_type": "text", "content": {"text": text}}
-    # WeCom (企业微信) and DingTalk (钉钉) robots share this shape.
-    return {"msgtype": "text", "text": {"content": text}}
 
 
 class Store:
@@ -196,17 +170,6 @@ class Store:
                 yield conn
         except OperationalError as exc:
             raise StoreUnavailableError(str(exc.orig)) from exc
-
-    def _retry(self, fn: Callable[[], T], attempts: int = 4) -> T:
-        # Two writers racing on a unique key: the loser's transaction rolls back and is simply
-        # run again, now seeing the winner's row.
-        for attempt in range(attempts):
-            try:
-                return fn()
-            except IntegrityError:
-                if attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ registry
 
@@ -433,21 +396,35 @@ class Store:
 
     # ------------------------------------------------------------------ ingest
 
+    @contextmanager
+    def ingest_tx(self, now: float) -> Iterator[IngestTx]:
+        """One ingest transaction: buffered rows are flushed just before COMMIT."""
+        with self._tx() as conn:
+            tx = IngestTx(conn, now, postgres=not self.is_sqlite)
+            yield tx
+            tx.flush()
+
+    def ingest(self, work: Callable[[IngestTx], T], now: float, attempts: int = 4) -> T:
+        """Run `work` in one ingest transaction and commit it.
+
+        A unique-key clash (another writer got there first) rolls everything back and runs
+        `work` again on a fresh transaction that now sees the winner's rows; after `attempts`
+        the IntegrityError is raised. `work` must therefore only touch the database.
+        """
+        for attempt in range(attempts):
+            try:
+                with self.ingest_tx(now) as tx:
+                    return work(tx)
+            except IntegrityError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
     def dead_letter(
         self, topic: str, payload: bytes, error_kind: str, reason: str, now: float
     ) -> None:
         """Record a refused message with a bounded excerpt of its payload."""
-        with self._tx() as conn:
-            conn.execute(
-                insert(dead_letters).values(
-                    received_at=now,
-                    topic=topic[:300],
-                    payload_excerpt=_excerpt(payload),
-                    payload_size=len(payload),
-                    error_kind=error_kind[:64],
-                    reason=reason[:2000],
-                )
-            )
+        self.ingest(lambda tx: tx.dead_letter(topic, payload, error_kind, reason), now)
 
     def list_dead_letters(self, *, offset: int = 0, limit: int = 100) -> list[DeadLetterPublic]:
         """Newest refused messages first."""
@@ -462,95 +439,22 @@ class Store:
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(dead_letters)).scalar_one())
 
-    def _claim_message(self, conn: Connection, msg_id: str, device_id: str, now: float) -> bool:
-        """Insert the message id; False when it was already processed (a redelivery)."""
-        try:
-            with conn.begin_nested():
-                conn.execute(
-                    insert(processed_messages).values(
-                        msg_id=msg_id, device_id=device_id, received_at=now
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
-
     def record_status(self, device_id: str, online: bool, ts: float, now: float) -> list[Change]:
         """Apply a retained status message; older than the last one applied is ignored."""
-        with self._tx() as conn:
-            row = conn.execute(
-                select(devices.c.site_id, devices.c.last_status_ts, devices.c.online).where(
-                    devices.c.device_id == device_id
-                )
-            ).first()
-            if row is None or (row.last_status_ts is not None and ts < row.last_status_ts):
-                return []
-            values: dict[str, Any] = {"online": online, "last_status_ts": ts}
-            if online:
-                values["last_seen"] = now
-            conn.execute(update(devices).where(devices.c.device_id == device_id).values(values))
-            changes: list[Change] = []
-            if bool(row.online) != online:
-                changes.append(
-                    Change(
-                        kind="device",
-                        action="online" if online else "offline",
-                        site_id=row.site_id,
-                        device_id=device_id,
-                        at=now,
-                    )
-                )
-        if online:
-            changes += self._clear_offline(row.site_id, device_id, now)
-        return changes
+        return self.ingest(lambda tx: tx.status(device_id, online, ts), now)
 
     def record_heartbeat(
         self, device_id: str, interval_s: float, health: dict[str, Any], now: float
     ) -> list[Change]:
         """A heartbeat: last seen, interval and health; marks the device online."""
-        with self._tx() as conn:
-            row = conn.execute(
-                select(devices.c.site_id, devices.c.online).where(devices.c.device_id == device_id)
-            ).first()
-            if row is None:
-                return []
-            conn.execute(
-                update(devices)
-                .where(devices.c.device_id == device_id)
-                .values(online=True, last_seen=now, heartbeat_interval_s=interval_s, health=health)
-            )
-        if row.online:
-            return []
-        changes = [
-            Change(kind="device", action="online", site_id=row.site_id, device_id=device_id, at=now)
-        ]
-        return changes + self._clear_offline(row.site_id, device_id, now)
-
-    def _clear_offline(self, site_id: str, device_id: str, now: float) -> list[Change]:
-        key = f"{site_id}|{device_id}|{TicketCategory.DEVICE_OFFLINE.value}|-"
-        with self._tx() as conn:
-            row = conn.execute(
-                select(ticket_events.c.event_id)
-                .join(tickets, tickets.c.id == ticket_events.c.ticket_id)
-                .where(tickets.c.active_key == key, ticket_events.c.ended.is_(False))
-            ).first()
-        if row is None:
-            return []
-        from gateway.sla import DEFAULT_POLICIES
-
-        result = self.apply_alert(
-            online_alert(site_id, device_id, row.event_id, now),
-            DEFAULT_POLICIES[TicketCategory.DEVICE_OFFLINE],
-            now,
-        )
-        return list(result.changes)
+        return self.ingest(lambda tx: tx.heartbeat(device_id, interval_s, health), now)
 
     def mark_stale_devices(
         self, now: float, grace: float, default_interval_s: float, policy: CategoryPolicy
     ) -> list[Change]:
         """Devices silent for `grace` heartbeat intervals go offline and get a maintenance
         ticket. The conditional update makes each transition happen once across replicas."""
-        with self._tx() as conn:
+        with self._read() as conn:
             interval = func.coalesce(devices.c.heartbeat_interval_s, default_interval_s)
             stale = conn.execute(
                 select(devices.c.device_id, devices.c.site_id, devices.c.last_seen).where(
@@ -561,52 +465,23 @@ class Store:
             ).all()
         changes: list[Change] = []
         for row in stale:
-            with self._tx() as conn:
-                flipped = conn.execute(
-                    update(devices)
-                    .where(
-                        devices.c.device_id == row.device_id,
-                        devices.c.online.is_(True),
-                        devices.c.last_seen == row.last_seen,
-                    )
-                    .values(online=False)
-                ).rowcount
-            if not flipped:
-                continue
-            changes.append(
-                Change(
-                    kind="device",
-                    action="offline",
+            changes += self.ingest(
+                partial(
+                    IngestTx.go_offline,
                     site_id=row.site_id,
                     device_id=row.device_id,
-                    at=now,
-                )
+                    last_seen=row.last_seen,
+                    policy=policy,
+                ),
+                now,
             )
-            result = self.apply_alert(
-                offline_alert(row.site_id, row.device_id, row.last_seen, now), policy, now
-            )
-            changes += result.changes
         return changes
 
     def save_snapshot(
         self, site_id: str, device_id: str, snapshot_id: str, data: bytes, now: float
     ) -> bool:
         """Store a JPEG; False if this snapshot id was already stored (a redelivery)."""
-        try:
-            with self._tx() as conn:
-                conn.execute(
-                    insert(snapshots).values(
-                        site_id=site_id,
-                        device_id=device_id,
-                        snapshot_id=snapshot_id,
-                        sha256=hashlib.sha256(data).hexdigest(),
-                        data=data,
-                        received_at=now,
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
+        return self.ingest(lambda tx: tx.snapshot(site_id, device_id, snapshot_id, data), now)
 
     def snapshot(self, site_id: str, device_id: str, snapshot_id: str) -> bytes:
         """A stored JPEG or NotFoundError."""
@@ -624,8 +499,7 @@ class Store:
 
     def claim_message(self, msg_id: str, device_id: str, now: float) -> bool:
         """Mark a message with no other effect as processed; False for a redelivery."""
-        with self._tx() as conn:
-            return self._claim_message(conn, msg_id, device_id, now)
+        return self.ingest(lambda tx: tx.claim(msg_id, device_id), now)
 
     # ------------------------------------------------------------------ tickets from alerts
 
@@ -633,307 +507,7 @@ class Store:
         self, alert: Alert, policy: CategoryPolicy, now: float, cooldown_s: float = 0.0
     ) -> AlertResult:
         """Open, merge into, update or clear a ticket from one alert, exactly once per msg_id."""
-        return self._retry(lambda: self._apply_alert_once(alert, policy, now, cooldown_s))
-
-    def _apply_alert_once(
-        self, alert: Alert, policy: CategoryPolicy, now: float, cooldown_s: float
-    ) -> AlertResult:
-        changes: list[Change] = []
-        with self._tx() as conn:
-            if not self._claim_message(conn, alert.msg_id, alert.device_id, now):
-                return AlertResult(duplicate=True)
-            link = conn.execute(
-                select(ticket_events).where(ticket_events.c.event_id == alert.event_id)
-            ).first()
-            created = False
-            if link is not None:
-                ticket_id = int(link.ticket_id)
-                ended = bool(link.ended) or alert.phase is EventPhase.END
-                conn.execute(
-                    update(ticket_events)
-                    .where(ticket_events.c.event_id == alert.event_id)
-                    .values(ended=ended, last_seq=max(int(link.last_seq), alert.seq))
-                )
-                conn.execute(
-                    update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now)
-                )
-            else:
-                ticket_id, created, opened = self._find_or_open(
-                    conn, alert, policy, now, cooldown_s
-                )
-                changes += opened
-                # A racing writer may have linked this event id a moment ago; the unique key
-                # makes that an IntegrityError and the retry takes the branch above.
-                conn.execute(
-                    insert(ticket_events).values(
-                        event_id=alert.event_id,
-                        ticket_id=ticket_id,
-                        device_id=alert.device_id,
-                        ended=alert.phase is EventPhase.END,
-                        last_seq=alert.seq,
-                    )
-                )
-            conn.execute(
-                insert(evidence).values(
-                    ticket_id=ticket_id,
-                    event_id=alert.event_id,
-                    msg_id=alert.msg_id,
-                    phase=alert.phase.value,
-                    seq=alert.seq,
-                    ts=alert.ts,
-                    snapshot_id=alert.snapshot_id,
-                    detail=alert.detail,
-                )
-            )
-            if alert.phase is EventPhase.END:
-                changes += self._maybe_clear(conn, ticket_id, policy, now)
-            if not created and not changes:
-                site = alert.site_id
-                changes.append(
-                    Change(
-                        kind="ticket",
-                        action=f"evidence_{alert.phase.value}",
-                        site_id=site,
-                        ticket_id=ticket_id,
-                        category=alert.category.value,
-                        at=now,
-                    )
-                )
-        return AlertResult(False, ticket_id, created, tuple(changes))
-
-    def _find_or_open(
-        self,
-        conn: Connection,
-        alert: Alert,
-        policy: CategoryPolicy,
-        now: float,
-        cooldown_s: float,
-    ) -> tuple[int, bool, list[Change]]:
-        key = alert.dedup_key
-        open_row = conn.execute(
-            select(tickets.c.id, tickets.c.state).where(tickets.c.active_key == key)
-        ).first()
-        if open_row is not None:
-            ticket_id = int(open_row.id)
-            conn.execute(
-                update(tickets)
-                .where(tickets.c.id == ticket_id)
-                .values(event_count=tickets.c.event_count + 1, updated_at=now)
-            )
-            self._audit(
-                conn,
-                ticket_id,
-                at=now,
-                actor="system:ingest",
-                action="merge",
-                from_state=None,
-                to_state=None,
-                detail={"event_id": alert.event_id},
-            )
-            return ticket_id, False, [self._change(alert, ticket_id, "merged", open_row.state, now)]
-        if cooldown_s > 0:
-            recent = conn.execute(
-                select(tickets.c.id)
-                .where(
-                    tickets.c.dedup_key == key,
-                    tickets.c.state == TicketState.RESOLVED.value,
-                    tickets.c.resolved_by == "system",
-                    tickets.c.resolved_at >= now - cooldown_s,
-                )
-                .order_by(tickets.c.resolved_at.desc())
-            ).first()
-            if recent is not None:
-                ticket_id = int(recent.id)
-                # Conditional on the state, and the unique active_key: a concurrent opener
-                # turns this into an IntegrityError and a retry merges into theirs.
-                done = conn.execute(
-                    update(tickets)
-                    .where(tickets.c.id == ticket_id, tickets.c.state == TicketState.RESOLVED.value)
-                    .values(
-                        state=TicketState.NEW.value,
-                        active_key=key,
-                        resolved_at=None,
-                        resolved_by=None,
-                        condition_cleared_at=None,
-                        event_count=tickets.c.event_count + 1,
-                        updated_at=now,
-                    )
-                ).rowcount
-                if done:
-                    self._audit(
-                        conn,
-                        ticket_id,
-                        at=now,
-                        actor="system:ingest",
-                        action="reopen",
-                        from_state=TicketState.RESOLVED.value,
-                        to_state=TicketState.NEW.value,
-                        detail={"event_id": alert.event_id, "reason": "within cool-down"},
-                    )
-                    return (
-                        ticket_id,
-                        False,
-                        [self._change(alert, ticket_id, "reopened", "new", now)],
-                    )
-        grid_id, assignee = self._route(conn, alert, now)
-        due = deadlines(policy, alert.severity, now)
-        result = conn.execute(
-            insert(tickets).values(
-                site_id=alert.site_id,
-                device_id=alert.device_id,
-                category=alert.category.value,
-                zone_id=alert.zone_id,
-                grid_id=grid_id,
-                severity=alert.severity.value,
-                state=TicketState.NEW.value,
-                tier=int(Tier.PROPERTY_SERVICE),
-                assignee=assignee,
-                dedup_key=key,
-                active_key=key,
-                event_count=1,
-                created_at=now,
-                updated_at=now,
-                ack_due_at=due.ack_due_at,
-                resolve_due_at=due.resolve_due_at,
-            )
-        )
-        assert result.inserted_primary_key is not None
-        ticket_id = int(result.inserted_primary_key[0])
-        self._audit(
-            conn,
-            ticket_id,
-            at=now,
-            actor="system:ingest",
-            action="open",
-            from_state=None,
-            to_state=TicketState.NEW.value,
-            detail={"event_id": alert.event_id, "assignee": assignee, "grid_id": grid_id},
-        )
-        self._notify(
-            conn,
-            ticket_id,
-            grid_id=grid_id,
-            category=alert.category.value,
-            now=now,
-            text=f"[管家] New {alert.category.value} ticket #{ticket_id} at "
-            f"{alert.site_id}/{alert.zone_id or alert.device_id}"
-            + (f", assigned to {assignee}" if assignee else ""),
-        )
-        return ticket_id, True, [self._change(alert, ticket_id, "opened", "new", now)]
-
-    @staticmethod
-    def _change(alert: Alert, ticket_id: int, action: str, state: str, now: float) -> Change:
-        return Change(
-            kind="ticket",
-            action=action,
-            site_id=alert.site_id,
-            ticket_id=ticket_id,
-            state=state,
-            category=alert.category.value,
-            at=now,
-        )
-
-    def _route(self, conn: Connection, alert: Alert, now: float) -> tuple[str | None, str | None]:
-        zones_t = zones
-        zone_grid = None
-        if alert.zone_id is not None:
-            zone_grid = conn.execute(
-                select(zones_t.c.grid_id).where(
-                    zones_t.c.site_id == alert.site_id, zones_t.c.zone_id == alert.zone_id
-                )
-            ).scalar_one_or_none()
-        device_grid = conn.execute(
-            select(devices.c.grid_id).where(devices.c.device_id == alert.device_id)
-        ).scalar_one_or_none()
-        grid_id = resolve_grid(zone_grid, device_grid)
-        if grid_id is None:
-            return None, None
-        grid_row = conn.execute(select(grids).where(grids.c.grid_id == grid_id)).first()
-        if grid_row is None:
-            return grid_id, None
-        shift_rows = conn.execute(
-            select(shifts).where(
-                shifts.c.grid_id == grid_id, shifts.c.starts_at <= now, shifts.c.ends_at > now
-            )
-        ).all()
-        roster = [Shift(r.grid_id, r.username, r.starts_at, r.ends_at) for r in shift_rows]
-        return grid_id, assignee_for(GridInfo(grid_id, grid_row.supervisor), roster, now)
-
-    def _maybe_clear(
-        self, conn: Connection, ticket_id: int, policy: CategoryPolicy, now: float
-    ) -> list[Change]:
-        still_active = conn.execute(
-            select(func.count())
-            .select_from(ticket_events)
-            .where(ticket_events.c.ticket_id == ticket_id, ticket_events.c.ended.is_(False))
-        ).scalar_one()
-        if still_active:
-            return []
-        row = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).one()
-        changes: list[Change] = []
-        conn.execute(
-            update(tickets)
-            .where(tickets.c.id == ticket_id, tickets.c.condition_cleared_at.is_(None))
-            .values(condition_cleared_at=now)
-        )
-        if policy.auto_resolve_on_end and row.state in OPEN_STATE_VALUES:
-            done = conn.execute(
-                update(tickets)
-                .where(tickets.c.id == ticket_id, tickets.c.state == row.state)
-                .values(
-                    state=TicketState.RESOLVED.value,
-                    resolved_at=now,
-                    resolved_by="system",
-                    active_key=None,
-                    resolution_note="condition cleared (auto-resolved on end)",
-                    updated_at=now,
-                )
-            ).rowcount
-            if done:
-                self._audit(
-                    conn,
-                    ticket_id,
-                    at=now,
-                    actor="system:ingest",
-                    action="auto_resolve",
-                    from_state=row.state,
-                    to_state=TicketState.RESOLVED.value,
-                    detail={},
-                )
-                changes.append(
-                    Change(
-                        kind="ticket",
-                        action="resolved",
-                        site_id=row.site_id,
-                        ticket_id=ticket_id,
-                        state="resolved",
-                        category=row.category,
-                        at=now,
-                    )
-                )
-        else:
-            self._audit(
-                conn,
-                ticket_id,
-                at=now,
-                actor="system:ingest",
-                action="condition_cleared",
-                from_state=None,
-                to_state=None,
-                detail={},
-            )
-            changes.append(
-                Change(
-                    kind="ticket",
-                    action="cleared",
-                    site_id=row.site_id,
-                    ticket_id=ticket_id,
-                    state=row.state,
-                    category=row.category,
-                    at=now,
-                )
-            )
-        return changes
+        return self.ingest(lambda tx: tx.apply_alert(alert, policy, cooldown_s), now)
 
     @staticmethod
     def _audit(
@@ -1078,16 +652,17 @@ class Store:
                 detail={k: v for k, v in (("assignee", assignee), ("note", note)) if v},
             )
             updated = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).one()
-        ticket = _ticket(updated)
-        change = Change(
-            kind="ticket",
-            action=action.value,
-            site_id=ticket.site_id,
-            ticket_id=ticket_id,
-            state=target.value,
-            category=ticket.category.value,
-            at=now,
-        )
+            ticket = _ticket(updated)
+            change = Change(
+                kind="ticket",
+                action=action.value,
+                site_id=ticket.site_id,
+                ticket_id=ticket_id,
+                state=target.value,
+                category=ticket.category.value,
+                at=now,
+            )
+            feed.record(conn, [change], postgres=not self.is_sqlite)
         return ticket, [change]
 
     def add_attachment(
@@ -1390,18 +965,19 @@ class Store:
                     text=f"[管家] SLA breach ({esc.breach.value}) on ticket #{ticket_id} "
                     f"({row.category}): escalated to L{int(esc.to_tier)} {escalated_to}",
                 )
+                change = Change(
+                    kind="ticket",
+                    action="escalated",
+                    site_id=row.site_id,
+                    ticket_id=ticket_id,
+                    state=row.state,
+                    category=row.category,
+                    at=now,
+                )
+                feed.record(conn, [change], postgres=not self.is_sqlite)
         except IntegrityError:
             # Another replica recorded this breach first: nothing to do, and nothing undone.
             return None
-        change = Change(
-            kind="ticket",
-            action="escalated",
-            site_id=row.site_id,
-            ticket_id=ticket_id,
-            state=row.state,
-            category=row.category,
-            at=now,
-        )
         return esc, change
 
     # ------------------------------------------------------------------ webhooks
@@ -1479,6 +1055,28 @@ class Store:
         with self._read() as conn:
             rows = conn.execute(select(notifications).order_by(notifications.c.id)).all()
         return [dict(r._mapping) for r in rows]
+
+    # ------------------------------------------------------------------ change feed
+
+    def changes_after(self, last_id: int, limit: int = 500) -> list[FeedEntry]:
+        """Feed entries with ids above `last_id`, oldest first (see `gateway.store.feed`)."""
+        with self._read() as conn:
+            return feed.after(conn, last_id, limit)
+
+    def last_change_id(self) -> int:
+        """The newest feed id (0 when empty): where a new stream starts."""
+        with self._read() as conn:
+            return feed.last_id(conn)
+
+    def oldest_change_id(self) -> int | None:
+        """The oldest feed id still kept (None when empty)."""
+        with self._read() as conn:
+            return feed.oldest_id(conn)
+
+    def prune_changes(self, older_than: float) -> int:
+        """Forget feed entries older than any console would resume from."""
+        with self._tx() as conn:
+            return feed.prune(conn, older_than)
 
     def prune_processed(self, older_than: float) -> int:
         """Forget message ids older than the broker could still redeliver."""

@@ -8,6 +8,9 @@ replicas:
   column is NULL once the ticket is resolved or closed (NULLs never collide);
 - ``ticket_events.event_id``: an edge event belongs to exactly one ticket;
 - ``escalations (ticket_id, breach)``: each SLA breach escalates once.
+
+``changes`` is the ordered change feed every replica's console stream reads: one row per
+ticket or device change, written in the transaction that made the change.
 """
 
 from __future__ import annotations
@@ -246,4 +249,17 @@ notifications = Table(
     Column("delivered_at", Float, nullable=True),
     Column("failed", Boolean, nullable=False),
     Column("last_error", Text, nullable=True),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    # AUTOINCREMENT on SQLite: ids never go back, even after pruning empties the table, so
+    # a console's Last-Event-ID stays meaningful.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("site_id", String(64), nullable=False),
+    Column("body", Text, nullable=False),  # the Change as JSON, served as the SSE data line
+    sqlite_autoincrement=True,
 )
