@@ -524,7 +524,7 @@ class Demo:
             except Stopped:
                 console.print("stopping (signal received)")
             except DemoError as exc:
-                console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+                console.print(f"error: {exc}", markup=False, highlight=False)
                 status = 1
             finally:
                 self._finish(workdir, temporary)
@@ -541,6 +541,13 @@ class Demo:
                     f"{self.watch.events} event messages and {self.watch.snapshots} snapshots "
                     f"received by the gateway; {len(tickets)} tickets"
                 )
+        if self.edge is not None and self.watch.events == 0:
+            self.console.print(
+                f"no event reached the gateway; last lines of {self.edge.log_path}:\n"
+                + self.edge.log_tail(),
+                markup=False,
+                highlight=False,
+            )
         # The edge first (its camera streams and the broker must still be there for a clean
         # goodbye), then the cameras, then gateway and broker.
         if self.edge is not None:

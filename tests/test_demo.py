@@ -1,0 +1,363 @@
+"""`guanjia demo` for real: Mosquitto, the gateway and an edge node as processes, real clips,
+the real model. Plus the demo's pure pieces (config scaling, metrics parsing, broker config)
+and its pretend camera, which need none of that.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from guanjia.demo import sla_deadline
+from guanjia.demo_camera import BOUNDARY, CameraServer, Clip
+from guanjia.demo_client import parse_counter
+from guanjia.demo_setup import broker_config, scale_camera_config
+
+PID_LINE = re.compile(r"started (mosquitto|gateway|edge node) .*?\(pid (\d+)\)")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def demo_env(model_dir: Path, testdata_images: Path, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUANJIA_GATEWAY_")}
+    env |= {
+        "GUANJIA_MODEL_DIR": str(model_dir),
+        "GUANJIA_TESTDATA_DIR": str(testdata_images),
+        "TMPDIR": str(tmp_path),  # the demo's temporary work dir lands here
+        "COLUMNS": "160",  # the ticket table unabridged
+    }
+    return env
+
+
+def demo(*args: str) -> list[str]:
+    return [sys.executable, "-m", "guanjia", "demo", "--port", "0", *args]
+
+
+def child_pids(output: str) -> dict[str, int]:
+    return {name: int(pid) for name, pid in PID_LINE.findall(output)}
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention `text` (a demo's work dir)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline and alive(int(proc.name)):
+            found.append(f"{proc.name}: {cmdline}")
+    return found
+
+
+def wait_gone(pids: dict[str, int], timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [name for name, pid in pids.items() if alive(pid)]
+        if not left:
+            return []
+        time.sleep(0.1)
+    return [name for name, pid in pids.items() if alive(pid)]
+
+
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[str]]]:
+    """Demo processes a test started; killed (with their process groups) if still running."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def read_until(proc: subprocess.Popen[str], pattern: str, timeout: float) -> str:
+    """Stdout lines until one matches `pattern` (the demo flushes each line to the pipe)."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if re.search(pattern, line):
+            return "".join(lines)
+    raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(lines)}")
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+
+@pytest.mark.mqtt
+def test_demo_opens_the_expected_tickets_and_leaves_no_process(
+    mosquitto_available: None, demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    from gateway.auth import verify_password
+    from gateway.store import Store
+
+    workdir = tmp_path / "demo"
+    out = subprocess.run(
+        demo("--workdir", str(workdir), "--duration", "90"),
+        env=demo_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    output = out.stdout + out.stderr
+    assert out.returncode == 0, output
+    assert "ending: the clips have finished" in output, output
+
+    # Every child is gone once the demo has returned.
+    pids = child_pids(output)
+    assert set(pids) == {"mosquitto", "gateway", "edge node"}, output
+    assert [name for name, pid in pids.items() if alive(pid)] == []
+    assert processes_mentioning(str(workdir)) == []
+
+    # The gateway's database (kept: --workdir) has exactly the story of the clips.
+    store = Store(f"sqlite:///{workdir / 'gateway.db'}")
+    try:
+        tickets = store.list_tickets(sites=None, limit=100).items
+        by_category: dict[str, list[Any]] = {}
+        for ticket in tickets:
+            by_category.setdefault(ticket.category.value, []).append(ticket)
+        assert {k: len(v) for k, v in by_category.items()} == {
+            "illegal_parking": 1,
+            "ebike_in_elevator": 1,
+            "fire_lane_blocked": 1,
+        }, tickets
+        (parking,) = by_category["illegal_parking"]
+        (ebike,) = by_category["ebike_in_elevator"]
+        assert parking.zone_id == "no-parking-a"
+        assert ebike.zone_id == "cabin"
+        assert ebike.severity == "urgent"
+        # The car drove off before the clip ended: the edge's `end` auto-resolved the ticket.
+        assert parking.state.value == "resolved"
+        assert parking.condition_cleared_at is not None
+        assert {t.assignee for t in tickets} == {"wang.butler"}  # the roster's duty butler
+        # The printed operator credentials are the real ones.
+        password = re.search(r"operator demo-operator / (\S+)", output)
+        assert password is not None, output
+        found = store.user_credentials("demo-operator")
+        assert found is not None
+        assert verify_password(found[1], password[1])
+    finally:
+        store.close()
+
+    # The output told the story and ended with the table.
+    for category in ("illegal_parking", "ebike_in_elevator", "fire_lane_blocked"):
+        assert re.search(rf"ticket #\d+ opened: {category}", output), output
+        assert re.search(rf"│ \d+ +│ {category} ", output), output
+    # The edge node logged in with its own account, not anonymously.
+    broker_log = (workdir / "logs" / "mosquitto.log").read_text()
+    assert "as edge-demo-01 (" in broker_log
+    assert "u'edge-demo-01'" in broker_log
+
+
+@pytest.mark.mqtt
+def test_demo_sigterm_stops_every_child_and_removes_its_temp_dir(
+    mosquitto_available: None,
+    demo_env: dict[str, str],
+    started: list[subprocess.Popen[str]],
+) -> None:
+    proc = subprocess.Popen(
+        demo(), env=demo_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    started.append(proc)
+    head = read_until(proc, r"started edge node", timeout=90)
+    workdir = re.search(r"work dir (\S+)", head)
+    assert workdir is not None, head
+    assert Path(workdir[1]).is_dir()
+    pids = child_pids(head)
+    assert set(pids) == {"mosquitto", "gateway", "edge node"}, head
+    assert all(alive(pid) for pid in pids.values())
+
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, head + rest
+    assert [name for name, pid in pids.items() if alive(pid)] == []
+    assert processes_mentioning(workdir[1]) == []
+    assert not Path(workdir[1]).exists(), rest
+    assert f"removed {workdir[1]}" in rest
+
+
+@pytest.mark.mqtt
+def test_demo_killed_with_sigkill_takes_its_children_along(
+    mosquitto_available: None,
+    demo_env: dict[str, str],
+    started: list[subprocess.Popen[str]],
+) -> None:
+    proc = subprocess.Popen(
+        demo(), env=demo_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    started.append(proc)
+    head = read_until(proc, r"started gateway", timeout=60)
+    pids = child_pids(head)
+    assert set(pids) == {"mosquitto", "gateway"}, head
+    assert all(alive(pid) for pid in pids.values())
+
+    proc.kill()  # no handler, no cleanup: only the kernel's parent-death signal is left
+    proc.wait()
+    assert wait_gone(pids, timeout=20) == []
+
+
+def test_demo_without_the_model_says_so_and_starts_nothing(
+    demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-models-here"
+    workdir = tmp_path / "demo"
+    out = subprocess.run(
+        demo("--model-dir", str(missing), "--workdir", str(workdir)),
+        env=demo_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"model directory {missing}" in out.stderr
+    assert "--model-dir" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not workdir.exists()
+
+
+def test_demo_without_mosquitto_says_how_to_install_it(
+    demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    out = subprocess.run(
+        demo("--mosquitto", str(tmp_path / "mosquitto")),
+        env=demo_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "apt-get install mosquitto" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+# -- the pure pieces -------------------------------------------------------------------------
+
+
+def test_scale_camera_config_shortens_every_duration_but_not_the_network_ones() -> None:
+    config = {
+        "camera_id": "cam",
+        "source": "http://127.0.0.1:1/cam.mjpg",
+        "fps": 5,
+        "zones": [
+            {
+                "id": "z",
+                "rule": "illegal_parking",
+                "polygon": [[0, 0], [1, 0], [1, 1]],
+                "dwell_s": 4.0,
+            },
+            {
+                "id": "lift",
+                "rule": "ebike_in_elevator",
+                "polygon": [[0, 0], [1, 0], [1, 1]],
+                "min_consecutive": 10,
+            },
+        ],
+    }
+    same = scale_camera_config(config, 1.0)
+    fast = scale_camera_config(config, 2.0)
+    assert fast["fps"] == 10
+    assert fast["zones"][0]["dwell_s"] == 2.0
+    assert fast["zones"][0]["update_interval_s"] == same["zones"][0]["update_interval_s"] / 2
+    assert fast["tracker"]["stationary_s"] == same["tracker"]["stationary_s"] / 2
+    assert fast["motion"]["keepalive_s"] == same["motion"]["keepalive_s"] / 2
+    # Counts stay counts; stream reconnect timings are about the network, not the scene.
+    assert fast["zones"][1]["min_consecutive"] == 10
+    assert fast["reconnect"] == same["reconnect"]
+
+
+def test_parse_counter_sums_the_matching_samples() -> None:
+    text = (
+        "# HELP guanjia_ingest_messages_total Messages\n"
+        'guanjia_ingest_messages_total{channel="event",outcome="accepted"} 7.0\n'
+        'guanjia_ingest_messages_total{channel="event",outcome="duplicate"} 2.0\n'
+        'guanjia_ingest_messages_total{channel="heartbeat",outcome="accepted"} 40.0\n'
+        'guanjia_ingest_messages_created{channel="event",outcome="accepted"} 1.7e9\n'
+    )
+    assert parse_counter(text, "guanjia_ingest_messages_total", channel="event") == 9
+    assert (
+        parse_counter(text, "guanjia_ingest_messages_total", channel="event", outcome="accepted")
+        == 7
+    )
+    assert parse_counter(text, "guanjia_ingest_messages_total") == 49
+    assert parse_counter(text, "guanjia_dead_letters_total") == 0
+
+
+def test_broker_config_never_allows_anonymous_clients(tmp_path: Path) -> None:
+    text = broker_config(
+        port=1234,
+        passwd_file=tmp_path / "passwd",
+        acl_file=tmp_path / "acl",
+        log_file=tmp_path / "log",
+        as_root=False,
+    )
+    lines = text.splitlines()
+    assert "allow_anonymous false" in lines
+    assert "listener 1234 127.0.0.1" in lines
+    assert f"password_file {tmp_path / 'passwd'}" in lines
+    assert f"acl_file {tmp_path / 'acl'}" in lines
+    assert "user root" not in lines
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [("new", "ack by"), ("dispatched", "resolve by"), ("resolved", "resolved")],
+)
+def test_sla_deadline_names_the_deadline_that_matters(state: str, expected: str) -> None:
+    ticket = {"state": state, "ack_due_at": 0.0, "resolve_due_at": 0.0, "resolved_at": 0.0}
+    assert sla_deadline(ticket).startswith(expected + " ")
+
+
+def test_camera_server_plays_the_clip_then_holds_the_last_frame() -> None:
+    frames = [b"\xff\xd8first\xff\xd9", b"\xff\xd8second\xff\xd9"]
+    clip = Clip("cam-x", frames, fps=20.0)
+    server = CameraServer([clip])
+    server.start()
+    try:
+        with urllib.request.urlopen(server.url("cam-x"), timeout=5) as stream:
+            assert stream.headers["Content-Type"].endswith(f"boundary={BOUNDARY}")
+            body = b""
+            while body.count(BOUNDARY.encode()) < 6:
+                body += stream.read1(4096)
+        parts = [p for p in body.split(f"--{BOUNDARY}".encode()) if p]
+        payloads = [p.split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n") for p in parts[:5]]
+        assert payloads[0] == frames[0]
+        assert set(payloads[1:]) == {frames[1]}  # after the end, the last frame stays on show
+        assert clip.started_at is not None
+        assert server.all_finished(time.monotonic())
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(server.url("cam-unknown"), timeout=5)
+    finally:
+        server.close()
