@@ -501,7 +501,10 @@ class Demo:
                 self._wait(gateway_ready, GATEWAY_START_TIMEOUT_S, "the gateway to start")
                 client.login(OPERATOR, secrets.operator_password)
                 base = client.base_url
-                body = json.dumps({"username": OPERATOR, "password": secrets.operator_password})
+                body = json.dumps(
+                    {"username": OPERATOR, "password": secrets.operator_password},
+                    separators=(",", ":"),
+                )
                 console.print(
                     f"  API      {base}/api  (OpenAPI: {base}/docs, live stream: "
                     f"{base}/api/stream)\n"
@@ -542,12 +545,13 @@ class Demo:
                     f"received by the gateway; {len(tickets)} tickets"
                 )
         if self.edge is not None and self.watch.events == 0:
-            self.console.print(
-                f"no event reached the gateway; last lines of {self.edge.log_path}:\n"
-                + self.edge.log_tail(),
-                markup=False,
-                highlight=False,
-            )
+            for child in self.children.started:
+                self.console.print(
+                    f"no event reached the gateway; last lines of {child.log_path}:\n"
+                    + child.log_tail(),
+                    markup=False,
+                    highlight=False,
+                )
         # The edge first (its camera streams and the broker must still be there for a clean
         # goodbye), then the cameras, then gateway and broker.
         if self.edge is not None:
@@ -571,9 +575,11 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     """Run the demo; raise DemoError before anything started if it cannot (no broker binary,
     no model, no photos, port taken, work dir not empty)."""
     if console is None:
-        console = Console()
+        # Soft wrap: status lines (URLs, credentials, commands) stay whole, ready to copy.
+        console = Console(soft_wrap=True)
         if not console.is_terminal and "COLUMNS" not in os.environ:
-            console = Console(width=120)  # a log file or pipe: no need to squeeze the table
+            # A log file or a pipe: no need to squeeze the table into 80 columns.
+            console = Console(soft_wrap=True, width=120)
     return Demo(options, console).run()
 
 
