@@ -385,11 +385,14 @@ class Demo:
         table.add_row("clips", clips)
         device = self.watch.device or {}
         health = device.get("health") or {}
-        frames = sum(c.get("frames_read", 0) for c in health.get("cameras", []))
+        cameras = ", ".join(
+            f"{c['camera_id']} {c['fps']:.1f} fps" for c in health.get("cameras", [])
+        )
         table.add_row(
             "edge node",
-            f"{'online' if device.get('online') else 'not yet online'}, {frames} frames read, "
-            f"outbox {health.get('outbox_depth', '-')}",
+            f"{'online' if device.get('online') else 'not yet online'}"
+            + (f", {cameras}" if cameras else "")
+            + f", outbox {health.get('outbox_depth', '-')}",
         )
         table.add_row("events", f"{self.watch.events} (snapshots {self.watch.snapshots})")
         by_category: dict[str, int] = {}
