@@ -44,6 +44,7 @@ def main() -> None:
     detector = load_detector(resolve_model_dir(None), default_manifest_path(), threads=1)
     short = [
         (sc.car_parks(), sc.lane_config()),
+        (sc.car_parks_occluded(), sc.lane_config()),
         (sc.car_drives_through(), sc.lane_config()),
         (sc.moto_enters_cabin(), sc.cabin_config()),
         (sc.moto_rides_lift(), sc.cabin_config()),

@@ -85,6 +85,7 @@ class DetectorSchedule:
         self._motion = config.motion
         self._zones = config.zones
         self._elevator_zones = [z for z in config.zones if isinstance(z, ElevatorZone)]
+        self._stationary_s = config.tracker.stationary_s
         self.last_run: float | None = None
         self.reason: str | None = None
         """Why the detector ran on the last frame (None: it did not); for tuning and tests."""
@@ -108,9 +109,9 @@ class DetectorSchedule:
         if any(self._relevant(region, tracks) for region in motion.regions):
             return "motion"
         for track in tracks:
-            if track.seen_last_update and not (track.confirmed and track.stationary):
-                # Follow moving objects frame by frame; a lost one comes back through motion.
-                return "moving track"
+            reason = self._track_reason(track, now)
+            if reason is not None:
+                return reason
         for zone in self._elevator_zones:
             inside = cabin_two_wheelers(zone.id, tracks, memberships)
             if any(
@@ -125,12 +126,30 @@ class DetectorSchedule:
             return "keepalive"
         return "idle keepalive" if since >= cfg.idle_keepalive_s else None
 
+    def _track_reason(self, track: Track, now: float) -> str | None:
+        if not track.confirmed:
+            # A second sighting confirms it or lets it die.
+            return "new track" if track.seen_last_update else None
+        if track.stationary:
+            return None
+        if not track.still:
+            # Follow moving objects frame by frame; a lost one comes back via motion.
+            return "moving track" if track.seen_last_update else None
+        if track.seen_last_update and now - track.anchor_since >= self._stationary_s:
+            # A stopped object needs no frame-by-frame watching (if it moves off, the motion
+            # gate sees it): one run in the first frame in which it can turn stationary,
+            # exactly when the full-rate detector would flip it. A stopped track that was
+            # missed comes back via motion or the keepalive, as a lost moving one does.
+            return "settle"
+        return None
+
     def _relevant(self, region: tuple[float, float, float, float], tracks: list[Track]) -> bool:
-        # A stationary object fading into the running-average background leaves a "ghost" of
-        # motion inside its own box for a few seconds; the keepalive covers it. Motion that
-        # spills out of the box (the car pulls away, someone walks past) still counts.
+        # A stopped object fading into the running-average background leaves a "ghost" of
+        # motion inside its own box for a few seconds; the keepalive (and the settle run)
+        # cover it. Motion that spills out of the box (the car pulls away, someone walks
+        # past) still counts.
         for track in tracks:
-            if track.stationary and track.confirmed:
+            if track.still and track.confirmed:
                 x1, y1, x2, y2 = track.anchor
                 mx, my = (x2 - x1) * _GHOST_MARGIN, (y2 - y1) * _GHOST_MARGIN
                 if containment(region, (x1 - mx, y1 - my, x2 + mx, y2 + my)) >= 0.95:
@@ -367,8 +386,8 @@ class _EventIdFactory:
 def _explained(
     regions: list[tuple[float, float, float, float]], tracks: list[Track]
 ) -> list[tuple[float, float, float, float]]:
-    """Motion regions the detector run has explained: nothing moving there, or a parked object."""
-    moving = [t.box for t in tracks if t.seen_last_update and not t.stationary]
+    """Motion regions the detector run has explained: nothing moving there, or a still object."""
+    moving = [t.box for t in tracks if t.seen_last_update and not t.still]
     return [
         r for r in regions if not any(iou(r, box) > 0 or containment(box, r) > 0 for box in moving)
     ]

@@ -87,6 +87,15 @@ class Track:
         return self.anchor_since if self.stationary else None
 
     @property
+    def still(self) -> bool:
+        """True if the last sighting did not move the anchor (the object may be stopping).
+
+        Always true while stationary. A moving track resets its anchor on every sighting, so
+        for it the anchor is as recent as the last sighting.
+        """
+        return self.stationary or self.anchor_since < self.last_seen
+
+    @property
     def bottom_centre(self) -> tuple[float, float]:
         """The point that decides zone membership: where the object touches the ground."""
         x1, _, x2, y2 = self.box

@@ -4,8 +4,10 @@
   reference background (the bins, a bench, a resident's parked trolley) and never count, even
   if their track is lost and found again at the same place (matched by IoU with the reference).
 - *Static*: the track is stationary (see `edge.tracker`).
-- *Unattended*: no person's box touches the object's box; the dwell clock starts when the last
-  person moved away, so a resident putting down a bag for a chat is not litter.
+- *Unattended*: no person's box touches the object's box; the dwell clock starts at the last
+  detector sighting of a person touching it, so a resident putting down a bag for a chat is
+  not litter. (The last sighting, not the first frame without one: the clock must not depend
+  on how often the motion gate lets the detector run.)
 - Only the zone's ``categories`` count (default: litter candidates); persons and vehicles never.
 """
 
@@ -32,7 +34,7 @@ class LitterRule:
         self._started: float | None = None
         self._reference_tracks: set[int] = set()
         self._reference_boxes: list[RelBox] = []
-        self._unattended_since: dict[int, float] = {}
+        self._attended_at: dict[int, float] = {}
 
     def _in_zone(self, track_id: int, ctx: RuleContext) -> bool:
         return ctx.memberships.get(self.zone_id, track_id).inside
@@ -44,7 +46,7 @@ class LitterRule:
         learning = ctx.now - self._started < self.zone.reference_s
         cats = set(self.zone.categories)
         persons = [
-            t.box
+            t
             for t in ctx.tracks
             if t.category is ObjectCategory.PERSON and ctx.now - t.last_seen <= 2.0
         ]
@@ -63,18 +65,19 @@ class LitterRule:
                 iou(track.box, ref) >= _REFERENCE_IOU for ref in self._reference_boxes
             ):
                 continue
+            touching = [p for p in persons if containment(track.box, p.box) > _ATTENDED_OVERLAP]
+            if touching:
+                last = max(p.last_seen for p in touching)
+                self._attended_at[track.track_id] = max(
+                    last, self._attended_at.get(track.track_id, last)
+                )
             since = stationary_in_zone_since(track, ctx, self.zone_id)
-            if since is None:
-                self._unattended_since.pop(track.track_id, None)
+            if since is None or touching:
                 continue
-            if any(containment(track.box, p) > _ATTENDED_OVERLAP for p in persons):
-                self._unattended_since.pop(track.track_id, None)
-                continue
-            alone = self._unattended_since.setdefault(track.track_id, ctx.now)
-            start = max(since, alone)
+            start = max(since, self._attended_at.get(track.track_id, since))
             found[track.track_id] = Condition(
                 track.track_id, start, ctx.now - start >= self.zone.dwell_s
             )
-        for gone in set(self._unattended_since) - live:
-            del self._unattended_since[gone]
+        for gone in set(self._attended_at) - live:
+            del self._attended_at[gone]
         return found
