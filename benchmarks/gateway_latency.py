@@ -1,8 +1,9 @@
 """Alert → ticket committed → pushed on the SSE stream: p50/p99 at a fixed alert rate.
 
-    python -m benchmarks.gateway_latency [--rate 200] [--seconds 10]
+    python -m benchmarks.gateway_latency [--rate 200] [--seconds 10] [--database-url URL]
 
-Starts its own Mosquitto and a real `guanjia gateway run` (SQLite), logs in, opens
+Starts its own Mosquitto and a real `guanjia gateway run` (SQLite in a temp dir, or
+PostgreSQL in a private schema dropped afterwards), logs in, opens
 `/api/stream`, then publishes DetectionEvents at `--rate` per second (each opens a new
 ticket). Latency is publish time → the `opened` change arriving on the stream (single
 gateway: changes arrive in publish order). The limit measured in the same run is the bare
@@ -27,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 import contract as c
 from gateway.auth import Role, hash_password
 from gateway.store import Store, migrate
+from tests.gateway.conftest import _isolated_postgres
 from tests.gateway.factories import event, seed_site
 from tests.gateway.proc import start_gateway
 from tests.support.broker import MosquittoBroker
@@ -86,53 +88,70 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
     args = parser.parse_args()
     n = int(args.rate * args.seconds)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        broker = MosquittoBroker(tmp / "broker")
-        broker.start()
-        db = f"sqlite:///{tmp / 'gw.db'}"
-        migrate(db)
-        store = Store(db)
-        seed_site(store, SITE, ("cam-a",))
-        store.create_user("bench", hash_password(PASSWORD), Role.ADMIN, ["*"])
-        store.close()
-        gateway = start_gateway(tmp, db, broker, "gw-lat", sla_tick_s=5.0)
-        try:
-            gateway.wait_ready()
-            token = httpx.post(
-                f"{gateway.url}/api/login", json={"username": "bench", "password": PASSWORD}
-            ).json()["access_token"]
-            arrivals: list[float] = []
-            bare_arrivals: list[float] = []
-            ready = threading.Event()
+        if args.database_url is None:
+            sent, arrivals, bare_arrivals = run(tmp, f"sqlite:///{tmp / 'gw.db'}", n, args.rate)
+        else:
+            for db in _isolated_postgres(args.database_url):
+                sent, arrivals, bare_arrivals = run(tmp, db, n, args.rate)
+    report(n, args.rate, sent, arrivals, bare_arrivals)
 
-            reader = threading.Thread(
-                target=read_stream, args=(gateway.url, token, n, arrivals, ready), daemon=True
-            )
-            reader.start()
-            ready.wait(10)
 
-            bare = paho.Client(CallbackAPIVersion.VERSION2, client_id="bare-sub")
-            bare.on_message = lambda _c, _u, _m: bare_arrivals.append(time.perf_counter())
-            bare.connect(broker.host, broker.port)
-            bare.subscribe(str(c.event_topic(SITE, "cam-a")), qos=1)
-            bare.loop_start()
-            messages = [
-                c.encode(event(SITE, "cam-a", f"ev-lat-{i:06d}", zone_id=f"z{i}")) for i in range(n)
-            ]
-            sent = publish_at_rate(broker, messages, args.rate)
-            reader.join(timeout=120)
-            bare.loop_stop()
-        finally:
-            gateway.stop()
-            broker.stop()
+def run(tmp: Path, db: str, n: int, rate: float) -> tuple[list[float], list[float], list[float]]:
+    """Send `n` alerts at `rate`; returns send times, stream arrivals, bare arrivals."""
+    broker = MosquittoBroker(tmp / "broker")
+    broker.start()
+    migrate(db)
+    store = Store(db)
+    seed_site(store, SITE, ("cam-a",))
+    store.create_user("bench", hash_password(PASSWORD), Role.ADMIN, ["*"])
+    store.close()
+    gateway = start_gateway(tmp, db, broker, "gw-lat", sla_tick_s=5.0)
+    try:
+        gateway.wait_ready()
+        token = httpx.post(
+            f"{gateway.url}/api/login", json={"username": "bench", "password": PASSWORD}
+        ).json()["access_token"]
+        arrivals: list[float] = []
+        bare_arrivals: list[float] = []
+        ready = threading.Event()
+
+        reader = threading.Thread(
+            target=read_stream, args=(gateway.url, token, n, arrivals, ready), daemon=True
+        )
+        reader.start()
+        ready.wait(10)
+
+        bare = paho.Client(CallbackAPIVersion.VERSION2, client_id="bare-sub")
+        bare.on_message = lambda _c, _u, _m: bare_arrivals.append(time.perf_counter())
+        bare.connect(broker.host, broker.port)
+        bare.subscribe(str(c.event_topic(SITE, "cam-a")), qos=1)
+        bare.loop_start()
+        messages = [
+            c.encode(event(SITE, "cam-a", f"ev-lat-{i:06d}", zone_id=f"z{i}")) for i in range(n)
+        ]
+        sent = publish_at_rate(broker, messages, rate)
+        reader.join(timeout=120)
+        bare.loop_stop()
+    finally:
+        gateway.stop()
+        broker.stop()
+    return sent, arrivals, bare_arrivals
+
+
+def report(
+    n: int, rate: float, sent: list[float], arrivals: list[float], bare_arrivals: list[float]
+) -> None:
+    """Print p50/p99 of both paths and their ratio."""
     if len(arrivals) != n:
         raise SystemExit(f"only {len(arrivals)} of {n} tickets reached the stream")
     gw = [(a - s) * 1000 for s, a in zip(sent, arrivals, strict=True)]
     hop = [(a - s) * 1000 for s, a in zip(sent, bare_arrivals, strict=False)]
-    print(f"alerts: {n} at {args.rate:g}/s")
+    print(f"alerts: {n} at {rate:g}/s")
     print(f"broker hop (limit):      p50 {pct(hop, 0.5):7.2f} ms  p99 {pct(hop, 0.99):7.2f} ms")
     print(f"alert → ticket → stream: p50 {pct(gw, 0.5):7.2f} ms  p99 {pct(gw, 0.99):7.2f} ms")
     print(f"ratio p50 gateway / hop: {pct(gw, 0.5) / pct(hop, 0.5):.1f}")
