@@ -80,6 +80,19 @@ class DemoOptions:
 # -- preflight -------------------------------------------------------------------------------
 
 
+def check_extras() -> None:
+    """Both sides must be installed: the demo runs an edge node and a gateway."""
+    import importlib.util
+
+    needed = ("cv2", "onnxruntime", "paho", "fastapi", "uvicorn", "sqlalchemy")
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DemoError(
+            f"missing Python packages {', '.join(missing)}: the demo runs both the edge node "
+            "and the gateway; install them with pip install 'guanjia[edge,gateway]'"
+        )
+
+
 def find_mosquitto(explicit: Path | None) -> Path:
     """The mosquitto binary: explicit, else on PATH, else Debian's /usr/sbin."""
     if explicit is not None:
@@ -460,6 +473,7 @@ class Demo:
         )
 
         opts = self.options
+        check_extras()
         mosquitto = find_mosquitto(opts.mosquitto)
         model = find_model(opts.model_dir)
         find_photos()

@@ -227,6 +227,30 @@ def test_demo_killed_with_sigkill_takes_its_children_along(
     assert wait_gone(pids, timeout=20) == []
 
 
+@pytest.mark.mqtt
+def test_demo_whose_broker_dies_says_so_and_stops_the_rest(
+    mosquitto_available: None,
+    demo_env: dict[str, str],
+    started: list[subprocess.Popen[str]],
+) -> None:
+    proc = subprocess.Popen(
+        demo(), env=demo_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    started.append(proc)
+    head = read_until(proc, r"started gateway", timeout=60)
+    pids = child_pids(head)
+    workdir = re.search(r"work dir (\S+)", head)
+    assert workdir is not None, head
+    os.kill(pids["mosquitto"], signal.SIGKILL)
+
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, head + rest
+    assert "error: mosquitto exited with status -9" in rest
+    assert "mosquitto.out" in rest  # where to look
+    assert wait_gone(pids, timeout=5) == []
+    assert not Path(workdir[1]).exists()
+
+
 def test_demo_without_the_model_says_so_and_starts_nothing(
     demo_env: dict[str, str], tmp_path: Path
 ) -> None:
