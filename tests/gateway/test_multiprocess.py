@@ -94,9 +94,7 @@ def test_kill_9_during_1000_event_burst_loses_and_duplicates_nothing(
         publisher.send(message, str(c.event_topic(site_id, device)))
     # Batched ingest drains 1,000 events in well under a second: kill at the first sign of
     # progress, while the publisher may still be sending (the rest queue at the broker).
-    wait_for(
-        lambda: counts(sqlite_url)["processed_messages"] >= 20, 60, "some progress", 0.01
-    )
+    wait_for(lambda: counts(sqlite_url)["processed_messages"] >= 20, 60, "some progress", 0.01)
     gateway.kill()
     at_kill = counts(sqlite_url)["processed_messages"]
     publisher.flush()
