@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from contract import (
-    Command,
     CommandResult,
     ContractError,
     DetectionEvent,
@@ -185,8 +184,8 @@ class IngestHandler:
         msg_ids: list[str] = []
         devices: list[str] = []
         for item in items:
-            if isinstance(item.message, Message) and not isinstance(item.message, Command):
-                msg_ids.append(item.message.msg_id)
+            if isinstance(item.message, DetectionEvent | TelemetryBatch | CommandResult):
+                msg_ids.append(item.message.msg_id)  # the ones keyed by msg_id
             if isinstance(item.message, Heartbeat | Status):
                 devices.append(item.message.device_id)
         alerts = [alert for item in items for alert in item.alerts]
