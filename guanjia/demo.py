@@ -264,12 +264,11 @@ class Demo:
                 port=port,
                 passwd_file=workdir / "broker" / "passwd",
                 acl_file=workdir / "broker" / "acl",
-                log_file=workdir / "logs" / "mosquitto.log",
                 as_root=os.geteuid() == 0,
             )
         )
         child = self.children.spawn(
-            "mosquitto", [str(mosquitto), "-c", str(config)], workdir / "logs" / "mosquitto.out"
+            "mosquitto", [str(mosquitto), "-c", str(config)], workdir / "logs" / "mosquitto.log"
         )
 
         def listening() -> bool:

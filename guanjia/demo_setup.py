@@ -146,17 +146,18 @@ def node_config(
 # -- broker ----------------------------------------------------------------------------------
 
 
-def broker_config(
-    *, port: int, passwd_file: Path, acl_file: Path, log_file: Path, as_root: bool
-) -> str:
-    """mosquitto.conf for the demo broker: loopback only, password file and per-device ACL."""
+def broker_config(*, port: int, passwd_file: Path, acl_file: Path, as_root: bool) -> str:
+    """mosquitto.conf for the demo broker: loopback only, password file and per-device ACL.
+
+    It logs to stderr, which the demo sends to ``logs/mosquitto.log`` with the start-up errors.
+    """
     lines = [
         f"listener {port} 127.0.0.1",
         "allow_anonymous false",
         f"password_file {passwd_file}",
         f"acl_file {acl_file}",
         "persistence false",
-        f"log_dest file {log_file}",
+        "log_dest stderr",
         "log_type error",
         "log_type warning",
         "log_type notice",

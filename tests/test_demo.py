@@ -246,7 +246,7 @@ def test_demo_whose_broker_dies_says_so_and_stops_the_rest(
     rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1, head + rest
     assert "error: mosquitto exited with status -9" in rest
-    assert "mosquitto.out" in rest  # where to look
+    assert "logs/mosquitto.log" in rest  # where to look
     assert wait_gone(pids, timeout=5) == []
     assert not Path(workdir[1]).exists()
 
@@ -344,7 +344,6 @@ def test_broker_config_never_allows_anonymous_clients(tmp_path: Path) -> None:
         port=1234,
         passwd_file=tmp_path / "passwd",
         acl_file=tmp_path / "acl",
-        log_file=tmp_path / "log",
         as_root=False,
     )
     lines = text.splitlines()
