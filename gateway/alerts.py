@@ -45,7 +45,14 @@ class Alert:
     @property
     def dedup_key(self) -> str:
         """(site, device, category, zone): at most one open ticket per key."""
-        return f"{self.site_id}|{self.device_id}|{self.category.value}|{self.zone_id or '-'}"
+        return dedup_key(self.site_id, self.device_id, self.category, self.zone_id)
+
+
+def dedup_key(
+    site_id: str, device_id: str, category: TicketCategory, zone_id: str | None = None
+) -> str:
+    """The key of the one ticket that may be open for (site, device, category, zone)."""
+    return f"{site_id}|{device_id}|{category.value}|{zone_id or '-'}"
 
 
 def from_detection(event: DetectionEvent) -> Alert:

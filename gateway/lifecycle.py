@@ -31,6 +31,8 @@ class TicketState(StrEnum):
 OPEN_STATES = frozenset(
     {TicketState.NEW, TicketState.ACKNOWLEDGED, TicketState.DISPATCHED, TicketState.IN_PROGRESS}
 )
+OPEN_STATE_VALUES = tuple(sorted(s.value for s in OPEN_STATES))
+"""The open states as the database stores them (a tuple, ready for SQL ``IN``)."""
 
 
 class Action(StrEnum):

@@ -14,8 +14,7 @@ import time
 import httpx
 
 from gateway.metrics import GatewayMetrics
-from gateway.store import Store
-from gateway.store.repository import Delivery
+from gateway.store import Delivery, Store
 
 log = logging.getLogger(__name__)
 

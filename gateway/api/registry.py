@@ -21,7 +21,7 @@ from gateway.models import (
     UserPublic,
 )
 from gateway.sla import TicketCategory
-from gateway.store.repository import ConflictError, NotFoundError
+from gateway.store import ConflictError, NotFoundError
 
 router = APIRouter(prefix="/api")
 

@@ -15,7 +15,7 @@ from gateway.auth import Principal, Role
 from gateway.lifecycle import Action, TicketState, TransitionError
 from gateway.models import AttachmentPublic, TicketDetail, TicketPage, TicketPublic
 from gateway.sla import TicketCategory
-from gateway.store.repository import ConflictError, NotFoundError
+from gateway.store import ConflictError, NotFoundError
 
 router = APIRouter(prefix="/api/tickets", tags=["tickets"])
 

@@ -1,8 +1,19 @@
 """The gateway's data layer: the only package that imports SQLAlchemy (plus the Alembic
 migrations in `gateway/migrations`). Everything else talks to `Store`."""
 
+from gateway.store.base import ConflictError, NotFoundError
 from gateway.store.engine import StoreUnavailableError, database_url, migrate
 from gateway.store.ingest_tx import IngestTx
 from gateway.store.repository import Store
+from gateway.store.webhooks import Delivery
 
-__all__ = ["IngestTx", "Store", "StoreUnavailableError", "database_url", "migrate"]
+__all__ = [
+    "ConflictError",
+    "Delivery",
+    "IngestTx",
+    "NotFoundError",
+    "Store",
+    "StoreUnavailableError",
+    "database_url",
+    "migrate",
+]

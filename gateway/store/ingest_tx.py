@@ -9,8 +9,7 @@ building SQLAlchemy statements cost several times more than SQLite executing the
 - rows nothing in the batch reads back (processed ids, evidence, audit lines, webhook
   notifications, dead letters, heartbeats, the change feed) are buffered and written with one
   executemany per table in `flush`, just before COMMIT;
-- routing facts (zone → grid, device → grid, supervisors, shifts, webhooks) are read once per
-  transaction.
+- routing facts and webhooks are read once per transaction (`GridRouter`, `Outbox`).
 
 What the batch writes and later reads again (event links, open tickets by key) is kept in an
 overlay, so message 7 of a batch sees what message 3 did exactly as if each had committed.
@@ -29,30 +28,24 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from contract import EventPhase
-from gateway.alerts import Alert, offline_alert, online_alert
-from gateway.lifecycle import OPEN_STATES, TicketState
+from gateway.alerts import Alert, dedup_key, offline_alert, online_alert
+from gateway.lifecycle import OPEN_STATE_VALUES, TicketState
 from gateway.models import Change
-from gateway.routing import GridInfo, Shift, assignee_for, resolve_grid
-from gateway.sla import CategoryPolicy, TicketCategory, Tier, deadlines
-from gateway.store import feed
+from gateway.sla import DEFAULT_POLICIES, CategoryPolicy, TicketCategory, Tier, deadlines
+from gateway.store import audit, feed
+from gateway.store.grid_routing import GridRouter
+from gateway.store.outbox import Outbox
 from gateway.store.schema import (
-    audit_log,
     dead_letters,
     devices,
     evidence,
-    grids,
-    notifications,
     processed_messages,
-    shifts,
     snapshots,
     ticket_events,
     tickets,
-    webhooks,
-    zones,
 )
 
 EXCERPT_BYTES = 512
-OPEN_STATE_VALUES = frozenset(s.value for s in OPEN_STATES)
 
 # ---------------------------------------------------------------- statements, built once
 
@@ -131,17 +124,6 @@ _AUTO_RESOLVE = (
         updated_at=bindparam("now"),
     )
 )
-_ZONE_GRID = select(zones.c.grid_id).where(
-    zones.c.site_id == bindparam("site"), zones.c.zone_id == bindparam("zone")
-)
-_DEVICE_GRID = select(devices.c.grid_id).where(devices.c.device_id == bindparam("device"))
-_GRID = select(grids.c.supervisor).where(grids.c.grid_id == bindparam("grid"))
-_SHIFTS = select(shifts.c.grid_id, shifts.c.username, shifts.c.starts_at, shifts.c.ends_at).where(
-    shifts.c.grid_id == bindparam("grid"),
-    shifts.c.starts_at <= bindparam("now"),
-    shifts.c.ends_at > bindparam("now"),
-)
-_WEBHOOKS = select(webhooks.c.id, webhooks.c.grid_id, webhooks.c.category, webhooks.c.flavour)
 _INSERT_LINK = insert(ticket_events)
 _UPDATE_LINK = (
     update(ticket_events)
@@ -150,8 +132,6 @@ _UPDATE_LINK = (
 )
 _INSERT_PROCESSED = insert(processed_messages)
 _INSERT_EVIDENCE = insert(evidence)
-_INSERT_AUDIT = insert(audit_log)
-_INSERT_NOTIFICATION = insert(notifications)
 _INSERT_DEAD = insert(dead_letters)
 _HEARTBEAT = (
     update(devices)
@@ -199,14 +179,6 @@ def excerpt(payload: bytes) -> str:
     return text + ("…" if len(payload) > EXCERPT_BYTES else "")
 
 
-def webhook_body(flavour: str, text: str) -> dict[str, Any]:
-    """A text message in the shape the WeCom, DingTalk or Feishu group bots accept."""
-    if flavour == "feishu":
-        return {"msg_type": "text", "content": {"text": text}}
-    # WeCom (企业微信) and DingTalk (钉钉) robots share this shape.
-    return {"msgtype": "text", "text": {"content": text}}
-
-
 @dataclass(frozen=True)
 class AlertResult:
     """What applying one alert did."""
@@ -236,9 +208,6 @@ class _Device:
     last_status_ts: float | None
 
 
-_MISSING = object()
-
-
 class IngestTx:
     """One ingest transaction on `conn`; `Store.ingest` builds it and calls `flush`."""
 
@@ -255,15 +224,11 @@ class IngestTx:
         self._heartbeats: dict[str, dict[str, Any]] = {}
         self._evidence: list[dict[str, Any]] = []
         self._audit: list[dict[str, Any]] = []
-        self._notifications: list[dict[str, Any]] = []
         self._dead: list[dict[str, Any]] = []
         self._snapshots: set[tuple[str, str, str]] = set()
         self._feed: list[Change] = []
-        self._zone_grid: dict[tuple[str, str], str | None] = {}
-        self._device_grid: dict[str, str | None] = {}
-        self._grid: dict[str, object] = {}
-        self._shifts: dict[str, list[Shift]] = {}
-        self._hooks: list[Any] | None = None
+        self._router = GridRouter(conn, now)
+        self._outbox = Outbox(conn, now)
 
     # ------------------------------------------------------------------ reads up front
 
@@ -424,16 +389,15 @@ class IngestTx:
         )
 
     def _clear_offline(self, site_id: str, device_id: str) -> list[Change]:
-        key = f"{site_id}|{device_id}|{TicketCategory.DEVICE_OFFLINE.value}|-"
-        ticket = self._open_ticket(key)
+        ticket = self._open_ticket(dedup_key(site_id, device_id, TicketCategory.DEVICE_OFFLINE))
         if ticket is None:
             return []
         unended = self._unended_events(ticket[0])
         if not unended:
             return []
-        from gateway.sla import DEFAULT_POLICIES
-
         alert = online_alert(site_id, device_id, min(unended), self.now)
+        # The built-in device_offline policy, not the configured one: a transaction does not
+        # hold the settings (`go_offline` is handed the configured policy by its caller).
         return list(
             self.apply_alert(alert, DEFAULT_POLICIES[TicketCategory.DEVICE_OFFLINE]).changes
         )
@@ -529,7 +493,7 @@ class IngestTx:
                     detail={"event_id": alert.event_id, "reason": "within cool-down"},
                 )
                 return ticket_id, False, [self._ticket_change(alert, ticket_id, "reopened", "new")]
-        grid_id, assignee = self._route(alert)
+        grid_id, assignee = self._router.route(alert)
         due = deadlines(policy, alert.severity, now)
         result = self.conn.execute(
             _INSERT_TICKET,
@@ -571,36 +535,6 @@ class IngestTx:
             + (f", assigned to {assignee}" if assignee else ""),
         )
         return ticket_id, True, [self._ticket_change(alert, ticket_id, "opened", "new")]
-
-    def _route(self, alert: Alert) -> tuple[str | None, str | None]:
-        zone_grid = None
-        if alert.zone_id is not None:
-            zkey = (alert.site_id, alert.zone_id)
-            if zkey not in self._zone_grid:
-                self._zone_grid[zkey] = self.conn.execute(
-                    _ZONE_GRID, {"site": alert.site_id, "zone": alert.zone_id}
-                ).scalar_one_or_none()
-            zone_grid = self._zone_grid[zkey]
-        if alert.device_id not in self._device_grid:
-            self._device_grid[alert.device_id] = self.conn.execute(
-                _DEVICE_GRID, {"device": alert.device_id}
-            ).scalar_one_or_none()
-        grid_id = resolve_grid(zone_grid, self._device_grid[alert.device_id])
-        if grid_id is None:
-            return None, None
-        if grid_id not in self._grid:
-            row = self.conn.execute(_GRID, {"grid": grid_id}).first()
-            self._grid[grid_id] = _MISSING if row is None else row.supervisor
-            self._shifts[grid_id] = [
-                Shift(r.grid_id, r.username, r.starts_at, r.ends_at)
-                for r in self.conn.execute(_SHIFTS, {"grid": grid_id, "now": self.now})
-            ]
-        supervisor = self._grid[grid_id]
-        if supervisor is _MISSING:
-            return grid_id, None
-        assert supervisor is None or isinstance(supervisor, str)
-        info = GridInfo(grid_id, supervisor)
-        return grid_id, assignee_for(info, self._shifts[grid_id], self.now)
 
     def _unended_events(self, ticket_id: int) -> set[str]:
         """Event ids of `ticket_id` not yet ended: the database's, corrected by the overlay."""
@@ -665,34 +599,20 @@ class IngestTx:
     ) -> None:
         """Queue an audit-log line."""
         self._audit.append(
-            {
-                "ticket_id": ticket_id,
-                "at": self.now,
-                "actor": actor,
-                "action": action,
-                "from_state": from_state,
-                "to_state": to_state,
-                "detail": detail or {},
-            }
+            audit.entry(
+                ticket_id,
+                self.now,
+                actor,
+                action,
+                from_state=from_state,
+                to_state=to_state,
+                detail=detail,
+            )
         )
 
     def notify(self, ticket_id: int, *, grid_id: str | None, category: str, text: str) -> None:
         """Queue a webhook POST for every matching hook."""
-        if self._hooks is None:
-            self._hooks = list(self.conn.execute(_WEBHOOKS))
-        for hook in self._hooks:
-            if hook.grid_id not in (None, grid_id) or hook.category not in (None, category):
-                continue
-            self._notifications.append(
-                {
-                    "webhook_id": hook.id,
-                    "ticket_id": ticket_id,
-                    "body": webhook_body(hook.flavour, text),
-                    "attempts": 0,
-                    "next_attempt_at": self.now,
-                    "failed": False,
-                }
-            )
+        self._outbox.notify(ticket_id, grid_id=grid_id, category=category, text=text)
 
     def emit(self, changes: Iterable[Change]) -> None:
         """Queue changes for the feed."""
@@ -732,9 +652,8 @@ class IngestTx:
         if self._evidence:
             conn.execute(_INSERT_EVIDENCE, self._evidence)
         if self._audit:
-            conn.execute(_INSERT_AUDIT, self._audit)
-        if self._notifications:
-            conn.execute(_INSERT_NOTIFICATION, self._notifications)
+            conn.execute(audit.INSERT, self._audit)
+        self._outbox.flush()
         if self._heartbeats:
             conn.execute(_HEARTBEAT, list(self._heartbeats.values()))
         feed.record(conn, self._feed, postgres=self.postgres)

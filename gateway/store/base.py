@@ -1,0 +1,95 @@
+"""`StoreBase`: the engine and the three kinds of transaction every part of `Store` uses.
+
+- `_read()`: a read-only transaction (on SQLite it takes no write lock);
+- `_tx()`: a short write transaction;
+- `ingest(work, now)`: a write transaction around an `IngestTx` (buffered rows flushed just
+  before COMMIT), rerun from scratch when a unique key says another writer got there first.
+
+A lost connection surfaces as `StoreUnavailableError` from all three, so callers can tell
+"retry later" from "this input is wrong". The errors the API maps to 404 and 409 live here
+too, and `from_row`, which turns a table row into the record the API serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, Engine, Row
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from gateway.store.engine import READ_ONLY, StoreUnavailableError, make_engine
+from gateway.store.ingest_tx import IngestTx
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+class NotFoundError(LookupError):
+    """A ticket, device, grid or user that does not exist."""
+
+
+class ConflictError(ValueError):
+    """A write that clashes with existing data (duplicate id, concurrent transition)."""
+
+
+def from_row(model: type[M], row: Row[*tuple[Any, ...]], **computed: Any) -> M:
+    """`model` filled from the row's columns of the same names, plus `computed` fields the
+    table does not hold (extra columns, such as ids the API does not show, are left out)."""
+    m = row._mapping
+    return model(**{n: m[n] for n in model.model_fields if n not in computed}, **computed)
+
+
+class StoreBase:
+    """The engine of one process; `Store` adds one part per aggregate on top of it."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = make_engine(url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._reader = self.engine.execution_options(**{READ_ONLY: True})
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreUnavailableError(str(exc.orig)) from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self._reader.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreUnavailableError(str(exc.orig)) from exc
+
+    @contextmanager
+    def ingest_tx(self, now: float) -> Iterator[IngestTx]:
+        """One ingest transaction: buffered rows are flushed just before COMMIT."""
+        with self._tx() as conn:
+            tx = IngestTx(conn, now, postgres=not self.is_sqlite)
+            yield tx
+            tx.flush()
+
+    def ingest(self, work: Callable[[IngestTx], T], now: float, attempts: int = 4) -> T:
+        """Run `work` in one ingest transaction and commit it.
+
+        A unique-key clash (another writer got there first) rolls everything back and runs
+        `work` again on a fresh transaction that now sees the winner's rows; after `attempts`
+        the IntegrityError is raised. `work` must therefore only touch the database.
+        """
+        for attempt in range(attempts):
+            try:
+                with self.ingest_tx(now) as tx:
+                    return work(tx)
+            except IntegrityError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")

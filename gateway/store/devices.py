@@ -1,0 +1,142 @@
+"""The device registry, device liveness (heartbeat timeouts) and broker credentials."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from sqlalchemy import delete, func, insert, select, update
+
+from gateway.models import Change, DevicePublic
+from gateway.provisioning import BrokerAccount
+from gateway.sla import CategoryPolicy
+from gateway.store.base import NotFoundError, StoreBase, from_row
+from gateway.store.grids import grid_exists
+from gateway.store.ingest_tx import IngestTx
+from gateway.store.schema import devices, mqtt_credentials
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """The registry facts ingest checks a message's topic against."""
+
+    device_id: str
+    site_id: str
+
+
+class DeviceStore(StoreBase):
+    """Registered devices, their online state, and the broker accounts provisioned for them."""
+
+    def upsert_device(
+        self,
+        device_id: str,
+        site_id: str,
+        kind: str,
+        *,
+        location: str | None = None,
+        zone_id: str | None = None,
+        grid_id: str | None = None,
+        now: float | None = None,
+    ) -> None:
+        """Register (or re-register) a device in the registry."""
+        values = {
+            "site_id": site_id,
+            "kind": kind,
+            "location": location,
+            "zone_id": zone_id,
+            "grid_id": grid_id,
+        }
+        with self._tx() as conn:
+            if grid_id is not None and not grid_exists(conn, grid_id):
+                raise NotFoundError(f"grid {grid_id!r} does not exist")
+            found = conn.execute(
+                select(devices.c.device_id).where(devices.c.device_id == device_id)
+            )
+            if found.first():
+                conn.execute(update(devices).where(devices.c.device_id == device_id).values(values))
+            else:
+                conn.execute(
+                    insert(devices).values(
+                        device_id=device_id,
+                        online=False,
+                        created_at=time.time() if now is None else now,
+                        **values,
+                    )
+                )
+
+    def device(self, device_id: str) -> DeviceRow | None:
+        """The registry row ingest checks messages against."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(devices.c.device_id, devices.c.site_id).where(
+                    devices.c.device_id == device_id
+                )
+            ).first()
+        return None if row is None else DeviceRow(row.device_id, row.site_id)
+
+    def list_devices(
+        self, sites: Sequence[str] | None = None, *, offset: int = 0, limit: int = 100
+    ) -> list[DevicePublic]:
+        """Devices (of `sites`, or all) by id."""
+        with self._read() as conn:
+            query = select(devices).order_by(devices.c.device_id).offset(offset).limit(limit)
+            if sites is not None:
+                query = query.where(devices.c.site_id.in_(sites))
+            rows = conn.execute(query).all()
+        return [from_row(DevicePublic, r) for r in rows]
+
+    def get_device(self, device_id: str) -> DevicePublic:
+        """One device or NotFoundError."""
+        with self._read() as conn:
+            row = conn.execute(select(devices).where(devices.c.device_id == device_id)).first()
+        if row is None:
+            raise NotFoundError(f"device {device_id!r} is not registered")
+        return from_row(DevicePublic, row)
+
+    def mark_stale_devices(
+        self, now: float, grace: float, default_interval_s: float, policy: CategoryPolicy
+    ) -> list[Change]:
+        """Devices silent for `grace` heartbeat intervals go offline and get a maintenance
+        ticket. The conditional update makes each transition happen once across replicas."""
+        with self._read() as conn:
+            interval = func.coalesce(devices.c.heartbeat_interval_s, default_interval_s)
+            stale = conn.execute(
+                select(devices.c.device_id, devices.c.site_id, devices.c.last_seen).where(
+                    devices.c.online.is_(True),
+                    devices.c.last_seen.is_not(None),
+                    devices.c.last_seen < now - interval * grace,
+                )
+            ).all()
+        changes: list[Change] = []
+        for row in stale:
+            changes += self.ingest(
+                partial(
+                    IngestTx.go_offline,
+                    site_id=row.site_id,
+                    device_id=row.device_id,
+                    last_seen=row.last_seen,
+                    policy=policy,
+                ),
+                now,
+            )
+        return changes
+
+    def set_mqtt_credential(
+        self, username: str, password_hash: str, role: str, site_id: str | None
+    ) -> None:
+        """Store (or rotate) a broker account's password hash."""
+        with self._tx() as conn:
+            conn.execute(delete(mqtt_credentials).where(mqtt_credentials.c.username == username))
+            conn.execute(
+                insert(mqtt_credentials).values(
+                    username=username, password_hash=password_hash, role=role, site_id=site_id
+                )
+            )
+
+    def mqtt_accounts(self) -> list[BrokerAccount]:
+        """Every broker account, by username, as the password file and ACL need it."""
+        with self._read() as conn:
+            rows = conn.execute(select(mqtt_credentials).order_by(mqtt_credentials.c.username))
+            return [BrokerAccount(r.username, r.password_hash, r.role, r.site_id) for r in rows]

@@ -1,0 +1,63 @@
+"""Who a new ticket goes to: the routing facts read from the database, once per transaction.
+
+The decision itself is the pure `gateway.routing`; this reads what it needs (the zone's and
+the device's grid, the grid's supervisor, the shifts covering `now`) and keeps it for the
+rest of the transaction, so a batch of alerts in one grid costs one read of each.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, bindparam, select
+
+from gateway.alerts import Alert
+from gateway.routing import GridInfo, Shift, assignee_for, resolve_grid
+from gateway.store.schema import devices, grids, shifts, zones
+
+_ZONE_GRID = select(zones.c.grid_id).where(
+    zones.c.site_id == bindparam("site"), zones.c.zone_id == bindparam("zone")
+)
+_DEVICE_GRID = select(devices.c.grid_id).where(devices.c.device_id == bindparam("device"))
+_GRID = select(grids.c.supervisor).where(grids.c.grid_id == bindparam("grid"))
+_SHIFTS = select(shifts.c.grid_id, shifts.c.username, shifts.c.starts_at, shifts.c.ends_at).where(
+    shifts.c.grid_id == bindparam("grid"),
+    shifts.c.starts_at <= bindparam("now"),
+    shifts.c.ends_at > bindparam("now"),
+)
+
+
+class GridRouter:
+    """Routes alerts on `conn` at `now`, reading each fact at most once."""
+
+    def __init__(self, conn: Connection, now: float) -> None:
+        self.conn = conn
+        self.now = now
+        self._zone_grid: dict[tuple[str, str], str | None] = {}
+        self._device_grid: dict[str, str | None] = {}
+        self._grid: dict[str, GridInfo | None] = {}  # None: a grid id no grid row has
+        self._shifts: dict[str, list[Shift]] = {}
+
+    def route(self, alert: Alert) -> tuple[str | None, str | None]:
+        """(grid id, assignee) of a new ticket for `alert`; either may be None."""
+        zone_grid = None
+        if alert.zone_id is not None:
+            zkey = (alert.site_id, alert.zone_id)
+            if zkey not in self._zone_grid:
+                self._zone_grid[zkey] = self.conn.execute(
+                    _ZONE_GRID, {"site": alert.site_id, "zone": alert.zone_id}
+                ).scalar_one_or_none()
+            zone_grid = self._zone_grid[zkey]
+        if alert.device_id not in self._device_grid:
+            self._device_grid[alert.device_id] = self.conn.execute(
+                _DEVICE_GRID, {"device": alert.device_id}
+            ).scalar_one_or_none()
+        grid_id = resolve_grid(zone_grid, self._device_grid[alert.device_id])
+        if grid_id is None:
+            return None, None
+        if grid_id not in self._grid:
+            row = self.conn.execute(_GRID, {"grid": grid_id}).first()
+            self._grid[grid_id] = None if row is None else GridInfo(grid_id, row.supervisor)
+            self._shifts[grid_id] = [
+                Shift(r.grid_id, r.username, r.starts_at, r.ends_at)
+                for r in self.conn.execute(_SHIFTS, {"grid": grid_id, "now": self.now})
+            ]
+        return grid_id, assignee_for(self._grid[grid_id], self._shifts[grid_id], self.now)
