@@ -7,15 +7,22 @@ Heavy imports (uvicorn, SQLAlchemy via the store, FastAPI) happen inside the com
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from gateway.store import Store
 
 gateway_app = typer.Typer(help="Run and administer the gateway service.", no_args_is_help=True)
 device_app = typer.Typer(
     help="Register devices and provision their broker credentials.", no_args_is_help=True
 )
+
+DEFAULT_DATABASE_URL = "sqlite:///guanjia-gateway.db"
 
 DbOption = Annotated[
     str,
@@ -29,6 +36,20 @@ PasswdOption = Annotated[
     Path, typer.Option("--passwd-file", help="Mosquitto password file to (re)write.")
 ]
 AclOption = Annotated[Path, typer.Option("--acl-file", help="Mosquitto ACL file to (re)write.")]
+
+
+@contextmanager
+def _open_store(database_url: str, *, migrate_first: bool = False) -> Iterator[Store]:
+    """A Store for one command, closed afterwards; `migrate_first` for commands that write."""
+    from gateway.store import Store, migrate
+
+    if migrate_first:
+        migrate(database_url)
+    store = Store(database_url)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @gateway_app.command("run")
@@ -52,7 +73,7 @@ def run(
 
 
 @gateway_app.command("migrate")
-def migrate_cmd(database_url: DbOption = "sqlite:///guanjia-gateway.db") -> None:
+def migrate_cmd(database_url: DbOption = DEFAULT_DATABASE_URL) -> None:
     """Create or upgrade the database schema."""
     from gateway.store import migrate
 
@@ -75,37 +96,35 @@ def user_add(
             help="At least 10 characters.",
         ),
     ],
-    database_url: DbOption = "sqlite:///guanjia-gateway.db",
+    database_url: DbOption = DEFAULT_DATABASE_URL,
 ) -> None:
     """Create a console user (there are no default users)."""
     from gateway.auth import Role, hash_password
-    from gateway.store import Store, migrate
 
     if len(password) < 10:
         raise typer.BadParameter("use at least 10 characters", param_hint="--password")
-    migrate(database_url)
-    store = Store(database_url)
-    try:
+    with _open_store(database_url, migrate_first=True) as store:
         store.create_user(username, hash_password(password), Role(role), site)
-    finally:
-        store.close()
     typer.echo(f"user {username} ({role}) created")
 
 
-def _rewrite_broker_files(database_url: str, passwd_file: Path, acl_file: Path) -> int:
-    from gateway.provisioning import BrokerAccount, write_broker_files
-    from gateway.store import Store
+def _provision(
+    database_url: str,
+    passwd_file: Path,
+    acl_file: Path,
+    password: str | None,
+    register: Callable[[Store, str], None],
+) -> tuple[int, str]:
+    """Store one broker account with `register(store, password hash)`, then rewrite the
+    password file and ACL from every account. Returns (accounts written, the password)."""
+    from gateway.provisioning import mosquitto_hash, new_password, write_broker_files
 
-    store = Store(database_url)
-    try:
-        accounts = [
-            BrokerAccount(a.username, a.password_hash, a.role, a.site_id)
-            for a in store.mqtt_accounts()
-        ]
-    finally:
-        store.close()
+    secret = password or new_password()
+    with _open_store(database_url, migrate_first=True) as store:
+        register(store, mosquitto_hash(secret))
+        accounts = store.mqtt_accounts()
     write_broker_files(accounts, passwd_file, acl_file)
-    return len(accounts)
+    return len(accounts), secret
 
 
 @gateway_app.command("mqtt-account")
@@ -113,23 +132,19 @@ def mqtt_account(
     username: str,
     passwd_file: PasswdOption,
     acl_file: AclOption,
-    database_url: DbOption = "sqlite:///guanjia-gateway.db",
+    database_url: DbOption = DEFAULT_DATABASE_URL,
     password: Annotated[
         str | None, typer.Option(envvar="GUANJIA_MQTT_PASSWORD", help="Default: random.")
     ] = None,
 ) -> None:
     """Create or rotate the gateway's own broker account (reads and writes guanjia/#)."""
-    from gateway.provisioning import mosquitto_hash, new_password
-    from gateway.store import Store, migrate
-
-    migrate(database_url)
-    secret = password or new_password()
-    store = Store(database_url)
-    try:
-        store.set_mqtt_credential(username, mosquitto_hash(secret), "gateway", None)
-    finally:
-        store.close()
-    count = _rewrite_broker_files(database_url, passwd_file, acl_file)
+    count, secret = _provision(
+        database_url,
+        passwd_file,
+        acl_file,
+        password,
+        lambda store, hashed: store.set_mqtt_credential(username, hashed, "gateway", None),
+    )
     typer.echo(f"gateway account {username} written ({count} accounts in {passwd_file})")
     if password is None:
         typer.echo(f"password (shown once): {secret}")
@@ -143,7 +158,7 @@ def device_add(
     kind: Annotated[str, typer.Option(help="camera, smoke, charging, …")],
     passwd_file: PasswdOption,
     acl_file: AclOption,
-    database_url: DbOption = "sqlite:///guanjia-gateway.db",
+    database_url: DbOption = DEFAULT_DATABASE_URL,
     zone: Annotated[str | None, typer.Option(help="Zone id the device watches.")] = None,
     grid: Annotated[str | None, typer.Option(help="Grid id the device belongs to.")] = None,
     location: Annotated[str | None, typer.Option(help="Where it is mounted.")] = None,
@@ -157,41 +172,31 @@ def device_add(
     SIGHUP to load the new files.
     """
     from contract.topics import check_segment
-    from gateway.provisioning import mosquitto_hash, new_password
-    from gateway.store import Store, migrate
 
     for value, what in ((device_id, "device id"), (site, "site id")):
         try:
             check_segment(value, what)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
-    migrate(database_url)
-    secret = password or new_password()
-    store = Store(database_url)
-    try:
+
+    def register(store: Store, hashed: str) -> None:
         store.upsert_device(device_id, site, kind, location=location, zone_id=zone, grid_id=grid)
-        store.set_mqtt_credential(device_id, mosquitto_hash(secret), "device", site)
-    finally:
-        store.close()
-    count = _rewrite_broker_files(database_url, passwd_file, acl_file)
+        store.set_mqtt_credential(device_id, hashed, "device", site)
+
+    count, secret = _provision(database_url, passwd_file, acl_file, password, register)
     typer.echo(f"device {device_id} registered at {site} ({count} accounts in {passwd_file})")
     if password is None:
         typer.echo(f"password (shown once): {secret}")
 
 
 @device_app.command("list")
-def device_list(database_url: DbOption = "sqlite:///guanjia-gateway.db") -> None:
+def device_list(database_url: DbOption = DEFAULT_DATABASE_URL) -> None:
     """Registered devices and whether they are online."""
     from rich.console import Console
     from rich.table import Table
 
-    from gateway.store import Store
-
-    store = Store(database_url)
-    try:
+    with _open_store(database_url) as store:
         rows = store.list_devices(limit=100_000)
-    finally:
-        store.close()
     table = Table("device", "site", "kind", "grid", "online", "last seen")
     for d in rows:
         table.add_row(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from contract import (
@@ -54,19 +54,7 @@ class IngestResult:
     outcome: Outcome
     channel: str
     reason: str | None = None
-    changes: tuple[Change, ...] = field(default_factory=tuple)
-
-
-@dataclass
-class IngestCounters:
-    """Per-process totals for /metrics and the benchmarks."""
-
-    by_outcome: dict[tuple[str, str], int] = field(default_factory=dict)
-
-    def count(self, result: IngestResult) -> None:
-        """Add one result."""
-        key = (result.channel, result.outcome.value)
-        self.by_outcome[key] = self.by_outcome.get(key, 0) + 1
+    changes: tuple[Change, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,7 +82,6 @@ class IngestHandler:
         self.store = store
         self.policies = policies
         self.cooldown_s = cooldown_s
-        self.counters = IngestCounters()
         self._sites: dict[str, tuple[str, float]] = {}
 
     def handle(self, topic: str, payload: bytes, now: float) -> IngestResult:
@@ -111,7 +98,6 @@ class IngestHandler:
             result = IngestResult(
                 Outcome.DEAD_LETTER, _channel_of(topic), f"ProcessingError: {reason}"
             )
-        self.counters.count(result)
         return result
 
     def handle_batch(self, messages: Sequence[tuple[str, bytes]], now: float) -> list[IngestResult]:
@@ -138,8 +124,6 @@ class IngestHandler:
                 str(exc)[:200],
             )
             return [self.handle(topic, payload, now) for topic, payload in messages]
-        for result in results:
-            self.counters.count(result)
         return results
 
     def _registered_site(self, device_id: str, now: float) -> str | None:

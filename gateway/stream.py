@@ -34,7 +34,6 @@ class ChangeHub:
 
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue[FeedEntry]] = set()
-        self.published = 0
 
     def subscribe(self) -> asyncio.Queue[FeedEntry]:
         """A new subscriber queue."""
@@ -49,7 +48,6 @@ class ChangeHub:
     def publish(self, entries: list[FeedEntry]) -> None:
         """Push entries to every subscriber (call on the event loop)."""
         for entry in entries:
-            self.published += 1
             for queue in self._queues:
                 if queue.full():
                     queue.get_nowait()

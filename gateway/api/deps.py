@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.api.permissions import Permission, allowed
-from gateway.auth import Principal, TokenError, read_token
+from gateway.auth import ALL_SITES, Principal, TokenError, read_token
 from gateway.runtime import Runtime
 
 _bearer = HTTPBearer(auto_error=False)
@@ -67,7 +67,7 @@ def require(permission: Permission) -> Callable[[Principal], Principal]:
 
 def site_scope(principal: Principal) -> list[str] | None:
     """Sites the caller may see, or None for all."""
-    if "*" in principal.sites:
+    if ALL_SITES in principal.sites:
         return None
     return sorted(principal.sites)
 

@@ -73,6 +73,12 @@ async def list_tickets(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
+def _ensure_may_work_on(principal: Principal, ticket: TicketPublic) -> None:
+    """Workers hold the WORK permission for their own tickets only (403 otherwise)."""
+    if principal.role is Role.WORKER and ticket.assignee != principal.username:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "workers act only on their own tickets")
+
+
 async def _load(runtime: RuntimeDep, principal: Principal, ticket_id: int) -> TicketDetail:
     try:
         ticket = await asyncio.to_thread(runtime.store.get_ticket, ticket_id)
@@ -96,8 +102,7 @@ async def _transition(
     body: TransitionBody | None,
 ) -> TicketPublic:
     ticket = await _load(runtime, principal, ticket_id)
-    if principal.role is Role.WORKER and ticket.assignee != principal.username:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "workers act only on their own tickets")
+    _ensure_may_work_on(principal, ticket)
     body = body or TransitionBody()
     try:
         updated, changes = await asyncio.to_thread(
@@ -110,9 +115,7 @@ async def _transition(
             note=body.note,
             policy=runtime.settings.policies[ticket.category],
         )
-    except TransitionError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except ConflictError as exc:
+    except (TransitionError, ConflictError) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     if changes:
         runtime.feed.wake()  # the change is in the feed; push it to consoles now
@@ -162,8 +165,7 @@ async def upload_photo(
 ) -> AttachmentPublic:
     """Attach a site photo (JPEG, PNG or WebP, at most 5 MiB)."""
     ticket = await _load(runtime, principal, ticket_id)
-    if principal.role is Role.WORKER and ticket.assignee != principal.username:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "workers act only on their own tickets")
+    _ensure_may_work_on(principal, ticket)
     content_type = file.content_type or ""
     if content_type not in PHOTO_TYPES:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "upload a JPEG, PNG or WebP")

@@ -184,8 +184,6 @@ class AlertResult:
     """What applying one alert did."""
 
     duplicate: bool
-    ticket_id: int | None = None
-    created: bool = False
     changes: tuple[Change, ...] = ()
 
 
@@ -446,7 +444,7 @@ class IngestTx:
         if not created and not changes:
             changes.append(self._ticket_change(alert, ticket_id, f"evidence_{alert.phase.value}"))
         self._feed += changes
-        return AlertResult(False, ticket_id, created, tuple(changes))
+        return AlertResult(duplicate=False, changes=tuple(changes))
 
     def _ticket_change(
         self, alert: Alert, ticket_id: int, action: str, state: str | None = None
