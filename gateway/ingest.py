@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 REGISTRY_CACHE_S = 30.0
 """How long a device's registered site is trusted without asking the database again."""
 
+ONCE_PER_MSG_ID = (DetectionEvent, TelemetryBatch, CommandResult)
+"""Messages whose effect is keyed by their msg_id, so a redelivery is dropped by it
+(heartbeats and status are safe to apply twice; snapshots are keyed by their own id)."""
+
 
 class Outcome(StrEnum):
     """What happened to one message."""
@@ -168,8 +172,8 @@ class IngestHandler:
         msg_ids: list[str] = []
         devices: list[str] = []
         for item in items:
-            if isinstance(item.message, DetectionEvent | TelemetryBatch | CommandResult):
-                msg_ids.append(item.message.msg_id)  # the ones keyed by msg_id
+            if isinstance(item.message, ONCE_PER_MSG_ID):
+                msg_ids.append(item.message.msg_id)
             if isinstance(item.message, Heartbeat | Status):
                 devices.append(item.message.device_id)
         alerts = [alert for item in items for alert in item.alerts]
@@ -202,7 +206,7 @@ class IngestHandler:
         if isinstance(message, Status):
             changes = tx.status(topic.device_id, message.state == "online", message.ts)
             return IngestResult(Outcome.ACCEPTED, item.channel, changes=tuple(changes))
-        if isinstance(message, DetectionEvent | TelemetryBatch | CommandResult):
+        if isinstance(message, ONCE_PER_MSG_ID):
             return self._apply_once(tx, item, message.msg_id, topic.device_id)
         # Commands are the gateway's own outbound traffic seen through the wildcard.
         return IngestResult(Outcome.IGNORED, item.channel)

@@ -19,7 +19,9 @@ from gateway.store import Delivery, Store
 log = logging.getLogger(__name__)
 
 LEASE_S = 60.0
+"""How long a claimed notification is hidden from other senders: well over a POST timeout."""
 MAX_BACKOFF_S = 300.0
+"""The longest wait between attempts, so a bot that comes back is used within minutes."""
 
 
 def backoff_s(attempts: int) -> float:

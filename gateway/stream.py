@@ -25,7 +25,10 @@ from gateway.store import Store, StoreUnavailableError
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 1000
+"""Entries a slow SSE client may fall behind by before it loses the oldest (it can
+reconnect with Last-Event-ID to fill the gap)."""
 READ_LIMIT = 500
+"""Feed rows per read, so a burst is fanned out in pieces rather than one huge query."""
 
 
 class ChangeHub:

@@ -20,6 +20,8 @@ from gateway.models import FeedEntry
 router = APIRouter()
 
 KEEPALIVE_S = 15.0
+"""A comment line this often keeps proxies from closing an idle stream, and lets the server
+notice a client that went away."""
 
 
 class LoginBody(BaseModel):

@@ -13,7 +13,7 @@ too, and `from_row`, which turns a table row into the record the API serves.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -42,6 +42,16 @@ def from_row(model: type[M], row: Row[*tuple[Any, ...]], **computed: Any) -> M:
     return model(**{n: m[n] for n in model.model_fields if n not in computed}, **computed)
 
 
+@contextmanager
+def _begin(engine: Engine) -> Iterator[Connection]:
+    """A transaction on `engine`; a lost or refused connection is StoreUnavailableError."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except OperationalError as exc:
+        raise StoreUnavailableError(str(exc.orig)) from exc
+
+
 class StoreBase:
     """The engine of one process; `Store` adds one part per aggregate on top of it."""
 
@@ -54,21 +64,11 @@ class StoreBase:
         """Release pooled connections."""
         self.engine.dispose()
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise StoreUnavailableError(str(exc.orig)) from exc
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return _begin(self.engine)
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        try:
-            with self._reader.begin() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise StoreUnavailableError(str(exc.orig)) from exc
+    def _read(self) -> AbstractContextManager[Connection]:
+        return _begin(self._reader)
 
     @contextmanager
     def ingest_tx(self, now: float) -> Iterator[IngestTx]:

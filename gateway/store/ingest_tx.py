@@ -46,6 +46,8 @@ from gateway.store.schema import (
 )
 
 EXCERPT_BYTES = 512
+"""How much of a refused payload a dead letter keeps: enough to see what it was, bounded so
+garbage input cannot fill the database."""
 
 # ---------------------------------------------------------------- statements, built once
 

@@ -37,6 +37,7 @@ from gateway.store.base import ConflictError, NotFoundError, StoreBase, from_row
 from gateway.store.schema import attachments, audit_log, escalations, evidence, snapshots, tickets
 
 SORTABLE = ("id", "created_at", "updated_at", "ack_due_at", "resolve_due_at", "tier", "state")
+"""Columns `list_tickets` sorts by (a whitelist: the name comes from the query string)."""
 
 
 def _attachment_url(ticket_id: int, attachment_id: int) -> str:
