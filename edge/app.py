@@ -150,6 +150,11 @@ class CameraWorker:
         )
 
     def _run(self) -> None:
+        # A recorded clip plays at its own pace here, stamped with the wall clock at the moment
+        # its frame is due: reading it as fast as the CPU allows would compress minutes of dwell
+        # into seconds while the timestamps said otherwise. (`guanjia edge replay` is the fast,
+        # simulated-time path.)
+        clip_epoch: float | None = None
         try:
             while not self._stop.is_set():
                 frame = self.source.read(timeout=0.5)
@@ -158,7 +163,14 @@ class CameraWorker:
                         log.info("camera %s: clip ended", self.config.camera_id)
                         return
                     continue
-                for out in self.pipeline.process(frame.image, frame.ts):
+                now = frame.ts
+                if not self.source.live:
+                    if clip_epoch is None:
+                        clip_epoch = time.time() - frame.clip_s
+                    now = clip_epoch + frame.clip_s
+                    if self._stop.wait(max(0.0, now - time.time())):
+                        return
+                for out in self.pipeline.process(frame.image, now):
                     self._node.uplink.send_event(out.event, out.snapshot)
         except Exception:
             # One broken camera must not take the node (and the other cameras) down; the
