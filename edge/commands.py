@@ -45,8 +45,8 @@ from contract import (
     decode_for_topic,
     parse_topic,
 )
-from edge.actions import ActionRequest, ActionSink
-from edge.node_config import ActionName, CommandSettings, RuntimeConfig
+from edge.actions import ActionName, ActionRequest, ActionSink
+from edge.node_config import CommandSettings, RuntimeConfig
 from edge.outbox import CommandClaim
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-Segment = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-ActionName = Literal["voice_warning", "door_hold", "relay"]
+from contract.messages import Segment
+from edge.actions import ActionName
 
 
 class _Config(BaseModel):
