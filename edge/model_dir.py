@@ -21,8 +21,10 @@ class ModelDirError(FileNotFoundError):
 
 
 def default_manifest_path() -> Path:
-    """The committed manifest of the shared default model (models/yolox_nano.manifest.json)."""
-    return _REPO_ROOT / "models" / "yolox_nano.manifest.json"
+    """The manifest of the default model: models/ in a checkout, else the copy in the wheel."""
+    name = "yolox_nano.manifest.json"
+    checkout = _REPO_ROOT / "models" / name
+    return checkout if checkout.is_file() else Path(__file__).resolve().parent / "manifests" / name
 
 
 def resolve_model_dir(explicit: Path | None, *, weights: str = DEFAULT_WEIGHTS) -> Path:
