@@ -26,7 +26,6 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Guanjia (管家): edge-AI and sensor gateway for residential communities."""
-    # A callback keeps `guanjia` a command group even while it has a single subcommand.
 
 
 @app.command()
