@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from contract import Manifest, ObjectCategory
 from edge import imaging
+from edge.boxes import RelBox
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -58,7 +59,7 @@ class Detection:
     score: float
     box: tuple[float, float, float, float]
 
-    def relative(self, width: int, height: int) -> tuple[float, float, float, float]:
+    def relative(self, width: int, height: int) -> RelBox:
         """The box relative to a width x height frame, clipped to 0..1."""
         x1, y1, x2, y2 = self.box
         return (

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge import imaging
+from edge.boxes import RelBox
 from edge.camera_config import MotionConfig
-
-RelBox = tuple[float, float, float, float]
 
 # Mean brightness may drift this much between frames before it counts as a lighting change.
 _MAX_GAIN_STEP = 0.15

@@ -31,12 +31,13 @@ import numpy.typing as npt
 from contract import BoxEvidence, DetectionEvent, EventPhase, ObjectCategory
 from edge import imaging, snapshot
 from edge.actions import ActionRequest, ActionSink
+from edge.boxes import RelBox, area, containment, iou
 from edge.camera_config import CameraConfig, ElevatorZone
 from edge.detector import Detection, Detector
 from edge.motion import Motion, MotionGate
 from edge.rules import Condition, EventLifecycle, RuleContext, Transition, ZoneRule, make_rule
 from edge.rules.elevator import cabin_two_wheelers
-from edge.tracker import Track, Tracker, TrackInput, containment, iou
+from edge.tracker import Track, Tracker, TrackInput
 from edge.zones import ZoneMemberships, box_near_zone
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,9 @@ class PipelineStats:
 class _Best:
     score: float
     frame: npt.NDArray[np.uint8]
-    box: tuple[float, float, float, float]
-    others: list[tuple[tuple[float, float, float, float], str]]
-    persons: list[tuple[float, float, float, float]]
+    box: RelBox
+    others: list[tuple[RelBox, str]]
+    persons: list[RelBox]
 
 
 class DetectorSchedule:
@@ -143,7 +144,7 @@ class DetectorSchedule:
             return "settle"
         return None
 
-    def _relevant(self, region: tuple[float, float, float, float], tracks: list[Track]) -> bool:
+    def _relevant(self, region: RelBox, tracks: list[Track]) -> bool:
         # A stopped object fading into the running-average background leaves a "ghost" of
         # motion inside its own box for a few seconds; the keepalive (and the settle run)
         # cover it. Motion that spills out of the box (the car pulls away, someone walks
@@ -383,9 +384,7 @@ class _EventIdFactory:
         return f"ev-{digest[:20]}"
 
 
-def _explained(
-    regions: list[tuple[float, float, float, float]], tracks: list[Track]
-) -> list[tuple[float, float, float, float]]:
+def _explained(regions: list[RelBox], tracks: list[Track]) -> list[RelBox]:
     """Motion regions the detector run has explained: nothing moving there, or a still object."""
     moving = [t.box for t in tracks if t.seen_last_update and not t.still]
     return [
@@ -402,9 +401,6 @@ def _one_per_object(conditions: dict[int, Condition], tracks: list[Track]) -> di
     if len(conditions) < 2:
         return conditions
     boxes = {t.track_id: t.box for t in tracks if t.track_id in conditions}
-
-    def area(b: tuple[float, float, float, float]) -> float:
-        return (b[2] - b[0]) * (b[3] - b[1])
 
     kept = dict(conditions)
     for tid, box in boxes.items():

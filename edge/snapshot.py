@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from contract import MAX_SNAPSHOT_BYTES, SnapshotRef
 from edge import imaging
+from edge.boxes import RelBox
 from edge.camera_config import SnapshotConfig
-
-RelBox = tuple[float, float, float, float]
 
 _ZONE_COLOUR = (0, 200, 255)
 _SUBJECT_COLOUR = (0, 0, 255)

@@ -28,9 +28,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from contract import ObjectCategory
+from edge.boxes import RelBox, containment, iou
 from edge.camera_config import TrackerConfig
-
-RelBox = tuple[float, float, float, float]
 
 # A box this much inside the anchor is an occluded view of the same parked object.
 _OCCLUSION_CONTAINMENT = 0.85
@@ -109,23 +108,6 @@ class Track:
         vx, vy = self.velocity
         x1, y1, x2, y2 = self.box
         return (x1 + vx * dt, y1 + vy * dt, x2 + vx * dt, y2 + vy * dt)
-
-
-def iou(a: RelBox, b: RelBox) -> float:
-    """Intersection over union of two boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def containment(inner: RelBox, outer: RelBox) -> float:
-    """Fraction of `inner`'s area that lies inside `outer`."""
-    ix = max(0.0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
-    iy = max(0.0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
-    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
-    return ix * iy / area if area > 0 else 0.0
 
 
 class Tracker:

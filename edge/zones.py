@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge.boxes import RelBox
 from edge.camera_config import Zone
-from edge.tracker import RelBox, Track
+from edge.tracker import Track
 
 
 def point_in_polygon(x: float, y: float, polygon: list[tuple[float, float]]) -> bool:

@@ -8,6 +8,7 @@ bottle does not). Persons never count. Urgent.
 from __future__ import annotations
 
 from contract import EventCategory, ObjectCategory, Severity
+from edge.boxes import area
 from edge.camera_config import FireLaneZone
 from edge.rules.base import Condition, RuleContext, stationary_in_zone_since
 from edge.tracker import Track
@@ -28,8 +29,7 @@ class FireLaneRule:
             return True
         if track.category is ObjectCategory.PERSON:
             return False
-        x1, y1, x2, y2 = track.box
-        return (x2 - x1) * (y2 - y1) >= self.zone.min_obstacle_area
+        return area(track.box) >= self.zone.min_obstacle_area
 
     def evaluate(self, ctx: RuleContext) -> dict[int, Condition]:
         """Static obstacles in the lane, ready once they stood dwell_s."""

@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 from contract import EventCategory, ObjectCategory, Severity
+from edge.boxes import RelBox, containment, iou
 from edge.camera_config import LitterZone
 from edge.rules.base import Condition, RuleContext, stationary_in_zone_since
-from edge.tracker import RelBox, containment, iou
 
 _REFERENCE_IOU = 0.5
 _ATTENDED_OVERLAP = 0.05

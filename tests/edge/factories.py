@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from contract import ObjectCategory
+from edge.boxes import RelBox
 from edge.camera_config import CameraConfig, Zone
-from edge.tracker import RelBox, Track
+from edge.tracker import Track
 
 SQUARE = [(0.2, 0.5), (0.6, 0.5), (0.6, 1.0), (0.2, 1.0)]
 """The zone of every unit test: bottom-centres with 0.2 < x < 0.6 and y > 0.5 are inside."""

@@ -12,6 +12,7 @@ from datetime import time as dtime
 import pytest
 
 from contract import EventCategory, ObjectCategory, Severity
+from edge.boxes import RelBox
 from edge.camera_config import ElevatorZone, LitterZone, TimeWindow
 from edge.rules import Condition, RuleContext, make_rule
 from edge.tracker import Track
@@ -163,7 +164,7 @@ class Seen:
 
     track_id: int
     category: ObjectCategory = B
-    box: tuple[float, float, float, float] = IN
+    box: RelBox = IN
     seen: bool = True
 
 
@@ -259,7 +260,7 @@ def bottle(now: float, since: float = 20.0, track_id: int = 2) -> Track:
     return make_track(track_id, L, stationary_since=since, last_seen=now)
 
 
-def person(now: float, box: tuple[float, float, float, float] = IN) -> Track:
+def person(now: float, box: RelBox = IN) -> Track:
     return make_track(9, P, box, stationary_since=0.0, last_seen=now)
 
 

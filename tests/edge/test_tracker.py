@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import pytest
 
 from contract import ObjectCategory
+from edge.boxes import RelBox
 from edge.camera_config import TrackerConfig
-from edge.tracker import RelBox, Tracker, TrackInput, containment, iou
+from edge.tracker import Tracker, TrackInput
 
 V, P, B = ObjectCategory.VEHICLE, ObjectCategory.PERSON, ObjectCategory.TWO_WHEELER
 CAR: RelBox = (0.10, 0.50, 0.30, 0.80)
@@ -159,19 +160,3 @@ def test_history_keeps_the_evidence_of_each_sighting() -> None:
     (track,) = tracker.tracks
     assert [s.ts for s in track.history] == [0.0, 0.2, 0.4, 0.6]
     assert track.history[-1].box == pytest.approx(shift(CAR, 0.06))
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "want_iou", "want_containment"),
-    [
-        (CAR, CAR, 1.0, 1.0),
-        (CAR, shift(CAR, 1.0), 0.0, 0.0),
-        ((0.0, 0.0, 0.5, 1.0), (0.0, 0.0, 1.0, 1.0), 0.5, 1.0),
-        ((0.0, 0.0, 1.0, 1.0), (0.0, 0.0, 0.5, 1.0), 0.5, 0.5),
-        ((0.0, 0.0, 0.0, 0.0), CAR, 0.0, 0.0),
-    ],
-    ids=["same", "apart", "half-inside", "half-covered", "empty-box"],
-)
-def test_box_overlap(a: RelBox, b: RelBox, want_iou: float, want_containment: float) -> None:
-    assert iou(a, b) == pytest.approx(want_iou)
-    assert containment(a, b) == pytest.approx(want_containment)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.tracker import RelBox, Track
+from edge.boxes import RelBox
+from edge.tracker import Track
 from edge.zones import ZoneMemberships, box_near_zone, point_in_polygon
 from tests.edge import factories
 from tests.edge.factories import IN, SQUARE, zone
