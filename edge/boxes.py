@@ -28,6 +28,13 @@ def iou(a: RelBox, b: RelBox) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def touches(a: RelBox, b: RelBox, margin: float = 0.0) -> bool:
+    """True if `a` overlaps or touches `b` grown by `margin` on every side."""
+    return not (
+        a[2] < b[0] - margin or a[0] > b[2] + margin or a[3] < b[1] - margin or a[1] > b[3] + margin
+    )
+
+
 def containment(inner: RelBox, outer: RelBox) -> float:
     """Fraction of `inner`'s area that lies inside `outer`."""
     inner_area = area(inner)

@@ -7,7 +7,7 @@ IR switch) as a lighting change: it relearns the background at once and reports 
 so lighting never causes a storm of detector calls.
 
 The policy that turns motion into "run the detector now" lives in the pipeline
-(`edge.pipeline.DetectorSchedule`), because it also depends on the tracks and the zones.
+(`edge.schedule.DetectorSchedule`), because it also depends on the tracks and the zones.
 """
 
 from __future__ import annotations

@@ -4,12 +4,8 @@
 caller (the node app, the replay command, a test) owns the clock and the frames, so a replay
 in simulated time gives the same events as a live run, and tests need no sleeps.
 
-The detector runs only when it can change a decision (`DetectorSchedule`): motion in or near
-a zone or on a tracked object, tracks still moving or unconfirmed, a two-wheeler in an
-elevator cabin (its rule counts consecutive detections, and consecutive empty runs to end
-the event), a slow keepalive while stationary
-objects are being timed, and a slower idle keepalive otherwise. With the gate disabled it runs
-on every frame.
+The detector runs only when it can change a decision (`edge.schedule.DetectorSchedule`); with
+the motion gate disabled it runs on every frame.
 
 Event ids, message ids and snapshot ids are derived from (device, camera, zone, track, start
 time), so replaying the same clip with the same ``--start`` yields identical ids.
@@ -27,6 +23,7 @@ from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import JsonValue
 
 from contract import BoxEvidence, DetectionEvent, EventPhase, ObjectCategory
 from edge import imaging, snapshot
@@ -34,17 +31,20 @@ from edge.actions import ActionRequest, ActionSink
 from edge.boxes import RelBox, area, containment, iou
 from edge.camera_config import CameraConfig, ElevatorZone
 from edge.detector import Detection, Detector
-from edge.motion import Motion, MotionGate
+from edge.motion import MotionGate
 from edge.rules import Condition, EventLifecycle, RuleContext, Transition, ZoneRule, make_rule
-from edge.rules.elevator import cabin_two_wheelers
+from edge.schedule import DetectorSchedule
 from edge.tracker import Track, Tracker, TrackInput
-from edge.zones import ZoneMemberships, box_near_zone
+from edge.zones import ZoneMemberships
 
 log = logging.getLogger(__name__)
 
+# Sightings an event carries as evidence: enough to show the track's path, few enough to
+# keep the event a few KB (the contract allows 32).
 _EVIDENCE_BOXES = 8
-_GHOST_MARGIN = 0.1
+# A conditioned box this much inside a larger conditioned box is a part of that object.
 _PART_OF = 0.8
+# Inference percentiles cover the last calls: ~40 s at 5 fps, recent enough for a heartbeat.
 _TIMING_WINDOW = 200
 
 
@@ -77,90 +77,6 @@ class _Best:
     box: RelBox
     others: list[tuple[RelBox, str]]
     persons: list[RelBox]
-
-
-class DetectorSchedule:
-    """Decides per frame whether the detector must run (pure: `now` and state passed in)."""
-
-    def __init__(self, config: CameraConfig) -> None:
-        self._motion = config.motion
-        self._zones = config.zones
-        self._elevator_zones = [z for z in config.zones if isinstance(z, ElevatorZone)]
-        self._stationary_s = config.tracker.stationary_s
-        self.last_run: float | None = None
-        self.reason: str | None = None
-        """Why the detector ran on the last frame (None: it did not); for tuning and tests."""
-
-    def should_run(
-        self, motion: Motion, tracks: list[Track], memberships: ZoneMemberships, now: float
-    ) -> bool:
-        """True if running the detector on this frame can change a decision."""
-        self.reason = self._reason(motion, tracks, memberships, now)
-        return self.reason is not None
-
-    def _reason(  # noqa: PLR0911 - one early return per reason reads best
-        self, motion: Motion, tracks: list[Track], memberships: ZoneMemberships, now: float
-    ) -> str | None:
-        cfg = self._motion
-        if not cfg.enabled:
-            return "gate off"
-        if self.last_run is None or motion.first_frame:
-            return "first frame"
-        since = now - self.last_run
-        if any(self._relevant(region, tracks) for region in motion.regions):
-            return "motion"
-        for track in tracks:
-            reason = self._track_reason(track, now)
-            if reason is not None:
-                return reason
-        for zone in self._elevator_zones:
-            inside = cabin_two_wheelers(zone.id, tracks, memberships)
-            if any(
-                t.seen_last_update
-                and memberships.get(zone.id, t.track_id).consecutive_inside < zone.min_consecutive
-                for t in inside
-            ):
-                return "elevator count"  # the elevator rule counts consecutive detections
-            if inside and 0 < min(t.missed_runs for t in inside) < zone.clear_misses:
-                return "elevator clear"  # ...and consecutive empty runs to end the event
-        if tracks and since >= cfg.keepalive_s:
-            return "keepalive"
-        return "idle keepalive" if since >= cfg.idle_keepalive_s else None
-
-    def _track_reason(self, track: Track, now: float) -> str | None:
-        if not track.confirmed:
-            # A second sighting confirms it or lets it die.
-            return "new track" if track.seen_last_update else None
-        if track.stationary:
-            return None
-        if not track.still:
-            # Follow moving objects frame by frame; a lost one comes back via motion.
-            return "moving track" if track.seen_last_update else None
-        if track.seen_last_update and now - track.anchor_since >= self._stationary_s:
-            # A stopped object needs no frame-by-frame watching (if it moves off, the motion
-            # gate sees it): one run in the first frame in which it can turn stationary,
-            # exactly when the full-rate detector would flip it. A stopped track that was
-            # missed comes back via motion or the keepalive, as a lost moving one does.
-            return "settle"
-        return None
-
-    def _relevant(self, region: RelBox, tracks: list[Track]) -> bool:
-        # A stopped object fading into the running-average background leaves a "ghost" of
-        # motion inside its own box for a few seconds; the keepalive (and the settle run)
-        # cover it. Motion that spills out of the box (the car pulls away, someone walks
-        # past) still counts.
-        for track in tracks:
-            if track.still and track.confirmed:
-                x1, y1, x2, y2 = track.anchor
-                mx, my = (x2 - x1) * _GHOST_MARGIN, (y2 - y1) * _GHOST_MARGIN
-                if containment(region, (x1 - mx, y1 - my, x2 + mx, y2 + my)) >= 0.95:
-                    return False
-        if not self._zones:
-            return True
-        margin = self._motion.zone_margin
-        if any(box_near_zone(region, zone.polygon, margin) for zone in self._zones):
-            return True
-        return any(box_near_zone(region, [t.box[:2], t.box[2:]], 0.0) for t in tracks)
 
 
 def _digest(*parts: object) -> str:
@@ -227,20 +143,18 @@ class CameraPipeline:
             self._run_detector(frame, now, w, h)
             tracks = self._tracker.tracks
             self._gate.absorb(_explained(motion.regions, tracks))
-        tracks = self._tracker.tracks
         local = datetime.fromtimestamp(now, self._tz).time()
         ctx = RuleContext(now=now, local_time=local, tracks=tracks, memberships=self._memberships)
         out: list[EventOut] = []
         for rule in self._rules:
+            zone = self._zones[rule.zone_id]
             conditions = _one_per_object(rule.evaluate(ctx), tracks)
             for track_id in conditions:
                 self._remember_best(rule.zone_id, track_id, frame)
             for transition in self._lifecycles[rule.zone_id].step(conditions, now):
                 out.append(self._publish(rule, transition, frame, now))
-                if transition.phase is EventPhase.START and isinstance(
-                    self._zones[rule.zone_id], ElevatorZone
-                ):
-                    self._fire_actions(rule.zone_id, transition)
+                if transition.phase is EventPhase.START and isinstance(zone, ElevatorZone):
+                    self._fire_actions(zone, transition)
             for key in [k for k in self._best if k[0] == rule.zone_id]:
                 if key[1] not in conditions:
                     del self._best[key]
@@ -254,8 +168,8 @@ class CameraPipeline:
         self._timings.append((time.perf_counter() - started) * 1000)
         self._calls += 1
         self._schedule.last_run = now
-        inputs = [_track_input(d, w, h) for d in detections if d.category is not None]
-        dropped = self._tracker.update([i for i in inputs if i is not None], now)
+        inputs = [i for d in detections if (i := _track_input(d, w, h)) is not None]
+        dropped = self._tracker.update(inputs, now)
         for track in dropped:
             self._memberships.forget(track.track_id)
         self._memberships.observe(self._tracker.tracks, now)
@@ -333,20 +247,18 @@ class CameraPipeline:
                 return track
         return self._last_tracks.get(track_id)  # dropped this frame: its last state
 
-    def _fire_actions(self, zone_id: str, tr: Transition) -> None:
-        zone = self._zones[zone_id]
-        assert isinstance(zone, ElevatorZone)
+    def _fire_actions(self, zone: ElevatorZone, tr: Transition) -> None:
         for action in zone.actions:
-            params: dict[str, str | int | float | bool | None] = {"track_id": tr.track_id}
+            params: dict[str, JsonValue] = {"track_id": tr.track_id}
             if action == "voice_warning":
                 params["text"] = zone.voice_text
             request = ActionRequest(
                 action=action,
                 camera_id=self.config.camera_id,
-                zone_id=zone_id,
+                zone_id=zone.id,
                 event_id=tr.event_id,
                 reason=f"two-wheeler in elevator cabin (track {tr.track_id})",
-                params=dict(params),
+                params=params,
             )
             try:
                 self._actions.fire(request)
@@ -412,6 +324,8 @@ def _one_per_object(conditions: dict[int, Condition], tracks: list[Track]) -> di
 
 
 def _track_input(det: Detection, w: int, h: int) -> TrackInput | None:
+    # Unmapped classes (a dog) are reported by the detector but never tracked; a box clipped
+    # to nothing at the frame's edge has no bottom-centre to place in a zone.
     if det.category is None:
         return None
     box = det.relative(w, h)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.boxes import RelBox
+from edge.boxes import RelBox, touches
 from edge.camera_config import Zone
 from edge.tracker import Track
 
@@ -42,10 +42,7 @@ def polygon_bounds(polygon: list[tuple[float, float]]) -> RelBox:
 
 def box_near_zone(box: RelBox, polygon: list[tuple[float, float]], margin: float) -> bool:
     """True if `box` overlaps the zone's bounding box grown by `margin` (cheap gate test)."""
-    x1, y1, x2, y2 = polygon_bounds(polygon)
-    return not (
-        box[2] < x1 - margin or box[0] > x2 + margin or box[3] < y1 - margin or box[1] > y2 + margin
-    )
+    return touches(box, polygon_bounds(polygon), margin)
 
 
 @dataclass

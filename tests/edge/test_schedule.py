@@ -13,7 +13,7 @@ import pytest
 from contract import ObjectCategory
 from edge.camera_config import CameraConfig
 from edge.motion import Motion
-from edge.pipeline import DetectorSchedule
+from edge.schedule import DetectorSchedule
 from edge.tracker import Track
 from edge.zones import ZoneMemberships
 from tests.edge.factories import IN, SQUARE, make_track
