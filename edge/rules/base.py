@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time as dtime
 from typing import Protocol
@@ -78,3 +79,20 @@ def stationary_in_zone_since(track: Track, ctx: RuleContext, zone_id: str) -> fl
     if not track.confirmed or since is None or not member.inside or member.entered_at is None:
         return None
     return max(since, member.entered_at)
+
+
+def stationary_dwell(
+    ctx: RuleContext, zone_id: str, dwell_s: float, counts: Callable[[Track], bool]
+) -> dict[int, Condition]:
+    """Conditions of the tracks that `counts` and stand still in the zone: ready after dwell_s.
+
+    The shared core of the parking and fire-lane rules, which differ only in what counts.
+    """
+    found: dict[int, Condition] = {}
+    for track in ctx.tracks:
+        if not counts(track):
+            continue
+        since = stationary_in_zone_since(track, ctx, zone_id)
+        if since is not None:
+            found[track.track_id] = Condition(track.track_id, since, ctx.now - since >= dwell_s)
+    return found

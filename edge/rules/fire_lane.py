@@ -10,7 +10,7 @@ from __future__ import annotations
 from contract import EventCategory, ObjectCategory, Severity
 from edge.boxes import area
 from edge.camera_config import FireLaneZone
-from edge.rules.base import Condition, RuleContext, stationary_in_zone_since
+from edge.rules.base import Condition, RuleContext, stationary_dwell
 from edge.tracker import Track
 
 
@@ -33,13 +33,4 @@ class FireLaneRule:
 
     def evaluate(self, ctx: RuleContext) -> dict[int, Condition]:
         """Static obstacles in the lane, ready once they stood dwell_s."""
-        found: dict[int, Condition] = {}
-        for track in ctx.tracks:
-            if not self._is_obstacle(track):
-                continue
-            since = stationary_in_zone_since(track, ctx, self.zone_id)
-            if since is not None:
-                found[track.track_id] = Condition(
-                    track.track_id, since, ctx.now - since >= self.zone.dwell_s
-                )
-        return found
+        return stationary_dwell(ctx, self.zone_id, self.zone.dwell_s, self._is_obstacle)

@@ -20,6 +20,9 @@ from edge.rules.base import Condition, RuleContext, stationary_in_zone_since
 
 _REFERENCE_IOU = 0.5
 _ATTENDED_OVERLAP = 0.05
+# A person seen this recently still attends: a lost person track lingers for seconds
+# (`tracker.max_lost_s`), and its stale box must not keep a bag attended that long.
+_PERSON_RECENT_S = 2.0
 
 
 class LitterRule:
@@ -48,7 +51,7 @@ class LitterRule:
         persons = [
             t
             for t in ctx.tracks
-            if t.category is ObjectCategory.PERSON and ctx.now - t.last_seen <= 2.0
+            if t.category is ObjectCategory.PERSON and ctx.now - t.last_seen <= _PERSON_RECENT_S
         ]
         found: dict[int, Condition] = {}
         live: set[int] = set()

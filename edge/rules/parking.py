@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from contract import EventCategory, ObjectCategory, Severity
 from edge.camera_config import IllegalParkingZone
-from edge.rules.base import Condition, RuleContext, stationary_in_zone_since
+from edge.rules.base import Condition, RuleContext, stationary_dwell
+from edge.tracker import Track
 
 
 class IllegalParkingRule:
@@ -25,13 +26,8 @@ class IllegalParkingRule:
         """Stationary vehicles in the zone, ready once they stood dwell_s."""
         if any(window.contains(ctx.local_time) for window in self.zone.allowed_windows):
             return {}
-        found: dict[int, Condition] = {}
-        for track in ctx.tracks:
-            if track.category is not ObjectCategory.VEHICLE:
-                continue
-            since = stationary_in_zone_since(track, ctx, self.zone_id)
-            if since is not None:
-                found[track.track_id] = Condition(
-                    track.track_id, since, ctx.now - since >= self.zone.dwell_s
-                )
-        return found
+        return stationary_dwell(ctx, self.zone_id, self.zone.dwell_s, _is_vehicle)
+
+
+def _is_vehicle(track: Track) -> bool:
+    return track.category is ObjectCategory.VEHICLE

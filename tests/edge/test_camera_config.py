@@ -126,12 +126,15 @@ def test_litter_never_counts_people_or_cars() -> None:
     ("start", "end", "at", "inside"),
     [
         ("22:00", "07:00", time(23, 0), True),
+        ("22:00", "07:00", time(0, 0), True),
         ("22:00", "07:00", time(6, 59), True),
         ("22:00", "07:00", time(7, 0), False),
         ("22:00", "07:00", time(21, 59), False),
+        ("22:00", "07:00", time(12, 0), False),
         ("09:00", "17:00", time(9, 0), True),
         ("09:00", "17:00", time(17, 0), False),
-        ("00:00", "00:00", time(13, 0), True),
+        ("09:00", "17:00", time(8, 59), False),
+        ("00:00", "00:00", time(13, 0), True),  # start == end: all day
     ],
 )
 def test_time_window(start: str, end: str, at: time, inside: bool) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from contract import EventCategory, ObjectCategory, Severity
 from edge.boxes import RelBox
-from edge.camera_config import ElevatorZone, LitterZone, TimeWindow
+from edge.camera_config import ElevatorZone, LitterZone
 from edge.rules import Condition, RuleContext, make_rule
 from edge.tracker import Track
 from edge.zones import ZoneMemberships
@@ -106,21 +106,6 @@ def test_illegal_parking(
         "illegal_parking", track, entered=entered, now=1000, local=local, allowed_windows=windows
     )
     assert summary(got) == expected
-
-
-@pytest.mark.parametrize(
-    ("start", "end", "local", "inside"),
-    [
-        ("22:00", "07:00", dtime(0, 0), True),
-        ("22:00", "07:00", dtime(12, 0), False),
-        ("08:00", "18:00", dtime(8, 0), True),
-        ("08:00", "18:00", dtime(18, 0), False),
-        ("08:00", "18:00", dtime(7, 59), False),
-        ("00:00", "00:00", dtime(15, 0), True),  # start == end: all day
-    ],
-)
-def test_time_windows(start: str, end: str, local: dtime, inside: bool) -> None:
-    assert TimeWindow(start=start, end=end).contains(local) is inside
 
 
 # --- fire_lane_blocked: dwell 60 s, non-vehicles count from 1 % of the frame ------------------
