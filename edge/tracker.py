@@ -110,6 +110,16 @@ class Track:
         return (x1 + vx * dt, y1 + vy * dt, x2 + vx * dt, y2 + vy * dt)
 
 
+def _match_score(track: Track, box: RelBox, now: float) -> float:
+    """How well a detection's box fits a track (IoU-like, 0..1); the assignment maximises it."""
+    score = iou(track.predicted(now), box)
+    if track.stationary:
+        # Occluded views lie inside the anchor; a departing car moves on from its last raw
+        # box. Both must still find their track.
+        score = max(score, 0.5 * containment(box, track.anchor), iou(track.last_box, box))
+    return score
+
+
 class Tracker:
     """Associates detections across detector calls; call `update` after every detector run."""
 
@@ -136,20 +146,10 @@ class Tracker:
             idx = [i for i, d in enumerate(detections) if d.category is category]
             if not tracks:
                 continue
-            score = np.zeros((len(tracks), len(idx)), dtype=np.float64)
-            for r, track in enumerate(tracks):
-                guess = track.predicted(now)
-                for c, i in enumerate(idx):
-                    box = detections[i].box
-                    score[r, c] = iou(guess, box)
-                    if track.stationary:
-                        # Occluded views lie inside the anchor; a departing car moves on from
-                        # its last raw box. Both must still find their track.
-                        score[r, c] = max(
-                            score[r, c],
-                            0.5 * containment(box, track.anchor),
-                            iou(track.last_box, box),
-                        )
+            score = np.array(
+                [[_match_score(track, detections[i].box, now) for i in idx] for track in tracks],
+                dtype=np.float64,
+            )
             rows, cols = linear_sum_assignment(-score)
             for r, c in zip(rows, cols, strict=True):
                 if score[r, c] < self._config.match_iou:

@@ -47,15 +47,43 @@ def box_near_zone(box: RelBox, polygon: list[tuple[float, float]], margin: float
 
 @dataclass
 class Membership:
-    """One track's relation to one zone."""
+    """One track's relation to one zone. Rules read it; `ZoneMemberships` changes it."""
 
     inside: bool = False
+    """The debounced state: flips only after `inertia` observations agree."""
     entered_at: float | None = None
+    """When the observations that made it inside began (None while outside)."""
     streak: int = 0
+    """Observations in a row that disagree with `inside` (a flip in progress)."""
     streak_started: float = 0.0
     consecutive_inside: int = 0
+    """Detector runs in a row that saw the track inside (a miss restarts it)."""
     consecutive_since: float | None = None
     """When the current run of `consecutive_inside` observations began (None: not inside)."""
+
+    def observe(self, here: bool, now: float, inertia: int) -> None:
+        """Fold in one sighting at `now`: its bottom-centre is in the polygon or not."""
+        if here:
+            if self.consecutive_inside == 0:
+                self.consecutive_since = now
+            self.consecutive_inside += 1
+        else:
+            self.missed()
+        if here == self.inside:
+            self.streak = 0
+            return
+        if self.streak == 0:
+            self.streak_started = now
+        self.streak += 1
+        if self.streak >= inertia:
+            self.inside = here
+            self.entered_at = self.streak_started if here else None
+            self.streak = 0
+
+    def missed(self) -> None:
+        """A detector run without a sighting: `inside` holds, the consecutive count restarts."""
+        self.consecutive_inside = 0
+        self.consecutive_since = None
 
 
 class ZoneMemberships:
@@ -74,31 +102,13 @@ class ZoneMemberships:
         for track in tracks:
             if not track.seen_last_update:
                 for zone_id in self._zones:
-                    member = self._state.get((zone_id, track.track_id))
-                    if member is not None:
-                        member.consecutive_inside = 0
-                        member.consecutive_since = None
+                    if (member := self._state.get((zone_id, track.track_id))) is not None:
+                        member.missed()
                 continue
             x, y = track.bottom_centre
             for zone in self._zones.values():
-                key = (zone.id, track.track_id)
-                member = self._state.setdefault(key, Membership())
-                here = point_in_polygon(x, y, zone.polygon)
-                if here and member.consecutive_inside == 0:
-                    member.consecutive_since = now
-                member.consecutive_inside = member.consecutive_inside + 1 if here else 0
-                if not here:
-                    member.consecutive_since = None
-                if here == member.inside:
-                    member.streak = 0
-                    continue
-                if member.streak == 0:
-                    member.streak_started = now
-                member.streak += 1
-                if member.streak >= zone.inertia:
-                    member.inside = here
-                    member.entered_at = member.streak_started if here else None
-                    member.streak = 0
+                member = self._state.setdefault((zone.id, track.track_id), Membership())
+                member.observe(point_in_polygon(x, y, zone.polygon), now, zone.inertia)
 
     def forget(self, track_id: int) -> None:
         """Drop the state of a track that the tracker dropped."""
