@@ -95,10 +95,26 @@ def read_image(path: Path) -> npt.NDArray[np.uint8]:
     return as_image(image)
 
 
-def _decimator(native_fps: float, target_fps: float) -> tuple[float, float]:
-    """(native, effective target) fps: never more frames than the source has."""
-    native = native_fps if native_fps > 0 else target_fps
-    return native, min(native, target_fps)
+class _Decimator:
+    """Which frames of a recording are due at the target fps (never more than it has)."""
+
+    def __init__(self, native_fps: float, target_fps: float) -> None:
+        self.native = native_fps if native_fps > 0 else target_fps
+        self._period = 1.0 / min(self.native, target_fps)
+        self._next_due = 0.0
+
+    def clip_s(self, index: int) -> float:
+        """Position of frame `index` in the clip."""
+        return index / self.native
+
+    def due(self, clip_s: float) -> bool:
+        """True if the frame at `clip_s` is to be handed out (else it counts as dropped)."""
+        # index / native lands a hair below a due time that is a multiple of the period.
+        return clip_s + 1e-9 >= self._next_due
+
+    def taken(self, clip_s: float) -> None:
+        """The frame at `clip_s` was handed out; the next one is due a period later."""
+        self._next_due = clip_s + self._period
 
 
 class FolderSource:
@@ -112,9 +128,8 @@ class FolderSource:
         )
         if not self._files:
             raise CaptureError(f"folder {folder} holds no images ({sorted(IMAGE_SUFFIXES)})")
-        self._native, self._target = _decimator(native_fps or target_fps, target_fps)
+        self._decimator = _Decimator(native_fps or target_fps, target_fps)
         self._pos = 0
-        self._next_due = 0.0
         self._read = self._dropped = self._corrupt = 0
         self._ended = False
 
@@ -129,8 +144,8 @@ class FolderSource:
         while self._pos < len(self._files):
             index, path = self._pos, self._files[self._pos]
             self._pos += 1
-            clip_s = index / self._native
-            if clip_s + 1e-9 < self._next_due:
+            clip_s = self._decimator.clip_s(index)
+            if not self._decimator.due(clip_s):
                 self._dropped += 1
                 continue
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -139,7 +154,7 @@ class FolderSource:
                 log.warning("skipping corrupt image %s", path)
                 continue
             self._read += 1
-            self._next_due = clip_s + 1.0 / self._target
+            self._decimator.taken(clip_s)
             return Frame(image=as_image(image), ts=time.time(), clip_s=clip_s, index=index)
         self._ended = True
         return None
@@ -171,16 +186,10 @@ class VideoFileSource:
         if not self._cap.isOpened():
             raise CaptureError(f"video file {path} cannot be opened (unsupported or corrupt)")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self._native, self._target = _decimator(fps, target_fps)
+        self._decimator = _Decimator(fps, target_fps)
         self._index = 0
-        self._next_due = 0.0
         self._read = self._dropped = 0
         self._ended = False
-
-    @property
-    def native_fps(self) -> float:
-        """The clip's own frame rate (the target fps if the file does not say)."""
-        return self._native
 
     @property
     def ended(self) -> bool:
@@ -192,12 +201,12 @@ class VideoFileSource:
         del timeout
         while not self._ended:
             index = self._index
-            clip_s = index / self._native
+            clip_s = self._decimator.clip_s(index)
             if not self._cap.grab():
                 self._ended = True
                 break
             self._index += 1
-            if clip_s + 1e-9 < self._next_due:
+            if not self._decimator.due(clip_s):
                 self._dropped += 1
                 continue
             ok, image = self._cap.retrieve()
@@ -205,7 +214,7 @@ class VideoFileSource:
                 self._dropped += 1
                 continue
             self._read += 1
-            self._next_due = clip_s + 1.0 / self._target
+            self._decimator.taken(clip_s)
             return Frame(image=as_image(image), ts=time.time(), clip_s=clip_s, index=index)
         return None
 
