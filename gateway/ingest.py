@@ -86,6 +86,9 @@ class IngestHandler:
         self.store = store
         self.policies = policies
         self.cooldown_s = cooldown_s
+        # The configured device_offline policy: a device heard again clears its maintenance
+        # ticket under it (auto-resolved or left for a person, as configured).
+        self._offline = policies[TicketCategory.DEVICE_OFFLINE]
         self._sites: dict[str, tuple[str, float]] = {}
 
     def handle(self, topic: str, payload: bytes, now: float) -> IngestResult:
@@ -201,10 +204,11 @@ class IngestHandler:
             health = message.model_dump(
                 mode="json", exclude={"schema_", "msg_id", "site_id", "device_id"}
             )
-            changes = tx.heartbeat(topic.device_id, message.interval_s, health)
+            changes = tx.heartbeat(topic.device_id, message.interval_s, health, self._offline)
             return IngestResult(Outcome.ACCEPTED, item.channel, changes=tuple(changes))
         if isinstance(message, Status):
-            changes = tx.status(topic.device_id, message.state == "online", message.ts)
+            online = message.state == "online"
+            changes = tx.status(topic.device_id, online, message.ts, self._offline)
             return IngestResult(Outcome.ACCEPTED, item.channel, changes=tuple(changes))
         if isinstance(message, ONCE_PER_MSG_ID):
             return self._apply_once(tx, item, message.msg_id, topic.device_id)

@@ -31,7 +31,7 @@ from contract import EventPhase
 from gateway.alerts import Alert, dedup_key, offline_alert, online_alert
 from gateway.lifecycle import OPEN_STATE_VALUES, TicketState
 from gateway.models import Change
-from gateway.sla import DEFAULT_POLICIES, CategoryPolicy, TicketCategory, Tier, deadlines
+from gateway.sla import CategoryPolicy, TicketCategory, Tier, deadlines
 from gateway.store import audit, feed
 from gateway.store.grid_routing import GridRouter
 from gateway.store.outbox import Outbox
@@ -328,8 +328,15 @@ class IngestTx:
         )
         return True
 
-    def heartbeat(self, device_id: str, interval_s: float, health: dict[str, Any]) -> list[Change]:
-        """A heartbeat: last seen, interval and health; marks the device online."""
+    def heartbeat(
+        self,
+        device_id: str,
+        interval_s: float,
+        health: dict[str, Any],
+        offline_policy: CategoryPolicy,
+    ) -> list[Change]:
+        """A heartbeat: last seen, interval and health; marks the device online and clears
+        its `device_offline` ticket under `offline_policy` (the configured one)."""
         device = self._device(device_id)
         if device is None:
             return []
@@ -344,10 +351,13 @@ class IngestTx:
         device.online = True
         change = self._device_change(device.site_id, device_id, "online")
         self._feed.append(change)
-        return [change, *self._clear_offline(device.site_id, device_id)]
+        return [change, *self._clear_offline(device.site_id, device_id, offline_policy)]
 
-    def status(self, device_id: str, online: bool, ts: float) -> list[Change]:
-        """A retained status message; older than the last one applied is ignored."""
+    def status(
+        self, device_id: str, online: bool, ts: float, offline_policy: CategoryPolicy
+    ) -> list[Change]:
+        """A retained status message; older than the last one applied is ignored. Online
+        clears the device's `device_offline` ticket under `offline_policy`."""
         device = self._device(device_id)
         if device is None or (device.last_status_ts is not None and ts < device.last_status_ts):
             return []
@@ -364,7 +374,7 @@ class IngestTx:
             changes.append(self._device_change(device.site_id, device_id, action))
             self._feed += changes
         if online:
-            changes += self._clear_offline(device.site_id, device_id)
+            changes += self._clear_offline(device.site_id, device_id, offline_policy)
         return changes
 
     def go_offline(
@@ -388,7 +398,7 @@ class IngestTx:
             kind="device", action=action, site_id=site_id, device_id=device_id, at=self.now
         )
 
-    def _clear_offline(self, site_id: str, device_id: str) -> list[Change]:
+    def _clear_offline(self, site_id: str, device_id: str, policy: CategoryPolicy) -> list[Change]:
         ticket = self._open_ticket(dedup_key(site_id, device_id, TicketCategory.DEVICE_OFFLINE))
         if ticket is None:
             return []
@@ -396,11 +406,9 @@ class IngestTx:
         if not unended:
             return []
         alert = online_alert(site_id, device_id, min(unended), self.now)
-        # The built-in device_offline policy, not the configured one: a transaction does not
-        # hold the settings (`go_offline` is handed the configured policy by its caller).
-        return list(
-            self.apply_alert(alert, DEFAULT_POLICIES[TicketCategory.DEVICE_OFFLINE]).changes
-        )
+        # `policy` is the configured device_offline policy: its `auto_resolve_on_end` decides
+        # whether the device coming back resolves the ticket or leaves it for a person.
+        return list(self.apply_alert(alert, policy).changes)
 
     # ------------------------------------------------------------------ alerts → tickets
 

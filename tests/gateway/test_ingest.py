@@ -202,3 +202,39 @@ def test_ingest_smoke_telemetry_opens_urgent_fire_alarm(
     page = store.list_tickets(categories=["fire_alarm"])
     assert page.total == 1
     assert page.items[0].ack_due_at == T0 + 60
+
+
+@pytest.mark.parametrize("heard_by", ["heartbeat", "status"])
+def test_ingest_device_heard_again_honours_configured_offline_policy(
+    store: Store, heard_by: str
+) -> None:
+    """`policies.device_offline.auto_resolve_on_end = false`: the device coming back only
+    marks the maintenance ticket cleared; a person closes it (the built-in policy would
+    auto-resolve it)."""
+    seed_site(store, SITE, ("cam-a",))
+    keep = DEFAULT_POLICIES[TicketCategory.DEVICE_OFFLINE].model_copy(
+        update={"auto_resolve_on_end": False}
+    )
+    policies = dict(DEFAULT_POLICIES) | {TicketCategory.DEVICE_OFFLINE: keep}
+    handler = IngestHandler(store, policies, cooldown_s=600)
+    send(handler, heartbeat(SITE, "cam-a"), T0)
+    assert [ch.action for ch in store.mark_stale_devices(T0 + 91, 3.0, 30.0, keep)] == [
+        "offline",
+        "opened",
+    ]
+    back = (
+        heartbeat(SITE, "cam-a", ts=T0 + 300)
+        if heard_by == "heartbeat"
+        else c.Status(ts=T0 + 300, site_id=SITE, device_id="cam-a", state="online")
+    )
+    assert send(handler, back, T0 + 300) is Outcome.ACCEPTED
+    assert store.get_device("cam-a").online
+    ticket = store.list_tickets(categories=["device_offline"]).items[0]
+    assert ticket.state is TicketState.NEW
+    assert ticket.condition_cleared_at == T0 + 300
+    actions = [a.action for a in store.get_ticket(ticket.id).audit]
+    assert actions == ["open", "condition_cleared"]
+    # Silent again: the next outage lands on the same open ticket.
+    changes = store.mark_stale_devices(T0 + 300 + 91, 3.0, 30.0, keep)
+    assert [ch.action for ch in changes] == ["offline", "merged"]
+    assert store.list_tickets(categories=["device_offline"]).total == 1
