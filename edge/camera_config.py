@@ -21,16 +21,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from contract import ObjectCategory
+from contract.messages import Segment
 from edge.actions import ActionName
 
-Segment = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Point = tuple[
     Annotated[float, Field(ge=0.0, le=1.0)],
     Annotated[float, Field(ge=0.0, le=1.0)],

@@ -34,7 +34,7 @@ from contract import Manifest, ObjectCategory
 from edge import imaging
 from edge.boxes import RelBox
 
-FloatArray = npt.NDArray[np.float32]
+FloatArray = imaging.FloatArray
 
 
 class ModelError(ValueError):
@@ -189,10 +189,10 @@ class OnnxDetector:
 
     def run(self, tensor: FloatArray) -> FloatArray:
         """The raw `session.run` on a prepared tensor (the benchmark's physical limit)."""
-        out = self._session.run([self._manifest.output.name], {self._manifest.input.name: tensor})[
-            0
-        ]
-        result: FloatArray = np.asarray(out, dtype=np.float32)
+        outputs = self._session.run(
+            [self._manifest.output.name], {self._manifest.input.name: tensor}
+        )
+        result: FloatArray = np.asarray(outputs[0], dtype=np.float32)
         if not self._output_checked:
             expected = expected_output_shape(self._manifest)
             if tuple(result.shape) != expected:
