@@ -43,7 +43,12 @@ from edge.actions import (
     LoggingActionSink,
     MqttActionSink,
 )
-from edge.camera_config import CameraConfig, CameraConfigError, load_camera_config
+from edge.camera_config import (
+    CameraConfig,
+    CameraConfigError,
+    load_camera_config,
+    parse_camera_config,
+)
 from edge.commands import CommandHandler, ConfigRejectedError
 from edge.heartbeat import CameraSample, HeartbeatBuilder
 from edge.mqtt_link import LinkOptions
@@ -73,8 +78,6 @@ class NodeStartError(RuntimeError):
 
 def resolve_camera(ref: CameraRef, base: Path) -> CameraConfig:
     """Load one camera reference; relative paths are relative to the node config's directory."""
-    from edge.camera_config import parse_camera_config
-
     if ref.path is not None:
         path = ref.path if ref.path.is_absolute() else base / ref.path
         return load_camera_config(path)
@@ -470,7 +473,7 @@ class EdgeNode:
             log.warning("%d message(s) still queued at exit", self.outbox.stats().depth)
 
     def shutdown(self) -> None:
-        """Stop cameras, send a last heartbeat, go offline cleanly, close the outbox."""
+        """Stop cameras, give in-flight messages a moment, go offline cleanly, close the outbox."""
         self._stop.set()
         with self._lock:
             cameras, self.cameras = self.cameras, []

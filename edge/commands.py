@@ -52,6 +52,7 @@ from edge.outbox import CommandClaim
 log = logging.getLogger(__name__)
 
 _MAX_REASON = 500
+# The ActuateArgs fields that become the action's params (the rest say which action, where).
 _ACTION_PARAMS = {"text", "duration_s", "channel", "on"}
 
 
@@ -252,9 +253,7 @@ class CommandHandler:
             )
         params: dict[str, JsonValue] = {
             key: value
-            for key, value in args.model_dump(
-                include={"text", "duration_s", "channel", "on"}
-            ).items()
+            for key, value in args.model_dump(include=_ACTION_PARAMS).items()
             if value is not None
         }
         self._actions.fire(

@@ -75,13 +75,11 @@ class HeartbeatBuilder:
         )
 
     def _camera(self, now: float, sample: CameraSample) -> CameraHealth:
-        since, before = self._previous.get(
-            sample.camera_id,
-            (self.started_at, CameraSample(sample.camera_id, sample.online, 0, 0, 0, 0, 0)),
-        )
+        zero = CameraSample(sample.camera_id, sample.online, 0, 0, 0, 0, 0)
+        since, before = self._previous.get(sample.camera_id, (self.started_at, zero))
         if _went_backwards(before, sample):
             # The pipeline was rebuilt (a config command): its counters restarted from zero.
-            before = CameraSample(sample.camera_id, sample.online, 0, 0, 0, 0, 0)
+            before = zero
         self._previous[sample.camera_id] = (now, sample)
         span = now - since
         read = sample.frames_read - before.frames_read

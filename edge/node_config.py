@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -158,7 +158,7 @@ ActionSettings = Annotated[
 
 
 def _all_actions() -> list[ActionName]:
-    return ["voice_warning", "door_hold", "relay"]
+    return list(get_args(ActionName))
 
 
 def _log_only() -> list[ActionSettings]:

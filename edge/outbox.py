@@ -191,24 +191,7 @@ class Outbox:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._grp += 1
-                seqs: list[int] = []
-                for item in items:
-                    cursor = self._db.execute(
-                        "INSERT INTO outbox (grp, topic, payload, qos, retain, priority, kind,"
-                        " msg_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            self._grp,
-                            item.topic,
-                            item.payload,
-                            item.qos,
-                            int(item.retain),
-                            int(item.priority),
-                            item.kind,
-                            item.msg_id,
-                            now,
-                        ),
-                    )
-                    seqs.append(int(cursor.lastrowid or 0))
+                seqs = [self._insert(item, now) for item in items]
                 added_rows = len(items)
                 added_bytes = sum(len(item.payload) for item in items)
                 dropped_rows, dropped_bytes = self._enforce_bounds(
@@ -222,6 +205,25 @@ class Outbox:
             self._bytes += added_bytes - dropped_bytes
             self._dropped += dropped_rows
             return seqs
+
+    def _insert(self, item: OutboxItem, now: float) -> int:
+        """Insert one row of the current group (inside a transaction); return its seq."""
+        cursor = self._db.execute(
+            "INSERT INTO outbox (grp, topic, payload, qos, retain, priority, kind,"
+            " msg_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                self._grp,
+                item.topic,
+                item.payload,
+                item.qos,
+                int(item.retain),
+                int(item.priority),
+                item.kind,
+                item.msg_id,
+                now,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
 
     def _enforce_bounds(self, rows: int, size: int) -> tuple[int, int]:
         """Drop low, then normal groups oldest-first until within bounds (inside a transaction)."""
@@ -268,6 +270,7 @@ class Outbox:
                 self._db.execute("BEGIN IMMEDIATE")
                 removed_rows = 0
                 removed_bytes = 0
+                # The f-strings below (S608) only repeat "?" placeholders; values are bound.
                 for start in range(0, len(seqs), 500):
                     chunk = list(seqs[start : start + 500])
                     marks = ",".join("?" * len(chunk))
@@ -351,21 +354,7 @@ class Outbox:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._grp += 1
-                self._db.execute(
-                    "INSERT INTO outbox (grp, topic, payload, qos, retain, priority, kind,"
-                    " msg_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        self._grp,
-                        result.topic,
-                        result.payload,
-                        result.qos,
-                        int(result.retain),
-                        int(result.priority),
-                        result.kind,
-                        result.msg_id,
-                        time.time(),
-                    ),
-                )
+                self._insert(result, time.time())
                 self._db.execute(
                     "INSERT INTO commands (command_id, state, received_at) VALUES (?, ?, ?)"
                     " ON CONFLICT(command_id) DO UPDATE SET state = excluded.state",

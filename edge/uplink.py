@@ -28,8 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from contract import (
-    CHANNEL_SPECS,
-    Channel,
     CommandResult,
     DetectionEvent,
     Heartbeat,
@@ -329,8 +327,7 @@ class Uplink:
     def send_heartbeat(self, heartbeat: Heartbeat) -> bool:
         """Publish a heartbeat now at QoS 0; False (and nothing queued) when offline."""
         topic = heartbeat_topic(heartbeat.site_id, heartbeat.device_id)
-        spec = CHANNEL_SPECS[Channel.HEARTBEAT]
-        return self.link.publish_now(str(topic), encode(heartbeat), qos=spec.qos)
+        return self.link.publish_now(str(topic), encode(heartbeat), qos=topic.spec.qos)
 
     def stats(self) -> UplinkStats:
         """Outbox depth/drops and wire counters."""
