@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edge.actions import LoggingActionSink
 from edge.camera_config import parse_camera_config
-from edge.capture import open_source
+from edge.capture import FrameSource, open_source
 from edge.detector import OnnxDetector, load_detector
 from edge.model_dir import default_manifest_path, resolve_model_dir
 from edge.pipeline import CameraPipeline
@@ -55,10 +55,10 @@ def _trial(
     calls = [0]
     lock = threading.Lock()
 
-    def work(part: list[tuple[object, CameraPipeline]]) -> None:
+    def work(part: list[tuple[FrameSource, CameraPipeline]]) -> None:
         for _ in range(frames_per_stream):
             for source, pipeline in part:
-                frame = source.read()  # type: ignore[attr-defined]
+                frame = source.read()
                 if frame is None:
                     continue
                 pipeline.process(frame.image, 1_800_000_000.0 + frame.clip_s)

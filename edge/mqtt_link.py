@@ -93,6 +93,7 @@ class MqttLink:
         self._connected = False
         self._generation = 0
         self._stopping = False
+        self._unacked_subscribes: set[int] = set()
         # mid -> caller token (None for untracked publishes), and acks that arrived before
         # `publish` recorded their mid. Both reset on every connect with paho's queue.
         self._acks_lock = threading.Lock()
@@ -125,6 +126,7 @@ class MqttLink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         self._client = client
 
@@ -158,6 +160,15 @@ class MqttLink:
         """True between a successful CONNACK and the next disconnect."""
         with self._lock:
             return self._connected
+
+    @property
+    def subscribed(self) -> bool:
+        """True once the broker granted this connection's subscriptions (SUBACK).
+
+        Until then a command published to the node may not be routed to it yet.
+        """
+        with self._lock:
+            return self._connected and not self._unacked_subscribes
 
     @property
     def generation(self) -> int:
@@ -211,7 +222,7 @@ class MqttLink:
     def _status(self, state: str, reason: str | None) -> bytes:
         return encode(
             Status(
-                ts=_now(),
+                ts=time.time(),
                 site_id=self.options.site_id,
                 device_id=self.options.device_id,
                 state="online" if state == "online" else "offline",
@@ -255,8 +266,11 @@ class MqttLink:
                 self._status_topic, self._status("online", None), qos=1, retain=True
             )
             self._track(info.mid, None)
+            self._unacked_subscribes.clear()
             for topic in self.options.subscriptions:
-                client.subscribe(topic, qos=1)
+                _, mid = client.subscribe(topic, qos=1)
+                if mid is not None:
+                    self._unacked_subscribes.add(mid)
         log.info(
             "connected to %s:%s (session present: %s)",
             self.options.host,
@@ -301,6 +315,21 @@ class MqttLink:
         if token is not None:
             self._listener.published(self._generation, token)
 
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Any,
+    ) -> None:
+        if any(code.is_failure for code in reason_codes):
+            # Stays unacknowledged: the node will never receive those commands (ACL?).
+            log.error("broker refused a subscription: %s", reason_codes[0].getName())
+            return
+        with self._lock:
+            self._unacked_subscribes.discard(mid)
+
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         try:
             topic = message.topic
@@ -318,7 +347,3 @@ class MqttLink:
                     self._client.ack(mid, qos)
 
         self._listener.message(topic, bytes(message.payload), ack)
-
-
-def _now() -> float:
-    return time.time()

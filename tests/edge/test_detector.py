@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,9 +27,11 @@ from edge.model_dir import ModelDirError, default_manifest_path, resolve_model_d
 EXPECTED = "expected_yolox_nano_detections.json"
 
 
-def _expected(testdata_images: Path) -> dict[str, list[dict[str, object]]]:
-    data = json.loads((testdata_images / EXPECTED).read_text())
-    return data["detections"]  # type: ignore[no-any-return]
+def _expected(testdata_images: Path) -> dict[str, list[dict[str, Any]]]:
+    detections: dict[str, list[dict[str, Any]]] = json.loads(
+        (testdata_images / EXPECTED).read_text()
+    )["detections"]
+    return detections
 
 
 def test_reproduces_expected_detections(detector: OnnxDetector, testdata_images: Path) -> None:
@@ -44,7 +47,7 @@ def test_reproduces_expected_detections(detector: OnnxDetector, testdata_images:
                 d
                 for d in unmatched
                 if d.class_name == item["label"]
-                and abs(d.score - float(item["score"])) <= 0.01  # type: ignore[arg-type]
+                and abs(d.score - float(item["score"])) <= 0.01
                 and np.abs(np.array(d.box) - box).max() <= 2.0
             ]
             assert match, f"{name}: no detection matches {item}"
@@ -83,7 +86,7 @@ def test_any_frame_size_maps_back_to_its_pixels(
 )
 def test_garbage_frame_is_a_clear_error(detector: OnnxDetector, frame: object) -> None:
     with pytest.raises(ImageError):
-        detector.detect(frame)  # type: ignore[arg-type]
+        detector.detect(frame)  # type: ignore[arg-type]  # wrong types are the point
 
 
 def _manifest(**changes: object) -> Manifest:

@@ -329,6 +329,6 @@ def test_corrupt_frames_are_rejected_without_harm(detector: OnnxDetector) -> Non
     pipeline.process(frame, T0)
     for garbage in (frame[:, :, 0], frame.astype(np.float32), np.zeros((0, 0, 3), np.uint8)):
         with pytest.raises(ImageError):
-            pipeline.process(garbage, T0 + 0.2)  # type: ignore[arg-type]
+            pipeline.process(garbage, T0 + 0.2)  # type: ignore[arg-type]  # garbage on purpose
     assert pipeline.stats().frames_processed == 1
     assert pipeline.process(frame, T0 + 0.4) == []

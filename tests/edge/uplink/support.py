@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import threading
 import time
 import uuid
@@ -74,6 +75,31 @@ def make_event(
     return event, jpeg
 
 
+def lift_clip(folder: Path, images: Path, frames: int) -> Path:
+    """A short 'elevator' clip: the photo with a bicycle (dog.jpg), repeated `frames` times."""
+    folder.mkdir()
+    for i in range(frames):
+        shutil.copy(images / "dog.jpg", folder / f"frame-{i:03d}.jpg")
+    return folder
+
+
+def lift_camera(clip: Path) -> dict[str, object]:
+    """A camera over `clip` whose cabin is the whole frame; 3 sightings confirm a bike."""
+    return {
+        "camera_id": "cam-lift",
+        "source": str(clip),
+        "fps": 5,
+        "zones": [
+            {
+                "id": "cabin",
+                "rule": "ebike_in_elevator",
+                "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
+                "min_consecutive": 3,
+            }
+        ],
+    }
+
+
 def link_options(
     broker: MosquittoBroker,
     site_id: str,
@@ -98,12 +124,10 @@ def link_options(
     )
 
 
-def make_uplink(
-    broker: MosquittoBroker, site_id: str, db: Path, **kwargs: object
-) -> tuple[Uplink, Outbox]:
+def make_uplink(broker: MosquittoBroker, site_id: str, db: Path) -> tuple[Uplink, Outbox]:
+    """An unstarted Uplink with the default test link options, and its fresh outbox."""
     outbox = Outbox(db)
-    uplink = Uplink(link_options(broker, site_id, **kwargs), outbox)  # type: ignore[arg-type]
-    return uplink, outbox
+    return Uplink(link_options(broker, site_id), outbox), outbox
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, message: str) -> None:
@@ -135,6 +159,7 @@ class Subscriber:
     password: str | None = None
     messages: list[Received] = field(default_factory=list)
     connects: int = 0
+    subacks: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -148,6 +173,7 @@ class Subscriber:
             self._client.username_pw_set(self.username, self.password)
         self._client.reconnect_delay_set(1, 1)
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -155,6 +181,10 @@ class Subscriber:
             client.subscribe(topic, qos=1)
         with self._lock:
             self.connects += 1
+
+    def _on_subscribe(self, client, userdata, mid, reason_code_list, properties) -> None:
+        with self._lock:
+            self.subacks += 1
 
     def _on_message(self, client, userdata, message) -> None:
         with self._lock:
@@ -166,8 +196,9 @@ class Subscriber:
         self._client.connect(self.broker.host, self.broker.port, keepalive=5)
         self._client.loop_start()
         wait_until(lambda: self.connects > 0, 10, "subscriber connected")
-        # SUBACK is not awaited by paho's subscribe(); a short settle avoids a lost first message.
-        time.sleep(0.3)
+        # paho's subscribe() does not wait for the SUBACK; a message published before it may
+        # not be routed to us yet.
+        wait_until(lambda: self.subacks >= len(self.topics), 10, "subscriptions acknowledged")
         return self
 
     def stop(self) -> None:

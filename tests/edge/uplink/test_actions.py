@@ -18,7 +18,6 @@ from edge.actions import (
     LoggingActionSink,
     MqttActionSink,
 )
-from edge.outbox import Outbox
 from tests.edge.uplink.support import Subscriber, make_uplink, wait_until
 from tests.support.broker import MosquittoBroker
 
@@ -127,4 +126,3 @@ def test_mqtt_sink_publishes_to_controller_topic_and_counts_offline(
     assert body["action"] == "door_hold"
     assert body["site_id"] == site_id
     assert sink.sent == 1
-    assert isinstance(outbox, Outbox)

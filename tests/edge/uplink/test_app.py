@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import yaml
 import contract as c
 from edge.app import EdgeNode, RunOptions, load_runtime
 from edge.node_config import load_node_config
-from tests.edge.uplink.support import Subscriber, wait_until
+from tests.edge.uplink.support import Subscriber, lift_camera, lift_clip, wait_until
 from tests.support.broker import MosquittoBroker
 
 pytestmark = pytest.mark.mqtt
@@ -46,15 +45,6 @@ def write_node(tmp_path: Path, broker: MosquittoBroker, site_id: str, **extra: A
     return path
 
 
-def lift_clip(tmp_path: Path, images: Path, frames: int = 12) -> Path:
-    """A short 'elevator' clip: a photo with a bicycle, repeated."""
-    clip = tmp_path / "clip"
-    clip.mkdir()
-    for i in range(frames):
-        shutil.copy(images / "dog.jpg", clip / f"frame-{i:03d}.jpg")
-    return clip
-
-
 def start_in_thread(node: EdgeNode, options: RunOptions | None = None) -> threading.Thread:
     thread = threading.Thread(target=node.run, args=(options,), daemon=True)
     thread.start()
@@ -68,30 +58,14 @@ def test_node_runs_a_clip_end_to_end(
     model_dir: Path,
     testdata_images: Path,
 ) -> None:
-    clip = lift_clip(tmp_path, testdata_images)
+    clip = lift_clip(tmp_path / "clip", testdata_images, frames=12)
     controller_topic = f"lift/{site_id}/controller"
     path = write_node(
         tmp_path,
         mqtt_broker,
         site_id,
         model={"dir": str(model_dir), "manifest": str(REPO / "models/yolox_nano.manifest.json")},
-        cameras=[
-            {
-                "inline": {
-                    "camera_id": "cam-lift",
-                    "source": str(clip),
-                    "fps": 5,
-                    "zones": [
-                        {
-                            "id": "cabin",
-                            "rule": "ebike_in_elevator",
-                            "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
-                            "min_consecutive": 3,
-                        }
-                    ],
-                }
-            }
-        ],
+        cameras=[{"inline": lift_camera(clip)}],
         actions=[{"type": "log"}, {"type": "mqtt", "topic": controller_topic}],
     )
     sub = Subscriber(mqtt_broker, [c.subscription(site_id=site_id), controller_topic]).start()

@@ -216,6 +216,13 @@ def _await_line(proc: subprocess.Popen[str], wanted: str) -> None:
     raise AssertionError(f"driver exited (rc={proc.wait()}) before printing {wanted!r}")
 
 
+def _kill_9(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.stdout is not None
+    proc.stdout.close()
+
+
 def test_uplink_kill_9_with_200_queued_then_all_delivered_after_restart(
     broker_factory: Callable[..., MosquittoBroker],
     site_id: str,
@@ -228,10 +235,7 @@ def test_uplink_kill_9_with_200_queued_then_all_delivered_after_restart(
     proc = _driver(broker, site_id, db, "--events", "200")
     running.append(proc.kill)
     _await_line(proc, "queued 200")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.stdout is not None
-    proc.stdout.close()
+    _kill_9(proc)
     with Outbox(db) as box:
         stored = {row.msg_id: row.payload for row in box.peek(limit=1000) if row.kind == "event"}
     assert len(stored) == 200
@@ -267,10 +271,7 @@ def test_uplink_kill_9_flips_retained_status_offline_within_1_5_keepalive(
     wait_until(lambda: len(sub.received("status")) == 1, 5, "online status")
     assert sub.json("status")[0]["state"] == "online"
     killed_at = time.time()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.stdout is not None
-    proc.stdout.close()
+    _kill_9(proc)
     wait_until(lambda: len(sub.received("status")) == 2, 1.5 * keepalive, "offline within 1.5x")
     offline = sub.received("status")[1]
     assert offline.at - killed_at <= 1.5 * keepalive
@@ -303,7 +304,10 @@ def test_uplink_clean_stop_publishes_retained_offline(
 
 
 def test_uplink_per_device_credentials_and_wrong_password_loses_nothing(
-    mqtt_auth_broker: MosquittoBroker, site_id: str, tmp_path: Path
+    mqtt_auth_broker: MosquittoBroker,
+    site_id: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     sub = Subscriber(
         mqtt_auth_broker,
@@ -317,7 +321,7 @@ def test_uplink_per_device_credentials_and_wrong_password_loses_nothing(
     wrong.start()
     event, _ = make_event(site_id, 1, device_id="device-a")
     wrong.send_event(event)
-    time.sleep(1.5)
+    wait_until(lambda: "broker refused the connection" in caplog.text, 10, "a refused connect")
     assert not wrong.link.connected
     wrong.stop()
     assert outbox.stats().depth == 1  # refused, but kept

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import yaml
 
 import contract as c
 from edge.outbox import Outbox
-from tests.edge.uplink.support import Subscriber, wait_until
+from tests.edge.uplink.support import Subscriber, lift_camera, lift_clip, wait_until
 from tests.support.broker import MosquittoBroker
 
 pytestmark = pytest.mark.mqtt
@@ -30,27 +29,8 @@ def test_edge_run_publishes_events_and_stops_cleanly_on_sigterm(
     model_dir: Path,
     testdata_images: Path,
 ) -> None:
-    clip = tmp_path / "frames"
-    clip.mkdir()
-    for i in range(10):
-        shutil.copy(testdata_images / "dog.jpg", clip / f"f{i:03d}.jpg")
-    (tmp_path / "cam.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "camera_id": "cam-lift",
-                "source": str(clip),
-                "fps": 5,
-                "zones": [
-                    {
-                        "id": "cabin",
-                        "rule": "ebike_in_elevator",
-                        "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
-                        "min_consecutive": 3,
-                    }
-                ],
-            }
-        )
-    )
+    clip = lift_clip(tmp_path / "frames", testdata_images, frames=10)
+    (tmp_path / "cam.yaml").write_text(yaml.safe_dump(lift_camera(clip)))
     secret = "pw-" + site_id  # anonymous broker ignores it; the test checks it is never printed
     (tmp_path / "pw").write_text(secret)
     node = tmp_path / "node.yaml"
