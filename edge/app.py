@@ -131,9 +131,11 @@ class CameraWorker:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the loop and release the source."""
+        """Stop the loop (if it ever started) and release the source."""
         self._stop.set()
-        self._thread.join(timeout=10)
+        # A config applied while the node stops swaps in workers that are never started.
+        if self._thread.ident is not None:
+            self._thread.join(timeout=10)
         self.source.close()
 
     def sample(self) -> CameraSample:

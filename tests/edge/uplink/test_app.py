@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 
 import contract as c
 from edge.app import EdgeNode, RunOptions, load_runtime
-from edge.node_config import load_node_config
+from edge.node_config import CameraRef, RuntimeConfig, load_node_config
 from tests.edge.uplink.support import Subscriber, lift_camera, lift_clip, wait_until
 from tests.support.broker import MosquittoBroker
 
@@ -180,3 +181,28 @@ def test_node_refuses_to_start_without_its_password(tmp_path: Path) -> None:
     )
     with pytest.raises(NodeStartError, match="GUANJIA_TEST_UNSET_PW is not set"):
         EdgeNode(load_node_config(path), config_dir=tmp_path)
+
+
+def test_config_applied_while_stopping_leaves_shutdown_clean(
+    mqtt_broker: MosquittoBroker,
+    site_id: str,
+    tmp_path: Path,
+    model_dir: Path,
+    testdata_images: Path,
+) -> None:
+    """A config command that lands as SIGTERM arrives: its cameras never start; shutdown works."""
+    clip = lift_clip(tmp_path / "clip", testdata_images, frames=3)
+    manifest = str(REPO / "models/yolox_nano.manifest.json")
+    path = write_node(
+        tmp_path, mqtt_broker, site_id, model={"dir": str(model_dir), "manifest": manifest}
+    )
+    node = EdgeNode(load_node_config(path), config_dir=tmp_path)
+    node.request_stop()
+    node.apply_runtime(
+        RuntimeConfig(config_version="v2", cameras=[CameraRef(inline=lift_camera(clip))])
+    )
+    assert [w.config.camera_id for w in node.cameras] == ["cam-lift"]
+    node.shutdown()  # used to raise: it joined the camera thread that was never started
+    assert node.cameras == []
+    with pytest.raises(sqlite3.ProgrammingError):
+        node.outbox.peek()
