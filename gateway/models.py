@@ -37,6 +37,9 @@ class TicketPublic(_Record):
     resolved_by: str | None
     closed_at: float | None
     condition_cleared_at: float | None
+    sla_cycle: int = Field(
+        description="SLA cycle of the deadlines: 0, then +1 each time the ticket is reopened."
+    )
     ack_due_at: float
     resolve_due_at: float
     resolution_note: str | None
@@ -69,6 +72,7 @@ class AuditEntry(_Record):
 class EscalationPublic(_Record):
     """One recorded SLA breach."""
 
+    cycle: int = Field(description="The ticket's SLA cycle the breach belongs to.")
     breach: str
     due_at: float
     at: float

@@ -14,9 +14,18 @@ hand-off is recorded). The breaches, in order, are:
 2. ``resolve``: not resolved by ``resolve_due_at``;
 3. ``resolve_2``: still not resolved one more resolve window later.
 
-The tier is 1 + the number of breaches so far, capped at 3. This module never touches the
-database: the store records each breach under a unique (ticket, breach) key, so replicas that
-compute the same escalation at the same time commit it once.
+Each breach moves the ticket one tier up from where it is, capped at 3.
+
+**Reopening starts a new SLA cycle** (`restart_clock`): a ticket resolved and then reopened
+(by a person, or by a new event within the cool-down after an auto-resolution) is a job to do
+again, so it gets fresh acknowledge and resolve windows from the reopen time by its category
+policy, must be acknowledged again, and each breach can happen again, once, in the new cycle.
+The tier reached so far is kept, not reset: escalation is never undone by a reopen (see
+docs/gateway.md for why).
+
+This module never touches the database: the store records each breach under a unique
+(ticket, cycle, breach) key, so replicas that compute the same escalation at the same time
+commit it once.
 """
 
 from __future__ import annotations
@@ -70,7 +79,7 @@ class Tier(IntEnum):
 
 
 class Breach(StrEnum):
-    """Which deadline was missed; each happens at most once per ticket."""
+    """Which deadline was missed; each happens at most once per SLA cycle of a ticket."""
 
     ACK = "ack"
     RESOLVE = "resolve"
@@ -152,24 +161,59 @@ def deadlines(policy: CategoryPolicy, severity: Severity, opened_at: float) -> D
 
 
 @dataclass(frozen=True)
+class SlaClock:
+    """A ticket's SLA clock: which cycle it is in (0 until the first reopen), the tier it has
+    reached, and the cycle's deadlines."""
+
+    cycle: int
+    tier: Tier
+    ack_due_at: float
+    resolve_due_at: float
+
+
+def start_clock(policy: CategoryPolicy, severity: Severity, opened_at: float) -> SlaClock:
+    """The clock of a ticket opened at `opened_at`: cycle 0, property service (L1)."""
+    due = deadlines(policy, severity, opened_at)
+    return SlaClock(0, Tier.PROPERTY_SERVICE, due.ack_due_at, due.resolve_due_at)
+
+
+def restart_clock(
+    clock: SlaClock, policy: CategoryPolicy, severity: Severity, reopened_at: float
+) -> SlaClock:
+    """The clock of a ticket reopened at `reopened_at`: the next cycle, with acknowledge and
+    resolve windows counted from the reopen by the category policy, at the tier reached so far.
+
+    The previous cycle's deadlines and recorded breaches no longer apply, so a reopened ticket
+    neither breaches at once (its old deadlines have passed) nor never (its old breaches are
+    recorded). The tier is kept: whoever the ticket had been escalated to still owns it, and a
+    breach in the new cycle escalates further from there.
+    """
+    due = deadlines(policy, severity, reopened_at)
+    return SlaClock(clock.cycle + 1, clock.tier, due.ack_due_at, due.resolve_due_at)
+
+
+@dataclass(frozen=True)
 class SlaFacts:
-    """What the SLA clock needs to know about one ticket."""
+    """What the SLA clock needs to know about one ticket in its current cycle."""
 
     ticket_id: int
     category: TicketCategory
+    cycle: int
     tier: Tier
     ack_due_at: float
     resolve_due_at: float
     acknowledged_at: float | None
     resolved_at: float | None
-    breaches: frozenset[Breach]
+    breaches: frozenset[Breach]  # recorded in this cycle
 
 
 @dataclass(frozen=True)
 class Escalation:
-    """One breach to record, moving the ticket from `from_tier` to `to_tier`."""
+    """One breach of SLA cycle `cycle` to record, moving the ticket from `from_tier` to
+    `to_tier`."""
 
     ticket_id: int
+    cycle: int
     breach: Breach
     due_at: float
     from_tier: Tier
@@ -189,7 +233,8 @@ def _breach_times(
 
 
 def due_escalations(facts: SlaFacts, policy: CategoryPolicy, now: float) -> list[Escalation]:
-    """Breaches that have happened by `now` and are not yet recorded, in ladder order.
+    """Breaches of the current cycle that have happened by `now` and are not yet recorded,
+    in ladder order.
 
     A deadline counts as met when the ticket was acknowledged / resolved at or before it (the
     time it happened, not `now`, decides: a loop that runs late must not escalate a ticket that
@@ -207,6 +252,6 @@ def due_escalations(facts: SlaFacts, policy: CategoryPolicy, now: float) -> list
             if to_tier is Tier.GOVERNMENT and tier is not Tier.GOVERNMENT
             else None
         )
-        out.append(Escalation(facts.ticket_id, breach, due, tier, to_tier, handoff))
+        out.append(Escalation(facts.ticket_id, facts.cycle, breach, due, tier, to_tier, handoff))
         tier = to_tier
     return out

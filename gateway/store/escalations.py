@@ -1,9 +1,11 @@
 """SLA escalations recorded exactly once across replicas.
 
 `gateway.sla` decides which breaches are due (pure); this records them. Each breach is one
-transaction: a row under the unique (ticket, breach) key plus a conditional
-``UPDATE … WHERE tier = :from``, so replicas that find the same breach at the same time
-commit it once and the loser's transaction is rolled back whole.
+transaction: a row under the unique (ticket, cycle, breach) key plus a conditional
+``UPDATE … WHERE tier = :from AND sla_cycle = :cycle``, so replicas that find the same breach
+at the same time commit it once and the loser's transaction is rolled back whole. The cycle
+in the condition also refuses a breach computed from a cycle the ticket has since left
+(resolved and reopened in between).
 """
 
 from __future__ import annotations
@@ -81,13 +83,17 @@ class EscalationStore(StoreBase):
                 row = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).one()
                 if row.state not in OPEN_STATE_VALUES:
                     return None
+                cycle = int(row.sla_cycle)
                 recorded = conn.execute(
-                    select(escalations.c.breach).where(escalations.c.ticket_id == ticket_id)
+                    select(escalations.c.breach).where(
+                        escalations.c.ticket_id == ticket_id, escalations.c.cycle == cycle
+                    )
                 ).scalars()
                 category = TicketCategory(row.category)
                 facts = SlaFacts(
                     ticket_id=ticket_id,
                     category=category,
+                    cycle=cycle,
                     tier=Tier(row.tier),
                     ack_due_at=row.ack_due_at,
                     resolve_due_at=row.resolve_due_at,
@@ -102,6 +108,7 @@ class EscalationStore(StoreBase):
                 conn.execute(
                     insert(escalations).values(
                         ticket_id=ticket_id,
+                        cycle=esc.cycle,
                         breach=esc.breach.value,
                         due_at=esc.due_at,
                         at=now,
@@ -113,11 +120,16 @@ class EscalationStore(StoreBase):
                 escalated_to = _escalated_to(conn, row, esc)
                 moved = conn.execute(
                     update(tickets)
-                    .where(tickets.c.id == ticket_id, tickets.c.tier == int(esc.from_tier))
+                    .where(
+                        tickets.c.id == ticket_id,
+                        tickets.c.tier == int(esc.from_tier),
+                        tickets.c.sla_cycle == esc.cycle,
+                    )
                     .values(tier=int(esc.to_tier), escalated_to=escalated_to, updated_at=now)
                 ).rowcount
                 if not moved:
-                    # Another replica moved the tier first: roll this breach back whole.
+                    # Another replica moved the tier first, or the ticket was reopened into
+                    # a new cycle meanwhile: roll this breach back whole.
                     raise IntegrityError("tier moved", None, ValueError("tier moved"))
                 audit.write(
                     conn,
@@ -127,6 +139,7 @@ class EscalationStore(StoreBase):
                         "system:sla",
                         "escalate",
                         detail={
+                            "cycle": esc.cycle,
                             "breach": esc.breach.value,
                             "from_tier": int(esc.from_tier),
                             "to_tier": int(esc.to_tier),

@@ -31,7 +31,7 @@ from contract import EventPhase
 from gateway.alerts import Alert, dedup_key, offline_alert, online_alert
 from gateway.lifecycle import OPEN_STATE_VALUES, TicketState
 from gateway.models import Change
-from gateway.sla import CategoryPolicy, TicketCategory, Tier, deadlines
+from gateway.sla import CategoryPolicy, TicketCategory, start_clock
 from gateway.store import audit, feed
 from gateway.store.grid_routing import GridRouter
 from gateway.store.outbox import Outbox
@@ -44,6 +44,7 @@ from gateway.store.schema import (
     ticket_events,
     tickets,
 )
+from gateway.store.sla_clock import CLOCK_COLUMNS, reopened_clock
 
 EXCERPT_BYTES = 512
 """How much of a refused payload a dead letter keeps: enough to see what it was, bounded so
@@ -80,7 +81,7 @@ _TICKET = select(
     tickets.c.condition_cleared_at,
 ).where(tickets.c.id == bindparam("tid"))
 _RECENT_AUTO_RESOLVED = (
-    select(tickets.c.id)
+    select(tickets.c.id, *(tickets.c[name] for name in CLOCK_COLUMNS))
     .where(
         tickets.c.dedup_key == bindparam("key"),
         tickets.c.state == TicketState.RESOLVED.value,
@@ -92,7 +93,11 @@ _RECENT_AUTO_RESOLVED = (
 )
 _REOPEN = (
     update(tickets)
-    .where(tickets.c.id == bindparam("tid"), tickets.c.state == TicketState.RESOLVED.value)
+    .where(
+        tickets.c.id == bindparam("tid"),
+        tickets.c.state == TicketState.RESOLVED.value,
+        tickets.c.sla_cycle == bindparam("from_cycle"),
+    )
     .values(
         state=TicketState.NEW.value,
         active_key=bindparam("key"),
@@ -101,6 +106,12 @@ _REOPEN = (
         condition_cleared_at=None,
         event_count=tickets.c.event_count + 1,
         updated_at=bindparam("now"),
+        # A new SLA cycle (`sla_clock.reopened_clock`).
+        sla_cycle=bindparam("b_sla_cycle"),
+        tier=bindparam("b_tier"),
+        ack_due_at=bindparam("b_ack_due_at"),
+        resolve_due_at=bindparam("b_resolve_due_at"),
+        acknowledged_at=bindparam("b_acknowledged_at"),
     )
 )
 _INSERT_TICKET = insert(tickets)
@@ -481,28 +492,11 @@ class IngestTx:
             self.audit(ticket_id, "system:ingest", "merge", detail={"event_id": alert.event_id})
             return ticket_id, False, [self._ticket_change(alert, ticket_id, "merged", state)]
         if cooldown_s > 0:
-            recent = self.conn.execute(
-                _RECENT_AUTO_RESOLVED, {"key": key, "since": now - cooldown_s}
-            ).scalar_one_or_none()
-            # Conditional on the state, and the unique active_key: a concurrent opener turns
-            # this into an IntegrityError and a retry merges into theirs.
-            if (
-                recent is not None
-                and self.conn.execute(_REOPEN, {"tid": recent, "key": key, "now": now}).rowcount
-            ):
-                ticket_id = int(recent)
-                self._active[key] = (ticket_id, TicketState.NEW.value)
-                self.audit(
-                    ticket_id,
-                    "system:ingest",
-                    "reopen",
-                    from_state=TicketState.RESOLVED.value,
-                    to_state=TicketState.NEW.value,
-                    detail={"event_id": alert.event_id, "reason": "within cool-down"},
-                )
-                return ticket_id, False, [self._ticket_change(alert, ticket_id, "reopened", "new")]
+            reopened = self._reopen_recent(alert, policy, cooldown_s)
+            if reopened is not None:
+                return reopened, False, [self._ticket_change(alert, reopened, "reopened", "new")]
         grid_id, assignee = self._router.route(alert)
-        due = deadlines(policy, alert.severity, now)
+        clock = start_clock(policy, alert.severity, now)
         result = self.conn.execute(
             _INSERT_TICKET,
             {
@@ -513,15 +507,16 @@ class IngestTx:
                 "grid_id": grid_id,
                 "severity": alert.severity.value,
                 "state": TicketState.NEW.value,
-                "tier": int(Tier.PROPERTY_SERVICE),
+                "tier": int(clock.tier),
+                "sla_cycle": clock.cycle,
                 "assignee": assignee,
                 "dedup_key": key,
                 "active_key": key,
                 "event_count": 1,
                 "created_at": now,
                 "updated_at": now,
-                "ack_due_at": due.ack_due_at,
-                "resolve_due_at": due.resolve_due_at,
+                "ack_due_at": clock.ack_due_at,
+                "resolve_due_at": clock.resolve_due_at,
             },
         )
         assert result.inserted_primary_key is not None
@@ -543,6 +538,41 @@ class IngestTx:
             + (f", assigned to {assignee}" if assignee else ""),
         )
         return ticket_id, True, [self._ticket_change(alert, ticket_id, "opened", "new")]
+
+    def _reopen_recent(self, alert: Alert, policy: CategoryPolicy, cooldown_s: float) -> int | None:
+        """Reopen the ticket auto-resolved for this key within the cool-down (flapping), in a
+        new SLA cycle; its id, or None when there is none."""
+        key = alert.dedup_key
+        recent = self.conn.execute(
+            _RECENT_AUTO_RESOLVED, {"key": key, "since": self.now - cooldown_s}
+        ).first()
+        if recent is None:
+            return None
+        clock = reopened_clock(recent, policy, self.now)
+        params = {"tid": recent.id, "key": key, "now": self.now, "from_cycle": recent.sla_cycle}
+        # Conditional on the state and cycle, and the unique active_key: a concurrent opener
+        # turns this into an IntegrityError and a retry merges into theirs.
+        if not self.conn.execute(
+            _REOPEN, params | {f"b_{name}": value for name, value in clock.items()}
+        ).rowcount:
+            return None
+        ticket_id = int(recent.id)
+        self._active[key] = (ticket_id, TicketState.NEW.value)
+        self.audit(
+            ticket_id,
+            "system:ingest",
+            "reopen",
+            from_state=TicketState.RESOLVED.value,
+            to_state=TicketState.NEW.value,
+            detail={
+                "event_id": alert.event_id,
+                "reason": "within cool-down",
+                "sla_cycle": clock["sla_cycle"],
+                "ack_due_at": clock["ack_due_at"],
+                "resolve_due_at": clock["resolve_due_at"],
+            },
+        )
+        return ticket_id
 
     def _unended_events(self, ticket_id: int) -> set[str]:
         """Event ids of `ticket_id` not yet ended: the database's, corrected by the overlay."""

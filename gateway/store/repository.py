@@ -26,8 +26,8 @@ Exactly-once rules are enforced by the database, never by process memory:
   a redelivery (or the same message reaching another replica) fails that insert and is dropped;
 - opening a ticket inserts a unique ``active_key``; losing that race means another writer just
   opened it, and the alert merges into theirs;
-- an escalation inserts a unique (ticket, breach) row and moves the tier with a conditional
-  ``UPDATE … WHERE tier = :from``;
+- an escalation inserts a unique (ticket, SLA cycle, breach) row and moves the tier with a
+  conditional ``UPDATE … WHERE tier = :from AND sla_cycle = :cycle``;
 - a person's transition is a conditional ``UPDATE … WHERE state = :from``.
 """
 

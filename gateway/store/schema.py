@@ -7,7 +7,8 @@ replicas:
 - ``tickets.active_key``: at most one open ticket per (site, device, category, zone); the
   column is NULL once the ticket is resolved or closed (NULLs never collide);
 - ``ticket_events.event_id``: an edge event belongs to exactly one ticket;
-- ``escalations (ticket_id, breach)``: each SLA breach escalates once.
+- ``escalations (ticket_id, cycle, breach)``: each SLA breach escalates once per SLA cycle
+  (``tickets.sla_cycle``, bumped when the ticket is reopened).
 
 ``changes`` is the ordered change feed every replica's console stream reads: one row per
 ticket or device change, written in the transaction that made the change.
@@ -136,6 +137,8 @@ tickets = Table(
     Column("severity", String(16), nullable=False),
     Column("state", String(16), nullable=False, index=True),
     Column("tier", Integer, nullable=False),
+    # The SLA cycle the deadlines below belong to: 0, +1 at each reopen.
+    Column("sla_cycle", Integer, nullable=False, server_default="0"),
     Column("assignee", String(64), nullable=True),
     Column("escalated_to", String(200), nullable=True),
     Column("dedup_key", String(300), nullable=False, index=True),
@@ -196,13 +199,14 @@ escalations = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False),
+    Column("cycle", Integer, nullable=False, server_default="0"),
     Column("breach", String(16), nullable=False),
     Column("due_at", Float, nullable=False),
     Column("at", Float, nullable=False),
     Column("from_tier", Integer, nullable=False),
     Column("to_tier", Integer, nullable=False),
     Column("handoff_to", String(200), nullable=True),
-    UniqueConstraint("ticket_id", "breach", name="uq_escalations_ticket_breach"),
+    UniqueConstraint("ticket_id", "cycle", "breach", name="uq_escalations_ticket_cycle_breach"),
 )
 
 snapshots = Table(

@@ -35,6 +35,7 @@ from gateway.sla import CategoryPolicy, ResolveClass
 from gateway.store import audit, feed
 from gateway.store.base import ConflictError, NotFoundError, StoreBase, from_row
 from gateway.store.schema import attachments, audit_log, escalations, evidence, snapshots, tickets
+from gateway.store.sla_clock import reopened_clock
 
 SORTABLE = ("id", "created_at", "updated_at", "ack_due_at", "resolve_due_at", "tier", "state")
 """Columns `list_tickets` sorts by (a whitelist: the name comes from the query string)."""
@@ -56,6 +57,7 @@ def _transition_values(
     actor: str,
     assignee: str | None,
     note: str | None,
+    policy: CategoryPolicy,
     now: float,
 ) -> dict[str, Any]:
     """The columns a transition from `row` sets."""
@@ -86,7 +88,13 @@ def _transition_values(
             "resolved_by": None,
             "closed_at": None,
         }
+        values |= reopened_clock(row, policy, now)
     return values
+
+
+def _sla_detail(values: dict[str, Any]) -> dict[str, Any]:
+    """The new SLA clock, for the audit line of a reopen (empty for other transitions)."""
+    return {k: values[k] for k in ("sla_cycle", "ack_due_at", "resolve_due_at") if k in values}
 
 
 class TicketStore(StoreBase):
@@ -127,7 +135,14 @@ class TicketStore(StoreBase):
                 needs_plan=policy.resolve_class is ResolveClass.MAJOR,
             )
             values = _transition_values(
-                action, target, row, actor=actor, assignee=assignee, note=note, now=now
+                action,
+                target,
+                row,
+                actor=actor,
+                assignee=assignee,
+                note=note,
+                policy=policy,
+                now=now,
             )
             try:
                 # A savepoint: the unique active_key may clash (reopening while another
@@ -154,7 +169,8 @@ class TicketStore(StoreBase):
                     action.value,
                     from_state=current.value,
                     to_state=target.value,
-                    detail={k: v for k, v in (("assignee", assignee), ("note", note)) if v},
+                    detail={k: v for k, v in (("assignee", assignee), ("note", note)) if v}
+                    | _sla_detail(values),
                 ),
             )
             updated = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).one()

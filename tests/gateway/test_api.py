@@ -169,3 +169,51 @@ def test_users_grids_shifts_and_metrics(client: TestClient) -> None:
     metrics = client.get("/metrics").text
     assert "guanjia_ingest_messages" in metrics
     assert client.get("/healthz").json()["database"] is True
+
+
+def test_reopen_through_api_restarts_the_sla_clock(client: TestClient, db_url: str) -> None:
+    """A ticket two hours old with every breach recorded, resolved and reopened by people: the
+    reopened ticket answers with fresh deadlines from the reopen and escalates again in its
+    new cycle (before, the first cycle's deadlines and breaches stayed)."""
+    policies = dict(DEFAULT_POLICIES)
+    store = Store(db_url)
+    opened_at = time.time() - 2 * 3600
+    message = event(SITE, "cam-a", "ev-old-0001", zone_id="zone-b", ts=opened_at)
+    IngestHandler(store, policies).handle(topic_of(message), c.encode(message), opened_at)
+    store.run_escalations(time.time(), policies)  # whatever the app's first SLA pass left
+    op, sup = token(client, "op"), token(client, "sup")
+    items = client.get("/api/tickets", headers=op, params={"sort": "created_at"}).json()["items"]
+    tid = items[0]["id"]
+    assert [
+        e["breach"] for e in client.get(f"/api/tickets/{tid}", headers=op).json()["escalations"]
+    ] == ["ack", "resolve", "resolve_2"]
+    client.post(f"/api/tickets/{tid}/acknowledge", headers=op)
+    files = {"file": ("site.jpg", JPEG, "image/jpeg")}
+    assert client.post(f"/api/tickets/{tid}/photos", headers=sup, files=files).status_code == 201
+    r = client.post(f"/api/tickets/{tid}/resolve", headers=sup, json={"note": "towed"})
+    assert r.json()["state"] == "resolved"
+    r = client.post(f"/api/tickets/{tid}/reopen", headers=op, json={"note": "car is back"})
+    assert r.status_code == 200, r.text
+    ticket = r.json()
+    reopened_at = ticket["updated_at"]
+    assert ticket["state"] == "new"
+    assert (ticket["ack_due_at"], ticket["resolve_due_at"]) == (
+        reopened_at + 20 * 60,
+        reopened_at + 30 * 60,
+    )
+    assert ticket["acknowledged_at"] is None
+    assert (ticket["tier"], ticket["sla_cycle"]) == (3, 1)
+    try:
+        assert store.run_escalations(reopened_at + 1, policies) == []
+        done = store.run_escalations(reopened_at + 20 * 60, policies)  # the fixture's too
+        mine = [(e.cycle, e.breach.value, int(e.to_tier)) for e, _ in done if e.ticket_id == tid]
+        assert mine == [(1, "ack", 3)]
+    finally:
+        store.close()
+    detail = client.get(f"/api/tickets/{tid}", headers=op).json()
+    assert [(e["cycle"], e["breach"]) for e in detail["escalations"]] == [
+        (0, "ack"),
+        (0, "resolve"),
+        (0, "resolve_2"),
+        (1, "ack"),
+    ]

@@ -3,11 +3,16 @@ databases: a hand-written revision that drifts from the tables fails here, not i
 
 from __future__ import annotations
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
 
 from gateway.store import database_url
+from gateway.store.engine import MIGRATIONS_DIR, make_engine
 from gateway.store.schema import metadata
 
 
@@ -21,3 +26,51 @@ def test_migrated_database_matches_the_declared_schema(db_url: str) -> None:
         engine.dispose()
     assert set(metadata.tables) <= tables
     assert diff == []
+
+
+def test_sla_cycle_migration_keeps_existing_tickets_and_breaches_in_cycle_0(db_url: str) -> None:
+    """0002 → 0003 on a database with a ticket and a recorded breach, and back."""
+    engine = make_engine(db_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+
+    def move(revision: str, *, down: bool = False) -> None:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, revision)
+
+    try:
+        move("0002", down=True)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO tickets (site_id, device_id, category, severity, state, tier,"
+                    " dedup_key, event_count, created_at, updated_at, ack_due_at, resolve_due_at)"
+                    " VALUES ('s', 'd', 'litter', 'normal', 'new', 2, 'k', 1, 0, 0, 1, 2)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO escalations (ticket_id, breach, due_at, at, from_tier, to_tier)"
+                    " SELECT id, 'ack', 1, 1, 1, 2 FROM tickets"
+                )
+            )
+        move("head")
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT sla_cycle, tier FROM tickets")).all() == [(0, 2)]
+            assert conn.execute(text("SELECT cycle, breach FROM escalations")).all() == [(0, "ack")]
+            again = (
+                "INSERT INTO escalations (ticket_id, cycle, breach, due_at, at, from_tier, to_tier)"
+                " SELECT id, :cycle, 'ack', 1, 1, 2, 3 FROM tickets"
+            )
+            conn.execute(text(again), {"cycle": 1})  # the same breach in the next cycle
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(again), {"cycle": 1})  # twice in one cycle: refused
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM escalations WHERE cycle = 1"))
+        move("0002", down=True)
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT breach FROM escalations")).all() == [("ack",)]
+            assert conn.execute(text("SELECT tier FROM tickets")).all() == [(2,)]
+    finally:
+        engine.dispose()
