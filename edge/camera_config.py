@@ -376,6 +376,13 @@ class CameraConfig(_Config):
         default_factory=SnapshotConfig, description="Snapshot options."
     )
 
+    @field_validator("source")
+    @classmethod
+    def _usb_index(cls, value: str | int) -> str | int:
+        if isinstance(value, str) and value.startswith("usb:") and not value[4:].isdigit():
+            raise ValueError(f"{value!r} is not a USB camera: use usb:N (N as in /dev/videoN)")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

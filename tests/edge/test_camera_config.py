@@ -144,3 +144,11 @@ def test_time_window(start: str, end: str, at: time, inside: bool) -> None:
 def test_time_window_rejects_bad_time() -> None:
     with pytest.raises(ValueError, match="HH:MM"):
         TimeWindow(start="25:00", end="07:00")
+
+
+def test_usb_source_needs_an_index() -> None:
+    # Used to pass validation and then crash `open_source` with int("front").
+    with pytest.raises(CameraConfigError, match="usb:N") as err:
+        parse_camera_config({"camera_id": "c", "source": "usb:front"})
+    assert err.value.field == "source"
+    assert parse_camera_config({"camera_id": "c", "source": "usb:2"}).source == "usb:2"
