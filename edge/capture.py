@@ -95,69 +95,37 @@ def read_image(path: Path) -> npt.NDArray[np.uint8]:
     return as_image(image)
 
 
-class _Decimator:
-    """Which frames of a recording are due at the target fps (never more than it has)."""
-
-    def __init__(self, native_fps: float, target_fps: float) -> None:
-        self.native = native_fps if native_fps > 0 else target_fps
-        self._period = 1.0 / min(self.native, target_fps)
-        self._next_due = 0.0
-
-    def clip_s(self, index: int) -> float:
-        """Position of frame `index` in the clip."""
-        return index / self.native
-
-    def due(self, clip_s: float) -> bool:
-        """True if the frame at `clip_s` is to be handed out (else it counts as dropped)."""
-        # index / native lands a hair below a due time that is a multiple of the period.
-        return clip_s + 1e-9 >= self._next_due
-
-    def taken(self, clip_s: float) -> None:
-        """The frame at `clip_s` was handed out; the next one is due a period later."""
-        self._next_due = clip_s + self._period
-
-
-class FolderSource:
-    """A sorted folder of images played as a clip at `native_fps` (default: target fps)."""
+class _Recording:
+    """What the folder and video sources share: decimation to the target fps, counters, end."""
 
     live = False
 
-    def __init__(self, folder: Path, target_fps: float, native_fps: float | None = None) -> None:
-        self._files = sorted(
-            p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-        )
-        if not self._files:
-            raise CaptureError(f"folder {folder} holds no images ({sorted(IMAGE_SUFFIXES)})")
-        self._decimator = _Decimator(native_fps or target_fps, target_fps)
-        self._pos = 0
+    def __init__(self, native_fps: float, target_fps: float) -> None:
+        self._native = native_fps if native_fps > 0 else target_fps
+        self._period = 1.0 / min(self._native, target_fps)  # never more frames than it has
+        self._next_due = 0.0
         self._read = self._dropped = self._corrupt = 0
         self._ended = False
 
     @property
     def ended(self) -> bool:
-        """True after the last image."""
+        """True after the last frame."""
         return self._ended
 
-    def read(self, timeout: float = 1.0) -> Frame | None:
-        """Next image due at the target fps; corrupt files are skipped and counted."""
-        del timeout  # a folder never waits
-        while self._pos < len(self._files):
-            index, path = self._pos, self._files[self._pos]
-            self._pos += 1
-            clip_s = self._decimator.clip_s(index)
-            if not self._decimator.due(clip_s):
-                self._dropped += 1
-                continue
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                self._corrupt += 1
-                log.warning("skipping corrupt image %s", path)
-                continue
-            self._read += 1
-            self._decimator.taken(clip_s)
-            return Frame(image=as_image(image), ts=time.time(), clip_s=clip_s, index=index)
-        self._ended = True
-        return None
+    def _due(self, index: int) -> float | None:
+        """Clip time of frame `index` if it is due at the target fps; else count it dropped."""
+        clip_s = index / self._native
+        # index / native can land a hair below a due time that is a multiple of the period.
+        if clip_s + 1e-9 < self._next_due:
+            self._dropped += 1
+            return None
+        return clip_s
+
+    def _hand_out(self, image: object, clip_s: float, index: int) -> Frame:
+        """Count a decoded frame as read; the next one is due a period later."""
+        self._read += 1
+        self._next_due = clip_s + self._period
+        return Frame(image=as_image(image), ts=time.time(), clip_s=clip_s, index=index)
 
     def stats(self) -> CaptureStats:
         """Counters since open."""
@@ -169,15 +137,44 @@ class FolderSource:
             corrupt_frames=self._corrupt,
         )
 
+
+class FolderSource(_Recording):
+    """A sorted folder of images played as a clip at `native_fps` (default: target fps)."""
+
+    def __init__(self, folder: Path, target_fps: float, native_fps: float | None = None) -> None:
+        self._files = sorted(
+            p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+        if not self._files:
+            raise CaptureError(f"folder {folder} holds no images ({sorted(IMAGE_SUFFIXES)})")
+        super().__init__(native_fps or target_fps, target_fps)
+        self._pos = 0
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        """Next image due at the target fps; corrupt files are skipped and counted."""
+        del timeout  # a folder never waits
+        while self._pos < len(self._files):
+            index, path = self._pos, self._files[self._pos]
+            self._pos += 1
+            clip_s = self._due(index)
+            if clip_s is None:
+                continue
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                self._corrupt += 1
+                log.warning("skipping corrupt image %s", path)
+                continue
+            return self._hand_out(image, clip_s, index)
+        self._ended = True
+        return None
+
     def close(self) -> None:
         """Nothing to release."""
         self._ended = True
 
 
-class VideoFileSource:
+class VideoFileSource(_Recording):
     """A video file decoded frame by frame, decimated to the target fps."""
-
-    live = False
 
     def __init__(self, path: Path, target_fps: float) -> None:
         if not path.is_file():
@@ -185,47 +182,27 @@ class VideoFileSource:
         self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():
             raise CaptureError(f"video file {path} cannot be opened (unsupported or corrupt)")
-        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self._decimator = _Decimator(fps, target_fps)
+        super().__init__(float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0), target_fps)
         self._index = 0
-        self._read = self._dropped = 0
-        self._ended = False
-
-    @property
-    def ended(self) -> bool:
-        """True after the last frame."""
-        return self._ended
 
     def read(self, timeout: float = 1.0) -> Frame | None:
         """Next frame due at the target fps; skipped frames are grabbed without decoding."""
         del timeout
         while not self._ended:
             index = self._index
-            clip_s = self._decimator.clip_s(index)
             if not self._cap.grab():
                 self._ended = True
                 break
             self._index += 1
-            if not self._decimator.due(clip_s):
-                self._dropped += 1
+            clip_s = self._due(index)
+            if clip_s is None:
                 continue
             ok, image = self._cap.retrieve()
             if not ok or image is None:
                 self._dropped += 1
                 continue
-            self._read += 1
-            self._decimator.taken(clip_s)
-            return Frame(image=as_image(image), ts=time.time(), clip_s=clip_s, index=index)
+            return self._hand_out(image, clip_s, index)
         return None
-
-    def stats(self) -> CaptureStats:
-        """Counters since open."""
-        return CaptureStats(
-            frames_read=self._read,
-            frames_dropped=self._dropped,
-            reconnects=0,
-            online=not self._ended,
-        )
 
     def close(self) -> None:
         """Release the decoder."""
