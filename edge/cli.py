@@ -20,7 +20,8 @@ edge_app = typer.Typer(
 ModelDirOption = Annotated[
     Path | None,
     typer.Option(
-        "--model-dir", help="Directory with the weights (default: $GUANJIA_MODEL_DIR, ../shared)."
+        "--model-dir",
+        help="Directory with the weights (default: $GUANJIA_MODEL_DIR, else ../shared/models).",
     ),
 ]
 ManifestOption = Annotated[

@@ -18,7 +18,9 @@ from edge.boxes import RelBox, containment, iou
 from edge.camera_config import LitterZone
 from edge.rules.base import Condition, RuleContext, stationary_in_zone_since
 
+# A box overlapping a reference object this much is that object found again under a new track.
 _REFERENCE_IOU = 0.5
+# A person's box covering this much of an object touches it: the object is attended.
 _ATTENDED_OVERLAP = 0.05
 # A person seen this recently still attends: a lost person track lingers for seconds
 # (`tracker.max_lost_s`), and its stale box must not keep a bag attended that long.
