@@ -25,6 +25,10 @@ from contract.errors import (
     UnknownFieldError,
 )
 from contract.messages import (
+    INT32_MAX,
+    MAX_ACK_IDS,
+    MAX_HEARTBEAT_INTERVAL_S,
+    Ack,
     BoxEvidence,
     CameraHealth,
     Command,
@@ -50,10 +54,12 @@ from contract.messages import (
 )
 from contract.topics import (
     CHANNEL_SPECS,
+    DEVICE_CHANNELS,
     PREFIX,
     Channel,
     ChannelSpec,
     Topic,
+    ack_topic,
     command_result_topic,
     command_topic,
     event_topic,
@@ -68,9 +74,14 @@ from contract.topics import (
 __all__ = [
     "CHANNEL_MESSAGES",
     "CHANNEL_SPECS",
+    "DEVICE_CHANNELS",
+    "INT32_MAX",
+    "MAX_ACK_IDS",
+    "MAX_HEARTBEAT_INTERVAL_S",
     "MAX_MESSAGE_BYTES",
     "MAX_SNAPSHOT_BYTES",
     "PREFIX",
+    "Ack",
     "BoxEvidence",
     "CameraHealth",
     "Channel",
@@ -104,6 +115,7 @@ __all__ = [
     "Topic",
     "TopicError",
     "UnknownFieldError",
+    "ack_topic",
     "command_result_topic",
     "command_topic",
     "decode",

@@ -17,6 +17,7 @@ from contract.errors import (
     UnknownFieldError,
 )
 from contract.messages import (
+    Ack,
     Command,
     CommandResult,
     DetectionEvent,
@@ -41,6 +42,7 @@ CHANNEL_MESSAGES: dict[Channel, type[Message]] = {
     Channel.TELEMETRY: TelemetryBatch,
     Channel.CMD: Command,
     Channel.CMD_RESULT: CommandResult,
+    Channel.ACK: Ack,
 }
 
 M = TypeVar("M", Message, Manifest)

@@ -42,6 +42,15 @@ def _finite(value: float) -> float:
     return value
 
 
+INT32_MAX = 2**31 - 1
+"""Counters and sequence numbers the gateway stores in 32-bit integer columns."""
+
+JSON_INT_MAX = 2**53 - 1
+"""Largest integer every JSON reader (JavaScript included) represents exactly."""
+
+Int32 = Annotated[int, Field(ge=0, le=INT32_MAX)]
+Count = Annotated[int, Field(ge=0, le=JSON_INT_MAX)]
+
 Finite = Annotated[float, AfterValidator(_finite)]
 Timestamp = Annotated[float, Field(ge=0), AfterValidator(_finite)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -154,9 +163,11 @@ class SnapshotRef(_Strict):
 
     snapshot_id: Segment
     sha256: Annotated[str, StringConstraints(pattern=_SHA256.pattern)]
-    size_bytes: Annotated[int, Field(gt=0)]
-    width: Annotated[int, Field(gt=0)]
-    height: Annotated[int, Field(gt=0)]
+    size_bytes: Annotated[int, Field(gt=0, le=1024 * 1024)] = Field(
+        description="At most MAX_SNAPSHOT_BYTES (1 MiB)."
+    )
+    width: Annotated[int, Field(gt=0, le=16384)]
+    height: Annotated[int, Field(gt=0, le=16384)]
     content_type: Literal["image/jpeg"] = "image/jpeg"
 
 
@@ -168,12 +179,12 @@ class DetectionEvent(Message):
 
     event_id: Identifier = Field(description="Stable across start, update and end.")
     phase: EventPhase
-    seq: Annotated[int, Field(ge=0)] = Field(description="0 at start, +1 per publication.")
+    seq: Int32 = Field(description="0 at start, +1 per publication.")
     category: EventCategory
     severity: Severity
     camera_id: Segment
     zone_id: Segment
-    track_id: Annotated[int, Field(ge=0)]
+    track_id: Int32
     object_class: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     object_category: ObjectCategory
     score: Unit = Field(description="Best detector score of the track so far.")
@@ -191,15 +202,19 @@ class DetectionEvent(Message):
         return self
 
 
+MAX_HEARTBEAT_INTERVAL_S = 3600.0
+"""Longest heartbeat interval a device may declare (the gateway's offline clock uses it)."""
+
+
 class CameraHealth(_Strict):
     """Health of one camera pipeline over the last heartbeat interval."""
 
     camera_id: Segment
     online: bool
     fps: NonNegative
-    frames_read: Annotated[int, Field(ge=0)]
-    frames_dropped: Annotated[int, Field(ge=0)]
-    reconnects: Annotated[int, Field(ge=0)]
+    frames_read: Count
+    frames_dropped: Count
+    reconnects: Count
     inference_ms_p50: NonNegative | None = None
     inference_ms_p95: NonNegative | None = None
     detector_duty: Unit = Field(description="Detector calls ÷ frames processed.")
@@ -211,12 +226,15 @@ class Heartbeat(Message):
     SCHEMA: ClassVar[str] = "guanjia.heartbeat/1"
     schema_: Literal["guanjia.heartbeat/1"] = _schema_field(SCHEMA)  # type: ignore[assignment]
 
-    interval_s: Annotated[float, Field(gt=0)]
+    interval_s: Annotated[float, Field(ge=1.0, le=MAX_HEARTBEAT_INTERVAL_S)] = Field(
+        description="Seconds to the next heartbeat; bounded so a device cannot declare itself "
+        "never late."
+    )
     uptime_s: NonNegative
     software_version: Annotated[str, StringConstraints(max_length=32)]
     cameras: list[CameraHealth] = Field(default_factory=list, max_length=64)
-    outbox_depth: Annotated[int, Field(ge=0)] = 0
-    outbox_dropped: Annotated[int, Field(ge=0)] = 0
+    outbox_depth: Count = 0
+    outbox_dropped: Count = 0
     cpu_load_1m: NonNegative | None = None
     soc_temp_c: Finite | None = None
     disk_free_mb: NonNegative | None = None
@@ -288,6 +306,25 @@ class CommandResult(Message):
         if self.status is not CommandStatus.OK and not self.reason:
             raise ValueError("reason is required unless status is 'ok'")
         return self
+
+
+MAX_ACK_IDS = 1000
+"""Most ids one Ack names; the gateway splits larger commits into several acks."""
+
+
+class Ack(Message):
+    """The gateway's end-to-end acknowledgement to one device (`site_id`/`device_id` name it).
+
+    Sent after the database commit that holds the messages' effects (or their dead letters,
+    or found them already committed). A device deletes a queued message only when an Ack
+    names it: `msg_ids` for events and command results, `snapshot_ids` for snapshots.
+    """
+
+    SCHEMA: ClassVar[str] = "guanjia.ack/1"
+    schema_: Literal["guanjia.ack/1"] = _schema_field(SCHEMA)  # type: ignore[assignment]
+
+    msg_ids: list[Identifier] = Field(default_factory=list, max_length=MAX_ACK_IDS)
+    snapshot_ids: list[Segment] = Field(default_factory=list, max_length=MAX_ACK_IDS)
 
 
 class InputSpec(_Strict):

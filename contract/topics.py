@@ -12,7 +12,12 @@ snapshot       snapshot id 1    no      raw JPEG bytes (binary, no JSON envelope
 telemetry      -           1    no      TelemetryBatch JSON
 cmd            command     1    no      Command JSON (gateway → device)
 cmd_result     -           1    no      CommandResult JSON (device → gateway)
+ack            -           1    no      Ack JSON (gateway → device): msg ids committed
 =============  ==========  ===  ======  =========================================
+
+Delivery is end to end: a device keeps an event, snapshot or command result in its outbox
+until an ``ack`` names it (the gateway publishes one after its database commit), and re-sends
+it until then. A broker's PUBACK only ends one publication attempt.
 
 Site, device and name segments are 1-64 characters of ``[A-Za-z0-9_-]``: no ``/``, no MQTT
 wildcards, nothing that a Mosquitto ACL pattern could misread.
@@ -43,6 +48,7 @@ class Channel(StrEnum):
     TELEMETRY = "telemetry"
     CMD = "cmd"
     CMD_RESULT = "cmd_result"
+    ACK = "ack"
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,20 @@ CHANNEL_SPECS: dict[Channel, ChannelSpec] = {
     Channel.TELEMETRY: ChannelSpec(qos=1, retain=False, needs_name=False, binary=False),
     Channel.CMD: ChannelSpec(qos=1, retain=False, needs_name=True, binary=False),
     Channel.CMD_RESULT: ChannelSpec(qos=1, retain=False, needs_name=False, binary=False),
+    Channel.ACK: ChannelSpec(qos=1, retain=False, needs_name=False, binary=False),
 }
+
+DEVICE_CHANNELS = frozenset(
+    {
+        Channel.STATUS,
+        Channel.HEARTBEAT,
+        Channel.EVENT,
+        Channel.SNAPSHOT,
+        Channel.TELEMETRY,
+        Channel.CMD_RESULT,
+    }
+)
+"""Channels a device publishes on; `cmd` and `ack` go the other way (gateway → device)."""
 
 
 def check_segment(value: str, what: str) -> str:
@@ -136,6 +155,11 @@ def command_topic(site_id: str, device_id: str, name: str) -> Topic:
 def command_result_topic(site_id: str, device_id: str) -> Topic:
     """Where a device answers every command."""
     return Topic(site_id, device_id, Channel.CMD_RESULT)
+
+
+def ack_topic(site_id: str, device_id: str) -> Topic:
+    """Where the gateway tells one device which of its messages it has committed."""
+    return Topic(site_id, device_id, Channel.ACK)
 
 
 def parse_topic(topic: str) -> Topic:
