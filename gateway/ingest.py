@@ -27,6 +27,7 @@ from contract import (
     decode_for_topic,
 )
 from contract.topics import Channel, Topic
+from gateway.acks import Committed
 from gateway.alerts import Alert, from_detection, from_telemetry
 from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory
@@ -53,12 +54,15 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class IngestResult:
-    """The outcome, its reason if dead-lettered, and the changes to push to consoles."""
+    """The outcome, its reason if dead-lettered, the changes to push to consoles, and what
+    the device may now forget (`committed`, for the end-to-end Ack; None when the message
+    is not one a device re-sends)."""
 
     outcome: Outcome
     channel: str
     reason: str | None = None
     changes: tuple[Change, ...] = ()
+    committed: Committed | None = None
 
 
 @dataclass(frozen=True)
