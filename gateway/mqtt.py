@@ -54,6 +54,10 @@ def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         client._client.ack(message.mid, message.qos)
 
 
+class PublishUnavailableError(RuntimeError):
+    """The gateway is not connected to the broker, so nothing can be published now."""
+
+
 class MqttIngest:
     """Subscribe, feed batches to `on_batch`, acknowledge after commit; reconnect forever."""
 
@@ -61,6 +65,20 @@ class MqttIngest:
         self.settings = settings
         self.on_batch = on_batch
         self.connected = asyncio.Event()
+        self._client_now: aiomqtt.Client | None = None
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
+        """Publish on the ingest's connection (commands, acks); waits for the PUBACK at QoS 1.
+
+        Raises PublishUnavailableError while disconnected.
+        """
+        client = self._client_now
+        if client is None or not self.connected.is_set():
+            raise PublishUnavailableError("the gateway is not connected to the MQTT broker")
+        try:
+            await client.publish(topic, payload, qos=qos)
+        except aiomqtt.MqttError as exc:
+            raise PublishUnavailableError(f"publish failed: {exc}") from exc
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
@@ -84,11 +102,13 @@ class MqttIngest:
                 client = self._client()
                 async with client:
                     await client.subscribe(self.settings.subscription, qos=1)
+                    self._client_now = client
                     self.connected.set()
                     log.info("ingest subscribed to %s", self.settings.subscription)
                     await self._consume(client)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
+                self._client_now = None
                 log.warning("MQTT connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(self.settings.reconnect_s)
 
