@@ -94,7 +94,7 @@ async def gateway(broker: MosquittoBroker, n: int, db_url: str) -> tuple[float, 
     migrate(db_url)
     settings = GatewaySettings(
         database_url=db_url,
-        jwt_secret="bench-secret-0123456789abcdef",
+        jwt_secret="bench-secret-0123456789abcdef-0123456789",
         mqtt=MqttSettings(
             host=broker.host, port=broker.port, client_id="gw-bench", share_group="bench"
         ),

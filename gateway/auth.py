@@ -1,4 +1,4 @@
-"""Users, roles, password hashing (argon2-cffi), API tokens (PyJWT) and the login limiter.
+"""Users, roles, password hashing (argon2-cffi), API tokens and stream tickets (PyJWT).
 
 Roles, from most to least powerful: admin (every site, users), supervisor (its sites:
 tickets, grids, rosters, devices), operator (its sites: the control room — acknowledge,
@@ -8,9 +8,10 @@ routes × roles is in docs/gateway.md and tests/gateway/test_api_roles.py.
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+import secrets
+from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 
 import jwt
 from argon2 import PasswordHasher
@@ -43,7 +44,13 @@ class Principal:
 
 
 class TokenError(ValueError):
-    """A token that is missing, expired, forged or malformed."""
+    """A token that is missing, expired, forged, malformed or meant for another purpose."""
+
+
+API_AUDIENCE = "guanjia-api"
+"""`aud` of API tokens: accepted only in the Authorization header."""
+STREAM_AUDIENCE = "guanjia-stream"
+"""`aud` of stream tickets: accepted only by the SSE stream, in its URL."""
 
 
 def hash_password(password: str) -> str:
@@ -59,56 +66,65 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-def issue_token(principal: Principal, key: str, now: float, ttl_s: float) -> str:
-    """A signed HS256 token carrying the user, role and site scope."""
-    claims = {
-        "sub": principal.username,
-        "role": principal.role.value,
-        "sites": sorted(principal.sites),
-        "iat": int(now),
-        "exp": int(now + ttl_s),
-    }
+@cache
+def _dummy_hash() -> str:
+    """A hash of a random password with the hasher's own cost, made once per process."""
+    return _HASHER.hash(secrets.token_urlsafe(24))
+
+
+def check_login(password_hash: str | None, password: str) -> bool:
+    """Whether `password` opens an account whose hash is `password_hash`; None (no such
+    user, or disabled) costs the same argon2 verification against a dummy hash and fails,
+    so the answer's timing does not tell which user names exist."""
+    if password_hash is None:
+        verify_password(_dummy_hash(), password)
+        return False
+    return verify_password(password_hash, password)
+
+
+def _issue(username: str, audience: str, key: str, now: float, ttl_s: float) -> str:
+    claims = {"sub": username, "aud": audience, "iat": int(now), "exp": int(now + ttl_s)}
     return jwt.encode(claims, key, algorithm="HS256")
 
 
-def read_token(token: str, key: str) -> Principal:
-    """The principal of a valid token, or TokenError."""
+def issue_token(username: str, key: str, now: float, ttl_s: float) -> str:
+    """A signed HS256 API token naming the user; role and sites are read from the database
+    on every request, so a change or a disabled account takes effect at once."""
+    return _issue(username, API_AUDIENCE, key, now, ttl_s)
+
+
+def issue_stream_ticket(username: str, key: str, now: float, ttl_s: float) -> str:
+    """A short-lived ticket that opens the SSE stream for `username` and nothing else
+    (EventSource cannot send headers, so this is the one credential that goes in a URL)."""
+    return _issue(username, STREAM_AUDIENCE, key, now, ttl_s)
+
+
+def read_token(token: str, key: str, audience: str = API_AUDIENCE) -> str:
+    """The user name of a valid, unexpired token issued for `audience`, or TokenError."""
     try:
-        claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["exp", "sub"]})
-        return Principal(claims["sub"], Role(claims["role"]), frozenset(claims["sites"]))
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=["HS256"],
+            audience=audience,
+            options={"require": ["exp", "sub", "aud"]},
+        )
+        subject = claims["sub"]
     except (jwt.PyJWTError, KeyError, ValueError, TypeError) as exc:
         raise TokenError(str(exc)) from None
+    if not isinstance(subject, str) or not subject:
+        raise TokenError("token names no user")
+    return subject
 
 
-@dataclass
-class LoginLimiter:
-    """At most `attempts` failed logins per (username, client) in a sliding window.
-
-    Kept in process memory on purpose: it slows password guessing against one replica; the
-    argon2 cost slows it everywhere. `now` is passed in so tests need no clock.
-    """
-
-    attempts: int
-    window_s: float
-    _failures: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
-
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        return times
-
-    def retry_after(self, username: str, client: str, now: float) -> float | None:
-        """Seconds until a login may be tried again, or None if allowed now."""
-        times = self._recent((username, client), now)
-        if len(times) < self.attempts:
-            return None
-        return max(times[0] + self.window_s - now, 0.0)
-
-    def failed(self, username: str, client: str, now: float) -> None:
-        """Count one failed attempt."""
-        self._recent((username, client), now).append(now)
-
-    def succeeded(self, username: str, client: str) -> None:
-        """Forget failures after a successful login."""
-        self._failures.pop((username, client), None)
+def bearer_is_valid(authorization: str | None, key: str) -> bool:
+    """Whether an Authorization header carries a well-signed, unexpired API token (no
+    database look-up: a cheap check made before a large body is read)."""
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return False
+    try:
+        read_token(value.strip(), key)
+    except TokenError:
+        return False
+    return True

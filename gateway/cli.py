@@ -64,12 +64,20 @@ def run(
     """Start the gateway: REST API, MQTT ingest, SLA clock and webhooks."""
     import uvicorn
 
-    from gateway.config import load_settings
+    from gateway.config import SettingsError, load_settings
     from gateway.main import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    settings = load_settings(env_file)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    try:
+        settings = load_settings(env_file)
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from loopback;
+    # the app trusts it only from GUANJIA_GATEWAY_TRUSTED_PROXIES (gateway.api.proxies).
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level=log_level, proxy_headers=False
+    )
 
 
 @gateway_app.command("migrate")

@@ -16,10 +16,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway.api import registry, session, tickets
-from gateway.auth import LoginLimiter
+from gateway.api import accesslog, registry, session, tickets
+from gateway.api.headers import SecurityHeadersMiddleware
+from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimitMiddleware, BodyRule
+from gateway.auth import bearer_is_valid
 from gateway.config import GatewaySettings
 from gateway.ingest import IngestHandler, Outcome
+from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt import MqttIngest
 from gateway.notify import WebhookSender
@@ -58,7 +61,14 @@ def build_runtime(settings: GatewaySettings) -> Runtime:
         feed=ChangeFeed(store, hub, settings.stream_poll_s),
         metrics=GatewayMetrics(),
         handler=IngestHandler(store, settings.policies, settings.cooldown_s),
-        limiter=LoginLimiter(settings.login_attempts, settings.login_window_s),
+        limiter=LoginLimiter(
+            pair_attempts=settings.login_attempts,
+            address_attempts=settings.login_address_attempts,
+            user_attempts=settings.login_user_attempts,
+            user_delay_s=settings.login_user_delay_s,
+            window_s=settings.login_window_s,
+            max_tracked=settings.login_tracked_max,
+        ),
     )
 
 
@@ -103,6 +113,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        accesslog.install()  # after the server configured its loggers
         await asyncio.to_thread(migrate, settings.database_url)
         runtime = build_runtime(settings)
         app.state.runtime = runtime
@@ -142,4 +153,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(session.router)
     app.include_router(tickets.router)
     app.include_router(registry.router)
+    key = settings.signing_key()
+    upload = BodyRule(
+        tickets.PHOTO_UPLOAD_PATH,
+        settings.max_photo_bytes + MULTIPART_OVERHEAD,
+        authenticated=True,
+    )
+    # Body limits wrap the router (before parsing and auth); security headers wrap everything,
+    # so the limits' own 401/413 answers carry them too.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=settings.max_body_bytes,
+        rules=[upload],
+        authenticate=lambda header: bearer_is_valid(header, key),
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

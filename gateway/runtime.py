@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.auth import LoginLimiter
 from gateway.config import GatewaySettings
 from gateway.ingest import IngestHandler
+from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
 from gateway.store import Store
 from gateway.stream import ChangeFeed, ChangeHub

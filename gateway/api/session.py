@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.deps import PrincipalDep, RuntimeDep, require
+from gateway.api.deps import ClientAddressDep, PrincipalDep, RuntimeDep, require
 from gateway.api.permissions import Permission
-from gateway.auth import Principal, issue_token, verify_password
+from gateway.auth import Principal, check_login, issue_stream_ticket, issue_token
 from gateway.models import FeedEntry
 
 router = APIRouter()
@@ -43,30 +43,55 @@ class TokenPublic(BaseModel):
 
 
 @router.post("/api/login", response_model=TokenPublic, tags=["auth"])
-async def login(body: LoginBody, request: Request, runtime: RuntimeDep) -> TokenPublic:
-    """Exchange a username and password for a JWT; rate-limited per user and client."""
-    client = request.client.host if request.client else "unknown"
+async def login(body: LoginBody, runtime: RuntimeDep, address: ClientAddressDep) -> TokenPublic:
+    """Exchange a username and password for an API token (see `gateway.login_limiter` for
+    the limits: per user and address, per address, and a slow-down per user)."""
     now = time.time()
-    wait = runtime.limiter.retry_after(body.username, client, now)
-    if wait is not None:
+    decision = runtime.limiter.check(body.username, address, now)
+    if decision.retry_after is not None:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             "too many failed logins; try later",
-            headers={"Retry-After": str(int(wait) + 1)},
+            headers={"Retry-After": str(int(decision.retry_after) + 1)},
         )
+    if decision.delay_s:
+        await asyncio.sleep(decision.delay_s)
     found = await asyncio.to_thread(runtime.store.user_credentials, body.username)
-    ok = False
-    if found is not None and not found[0].disabled:
-        ok = await asyncio.to_thread(verify_password, found[1], body.password)
-    if not ok or found is None:
-        runtime.limiter.failed(body.username, client, now)
+    usable = found if found is not None and not found[0].disabled else None
+    # Exactly one argon2 verification whatever the user: a dummy hash stands in for unknown
+    # and disabled users, so the answer's timing does not reveal which names exist.
+    ok = await asyncio.to_thread(
+        check_login, usable[1] if usable is not None else None, body.password
+    )
+    if not ok or usable is None:
+        runtime.limiter.failed(body.username, address, time.time())
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
-    runtime.limiter.succeeded(body.username, client)
-    user = found[0]
-    principal = Principal(user.username, user.role, frozenset(user.sites))
+    runtime.limiter.succeeded(body.username, address)
+    user = usable[0]
     ttl = runtime.settings.jwt_ttl_s
-    token = issue_token(principal, runtime.settings.signing_key(), now, ttl)
+    token = issue_token(user.username, runtime.settings.signing_key(), now, ttl)
     return TokenPublic(access_token=token, expires_at=now + ttl, role=user.role.value)
+
+
+class StreamTicketPublic(BaseModel):
+    """A credential for `GET /api/stream?stream_ticket=…` only."""
+
+    ticket: str
+    expires_at: float
+
+
+@router.post("/api/stream-ticket", response_model=StreamTicketPublic, tags=["stream"])
+async def stream_ticket(
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(require(Permission.STREAM))],
+) -> StreamTicketPublic:
+    """A ticket for a browser's EventSource (which cannot send an Authorization header):
+    valid `stream_ticket_ttl_s` (60 s) to open the stream as the caller, refused by every
+    other route. Fetch a new one for each (re)connection."""
+    now = time.time()
+    ttl = runtime.settings.stream_ticket_ttl_s
+    ticket = issue_stream_ticket(principal.username, runtime.settings.signing_key(), now, ttl)
+    return StreamTicketPublic(ticket=ticket, expires_at=now + ttl)
 
 
 class MePublic(BaseModel):
@@ -111,12 +136,13 @@ def _sse(entry: FeedEntry) -> str:
 async def stream(
     request: Request,
     runtime: RuntimeDep,
-    principal: Annotated[Principal, Depends(require(Permission.STREAM))],
+    principal: Annotated[Principal, Depends(require(Permission.STREAM, stream=True))],
     max_events: Annotated[int | None, Query(ge=1)] = None,
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
 ) -> StreamingResponse:
     """Server-sent events: ticket and device changes in the caller's sites, from every
-    replica, in commit order.
+    replica, in commit order. Authenticate with a Bearer token, or (EventSource) with
+    `?stream_ticket=` from POST /api/stream-ticket; the user is checked when the stream opens.
 
     The first event is `hello`; each change carries its feed id as the SSE `id`. A client
     that reconnects with `Last-Event-ID` (or `?last_event_id=`) first gets every change it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Annotated
 
@@ -12,15 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.api.deps import PrincipalDep, RuntimeDep, ensure_site, require, site_scope
 from gateway.api.permissions import Permission
 from gateway.auth import Principal, Role
+from gateway.images import sniff_image
 from gateway.lifecycle import Action, TicketState, TransitionError
 from gateway.models import AttachmentPublic, TicketDetail, TicketPage, TicketPublic
 from gateway.sla import TicketCategory
 from gateway.store import ConflictError, NotFoundError
 
 router = APIRouter(prefix="/api/tickets", tags=["tickets"])
-
-MAX_PHOTO_BYTES = 5 * 1024 * 1024
-PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp"}
 
 Reader = Annotated[Principal, Depends(require(Permission.READ_TICKETS))]
 
@@ -156,6 +155,26 @@ for _action, _permission in (
     _transition_route(_action, _permission)
 
 
+PHOTO_UPLOAD_PATH = re.compile(r"/api/tickets/[^/]+/photos/?")
+"""The one route that takes a large body (`gateway.api.limits` gives it its own limit and
+requires a token before reading it)."""
+
+USER_CONTENT_POLICY = "default-src 'none'; sandbox"
+"""Content-Security-Policy of photos and snapshots: should one ever be opened as a page, it
+may load nothing and run nothing."""
+
+
+def user_content(data: bytes) -> Response:
+    """Stored user bytes, served as the image type their bytes show; anything else (rows
+    stored before uploads were checked) only as an opaque download."""
+    kind = sniff_image(data)
+    headers = {"Content-Security-Policy": USER_CONTENT_POLICY}
+    if kind is None:
+        headers["Content-Disposition"] = "attachment"
+        return Response(data, media_type="application/octet-stream", headers=headers)
+    return Response(data, media_type=kind, headers=headers)
+
+
 @router.post("/{ticket_id}/photos", response_model=AttachmentPublic, status_code=201)
 async def upload_photo(
     ticket_id: int,
@@ -163,15 +182,19 @@ async def upload_photo(
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(require(Permission.WORK))],
 ) -> AttachmentPublic:
-    """Attach a site photo (JPEG, PNG or WebP, at most 5 MiB)."""
+    """Attach a site photo: a real JPEG, PNG or WebP (checked from its bytes, stored as the
+    type found there), at most `max_photo_bytes` (5 MiB)."""
     ticket = await _load(runtime, principal, ticket_id)
     _ensure_may_work_on(principal, ticket)
-    content_type = file.content_type or ""
-    if content_type not in PHOTO_TYPES:
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "upload a JPEG, PNG or WebP")
-    data = await file.read(MAX_PHOTO_BYTES + 1)
-    if len(data) > MAX_PHOTO_BYTES or not data:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "photo must be 1 B to 5 MiB")
+    limit = runtime.settings.max_photo_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit or not data:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"photo must be 1 to {limit} bytes")
+    content_type = await asyncio.to_thread(sniff_image, data)
+    if content_type is None:
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "upload a whole JPEG, PNG or WebP image"
+        )
     return await asyncio.to_thread(
         runtime.store.add_attachment,
         ticket_id,
@@ -188,13 +211,13 @@ async def get_attachment(
 ) -> Response:
     """A ticket photo."""
     try:
-        content_type, data, site_id = await asyncio.to_thread(
+        _, data, site_id = await asyncio.to_thread(
             runtime.store.attachment, ticket_id, attachment_id
         )
     except NotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     ensure_site(principal, site_id)
-    return Response(data, media_type=content_type)
+    return user_content(data)
 
 
 @router.get("/{ticket_id}/snapshots/{snapshot_id}")
@@ -211,4 +234,4 @@ async def get_snapshot(
         )
     except NotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    return Response(data, media_type="image/jpeg")
+    return user_content(data)

@@ -14,8 +14,9 @@ from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store
 from tests.gateway.apphelpers import PASSWORD, SITE, running_app, seed_users, settings_for, token
 from tests.gateway.factories import event, seed_site, topic_of
+from tests.gateway.imagedata import encoded
 
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+JPEG = encoded(".jpg")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store
 from tests.gateway.apphelpers import PASSWORD, SITE, running_app, seed_users, settings_for, token
 from tests.gateway.factories import event, seed_site, topic_of
+from tests.gateway.imagedata import encoded
 
 A, S, OP, W = Role.ADMIN, Role.SUPERVISOR, Role.OPERATOR, Role.WORKER
 EVERYONE = frozenset(Role)
@@ -29,6 +30,7 @@ MATRIX: dict[tuple[str, str], frozenset[Role] | None] = {
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/api/me"): EVERYONE,
     ("GET", "/api/stream"): EVERYONE,
+    ("POST", "/api/stream-ticket"): EVERYONE,
     ("GET", "/api/tickets"): EVERYONE,
     ("GET", "/api/tickets/{ticket_id}"): EVERYONE,
     ("GET", "/api/tickets/{ticket_id}/attachments/{attachment_id}"): EVERYONE,
@@ -74,7 +76,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/tickets/{ticket_id}/resolve"): {"json": {"note": "done"}},
     ("POST", "/api/tickets/{ticket_id}/reopen"): {"json": {"note": "again"}},
     ("POST", "/api/tickets/{ticket_id}/photos"): {
-        "files": {"file": ("p.jpg", b"\xff\xd8\xff", "image/jpeg")}
+        "files": {"file": ("p.jpg", encoded(".jpg"), "image/jpeg")}
     },
     ("POST", "/api/devices"): {"json": {"device_id": "cam-n", "site_id": SITE, "kind": "camera"}},
     ("PUT", "/api/grids/{grid_id}"): {"json": GRID},

@@ -132,6 +132,7 @@ def test_too_short_jwt_secret_stops_gateway_run_with_one_line(tmp_path: Path) ->
             capture_output=True,
             text=True,
             env=env,
+            check=False,
             timeout=60,
         )
         assert done.returncode == 2, (secret, done.stdout, done.stderr)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.auth import LoginLimiter
 from gateway.lifecycle import Action, TicketState, TransitionError, check_requirements, target_state
 from gateway.routing import GridInfo, Shift, assignee_for, resolve_grid
 
@@ -99,16 +98,3 @@ def test_check_requirements_table(
     else:
         with pytest.raises(TransitionError, match=error):
             check_requirements(action, **args)  # type: ignore[arg-type]
-
-
-def test_login_limiter_blocks_after_attempts_and_recovers_with_time() -> None:
-    limiter = LoginLimiter(attempts=3, window_s=60)
-    for t in (0, 1, 2):
-        assert limiter.retry_after("ann", "1.2.3.4", t) is None
-        limiter.failed("ann", "1.2.3.4", t)
-    assert limiter.retry_after("ann", "1.2.3.4", 3) == pytest.approx(57)
-    assert limiter.retry_after("ann", "5.6.7.8", 3) is None  # other client unaffected
-    assert limiter.retry_after("ann", "1.2.3.4", 60.5) is None  # first failure aged out
-    limiter.failed("bob", "x", 0)
-    limiter.succeeded("bob", "x")
-    assert limiter._failures.get(("bob", "x")) is None

@@ -7,8 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import cv2
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -18,17 +16,9 @@ from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store
 from tests.gateway.apphelpers import SITE, running_app, seed_users, settings_for, token
 from tests.gateway.factories import event, seed_site, topic_of
+from tests.gateway.imagedata import encoded
 
 HTML = b"<html><body><script>alert(document.cookie)</script></body></html>"
-
-
-def encoded(ext: str) -> bytes:
-    """A real 16 x 12 image encoded by OpenCV (`.jpg`, `.png` or `.webp`)."""
-    pixels = np.zeros((12, 16, 3), dtype=np.uint8)
-    pixels[:, :8] = (40, 120, 200)
-    ok, data = cv2.imencode(ext, pixels)
-    assert ok
-    return bytes(data.tobytes())
 
 
 @pytest.fixture
