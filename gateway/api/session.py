@@ -1,4 +1,4 @@
-"""Login, the caller's identity, the live stream (SSE), health and metrics."""
+"""Login, stream tickets, the caller's identity, the live stream (SSE), health and metrics."""
 
 from __future__ import annotations
 

@@ -133,7 +133,7 @@ def test_too_short_jwt_secret_stops_gateway_run_with_one_line(tmp_path: Path) ->
             text=True,
             env=env,
             check=False,
-            timeout=60,
+            timeout=30,
         )
         assert done.returncode == 2, (secret, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr

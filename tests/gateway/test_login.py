@@ -174,4 +174,5 @@ def test_jwt_secret_shorter_than_32_bytes_is_refused(secret: str) -> None:
 
 def test_jwt_secret_of_32_bytes_is_accepted() -> None:
     assert GatewaySettings(jwt_secret="s" * 32).signing_key() == "s" * 32
+    assert GatewaySettings(jwt_secret="é" * 16).signing_key() == "é" * 16  # 32 bytes
     assert len(GatewaySettings(demo=True).signing_key().encode()) >= 32
