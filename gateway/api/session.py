@@ -43,7 +43,9 @@ class TokenPublic(BaseModel):
 
 
 @router.post("/api/login", response_model=TokenPublic, tags=["auth"])
-async def login(body: LoginBody, runtime: RuntimeDep, address: ClientAddressDep) -> TokenPublic:
+async def login(
+    body: LoginBody, runtime: RuntimeDep, address: ClientAddressDep, response: Response
+) -> TokenPublic:
     """Exchange a username and password for an API token (see `gateway.login_limiter` for
     the limits: per user and address, per address, and a slow-down per user)."""
     now = time.time()
@@ -67,6 +69,7 @@ async def login(body: LoginBody, runtime: RuntimeDep, address: ClientAddressDep)
         runtime.limiter.failed(body.username, address, time.time())
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
     runtime.limiter.succeeded(body.username, address)
+    response.headers["Cache-Control"] = "no-store"  # a credential (RFC 6749 §5.1)
     user = usable[0]
     ttl = runtime.settings.jwt_ttl_s
     token = issue_token(user.username, runtime.settings.signing_key(), now, ttl)
@@ -84,6 +87,7 @@ class StreamTicketPublic(BaseModel):
 async def stream_ticket(
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(require(Permission.STREAM))],
+    response: Response,
 ) -> StreamTicketPublic:
     """A ticket for a browser's EventSource (which cannot send an Authorization header):
     valid `stream_ticket_ttl_s` (60 s) to open the stream as the caller, refused by every
@@ -91,6 +95,7 @@ async def stream_ticket(
     now = time.time()
     ttl = runtime.settings.stream_ticket_ttl_s
     ticket = issue_stream_ticket(principal.username, runtime.settings.signing_key(), now, ttl)
+    response.headers["Cache-Control"] = "no-store"
     return StreamTicketPublic(ticket=ticket, expires_at=now + ttl)
 
 

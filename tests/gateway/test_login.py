@@ -95,6 +95,7 @@ def test_lockout_from_one_address_does_not_lock_the_user_out_elsewhere(
         "/api/login", json={"username": "op", "password": PASSWORD}, headers=_from("8.8.4.4")
     )
     assert elsewhere.status_code == 200
+    assert elsewhere.headers["cache-control"] == "no-store"
 
 
 def test_many_addresses_guessing_one_user_do_not_lock_the_real_user_out(

@@ -25,6 +25,7 @@ def client(sqlite_url: str) -> Iterator[TestClient]:
 def _stream_ticket(client: TestClient, headers: dict[str, str]) -> str:
     answer = client.post("/api/stream-ticket", headers=headers)
     assert answer.status_code == 200, answer.text
+    assert answer.headers["cache-control"] == "no-store"
     body = answer.json()
     assert 0 < body["expires_at"] - time.time() <= 60
     return str(body["ticket"])
