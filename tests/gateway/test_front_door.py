@@ -8,6 +8,7 @@ wide margin: the point is "did the server take the body in", not a number of byt
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -103,6 +104,36 @@ def test_authenticated_upload_over_the_limit_is_refused_before_it_is_read(
     )
     assert answer.status == 413, answer.head
     assert answer.body_sent < MARGIN
+    chunked = send_streaming(
+        gateway.port,
+        "/api/tickets/1/photos",
+        {
+            "Content-Type": "multipart/form-data; boundary=xyz",
+            "Transfer-Encoding": "chunked",
+            **worker,
+        },
+        _multipart_chunks(BIG),
+    )
+    assert chunked.status == 413, chunked.head
+    assert chunked.body_sent < MARGIN
+
+
+def _multipart_chunks(total: int, size: int = 1 << 20) -> Iterator[bytes]:
+    """A well-formed multipart upload of `total` bytes of file data, as HTTP chunks (the
+    parser must be kept busy with valid data, so only the limit can stop it)."""
+    head = (
+        b"--xyz\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="p.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n"
+    )
+    parts = itertools.chain(
+        [head],
+        (b"\xff" * min(size, total - i) for i in range(0, total, size)),
+        [b"\r\n--xyz--\r\n"],
+    )
+    for part in parts:
+        yield f"{len(part):x}\r\n".encode() + part + b"\r\n"
+    yield b"0\r\n\r\n"
 
 
 def test_forwarded_for_from_an_unconfigured_proxy_does_not_reset_the_limit(
