@@ -8,6 +8,7 @@ to `create_app(settings)`. Environment variables are prefixed ``GUANJIA_GATEWAY_
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as _SourceError
 
 from gateway.sla import DEFAULT_POLICIES, CategoryPolicy, TicketCategory
 
@@ -233,3 +235,9 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> GatewaySett
         return GatewaySettings(_env_file=env_file, **overrides)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+    except _SourceError as exc:  # a list or object value that is not JSON
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = found.group(1).upper() if found else "?"
+        raise SettingsError(
+            f'GUANJIA_GATEWAY_{name}: must be JSON (for a list: \'["a", "b"]\')'
+        ) from None

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, update
 from sqlalchemy.engine import make_url
 
 from gateway.auth import Role
-from gateway.config import GatewaySettings
+from gateway.config import GatewaySettings, SettingsError, load_settings
 from gateway.main import create_app
 from gateway.store.schema import users
 from tests.gateway.apphelpers import PASSWORD, SITE, running_app, seed_users, settings_for, token
@@ -177,3 +177,19 @@ def test_jwt_secret_of_32_bytes_is_accepted() -> None:
     assert GatewaySettings(jwt_secret="s" * 32).signing_key() == "s" * 32
     assert GatewaySettings(jwt_secret="é" * 16).signing_key() == "é" * 16  # 32 bytes
     assert len(GatewaySettings(demo=True).signing_key().encode()) >= 32
+
+
+def test_bad_proxy_settings_are_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "s" * 32
+    with pytest.raises(SettingsError) as caught:
+        load_settings(jwt_secret=secret, trusted_proxies=["10.0.0.1", "nope"])
+    assert str(caught.value) == (
+        "GUANJIA_GATEWAY_TRUSTED_PROXIES: 'nope' is not an IP address or CIDR network"
+    )
+    monkeypatch.setenv("GUANJIA_GATEWAY_TRUSTED_PROXIES", "10.0.0.1")  # not JSON
+    with pytest.raises(SettingsError, match=r"^GUANJIA_GATEWAY_TRUSTED_PROXIES: must be JSON"):
+        load_settings(jwt_secret=secret)
+    monkeypatch.setenv("GUANJIA_GATEWAY_TRUSTED_PROXIES", '["10.0.0.0/8", "::1"]')
+    assert load_settings(jwt_secret=secret).trusted_proxies == ["10.0.0.0/8", "::1"]
