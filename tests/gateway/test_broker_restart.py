@@ -1,0 +1,89 @@
+"""Issue 8, finding 2: the gateway's subscription survives a broker restart.
+
+Mosquitto 2.0 (persistence on) keeps plain persistent subscriptions across a graceful
+restart and loses shared ones (``$share/…``), so events published after the restart, before
+the gateway is back, went nowhere. A stock sensor node never re-sends what the broker
+PUBACKed, so nothing but the gateway's own session can keep them. The default (one replica)
+is a plain persistent subscription; several replicas each take a disjoint list of sites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import contract as c
+from tests.gateway.factories import event
+from tests.gateway.proc import GatewayProcess, Publisher, start_gateway, wait_for
+from tests.gateway.test_multiprocess import counts, prepare, rows
+from tests.support.broker import MosquittoBroker
+
+pytestmark = pytest.mark.mqtt
+
+
+def publish_events(broker: MosquittoBroker, site_id: str, device: str, n: int, tag: str) -> None:
+    publisher = Publisher(broker, f"pub-{tag}")
+    topic = str(c.event_topic(site_id, device))
+    for i in range(n):
+        publisher.send(event(site_id, device, f"ev-{tag}-{i:04d}", zone_id=f"z{i}"), topic)
+    publisher.close()  # every PUBACK in: the publisher forgets them
+
+
+def test_events_published_after_a_broker_restart_while_the_gateway_is_down_all_become_tickets(
+    broker_factory: Callable[..., MosquittoBroker], tmp_path: Path, sqlite_url: str, site_id: str
+) -> None:
+    broker = broker_factory()
+    prepare(sqlite_url, site_id, ("cam-a",))
+    gateway = start_gateway(tmp_path, sqlite_url, broker, "gw-restart")
+    gateway.wait_ready()  # the session and its subscription exist at the broker
+    gateway.stop()
+    broker.restart()  # graceful (SIGTERM): Mosquitto writes its persistence file
+    publish_events(broker, site_id, "cam-a", 50, "after")
+    gateway = start_gateway(tmp_path, sqlite_url, broker, "gw-restart")
+    try:
+        gateway.wait_ready()
+        wait_for(lambda: counts(sqlite_url)["tickets"] == 50, 30, "50 tickets")
+        assert counts(sqlite_url)["evidence"] == 50
+    finally:
+        gateway.stop()
+
+
+def test_two_replicas_on_disjoint_sites_survive_a_broker_restart(
+    broker_factory: Callable[..., MosquittoBroker], tmp_path: Path, sqlite_url: str, site_id: str
+) -> None:
+    broker = broker_factory()
+    site_a, site_b = f"{site_id}a", f"{site_id}b"
+    prepare(sqlite_url, site_a, ("cam-a",))
+    prepare(sqlite_url, site_b, ("cam-b",))
+
+    def replicas() -> list[GatewayProcess]:
+        gws = [
+            start_gateway(tmp_path, sqlite_url, broker, "gw-r1", mqtt__sites=[site_a]),
+            start_gateway(tmp_path, sqlite_url, broker, "gw-r2", mqtt__sites=[site_b]),
+        ]
+        for gw in gws:
+            gw.wait_ready()
+        return gws
+
+    for gw in replicas():
+        gw.stop()
+    broker.restart()
+    publish_events(broker, site_a, "cam-a", 25, "a")
+    publish_events(broker, site_b, "cam-b", 25, "b")
+    gateways = replicas()
+    try:
+        wait_for(lambda: counts(sqlite_url)["tickets"] == 50, 30, "50 tickets")
+        # Each replica took exactly its own site's events.
+        per_site = {
+            row[0]: row[1]
+            for row in rows(sqlite_url, "SELECT site_id, count(*) FROM tickets GROUP BY site_id")
+        }
+        assert per_site == {site_a: 25, site_b: 25}
+        metrics = [gw.metrics() for gw in gateways]
+        for text in metrics:
+            assert 'guanjia_ingest_messages_total{channel="event",outcome="accepted"} 25.0' in text
+    finally:
+        for gw in gateways:
+            gw.stop()
