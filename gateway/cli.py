@@ -63,12 +63,23 @@ def run(
 ) -> None:
     """Start the gateway: REST API, MQTT ingest, SLA clock and webhooks."""
     import uvicorn
+    from pydantic import ValidationError
 
     from gateway.config import load_settings
     from gateway.main import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    settings = load_settings(env_file)
+    try:
+        settings = load_settings(env_file)
+    except ValidationError as exc:
+        origin = str(env_file) if env_file else "GUANJIA_GATEWAY_* settings"
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            # Cross-field rules name their own field (mqtt.client_id): don't say it twice.
+            where = "" if message.startswith(f"{field}.") else f"{field}: "
+            typer.echo(f"error: {origin}: {where}{message}", err=True)
+        raise typer.Exit(2) from None
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
 
 
@@ -137,7 +148,15 @@ def mqtt_account(
         str | None, typer.Option(envvar="GUANJIA_MQTT_PASSWORD", help="Default: random.")
     ] = None,
 ) -> None:
-    """Create or rotate the gateway's own broker account (reads and writes guanjia/#)."""
+    """Create or rotate one gateway replica's broker account (one per replica, e.g.
+    gateway-1, gateway-2: the username is also its MQTT client id). It reads every device
+    channel and writes commands and acks."""
+    from contract.topics import check_segment
+
+    try:
+        check_segment(username, "username")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="USERNAME") from None
     count, secret = _provision(
         database_url,
         passwd_file,
@@ -165,23 +184,38 @@ def device_add(
     password: Annotated[
         str | None, typer.Option(envvar="GUANJIA_DEVICE_PASSWORD", help="Default: random.")
     ] = None,
+    grant_write: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grant-write",
+            help="Extra topic the device may publish to, e.g. its lift controller's command "
+            "topic (repeat). Not under guanjia/; a wildcard only as the whole last segment.",
+        ),
+    ] = None,
 ) -> None:
     """Register a device and (re)write the broker's password file and ACL.
 
-    The device's MQTT username is its id; its password is printed once. Send Mosquitto a
-    SIGHUP to load the new files.
+    The device's MQTT username (and client id) is its id; its password is printed once.
+    Grants are replaced on every `device add`. Send Mosquitto a SIGHUP to load the new files.
     """
     from contract.topics import check_segment
+    from gateway.provisioning import check_grant
 
     for value, what in ((device_id, "device id"), (site, "site id")):
         try:
             check_segment(value, what)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
+    grants = []
+    for topic in grant_write or []:
+        try:
+            grants.append(check_grant(topic))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--grant-write") from None
 
     def register(store: Store, hashed: str) -> None:
         store.upsert_device(device_id, site, kind, location=location, zone_id=zone, grid_id=grid)
-        store.set_mqtt_credential(device_id, hashed, "device", site)
+        store.set_mqtt_credential(device_id, hashed, "device", site, grants)
 
     count, secret = _provision(database_url, passwd_file, acl_file, password, register)
     typer.echo(f"device {device_id} registered at {site} ({count} accounts in {passwd_file})")
