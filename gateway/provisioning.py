@@ -28,11 +28,12 @@ from contract import PREFIX
 from contract.topics import DEVICE_CHANNELS, Channel, check_segment, subscription
 
 PBKDF2_ITERATIONS = 20_000
-"""Rounds of the ``$7$`` (PBKDF2-SHA512) hash. Mosquitto reads the count from each hash, so
-any value works; it verifies on every CONNECT, on its one thread. mosquitto_passwd 2.0
-writes 101, which a stolen password file cracks fast. 20,000 costs ~25 ms per login on a
-2-core test machine (docs/gateway.md "Broker accounts" has the figures): a full reconnect
-storm of 1,000 devices is then ~25 s of broker CPU, while each guess costs 200 × more."""
+"""Rounds of the ``$7$`` (PBKDF2-SHA512) hash. Mosquitto reads the count from each hash and
+verifies on every CONNECT, on its one thread; mosquitto_passwd 2.0 writes 101, which a
+stolen password file gives up fast. Measured on Mosquitto 2.0.11 (2-core test machine):
+a login costs 0.4 ms at 101 rounds, 9 ms at 10,000, 19 ms at 20,000, 40 ms at 50,000. At
+20,000 a reconnect storm of 1,000 devices is ~20 s of broker CPU, and each guess at a
+password costs 200 times what it did."""
 
 BROKER_GROUP = "mosquitto"
 """Debian's Mosquitto drops privileges to this user and group: it must read both files."""

@@ -87,3 +87,33 @@ def test_two_replicas_on_disjoint_sites_survive_a_broker_restart(
     finally:
         for gw in gateways:
             gw.stop()
+
+
+@pytest.mark.slow
+def test_ten_broker_restarts_under_a_live_publisher_every_event_a_ticket(
+    broker_factory: Callable[..., MosquittoBroker], tmp_path: Path, sqlite_url: str, site_id: str
+) -> None:
+    """Soak: a running gateway and a device that never re-sends; the broker is restarted
+    gracefully ten times, with events published before each restart."""
+    broker = broker_factory()
+    prepare(sqlite_url, site_id, ("cam-a",))
+    gateway = start_gateway(tmp_path, sqlite_url, broker, "gw-soak", mqtt__reconnect_s=0.2)
+    try:
+        gateway.wait_ready()
+        publisher = Publisher(broker, "pub-soak")
+        publisher.client.reconnect_delay_set(0.1, 0.5)
+        topic = str(c.event_topic(site_id, "cam-a"))
+        per_round, rounds = 30, 10
+        for r in range(rounds):
+            for i in range(per_round):
+                n = r * per_round + i
+                publisher.send(event(site_id, "cam-a", f"ev-soak-{n:05d}", zone_id=f"z{n}"), topic)
+            publisher.flush()  # the broker has them all (PUBACK): the device forgets them
+            broker.restart()
+            wait_for(publisher.client.is_connected, 30, "the device back on the broker")
+        publisher.close()
+        total = per_round * rounds
+        wait_for(lambda: counts(sqlite_url)["tickets"] == total, 120, f"{total} tickets")
+        assert counts(sqlite_url)["evidence"] == total
+    finally:
+        gateway.stop()

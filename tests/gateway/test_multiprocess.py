@@ -106,10 +106,13 @@ def test_kill_9_with_a_batch_held_uncommitted_redelivers_it_and_drops_resends(
     gateway.wait_ready()
     publisher = Publisher(broker, "edge-kill")
 
+    messages = [
+        event(site_id, devices[i % len(devices)], f"ev-kill-{i:05d}", zone_id=f"z{i % 50}")
+        for i in range(400)
+    ]
+
     def send(i: int) -> None:
-        device = devices[i % len(devices)]
-        message = event(site_id, device, f"ev-kill-{i:05d}", zone_id=f"z{i % 50}")
-        publisher.send(message, str(c.event_topic(site_id, device)))
+        publisher.send(messages[i], str(c.event_topic(site_id, messages[i].device_id)))
 
     for i in range(200):
         send(i)
@@ -152,6 +155,41 @@ def test_kill_9_with_a_batch_held_uncommitted_redelivers_it_and_drops_resends(
         # The restarted process accepted all 200 held or queued events (the held batch was
         # redelivered) and dropped exactly the 100 re-sends by msg_id.
         wait_for(settled, 10, "the new process's counters")
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.slow
+def test_kill_9_in_the_middle_of_a_10000_event_burst_loses_and_duplicates_nothing(
+    broker_factory: Callable[..., MosquittoBroker], tmp_path: Path, sqlite_url: str, site_id: str
+) -> None:
+    broker = broker_factory()
+    devices = tuple(f"cam-{i}" for i in range(20))
+    prepare(sqlite_url, site_id, devices)
+    gateway = start_gateway(tmp_path, sqlite_url, broker, "gw-burst")
+    gateway.wait_ready()
+    publisher = Publisher(broker, "edge-burst")
+    total = 10_000
+    for i in range(total):
+        device = devices[i % len(devices)]
+        message = event(site_id, device, f"ev-burst-{i:05d}", zone_id=f"z{i % 100}")
+        publisher.send(message, str(c.event_topic(site_id, device)))
+    wait_for(lambda: counts(sqlite_url)["processed_messages"] >= 2000, 120, "a fifth", 0.05)
+    gateway.kill()
+    at_kill = counts(sqlite_url)["processed_messages"]
+    publisher.flush(timeout=120)
+    assert at_kill < total, "the burst finished before the kill: the test proves nothing"
+    gateway = start_gateway(tmp_path, sqlite_url, broker, "gw-burst")
+    try:
+        gateway.wait_ready()
+        wait_for(lambda: counts(sqlite_url)["processed_messages"] == total, 300, "all events")
+        publisher.close()
+        final = counts(sqlite_url)
+        assert final["evidence"] == total
+        assert final["dead_letters"] == 0
+        assert final["tickets"] == 100  # i % 20 and i % 100: 100 distinct keys
+        per_event = rows(sqlite_url, "SELECT count(*) FROM evidence GROUP BY event_id")
+        assert {n for (n,) in per_event} == {1}
     finally:
         gateway.stop()
 
