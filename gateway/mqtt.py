@@ -83,8 +83,11 @@ class IngestState(StrEnum):
     FAILED = "failed"  # the ingest raised; the supervisor restarts it with backoff
 
 
-class SubscriptionRefusedError(aiomqtt.MqttError):
-    """The broker refused a subscription (its ACL does not let this account read it)."""
+class SubscriptionRefusedError(RuntimeError):
+    """The broker refused a subscription (its ACL does not let this account read it).
+
+    Not a connection error: reconnecting will not help, so it leaves `run` for the
+    supervisor, and /healthz reports the ingest failed with this message."""
 
 
 def refusal(topic: str, retain: bool) -> str | None:

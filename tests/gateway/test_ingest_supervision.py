@@ -22,7 +22,7 @@ from tests.gateway.proc import Publisher, start_gateway, wait_for
 from tests.gateway.test_multiprocess import counts, prepare
 from tests.support.broker import MosquittoBroker
 
-pytestmark = [pytest.mark.mqtt, pytest.mark.postgres]
+pytestmark = pytest.mark.mqtt
 
 TABLES = ("processed_messages", "dead_letters")
 
@@ -34,6 +34,7 @@ def rename(db_url: str, away: bool) -> None:
             conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
 
 
+@pytest.mark.postgres
 def test_ingest_failure_is_reported_by_healthz_and_ingest_resumes(
     broker_factory: Callable[..., MosquittoBroker],
     tmp_path: Path,
