@@ -213,6 +213,8 @@ class MqttIngest:
                     await asyncio.sleep(self.settings.reconnect_s)
         finally:
             self._disconnected()
+            for task in list(self._publishing):
+                task.cancel()  # acks not yet out: the devices re-send, and get them later
 
     def _disconnected(self) -> None:
         self.connected.clear()

@@ -207,8 +207,8 @@ class AckListener:
         return {m for ack in self.acks for m in ack["msg_ids"]}
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 class SqliteWriteLock:

@@ -70,8 +70,8 @@ def test_device_cannot_take_over_the_gateways_client_id(
             client.loop_start()
             attempts += 1
             stop.wait(0.2)
+            client.disconnect()  # the loop thread sends it and closes the socket
             client.loop_stop()
-            client.disconnect()
 
     try:
         gateway.wait_ready()
@@ -111,8 +111,8 @@ def test_device_cannot_kick_another_device_off(
             rogue = connect(broker, "cam-a", "cam-b")  # cam-a's password, cam-b's id
             rogue.loop_start()
             wait_for(rogue.is_connected, 10, "the rogue's CONNACK")
-            rogue.loop_stop()
             rogue.disconnect()
+            rogue.loop_stop()
         # A takeover closes the old socket before the new CONNACK; a PUBACK on the victim's
         # connection after that proves the connection survived.
         info = victim.publish(str(c.heartbeat_topic(site_id, "cam-b")), b"{}", qos=1)
@@ -120,5 +120,5 @@ def test_device_cannot_kick_another_device_off(
         assert info.is_published()
         assert disconnects == []
     finally:
-        victim.loop_stop()
         victim.disconnect()
+        victim.loop_stop()
