@@ -61,5 +61,16 @@ def test_retained_event_is_dead_lettered_and_retained_status_applies(
         assert all(str(r[2]) == topic for r in letters)
         evidence = rows(sqlite_url, "SELECT event_id FROM evidence")
         assert evidence == [("ev-plain",)]
+
+        # A restart resumes the session: the retained copies are not replayed (they would
+        # arrive at subscribe, before the event published after it).
+        gateway.stop()
+        gateway = start_gateway(tmp_path, sqlite_url, broker, "gw-retained")
+        gateway.wait_ready()
+        after = Publisher(broker, "pub-retained-2")
+        after.send(event(site_id, "cam-a", "ev-after", zone_id="zone-d"), topic)
+        after.close()
+        wait_for(lambda: counts(sqlite_url)["tickets"] == 2, 15, "the later event's ticket")
+        assert counts(sqlite_url)["dead_letters"] == 2
     finally:
         gateway.stop()
