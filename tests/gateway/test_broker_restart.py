@@ -9,18 +9,41 @@ is a plain persistent subscription; several replicas each take a disjoint list o
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import contract as c
+from gateway.config import MqttSettings
+from gateway.mqtt import MqttIngest
 from tests.gateway.factories import event
 from tests.gateway.proc import GatewayProcess, Publisher, start_gateway, wait_for
 from tests.gateway.test_multiprocess import counts, prepare, rows
 from tests.support.broker import MosquittoBroker
 
 pytestmark = pytest.mark.mqtt
+
+
+def register_session(broker: MosquittoBroker, client_id: str, sites: list[str]) -> None:
+    """What a gateway's first start leaves at the broker (its session and subscriptions),
+    made in-process by the same MqttIngest code, to spare a process start."""
+
+    async def once() -> None:
+        async def nothing(_batch: object) -> None:
+            return None
+
+        settings = MqttSettings(
+            host=broker.host, port=broker.port, client_id=client_id, sites=sites
+        )
+        ingest = MqttIngest(settings, nothing)
+        task = asyncio.create_task(ingest.run())
+        await asyncio.wait_for(ingest.connected.wait(), 10)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(once())
 
 
 def publish_events(broker: MosquittoBroker, site_id: str, device: str, n: int, tag: str) -> None:
@@ -36,9 +59,7 @@ def test_events_published_after_a_broker_restart_while_the_gateway_is_down_all_b
 ) -> None:
     broker = broker_factory()
     prepare(sqlite_url, site_id, ("cam-a",))
-    gateway = start_gateway(tmp_path, sqlite_url, broker, "gw-restart")
-    gateway.wait_ready()  # the session and its subscription exist at the broker
-    gateway.stop()
+    register_session(broker, "gw-restart", [])  # as a first `gateway run` would
     broker.restart()  # graceful (SIGTERM): Mosquitto writes its persistence file
     publish_events(broker, site_id, "cam-a", 50, "after")
     gateway = start_gateway(tmp_path, sqlite_url, broker, "gw-restart")
@@ -58,22 +79,18 @@ def test_two_replicas_on_disjoint_sites_survive_a_broker_restart(
     prepare(sqlite_url, site_a, ("cam-a",))
     prepare(sqlite_url, site_b, ("cam-b",))
 
-    def replicas() -> list[GatewayProcess]:
-        gws = [
-            start_gateway(tmp_path, sqlite_url, broker, "gw-r1", mqtt__sites=[site_a]),
-            start_gateway(tmp_path, sqlite_url, broker, "gw-r2", mqtt__sites=[site_b]),
-        ]
-        for gw in gws:
-            gw.wait_ready()
-        return gws
-
-    for gw in replicas():
-        gw.stop()
+    register_session(broker, "gw-r1", [site_a])
+    register_session(broker, "gw-r2", [site_b])
     broker.restart()
     publish_events(broker, site_a, "cam-a", 25, "a")
     publish_events(broker, site_b, "cam-b", 25, "b")
-    gateways = replicas()
+    gateways: list[GatewayProcess] = [
+        start_gateway(tmp_path, sqlite_url, broker, "gw-r1", mqtt__sites=[site_a]),
+        start_gateway(tmp_path, sqlite_url, broker, "gw-r2", mqtt__sites=[site_b]),
+    ]
     try:
+        for gw in gateways:
+            gw.wait_ready()
         wait_for(lambda: counts(sqlite_url)["tickets"] == 50, 30, "50 tickets")
         # Each replica took exactly its own site's events.
         per_site = {
