@@ -3,6 +3,10 @@ subscribes to (plain persistent subscriptions by default; a site partition per r
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -54,3 +58,25 @@ def test_sites_partition_and_share_group() -> None:
 )
 def test_only_status_may_be_retained(topic: str, retain: bool, refused: bool) -> None:
     assert (refusal(topic, retain) is not None) == refused
+
+
+def test_gateway_run_refuses_a_mismatched_client_id_in_one_line() -> None:
+    env = {
+        **os.environ,
+        "GUANJIA_GATEWAY_JWT_SECRET": "a-secret-long-enough-0123456789",
+        "GUANJIA_GATEWAY_MQTT__USERNAME": "gateway-1",
+        "GUANJIA_GATEWAY_MQTT__CLIENT_ID": "guanjia-gateway-1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "guanjia", "gateway", "run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: GUANJIA_GATEWAY_* settings: mqtt.client_id: must equal mqtt.username "
+        "('gateway-1') or be left unset: the broker uses the username as the client id"
+    ]
