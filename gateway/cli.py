@@ -145,7 +145,15 @@ def mqtt_account(
         str | None, typer.Option(envvar="GUANJIA_MQTT_PASSWORD", help="Default: random.")
     ] = None,
 ) -> None:
-    """Create or rotate the gateway's own broker account (reads and writes guanjia/#)."""
+    """Create or rotate one gateway replica's broker account (one per replica, e.g.
+    gateway-1, gateway-2: the username is also its MQTT client id). It reads every device
+    channel and writes commands and acks."""
+    from contract.topics import check_segment
+
+    try:
+        check_segment(username, "username")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="USERNAME") from None
     count, secret = _provision(
         database_url,
         passwd_file,
@@ -173,23 +181,38 @@ def device_add(
     password: Annotated[
         str | None, typer.Option(envvar="GUANJIA_DEVICE_PASSWORD", help="Default: random.")
     ] = None,
+    grant_write: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grant-write",
+            help="Extra topic the device may publish to, e.g. its lift controller's command "
+            "topic (repeat). Not under guanjia/; a wildcard only as the whole last segment.",
+        ),
+    ] = None,
 ) -> None:
     """Register a device and (re)write the broker's password file and ACL.
 
-    The device's MQTT username is its id; its password is printed once. Send Mosquitto a
-    SIGHUP to load the new files.
+    The device's MQTT username (and client id) is its id; its password is printed once.
+    Grants are replaced on every `device add`. Send Mosquitto a SIGHUP to load the new files.
     """
     from contract.topics import check_segment
+    from gateway.provisioning import check_grant
 
     for value, what in ((device_id, "device id"), (site, "site id")):
         try:
             check_segment(value, what)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
+    grants = []
+    for topic in grant_write or []:
+        try:
+            grants.append(check_grant(topic))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--grant-write") from None
 
     def register(store: Store, hashed: str) -> None:
         store.upsert_device(device_id, site, kind, location=location, zone_id=zone, grid_id=grid)
-        store.set_mqtt_credential(device_id, hashed, "device", site)
+        store.set_mqtt_credential(device_id, hashed, "device", site, grants)
 
     count, secret = _provision(database_url, passwd_file, acl_file, password, register)
     typer.echo(f"device {device_id} registered at {site} ({count} accounts in {passwd_file})")

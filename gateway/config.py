@@ -25,31 +25,49 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
+from contract.topics import DEVICE_CHANNELS, check_segment, subscription
 from gateway.sla import DEFAULT_POLICIES, CategoryPolicy, TicketCategory
 
 MIN_JWT_SECRET_BYTES = 32
 """HS256 wants a key as long as its hash output (RFC 7518 §3.2)."""
 
+DEFAULT_CLIENT_ID = "guanjia-gateway-1"
+"""The session id of a gateway without a broker account (a development broker)."""
+
 
 class MqttSettings(BaseModel):
-    """How the ingest connects to the broker."""
+    """How the ingest connects to the broker and what it subscribes to.
+
+    The client id is the broker username: every broker config we ship sets
+    ``use_username_as_clientid``, so a client id differing from the username would be
+    silently replaced by the broker, and two replicas sharing one account would keep
+    kicking each other off. Give each replica its own account (``gateway-1``, …) and leave
+    `client_id` unset; it is derived from the username. Without a username (a development
+    broker) `client_id` names the persistent session and defaults to ``guanjia-gateway-1``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     host: str = Field(default="127.0.0.1", description="Broker host name.")
     port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port.")
-    username: str | None = Field(default=None, description="Gateway MQTT account.")
+    username: str | None = Field(
+        default=None, description="This replica's own broker account; also its client id."
+    )
     password: SecretStr | None = Field(default=None, description="Its password (never logged).")
-    client_id: str = Field(
-        default="guanjia-gateway-1",
-        description="Persistent-session id: unique per replica, stable across restarts.",
+    client_id: str | None = Field(
+        default=None,
+        description="Persistent-session id. Derived from the username (an explicit value "
+        "must equal it); without a username, defaults to guanjia-gateway-1.",
+    )
+    sites: list[str] = Field(
+        default_factory=list,
+        description="Sites this replica ingests (plain persistent subscriptions); empty = "
+        "every site. Several replicas: give each a disjoint list covering every site.",
     )
     share_group: str | None = Field(
-        default="guanjia",
-        description="Shared-subscription group ($share/<group>/...); None subscribes plainly.",
-    )
-    topic_filter: str = Field(
-        default="guanjia/v1/+/+/#", description="What the gateway ingests (before $share)."
+        default=None,
+        description="Shared-subscription group ($share/<group>/...). Off by default: "
+        "Mosquitto 2.0 and EMQX lose shared subscriptions on a broker restart.",
     )
     keepalive_s: int = Field(default=30, ge=5, description="MQTT keepalive.")
     reconnect_s: float = Field(default=1.0, gt=0, description="Pause before reconnecting.")
@@ -67,12 +85,40 @@ class MqttSettings(BaseModel):
         description="Wait this long for more messages before committing a short batch.",
     )
 
+    @model_validator(mode="after")
+    def _one_identity(self) -> MqttSettings:
+        if self.username is not None:
+            check_segment(self.username, "mqtt.username")
+            if self.client_id is not None and self.client_id != self.username:
+                raise ValueError(
+                    f"mqtt.client_id: must equal mqtt.username ({self.username!r}) or be "
+                    "left unset: the broker uses the username as the client id"
+                )
+        elif self.client_id is not None:
+            check_segment(self.client_id, "mqtt.client_id")
+        for site in self.sites:
+            check_segment(site, "mqtt.sites")
+        if len(set(self.sites)) != len(self.sites):
+            raise ValueError("mqtt.sites: each site once")
+        return self
+
     @property
-    def subscription(self) -> str:
-        """The filter actually subscribed: shared when a group is set."""
+    def session_id(self) -> str:
+        """The client id this replica connects with (its username when it has one)."""
+        return self.username or self.client_id or DEFAULT_CLIENT_ID
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """The filters actually subscribed: every device channel of each configured site
+        (or of every site), shared when a group is set."""
+        filters = [f for site in self.sites or ["+"] for f in _device_filters(site)]
         if self.share_group:
-            return f"$share/{self.share_group}/{self.topic_filter}"
-        return self.topic_filter
+            return [f"$share/{self.share_group}/{f}" for f in filters]
+        return filters
+
+
+def _device_filters(site_id: str) -> list[str]:
+    return [subscription(ch, site_id=site_id) for ch in sorted(DEVICE_CHANNELS)]
 
 
 class GatewaySettings(BaseSettings):
@@ -221,6 +267,10 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors(include_input=False, include_url=False):
         message = str(error["msg"]).removeprefix("Value error, ")
         loc = [str(part) for part in error["loc"]]
+        # A nested model's cross-field rule names its own field ("mqtt.client_id: …").
+        named = re.match(r"^([a-z_]+(?:\.[a-z_]+)+): (.*)$", message)
+        if named:
+            loc, message = named.group(1).split("."), named.group(2)
         if loc:
             problems.append(f"GUANJIA_GATEWAY_{'__'.join(loc).upper()}: {message}")
         else:  # a cross-field rule names its variable itself

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from contract import (
@@ -203,7 +203,8 @@ class IngestHandler:
             assert topic.name is not None
             fresh = tx.snapshot(topic.site_id, topic.device_id, topic.name, message)
             outcome = Outcome.ACCEPTED if fresh else Outcome.DUPLICATE
-            return IngestResult(outcome, item.channel)
+            done = Committed(topic.site_id, topic.device_id, snapshot_id=topic.name)
+            return IngestResult(outcome, item.channel, committed=done)
         if isinstance(message, Heartbeat):
             health = message.model_dump(
                 mode="json", exclude={"schema_", "msg_id", "site_id", "device_id"}
@@ -215,7 +216,9 @@ class IngestHandler:
             changes = tx.status(topic.device_id, online, message.ts, self._offline)
             return IngestResult(Outcome.ACCEPTED, item.channel, changes=tuple(changes))
         if isinstance(message, ONCE_PER_MSG_ID):
-            return self._apply_once(tx, item, message.msg_id, topic.device_id)
+            result = self._apply_once(tx, item, message.msg_id, topic.device_id)
+            done = Committed(topic.site_id, topic.device_id, msg_id=message.msg_id)
+            return replace(result, committed=done)
         # Commands are the gateway's own outbound traffic seen through the wildcard.
         return IngestResult(Outcome.IGNORED, item.channel)
 

@@ -1,8 +1,8 @@
 """Wires one gateway process: `create_app(settings)` builds everything, nothing at import.
 
 The app's lifespan migrates the database, then runs four background tasks on the real clock:
-MQTT ingest (when enabled), the SLA/heartbeat loop, webhook delivery and the change feed
-that drives the console stream.
+MQTT ingest (when enabled; supervised: restarted with backoff whatever it raises), the
+SLA/heartbeat loop, webhook delivery and the change feed that drives the console stream.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from contract import ack_topic, encode
+from gateway.acks import build_acks
 from gateway.api import accesslog, registry, session, tickets
 from gateway.api.headers import SecurityHeadersMiddleware
 from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimitMiddleware, BodyRule
@@ -24,7 +26,7 @@ from gateway.config import GatewaySettings
 from gateway.ingest import IngestHandler, Outcome
 from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
-from gateway.mqtt import MqttIngest
+from gateway.mqtt import IngestState, MqttIngest, Outbound, Refused
 from gateway.notify import WebhookSender
 from gateway.runtime import Runtime
 from gateway.sla import TicketCategory
@@ -72,9 +74,11 @@ def build_runtime(settings: GatewaySettings) -> Runtime:
     )
 
 
-async def ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> None:
-    """Apply a batch of MQTT messages (one transaction) and push what it changed."""
-    results = await asyncio.to_thread(runtime.handler.handle_batch, batch, time.time())
+async def ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
+    """Apply a batch of MQTT messages (one transaction), push what it changed, and return
+    the end-to-end Acks for what the commit holds (published by the MQTT edge)."""
+    now = time.time()
+    results = await asyncio.to_thread(runtime.handler.handle_batch, batch, now)
     changed = False
     for result in results:
         runtime.metrics.messages.labels(result.channel, result.outcome.value).inc()
@@ -83,6 +87,46 @@ async def ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> 
         changed = changed or bool(result.changes)
     if changed:
         runtime.feed.wake()
+    committed = [r.committed for r in results if r.committed is not None]
+    return [
+        Outbound(str(ack_topic(a.site_id, a.device_id)), encode(a))
+        for a in build_acks(committed, now)
+    ]
+
+
+async def refuse(runtime: Runtime, refused: Sequence[Refused]) -> None:
+    """Dead-letter messages the MQTT edge refused (retained outside `status`)."""
+    now = time.time()
+    for item in refused:
+        await asyncio.to_thread(
+            runtime.store.dead_letter, item.topic, item.payload, "RetainedRefused", item.reason, now
+        )
+        channel = item.topic.split("/")[4] if item.topic.count("/") >= 4 else "unknown"
+        runtime.metrics.dead_letters.labels(channel).inc()
+
+
+async def supervise(
+    ingest: MqttIngest, first_delay_s: float = 0.5, max_delay_s: float = 30.0
+) -> None:
+    """Run the ingest forever: whatever it raises is logged, /healthz reports it failed, and
+    it restarts after a backoff (doubling up to `max_delay_s`, back to the start once a run
+    has received messages again). Unacknowledged messages stay at the broker meanwhile."""
+    delay = first_delay_s
+    while True:
+        started = time.monotonic()
+        try:
+            await ingest.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure: a dead ingest would silently drop nothing
+            # but also ingest nothing, for good, while /healthz said ok.
+            ingest.state = IngestState.FAILED
+            ingest.failure = f"{type(exc).__name__}: {str(exc)[:300]}"
+            log.exception("MQTT ingest failed; restarting in %.1f s", delay)
+        if time.monotonic() - started > max_delay_s:
+            delay = first_delay_s
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay_s)
 
 
 async def sla_step(runtime: Runtime) -> None:
@@ -130,9 +174,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             asyncio.create_task(runtime.feed.run()),
         ]
         if settings.ingest_enabled:
-            ingest = MqttIngest(settings.mqtt, lambda batch: ingest_batch(runtime, batch))
+            ingest = MqttIngest(
+                settings.mqtt,
+                lambda batch: ingest_batch(runtime, batch),
+                lambda refused: refuse(runtime, refused),
+            )
             app.state.ingest = ingest
-            tasks.append(asyncio.create_task(ingest.run()))
+            tasks.append(asyncio.create_task(supervise(ingest)))
         try:
             yield
         finally:

@@ -1,29 +1,109 @@
-"""The gateway's MQTT edge: the only module that imports aiomqtt.
+"""The gateway's MQTT edge: the only module that imports aiomqtt (and paho, under it).
 
-`MqttIngest.run` keeps one persistent session (clean_session=False, a fixed client id per
-replica) subscribed to the shared filter. It drains what has arrived (up to `batch_max`
-messages) and hands the batch to the ingest callback, which commits it in one transaction.
-Every QoS 1 message of the batch is acknowledged only after the callback returned, i.e. after
-its effect (or its dead letter) is committed: a gateway killed mid-burst gets the
+`MqttIngest.run` keeps one persistent MQTT 5 session (clean start off, a session that never
+expires, client id = the replica's broker username) subscribed at QoS 1 to the device
+channels of its sites. It drains what has arrived (up to `batch_max` messages) and hands the
+batch to the ingest callback, which commits it in one transaction and returns the messages
+to publish because of it: the end-to-end Acks. Those are published only then, and every
+QoS 1 message of the batch is acknowledged to the broker only after that, i.e. after its
+effect (or its dead letter) is committed: a gateway killed mid-burst gets the
 unacknowledged messages again on reconnect, and the database drops the ones it had already
 committed.
+
+Retained messages are refused on every channel but ``status`` (subscriptions ask for
+retain-as-published, so a live retained publish is flagged too): they go to `on_refused`
+(a dead letter) instead of `on_batch`, and are never applied.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from contract.topics import Channel
 from gateway.config import MqttSettings
 from gateway.store import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
-OnBatch = Callable[[Sequence[tuple[str, bytes]]], Awaitable[None]]
-"""Applies (topic, payload) pairs; returns once their effects are committed."""
+T = TypeVar("T")
+
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+"""MQTT 5 session expiry: the broker keeps the session (subscriptions, queued QoS 1
+messages) however long the gateway is away; it is this replica's for good."""
+
+RECOVERED_AFTER_S = 5.0
+"""After a failure, a connection this long without a new one counts as recovered (when no
+batch arrived to prove it sooner)."""
+
+MAX_PENDING_PUBLISHES = 1000
+"""Acks in flight at once; beyond this the ingest waits for PUBACKs before the next batch."""
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """A message to publish (QoS 1, not retained) once the batch that caused it committed."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A message refused before ingest, with the reason for its dead letter."""
+
+    topic: str
+    payload: bytes
+    reason: str
+
+
+OnBatch = Callable[[Sequence[tuple[str, bytes]]], Awaitable[Sequence[Outbound] | None]]
+"""Applies (topic, payload) pairs; returns once their effects are committed, with what to
+publish because of the commit (acks)."""
+OnRefused = Callable[[Sequence[Refused]], Awaitable[None]]
+"""Records refused messages (dead letters); returns once that is committed."""
+
+
+class IngestState(StrEnum):
+    """What the ingest is doing, for /healthz."""
+
+    CONNECTING = "connecting"
+    RUNNING = "running"
+    STALLED = "stalled"  # a batch is held: the database refuses its commit; retrying
+    FAILED = "failed"  # the ingest raised; the supervisor restarts it with backoff
+
+
+class SubscriptionRefusedError(RuntimeError):
+    """The broker refused a subscription (its ACL does not let this account read it).
+
+    Not a connection error: reconnecting will not help, so it leaves `run` for the
+    supervisor, and /healthz reports the ingest failed with this message."""
+
+
+def refusal(topic: str, retain: bool) -> str | None:
+    """Why a delivered message must not be applied, or None. Pure.
+
+    Only ``status`` is retained by contract (the last will and the node's current state);
+    anything else retained is re-delivered on every subscribe, so one rogue publish would be
+    replayed forever.
+    """
+    if not retain:
+        return None
+    parts = topic.split("/")
+    channel = parts[4] if len(parts) >= 5 else ""
+    if channel == Channel.STATUS.value:
+        return None
+    return f"retained message on channel {channel!r}: only 'status' may be retained"
 
 
 def _payload_bytes(payload: object) -> bytes:
@@ -59,13 +139,23 @@ class PublishUnavailableError(RuntimeError):
 
 
 class MqttIngest:
-    """Subscribe, feed batches to `on_batch`, acknowledge after commit; reconnect forever."""
+    """Subscribe, feed batches to `on_batch`, publish its acks, acknowledge after commit;
+    reconnect forever on connection errors (anything else raises, for the supervisor)."""
 
-    def __init__(self, settings: MqttSettings, on_batch: OnBatch) -> None:
+    def __init__(
+        self, settings: MqttSettings, on_batch: OnBatch, on_refused: OnRefused | None = None
+    ) -> None:
         self.settings = settings
         self.on_batch = on_batch
+        self.on_refused = on_refused
         self.connected = asyncio.Event()
+        self.state = IngestState.CONNECTING
+        self.pending = 0
+        """Messages delivered to this replica and not yet acknowledged (held uncommitted)."""
+        self.failure: str | None = None
+        """The last error that stopped the ingest (set by the supervisor), until it recovers."""
         self._client_now: aiomqtt.Client | None = None
+        self._publishing: set[asyncio.Task[None]] = set()
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
         """Publish on the ingest's connection (commands, acks); waits for the PUBACK at QoS 1.
@@ -82,61 +172,168 @@ class MqttIngest:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho is untyped here
+        properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
         client = aiomqtt.Client(
             s.host,
             s.port,
             username=s.username,
             password=s.password.get_secret_value() if s.password else None,
-            identifier=s.client_id,
-            clean_session=False,
+            identifier=s.session_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=properties,
             keepalive=s.keepalive_s,
             max_inflight_messages=100,
         )
+        # Acks are published without awaiting each PUBACK: up to MAX_PENDING_PUBLISHES is normal.
+        client.pending_calls_threshold = MAX_PENDING_PUBLISHES
         enable_manual_ack(client)
         return client
 
     async def run(self) -> None:
-        """Run until cancelled."""
-        while True:
-            try:
-                client = self._client()
-                async with client:
-                    await client.subscribe(self.settings.subscription, qos=1)
-                    self._client_now = client
-                    self.connected.set()
-                    log.info("ingest subscribed to %s", self.settings.subscription)
-                    await self._consume(client)
-            except aiomqtt.MqttError as exc:
-                self.connected.clear()
-                self._client_now = None
-                log.warning("MQTT connection lost (%s); reconnecting", exc)
-                await asyncio.sleep(self.settings.reconnect_s)
+        """Run until cancelled; raises what is not a connection error (see `supervise`)."""
+        try:
+            while True:
+                try:
+                    client = self._client()
+                    async with client:
+                        await self._subscribe(client)
+                        self._client_now = client
+                        self.connected.set()
+                        if self.state is not IngestState.FAILED:
+                            # After a failure, only a committed batch (or a quiet while, in
+                            # `_consume`) shows the cause is gone.
+                            self.state = IngestState.RUNNING
+                        log.info("ingest subscribed as %s", self.settings.session_id)
+                        await self._consume(client)
+                except aiomqtt.MqttError as exc:
+                    self._disconnected()
+                    log.warning("MQTT connection lost (%s); reconnecting", exc)
+                    await asyncio.sleep(self.settings.reconnect_s)
+        finally:
+            self._disconnected()
+            for task in list(self._publishing):
+                task.cancel()  # acks not yet out: the devices re-send, and get them later
+
+    def _disconnected(self) -> None:
+        self.connected.clear()
+        self._client_now = None
+        self.pending = 0
+        if self.state is not IngestState.FAILED:
+            self.state = IngestState.CONNECTING
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        # Retain-as-published keeps the retain flag on live deliveries too, so a retained
+        # event is refused whether it arrives live or at (re)subscribe.
+        # Retain handling 1: retained copies come only with a NEW subscription, so resuming
+        # the persistent session does not replay every device's retained messages again.
+        options = SubscribeOptions(
+            qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
+        )
+        filters = self.settings.subscriptions
+        granted = await client.subscribe([(f, options) for f in filters])
+        refused = [f for f, code in zip(filters, granted, strict=True) if _failed(code)]
+        if refused:
+            raise SubscriptionRefusedError(
+                f"the broker refused subscriptions {refused} for {self.settings.session_id!r}: "
+                "check the gateway account's ACL (guanjia gateway mqtt-account)"
+            )
 
     async def _consume(self, client: aiomqtt.Client) -> None:
         messages = client.messages
         limit = self.settings.batch_max
-        while True:
-            batch = [await anext(messages)]
-            # Drain what has already arrived; under load the queue fills while the previous
-            # batch commits, so batches grow exactly when one transaction per message would
-            # fall behind. An optional linger trades a little latency for bigger batches.
-            if self.settings.batch_linger_s > 0 and len(messages) < limit - 1:
-                await asyncio.sleep(self.settings.batch_linger_s)
-            while len(batch) < limit and len(messages) > 0:
-                batch.append(await anext(messages))
-            await self._deliver([(str(m.topic), _payload_bytes(m.payload)) for m in batch])
-            for message in batch:
-                ack(client, message)
+        waiting: asyncio.Task[aiomqtt.Message] | None = None
+        try:
+            while True:
+                if waiting is None:
+                    waiting = asyncio.ensure_future(anext(messages))
+                # After a failure, a quiet connection shows recovery too (no batch may come).
+                quiet = RECOVERED_AFTER_S if self.state is IngestState.FAILED else None
+                done, _ = await asyncio.wait({waiting}, timeout=quiet)
+                if not done:
+                    self._recovered()
+                    continue
+                batch, waiting = [waiting.result()], None
+                # Drain what has already arrived; under load the queue fills while the
+                # previous batch commits, so batches grow exactly when one transaction per
+                # message would fall behind. An optional linger trades a little latency for
+                # bigger batches.
+                if self.settings.batch_linger_s > 0 and len(messages) < limit - 1:
+                    await asyncio.sleep(self.settings.batch_linger_s)
+                while len(batch) < limit and len(messages) > 0:
+                    batch.append(await anext(messages))
+                self.pending = len(batch)
+                await self._deliver(client, batch)
+                # Only now, with the commit done and its acks handed to the client, does the
+                # broker learn that this replica has the messages.
+                for message in batch:
+                    ack(client, message)
+                self.pending = 0
+        finally:
+            if waiting is not None:
+                waiting.cancel()
 
-    async def _deliver(self, batch: Sequence[tuple[str, bytes]]) -> None:
+    async def _deliver(self, client: aiomqtt.Client, batch: Sequence[aiomqtt.Message]) -> None:
+        accepted: list[tuple[str, bytes]] = []
+        refused: list[Refused] = []
+        for m in batch:
+            topic, payload = str(m.topic), _payload_bytes(m.payload)
+            reason = refusal(topic, bool(m.retain))
+            if reason is None:
+                accepted.append((topic, payload))
+            else:
+                refused.append(Refused(topic, payload, reason))
+        outbound: Sequence[Outbound] = ()
+        on_refused = self.on_refused
+        if refused and on_refused is not None:
+            await self._retry_while_store_down(lambda: on_refused(refused))
+        if accepted:
+            result = await self._retry_while_store_down(lambda: self.on_batch(accepted))
+            outbound = result or ()
+        await self._publish_after_commit(client, outbound)
+
+    async def _retry_while_store_down(self, attempt: Callable[[], Awaitable[T]]) -> T:
         # The database being away is not the messages' fault: hold them (unacknowledged) and
         # retry, rather than dead-lettering good data.
         delay = 0.5
         while True:
             try:
-                await self.on_batch(batch)
-                return
+                result = await attempt()
             except StoreUnavailableError as exc:
+                self.state = IngestState.STALLED
                 log.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
+                continue
+            self._recovered()
+            return result
+
+    def _recovered(self) -> None:
+        self.state = IngestState.RUNNING
+        self.failure = None
+
+    async def _publish_after_commit(
+        self, client: aiomqtt.Client, outbound: Sequence[Outbound]
+    ) -> None:
+        """Start publishing `outbound` without waiting for each PUBACK (an ack lost on the
+        way is harmless: the device re-sends, the database drops the copy, a new ack goes)."""
+        while len(self._publishing) >= MAX_PENDING_PUBLISHES:
+            await asyncio.wait(self._publishing, return_when=asyncio.FIRST_COMPLETED)
+        for item in outbound:
+            task = asyncio.create_task(self._publish_one(client, item))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+        if outbound:
+            # Let each task hand its message to the client (queued in order) before the
+            # caller acknowledges the batch.
+            await asyncio.sleep(0)
+
+    async def _publish_one(self, client: aiomqtt.Client, item: Outbound) -> None:
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.publish(item.topic, item.payload, qos=1)
+
+
+def _failed(code: object) -> bool:
+    value = getattr(code, "value", code)
+    return isinstance(value, int) and value >= 0x80

@@ -156,6 +156,9 @@ def broker_config(*, port: int, passwd_file: Path, acl_file: Path, as_root: bool
         "allow_anonymous false",
         f"password_file {passwd_file}",
         f"acl_file {acl_file}",
+        # As in every broker config we ship: the client id is the username, so no login can
+        # take over another's session.
+        "use_username_as_clientid true",
         "persistence false",
         "log_dest stderr",
         "log_type error",

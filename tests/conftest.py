@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,13 +63,14 @@ DEVICE_PASSWORDS = {"device-a": "pw-a-" + uuid.uuid4().hex, "device-b": "pw-b-" 
 GATEWAY_PASSWORD = "pw-gw-" + uuid.uuid4().hex
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def mqtt_auth_broker(
-    mosquitto_available: None, tmp_path_factory: pytest.TempPathFactory
+    mosquitto_available: None, tmp_path: Path, site_id: str
 ) -> Iterator[MosquittoBroker]:
-    """A password + ACL Mosquitto: users `gateway`, `device-a`, `device-b` (see .users)."""
+    """A password + ACL Mosquitto on the shipped ACL: gateway account `gateway`, devices
+    `device-a`, `device-b` of the test's `site_id` (one per test: the ACL pins the site)."""
     users = {GATEWAY_USER: GATEWAY_PASSWORD, **DEVICE_PASSWORDS}
-    broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto-auth"), users=users)
+    broker = MosquittoBroker(tmp_path / "mosquitto-auth", users=users, site_id=site_id)
     broker.start()
     yield broker
     broker.stop()
@@ -81,8 +83,9 @@ def broker_factory(
     """Make private brokers that a test may stop, kill and restart; all stopped afterwards."""
     made: list[MosquittoBroker] = []
 
-    def make(users: dict[str, str] | None = None) -> MosquittoBroker:
-        broker = MosquittoBroker(tmp_path / f"mosquitto-{len(made)}", users=users or {})
+    def make(users: dict[str, str] | None = None, **options: Any) -> MosquittoBroker:
+        """`options`: more MosquittoBroker fields (site_id, gateways, grants, …)."""
+        broker = MosquittoBroker(tmp_path / f"mosquitto-{len(made)}", users=users or {}, **options)
         broker.start()
         made.append(broker)
         return broker

@@ -84,3 +84,48 @@ def test_mosquitto_accepts_site_config(mosquitto_available: None, tmp_path: Path
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
     assert b"Error" not in out, out.decode()
+
+
+def _settings_of(conf: str) -> dict[str, str]:
+    out = {}
+    for line in conf.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.strip().partition(" ")
+            out[key] = value
+    return out
+
+
+def test_every_shipped_broker_config_ties_client_id_to_username(tmp_path: Path) -> None:
+    """Issue 8, finding 1: without this a device's login can take the gateway's client id."""
+    from guanjia.demo_setup import broker_config
+
+    shipped = {
+        "docker": (DOCKER / "mosquitto" / "mosquitto.conf").read_text(),
+        "demo": broker_config(
+            port=1883, passwd_file=tmp_path / "p", acl_file=tmp_path / "a", as_root=False
+        ),
+    }
+    for name, conf in shipped.items():
+        settings = _settings_of(conf)
+        assert settings.get("use_username_as_clientid") == "true", name
+        assert settings.get("allow_anonymous") == "false", name
+
+
+def test_site_broker_persists_sessions_and_autosaves() -> None:
+    """What a broker restart may lose is bounded by these (docs/gateway.md)."""
+    settings = _settings_of((DOCKER / "mosquitto" / "mosquitto.conf").read_text())
+    assert settings["persistence"] == "true"
+    assert int(settings["autosave_interval"]) <= 30
+    assert settings.get("persistent_client_expiration") is None  # sessions never expire
+
+
+def test_compose_gateway_identity_is_consistent() -> None:
+    """The compose file's settings load, and the client id follows the username."""
+    env = {k: str(v) for k, v in _compose()["services"]["gateway"]["environment"].items()}
+    mqtt = {
+        k.removeprefix("GUANJIA_GATEWAY_MQTT__").lower(): v
+        for k, v in env.items()
+        if k.startswith("GUANJIA_GATEWAY_MQTT__") and "${" not in v
+    }
+    settings = MqttSettings(**mqtt)
+    assert settings.session_id == settings.username

@@ -218,11 +218,14 @@ async def stream(
 
 
 class Health(BaseModel):
-    """Liveness and the ingest connection."""
+    """Liveness, the ingest connection and the ingest's state (docs/gateway.md "Health")."""
 
     status: str
     database: bool
     mqtt_connected: bool | None
+    ingest: str | None = None  # connecting | running | stalled | failed; None when disabled
+    ingest_pending: int | None = None  # messages held uncommitted right now
+    ingest_failure: str | None = None  # the error that stopped it, until it recovers
 
 
 @router.get("/healthz", response_model=Health, tags=["system"])
@@ -234,10 +237,22 @@ async def healthz(request: Request, runtime: RuntimeDep, response: Response) -> 
     except Exception:  # any failure to answer is "not healthy", whatever the driver says
         database = False
     ingest = getattr(request.app.state, "ingest", None)
-    connected = ingest.connected.is_set() if ingest is not None else None
-    if not database:
+    if ingest is None:
+        return Health(status="ok" if database else "down", database=database, mqtt_connected=None)
+    # Ingest that failed or cannot commit is down (503) although the API answers: alerts
+    # pile up at the broker. A broker away is not (mqtt_connected says so; restarting the
+    # gateway would not help).
+    ingest_up = ingest.state.value not in ("failed", "stalled")
+    if not (database and ingest_up):
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return Health(status="ok" if database else "down", database=database, mqtt_connected=connected)
+    return Health(
+        status="ok" if database and ingest_up else "down",
+        database=database,
+        mqtt_connected=ingest.connected.is_set(),
+        ingest=ingest.state.value,
+        ingest_pending=ingest.pending,
+        ingest_failure=ingest.failure,
+    )
 
 
 @router.get("/metrics", tags=["system"])

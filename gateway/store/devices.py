@@ -124,14 +124,23 @@ class DeviceStore(StoreBase):
         return changes
 
     def set_mqtt_credential(
-        self, username: str, password_hash: str, role: str, site_id: str | None
+        self,
+        username: str,
+        password_hash: str,
+        role: str,
+        site_id: str | None,
+        grants: Sequence[str] = (),
     ) -> None:
-        """Store (or rotate) a broker account's password hash."""
+        """Store (or rotate) a broker account's password hash and its granted topics."""
         with self._tx() as conn:
             conn.execute(delete(mqtt_credentials).where(mqtt_credentials.c.username == username))
             conn.execute(
                 insert(mqtt_credentials).values(
-                    username=username, password_hash=password_hash, role=role, site_id=site_id
+                    username=username,
+                    password_hash=password_hash,
+                    role=role,
+                    site_id=site_id,
+                    grants=list(grants) or None,
                 )
             )
 
@@ -139,4 +148,7 @@ class DeviceStore(StoreBase):
         """Every broker account, by username, as the password file and ACL need it."""
         with self._read() as conn:
             rows = conn.execute(select(mqtt_credentials).order_by(mqtt_credentials.c.username))
-            return [BrokerAccount(r.username, r.password_hash, r.role, r.site_id) for r in rows]
+            return [
+                BrokerAccount(r.username, r.password_hash, r.role, r.site_id, tuple(r.grants or ()))
+                for r in rows
+            ]

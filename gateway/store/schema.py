@@ -82,6 +82,7 @@ mqtt_credentials = Table(
     Column("password_hash", String(300), nullable=False),
     Column("role", String(16), nullable=False),  # device | gateway
     Column("site_id", String(64), nullable=True),
+    Column("grants", JSON, nullable=True),  # extra topics a device may write (controllers)
 )
 
 users = Table(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -33,10 +34,19 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def health(self) -> dict[str, Any] | None:
+        """The /healthz body plus its HTTP status as `http_status`; None if unreachable."""
         try:
-            return dict(httpx.get(f"{self.url}/healthz", timeout=1).json())
+            response = httpx.get(f"{self.url}/healthz", timeout=1)
+            return {**response.json(), "http_status": response.status_code}
         except (httpx.HTTPError, ValueError):
             return None
+
+    def pause(self) -> None:
+        """SIGSTOP: the process holds whatever it has, answering nothing."""
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -71,17 +81,28 @@ def start_gateway(
     db_url: str,
     broker: MosquittoBroker,
     client_id: str,
+    *,
+    password: str | None = None,
     **settings: Any,
 ) -> GatewayProcess:
-    """Start `guanjia gateway run` with settings passed as GUANJIA_GATEWAY_* variables."""
+    """Start `guanjia gateway run` with settings passed as GUANJIA_GATEWAY_* variables.
+
+    With a `password`, `client_id` is the replica's broker username (its client id follows);
+    without, it is the session id on an anonymous broker.
+    """
     port = free_port()
     env = dict(os.environ)
+    identity: dict[str, Any] = (
+        {"MQTT__USERNAME": client_id, "MQTT__PASSWORD": password}
+        if password is not None
+        else {"MQTT__CLIENT_ID": client_id}
+    )
     values: dict[str, Any] = {
         "DATABASE_URL": db_url,
         "JWT_SECRET": "multi-process-test-secret-0123456789",
         "MQTT__HOST": broker.host,
         "MQTT__PORT": broker.port,
-        "MQTT__CLIENT_ID": client_id,
+        **identity,
         "SLA_TICK_S": 0.5,
     }
     values.update({k.upper(): v for k, v in settings.items()})
@@ -109,10 +130,15 @@ def start_gateway(
 
 
 class Publisher:
-    """A paho QoS 1 publisher that waits for every PUBACK."""
+    """A paho QoS 1 publisher that waits for every PUBACK and never re-sends (like a stock
+    ESPHome node): what the broker acknowledged is gone from its side."""
 
-    def __init__(self, broker: MosquittoBroker, client_id: str) -> None:
+    def __init__(
+        self, broker: MosquittoBroker, client_id: str, password: str | None = None
+    ) -> None:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        if password is not None:
+            self.client.username_pw_set(client_id, password)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
         self.client.connect(broker.host, broker.port)
@@ -132,6 +158,70 @@ class Publisher:
         self.flush()
         self.client.loop_stop()
         self.client.disconnect()
+
+
+class AckListener:
+    """A device's view of its …/ack topic: every Ack received, and whether the gateway's
+    database already held the message when the Ack arrived (`check(msg_id)`, run then)."""
+
+    def __init__(
+        self,
+        broker: MosquittoBroker,
+        site_id: str,
+        device_id: str,
+        check: Any = None,
+        password: str | None = None,
+    ) -> None:
+        self.acks: list[dict[str, Any]] = []
+        self.committed_at_arrival: list[bool] = []
+        self._check = check
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{device_id}-acks" if password is None else device_id,
+        )
+        if password is not None:
+            self.client.username_pw_set(device_id, password)
+        topic = str(c.ack_topic(site_id, device_id))
+        self.subscribed = False
+
+        def on_connect(client: paho.Client, *_args: Any) -> None:
+            client.subscribe(topic, qos=1)
+
+        def on_subscribe(*_args: Any) -> None:
+            self.subscribed = True
+
+        def on_message(_client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+            ack = json.loads(message.payload)
+            if self._check is not None:
+                self.committed_at_arrival += [self._check(m) for m in ack["msg_ids"]]
+            self.acks.append(ack)
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
+        self.client.on_message = on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        wait_for(lambda: self.subscribed, 10, "the ack subscription")
+
+    def msg_ids(self) -> set[str]:
+        return {m for ack in self.acks for m in ack["msg_ids"]}
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class SqliteWriteLock:
+    """Holds SQLite's write lock (BEGIN IMMEDIATE) until released: the gateway can read but
+    not commit, so what it receives stays delivered and uncommitted."""
+
+    def __init__(self, db_url: str) -> None:
+        self.conn = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        self.conn.execute("ROLLBACK")
+        self.conn.close()
 
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.2) -> None:

@@ -1,23 +1,29 @@
-"""Acknowledge after commit, against a real Mosquitto.
+"""Acknowledge after commit, against a real Mosquitto; end-to-end Acks only after commit.
 
 aiomqtt has no public manual acknowledgement (empicano/aiomqtt#345), so `gateway.mqtt`
 switches its private paho client to manual acks. These tests fail if that stops working:
 messages a gateway received but never committed must come back after it dies, and messages
-it committed must not.
+it committed must not. The device's Ack (…/ack, naming committed msg ids) must never leave
+the gateway before the commit: a device deletes what an Ack names.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+import contract as c
 from gateway.config import MqttSettings
 from gateway.mqtt import MqttIngest
 from gateway.store import StoreUnavailableError
+from tests.gateway.factories import event
+from tests.gateway.proc import AckListener, SqliteWriteLock, start_gateway, wait_for
+from tests.gateway.test_multiprocess import counts, prepare, rows
 from tests.support.broker import MosquittoBroker
 
 pytestmark = pytest.mark.mqtt
@@ -53,8 +59,7 @@ def settings(broker: MosquittoBroker, site_id: str) -> MqttSettings:
         host=broker.host,
         port=broker.port,
         client_id=f"gw-ack-{site_id}",
-        share_group=None,
-        topic_filter=f"guanjia/v1/{site_id}/#",
+        sites=[site_id],
         reconnect_s=0.2,
     )
 
@@ -155,3 +160,47 @@ def test_database_outage_holds_the_batch_and_retries_it(
     failures, committed = asyncio.run(scenario())
     assert failures == 2
     assert sorted(committed) == sorted(payloads)  # nothing lost to the outage, nothing twice
+
+
+def test_acks_leave_only_after_the_commit_and_name_what_it_holds(
+    broker_factory: Callable[..., MosquittoBroker], tmp_path: Path, sqlite_url: str, site_id: str
+) -> None:
+    """The gateway holds an event it cannot commit (the test holds SQLite's write lock) and
+    is killed -9 there: no Ack may have gone. Restarted, it commits the redelivered event,
+    and the Ack arrives when the row is already there."""
+    broker = broker_factory()
+    prepare(sqlite_url, site_id, ("cam-a",))
+
+    def committed(msg_id: str) -> bool:
+        found = rows(sqlite_url, f"SELECT 1 FROM processed_messages WHERE msg_id = '{msg_id}'")
+        return bool(found)
+
+    device = AckListener(broker, site_id, "cam-a", check=committed)
+    gateway = start_gateway(tmp_path, sqlite_url, broker, "gw-acks")
+    lock = None
+    try:
+        gateway.wait_ready()
+        first = event(site_id, "cam-a", "ev-ack-0001")
+        device.client.publish(str(c.event_topic(site_id, "cam-a")), c.encode(first), qos=1)
+        wait_for(lambda: first.msg_id in device.msg_ids(), 15, "the first ack")
+        assert device.committed_at_arrival == [True]
+
+        lock = SqliteWriteLock(sqlite_url)
+        held = event(site_id, "cam-a", "ev-ack-0002", zone_id="zone-b")
+        device.client.publish(str(c.event_topic(site_id, "cam-a")), c.encode(held), qos=1)
+        wait_for(lambda: (gateway.health() or {}).get("ingest_pending") == 1, 15, "the held batch")
+        gateway.kill()
+        assert held.msg_id not in device.msg_ids()  # nothing acked what is not committed
+        lock.release()
+        lock = None
+
+        gateway = start_gateway(tmp_path, sqlite_url, broker, "gw-acks")
+        gateway.wait_ready()
+        wait_for(lambda: held.msg_id in device.msg_ids(), 15, "the ack after the restart")
+        assert device.committed_at_arrival == [True, True]
+        assert counts(sqlite_url)["tickets"] == 2
+    finally:
+        if lock is not None:
+            lock.release()
+        gateway.stop()
+        device.close()

@@ -1,9 +1,12 @@
 """`guanjia device add` writes credentials a real Mosquitto accepts, and an ACL under which
-device A cannot publish as device B nor read B's commands."""
+device A cannot publish as device B nor read B's commands; grants a node its controller
+topics (`--grant-write`); writes files Debian's Mosquitto can read (0640, group mosquitto)
+with a PBKDF2 cost far above mosquitto_passwd 2.0's 101 rounds."""
 
 from __future__ import annotations
 
 import asyncio
+import grp
 import re
 import subprocess
 import sys
@@ -13,17 +16,27 @@ import aiomqtt
 import pytest
 
 import contract as c
-from gateway.provisioning import BrokerAccount, acl_file, mosquitto_hash
+from gateway.provisioning import (
+    PBKDF2_ITERATIONS,
+    BrokerAccount,
+    acl_file,
+    check_grant,
+    mosquitto_hash,
+)
 from gateway.store import Store
-from tests.support.broker import MosquittoBroker, mosquitto_binary
+from tests.support.broker import MosquittoBroker
 
 pytestmark = pytest.mark.mqtt
 
 
-def guanjia(*args: str) -> str:
-    done = subprocess.run(
+def run_guanjia(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "guanjia", *args], capture_output=True, text=True, check=False
     )
+
+
+def guanjia(*args: str) -> str:
+    done = run_guanjia(*args)
     assert done.returncode == 0, done.stderr + done.stdout
     return done.stdout
 
@@ -34,22 +47,6 @@ def password_of(output: str) -> str:
     return found.group(1)
 
 
-class ProvisionedBroker(MosquittoBroker):
-    """A MosquittoBroker that runs on the password file and ACL the CLI generated."""
-
-    def __init__(self, workdir: Path, passwd: Path, acl: Path) -> None:
-        super().__init__(workdir)
-        self.passwd = passwd
-        self.acl = acl
-
-    def _write_config(self) -> Path:
-        config = super()._write_config()
-        text = config.read_text().replace("allow_anonymous true\n", "")
-        text += f"allow_anonymous false\npassword_file {self.passwd}\nacl_file {self.acl}\n"
-        config.write_text(text)
-        return config
-
-
 def test_acl_lines_for_device_and_gateway() -> None:
     text = acl_file(
         [
@@ -57,23 +54,58 @@ def test_acl_lines_for_device_and_gateway() -> None:
             BrokerAccount("cam-a", "x", "device", "site-1"),
         ]
     )
-    assert "user gw-1\ntopic readwrite guanjia/#" in text
-    assert "topic write guanjia/v1/site-1/cam-a/event" in text
-    assert "topic read guanjia/v1/site-1/cam-a/cmd/+" in text
-    assert "guanjia/v1/+/" not in text  # the site is pinned, not wildcarded
+    gateway = text.split("user gw-1\n")[1]
+    device = text.split("user cam-a\n")[1].split("user gw-1\n")[0]
+    assert "topic write guanjia/v1/site-1/cam-a/event" in device
+    assert "topic write guanjia/v1/site-1/cam-a/snapshot/+" in device
+    assert "topic read guanjia/v1/site-1/cam-a/cmd/+" in device
+    assert "topic read guanjia/v1/site-1/cam-a/ack" in device
+    assert "guanjia/v1/+/" not in device  # the site is pinned, not wildcarded
+    # A gateway reads device channels and writes only commands and acks: no readwrite #.
+    assert "topic read guanjia/v1/+/+/event" in gateway
+    assert "topic write guanjia/v1/+/+/cmd/+" in gateway
+    assert "topic write guanjia/v1/+/+/ack" in gateway
+    assert "readwrite" not in text
+    assert "guanjia/#" not in text
 
 
-def test_mosquitto_hash_is_verified_by_mosquitto_format() -> None:
+def test_mosquitto_hash_format_and_cost() -> None:
     hashed = mosquitto_hash("secret", salt=b"0123456789ab")
-    assert hashed.startswith("$7$101$MDEyMzQ1Njc4OWFi$")
+    assert hashed.startswith(f"$7${PBKDF2_ITERATIONS}$MDEyMzQ1Njc4OWFi$")
+    assert PBKDF2_ITERATIONS >= 10_000
     assert mosquitto_hash("secret") != mosquitto_hash("secret")  # random salt
+
+
+@pytest.mark.parametrize(
+    ("topic", "why"),
+    [
+        ("lift/block3/lift2/cmd", None),
+        ("lift/block3/+", None),
+        ("lift/#", None),
+        ("#", "wildcard"),
+        ("+/cmd", "wildcard"),
+        ("lift/+/cmd", "wildcard"),
+        ("lift/b+/cmd", "wildcard"),
+        ("guanjia/#", "guanjia/"),
+        ("guanjia/v1/s/other-cam/event", "guanjia/"),
+        ("$SYS/broker", "'$'"),
+        ("lift//cmd", "segments"),
+        ("", "segments"),
+    ],
+)
+def test_check_grant(topic: str, why: str | None) -> None:
+    if why is None:
+        assert check_grant(topic) == topic
+    else:
+        with pytest.raises(ValueError, match=re.escape(why)):
+            check_grant(topic)
 
 
 async def _connect_and_probe(
     broker: MosquittoBroker, user: str, password: str, sub_topics: list[str], pub: list[str]
 ) -> None:
     async with aiomqtt.Client(
-        broker.host, broker.port, username=user, password=password, identifier=f"{user}-probe"
+        broker.host, broker.port, username=user, password=password, identifier=user
     ) as client:
         for topic in sub_topics:
             await client.subscribe(topic, qos=1)
@@ -82,10 +114,8 @@ async def _connect_and_probe(
 
 
 async def test_device_add_real_broker_device_a_cannot_publish_as_b(
-    tmp_path: Path, site_id: str
+    mosquitto_available: None, tmp_path: Path, site_id: str
 ) -> None:
-    if mosquitto_binary() is None:
-        pytest.skip("mosquitto binary not available")
     db = f"sqlite:///{tmp_path / 'gw.db'}"
     passwd, acl = tmp_path / "passwd", tmp_path / "acl"
     files = ["--database-url", db, "--passwd-file", str(passwd), "--acl-file", str(acl)]
@@ -96,19 +126,24 @@ async def test_device_add_real_broker_device_a_cannot_publish_as_b(
         guanjia("device", "add", "dev-b", "--site", site_id, "--kind", "camera", *files)
     )
     pw_gw = password_of(guanjia("gateway", "mqtt-account", "gw-1", *files))
-    assert oct(passwd.stat().st_mode & 0o777) == "0o600"
+    for path in (passwd, acl):
+        # Debian's Mosquitto reads these after dropping to its own user: group mosquitto,
+        # readable by the group, by nobody else.
+        assert oct(path.stat().st_mode & 0o777) == "0o640"
+        assert grp.getgrgid(path.stat().st_gid).gr_name == "mosquitto"
     assert pw_a not in passwd.read_text()
+    assert f"dev-a:$7${PBKDF2_ITERATIONS}$" in passwd.read_text()
     store = Store(db)
     assert [d.device_id for d in store.list_devices()] == ["dev-a", "dev-b"]
     store.close()
 
-    broker = ProvisionedBroker(tmp_path / "broker", passwd, acl)
+    broker = MosquittoBroker(tmp_path / "broker", passwd_file=passwd, acl_file=acl)
     broker.start()
     try:
         async with aiomqtt.Client(
-            broker.host, broker.port, username="gw-1", password=pw_gw, identifier="gw-watch"
+            broker.host, broker.port, username="gw-1", password=pw_gw, identifier="gw-1"
         ) as gateway:
-            await gateway.subscribe("guanjia/#", qos=1)
+            await gateway.subscribe(f"guanjia/v1/{site_id}/+/event", qos=1)
             own = str(c.event_topic(site_id, "dev-a"))
             as_b = str(c.event_topic(site_id, "dev-b"))
             other_site = str(c.event_topic("elsewhere", "dev-a"))
@@ -127,7 +162,7 @@ async def test_device_add_real_broker_device_a_cannot_publish_as_b(
 
             # dev-a cannot read dev-b's commands, only its own.
             async with aiomqtt.Client(
-                broker.host, broker.port, username="dev-a", password=pw_a, identifier="a-cmd"
+                broker.host, broker.port, username="dev-a", password=pw_a, identifier="dev-a"
             ) as dev_a:
                 await dev_a.subscribe(f"guanjia/v1/{site_id}/+/cmd/+", qos=1)
                 await gateway.publish(str(c.command_topic(site_id, "dev-b", "ping")), b"b", qos=1)
@@ -140,5 +175,43 @@ async def test_device_add_real_broker_device_a_cannot_publish_as_b(
         # A wrong password is refused outright.
         with pytest.raises(aiomqtt.MqttError):
             await _connect_and_probe(broker, "dev-a", pw_b, [], [])
+    finally:
+        broker.stop()
+
+
+async def test_grant_write_lets_a_node_reach_its_controller_and_nothing_else(
+    mosquitto_available: None, tmp_path: Path, site_id: str
+) -> None:
+    db = f"sqlite:///{tmp_path / 'gw.db'}"
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    files = ["--database-url", db, "--passwd-file", str(passwd), "--acl-file", str(acl)]
+    node = ["device", "add", "lift-node", "--site", site_id, "--kind", "camera", *files]
+    refused = run_guanjia(*node, "--grant-write", "guanjia/#")
+    assert refused.returncode != 0
+    assert "--grant-write" in refused.stderr
+    assert "guanjia/" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    pw = password_of(guanjia(*node, "--grant-write", "lift/block3/lift2/cmd"))
+    assert "topic write lift/block3/lift2/cmd" in acl.read_text()
+    # The lift controller's own account (the site provisions it; here by hand): reads lift/#.
+    ctl_pw = "controller-password-1"
+    with passwd.open("a") as out:
+        out.write(f"lift-ctl:{mosquitto_hash(ctl_pw)}\n")
+    with acl.open("a") as out:
+        out.write("user lift-ctl\ntopic read lift/#\n")
+    broker = MosquittoBroker(tmp_path / "broker", passwd_file=passwd, acl_file=acl)
+    broker.start()
+    try:
+        async with aiomqtt.Client(
+            broker.host, broker.port, username="lift-ctl", password=ctl_pw, identifier="lift-ctl"
+        ) as controller:
+            await controller.subscribe("lift/#", qos=1)
+            await _connect_and_probe(
+                broker, "lift-node", pw, [], ["lift/block3/lift1/cmd", "lift/block3/lift2/cmd"]
+            )
+            async with asyncio.timeout(5):
+                message = await anext(controller.messages)
+            # Only the granted topic arrived; lift1 (not granted) was dropped by the broker.
+            assert str(message.topic) == "lift/block3/lift2/cmd"
     finally:
         broker.stop()

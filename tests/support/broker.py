@@ -1,9 +1,11 @@
 """A real Mosquitto process for tests: generated config, free port, stop/kill/restart.
 
-Two variants: anonymous, and password + ACL (every device may publish only under its own
-``guanjia/v1/+/{username}/`` prefix and read only its own commands; `gateway` reads and writes
-everything). Persistence is on, so a graceful stop keeps persistent sessions and queued
-QoS 1 messages across a restart, as a production broker does.
+Two variants: anonymous, and password + ACL. The second runs on exactly what we ship: the
+password file and ACL come from `gateway.provisioning` (each device pinned under
+``guanjia/v1/{site}/{its id}/``; gateway accounts read the device channels and write
+commands and acks), and ``use_username_as_clientid`` is on, as in every broker config we
+ship. Persistence is on, so a graceful stop keeps persistent sessions and queued QoS 1
+messages across a restart, as a production broker does.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 GATEWAY_USER = "gateway"
+"""The gateway account of the shared auth broker (more replicas: `MosquittoBroker.gateways`)."""
 
 
 def free_port() -> int:
@@ -32,26 +35,94 @@ def mosquitto_binary() -> str | None:
     return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
 
 
+_LOCAL_KEYS = frozenset(
+    {"listener", "password_file", "acl_file", "persistence_location", "log_dest", "log_type"}
+    | {"certfile", "keyfile", "user"}
+)
+"""Lines of a shipped config that name the site's paths, ports and logging, not policy."""
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+SHIPPED_MOSQUITTO_CONF = REPO_ROOT / "docker" / "mosquitto" / "mosquitto.conf"
+
+
 @dataclass
 class MosquittoBroker:
-    """One broker process. `users` maps username → password; empty means anonymous."""
+    """One broker process. `users` maps username → password; empty means anonymous (unless
+    `passwd_file` and `acl_file` name files provisioned elsewhere, e.g. by the CLI). Users
+    named in `gateways` get the gateway role; the others are devices of `site_id` (or of
+    `device_sites[user]`), with `grants[user]` as extra writable topics."""
 
     workdir: Path
     users: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
+    site_id: str = "site"
+    gateways: frozenset[str] = frozenset({GATEWAY_USER})
+    device_sites: dict[str, str] = field(default_factory=dict)
+    grants: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    passwd_file: Path | None = None
+    acl_file: Path | None = None
+    shipped_config: Path | None = None
+    """Run on this shipped mosquitto.conf (security, persistence, queues as written), with
+    only its site-specific lines (listener, file locations, logging) replaced."""
 
     @property
     def auth(self) -> bool:
-        return bool(self.users)
+        return bool(self.users) or self.passwd_file is not None
+
+    def _provision(self) -> tuple[Path, Path]:
+        """The shipped password file and ACL for `users` (hashed once per broker)."""
+        from gateway.provisioning import BrokerAccount, mosquitto_hash, write_broker_files
+
+        if self.passwd_file is not None and self.acl_file is not None:
+            return self.passwd_file, self.acl_file
+        passwd, acl = self.workdir / "passwd", self.workdir / "acl"
+        if not passwd.exists():
+            accounts = [
+                BrokerAccount(
+                    user,
+                    mosquitto_hash(password),
+                    "gateway" if user in self.gateways else "device",
+                    None if user in self.gateways else self.device_sites.get(user, self.site_id),
+                    **({"grants": self.grants[user]} if user in self.grants else {}),
+                )
+                for user, password in self.users.items()
+            ]
+            write_broker_files(accounts, passwd, acl)
+        return passwd, acl
 
     @property
     def log_path(self) -> Path:
         return self.workdir / "mosquitto.log"
 
+    def _shipped_lines(self) -> list[str]:
+        assert self.shipped_config is not None
+        passwd, acl = self._provision()
+        kept = []
+        for raw in self.shipped_config.read_text().splitlines():
+            line = raw.strip()
+            if line and not line.startswith("#") and line.split()[0] not in _LOCAL_KEYS:
+                kept.append(line)
+        return [
+            f"listener {self.port} {self.host}",
+            *kept,
+            f"password_file {passwd}",
+            f"acl_file {acl}",
+            f"persistence_location {self.workdir}/",
+            f"log_dest file {self.log_path}",
+            "log_type all",
+        ]
+
     def _write_config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.shipped_config is not None:
+            lines = self._shipped_lines()
+            if os.geteuid() == 0:
+                lines.append("user root")  # see below
+            config = self.workdir / "mosquitto.conf"
+            config.write_text("\n".join(lines) + "\n")
+            return config
         lines = [
             f"listener {self.port} {self.host}",
             "persistence true",
@@ -71,28 +142,14 @@ class MosquittoBroker:
             # private tmp dirs; tests own their broker, so it stays as the caller.
             lines.append("user root")
         if self.auth:
-            passwd = self.workdir / "passwd"
-            passwd.write_text("")
-            passwd.chmod(0o600)
-            for user, password in self.users.items():
-                subprocess.run(
-                    ["mosquitto_passwd", "-b", str(passwd), user, password],
-                    check=True,
-                    capture_output=True,
-                )
-            acl = self.workdir / "acl"
-            acl.write_text(
-                "pattern write guanjia/v1/+/%u/status\n"
-                "pattern write guanjia/v1/+/%u/heartbeat\n"
-                "pattern write guanjia/v1/+/%u/event\n"
-                "pattern write guanjia/v1/+/%u/snapshot/+\n"
-                "pattern write guanjia/v1/+/%u/telemetry\n"
-                "pattern write guanjia/v1/+/%u/cmd_result\n"
-                "pattern read guanjia/v1/+/%u/cmd/+\n"
-                f"user {GATEWAY_USER}\n"
-                "topic readwrite guanjia/#\n"
-            )
-            lines += ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"]
+            passwd, acl = self._provision()
+            lines += [
+                "allow_anonymous false",
+                f"password_file {passwd}",
+                f"acl_file {acl}",
+                # As in every broker config we ship: no login can take another's session.
+                "use_username_as_clientid true",
+            ]
         else:
             lines.append("allow_anonymous true")
         config = self.workdir / "mosquitto.conf"

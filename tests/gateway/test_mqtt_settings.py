@@ -1,0 +1,82 @@
+"""MqttSettings: one identity per replica (client id = broker username) and what it
+subscribes to (plain persistent subscriptions by default; a site partition per replica)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.config import MqttSettings
+from gateway.mqtt import refusal
+
+
+def test_client_id_follows_the_username() -> None:
+    assert MqttSettings(username="gateway-2").session_id == "gateway-2"
+    assert MqttSettings(username="gateway-2", client_id="gateway-2").session_id == "gateway-2"
+    assert MqttSettings().session_id == "guanjia-gateway-1"
+    assert MqttSettings(client_id="dev-gw").session_id == "dev-gw"
+
+
+def test_client_id_differing_from_the_username_is_an_error() -> None:
+    with pytest.raises(ValidationError, match=r"mqtt.client_id: must equal mqtt.username"):
+        MqttSettings(username="gateway-1", client_id="guanjia-gateway-1")
+
+
+def test_default_subscriptions_are_plain_and_cover_every_device_channel() -> None:
+    subs = MqttSettings().subscriptions
+    assert not any(s.startswith("$share/") for s in subs)
+    assert "guanjia/v1/+/+/event" in subs
+    assert "guanjia/v1/+/+/snapshot/+" in subs
+    assert not any(s.endswith(("/cmd/+", "/ack")) for s in subs)  # the gateway's own traffic
+
+
+def test_sites_partition_and_share_group() -> None:
+    subs = MqttSettings(sites=["s1", "s2"]).subscriptions
+    assert {s.split("/")[2] for s in subs} == {"s1", "s2"}
+    shared = MqttSettings(share_group="g").subscriptions
+    assert all(s.startswith("$share/g/guanjia/v1/+/+/") for s in shared)
+    with pytest.raises(ValidationError, match=r"mqtt\.sites"):
+        MqttSettings(sites=["a/b"])
+    with pytest.raises(ValidationError, match="each site once"):
+        MqttSettings(sites=["a", "a"])
+
+
+@pytest.mark.parametrize(
+    ("topic", "retain", "refused"),
+    [
+        ("guanjia/v1/s/d/status", True, False),
+        ("guanjia/v1/s/d/event", False, False),
+        ("guanjia/v1/s/d/event", True, True),
+        ("guanjia/v1/s/d/snapshot/x", True, True),
+        ("guanjia/v1/s/d/heartbeat", True, True),
+        ("odd", True, True),
+    ],
+)
+def test_only_status_may_be_retained(topic: str, retain: bool, refused: bool) -> None:
+    assert (refusal(topic, retain) is not None) == refused
+
+
+def test_gateway_run_refuses_a_mismatched_client_id_in_one_line() -> None:
+    env = {
+        **os.environ,
+        "GUANJIA_GATEWAY_JWT_SECRET": "a-secret-long-enough-0123456789abcdef",
+        "GUANJIA_GATEWAY_MQTT__USERNAME": "gateway-1",
+        "GUANJIA_GATEWAY_MQTT__CLIENT_ID": "guanjia-gateway-1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "guanjia", "gateway", "run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: GUANJIA_GATEWAY_MQTT__CLIENT_ID: must equal mqtt.username "
+        "('gateway-1') or be left unset: the broker uses the username as the client id"
+    ]
