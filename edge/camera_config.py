@@ -3,8 +3,11 @@
 One YAML file per camera (examples in ``firmware_configs/cameras/``). Every model forbids
 unknown keys, so a typo fails loudly instead of silently running with a default. Zones are
 polygons in coordinates relative to the frame (0..1), so a config survives a change of stream
-resolution. `load_camera_config` turns every problem into a `CameraConfigError` that names the
-file and the dotted field path.
+resolution. Installers who draw zones on a snapshot may give ``polygon_px`` instead, with the
+camera's ``resolution``: it is converted to relative coordinates once, at load. A zone may name
+several rules (``rules: {fire_lane_blocked: {...}, illegal_parking: {...}}``): it is expanded at
+load into one zone per rule, sharing id, polygon and inertia. `load_camera_config` turns every
+problem into a `CameraConfigError` that names the file and the dotted field path.
 """
 
 from __future__ import annotations
@@ -138,6 +141,14 @@ class _ZoneBase(_Config):
     update_interval_s: Annotated[float, Field(gt=0)] = Field(
         default=60.0, description="Minimum seconds between two `update` publications of an event."
     )
+    end_after_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=3.0,
+        description=(
+            "Seconds the place of a stationary object must look like the background it covered "
+            "before it arrived (nothing detected there, nothing standing in front) before the "
+            "object counts as gone and its event ends."
+        ),
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -179,12 +190,22 @@ class FireLaneZone(_ZoneBase):
 
 
 class ElevatorZone(_ZoneBase):
-    """Elevator cabin: a two-wheeler seen in N consecutive detections; fires local actions."""
+    """Elevator cabin: a two-wheeler seen in the cabin for dwell_s; fires local actions."""
 
     rule: Literal[RuleKind.EBIKE_IN_ELEVATOR] = Field(description="Rule kind of this zone.")
-    min_consecutive: Annotated[int, Field(ge=1, le=300)] = Field(
-        default=10,
-        description="Consecutive detections of a two-wheeler in the cabin (10 = 2 s at 5 fps).",
+    dwell_s: Annotated[float, Field(ge=0, le=60)] = Field(
+        default=2.0,
+        description=(
+            "Seconds a two-wheeler must be seen in the cabin, in detector runs without a miss, "
+            "from the first sighting to the one that confirms it (at any frame rate)."
+        ),
+    )
+    min_sightings: Annotated[int, Field(ge=1, le=300)] = Field(
+        default=3,
+        description=(
+            "Fewest sightings in a row that can confirm a bike, however long they span: at a "
+            "low frame rate two chance detections 2 s apart must not fire the door hold."
+        ),
     )
     clear_misses: Annotated[int, Field(ge=1, le=300)] = Field(
         default=5,
@@ -193,6 +214,20 @@ class ElevatorZone(_ZoneBase):
             "(the detector runs on every frame while it checks: 5 = 1 s at 5 fps)."
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_of_runs(cls, data: object) -> object:
+        # Deprecated: `min_consecutive` counted detector runs, so its meaning changed with the
+        # frame rate. Older configs keep their exact behaviour (that count, no time span) until
+        # they are rewritten with dwell_s.
+        if isinstance(data, dict) and "min_consecutive" in data:
+            data = dict(data)
+            count = data.pop("min_consecutive")
+            data.setdefault("min_sightings", count)
+            data.setdefault("dwell_s", 0.0)
+        return data
+
     actions: list[ActionName] = Field(
         default_factory=lambda: list(_DEFAULT_ELEVATOR_ACTIONS),
         description="Local actions fired on the edge in the frame that confirms the bike.",
@@ -349,6 +384,15 @@ class CameraConfig(_Config):
     camera_id: Segment = Field(
         description="Camera id, unique per edge node; the event's camera_id."
     )
+    resolution: (
+        tuple[Annotated[int, Field(ge=16, le=16384)], Annotated[int, Field(ge=16, le=16384)]] | None
+    ) = Field(
+        default=None,
+        description=(
+            "Stream width and height in pixels; required for zones drawn with polygon_px "
+            "(the pipeline warns if the stream's aspect ratio differs)."
+        ),
+    )
     source: str | int = Field(
         description=(
             "rtsp:// or http(s):// URL, USB index (int or 'usb:N'), video file, or a folder "
@@ -392,13 +436,116 @@ class CameraConfig(_Config):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _expand(cls, data: object) -> object:
+        # parse_camera_config expands first (to name the field); this serves direct callers.
+        return expand_zones(data)
+
     @model_validator(mode="after")
     def _unique_zone_ids(self) -> CameraConfig:
-        ids = [zone.id for zone in self.zones]
-        dupes = sorted({z for z in ids if ids.count(z) > 1})
+        keys = [(zone.id, zone.rule.value) for zone in self.zones]
+        dupes = sorted({z[0] for z in keys if keys.count(z) > 1})
         if dupes:
             raise ValueError(f"zone ids must be unique, repeated: {dupes}")
+        first: dict[str, _ZoneBase] = {}
+        for zone in self.zones:
+            seen = first.setdefault(zone.id, zone)
+            if seen.polygon != zone.polygon or seen.inertia != zone.inertia:
+                raise ValueError(
+                    f"zones with the same id {zone.id!r} must share polygon and inertia "
+                    "(give one zone several `rules` instead)"
+                )
         return self
+
+
+class ZoneFieldError(ValueError):
+    """A zone's shorthand (polygon_px, rules) cannot be expanded; names the field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+# Keys a zone's entries under `rules` cannot set: every rule of a zone shares them.
+_SHARED_ZONE_KEYS = ("id", "polygon", "polygon_px", "inertia", "rule", "rules")
+
+
+def expand_zones(data: object) -> object:
+    """Zones with ``polygon_px`` converted to relative ``polygon``; ``rules`` expanded.
+
+    Raises `ZoneFieldError` naming the field (``zones[2].polygon_px``). Data that is not a
+    mapping with a list of zones is returned unchanged for the validation to reject.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("zones"), list):
+        return data
+    zones: list[object] = []
+    for i, entry in enumerate(data["zones"]):
+        if not isinstance(entry, dict):
+            zones.append(entry)
+            continue
+        zone = _pixels_to_relative(dict(entry), data.get("resolution"), f"zones[{i}]")
+        zones.extend(_one_per_rule(zone, f"zones[{i}]"))
+    return {**data, "zones": zones}
+
+
+def _pixels_to_relative(
+    zone: dict[str, object], resolution: object, where: str
+) -> dict[str, object]:
+    if "polygon_px" not in zone:
+        return zone
+    if "polygon" in zone:
+        raise ZoneFieldError(where, "give either polygon or polygon_px, not both")
+    points = zone.pop("polygon_px")
+    field = f"{where}.polygon_px"
+    if (
+        not isinstance(resolution, list | tuple)
+        or len(resolution) != 2
+        or not all(isinstance(v, int) and v > 0 for v in resolution)
+    ):
+        raise ZoneFieldError(
+            field, "needs the camera's resolution: [width, height] in pixels at the top level"
+        )
+    w, h = resolution
+    if not isinstance(points, list) or not all(
+        isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(v, int | float) for v in p)
+        for p in points
+    ):
+        raise ZoneFieldError(field, "expected a list of [x, y] pixel points")
+    for x, y in points:
+        if not (0 <= x <= w and 0 <= y <= h):
+            raise ZoneFieldError(field, f"point [{x}, {y}] is outside the {w}x{h} frame")
+    zone["polygon"] = [[x / w, y / h] for x, y in points]
+    return zone
+
+
+def _one_per_rule(zone: dict[str, object], where: str) -> list[dict[str, object]]:
+    if "rules" not in zone:
+        return [zone]
+    if "rule" in zone:
+        raise ZoneFieldError(where, "give either rule or rules, not both")
+    rules = zone.pop("rules")
+    if not isinstance(rules, dict) or not rules:
+        raise ZoneFieldError(
+            f"{where}.rules", "expected a mapping of rule name to its settings, at least one"
+        )
+    out: list[dict[str, object]] = []
+    for name, given in rules.items():
+        field = f"{where}.rules.{name}"
+        if name not in {r.value for r in RuleKind}:
+            allowed = ", ".join(r.value for r in RuleKind)
+            raise ZoneFieldError(field, f"unknown rule (allowed: {allowed})")
+        settings = given or {}
+        if not isinstance(settings, dict):
+            raise ZoneFieldError(field, "expected a mapping of the rule's settings")
+        for key in _SHARED_ZONE_KEYS:
+            if key in settings:
+                raise ZoneFieldError(
+                    f"{field}.{key}", "set it on the zone: all rules of a zone share it"
+                )
+        out.append({**zone, **settings, "rule": name})
+    return out
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
@@ -413,10 +560,22 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     return "".join(parts)
 
 
-def parse_camera_config(data: object, *, origin: Path | str = "<config>") -> CameraConfig:
-    """Validate already-parsed YAML/JSON data; errors name `origin` and the field."""
+def parse_camera_config(
+    data: object, *, origin: Path | str = "<config>", source: str | None = None
+) -> CameraConfig:
+    """Validate already-parsed YAML/JSON data; errors name `origin` and the field.
+
+    `source`, if given, replaces the config's (which may then be absent): `guanjia edge
+    replay` names the clip on its command line.
+    """
     if not isinstance(data, dict):
         raise CameraConfigError(origin, "", "expected a mapping at the top level")
+    if source is not None:
+        data = {**data, "source": source}
+    try:
+        data = expand_zones(data)
+    except ZoneFieldError as exc:
+        raise CameraConfigError(origin, exc.field, exc.problem) from exc
     try:
         return CameraConfig.model_validate(data)
     except ValidationError as exc:
@@ -431,8 +590,8 @@ def parse_camera_config(data: object, *, origin: Path | str = "<config>") -> Cam
         raise CameraConfigError(origin, field, problem) from exc
 
 
-def load_camera_config(path: Path | str) -> CameraConfig:
-    """Read and validate a camera YAML file.
+def load_camera_config(path: Path | str, *, source: str | None = None) -> CameraConfig:
+    """Read and validate a camera YAML file; `source` replaces (or supplies) its source.
 
     Raises `CameraConfigError` (a ValueError) naming the file and the dotted field path for a
     missing file, bad YAML, unknown keys, out-of-range values or an invalid polygon.
@@ -446,4 +605,4 @@ def load_camera_config(path: Path | str) -> CameraConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise CameraConfigError(path, "", f"not valid YAML: {exc}") from exc
-    return parse_camera_config(data, origin=path)
+    return parse_camera_config(data, origin=path, source=source)

@@ -424,7 +424,7 @@ def cabin_config(**extra: Any) -> dict[str, Any]:
                 "id": "cabin",
                 "rule": "ebike_in_elevator",
                 "polygon": [[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]],
-                "min_consecutive": 10,
+                "dwell_s": 2.0,
             }
         ],
         **extra,

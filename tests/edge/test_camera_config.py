@@ -107,7 +107,7 @@ def test_one_zone_names_several_rules() -> None:
         },
     }
     config = parse_camera_config({"camera_id": "c", "source": 0, "zones": [zone]})
-    assert [(z.id, z.rule, z.dwell_s, z.inertia) for z in config.zones] == [  # type: ignore[union-attr]
+    assert [(z.id, z.rule, z.dwell_s, z.inertia) for z in config.zones] == [
         ("lane-a", "fire_lane_blocked", 60, 2),
         ("lane-a", "illegal_parking", 300, 2),
     ]

@@ -7,11 +7,10 @@ whose wheels the frame's bottom edge cuts off is still in the zone that reaches 
 
 from __future__ import annotations
 
+from contract import EventCategory, EventPhase
 from edge.detector import OnnxDetector
 from guanjia import scenes as S  # noqa: N812 - short name for many scenario calls
 from tests.edge.test_scenarios import T0, by_id, lifecycle_ok, run
-
-from contract import EventCategory, EventPhase
 
 # The tracker's own default: a lost stationary track lives a minute. These tests must not
 # lean on the short value of the scenario config.
