@@ -106,13 +106,18 @@ class CameraWorker:
 
         self.config = config
         self._node = node
+        from edge.stationary_memory import StationaryMemory
+
         detector = load_detector(model_dir, manifest, threads=config.detector_threads)
+        # Stationary objects (zombie-car clocks) survive restarts of the node.
+        self._memory_file = node.config.data_dir / f"stationary-{config.camera_id}.json"
         self.pipeline = CameraPipeline(
             config,
             detector,
             node.actions,
             site_id=node.config.site_id,
             device_id=node.config.device_id,
+            memory=StationaryMemory.load(self._memory_file, config.tracker.remember_stationary_s),
         )
         self.source = open_source(config)
         self._stop = threading.Event()
@@ -177,6 +182,11 @@ class CameraWorker:
                         return
                 for out in self.pipeline.process(frame.image, now):
                     self._node.uplink.send_event(out.event, out.snapshot)
+                if self.pipeline.memory.dirty:
+                    try:
+                        self.pipeline.memory.save(self._memory_file)
+                    except OSError as exc:  # a full disk must not stop the camera
+                        log.warning("camera %s: memory not saved: %s", self.config.camera_id, exc)
         except Exception:
             # One broken camera must not take the node (and the other cameras) down; the
             # heartbeat shows it offline/stalled.

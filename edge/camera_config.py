@@ -40,6 +40,8 @@ Point = tuple[
 
 _DEFAULT_ELEVATOR_ACTIONS: tuple[ActionName, ...] = ("voice_warning", "door_hold")
 
+_DAY_S = 86_400.0
+
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -65,6 +67,7 @@ class RuleKind(StrEnum):
     FIRE_LANE_BLOCKED = "fire_lane_blocked"
     EBIKE_IN_ELEVATOR = "ebike_in_elevator"
     LITTER = "litter"
+    ZOMBIE_VEHICLE = "zombie_vehicle"
 
 
 class TimeWindow(_Config):
@@ -271,8 +274,25 @@ class LitterZone(_ZoneBase):
         return value
 
 
+class ZombieVehicleZone(_ZoneBase):
+    """Watched parking area: a vehicle stationary there for days (僵尸车); low urgency.
+
+    The stationary clock survives nights, rain, lost tracks and restarts of the node: see
+    `edge.stationary_memory`.
+    """
+
+    rule: Literal[RuleKind.ZOMBIE_VEHICLE] = Field(description="Rule kind of this zone.")
+    dwell_s: Annotated[float, Field(ge=60)] = Field(
+        default=7 * _DAY_S,
+        description="Seconds a vehicle must stand in the area before an event (default 7 days).",
+    )
+    update_interval_s: Annotated[float, Field(gt=0)] = Field(
+        default=_DAY_S, description="Minimum seconds between two `update` publications."
+    )
+
+
 Zone = Annotated[
-    IllegalParkingZone | FireLaneZone | ElevatorZone | LitterZone,
+    IllegalParkingZone | FireLaneZone | ElevatorZone | LitterZone | ZombieVehicleZone,
     Field(discriminator="rule"),
 ]
 
@@ -354,6 +374,14 @@ class TrackerConfig(_Config):
     )
     stationary_s: Annotated[float, Field(ge=0)] = Field(
         default=2.0, description="Seconds a box must stay put before the track is stationary."
+    )
+    remember_stationary_s: Annotated[float, Field(gt=0)] = Field(
+        default=2 * _DAY_S,
+        description=(
+            "How long a stationary object whose track was lost (night, rain, a restart) is "
+            "remembered, so that a track found at its place with its look inherits its "
+            "stationary clock (edge.stationary_memory)."
+        ),
     )
     moved_confirmations: Annotated[int, Field(ge=1, le=20)] = Field(
         default=3,

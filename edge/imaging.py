@@ -114,6 +114,32 @@ def grey_small(frame: Image, width: int) -> FloatArray:
     return cv2.GaussianBlur(small, (5, 5), 0).astype(np.float32)
 
 
+def look(frame: Image, box: Sequence[float], size: tuple[int, int] = (16, 12)) -> FloatArray:
+    """A box's appearance as a tiny grey thumbnail, zero mean and unit variance.
+
+    Normalised so that a car keeps its look from noon to dusk (a change of gain and offset);
+    compared by correlation (`edge.stationary_memory`).
+    """
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = _px(box, w, h)
+    piece = frame[y1 : max(y1 + 1, y2), x1 : max(x1 + 1, x2)]
+    grey = cv2.cvtColor(piece, cv2.COLOR_BGR2GRAY)
+    thumb = cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    thumb -= thumb.mean()
+    return thumb / max(float(thumb.std()), 1.0)
+
+
+def side_by_side(left: Image, right: Image, labels: tuple[str, str]) -> Image:
+    """`left` and `right` next to each other at the height of `right`, each with a caption."""
+    h = right.shape[0]
+    scaled = cv2.resize(left, (max(1, round(left.shape[1] * h / left.shape[0])), h))
+    out = np.ascontiguousarray(np.hstack([scaled, right]))
+    for x, text in ((0, labels[0]), (scaled.shape[1], labels[1])):
+        cv2.rectangle(out, (x, 0), (x + 12 + 11 * len(text), 26), (0, 0, 0), -1)
+        cv2.putText(out, text, (x + 6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1)
+    return out
+
+
 def accumulate(background: FloatArray, grey: FloatArray, alpha: float) -> None:
     """Blend `grey` into the running-average `background` in place."""
     cv2.accumulateWeighted(grey, background, alpha)

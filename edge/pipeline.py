@@ -22,13 +22,13 @@ import time
 import zoneinfo
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import JsonValue
 
-from contract import BoxEvidence, DetectionEvent, EventPhase, ObjectCategory
+from contract import BoxEvidence, DetectionEvent, EventCategory, EventPhase, ObjectCategory
 from edge import imaging, snapshot
 from edge.actions import ActionRequest, ActionSink
 from edge.boxes import RelBox, area, containment, iou
@@ -38,6 +38,7 @@ from edge.motion import MotionGate
 from edge.rules import Condition, EventLifecycle, RuleContext, Transition, ZoneRule, make_rule
 from edge.rules.base import is_gone
 from edge.schedule import DetectorSchedule
+from edge.stationary_memory import Remembered, StationaryMemory
 from edge.tracker import Track, Tracker, TrackInput
 from edge.vacancy import looks_empty
 from edge.zones import ZoneMemberships
@@ -54,6 +55,9 @@ _TIMING_WINDOW = 200
 # The empty scene is frozen under tracked boxes grown by this fraction of their size: between
 # two detector runs a moving object has moved on a little.
 _HOLD_MARGIN = 0.25
+# The "before" photo a remembered object keeps (a zombie ticket shows it beside "now").
+_PHOTO_WIDTH = 480
+_PHOTO_QUALITY = 70
 # With no zone to say how fast, a gone object's track is removed after this many seconds.
 _DEFAULT_END_AFTER_S = 3.0
 
@@ -107,8 +111,11 @@ class CameraPipeline:
         *,
         site_id: str,
         device_id: str,
+        memory: StationaryMemory | None = None,
     ) -> None:
         self.config = config
+        self.memory = memory or StationaryMemory(config.tracker.remember_stationary_s)
+        """Stationary objects of this camera; the caller saves it (`memory.dirty`)."""
         self._detector = detector
         self._actions = actions
         self._site_id = site_id
@@ -239,6 +246,7 @@ class CameraPipeline:
             if is_gone(track, now, self._end_after_s):
                 self._tracker.remove(track.track_id)
                 self._memberships.forget(track.track_id)
+                self.memory.forget(track.track_id)
         self._judgeable = {k: v for k, v in self._judgeable.items() if k in live}
 
     def _run_detector(self, frame: npt.NDArray[np.uint8], now: float, w: int, h: int) -> None:
@@ -251,7 +259,50 @@ class CameraPipeline:
         dropped = self._tracker.update(inputs, now)
         for track in dropped:
             self._memberships.forget(track.track_id)
+            self.memory.unlink(track.track_id)  # lost, not gone: it may be found again
         self._memberships.observe(self._tracker.tracks, now)
+        self._remember(frame, now)
+
+    def _remember(self, frame: npt.NDArray[np.uint8], now: float) -> None:
+        """Keep the stationary-object memory in step; re-found objects inherit their clock."""
+        for track in self._tracker.tracks:
+            if not track.confirmed:
+                continue
+            tid = track.track_id
+            known = self.memory.linked(tid)
+            if not track.stationary:
+                if known is not None:
+                    self.memory.forget(tid)  # it moved off
+                continue
+            if not track.seen_last_update:
+                continue
+            if known is not None:
+                self.memory.seen(tid, now)
+                continue
+            look = imaging.look(frame, track.anchor)
+            found = self.memory.recall(track.category, track.anchor, look)
+            if found is not None:
+                found.last_seen = now
+                self.memory.link(tid, found)
+                self._tracker.inherit(tid, found.since)
+                self._memberships.inherit(track, found.since)
+                continue
+            photo = imaging.encode_jpeg(
+                imaging.resize_to_width(frame, _PHOTO_WIDTH), _PHOTO_QUALITY
+            )
+            self.memory.add(
+                tid,
+                Remembered(
+                    category=track.category,
+                    class_name=track.class_name,
+                    box=track.anchor,
+                    since=track.anchor_since,
+                    last_seen=now,
+                    look=look,
+                    photo=photo,
+                ),
+            )
+        self.memory.expire(now)
 
     def _remember_best(self, rule: RuleKey, track_id: int, frame: npt.NDArray[np.uint8]) -> None:
         track = self._track_for(track_id)
@@ -297,6 +348,17 @@ class CameraPipeline:
                 snapshot.Overlay(zone.polygon, box, label, others, persons),
                 self.config.snapshot,
             )
+            before = self.memory.linked(tr.track_id)
+            if (
+                tr.phase is EventPhase.START
+                and rule.category is EventCategory.ZOMBIE_VEHICLE
+                and before is not None
+                and before.photo is not None
+            ):
+                # A ticket about days needs the first day too: the photo kept when it stopped.
+                rendered = imaging.side_by_side(
+                    imaging.decode_image(before.photo), rendered, (_when(before.since), "now")
+                )
             snap_id = f"snap-{tr.event_id[3:]}-{tr.seq}"
             jpeg, ref = snapshot.encode(rendered, self.config.snapshot, snap_id)
         evidence = list(track.history)[-_EVIDENCE_BOXES:] if track else []
@@ -378,6 +440,10 @@ class _EventIdFactory:
             self.site_id, self.device_id, self.camera_id, self.zone_id, track_id, f"{since:.3f}"
         )
         return f"ev-{digest[:20]}"
+
+
+def _when(ts: float) -> str:
+    return "since " + datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _grown(box: RelBox) -> RelBox:

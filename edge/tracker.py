@@ -146,6 +146,12 @@ class Tracker:
         if (track := self._tracks.get(track_id)) is not None:
             track.vacant_since = since
 
+    def inherit(self, track_id: int, since: float) -> None:
+        """A stationary track is an object known to stand here since `since` (re-found)."""
+        track = self._tracks.get(track_id)
+        if track is not None and track.stationary and since < track.anchor_since:
+            track.anchor_since = since
+
     def remove(self, track_id: int) -> Track | None:
         """Drop a track whose object is gone; returns it (None if unknown)."""
         return self._tracks.pop(track_id, None)

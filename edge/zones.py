@@ -123,6 +123,16 @@ class ZoneMemberships:
                 member = self._state.setdefault((zone.id, track.track_id), Membership())
                 member.observe(point_in_polygon(x, y, zone.polygon), now, zone.inertia)
 
+    def inherit(self, track: Track, since: float) -> None:
+        """A re-found object (`edge.stationary_memory`) is inside the zones its bottom-centre
+        is in since `since`, without waiting for `inertia` observations again."""
+        x, y = track.bottom_centre
+        for zone in self._zones.values():
+            if point_in_polygon(x, y, zone.polygon):
+                member = self._state.setdefault((zone.id, track.track_id), Membership())
+                member.inside, member.streak = True, 0
+                member.entered_at = min(since, member.entered_at or since)
+
     def forget(self, track_id: int) -> None:
         """Drop the state of a track that the tracker dropped."""
         for zone_id in self._zones:

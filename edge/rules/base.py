@@ -13,6 +13,7 @@ from edge.camera_config import (
     FireLaneZone,
     IllegalParkingZone,
     LitterZone,
+    ZombieVehicleZone,
     Zone,
 )
 from edge.tracker import Track
@@ -60,6 +61,7 @@ def make_rule(zone: Zone) -> ZoneRule:
     from edge.rules.fire_lane import FireLaneRule
     from edge.rules.litter import LitterRule
     from edge.rules.parking import IllegalParkingRule
+    from edge.rules.zombie import ZombieVehicleRule
 
     if isinstance(zone, IllegalParkingZone):
         return IllegalParkingRule(zone)
@@ -69,6 +71,8 @@ def make_rule(zone: Zone) -> ZoneRule:
         return EbikeInElevatorRule(zone)
     if isinstance(zone, LitterZone):
         return LitterRule(zone)
+    if isinstance(zone, ZombieVehicleZone):
+        return ZombieVehicleRule(zone)
     raise TypeError(f"no rule for zone type {type(zone).__name__}")  # pragma: no cover
 
 
