@@ -12,6 +12,7 @@ problem into a `CameraConfigError` that names the file and the dotted field path
 
 from __future__ import annotations
 
+import itertools
 import re
 import zoneinfo
 from datetime import time as dtime
@@ -68,6 +69,7 @@ class RuleKind(StrEnum):
     EBIKE_IN_ELEVATOR = "ebike_in_elevator"
     LITTER = "litter"
     ZOMBIE_VEHICLE = "zombie_vehicle"
+    THROWN_OBJECT = "thrown_object"
 
 
 class TimeWindow(_Config):
@@ -291,8 +293,120 @@ class ZombieVehicleZone(_ZoneBase):
     )
 
 
+class FacadeFloor(_Config):
+    """One floor line drawn on the facade: the floor slab at the bottom of `floor`."""
+
+    floor: Annotated[int, Field(ge=-5, le=300)] = Field(description="Floor number (1 = ground).")
+    y: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        description="Height in the image (relative, 0 = top) of that floor's bottom line."
+    )
+
+
+class FacadeColumn(_Config):
+    """One column of windows on the facade (e.g. a flat's stack of windows)."""
+
+    name: Segment = Field(description="Column name, e.g. 'A' or '02'.")
+    x1: Annotated[float, Field(ge=0.0, le=1.0)] = Field(description="Left edge (relative).")
+    x2: Annotated[float, Field(ge=0.0, le=1.0)] = Field(description="Right edge (relative).")
+
+
+class FacadeCalibration(_Config):
+    """Floor lines and window columns drawn on the facade camera's picture.
+
+    Gives pixels per metre at each height (perspective: upper floors look shorter when the
+    camera looks up) and maps a point of the facade to its floor and column.
+    """
+
+    floors: list[FacadeFloor] = Field(
+        min_length=1,
+        description="Bottom line of each watched floor, lowest floor first (y decreasing).",
+    )
+    roof_y: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        description="Top line of the highest floor listed (relative y)."
+    )
+    floor_height_m: Annotated[float, Field(gt=1.5, le=10.0)] = Field(
+        default=3.0, description="Storey height in metres (sets the scale for gravity)."
+    )
+    columns: list[FacadeColumn] = Field(
+        default_factory=list, description="Window columns, left to right (may be empty)."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FacadeCalibration:
+        numbers = [f.floor for f in self.floors]
+        if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+            raise ValueError("floors must be consecutive, lowest first")
+        ys = [f.y for f in self.floors] + [self.roof_y]
+        if any(b >= a for a, b in itertools.pairwise(ys)):
+            raise ValueError("floor lines must rise in the picture (y decreasing) up to roof_y")
+        for col in self.columns:
+            if col.x2 <= col.x1:
+                raise ValueError(f"column {col.name}: x2 must be right of x1")
+        return self
+
+    def lines(self) -> list[tuple[float, float]]:
+        """(y, height above the lowest floor line in metres) of every line, bottom first."""
+        ys = [f.y for f in self.floors] + [self.roof_y]
+        return [(y, i * self.floor_height_m) for i, y in enumerate(ys)]
+
+    def floor_at(self, y: float) -> int:
+        """The floor whose band holds image height `y` (clamped to the floors listed)."""
+        for f, top in zip(self.floors, [*(f.y for f in self.floors[1:]), self.roof_y], strict=True):
+            if y > top:
+                return f.floor
+        return self.floors[-1].floor
+
+    def column_at(self, x: float) -> str | None:
+        """The column that holds `x`, or None."""
+        for col in self.columns:
+            if col.x1 <= x <= col.x2:
+                return col.name
+        return None
+
+
+class ThrownObjectZone(_ZoneBase):
+    """Facade camera: an object falling from the building (高空抛物); urgent.
+
+    The camera runs without the object detector, at a higher frame rate (15-25 fps): see
+    `edge.falls` and `edge.facade_pipeline`. The polygon is where falls are watched (the facade
+    and the ground in front of it).
+    """
+
+    rule: Literal[RuleKind.THROWN_OBJECT] = Field(description="Rule kind of this zone.")
+    facade: FacadeCalibration = Field(description="Floor lines and window columns.")
+    min_blob_area: Annotated[float, Field(ge=0.0, le=0.1)] = Field(
+        default=0.00002, description="Smallest moving blob (fraction of the frame) followed."
+    )
+    max_blob_area: Annotated[float, Field(gt=0.0, le=0.1)] = Field(
+        default=0.004,
+        description="Largest blob a thrown object makes; larger ones (people, a lift) never count.",
+    )
+    min_points: Annotated[int, Field(ge=4, le=200)] = Field(
+        default=6, description="Fewest sightings of a track before its fall is judged."
+    )
+    min_drop: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        default=0.08, description="Smallest drop (fraction of the frame height) of a fall."
+    )
+    max_rms: Annotated[float, Field(gt=0.0, le=0.2)] = Field(
+        default=0.012,
+        description="Largest RMS residual of the parabola (and of the straight x(t)), relative.",
+    )
+    g_tolerance: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        default=0.45,
+        description=(
+            "Fitted acceleration may differ from gravity at the facade's scale by this fraction "
+            "(drag, perspective, an imprecise calibration)."
+        ),
+    )
+
+
 Zone = Annotated[
-    IllegalParkingZone | FireLaneZone | ElevatorZone | LitterZone | ZombieVehicleZone,
+    IllegalParkingZone
+    | FireLaneZone
+    | ElevatorZone
+    | LitterZone
+    | ZombieVehicleZone
+    | ThrownObjectZone,
     Field(discriminator="rule"),
 ]
 
@@ -476,6 +590,12 @@ class CameraConfig(_Config):
         dupes = sorted({z[0] for z in keys if keys.count(z) > 1})
         if dupes:
             raise ValueError(f"zone ids must be unique, repeated: {dupes}")
+        kinds = {zone.rule for zone in self.zones}
+        if RuleKind.THROWN_OBJECT in kinds and len(kinds) > 1:
+            raise ValueError(
+                "a thrown_object zone needs a camera of its own (it runs without the object "
+                "detector, at a higher frame rate): move the other zones to another camera"
+            )
         first: dict[str, _ZoneBase] = {}
         for zone in self.zones:
             seen = first.setdefault(zone.id, zone)

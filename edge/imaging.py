@@ -140,6 +140,38 @@ def side_by_side(left: Image, right: Image, labels: tuple[str, str]) -> Image:
     return out
 
 
+def draw_fall(
+    frame: Image,
+    curve_rel: Sequence[tuple[float, float]],
+    points_rel: Sequence[tuple[float, float]],
+    top_rel: tuple[float, float],
+    label: str,
+) -> None:
+    """Draw a fall in place: fitted curve, sightings, the top (a cross) and a caption."""
+    h, w = frame.shape[:2]
+
+    def px(p: tuple[float, float]) -> tuple[int, int]:
+        return round(p[0] * w), round(p[1] * h)
+
+    curve = np.array([px(p) for p in curve_rel], dtype=np.int32)
+    cv2.polylines(frame, [curve], isClosed=False, color=(0, 255, 255), thickness=2)
+    for p in points_rel:
+        cv2.circle(frame, px(p), 4, (0, 0, 255), -1)
+    cv2.drawMarker(frame, px(top_rel), (255, 0, 255), cv2.MARKER_CROSS, 24, 3)
+    cv2.rectangle(frame, (0, 0), (12 + 10 * len(label), 28), (0, 0, 0), -1)
+    cv2.putText(frame, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
+
+
+def strip_below(frame: Image, frames: Sequence[Image]) -> Image:
+    """`frame` with `frames` side by side below it, scaled to its width."""
+    if not frames:
+        return frame
+    w = frame.shape[1]
+    row = np.hstack(list(frames))
+    strip = cv2.resize(row, (w, max(1, round(row.shape[0] * w / row.shape[1]))))
+    return as_image(np.ascontiguousarray(np.vstack([frame, strip])))
+
+
 def accumulate(background: FloatArray, grey: FloatArray, alpha: float) -> None:
     """Blend `grey` into the running-average `background` in place."""
     cv2.accumulateWeighted(grey, background, alpha)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 if TYPE_CHECKING:
     import numpy as np
@@ -97,6 +97,14 @@ def _read(path: Path) -> Image:
     if image is None:
         raise ScenesError(f"cannot decode scenario photo {path}")
     return np.asarray(image, dtype=np.uint8)
+
+
+def resize(image: Image, size: tuple[int, int]) -> Image:
+    """`image` resized to `size` (width, height) with area averaging: the clips' one resize."""
+    import cv2
+    import numpy as np
+
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
 def background(images_dir: Path | None = None) -> Image:
@@ -232,7 +240,19 @@ class Scenario:
 VIDEO_SUFFIXES = (".avi", ".mkv")
 
 
-def write_clip(scenario: Scenario, out: Path) -> Path:
+class Clip(Protocol):
+    """What `write_clip` needs: a frame rate, a frame count and frames by index."""
+
+    @property
+    def fps(self) -> float: ...
+
+    @property
+    def n_frames(self) -> int: ...
+
+    def frame(self, i: int) -> Image: ...
+
+
+def write_clip(scenario: Clip, out: Path) -> Path:
     """Write `scenario` for `guanjia edge replay` / `edge.capture`, and return what was written.
 
     If `out` ends in ``.avi`` or ``.mkv`` the clip becomes one Motion-JPEG video file at that
