@@ -60,3 +60,23 @@ def test_car_cut_off_by_the_frame_bottom_is_in_the_zone(detector: OnnxDetector) 
         (EventCategory.ILLEGAL_PARKING, "no-parking-a")
     ]
     assert starts[0].boxes[-1].box[3] == 1.0  # the box really is cut by the bottom edge
+
+
+def test_one_zone_with_two_rules_raises_both_under_distinct_ids(detector: OnnxDetector) -> None:
+    kerb = {
+        "id": "kerb",
+        "polygon": [[0.0, 0.75], [0.5, 0.75], [0.5, 1.0], [0.0, 1.0]],
+        "rules": {
+            "illegal_parking": {"dwell_s": 4.0, "update_interval_s": 2.0},
+            "fire_lane_blocked": {"dwell_s": 3.0},
+        },
+    }
+    out, _ = run(S.car_parks(park_s=8.0, tail_s=2.0), S.lane_config(zones=[kerb]), detector)
+    starts = [o.event for o in out if o.event.phase is EventPhase.START]
+    assert sorted((e.category, e.zone_id) for e in starts) == [
+        (EventCategory.FIRE_LANE_BLOCKED, "kerb"),
+        (EventCategory.ILLEGAL_PARKING, "kerb"),
+    ]
+    assert len({e.event_id for e in starts}) == 2
+    for events in by_id(out).values():
+        lifecycle_ok(events)
