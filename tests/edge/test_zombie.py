@@ -17,8 +17,9 @@ from edge.imaging import decode_image
 from edge.pipeline import CameraPipeline, EventOut
 from edge.stationary_memory import MemoryFileError, Remembered, StationaryMemory
 from guanjia import scenes as S  # noqa: N812 - short name for many scenario calls
+from guanjia import zombie_scenes as Z  # noqa: N812 - the story's names
 
-DAY = S.DAY
+DAY = Z.DAY
 
 
 def _centre_x(out: EventOut) -> float:
@@ -29,7 +30,7 @@ def _centre_x(out: EventOut) -> float:
 def test_zombie_car_one_event_after_seven_days_across_a_restart(
     detector: OnnxDetector, tmp_path: Path
 ) -> None:
-    config = parse_camera_config(S.zombie_config())
+    config = parse_camera_config(Z.zombie_config())
     memory_file = tmp_path / "stationary-cam-carpark.json"
 
     def pipeline() -> CameraPipeline:
@@ -41,27 +42,27 @@ def test_zombie_car_one_event_after_seven_days_across_a_restart(
     node = pipeline()
     out: list[EventOut] = []
     restarted = False
-    for shot in S.zombie_story():
-        if not restarted and shot.t >= S.RESTART_AT:
+    for shot in Z.zombie_story():
+        if not restarted and shot.t >= Z.RESTART_AT:
             node.memory.save(memory_file)  # what the node app does when the memory changes
             node = pipeline()  # a new process: fresh tracker, gate and track ids
             restarted = True
-        out.extend(node.process(shot.frame(), S.ZOMBIE_T0 + shot.t))
+        out.extend(node.process(shot.frame(), Z.ZOMBIE_T0 + shot.t))
     assert restarted
     assert json.loads(memory_file.read_text())["objects"], "the memory was on disk"
     starts = [o for o in out if o.event.phase is EventPhase.START]
     assert [(o.event.category, o.event.zone_id) for o in starts] == [
         (EventCategory.ZOMBIE_VEHICLE, "carpark")
-    ], [(o.event.category, _centre_x(o), o.event.ts - S.ZOMBIE_T0) for o in starts]
+    ], [(o.event.category, _centre_x(o), o.event.ts - Z.ZOMBIE_T0) for o in starts]
     (start,) = starts
     ev = start.event
     assert ev.severity is Severity.LOW
     # Car A (the zombie), not car B that left after 6 days, nor the passing car C.
-    assert abs(_centre_x(start) - (S.ZOMBIE_SPOT[0] + 78)) < 30
+    assert abs(_centre_x(start) - (Z.ZOMBIE_SPOT[0] + 78)) < 30
     # Its clock runs from when it stopped on day 0 (2 s in), through nights, rain and the
     # restart on day 3, and it fires at the first detector run after 7 days.
-    assert abs(ev.started_at - (S.ZOMBIE_T0 + 2.0)) <= 1.0
-    assert 7 * DAY <= ev.ts - ev.started_at <= 7 * DAY + 2.5 * S.HOUR
+    assert abs(ev.started_at - (Z.ZOMBIE_T0 + 2.0)) <= 1.0
+    assert 7 * DAY <= ev.ts - ev.started_at <= 7 * DAY + 2.5 * Z.HOUR
     assert ev.dwell_s >= 7 * DAY
     # The evidence shows the first day beside now: the photo kept when it stopped.
     assert start.snapshot is not None
