@@ -246,7 +246,8 @@ class FacadeClip:
             if t >= start:
                 gain = g
         rng = np.random.default_rng(self.seed * 100_003 + i)
-        noisy = frame.astype(np.int16) * gain + rng.normal(0, 2.0, frame.shape)
+        noise = rng.standard_normal(frame.shape, dtype=np.float32) * np.float32(2.0)
+        noisy = frame.astype(np.float32) * np.float32(gain) + noise
         return np.clip(noisy, 0, 255).astype(np.uint8)
 
     def frames(self) -> Iterator[tuple[float, Image]]:
