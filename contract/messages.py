@@ -71,6 +71,10 @@ class EventCategory(StrEnum):
     FIRE_LANE_BLOCKED = "fire_lane_blocked"
     EBIKE_IN_ELEVATOR = "ebike_in_elevator"
     LITTER = "litter"
+    ZOMBIE_VEHICLE = "zombie_vehicle"
+    """A vehicle stationary in a watched area for days (僵尸车); low urgency."""
+    THROWN_OBJECT = "thrown_object"
+    """An object falling from a building's windows (高空抛物); urgent."""
 
 
 class ObjectCategory(StrEnum):

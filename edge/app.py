@@ -102,18 +102,30 @@ class CameraWorker:
     ) -> None:
         from edge.capture import open_source
         from edge.detector import load_detector
+        from edge.facade_pipeline import FacadePipeline, is_facade_camera
         from edge.pipeline import CameraPipeline
+        from edge.stationary_memory import StationaryMemory
 
         self.config = config
         self._node = node
-        detector = load_detector(model_dir, manifest, threads=config.detector_threads)
-        self.pipeline = CameraPipeline(
-            config,
-            detector,
-            node.actions,
-            site_id=node.config.site_id,
-            device_id=node.config.device_id,
-        )
+        # Stationary objects (zombie-car clocks) survive restarts of the node.
+        self._memory_file = node.config.data_dir / f"stationary-{config.camera_id}.json"
+        self.pipeline: CameraPipeline | FacadePipeline
+        if is_facade_camera(config):  # thrown objects: no detector, motion blobs only
+            self.pipeline = FacadePipeline(
+                config, site_id=node.config.site_id, device_id=node.config.device_id
+            )
+        else:
+            self.pipeline = CameraPipeline(
+                config,
+                load_detector(model_dir, manifest, threads=config.detector_threads),
+                node.actions,
+                site_id=node.config.site_id,
+                device_id=node.config.device_id,
+                memory=StationaryMemory.load(
+                    self._memory_file, config.tracker.remember_stationary_s
+                ),
+            )
         self.source = open_source(config)
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -177,6 +189,11 @@ class CameraWorker:
                         return
                 for out in self.pipeline.process(frame.image, now):
                     self._node.uplink.send_event(out.event, out.snapshot)
+                if self.pipeline.memory.dirty:
+                    try:
+                        self.pipeline.memory.save(self._memory_file)
+                    except OSError as exc:  # a full disk must not stop the camera
+                        log.warning("camera %s: memory not saved: %s", self.config.camera_id, exc)
         except Exception:
             # One broken camera must not take the node (and the other cameras) down; the
             # heartbeat shows it offline/stalled.

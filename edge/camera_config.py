@@ -1,43 +1,68 @@
 """Camera configuration: source, frame rate, motion gate, tracker, zones and snapshot options.
 
 One YAML file per camera (examples in ``firmware_configs/cameras/``). Every model forbids
-unknown keys, so a typo fails loudly instead of silently running with a default. Zones are
-polygons in coordinates relative to the frame (0..1), so a config survives a change of stream
-resolution. `load_camera_config` turns every problem into a `CameraConfigError` that names the
-file and the dotted field path.
+unknown keys, so a typo fails loudly instead of silently running with a default. The zone
+models live in `edge.zone_config` (re-exported here). `load_camera_config` turns every problem
+into a `CameraConfigError` that names the file and the dotted field path.
 """
 
 from __future__ import annotations
 
-import re
 import zoneinfo
-from datetime import time as dtime
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from contract.messages import Segment
+from edge.zone_config import (
+    DAY_S,
+    ConfigModel,
+    ElevatorZone,
+    FacadeCalibration,
+    FacadeColumn,
+    FacadeFloor,
+    FireLaneZone,
+    IllegalParkingZone,
+    LitterZone,
+    Point,
+    RuleKind,
+    ThrownObjectZone,
+    TimeWindow,
+    ZombieVehicleZone,
+    Zone,
+    ZoneFieldError,
+    expand_zones,
+    polygon_problem,
 )
 
-from contract import ObjectCategory
-from contract.messages import Segment
-from edge.actions import ActionName
-
-Point = tuple[
-    Annotated[float, Field(ge=0.0, le=1.0)],
-    Annotated[float, Field(ge=0.0, le=1.0)],
+__all__ = [
+    "CameraConfig",
+    "CameraConfigError",
+    "ElevatorZone",
+    "FacadeCalibration",
+    "FacadeColumn",
+    "FacadeFloor",
+    "FireLaneZone",
+    "IllegalParkingZone",
+    "LitterZone",
+    "MotionConfig",
+    "Point",
+    "ReconnectConfig",
+    "RuleKind",
+    "SnapshotConfig",
+    "ThrownObjectZone",
+    "TimeWindow",
+    "TrackerConfig",
+    "ZombieVehicleZone",
+    "Zone",
+    "ZoneFieldError",
+    "expand_zones",
+    "load_camera_config",
+    "parse_camera_config",
+    "polygon_problem",
 ]
-
-_DEFAULT_ELEVATOR_ACTIONS: tuple[ActionName, ...] = ("voice_warning", "door_hold")
-
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
 class CameraConfigError(ValueError):
@@ -51,198 +76,7 @@ class CameraConfigError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RuleKind(StrEnum):
-    """Which zone rule watches a zone; equals the contract's event category."""
-
-    ILLEGAL_PARKING = "illegal_parking"
-    FIRE_LANE_BLOCKED = "fire_lane_blocked"
-    EBIKE_IN_ELEVATOR = "ebike_in_elevator"
-    LITTER = "litter"
-
-
-class TimeWindow(_Config):
-    """A daily window of local time, ``start`` inclusive, ``end`` exclusive; may wrap midnight."""
-
-    start: str = Field(description="Local time HH:MM at which the window opens.")
-    end: str = Field(description="Local time HH:MM at which the window closes (may be < start).")
-
-    @field_validator("start", "end")
-    @classmethod
-    def _hhmm(cls, value: str) -> str:
-        if not _HHMM.match(value):
-            raise ValueError(f"{value!r} is not a time HH:MM (00:00..23:59)")
-        return value
-
-    def _minutes(self, text: str) -> int:
-        hours, minutes = text.split(":")
-        return int(hours) * 60 + int(minutes)
-
-    def contains(self, local: dtime) -> bool:
-        """True if the local wall-clock time lies in the window."""
-        now = local.hour * 60 + local.minute
-        start, end = self._minutes(self.start), self._minutes(self.end)
-        if start == end:
-            return True  # a 24 h window
-        if start < end:
-            return start <= now < end
-        return now >= start or now < end
-
-
-def _segments_cross(
-    a: tuple[float, float], b: tuple[float, float], c: tuple[float, float], d: tuple[float, float]
-) -> bool:
-    def orient(p: tuple[float, float], q: tuple[float, float], r: tuple[float, float]) -> float:
-        return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
-
-    d1, d2 = orient(c, d, a), orient(c, d, b)
-    d3, d4 = orient(a, b, c), orient(a, b, d)
-    return ((d1 > 0) != (d2 > 0)) and ((d3 > 0) != (d4 > 0)) and 0 not in (d1, d2, d3, d4)
-
-
-def polygon_problem(points: list[tuple[float, float]]) -> str | None:
-    """Why a polygon cannot be a zone (too few points, no area, self-crossing); None if fine."""
-    if len(points) < 3:
-        return f"a polygon needs at least 3 points, got {len(points)}"
-    n = len(points)
-    for i in range(n):
-        for j in range(i + 1, n):
-            if j in (i, (i + 1) % n, (i - 1) % n) or i == (j + 1) % n:
-                continue  # neighbouring edges share a vertex
-            if _segments_cross(points[i], points[(i + 1) % n], points[j], points[(j + 1) % n]):
-                return f"polygon edges {i} and {j} cross each other"
-    area2 = 0.0
-    for i, (x1, y1) in enumerate(points):
-        x2, y2 = points[(i + 1) % len(points)]
-        area2 += x1 * y2 - x2 * y1
-    if abs(area2) / 2 < 1e-4:
-        return "polygon has (almost) no area: its points are collinear or repeated"
-    return None
-
-
-class _ZoneBase(_Config):
-    id: Segment = Field(description="Zone id, unique per camera; becomes the event's zone_id.")
-    polygon: list[Point] = Field(
-        description="Zone outline as [x, y] points relative to the frame (0..1), at least 3."
-    )
-    inertia: Annotated[int, Field(ge=1, le=30)] = Field(
-        default=3,
-        description=(
-            "Consecutive detections that must agree before a track counts as entering or "
-            "leaving the zone (filters box jitter at the border)."
-        ),
-    )
-    update_interval_s: Annotated[float, Field(gt=0)] = Field(
-        default=60.0, description="Minimum seconds between two `update` publications of an event."
-    )
-
-    @field_validator("polygon")
-    @classmethod
-    def _valid_polygon(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        problem = polygon_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-
-class IllegalParkingZone(_ZoneBase):
-    """No-parking zone: a stationary vehicle for >= dwell_s outside the allowed windows."""
-
-    rule: Literal[RuleKind.ILLEGAL_PARKING] = Field(description="Rule kind of this zone.")
-    dwell_s: Annotated[float, Field(gt=0)] = Field(
-        default=300.0, description="Seconds a vehicle must stand still in the zone before an event."
-    )
-    allowed_windows: list[TimeWindow] = Field(
-        default_factory=list,
-        description="Local time windows in which parking is allowed (e.g. 22:00-07:00 overnight).",
-    )
-
-
-class FireLaneZone(_ZoneBase):
-    """Fire lane: a vehicle or other large static object for >= dwell_s; urgent."""
-
-    rule: Literal[RuleKind.FIRE_LANE_BLOCKED] = Field(description="Rule kind of this zone.")
-    dwell_s: Annotated[float, Field(gt=0)] = Field(
-        default=60.0,
-        description="Seconds an obstacle must stand still in the lane before an event.",
-    )
-    min_obstacle_area: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
-        default=0.01,
-        description=(
-            "Smallest box area (fraction of the frame) for a non-vehicle object (two-wheeler, "
-            "litter candidate) to count as an obstacle. Vehicles always count."
-        ),
-    )
-
-
-class ElevatorZone(_ZoneBase):
-    """Elevator cabin: a two-wheeler seen in N consecutive detections; fires local actions."""
-
-    rule: Literal[RuleKind.EBIKE_IN_ELEVATOR] = Field(description="Rule kind of this zone.")
-    min_consecutive: Annotated[int, Field(ge=1, le=300)] = Field(
-        default=10,
-        description="Consecutive detections of a two-wheeler in the cabin (10 = 2 s at 5 fps).",
-    )
-    clear_misses: Annotated[int, Field(ge=1, le=300)] = Field(
-        default=5,
-        description=(
-            "Consecutive detector runs without any two-wheeler in the cabin that end the event "
-            "(the detector runs on every frame while it checks: 5 = 1 s at 5 fps)."
-        ),
-    )
-    actions: list[ActionName] = Field(
-        default_factory=lambda: list(_DEFAULT_ELEVATOR_ACTIONS),
-        description="Local actions fired on the edge in the frame that confirms the bike.",
-    )
-    voice_text: str = Field(
-        default="电动车禁止进入电梯，请推出电梯",
-        max_length=200,
-        description="Text of the voice warning.",
-    )
-    inertia: Annotated[int, Field(ge=1, le=30)] = Field(
-        default=1,
-        description="Consecutive detections before entering/leaving counts (1: react at once).",
-    )
-
-
-class LitterZone(_ZoneBase):
-    """Litter watch: a new unattended static object that stays >= dwell_s."""
-
-    rule: Literal[RuleKind.LITTER] = Field(description="Rule kind of this zone.")
-    dwell_s: Annotated[float, Field(gt=0)] = Field(
-        default=60.0, description="Seconds a new object must lie unattended before an event."
-    )
-    reference_s: Annotated[float, Field(ge=0)] = Field(
-        default=10.0,
-        description=(
-            "Seconds after start-up during which objects already lying in the zone are learnt as "
-            "the reference background and never reported."
-        ),
-    )
-    categories: list[ObjectCategory] = Field(
-        default_factory=lambda: [ObjectCategory.LITTER_CANDIDATE],
-        description="Object categories that count as litter (persons and vehicles never do).",
-    )
-
-    @field_validator("categories")
-    @classmethod
-    def _no_people_or_cars(cls, value: list[ObjectCategory]) -> list[ObjectCategory]:
-        bad = {ObjectCategory.PERSON, ObjectCategory.VEHICLE} & set(value)
-        if bad:
-            raise ValueError(f"persons and vehicles never count as litter: {sorted(bad)}")
-        return value
-
-
-Zone = Annotated[
-    IllegalParkingZone | FireLaneZone | ElevatorZone | LitterZone,
-    Field(discriminator="rule"),
-]
-
-
-class ReconnectConfig(_Config):
+class ReconnectConfig(ConfigModel):
     """Backoff between attempts to reopen a live stream."""
 
     initial_s: Annotated[float, Field(gt=0)] = Field(
@@ -256,7 +90,7 @@ class ReconnectConfig(_Config):
     )
 
 
-class MotionConfig(_Config):
+class MotionConfig(ConfigModel):
     """The cheap motion gate in front of the detector."""
 
     enabled: bool = Field(default=True, description="Off: run the detector on every frame.")
@@ -291,7 +125,7 @@ class MotionConfig(_Config):
     )
 
 
-class TrackerConfig(_Config):
+class TrackerConfig(ConfigModel):
     """Association of detections into tracks, and when a track counts as stationary."""
 
     match_iou: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
@@ -320,6 +154,14 @@ class TrackerConfig(_Config):
     stationary_s: Annotated[float, Field(ge=0)] = Field(
         default=2.0, description="Seconds a box must stay put before the track is stationary."
     )
+    remember_stationary_s: Annotated[float, Field(gt=0)] = Field(
+        default=2 * DAY_S,
+        description=(
+            "How long a stationary object whose track was lost (night, rain, a restart) is "
+            "remembered, so that a track found at its place with its look inherits its "
+            "stationary clock (edge.stationary_memory)."
+        ),
+    )
     moved_confirmations: Annotated[int, Field(ge=1, le=20)] = Field(
         default=3,
         description=(
@@ -329,7 +171,7 @@ class TrackerConfig(_Config):
     )
 
 
-class SnapshotConfig(_Config):
+class SnapshotConfig(ConfigModel):
     """The JPEG evidence attached to events."""
 
     enabled: bool = Field(default=True, description="Attach a JPEG to start and end events.")
@@ -343,11 +185,20 @@ class SnapshotConfig(_Config):
     )
 
 
-class CameraConfig(_Config):
+class CameraConfig(ConfigModel):
     """Everything one camera pipeline needs. Load it with `load_camera_config`."""
 
     camera_id: Segment = Field(
         description="Camera id, unique per edge node; the event's camera_id."
+    )
+    resolution: (
+        tuple[Annotated[int, Field(ge=16, le=16384)], Annotated[int, Field(ge=16, le=16384)]] | None
+    ) = Field(
+        default=None,
+        description=(
+            "Stream width and height in pixels; required for zones drawn with polygon_px "
+            "(the pipeline warns if the stream's aspect ratio differs)."
+        ),
     )
     source: str | int = Field(
         description=(
@@ -392,12 +243,32 @@ class CameraConfig(_Config):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _expand(cls, data: object) -> object:
+        # parse_camera_config expands first (to name the field); this serves direct callers.
+        return expand_zones(data)
+
     @model_validator(mode="after")
     def _unique_zone_ids(self) -> CameraConfig:
-        ids = [zone.id for zone in self.zones]
-        dupes = sorted({z for z in ids if ids.count(z) > 1})
+        keys = [(zone.id, zone.rule.value) for zone in self.zones]
+        dupes = sorted({z[0] for z in keys if keys.count(z) > 1})
         if dupes:
             raise ValueError(f"zone ids must be unique, repeated: {dupes}")
+        kinds = {zone.rule for zone in self.zones}
+        if RuleKind.THROWN_OBJECT in kinds and len(kinds) > 1:
+            raise ValueError(
+                "a thrown_object zone needs a camera of its own (it runs without the object "
+                "detector, at a higher frame rate): move the other zones to another camera"
+            )
+        first: dict[str, Zone] = {}
+        for zone in self.zones:
+            seen = first.setdefault(zone.id, zone)
+            if seen.polygon != zone.polygon or seen.inertia != zone.inertia:
+                raise ValueError(
+                    f"zones with the same id {zone.id!r} must share polygon and inertia "
+                    "(give one zone several `rules` instead)"
+                )
         return self
 
 
@@ -413,10 +284,22 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     return "".join(parts)
 
 
-def parse_camera_config(data: object, *, origin: Path | str = "<config>") -> CameraConfig:
-    """Validate already-parsed YAML/JSON data; errors name `origin` and the field."""
+def parse_camera_config(
+    data: object, *, origin: Path | str = "<config>", source: str | None = None
+) -> CameraConfig:
+    """Validate already-parsed YAML/JSON data; errors name `origin` and the field.
+
+    `source`, if given, replaces the config's (which may then be absent): `guanjia edge
+    replay` names the clip on its command line.
+    """
     if not isinstance(data, dict):
         raise CameraConfigError(origin, "", "expected a mapping at the top level")
+    if source is not None:
+        data = {**data, "source": source}
+    try:
+        data = expand_zones(data)
+    except ZoneFieldError as exc:
+        raise CameraConfigError(origin, exc.field, exc.problem) from exc
     try:
         return CameraConfig.model_validate(data)
     except ValidationError as exc:
@@ -431,8 +314,8 @@ def parse_camera_config(data: object, *, origin: Path | str = "<config>") -> Cam
         raise CameraConfigError(origin, field, problem) from exc
 
 
-def load_camera_config(path: Path | str) -> CameraConfig:
-    """Read and validate a camera YAML file.
+def load_camera_config(path: Path | str, *, source: str | None = None) -> CameraConfig:
+    """Read and validate a camera YAML file; `source` replaces (or supplies) its source.
 
     Raises `CameraConfigError` (a ValueError) naming the file and the dotted field path for a
     missing file, bad YAML, unknown keys, out-of-range values or an invalid polygon.
@@ -446,4 +329,4 @@ def load_camera_config(path: Path | str) -> CameraConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise CameraConfigError(path, "", f"not valid YAML: {exc}") from exc
-    return parse_camera_config(data, origin=path)
+    return parse_camera_config(data, origin=path, source=source)

@@ -104,8 +104,8 @@ def replay(  # noqa: PLR0917 - typer maps each CLI option to a parameter
     from edge.pipeline import CameraPipeline
 
     try:
-        camera = load_camera_config(config)
-        camera = camera.model_copy(update={"source": str(clip)})
+        # The clip on the command line is the source: the config need not name one.
+        camera = load_camera_config(config, source=str(clip))
         spec = load_manifest(manifest or default_manifest_path())
         detector = load_detector(
             resolve_model_dir(model_dir, weights=spec.file), spec, camera.detector_threads

@@ -114,6 +114,64 @@ def grey_small(frame: Image, width: int) -> FloatArray:
     return cv2.GaussianBlur(small, (5, 5), 0).astype(np.float32)
 
 
+def look(frame: Image, box: Sequence[float], size: tuple[int, int] = (16, 12)) -> FloatArray:
+    """A box's appearance as a tiny grey thumbnail, zero mean and unit variance.
+
+    Normalised so that a car keeps its look from noon to dusk (a change of gain and offset);
+    compared by correlation (`edge.stationary_memory`).
+    """
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = _px(box, w, h)
+    piece = frame[y1 : max(y1 + 1, y2), x1 : max(x1 + 1, x2)]
+    grey = cv2.cvtColor(piece, cv2.COLOR_BGR2GRAY)
+    thumb = cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    thumb -= thumb.mean()
+    return thumb / max(float(thumb.std()), 1.0)
+
+
+def side_by_side(left: Image, right: Image, labels: tuple[str, str]) -> Image:
+    """`left` and `right` next to each other at the height of `right`, each with a caption."""
+    h = right.shape[0]
+    scaled = cv2.resize(left, (max(1, round(left.shape[1] * h / left.shape[0])), h))
+    out = np.ascontiguousarray(np.hstack([scaled, right]))
+    for x, text in ((0, labels[0]), (scaled.shape[1], labels[1])):
+        cv2.rectangle(out, (x, 0), (x + 12 + 11 * len(text), 26), (0, 0, 0), -1)
+        cv2.putText(out, text, (x + 6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1)
+    return out
+
+
+def draw_fall(
+    frame: Image,
+    curve_rel: Sequence[tuple[float, float]],
+    points_rel: Sequence[tuple[float, float]],
+    top_rel: tuple[float, float],
+    label: str,
+) -> None:
+    """Draw a fall in place: fitted curve, sightings, the top (a cross) and a caption."""
+    h, w = frame.shape[:2]
+
+    def px(p: tuple[float, float]) -> tuple[int, int]:
+        return round(p[0] * w), round(p[1] * h)
+
+    curve = np.array([px(p) for p in curve_rel], dtype=np.int32)
+    cv2.polylines(frame, [curve], isClosed=False, color=(0, 255, 255), thickness=2)
+    for p in points_rel:
+        cv2.circle(frame, px(p), 4, (0, 0, 255), -1)
+    cv2.drawMarker(frame, px(top_rel), (255, 0, 255), cv2.MARKER_CROSS, 24, 3)
+    cv2.rectangle(frame, (0, 0), (12 + 10 * len(label), 28), (0, 0, 0), -1)
+    cv2.putText(frame, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
+
+
+def strip_below(frame: Image, frames: Sequence[Image]) -> Image:
+    """`frame` with `frames` side by side below it, scaled to its width."""
+    if not frames:
+        return frame
+    w = frame.shape[1]
+    row = np.hstack(list(frames))
+    strip = cv2.resize(row, (w, max(1, round(row.shape[0] * w / row.shape[1]))))
+    return as_image(np.ascontiguousarray(np.vstack([frame, strip])))
+
+
 def accumulate(background: FloatArray, grey: FloatArray, alpha: float) -> None:
     """Blend `grey` into the running-average `background` in place."""
     cv2.accumulateWeighted(grey, background, alpha)

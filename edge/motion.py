@@ -6,6 +6,13 @@ first, and treats a change over most of the frame (lights switched on, a cloud, 
 IR switch) as a lighting change: it relearns the background at once and reports no regions,
 so lighting never causes a storm of detector calls.
 
+Beside that background the gate keeps the *empty scene*: the same running average, except that
+it is frozen under the boxes the caller holds (the tracked objects). It is what the ground
+looked like before a parked car or a dumped bag arrived, and stays so while it lies there, so
+`edge.vacancy` can tell "the object is gone" (its place looks like the empty scene again) from
+"something stands in front of it". A lighting change relearns it outside the held boxes and
+scales it by the gain inside them.
+
 The policy that turns motion into "run the detector now" lives in the pipeline
 (`edge.schedule.DetectorSchedule`), because it also depends on the tracks and the zones.
 """
@@ -40,12 +47,44 @@ class MotionGate:
     def __init__(self, config: MotionConfig) -> None:
         self._config = config
         self._background: imaging.FloatArray | None = None
+        self._empty: imaging.FloatArray | None = None
         self._last: imaging.FloatArray | None = None
         self._shape: tuple[int, int] | None = None
 
     def reset(self) -> None:
         """Forget the background (next frame counts as the first)."""
         self._background = None
+        self._empty = None
+
+    def _slices(self, box: RelBox) -> tuple[slice, slice]:
+        assert self._shape is not None
+        h, w = self._shape
+        x1, y1, x2, y2 = box
+        c1, r1 = max(0, int(x1 * w)), max(0, int(y1 * h))
+        c2, r2 = min(w, max(c1 + 1, int(x2 * w + 0.999))), min(h, max(r1 + 1, int(y2 * h + 0.999)))
+        return slice(r1, r2), slice(c1, c2)
+
+    def patches(self, box: RelBox) -> tuple[imaging.FloatArray, imaging.FloatArray] | None:
+        """(empty scene, latest frame) inside `box`, small grey; None before the first frame."""
+        if self._empty is None or self._last is None:
+            return None
+        rows, cols = self._slices(box)
+        return self._empty[rows, cols], self._last[rows, cols]
+
+    def _learn_empty(
+        self, grey: imaging.FloatArray, hold: list[RelBox], *, relearn_gain: float | None
+    ) -> None:
+        if self._empty is None or self._empty.shape != grey.shape:
+            self._empty = grey.copy()
+            return
+        kept = [(self._slices(box), self._empty[self._slices(box)].copy()) for box in hold]
+        if relearn_gain is None:
+            imaging.accumulate(self._empty, grey, self._config.alpha)
+        else:  # a lighting change: relearn at once; what lies under the objects, by the gain
+            self._empty[:] = grey
+        gain = np.float32(relearn_gain or 1.0)
+        for (rows, cols), patch in kept:
+            self._empty[rows, cols] = patch * gain
 
     def absorb(self, regions: list[RelBox]) -> None:
         """Copy the latest frame into the background inside `regions` (relative boxes).
@@ -62,13 +101,18 @@ class MotionGate:
             c2, r2 = min(w, int(x2 * w + 0.999) + 1), min(h, int(y2 * h + 0.999) + 1)
             self._background[r1:r2, c1:c2] = self._last[r1:r2, c1:c2]
 
-    def update(self, frame: imaging.Image) -> Motion:
-        """Compare `frame` with the background, then blend it in."""
+    def update(self, frame: imaging.Image, hold: list[RelBox] | None = None) -> Motion:
+        """Compare `frame` with the background, then blend it in.
+
+        `hold`: boxes under which the empty scene must not learn (the tracked objects).
+        """
+        hold = hold or []
         grey = imaging.grey_small(frame, self._config.width)
         self._last = grey
         if self._background is None or self._shape != grey.shape:
             self._background = grey.copy()
             self._shape = (grey.shape[0], grey.shape[1])
+            self._empty = grey.copy()
             return Motion(first_frame=True)
         background = self._background
         gain = float(grey.mean()) / max(float(background.mean()), 1.0)
@@ -79,7 +123,9 @@ class MotionGate:
         )
         if abs(gain - 1.0) > _MAX_GAIN_STEP or changed > self._config.global_change:
             self._background = grey.copy()
+            self._learn_empty(grey, hold, relearn_gain=gain)
             return Motion(changed=changed, lighting_change=True)
         imaging.accumulate(background, grey, self._config.alpha)
+        self._learn_empty(grey, hold, relearn_gain=None)
         regions = [(x1 / w, y1 / h, x2 / w, y2 / h) for x1, y1, x2, y2 in regions_px]
         return Motion(regions=regions, changed=changed)

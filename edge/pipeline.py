@@ -7,8 +7,11 @@ in simulated time gives the same events as a live run, and tests need no sleeps.
 The detector runs only when it can change a decision (`edge.schedule.DetectorSchedule`); with
 the motion gate disabled it runs on every frame.
 
-Event ids, message ids and snapshot ids are derived from (device, camera, zone, track, start
-time), so replaying the same clip with the same ``--start`` yields identical ids.
+An event ends when its object is gone: a stationary object that the detector misses is gone
+when its place looks like the empty scene again (`edge.vacancy`), not when its track expires.
+
+Event ids, message ids and snapshot ids are derived from (device, camera, zone, rule, track,
+start time), so replaying the same clip with the same ``--start`` yields identical ids.
 """
 
 from __future__ import annotations
@@ -19,13 +22,13 @@ import time
 import zoneinfo
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import JsonValue
 
-from contract import BoxEvidence, DetectionEvent, EventPhase, ObjectCategory
+from contract import BoxEvidence, DetectionEvent, EventCategory, EventPhase, ObjectCategory
 from edge import imaging, snapshot
 from edge.actions import ActionRequest, ActionSink
 from edge.boxes import RelBox, area, containment, iou
@@ -33,8 +36,11 @@ from edge.camera_config import CameraConfig, ElevatorZone
 from edge.detector import Detection, Detector
 from edge.motion import MotionGate
 from edge.rules import Condition, EventLifecycle, RuleContext, Transition, ZoneRule, make_rule
+from edge.rules.base import is_gone
 from edge.schedule import DetectorSchedule
+from edge.stationary_memory import Remembered, StationaryMemory
 from edge.tracker import Track, Tracker, TrackInput
+from edge.vacancy import looks_empty
 from edge.zones import ZoneMemberships
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,17 @@ _EVIDENCE_BOXES = 8
 _PART_OF = 0.8
 # Inference percentiles cover the last calls: ~40 s at 5 fps, recent enough for a heartbeat.
 _TIMING_WINDOW = 200
+# The empty scene is frozen under tracked boxes grown by this fraction of their size: between
+# two detector runs a moving object has moved on a little.
+_HOLD_MARGIN = 0.25
+# The "before" photo a remembered object keeps (a zombie ticket shows it beside "now").
+_PHOTO_WIDTH = 480
+_PHOTO_QUALITY = 70
+# With no zone to say how fast, a gone object's track is removed after this many seconds.
+_DEFAULT_END_AFTER_S = 3.0
+
+RuleKey = tuple[str, str]
+"""(zone id, rule): one zone may name several rules."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +111,11 @@ class CameraPipeline:
         *,
         site_id: str,
         device_id: str,
+        memory: StationaryMemory | None = None,
     ) -> None:
         self.config = config
+        self.memory = memory or StationaryMemory(config.tracker.remember_stationary_s)
+        """Stationary objects of this camera; the caller saves it (`memory.dirty`)."""
         self._detector = detector
         self._actions = actions
         self._site_id = site_id
@@ -105,13 +125,21 @@ class CameraPipeline:
         self._schedule = DetectorSchedule(config)
         self._tracker = Tracker(config.tracker)
         self._memberships = ZoneMemberships(config.zones)
-        self._rules: list[ZoneRule] = [make_rule(zone) for zone in config.zones]
-        self._zones = {zone.id: zone for zone in config.zones}
+        self._rules: list[tuple[RuleKey, ZoneRule]] = [
+            ((zone.id, zone.rule.value), make_rule(zone)) for zone in config.zones
+        ]
+        self._zones = {(zone.id, zone.rule.value): zone for zone in config.zones}
         self._lifecycles = {
-            zone.id: EventLifecycle(zone.update_interval_s, self._event_id_factory(zone.id))
-            for zone in config.zones
+            key: EventLifecycle(zone.update_interval_s, self._event_id_factory(*key))
+            for key, zone in self._zones.items()
         }
-        self._best: dict[tuple[str, int], _Best] = {}
+        self._end_after_s = max(
+            (zone.end_after_s for zone in config.zones), default=_DEFAULT_END_AFTER_S
+        )
+        self._best: dict[tuple[RuleKey, int], _Best] = {}
+        self._judgeable: dict[int, bool] = {}
+        """Per stationary track: can its absence be seen (`_check_vacancy`)?"""
+        self._scene_since = float("-inf")
         self._last_tracks: dict[int, Track] = {}
         self._frames = 0
         self._calls = 0
@@ -120,8 +148,16 @@ class CameraPipeline:
         self._timings: deque[float] = deque(maxlen=_TIMING_WINDOW)
         self._size: tuple[int, int] | None = None
 
-    def _event_id_factory(self, zone_id: str) -> _EventIdFactory:
-        return _EventIdFactory(self._site_id, self._device_id, self.config.camera_id, zone_id)
+    def _event_id_factory(self, zone_id: str, rule: str) -> _EventIdFactory:
+        # A zone with one rule keeps the ids it always had; a second rule of the same zone
+        # must not produce the same id for the same track.
+        shared = sum(1 for z in self.config.zones if z.id == zone_id) > 1
+        return _EventIdFactory(
+            self._site_id,
+            self._device_id,
+            self.config.camera_id,
+            f"{zone_id}|{rule}" if shared else zone_id,
+        )
 
     def process(self, frame: npt.NDArray[np.uint8], now: float) -> list[EventOut]:
         """Run one frame taken at `now` (epoch seconds) through the pipeline.
@@ -133,34 +169,85 @@ class CameraPipeline:
         h, w = frame.shape[:2]
         if self._size is not None and self._size != (w, h):
             self._gate.reset()  # a reconnect may change the resolution
+            self._warn_aspect(w, h)
+            self._scene_since = now
+        elif self._size is None:
+            self._warn_aspect(w, h)
+            self._scene_since = now
         self._size = (w, h)
         self._frames += 1
-        motion = self._gate.update(frame)
+        tracks = self._tracker.tracks
+        motion = self._gate.update(frame, [_grown(t.box) for t in tracks if t.confirmed])
         if motion.lighting_change:
             self._lighting += 1
-        tracks = self._tracker.tracks
-        if self._schedule.should_run(motion, tracks, self._memberships, now):
+        ran = self._schedule.should_run(motion, tracks, self._memberships, now)
+        if ran:
             self._run_detector(frame, now, w, h)
-            tracks = self._tracker.tracks
-            self._gate.absorb(_explained(motion.regions, tracks))
+            self._gate.absorb(_explained(motion.regions, self._tracker.tracks))
+        self._check_vacancy(now, ran=ran)
+        tracks = self._tracker.tracks
         local = datetime.fromtimestamp(now, self._tz).time()
         ctx = RuleContext(now=now, local_time=local, tracks=tracks, memberships=self._memberships)
         out: list[EventOut] = []
-        for rule in self._rules:
-            zone = self._zones[rule.zone_id]
+        for key, rule in self._rules:
+            zone = self._zones[key]
             conditions = _one_per_object(rule.evaluate(ctx), tracks)
             for track_id in conditions:
-                self._remember_best(rule.zone_id, track_id, frame)
-            for transition in self._lifecycles[rule.zone_id].step(conditions, now):
-                out.append(self._publish(rule, transition, frame, now))
+                self._remember_best(key, track_id, frame)
+            for transition in self._lifecycles[key].step(conditions, now):
+                out.append(self._publish(key, rule, transition, frame, now))
                 if transition.phase is EventPhase.START and isinstance(zone, ElevatorZone):
                     self._fire_actions(zone, transition)
-            for key in [k for k in self._best if k[0] == rule.zone_id]:
-                if key[1] not in conditions:
-                    del self._best[key]
+            for best in [k for k in self._best if k[0] == key]:
+                if best[1] not in conditions:
+                    del self._best[best]
         self._last_tracks = {t.track_id: t for t in tracks}
         self._events += len(out)
         return out
+
+    def _warn_aspect(self, w: int, h: int) -> None:
+        res = self.config.resolution
+        if res is not None and abs(res[0] / res[1] - w / h) > 0.01:
+            log.warning(
+                "camera %s: stream is %dx%d but the config's resolution is %dx%d; zones drawn "
+                "in pixels are misplaced",
+                self.config.camera_id,
+                w,
+                h,
+                *res,
+            )
+
+    def _check_vacancy(self, now: float, *, ran: bool) -> None:
+        """Mark stationary tracks whose place looks empty; remove the ones that are gone."""
+        live: set[int] = set()
+        for track in self._tracker.tracks:
+            live.add(track.track_id)
+            if not (track.confirmed and track.stationary):
+                continue
+            patches = self._gate.patches(track.anchor)
+            empty = patches is not None and looks_empty(*patches)
+            if ran and track.seen_last_update:
+                # The detector sees it (observe() cleared vacant_since). Decided once, when it
+                # is first seen stationary: an object there since before the empty scene was
+                # learnt (the car parked since start-up) is part of that scene, and its place
+                # looks "empty" while it stands there; its absence cannot be seen, only its
+                # track expire. (Deciding later would let a passer-by in front decide.)
+                if track.track_id not in self._judgeable:
+                    self._judgeable[track.track_id] = (
+                        track.first_seen > self._scene_since and not empty
+                    )
+                continue
+            if not self._judgeable.get(track.track_id, False):
+                continue
+            if empty:
+                self._tracker.mark_vacant(track.track_id, track.vacant_since or now)
+            else:
+                self._tracker.mark_vacant(track.track_id, None)
+            if is_gone(track, now, self._end_after_s):
+                self._tracker.remove(track.track_id)
+                self._memberships.forget(track.track_id)
+                self.memory.forget(track.track_id)
+        self._judgeable = {k: v for k, v in self._judgeable.items() if k in live}
 
     def _run_detector(self, frame: npt.NDArray[np.uint8], now: float, w: int, h: int) -> None:
         started = time.perf_counter()
@@ -172,13 +259,56 @@ class CameraPipeline:
         dropped = self._tracker.update(inputs, now)
         for track in dropped:
             self._memberships.forget(track.track_id)
+            self.memory.unlink(track.track_id)  # lost, not gone: it may be found again
         self._memberships.observe(self._tracker.tracks, now)
+        self._remember(frame, now)
 
-    def _remember_best(self, zone_id: str, track_id: int, frame: npt.NDArray[np.uint8]) -> None:
+    def _remember(self, frame: npt.NDArray[np.uint8], now: float) -> None:
+        """Keep the stationary-object memory in step; re-found objects inherit their clock."""
+        for track in self._tracker.tracks:
+            if not track.confirmed:
+                continue
+            tid = track.track_id
+            known = self.memory.linked(tid)
+            if not track.stationary:
+                if known is not None:
+                    self.memory.forget(tid)  # it moved off
+                continue
+            if not track.seen_last_update:
+                continue
+            if known is not None:
+                self.memory.seen(tid, now)
+                continue
+            look = imaging.look(frame, track.anchor)
+            found = self.memory.recall(track.category, track.anchor, look)
+            if found is not None:
+                found.last_seen = now
+                self.memory.link(tid, found)
+                self._tracker.inherit(tid, found.since)
+                self._memberships.inherit(track, found.since)
+                continue
+            photo = imaging.encode_jpeg(
+                imaging.resize_to_width(frame, _PHOTO_WIDTH), _PHOTO_QUALITY
+            )
+            self.memory.add(
+                tid,
+                Remembered(
+                    category=track.category,
+                    class_name=track.class_name,
+                    box=track.anchor,
+                    since=track.anchor_since,
+                    last_seen=now,
+                    look=look,
+                    photo=photo,
+                ),
+            )
+        self.memory.expire(now)
+
+    def _remember_best(self, rule: RuleKey, track_id: int, frame: npt.NDArray[np.uint8]) -> None:
         track = self._track_for(track_id)
         if track is None:
             return
-        key = (zone_id, track_id)
+        key = (rule, track_id)
         best = self._best.get(key)
         if best is not None and (not track.seen_last_update or track.score <= best.score):
             return
@@ -191,14 +321,19 @@ class CameraPipeline:
         self._best[key] = _Best(track.score, frame.copy(), track.box, others, persons)
 
     def _publish(
-        self, rule: ZoneRule, tr: Transition, frame: npt.NDArray[np.uint8], now: float
+        self,
+        key: RuleKey,
+        rule: ZoneRule,
+        tr: Transition,
+        frame: npt.NDArray[np.uint8],
+        now: float,
     ) -> EventOut:
         track = self._track_for(tr.track_id)
-        zone = self._zones[rule.zone_id]
+        zone = self._zones[key]
         jpeg: bytes | None = None
         ref = None
         if self.config.snapshot.enabled and tr.phase is not EventPhase.UPDATE:
-            best = self._best.get((rule.zone_id, tr.track_id))
+            best = self._best.get((key, tr.track_id))
             if tr.phase is EventPhase.START and best is not None:
                 image, box, others, persons = best.frame, best.box, best.others, best.persons
             else:
@@ -213,6 +348,17 @@ class CameraPipeline:
                 snapshot.Overlay(zone.polygon, box, label, others, persons),
                 self.config.snapshot,
             )
+            before = self.memory.linked(tr.track_id)
+            if (
+                tr.phase is EventPhase.START
+                and rule.category is EventCategory.ZOMBIE_VEHICLE
+                and before is not None
+                and before.photo is not None
+            ):
+                # A ticket about days needs the first day too: the photo kept when it stopped.
+                rendered = imaging.side_by_side(
+                    imaging.decode_image(before.photo), rendered, (_when(before.since), "now")
+                )
             snap_id = f"snap-{tr.event_id[3:]}-{tr.seq}"
             jpeg, ref = snapshot.encode(rendered, self.config.snapshot, snap_id)
         evidence = list(track.history)[-_EVIDENCE_BOXES:] if track else []
@@ -294,6 +440,16 @@ class _EventIdFactory:
             self.site_id, self.device_id, self.camera_id, self.zone_id, track_id, f"{since:.3f}"
         )
         return f"ev-{digest[:20]}"
+
+
+def _when(ts: float) -> str:
+    return "since " + datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _grown(box: RelBox) -> RelBox:
+    x1, y1, x2, y2 = box
+    mx, my = (x2 - x1) * _HOLD_MARGIN, (y2 - y1) * _HOLD_MARGIN
+    return (max(0.0, x1 - mx), max(0.0, y1 - my), min(1.0, x2 + mx), min(1.0, y2 + my))
 
 
 def _explained(regions: list[RelBox], tracks: list[Track]) -> list[RelBox]:

@@ -1,9 +1,10 @@
 """When the detector must run on a frame: the policy behind the motion gate (pure).
 
 The detector runs only when it can change a decision: motion in or near a zone or on a
-tracked object, tracks still moving or unconfirmed, a two-wheeler in an elevator cabin (its
-rule counts consecutive detections, and consecutive empty runs to end the event), a slow
-keepalive while stationary objects are being timed, and a slower idle keepalive otherwise.
+tracked object, tracks still moving or unconfirmed, a stationary object whose place looks empty
+(is it gone?), a two-wheeler in an elevator cabin (its rule needs sightings without a miss for
+dwell_s, and consecutive empty runs to end the event), a slow keepalive while stationary
+objects are being timed, and a slower idle keepalive otherwise.
 With the gate disabled it runs on every frame. `DetectorSchedule.reason` says which case
 applied, for tuning (docs/edge.md lists them in order).
 """
@@ -13,10 +14,12 @@ from __future__ import annotations
 from edge.boxes import RelBox, containment, touches
 from edge.camera_config import CameraConfig, ElevatorZone
 from edge.motion import Motion
-from edge.rules.elevator import cabin_two_wheelers
+from edge.rules.elevator import cabin_two_wheelers, elevator_ready
 from edge.tracker import Track
 from edge.zones import ZoneMemberships, box_near_zone
 
+# Shortest time between two detector runs that check an object whose place looks empty.
+_VACATED_RECHECK_S = 0.5
 # A still object's ghost lies in its anchor box grown by this fraction of its size...
 _GHOST_MARGIN = 0.1
 # ...almost entirely: motion that spills out (the car pulls away) still counts.
@@ -54,29 +57,32 @@ class DetectorSchedule:
         if any(self._relevant(region, tracks) for region in motion.regions):
             return "motion"
         for track in tracks:
-            reason = self._track_reason(track, now)
+            reason = self._track_reason(track, now, since)
             if reason is not None:
                 return reason
         for zone in self._elevator_zones:
             inside = cabin_two_wheelers(zone.id, tracks, memberships)
             if any(
                 t.seen_last_update
-                and memberships.get(zone.id, t.track_id).consecutive_inside < zone.min_consecutive
+                and not elevator_ready(zone, memberships.get(zone.id, t.track_id), now)
                 for t in inside
             ):
-                return "elevator count"  # the elevator rule counts consecutive detections
+                return "elevator count"  # the elevator rule needs every run until it is sure
             if inside and 0 < min(t.missed_runs for t in inside) < zone.clear_misses:
                 return "elevator clear"  # ...and consecutive empty runs to end the event
         if tracks and since >= cfg.keepalive_s:
             return "keepalive"
         return "idle keepalive" if since >= cfg.idle_keepalive_s else None
 
-    def _track_reason(self, track: Track, now: float) -> str | None:
+    def _track_reason(self, track: Track, now: float, since: float) -> str | None:
         if not track.confirmed:
             # A second sighting confirms it or lets it die.
             return "new track" if track.seen_last_update else None
         if track.stationary:
-            return None
+            # Its place looks empty but the last run saw it: ask the detector (not every frame:
+            # a car the colour of the road looks "empty" and is seen again each time).
+            vacated = track.vacant_since is not None and track.seen_last_update
+            return "vacated" if vacated and since >= _VACATED_RECHECK_S else None
         if not track.still:
             # Follow moving objects frame by frame; a lost one comes back via motion.
             return "moving track" if track.seen_last_update else None

@@ -15,7 +15,9 @@ Stationary handling (Frigate's most reported pain is parked cars re-alerting):
   hides part of the car) is occlusion, not movement. Only ``moved_confirmations`` displaced
   boxes in a row make it moving again, with a new anchor.
 - A stationary track that the detector misses is kept for ``max_lost_stationary_s`` (moving
-  tracks: ``max_lost_s``), so its dwell timer survives misses and occlusion.
+  tracks: ``max_lost_s``), so its dwell timer survives misses and occlusion. Whether a missed
+  object is hidden or gone is decided from the image (`edge.vacancy`): the pipeline marks a
+  track whose place looks empty (`mark_vacant`) and removes it once it is gone (`remove`).
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class Track:
     missed_runs: int = 0
     seen_last_update: bool = True
     velocity: tuple[float, float] = (0.0, 0.0)
+    vacant_since: float | None = None
+    """Since when the object's place looks like the empty scene (None: something is there)."""
     history: deque[Sighting] = field(default_factory=lambda: deque(maxlen=_HISTORY))
 
     @property
@@ -136,6 +140,21 @@ class Tracker:
     def confirmed(self) -> list[Track]:
         """Tracks seen often enough to be trusted."""
         return [t for t in self._tracks.values() if t.confirmed]
+
+    def mark_vacant(self, track_id: int, since: float | None) -> None:
+        """Record since when a track's place looks empty (None: it does not)."""
+        if (track := self._tracks.get(track_id)) is not None:
+            track.vacant_since = since
+
+    def inherit(self, track_id: int, since: float) -> None:
+        """A stationary track is an object known to stand here since `since` (re-found)."""
+        track = self._tracks.get(track_id)
+        if track is not None and track.stationary and since < track.anchor_since:
+            track.anchor_since = since
+
+    def remove(self, track_id: int) -> Track | None:
+        """Drop a track whose object is gone; returns it (None if unknown)."""
+        return self._tracks.pop(track_id, None)
 
     def update(self, detections: list[TrackInput], now: float) -> list[Track]:
         """Assign `detections` (one detector run at time `now`); returns the dropped tracks."""
@@ -196,6 +215,7 @@ class Tracker:
         track.consecutive_hits += 1
         track.missed_runs = 0
         track.seen_last_update = True
+        track.vacant_since = None
         track.confirmed = track.confirmed or track.hits >= cfg.min_hits
         track.score = det.score
         if det.score >= track.best_score:

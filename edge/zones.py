@@ -6,6 +6,10 @@ agree, so a box jittering on the border does not enter and leave on alternate fr
 Membership is observed only on frames where the detector saw the track: between detector runs
 (the motion gate skipped them) and during misses, the last state holds.
 
+The frame's edges belong to the zones drawn to them: boxes are clipped to the frame, so an
+object cut off by the bottom edge has its bottom-centre at y = 1.0 exactly, which ray casting
+would put outside even a full-frame polygon. Points are moved a hair inside the frame first.
+
 Point-in-polygon is a few lines of ray casting here rather than cv2.pointPolygonTest, so the
 rules stay free of OpenCV and testable without images.
 """
@@ -18,9 +22,17 @@ from edge.boxes import RelBox, touches
 from edge.camera_config import Zone
 from edge.tracker import Track
 
+# How far a point on the frame's border is moved inwards (far below a pixel of any stream).
+_EDGE = 1e-6
+
 
 def point_in_polygon(x: float, y: float, polygon: list[tuple[float, float]]) -> bool:
-    """Even-odd ray casting; points on the boundary may fall either way."""
+    """Even-odd ray casting; a point on the frame's border counts as just inside the frame.
+
+    Other points on a polygon's boundary may fall either way.
+    """
+    x = min(max(x, _EDGE), 1.0 - _EDGE)
+    y = min(max(y, _EDGE), 1.0 - _EDGE)
     inside = False
     n = len(polygon)
     for i in range(n):
@@ -90,6 +102,7 @@ class ZoneMemberships:
     """Membership of every track in every zone of one camera."""
 
     def __init__(self, zones: list[Zone]) -> None:
+        # Zones sharing an id (one zone, several rules) share polygon and inertia (validated).
         self._zones = {zone.id: zone for zone in zones}
         self._state: dict[tuple[str, int], Membership] = {}
 
@@ -109,6 +122,16 @@ class ZoneMemberships:
             for zone in self._zones.values():
                 member = self._state.setdefault((zone.id, track.track_id), Membership())
                 member.observe(point_in_polygon(x, y, zone.polygon), now, zone.inertia)
+
+    def inherit(self, track: Track, since: float) -> None:
+        """A re-found object (`edge.stationary_memory`) is inside the zones its bottom-centre
+        is in since `since`, without waiting for `inertia` observations again."""
+        x, y = track.bottom_centre
+        for zone in self._zones.values():
+            if point_in_polygon(x, y, zone.polygon):
+                member = self._state.setdefault((zone.id, track.track_id), Membership())
+                member.inside, member.streak = True, 0
+                member.entered_at = min(since, member.entered_at or since)
 
     def forget(self, track_id: int) -> None:
         """Drop the state of a track that the tracker dropped."""

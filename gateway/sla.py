@@ -48,6 +48,8 @@ class TicketCategory(StrEnum):
     FIRE_LANE_BLOCKED = EventCategory.FIRE_LANE_BLOCKED.value
     EBIKE_IN_ELEVATOR = EventCategory.EBIKE_IN_ELEVATOR.value
     LITTER = EventCategory.LITTER.value
+    ZOMBIE_VEHICLE = EventCategory.ZOMBIE_VEHICLE.value
+    THROWN_OBJECT = EventCategory.THROWN_OBJECT.value
     FIRE_ALARM = "fire_alarm"
     DEVICE_OFFLINE = "device_offline"
 
@@ -132,6 +134,16 @@ DEFAULT_POLICIES: dict[TicketCategory, CategoryPolicy] = {
     ),
     # Litter does not leave by itself even when the camera loses sight of it.
     TicketCategory.LITTER: CategoryPolicy(enforcement_department="urban management (城管)"),
+    # A car abandoned for a week is not urgent: tracing the owner takes days (低紧急度).
+    TicketCategory.ZOMBIE_VEHICLE: CategoryPolicy(
+        resolve_class=ResolveClass.MAJOR,
+        auto_resolve_on_end=True,
+        enforcement_department="traffic police (交警)",
+    ),
+    # Something fell from a window: someone may be hurt and it may happen again.
+    TicketCategory.THROWN_OBJECT: CategoryPolicy(
+        ack_within_s=ACK_URGENT_S, enforcement_department="public security police (公安)"
+    ),
     TicketCategory.FIRE_ALARM: CategoryPolicy(
         ack_within_s=ACK_FIRE_S, enforcement_department="fire brigade (消防救援)"
     ),

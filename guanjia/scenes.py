@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 if TYPE_CHECKING:
     import numpy as np
@@ -99,6 +99,14 @@ def _read(path: Path) -> Image:
     return np.asarray(image, dtype=np.uint8)
 
 
+def resize(image: Image, size: tuple[int, int]) -> Image:
+    """`image` resized to `size` (width, height) with area averaging: the clips' one resize."""
+    import cv2
+    import numpy as np
+
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
+
 def background(images_dir: Path | None = None) -> Image:
     """The street of 000000231460 at 640x480 (a parked car at its right stays in every frame)."""
     # Resolved on every call (a few stat calls) so a changed $GUANJIA_TESTDATA_DIR is honoured.
@@ -124,10 +132,29 @@ def _crop(name: str, images_dir: Path) -> Image:
     import cv2
     import numpy as np
 
+    if name == "van":
+        return _van()
     file, (x1, y1, x2, y2), m, scale = _CROPS[name]
     image = _read(images_dir / file)
     piece = image[max(0, y1 - m) : y2 + m, max(0, x1 - m) : x2 + m]
     return np.ascontiguousarray(cv2.resize(piece, None, fx=scale, fy=scale))
+
+
+def _van() -> Image:
+    """A flat-sided van body seen side-on (drawn, not a photo): a large occluder.
+
+    The model does not take it for a vehicle (it has no wheels or perspective), which is what
+    an occlusion test needs: something that hides a parked object without being tracked.
+    """
+    import cv2
+    import numpy as np
+
+    van = np.full((170, 260, 3), (205, 200, 190), dtype=np.uint8)
+    for i, x in enumerate(range(14, 246, 58)):
+        cv2.rectangle(van, (x, 18), (x + 44, 70), (70 + 9 * i, 60, 50), -1)
+    cv2.rectangle(van, (0, 96), (259, 112), (40, 120, 200), -1)  # the company stripe
+    cv2.rectangle(van, (0, 0), (259, 169), (90, 90, 90), 3)
+    return van
 
 
 @dataclass(frozen=True)
@@ -213,7 +240,19 @@ class Scenario:
 VIDEO_SUFFIXES = (".avi", ".mkv")
 
 
-def write_clip(scenario: Scenario, out: Path) -> Path:
+class Clip(Protocol):
+    """What `write_clip` needs: a frame rate, a frame count and frames by index."""
+
+    @property
+    def fps(self) -> float: ...
+
+    @property
+    def n_frames(self) -> int: ...
+
+    def frame(self, i: int) -> Image: ...
+
+
+def write_clip(scenario: Clip, out: Path) -> Path:
     """Write `scenario` for `guanjia edge replay` / `edge.capture`, and return what was written.
 
     If `out` ends in ``.avi`` or ``.mkv`` the clip becomes one Motion-JPEG video file at that
@@ -268,6 +307,44 @@ def car_parks_occluded(*, park_s: float = 12.0, tail_s: float = 3.0) -> Scenario
     return Scenario("car_parks_occluded", parked.duration_s, [*parked.paths, walker], camera="lane")
 
 
+def car_towed(*, park_s: float = 10.0, tail_s: float = 10.0) -> Scenario:
+    """A car drives in and parks as in `car_parks`, then vanishes at once (towed away, or a cut).
+
+    Nothing is in front of its place afterwards: the place shows the kerb it covered before.
+    """
+    x, y = PARK_SPOT
+    gone = 2.0 + park_s
+    keys = [(0.0, -150.0, y), (2.0, x, y), (gone, x, y)]
+    return Scenario("car_towed", gone + tail_s, [Path2D("car", keys)], camera="lane")
+
+
+VAN_STANDS = (8.0, 16.0)
+"""When the van of `car_behind_van` stands in front of the parked car (clip seconds)."""
+
+
+def car_behind_van(*, towed_at: float = 20.0, tail_s: float = 8.0) -> Scenario:
+    """A car parks; a van pulls up in front of it and hides it for 8 s, leaves; later the car is
+    towed (vanishes) with nothing in front.
+
+    The van (260x170) covers the whole car crop (157x121 at `PARK_SPOT`) while it stands.
+    """
+    x, y = PARK_SPOT
+    car = Path2D("car", [(0.0, -150.0, y), (2.0, x, y), (towed_at, x, y)])
+    a, b = VAN_STANDS
+    vy = y - 40.0
+    van = Path2D(
+        "van", [(a - 1.5, 640.0, vy), (a, x - 50.0, vy), (b, x - 50.0, vy), (b + 1.5, 640.0, vy)]
+    )
+    return Scenario("car_behind_van", towed_at + tail_s, [car, van], camera="lane")
+
+
+def car_cut_off_by_frame(*, park_s: float = 10.0) -> Scenario:
+    """A car parks so low in the picture that the frame's bottom edge cuts off its wheels."""
+    x, y = PARK_SPOT[0], 400.0  # the crop is 121 px tall: its last 41 rows are out of frame
+    keys = [(0.0, -150.0, y), (2.0, x, y), (2.0 + park_s, x, y)]
+    return Scenario("car_cut_off_by_frame", 2.0 + park_s, [Path2D("car", keys)], camera="lane")
+
+
 def car_drives_through() -> Scenario:
     """A car crosses the fire lane from left to right at a steady pace, never stopping."""
     keys = [(0.0, -150.0, 300.0), (6.0, 640.0, 300.0)]
@@ -312,6 +389,9 @@ def lighting_change() -> Scenario:
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "car_parks": car_parks,
     "car_parks_occluded": car_parks_occluded,
+    "car_towed": car_towed,
+    "car_behind_van": car_behind_van,
+    "car_cut_off_by_frame": car_cut_off_by_frame,
     "car_drives_through": car_drives_through,
     "moto_enters_cabin": moto_enters_cabin,
     "moto_rides_lift": moto_rides_lift,
@@ -364,7 +444,7 @@ def cabin_config(**extra: Any) -> dict[str, Any]:
                 "id": "cabin",
                 "rule": "ebike_in_elevator",
                 "polygon": [[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]],
-                "min_consecutive": 10,
+                "dwell_s": 2.0,
             }
         ],
         **extra,

@@ -317,8 +317,9 @@ def test_scale_camera_config_shortens_every_duration_but_not_the_network_ones() 
     assert fast["zones"][0]["update_interval_s"] == same["zones"][0]["update_interval_s"] / 2
     assert fast["tracker"]["stationary_s"] == same["tracker"]["stationary_s"] / 2
     assert fast["motion"]["keepalive_s"] == same["motion"]["keepalive_s"] / 2
-    # Counts stay counts; stream reconnect timings are about the network, not the scene.
-    assert fast["zones"][1]["min_consecutive"] == 10
+    # Counts stay counts (the deprecated min_consecutive is a count of sightings); stream
+    # reconnect timings are about the network, not the scene.
+    assert fast["zones"][1]["min_sightings"] == 10
     assert fast["reconnect"] == same["reconnect"]
 
 

@@ -13,6 +13,7 @@ from edge.camera_config import (
     FireLaneZone,
     IllegalParkingZone,
     LitterZone,
+    ZombieVehicleZone,
     Zone,
 )
 from edge.tracker import Track
@@ -60,6 +61,7 @@ def make_rule(zone: Zone) -> ZoneRule:
     from edge.rules.fire_lane import FireLaneRule
     from edge.rules.litter import LitterRule
     from edge.rules.parking import IllegalParkingRule
+    from edge.rules.zombie import ZombieVehicleRule
 
     if isinstance(zone, IllegalParkingZone):
         return IllegalParkingRule(zone)
@@ -69,11 +71,34 @@ def make_rule(zone: Zone) -> ZoneRule:
         return EbikeInElevatorRule(zone)
     if isinstance(zone, LitterZone):
         return LitterRule(zone)
-    raise TypeError(f"no rule for zone type {type(zone).__name__}")  # pragma: no cover
+    if isinstance(zone, ZombieVehicleZone):
+        return ZombieVehicleRule(zone)
+    # thrown_object zones are not track rules: `edge.facade_pipeline` runs them.
+    raise TypeError(f"no track rule for zone type {type(zone).__name__}")
 
 
-def stationary_in_zone_since(track: Track, ctx: RuleContext, zone_id: str) -> float | None:
-    """When a confirmed track became both stationary and inside the zone, else None."""
+def is_gone(track: Track, now: float, end_after_s: float) -> bool:
+    """True if the detector misses the track and its place has looked empty for end_after_s.
+
+    See `edge.vacancy`: an object hidden by a passer-by is not gone; its place does not look
+    like the empty scene.
+    """
+    return (
+        track.vacant_since is not None
+        and not track.seen_last_update
+        and now - track.vacant_since >= end_after_s
+    )
+
+
+def stationary_in_zone_since(
+    track: Track, ctx: RuleContext, zone_id: str, end_after_s: float
+) -> float | None:
+    """When a confirmed track became both stationary and inside the zone, else None.
+
+    None too once the object is gone (`is_gone` for the zone's end_after_s).
+    """
+    if is_gone(track, ctx.now, end_after_s):
+        return None
     member = ctx.memberships.get(zone_id, track.track_id)
     since = track.stationary_since
     if not track.confirmed or since is None or not member.inside or member.entered_at is None:
@@ -82,7 +107,11 @@ def stationary_in_zone_since(track: Track, ctx: RuleContext, zone_id: str) -> fl
 
 
 def stationary_dwell(
-    ctx: RuleContext, zone_id: str, dwell_s: float, counts: Callable[[Track], bool]
+    ctx: RuleContext,
+    zone_id: str,
+    dwell_s: float,
+    end_after_s: float,
+    counts: Callable[[Track], bool],
 ) -> dict[int, Condition]:
     """Conditions of the tracks that `counts` and stand still in the zone: ready after dwell_s.
 
@@ -92,7 +121,7 @@ def stationary_dwell(
     for track in ctx.tracks:
         if not counts(track):
             continue
-        since = stationary_in_zone_since(track, ctx, zone_id)
+        since = stationary_in_zone_since(track, ctx, zone_id, end_after_s)
         if since is not None:
             found[track.track_id] = Condition(track.track_id, since, ctx.now - since >= dwell_s)
     return found

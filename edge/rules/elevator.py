@@ -1,7 +1,10 @@
-"""`ebike_in_elevator`: a two-wheeler in the cabin for >= min_consecutive detections.
+"""`ebike_in_elevator`: a two-wheeler seen in the cabin for >= dwell_s seconds.
 
-Start: a tracked two-wheeler was seen inside the cabin zone in ``min_consecutive`` detector
-runs in a row (one miss restarts the count). The pipeline fires the zone's local actions in the
+Start: a tracked two-wheeler was seen inside the cabin zone in every detector run for
+``dwell_s`` seconds (from the first sighting of the run to the current one; one miss restarts
+it), and in at least ``min_sightings`` runs. Seconds, not a count of runs, so that "2 s" means
+2 s at 5, 10 or 25 fps; the minimum count keeps two chance detections at a low rate from
+firing the door hold. The pipeline fires the zone's local actions in the
 frame that starts the event. Persons alone never trigger: only two-wheelers are looked at.
 
 End: the *cabin* has had no two-wheeler for ``clear_misses`` detector runs in a row. This is
@@ -24,7 +27,7 @@ from contract import EventCategory, ObjectCategory, Severity
 from edge.camera_config import ElevatorZone
 from edge.rules.base import Condition, RuleContext
 from edge.tracker import Track
-from edge.zones import ZoneMemberships
+from edge.zones import Membership, ZoneMemberships
 
 
 def cabin_two_wheelers(
@@ -48,6 +51,20 @@ def cabin_empty_runs(zone_id: str, tracks: list[Track], memberships: ZoneMembers
     return min(t.missed_runs for t in inside) if inside else None
 
 
+# Frame times are sums of floats: 2.0 s of runs at 5 fps may come out as 1.9999999.
+_CLOCK_SLACK = 1e-6
+
+
+def elevator_ready(zone: ElevatorZone, member: Membership, now: float) -> bool:
+    """True once the current run of sightings inside spans dwell_s and min_sightings."""
+    since = member.consecutive_since
+    return (
+        since is not None
+        and member.consecutive_inside >= zone.min_sightings
+        and now - since >= zone.dwell_s - _CLOCK_SLACK
+    )
+
+
 class EbikeInElevatorRule:
     """Two-wheeler inside the elevator cabin."""
 
@@ -60,7 +77,7 @@ class EbikeInElevatorRule:
         self._active: int | None = None
 
     def evaluate(self, ctx: RuleContext) -> dict[int, Condition]:
-        """Two-wheelers in an occupied cabin; ready after min_consecutive detections inside."""
+        """Two-wheelers in an occupied cabin; ready after dwell_s of sightings inside."""
         empty = cabin_empty_runs(self.zone_id, ctx.tracks, ctx.memberships)
         if empty is None or empty >= self.zone.clear_misses:
             self._active = None
@@ -73,7 +90,7 @@ class EbikeInElevatorRule:
             since = member.consecutive_since or member.entered_at
             if since is None:
                 continue
-            ready = member.consecutive_inside >= self.zone.min_consecutive
+            ready = elevator_ready(self.zone, member, ctx.now)
             found[track.track_id] = Condition(track.track_id, since, ready)
         if self._active not in found:
             ready_ids = sorted(tid for tid, c in found.items() if c.ready)

@@ -33,4 +33,6 @@ class FireLaneRule:
 
     def evaluate(self, ctx: RuleContext) -> dict[int, Condition]:
         """Static obstacles in the lane, ready once they stood dwell_s."""
-        return stationary_dwell(ctx, self.zone_id, self.zone.dwell_s, self._is_obstacle)
+        return stationary_dwell(
+            ctx, self.zone_id, self.zone.dwell_s, self.zone.end_after_s, self._is_obstacle
+        )

@@ -76,7 +76,7 @@ class LitterRule:
                 self._attended_at[track.track_id] = max(
                     last, self._attended_at.get(track.track_id, last)
                 )
-            since = stationary_in_zone_since(track, ctx, self.zone_id)
+            since = stationary_in_zone_since(track, ctx, self.zone_id, self.zone.end_after_s)
             if since is None or touching:
                 continue
             start = max(since, self._attended_at.get(track.track_id, since))

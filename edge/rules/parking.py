@@ -26,7 +26,9 @@ class IllegalParkingRule:
         """Stationary vehicles in the zone, ready once they stood dwell_s."""
         if any(window.contains(ctx.local_time) for window in self.zone.allowed_windows):
             return {}
-        return stationary_dwell(ctx, self.zone_id, self.zone.dwell_s, _is_vehicle)
+        return stationary_dwell(
+            ctx, self.zone_id, self.zone.dwell_s, self.zone.end_after_s, _is_vehicle
+        )
 
 
 def _is_vehicle(track: Track) -> bool:

@@ -19,9 +19,9 @@ from edge.camera_config import (
 EXAMPLES = Path(__file__).resolve().parents[2] / "firmware_configs" / "cameras"
 
 
-def test_examples_cover_the_three_sites() -> None:
+def test_examples_cover_the_four_sites() -> None:
     names = sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
-    assert names == ["elevator-cabin", "garbage-point", "village-lane"]
+    assert names == ["elevator-cabin", "facade-block5", "garbage-point", "village-lane"]
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
@@ -40,12 +40,90 @@ def test_village_lane_has_overnight_window() -> None:
     assert not parking.allowed_windows[0].contains(time(12, 0))
 
 
-def test_elevator_defaults_are_two_seconds_at_five_fps() -> None:
+def test_elevator_defaults_are_two_seconds_whatever_the_fps() -> None:
     zone = ElevatorZone.model_validate(
         {"id": "cabin", "rule": "ebike_in_elevator", "polygon": [[0, 0], [1, 0], [1, 1]]}
     )
-    assert zone.min_consecutive == 10
+    assert (zone.dwell_s, zone.min_sightings) == (2.0, 3)
     assert zone.actions == ["voice_warning", "door_hold"]
+
+
+def test_every_zone_has_an_end_setting() -> None:
+    config = load_camera_config(EXAMPLES / "village-lane.yaml")
+    assert all(z.end_after_s == 3.0 for z in config.zones)
+    z = {"id": "z", "rule": "litter", "polygon": [[0, 0], [1, 0], [1, 1]], "end_after_s": 0}
+    with pytest.raises(CameraConfigError, match="greater than 0") as err:
+        parse_camera_config({"camera_id": "c", "source": 0, "zones": [z]})
+    assert err.value.field == "zones[0].end_after_s"
+
+
+LANE_PX = [[0, 360], [320, 360], [320, 480], [0, 480]]
+
+
+def test_pixel_polygon_is_converted_once_at_load() -> None:
+    zone = {"id": "kerb", "rule": "illegal_parking", "polygon_px": LANE_PX}
+    config = parse_camera_config(
+        {"camera_id": "c", "source": 0, "resolution": [640, 480], "zones": [zone]}
+    )
+    assert config.zones[0].polygon == [(0.0, 0.75), (0.5, 0.75), (0.5, 1.0), (0.0, 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("extra", "zone_extra", "field", "problem"),
+    [
+        pytest.param({}, {}, "zones[0].polygon_px", "needs the camera's resolution", id="no-res"),
+        pytest.param(
+            {"resolution": [320, 240]}, {}, "zones[0].polygon_px", "outside", id="off-frame"
+        ),
+        pytest.param(
+            {"resolution": [640, 480]},
+            {"polygon": [[0, 0], [1, 0], [1, 1]]},
+            "zones[0]",
+            "either polygon or polygon_px",
+            id="both",
+        ),
+    ],
+)
+def test_pixel_polygon_mistakes_name_the_field(
+    extra: dict[str, object], zone_extra: dict[str, object], field: str, problem: str
+) -> None:
+    zone = {"id": "kerb", "rule": "illegal_parking", "polygon_px": LANE_PX, **zone_extra}
+    with pytest.raises(CameraConfigError, match=problem) as err:
+        parse_camera_config({"camera_id": "c", "source": 0, "zones": [zone], **extra})
+    assert err.value.field == field
+
+
+def test_one_zone_names_several_rules() -> None:
+    zone = {
+        "id": "lane-a",
+        "polygon": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]],
+        "inertia": 2,
+        "rules": {
+            "fire_lane_blocked": {"dwell_s": 60},
+            "illegal_parking": {
+                "dwell_s": 300,
+                "allowed_windows": [{"start": "22:00", "end": "07:00"}],
+            },
+        },
+    }
+    config = parse_camera_config({"camera_id": "c", "source": 0, "zones": [zone]})
+    assert [(z.id, z.rule, getattr(z, "dwell_s", None), z.inertia) for z in config.zones] == [
+        ("lane-a", "fire_lane_blocked", 60, 2),
+        ("lane-a", "illegal_parking", 300, 2),
+    ]
+    assert config.zones[0].polygon == config.zones[1].polygon
+    bad = {**zone, "rules": {"illegal_parking": {"inertia": 5}}}
+    with pytest.raises(CameraConfigError) as err:
+        parse_camera_config({"camera_id": "c", "source": 0, "zones": [bad]})
+    assert err.value.field == "zones[0].rules.illegal_parking.inertia"
+
+
+def test_source_may_be_given_by_the_caller(tmp_path: Path) -> None:
+    path = _write(tmp_path, "camera_id: c1\nzones: []\n")
+    with pytest.raises(CameraConfigError, match="Field required") as err:
+        load_camera_config(path)
+    assert err.value.field == "source"
+    assert load_camera_config(path, source="clip.avi").source == "clip.avi"
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -68,6 +68,18 @@ def test_replay_is_deterministic_with_start(tmp_path: Path, model_dir: Path) -> 
     assert first.stdout == second.stdout
 
 
+def test_replay_needs_no_source_when_the_clip_is_given(tmp_path: Path, model_dir: Path) -> None:
+    clip = S.car_parks(park_s=6.0, tail_s=1.0).write_folder(tmp_path / "clip")
+    camera = S.lane_config()
+    del camera["source"]
+    config = tmp_path / "lane.yaml"
+    config.write_text(yaml.safe_dump(camera), encoding="utf-8")
+    args = ["edge", "replay", str(clip), "--config", str(config), "--model-dir", str(model_dir)]
+    result = runner.invoke(app, [*args, "--json", "--fps", "5"])
+    assert result.exit_code == 0, result.output
+    assert '"phase":"start"' in result.stdout
+
+
 def test_replay_rejects_bad_config(tmp_path: Path, model_dir: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text(

@@ -140,7 +140,7 @@ def test_rule_categories_and_severities() -> None:
         assert (rule.category, rule.severity, rule.zone_id) == (category, severity, "z")
 
 
-# --- ebike_in_elevator: 10 consecutive runs to start, 5 empty runs to end ---------------------
+# --- ebike_in_elevator: 2 s of consecutive sightings (3 at least) to start, 5 empty runs to end -
 
 
 @dataclass(frozen=True)
@@ -157,17 +157,17 @@ def runs(n: int, *tracks: Seen) -> list[list[Seen]]:
     return [list(tracks) for _ in range(n)]
 
 
-def elevator(steps: list[list[Seen]]) -> dict[int, tuple[float, bool]]:
-    """Replay detector runs at 5 fps through memberships and the rule; the last conditions."""
+def elevator(steps: list[list[Seen]], fps: float = 5.0) -> dict[int, tuple[float, bool]]:
+    """Replay detector runs at `fps` through memberships and the rule; the last conditions."""
     z = zone("ebike_in_elevator")
     assert isinstance(z, ElevatorZone)
-    assert (z.min_consecutive, z.clear_misses) == (10, 5)
+    assert (z.dwell_s, z.min_sightings, z.clear_misses) == (2.0, 3, 5)
     memberships = ZoneMemberships([z])
     rule = make_rule(z)
     missed: dict[int, int] = {}
     got: dict[int, Condition] = {}
     for i, step in enumerate(steps):
-        now = i * 0.2
+        now = i / fps
         tracks = []
         for s in step:
             missed[s.track_id] = 0 if s.seen else missed.get(s.track_id, 0) + 1
@@ -187,35 +187,35 @@ BIKE2 = Seen(2)
 ELEVATOR = [
     pytest.param(runs(30, Seen(1, P)), {}, id="person-alone-never-triggers"),
     pytest.param(runs(30, Seen(1, P), Seen(2, P)), {}, id="two-persons-never-trigger"),
-    pytest.param(runs(9, BIKE), {1: (0.0, False)}, id="9-runs-not-yet"),
-    pytest.param(runs(10, BIKE), {1: (0.0, True)}, id="10-runs-ready"),
+    pytest.param(runs(10, BIKE), {1: (0.0, False)}, id="10-runs-1.8s-not-yet"),
+    pytest.param(runs(11, BIKE), {1: (0.0, True)}, id="11-runs-2s-ready"),
     pytest.param(runs(10, Seen(1, box=OUT)), {}, id="outside-the-cabin"),
     pytest.param(
-        [*runs(5, BIKE), *runs(1, MISSED), *runs(9, BIKE)],
+        [*runs(5, BIKE), *runs(1, MISSED), *runs(10, BIKE)],
         {1: (1.2, False)},
         id="a-miss-restarts-the-count",
     ),
     pytest.param(
-        [*runs(10, BIKE), *runs(4, MISSED)], {1: (0.0, False)}, id="held-through-4-empty-runs"
+        [*runs(11, BIKE), *runs(4, MISSED)], {1: (0.0, False)}, id="held-through-4-empty-runs"
     ),
-    pytest.param([*runs(10, BIKE), *runs(5, MISSED)], {}, id="ends-after-5-empty-runs"),
+    pytest.param([*runs(11, BIKE), *runs(5, MISSED)], {}, id="ends-after-5-empty-runs"),
     pytest.param(
-        [*runs(10, BIKE), *runs(12, BIKE, BIKE2)],
-        {1: (0.0, True), 2: (2.0, False)},
+        [*runs(11, BIKE), *runs(12, BIKE, BIKE2)],
+        {1: (0.0, True), 2: (2.2, False)},
         id="a-second-bike-does-not-start-a-second-event",
     ),
     pytest.param(
-        [*runs(10, BIKE), *runs(12, MISSED, BIKE2)],
-        {1: (0.0, False), 2: (2.0, False)},
+        [*runs(11, BIKE), *runs(12, MISSED, BIKE2)],
+        {1: (0.0, False), 2: (2.2, False)},
         id="same-bike-under-a-new-track-id-holds-the-event",
     ),
     pytest.param(
-        [*runs(10, BIKE), *runs(12, MISSED, BIKE2), *runs(5, MISSED, Seen(2, seen=False))],
+        [*runs(11, BIKE), *runs(12, MISSED, BIKE2), *runs(5, MISSED, Seen(2, seen=False))],
         {},
         id="ends-when-no-two-wheeler-at-all",
     ),
     pytest.param(
-        [*runs(10, BIKE), *runs(2, Seen(1, box=OUT))], {}, id="rolled-out-and-seen-outside"
+        [*runs(11, BIKE), *runs(2, Seen(1, box=OUT))], {}, id="rolled-out-and-seen-outside"
     ),
 ]
 
@@ -225,6 +225,23 @@ def test_ebike_in_elevator(
     steps: list[list[Seen]], expected: dict[int, tuple[float, bool]]
 ) -> None:
     assert elevator(steps) == expected
+
+
+@pytest.mark.parametrize(
+    ("fps", "n", "ready"),
+    [
+        pytest.param(10.0, 20, False, id="10fps-1.9s-not-yet"),
+        pytest.param(10.0, 21, True, id="10fps-2s-ready"),
+        pytest.param(15.0, 30, False, id="15fps-1.93s-not-yet"),
+        pytest.param(15.0, 31, True, id="15fps-2s-ready"),
+        pytest.param(1.0, 3, True, id="1fps-2s-ready"),
+        pytest.param(0.5, 2, False, id="0.5fps-2s-but-only-2-sightings"),
+        pytest.param(0.5, 3, True, id="0.5fps-3-sightings"),
+    ],
+)
+def test_ebike_dwell_is_in_seconds_whatever_the_fps(fps: float, n: int, ready: bool) -> None:
+    # 10 runs used to mean 0.9 s at 10 fps and 9 s at 1 fps; 2 s is now 2 s at any rate.
+    assert elevator(runs(n, BIKE), fps) == {1: (0.0, ready)}
 
 
 # --- litter: reference 10 s, dwell 60 s, unattended, only its categories ----------------------

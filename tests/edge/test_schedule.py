@@ -124,10 +124,11 @@ def test_schedule(
     ("seen_runs", "missed_runs", "reason"),
     [
         (3, 0, "elevator count"),
-        (10, 0, None),  # counted: the keepalive takes over
-        (10, 1, "elevator clear"),
-        (10, 4, "elevator clear"),
-        (10, 5, None),  # the cabin is empty: the event has ended
+        (10, 0, "elevator count"),  # 1.8 s of sightings: not yet the 2 s dwell
+        (11, 0, None),  # 2 s: confirmed, the keepalive takes over
+        (11, 1, "elevator clear"),
+        (11, 4, "elevator clear"),
+        (11, 5, None),  # the cabin is empty: the event has ended
     ],
 )
 def test_schedule_in_the_elevator(seen_runs: int, missed_runs: int, reason: str | None) -> None:
@@ -140,5 +141,6 @@ def test_schedule_in_the_elevator(seen_runs: int, missed_runs: int, reason: str 
     bike.seen_last_update = missed_runs == 0
     if missed_runs:
         memberships.observe([bike], LAST_RUN)
-    s.should_run(Motion(), [bike], memberships, 10.2)
+    now = LAST_RUN if missed_runs else (seen_runs - 1) * 0.2
+    s.should_run(Motion(), [bike], memberships, now)
     assert s.reason == reason

@@ -11,6 +11,7 @@ from tests.edge import factories
 from tests.edge.factories import IN, SQUARE, zone
 
 TRIANGLE = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)]
+FULL = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
 
 
 def zones(inertia: int) -> ZoneMemberships:
@@ -29,6 +30,14 @@ def make_track(box: RelBox, *, track_id: int = 1, seen: bool = True) -> Track:
         (0.4, 0.4, SQUARE, False),
         (0.2, 0.2, TRIANGLE, True),
         (0.6, 0.6, TRIANGLE, False),  # beyond the hypotenuse
+        # The frame's edges belong to a zone drawn to them (issue 14): a box cut by the bottom
+        # edge has its bottom-centre at y = 1.0.
+        (0.4, 1.0, SQUARE, True),
+        (1.0, 0.5, FULL, True),
+        (0.5, 1.0, FULL, True),
+        (0.0, 0.0, FULL, True),
+        (1.0, 1.0, FULL, True),
+        (0.7, 1.0, SQUARE, False),  # on the bottom edge, but right of the zone
     ],
 )
 def test_point_in_polygon(

@@ -1,0 +1,71 @@
+"""A facade camera at 20 fps (thrown objects, no detector): CPU per frame, cameras per box.
+
+The drops clip of `guanjia.facade_scenes` (six drops, 19 s, 640x480) is written as one
+Motion-JPEG file and read back with `edge.capture` twice in the same run: once decode-only
+(the physical limit: a camera's frames must at least be decoded), once decoded and run through
+`FacadePipeline`. CPU time per frame (process time, one thread) gives how many 20 fps facade
+cameras a 2-core box sustains, next to the decode-only limit.
+
+    python -m benchmarks.edge_facade [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from edge.camera_config import parse_camera_config
+from edge.capture import open_source
+from edge.facade_pipeline import FacadePipeline
+from guanjia import facade_scenes as fs
+from guanjia import scenes as sc
+
+CORES = 2
+
+
+def _cpu_per_frame(clip: Path, *, pipeline: bool) -> tuple[float, int, int]:
+    config = parse_camera_config(fs.facade_config(source=str(clip)))
+    source = open_source(config)
+    facade = FacadePipeline(config, site_id="b", device_id="b") if pipeline else None
+    frames = events = 0
+    started = time.process_time()
+    try:
+        while (frame := source.read()) is not None:
+            frames += 1
+            if facade is not None:
+                events += len(facade.process(frame.image, 1e9 + frame.clip_s))
+    finally:
+        source.close()
+    return (time.process_time() - started) * 1000 / max(frames, 1), frames, events
+
+
+def main() -> None:
+    """Measure and print."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3, help="Runs of each; the best counts.")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = sc.write_clip(fs.drops(), Path(tmp) / "facade.avi")
+        decode = min(_cpu_per_frame(clip, pipeline=False)[0] for _ in range(args.repeat))
+        runs = [_cpu_per_frame(clip, pipeline=True) for _ in range(args.repeat)]
+    total = min(r[0] for r in runs)
+    frames, events = runs[0][1], runs[0][2]
+    budget_ms = CORES * 1000.0 / fs.FPS  # CPU ms per frame if one camera took every core
+    print(
+        f"facade camera 640x480 at {fs.FPS:g} fps, {frames} frames, {events} events (12 = 6 drops)"
+    )
+    print(
+        f"decode only : {decode:6.2f} ms CPU/frame -> limit "
+        f"{budget_ms / decode:5.1f} cameras on {CORES} cores"
+    )
+    print(
+        f"decode+falls: {total:6.2f} ms CPU/frame (falls {total - decode:.2f}) -> "
+        f"{budget_ms / total:5.1f} cameras"
+    )
+    print(f"ratio to the decode-only limit: {decode / total:.2f}")
+
+
+if __name__ == "__main__":
+    main()
