@@ -3,7 +3,7 @@ migrations in `gateway/migrations`). Everything else talks to `Store`."""
 
 from gateway.store.base import ConflictError, NotFoundError
 from gateway.store.engine import StoreUnavailableError, database_url, migrate
-from gateway.store.ingest_tx import IngestTx
+from gateway.store.ingest_tx import IngestTx, SnapshotOutcome
 from gateway.store.repository import Store
 from gateway.store.webhooks import Delivery
 
@@ -12,6 +12,7 @@ __all__ = [
     "Delivery",
     "IngestTx",
     "NotFoundError",
+    "SnapshotOutcome",
     "Store",
     "StoreUnavailableError",
     "database_url",

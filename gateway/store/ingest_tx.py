@@ -21,8 +21,10 @@ rolls back and retries one message at a time.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
@@ -57,8 +59,12 @@ def _in(column: Any, name: str) -> Any:
     return column.in_(bindparam(name, expanding=True))
 
 
-_PROCESSED_IN = select(processed_messages.c.msg_id).where(_in(processed_messages.c.msg_id, "ids"))
+_PROCESSED_IN = select(
+    processed_messages.c.site_id, processed_messages.c.device_id, processed_messages.c.msg_id
+).where(_in(processed_messages.c.msg_id, "ids"))
 _LINKS_IN = select(
+    ticket_events.c.site_id,
+    ticket_events.c.device_id,
     ticket_events.c.event_id,
     ticket_events.c.ticket_id,
     ticket_events.c.ended,
@@ -70,9 +76,9 @@ _ACTIVE_IN = select(tickets.c.id, tickets.c.state, tickets.c.active_key).where(
 _DEVICES_IN = select(
     devices.c.device_id, devices.c.site_id, devices.c.online, devices.c.last_status_ts
 ).where(_in(devices.c.device_id, "ids"))
-_UNENDED = select(ticket_events.c.event_id).where(
-    ticket_events.c.ticket_id == bindparam("tid"), ticket_events.c.ended.is_(False)
-)
+_UNENDED = select(
+    ticket_events.c.site_id, ticket_events.c.device_id, ticket_events.c.event_id
+).where(ticket_events.c.ticket_id == bindparam("tid"), ticket_events.c.ended.is_(False))
 _TICKET = select(
     tickets.c.site_id,
     tickets.c.category,
@@ -140,7 +146,11 @@ _AUTO_RESOLVE = (
 _INSERT_LINK = insert(ticket_events)
 _UPDATE_LINK = (
     update(ticket_events)
-    .where(ticket_events.c.event_id == bindparam("b_event_id"))
+    .where(
+        ticket_events.c.event_id == bindparam("b_event_id"),
+        ticket_events.c.site_id == bindparam("b_site_id"),
+        ticket_events.c.device_id == bindparam("b_device_id"),
+    )
     .values(ended=bindparam("b_ended"), last_seq=bindparam("b_last_seq"))
 )
 _INSERT_PROCESSED = insert(processed_messages)
@@ -177,19 +187,90 @@ _GO_OFFLINE = (
     )
     .values(online=False)
 )
-_SNAPSHOT_EXISTS = select(func.count()).where(
+_SNAPSHOT_KEY = (
     snapshots.c.site_id == bindparam("site"),
     snapshots.c.device_id == bindparam("device"),
     snapshots.c.snapshot_id == bindparam("snap"),
 )
+_SNAPSHOT_ROW = select(
+    snapshots.c.sha256,
+    snapshots.c.size_bytes,
+    snapshots.c.received_at,
+    snapshots.c.linked_at,
+).where(*_SNAPSHOT_KEY)
 _INSERT_SNAPSHOT = insert(snapshots)
+_SNAPSHOT_ARRIVED = (
+    update(snapshots)
+    .where(*_SNAPSHOT_KEY, snapshots.c.data.is_(None))
+    .values(data=bindparam("data"), received_at=bindparam("now"))
+)
+_SNAPSHOT_LINKED = (
+    update(snapshots)
+    .where(*_SNAPSHOT_KEY, snapshots.c.linked_at.is_(None))
+    .values(linked_at=bindparam("now"))
+)
+_SNAPSHOT_BYTES_SINCE = select(func.coalesce(func.sum(snapshots.c.size_bytes), 0)).where(
+    snapshots.c.site_id == bindparam("site"),
+    snapshots.c.device_id == bindparam("device"),
+    snapshots.c.received_at >= bindparam("since"),
+)
+_DEAD_SINCE = select(func.count()).where(
+    dead_letters.c.site_id == bindparam("site"),
+    dead_letters.c.device_id == bindparam("device"),
+    dead_letters.c.received_at >= bindparam("since"),
+)
+_DEAD_SINCE_UNKNOWN = select(func.count()).where(
+    dead_letters.c.site_id.is_(None), dead_letters.c.received_at >= bindparam("since")
+)
+
+
+DEAD_LETTER_WINDOW_S = 60.0
+"""The window of the per-device dead-letter quota."""
+SNAPSHOT_WINDOW_S = 3600.0
+"""The window of the per-device snapshot byte quota."""
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def storable(text: str, limit: int) -> str:
+    """`text` as every database stores it: NUL escaped (PostgreSQL refuses it in text),
+    lone surrogates escaped (not encodable as UTF-8), at most `limit` characters."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    safe = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return safe[:limit]
 
 
 def excerpt(payload: bytes) -> str:
-    """The first bytes of a payload as text, for a dead letter."""
+    """The first bytes of a payload as storable text (bad UTF-8 and NULs escaped), for a
+    dead letter: at most 4 characters per byte kept."""
     head = payload[:EXCERPT_BYTES]
-    text = head.decode("utf-8", errors="backslashreplace")
+    text = storable(head.decode("utf-8", errors="backslashreplace"), 4 * EXCERPT_BYTES)
     return text + ("…" if len(payload) > EXCERPT_BYTES else "")
+
+
+def topic_device(topic: str) -> tuple[str | None, str | None]:
+    """(site, device) a topic names as ``guanjia/v1/{site}/{device}/…`` with legal
+    segments, else (None, None): whose dead letter it is, whatever its channel."""
+    parts = topic.split("/", 4)
+    if (
+        len(parts) >= 4
+        and parts[0] == "guanjia"
+        and parts[1] == "v1"
+        and _SEGMENT.match(parts[2])
+        and _SEGMENT.match(parts[3])
+    ):
+        return parts[2], parts[3]
+    return None, None
+
+
+class SnapshotOutcome(StrEnum):
+    """What storing one arriving JPEG did."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    MISMATCH = "mismatch"  # not what the event that announced it promised
+    OVER_QUOTA = "over_quota"
 
 
 @dataclass(frozen=True)
@@ -200,16 +281,27 @@ class AlertResult:
     changes: tuple[Change, ...] = ()
 
 
+Key = tuple[str, str, str]
+"""(site, device, id): a device-chosen id (msg_id, event_id, snapshot_id) with its owner."""
+
+
 @dataclass
 class _Link:
-    """An event id's ticket, as the transaction currently sees it."""
+    """An event's ticket, as the transaction currently sees it."""
 
     ticket_id: int
     ended: bool
     last_seq: int
     new: bool
-    device_id: str = ""
     dirty: bool = False
+
+
+@dataclass
+class _Snapshot:
+    sha256: str
+    size_bytes: int
+    arrived: bool
+    linked: bool
 
 
 @dataclass
@@ -226,9 +318,9 @@ class IngestTx:
         self.conn = conn
         self.now = now
         self.postgres = postgres
-        self._processed: dict[str, bool] = {}  # msg id → already processed?
+        self._processed: dict[Key, bool] = {}  # (site, device, msg id) → already processed?
         self._new_processed: list[dict[str, Any]] = []
-        self._links: dict[str, _Link | None] = {}
+        self._links: dict[Key, _Link | None] = {}
         self._active: dict[str, tuple[int, str] | None] = {}  # active key → (id, state)
         self._devices: dict[str, _Device | None] = {}
         self._touches: dict[int, int] = {}  # ticket id → events merged
@@ -236,7 +328,9 @@ class IngestTx:
         self._evidence: list[dict[str, Any]] = []
         self._audit: list[dict[str, Any]] = []
         self._dead: list[dict[str, Any]] = []
-        self._snapshots: set[tuple[str, str, str]] = set()
+        self._dead_recent: dict[tuple[str | None, str | None], int] = {}
+        self._snapshots: dict[Key, _Snapshot | None] = {}
+        self._snapshot_bytes: dict[tuple[str, str], int] = {}
         self._feed: list[Change] = []
         self._router = GridRouter(conn, now)
         self._outbox = Outbox(conn, now)
@@ -246,24 +340,29 @@ class IngestTx:
     def preload(
         self,
         *,
-        msg_ids: Iterable[str] = (),
-        event_ids: Iterable[str] = (),
+        msg_keys: Iterable[Key] = (),
+        event_keys: Iterable[Key] = (),
         active_keys: Iterable[str] = (),
         device_ids: Iterable[str] = (),
     ) -> None:
         """Read what a batch will need in one query per table (optional: anything not
-        preloaded is read when first needed)."""
-        ids = sorted(set(msg_ids) - self._processed.keys())
-        if ids:
-            done = set(self.conn.execute(_PROCESSED_IN, {"ids": ids}).scalars())
-            self._processed.update((i, i in done) for i in ids)
-        events = sorted(set(event_ids) - self._links.keys())
-        if events:
-            self._links.update(dict.fromkeys(events))
-            for r in self.conn.execute(_LINKS_IN, {"ids": events}):
-                self._links[r.event_id] = _Link(
-                    int(r.ticket_id), bool(r.ended), int(r.last_seq), new=False
-                )
+        preloaded is read when first needed). Message and event ids are looked up by id
+        alone (the index) and matched to their device here."""
+        wanted_msgs = set(msg_keys) - self._processed.keys()
+        if wanted_msgs:
+            ids = sorted({key[2] for key in wanted_msgs})
+            done = {tuple(r) for r in self.conn.execute(_PROCESSED_IN, {"ids": ids})}
+            self._processed.update((key, key in done) for key in wanted_msgs)
+        wanted_events = set(event_keys) - self._links.keys()
+        if wanted_events:
+            self._links.update(dict.fromkeys(wanted_events))
+            ids = sorted({key[2] for key in wanted_events})
+            for r in self.conn.execute(_LINKS_IN, {"ids": ids}):
+                key = (r.site_id, r.device_id, r.event_id)
+                if key in wanted_events:
+                    self._links[key] = _Link(
+                        int(r.ticket_id), bool(r.ended), int(r.last_seq), new=False
+                    )
         keys = sorted(set(active_keys) - self._active.keys())
         if keys:
             self._active.update(dict.fromkeys(keys))
@@ -275,10 +374,10 @@ class IngestTx:
             for d in self.conn.execute(_DEVICES_IN, {"ids": wanted}):
                 self._devices[d.device_id] = _Device(d.site_id, bool(d.online), d.last_status_ts)
 
-    def _link(self, event_id: str) -> _Link | None:
-        if event_id not in self._links:
-            self.preload(event_ids=[event_id])
-        return self._links[event_id]
+    def _link(self, key: Key) -> _Link | None:
+        if key not in self._links:
+            self.preload(event_keys=[key])
+        return self._links[key]
 
     def _open_ticket(self, key: str) -> tuple[int, str] | None:
         if key not in self._active:
@@ -292,52 +391,163 @@ class IngestTx:
 
     # ------------------------------------------------------------------ messages
 
-    def claim(self, msg_id: str, device_id: str) -> bool:
-        """Mark a message id processed; False when it already was (a redelivery)."""
-        if msg_id not in self._processed:
-            self.preload(msg_ids=[msg_id])
-        if self._processed[msg_id]:
+    def claim(self, site_id: str, device_id: str, msg_id: str) -> bool:
+        """Mark a device's message id processed; False when it already was (a redelivery)."""
+        key = (site_id, device_id, msg_id)
+        if key not in self._processed:
+            self.preload(msg_keys=[key])
+        if self._processed[key]:
             return False
-        self._processed[msg_id] = True
+        self._processed[key] = True
         self._new_processed.append(
-            {"msg_id": msg_id, "device_id": device_id, "received_at": self.now}
+            {"msg_id": msg_id, "site_id": site_id, "device_id": device_id, "received_at": self.now}
         )
         return True
 
-    def dead_letter(self, topic: str, payload: bytes, error_kind: str, reason: str) -> None:
-        """Record a refused message with a bounded excerpt of its payload."""
+    def dead_letter(
+        self,
+        topic: str,
+        payload: bytes,
+        error_kind: str,
+        reason: str,
+        per_minute: int | None = None,
+    ) -> bool:
+        """Record a refused message with a bounded, storable excerpt of its payload, under
+        the site and device its topic names. False (nothing written) when that device
+        already has `per_minute` dead letters in the last minute."""
+        site_id, device_id = topic_device(topic)
+        if per_minute is not None:
+            owner = (site_id, device_id)
+            if owner not in self._dead_recent:
+                since = self.now - DEAD_LETTER_WINDOW_S
+                params: dict[str, Any] = {"site": site_id, "device": device_id, "since": since}
+                query = _DEAD_SINCE if site_id is not None else _DEAD_SINCE_UNKNOWN
+                self._dead_recent[owner] = int(self.conn.execute(query, params).scalar_one())
+            if self._dead_recent[owner] >= per_minute:
+                return False
+            self._dead_recent[owner] += 1
         self._dead.append(
             {
                 "received_at": self.now,
-                "topic": topic[:300],
+                "topic": storable(topic, 300),
                 "payload_excerpt": excerpt(payload),
                 "payload_size": len(payload),
-                "error_kind": error_kind[:64],
-                "reason": reason[:2000],
+                "error_kind": storable(error_kind, 64),
+                "reason": storable(reason, 2000),
+                "site_id": site_id,
+                "device_id": device_id,
             }
         )
+        return True
 
-    def snapshot(self, site_id: str, device_id: str, snapshot_id: str, data: bytes) -> bool:
-        """Store a JPEG; False if this snapshot id was already stored (a redelivery)."""
+    def _snapshot_row(self, key: Key) -> _Snapshot | None:
+        if key not in self._snapshots:
+            site_id, device_id, snapshot_id = key
+            params = {"site": site_id, "device": device_id, "snap": snapshot_id}
+            row = self.conn.execute(_SNAPSHOT_ROW, params).first()
+            self._snapshots[key] = (
+                None
+                if row is None
+                else _Snapshot(
+                    row.sha256,
+                    int(row.size_bytes),
+                    arrived=row.received_at is not None,
+                    linked=row.linked_at is not None,
+                )
+            )
+        return self._snapshots[key]
+
+    def snapshot(
+        self,
+        site_id: str,
+        device_id: str,
+        snapshot_id: str,
+        data: bytes,
+        bytes_per_hour: int | None = None,
+    ) -> SnapshotOutcome:
+        """Store an arriving JPEG under its device. A redelivery is a duplicate; one an
+        event announced must match that event's SnapshotRef (sha256 and size); a device
+        over `bytes_per_hour` of snapshots in the last hour gets nothing stored."""
         key = (site_id, device_id, snapshot_id)
-        if key in self._snapshots:
-            return False
+        row = self._snapshot_row(key)
+        if row is not None and row.arrived:
+            return SnapshotOutcome.DUPLICATE
+        sha256 = hashlib.sha256(data).hexdigest()
+        if row is not None and (row.sha256, row.size_bytes) != (sha256, len(data)):
+            return SnapshotOutcome.MISMATCH
+        if bytes_per_hour is not None:
+            owner = (site_id, device_id)
+            if owner not in self._snapshot_bytes:
+                params = {
+                    "site": site_id,
+                    "device": device_id,
+                    "since": self.now - SNAPSHOT_WINDOW_S,
+                }
+                used = self.conn.execute(_SNAPSHOT_BYTES_SINCE, params).scalar_one()
+                self._snapshot_bytes[owner] = int(used)
+            if self._snapshot_bytes[owner] + len(data) > bytes_per_hour:
+                return SnapshotOutcome.OVER_QUOTA
+            self._snapshot_bytes[owner] += len(data)
         params = {"site": site_id, "device": device_id, "snap": snapshot_id}
-        if self.conn.execute(_SNAPSHOT_EXISTS, params).scalar_one():
-            return False
-        self._snapshots.add(key)
+        if row is not None:  # announced by an event: fill it in
+            self.conn.execute(_SNAPSHOT_ARRIVED, params | {"data": data, "now": self.now})
+            row.arrived = True
+            return SnapshotOutcome.STORED
         self.conn.execute(
             _INSERT_SNAPSHOT,
             {
                 "site_id": site_id,
                 "device_id": device_id,
                 "snapshot_id": snapshot_id,
-                "sha256": hashlib.sha256(data).hexdigest(),
+                "sha256": sha256,
+                "size_bytes": len(data),
                 "data": data,
                 "received_at": self.now,
+                "linked_at": None,
             },
         )
-        return True
+        self._snapshots[key] = _Snapshot(sha256, len(data), arrived=True, linked=False)
+        return SnapshotOutcome.STORED
+
+    def link_snapshot(self, alert: Alert) -> str | None:
+        """Take the snapshot an event names as its evidence; the reason when it cannot be
+        (what arrived, or what an earlier event announced, is not what this event says).
+        A snapshot not here yet is announced: it must match when it comes."""
+        assert alert.snapshot_id is not None
+        assert alert.snapshot_sha256 is not None
+        assert alert.snapshot_size is not None
+        key = (alert.site_id, alert.device_id, alert.snapshot_id)
+        row = self._snapshot_row(key)
+        if row is None:
+            self.conn.execute(
+                _INSERT_SNAPSHOT,
+                {
+                    "site_id": alert.site_id,
+                    "device_id": alert.device_id,
+                    "snapshot_id": alert.snapshot_id,
+                    "sha256": alert.snapshot_sha256,
+                    "size_bytes": alert.snapshot_size,
+                    "data": None,
+                    "received_at": None,
+                    "linked_at": self.now,
+                },
+            )
+            self._snapshots[key] = _Snapshot(
+                alert.snapshot_sha256, alert.snapshot_size, arrived=False, linked=True
+            )
+            return None
+        if (row.sha256, row.size_bytes) != (alert.snapshot_sha256, alert.snapshot_size):
+            what = "stored snapshot" if row.arrived else "snapshot announced earlier"
+            return (
+                f"snapshot {alert.snapshot_id!r}: the {what} has sha256 {row.sha256} and "
+                f"{row.size_bytes} bytes; the event says sha256 {alert.snapshot_sha256} and "
+                f"{alert.snapshot_size} bytes"
+            )
+        if not row.linked:
+            params = {"site": alert.site_id, "device": alert.device_id, "snap": alert.snapshot_id}
+            self.conn.execute(_SNAPSHOT_LINKED, params | {"now": self.now})
+            row.linked = True
+        return None
 
     def heartbeat(
         self,
@@ -364,12 +574,15 @@ class IngestTx:
         self._feed.append(change)
         return [change, *self._clear_offline(device.site_id, device_id, offline_policy)]
 
-    def status(
-        self, device_id: str, online: bool, ts: float, offline_policy: CategoryPolicy
-    ) -> list[Change]:
-        """A retained status message; older than the last one applied is ignored. Online
-        clears the device's `device_offline` ticket under `offline_policy`."""
+    def status(self, device_id: str, online: bool, offline_policy: CategoryPolicy) -> list[Change]:
+        """A status message, ordered by when the gateway received it (this transaction's
+        `now`), never by the device's own `ts`: a device clock in the year 3000 must not hide
+        later statuses, and the last will is stamped at connect time, before the "online"
+        it follows. A status received before the last one applied (another replica's, with
+        a later clock) is ignored; within one batch the later message wins. Online clears
+        the device's `device_offline` ticket under `offline_policy`."""
         device = self._device(device_id)
+        ts = self.now
         if device is None or (device.last_status_ts is not None and ts < device.last_status_ts):
             return []
         # A heartbeat buffered earlier in the batch must land before this status does.
@@ -416,7 +629,7 @@ class IngestTx:
         unended = self._unended_events(ticket[0])
         if not unended:
             return []
-        alert = online_alert(site_id, device_id, min(unended), self.now)
+        alert = online_alert(site_id, device_id, min(unended)[2], self.now)
         # `policy` is the configured device_offline policy: its `auto_resolve_on_end` decides
         # whether the device coming back resolves the ticket or leaves it for a person.
         return list(self.apply_alert(alert, policy).changes)
@@ -427,11 +640,12 @@ class IngestTx:
         self, alert: Alert, policy: CategoryPolicy, cooldown_s: float = 0.0
     ) -> AlertResult:
         """Open, merge into, update or clear a ticket from one alert, once per msg_id."""
-        if not self.claim(alert.msg_id, alert.device_id):
+        if not self.claim(alert.site_id, alert.device_id, alert.msg_id):
             return AlertResult(duplicate=True)
         changes: list[Change] = []
         created = False
-        link = self._link(alert.event_id)
+        event_key = (alert.site_id, alert.device_id, alert.event_id)
+        link = self._link(event_key)
         if link is not None:
             ticket_id = link.ticket_id
             link.ended = link.ended or alert.phase is EventPhase.END
@@ -441,13 +655,18 @@ class IngestTx:
         else:
             ticket_id, created, opened = self._find_or_open(alert, policy, cooldown_s)
             changes += opened
-            self._links[alert.event_id] = _Link(
-                ticket_id,
-                alert.phase is EventPhase.END,
-                alert.seq,
-                new=True,
-                device_id=alert.device_id,
+            self._links[event_key] = _Link(
+                ticket_id, alert.phase is EventPhase.END, alert.seq, new=True
             )
+        snapshot_id, detail = alert.snapshot_id, alert.detail
+        if snapshot_id is not None:
+            refused = self.link_snapshot(alert)
+            if refused is not None:
+                # The alert stands (a real fire lane blocked matters more than its photo);
+                # the photo that does not match is not evidence, and a maintainer sees why.
+                snapshot_id, detail = None, {**detail, "snapshot_refused": refused}
+                topic = f"guanjia/v1/{alert.site_id}/{alert.device_id}/snapshot/{alert.snapshot_id}"
+                self.dead_letter(topic, b"", "SnapshotMismatch", refused)
         self._evidence.append(
             {
                 "ticket_id": ticket_id,
@@ -456,8 +675,8 @@ class IngestTx:
                 "phase": alert.phase.value,
                 "seq": alert.seq,
                 "ts": alert.ts,
-                "snapshot_id": alert.snapshot_id,
-                "detail": alert.detail,
+                "snapshot_id": snapshot_id,
+                "detail": detail,
             }
         )
         if alert.phase is EventPhase.END:
@@ -574,16 +793,17 @@ class IngestTx:
         )
         return ticket_id
 
-    def _unended_events(self, ticket_id: int) -> set[str]:
-        """Event ids of `ticket_id` not yet ended: the database's, corrected by the overlay."""
-        active = set(self.conn.execute(_UNENDED, {"tid": ticket_id}).scalars())
-        for event_id, link in self._links.items():
+    def _unended_events(self, ticket_id: int) -> set[Key]:
+        """Events of `ticket_id` not yet ended: the database's, corrected by the overlay."""
+        rows = self.conn.execute(_UNENDED, {"tid": ticket_id})
+        active: set[Key] = {(r.site_id, r.device_id, r.event_id) for r in rows}
+        for key, link in self._links.items():
             if link is None:
                 continue
             if link.ticket_id == ticket_id and not link.ended:
-                active.add(event_id)
+                active.add(key)
             else:
-                active.discard(event_id)
+                active.discard(key)
         return active
 
     def _maybe_clear(self, ticket_id: int, policy: CategoryPolicy) -> list[Change]:
@@ -669,20 +889,27 @@ class IngestTx:
             )
         new_links = [
             {
+                "site_id": site_id,
+                "device_id": device_id,
                 "event_id": event_id,
                 "ticket_id": link.ticket_id,
-                "device_id": link.device_id,
                 "ended": link.ended,
                 "last_seq": link.last_seq,
             }
-            for event_id, link in self._links.items()
+            for (site_id, device_id, event_id), link in self._links.items()
             if link is not None and link.new
         ]
         if new_links:
             conn.execute(_INSERT_LINK, new_links)
         changed = [
-            {"b_event_id": event_id, "b_ended": link.ended, "b_last_seq": link.last_seq}
-            for event_id, link in self._links.items()
+            {
+                "b_site_id": site_id,
+                "b_device_id": device_id,
+                "b_event_id": event_id,
+                "b_ended": link.ended,
+                "b_last_seq": link.last_seq,
+            }
+            for (site_id, device_id, event_id), link in self._links.items()
             if link is not None and link.dirty and not link.new
         ]
         if changed:

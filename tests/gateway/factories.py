@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from typing import Literal
 
 import contract as c
 from gateway.models import GridPublic
@@ -96,9 +97,11 @@ def seed_site(store: Store, site_id: str, devices: tuple[str, ...] = ("cam-a",))
         store.upsert_device(device_id, site_id, "camera", grid_id=f"g-{site_id}", now=T0)
 
 
-def status(site_id: str, device_id: str, state: str, ts: float = T0) -> c.Status:
+def status(
+    site_id: str, device_id: str, state: Literal["online", "offline"], ts: float = T0
+) -> c.Status:
     """A retained availability message (the LWT is one with state offline)."""
-    return c.Status(ts=ts, site_id=site_id, device_id=device_id, state=state)  # type: ignore[arg-type]
+    return c.Status(ts=ts, site_id=site_id, device_id=device_id, state=state)
 
 
 def jpeg(tag: bytes = b"", size: int = 100) -> bytes:

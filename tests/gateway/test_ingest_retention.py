@@ -3,10 +3,15 @@ grows a counter beyond its per-minute quota (finding 13)."""
 
 from __future__ import annotations
 
+import pytest
+
+import contract as c
+from gateway.config import GatewaySettings
 from gateway.ingest import IngestHandler, IngestQuotas, Outcome
+from gateway.main import build_runtime, sla_step
 from gateway.sla import DEFAULT_POLICIES
-from gateway.store import Store
-from tests.gateway.factories import T0, seed_site
+from gateway.store import NotFoundError, Store
+from tests.gateway.factories import T0, jpeg, seed_site
 
 SITE = "site-r"
 DAY = 24 * 3600.0
@@ -45,3 +50,29 @@ def test_dead_letters_beyond_the_per_minute_quota_are_only_counted(store: Store)
     assert store.dead_letter_count() == 6
     assert handler.dropped == 4
     assert handler.handle(*_bad("cam-a"), T0 + 61).outcome is Outcome.DEAD_LETTER
+
+
+async def test_sla_step_prunes_by_the_configured_retention(db_url: str) -> None:
+    settings = GatewaySettings(
+        database_url=db_url,
+        demo=True,
+        ingest_enabled=False,
+        dead_letter_retention_s=DAY,
+        snapshot_orphan_ttl_s=3600.0,
+    )
+    runtime = build_runtime(settings)
+    store = runtime.store
+    try:
+        seed_site(store, SITE, ("cam-a",))
+        runtime.handler.handle(*_bad("cam-a"), T0)
+        topic = str(c.snapshot_topic(SITE, "cam-a", "orphan-1"))
+        assert runtime.handler.handle(topic, jpeg(), T0).outcome is Outcome.ACCEPTED
+        await sla_step(runtime, T0 + 3000.0)
+        assert store.dead_letter_count() == 1
+        assert store.snapshot(SITE, "cam-a", "orphan-1") == jpeg()
+        await sla_step(runtime, T0 + DAY + 1)
+        assert store.dead_letter_count() == 0
+        with pytest.raises(NotFoundError):
+            store.snapshot(SITE, "cam-a", "orphan-1")
+    finally:
+        store.close()
