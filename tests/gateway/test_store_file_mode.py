@@ -23,6 +23,7 @@ def test_sqlite_database_files_are_private(tmp_path: Path, existing: bool) -> No
     try:
         url = f"sqlite:///{path}"
         migrate(url)
+        after_migrate = stat.S_IMODE(path.stat().st_mode)
         store = Store(url)
         try:
             seed_site(store, "s1")
@@ -33,4 +34,5 @@ def test_sqlite_database_files_are_private(tmp_path: Path, existing: bool) -> No
             store.close()
     finally:
         os.umask(old)
+    assert after_migrate == 0o600  # never readable, not even before the gateway starts
     assert modes == dict.fromkeys(modes, 0o600)
