@@ -3,8 +3,9 @@ migrations in `gateway/migrations`). Everything else talks to `Store`."""
 
 from gateway.store.base import ConflictError, NotFoundError
 from gateway.store.engine import StoreUnavailableError, database_url, migrate
-from gateway.store.ingest_tx import IngestTx, SnapshotOutcome
+from gateway.store.ingest_tx import IngestTx
 from gateway.store.repository import Store
+from gateway.store.snapshot_tx import SnapshotOutcome
 from gateway.store.webhooks import Delivery
 
 __all__ = [

@@ -9,25 +9,25 @@ building SQLAlchemy statements cost several times more than SQLite executing the
 - rows nothing in the batch reads back (processed ids, evidence, audit lines, webhook
   notifications, dead letters, heartbeats, the change feed) are buffered and written with one
   executemany per table in `flush`, just before COMMIT;
-- routing facts and webhooks are read once per transaction (`GridRouter`, `Outbox`).
+- routing facts and webhooks are read once per transaction (`GridRouter`, `Outbox`);
+  dead letters and snapshots have their own small ledgers (`DeadLetterLedger`,
+  `SnapshotLedger`).
 
 What the batch writes and later reads again (event links, open tickets by key) is kept in an
 overlay, so message 7 of a batch sees what message 3 did exactly as if each had committed.
-The exactly-once rules are unchanged: the same unique keys arbitrate, and a clash (another
-replica got there first) raises IntegrityError out of the transaction, which the caller
-rolls back and retries one message at a time.
+Message and event ids are the device's choice, so the overlay and the tables key them by
+(site, device, id). The exactly-once rules are unchanged: the same unique keys arbitrate,
+and a clash (another replica got there first) raises IntegrityError out of the transaction,
+which the caller rolls back and retries in smaller pieces (`IngestHandler`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from contract import EventPhase
 from gateway.alerts import Alert, dedup_key, offline_alert, online_alert
@@ -35,22 +35,12 @@ from gateway.lifecycle import OPEN_STATE_VALUES, TicketState
 from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory, start_clock
 from gateway.store import audit, feed
+from gateway.store.dead_letter_tx import DeadLetterLedger
 from gateway.store.grid_routing import GridRouter
 from gateway.store.outbox import Outbox
-from gateway.store.schema import (
-    dead_letters,
-    devices,
-    evidence,
-    processed_messages,
-    snapshots,
-    ticket_events,
-    tickets,
-)
+from gateway.store.schema import devices, evidence, processed_messages, ticket_events, tickets
 from gateway.store.sla_clock import CLOCK_COLUMNS, reopened_clock
-
-EXCERPT_BYTES = 512
-"""How much of a refused payload a dead letter keeps: enough to see what it was, bounded so
-garbage input cannot fill the database."""
+from gateway.store.snapshot_tx import SnapshotLedger, SnapshotOutcome
 
 # ---------------------------------------------------------------- statements, built once
 
@@ -155,7 +145,6 @@ _UPDATE_LINK = (
 )
 _INSERT_PROCESSED = insert(processed_messages)
 _INSERT_EVIDENCE = insert(evidence)
-_INSERT_DEAD = insert(dead_letters)
 _HEARTBEAT = (
     update(devices)
     .where(devices.c.device_id == bindparam("b_device_id"))
@@ -187,90 +176,6 @@ _GO_OFFLINE = (
     )
     .values(online=False)
 )
-_SNAPSHOT_KEY = (
-    snapshots.c.site_id == bindparam("site"),
-    snapshots.c.device_id == bindparam("device"),
-    snapshots.c.snapshot_id == bindparam("snap"),
-)
-_SNAPSHOT_ROW = select(
-    snapshots.c.sha256,
-    snapshots.c.size_bytes,
-    snapshots.c.received_at,
-    snapshots.c.linked_at,
-).where(*_SNAPSHOT_KEY)
-_INSERT_SNAPSHOT = insert(snapshots)
-_SNAPSHOT_ARRIVED = (
-    update(snapshots)
-    .where(*_SNAPSHOT_KEY, snapshots.c.data.is_(None))
-    .values(data=bindparam("data"), received_at=bindparam("now"))
-)
-_SNAPSHOT_LINKED = (
-    update(snapshots)
-    .where(*_SNAPSHOT_KEY, snapshots.c.linked_at.is_(None))
-    .values(linked_at=bindparam("now"))
-)
-_SNAPSHOT_BYTES_SINCE = select(func.coalesce(func.sum(snapshots.c.size_bytes), 0)).where(
-    snapshots.c.site_id == bindparam("site"),
-    snapshots.c.device_id == bindparam("device"),
-    snapshots.c.received_at >= bindparam("since"),
-)
-_DEAD_SINCE = select(func.count()).where(
-    dead_letters.c.site_id == bindparam("site"),
-    dead_letters.c.device_id == bindparam("device"),
-    dead_letters.c.received_at >= bindparam("since"),
-)
-_DEAD_SINCE_UNKNOWN = select(func.count()).where(
-    dead_letters.c.site_id.is_(None), dead_letters.c.received_at >= bindparam("since")
-)
-
-
-DEAD_LETTER_WINDOW_S = 60.0
-"""The window of the per-device dead-letter quota."""
-SNAPSHOT_WINDOW_S = 3600.0
-"""The window of the per-device snapshot byte quota."""
-
-_SEGMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def storable(text: str, limit: int) -> str:
-    """`text` as every database stores it: NUL escaped (PostgreSQL refuses it in text),
-    lone surrogates escaped (not encodable as UTF-8), at most `limit` characters."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\\x00")
-    safe = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
-    return safe[:limit]
-
-
-def excerpt(payload: bytes) -> str:
-    """The first bytes of a payload as storable text (bad UTF-8 and NULs escaped), for a
-    dead letter: at most 4 characters per byte kept."""
-    head = payload[:EXCERPT_BYTES]
-    text = storable(head.decode("utf-8", errors="backslashreplace"), 4 * EXCERPT_BYTES)
-    return text + ("…" if len(payload) > EXCERPT_BYTES else "")
-
-
-def topic_device(topic: str) -> tuple[str | None, str | None]:
-    """(site, device) a topic names as ``guanjia/v1/{site}/{device}/…`` with legal
-    segments, else (None, None): whose dead letter it is, whatever its channel."""
-    parts = topic.split("/", 4)
-    if (
-        len(parts) >= 4
-        and parts[0] == "guanjia"
-        and parts[1] == "v1"
-        and _SEGMENT.match(parts[2])
-        and _SEGMENT.match(parts[3])
-    ):
-        return parts[2], parts[3]
-    return None, None
-
-
-class SnapshotOutcome(StrEnum):
-    """What storing one arriving JPEG did."""
-
-    STORED = "stored"
-    DUPLICATE = "duplicate"
-    MISMATCH = "mismatch"  # not what the event that announced it promised
-    OVER_QUOTA = "over_quota"
 
 
 @dataclass(frozen=True)
@@ -282,7 +187,7 @@ class AlertResult:
 
 
 Key = tuple[str, str, str]
-"""(site, device, id): a device-chosen id (msg_id, event_id, snapshot_id) with its owner."""
+"""(site, device, id): a device-chosen id (msg_id, event_id) with its owner."""
 
 
 @dataclass
@@ -294,14 +199,6 @@ class _Link:
     last_seq: int
     new: bool
     dirty: bool = False
-
-
-@dataclass
-class _Snapshot:
-    sha256: str
-    size_bytes: int
-    arrived: bool
-    linked: bool
 
 
 @dataclass
@@ -327,10 +224,8 @@ class IngestTx:
         self._heartbeats: dict[str, dict[str, Any]] = {}
         self._evidence: list[dict[str, Any]] = []
         self._audit: list[dict[str, Any]] = []
-        self._dead: list[dict[str, Any]] = []
-        self._dead_recent: dict[tuple[str | None, str | None], int] = {}
-        self._snapshots: dict[Key, _Snapshot | None] = {}
-        self._snapshot_bytes: dict[tuple[str, str], int] = {}
+        self._dead = DeadLetterLedger(conn, now)
+        self._snapshots = SnapshotLedger(conn, now)
         self._feed: list[Change] = []
         self._router = GridRouter(conn, now)
         self._outbox = Outbox(conn, now)
@@ -412,50 +307,10 @@ class IngestTx:
         reason: str,
         per_minute: int | None = None,
     ) -> bool:
-        """Record a refused message with a bounded, storable excerpt of its payload, under
-        the site and device its topic names. False (nothing written) when that device
-        already has `per_minute` dead letters in the last minute."""
-        site_id, device_id = topic_device(topic)
-        if per_minute is not None:
-            owner = (site_id, device_id)
-            if owner not in self._dead_recent:
-                since = self.now - DEAD_LETTER_WINDOW_S
-                params: dict[str, Any] = {"site": site_id, "device": device_id, "since": since}
-                query = _DEAD_SINCE if site_id is not None else _DEAD_SINCE_UNKNOWN
-                self._dead_recent[owner] = int(self.conn.execute(query, params).scalar_one())
-            if self._dead_recent[owner] >= per_minute:
-                return False
-            self._dead_recent[owner] += 1
-        self._dead.append(
-            {
-                "received_at": self.now,
-                "topic": storable(topic, 300),
-                "payload_excerpt": excerpt(payload),
-                "payload_size": len(payload),
-                "error_kind": storable(error_kind, 64),
-                "reason": storable(reason, 2000),
-                "site_id": site_id,
-                "device_id": device_id,
-            }
-        )
-        return True
-
-    def _snapshot_row(self, key: Key) -> _Snapshot | None:
-        if key not in self._snapshots:
-            site_id, device_id, snapshot_id = key
-            params = {"site": site_id, "device": device_id, "snap": snapshot_id}
-            row = self.conn.execute(_SNAPSHOT_ROW, params).first()
-            self._snapshots[key] = (
-                None
-                if row is None
-                else _Snapshot(
-                    row.sha256,
-                    int(row.size_bytes),
-                    arrived=row.received_at is not None,
-                    linked=row.linked_at is not None,
-                )
-            )
-        return self._snapshots[key]
+        """Record a refused message under the site and device its topic names (storable
+        text, bounded excerpt); False (nothing written) when that device already has
+        `per_minute` dead letters in the last minute (`dead_letter_tx`)."""
+        return self._dead.add(topic, payload, error_kind, reason, per_minute)
 
     def snapshot(
         self,
@@ -465,89 +320,8 @@ class IngestTx:
         data: bytes,
         bytes_per_hour: int | None = None,
     ) -> SnapshotOutcome:
-        """Store an arriving JPEG under its device. A redelivery is a duplicate; one an
-        event announced must match that event's SnapshotRef (sha256 and size); a device
-        over `bytes_per_hour` of snapshots in the last hour gets nothing stored."""
-        key = (site_id, device_id, snapshot_id)
-        row = self._snapshot_row(key)
-        if row is not None and row.arrived:
-            return SnapshotOutcome.DUPLICATE
-        sha256 = hashlib.sha256(data).hexdigest()
-        if row is not None and (row.sha256, row.size_bytes) != (sha256, len(data)):
-            return SnapshotOutcome.MISMATCH
-        if bytes_per_hour is not None:
-            owner = (site_id, device_id)
-            if owner not in self._snapshot_bytes:
-                params = {
-                    "site": site_id,
-                    "device": device_id,
-                    "since": self.now - SNAPSHOT_WINDOW_S,
-                }
-                used = self.conn.execute(_SNAPSHOT_BYTES_SINCE, params).scalar_one()
-                self._snapshot_bytes[owner] = int(used)
-            if self._snapshot_bytes[owner] + len(data) > bytes_per_hour:
-                return SnapshotOutcome.OVER_QUOTA
-            self._snapshot_bytes[owner] += len(data)
-        params = {"site": site_id, "device": device_id, "snap": snapshot_id}
-        if row is not None:  # announced by an event: fill it in
-            self.conn.execute(_SNAPSHOT_ARRIVED, params | {"data": data, "now": self.now})
-            row.arrived = True
-            return SnapshotOutcome.STORED
-        self.conn.execute(
-            _INSERT_SNAPSHOT,
-            {
-                "site_id": site_id,
-                "device_id": device_id,
-                "snapshot_id": snapshot_id,
-                "sha256": sha256,
-                "size_bytes": len(data),
-                "data": data,
-                "received_at": self.now,
-                "linked_at": None,
-            },
-        )
-        self._snapshots[key] = _Snapshot(sha256, len(data), arrived=True, linked=False)
-        return SnapshotOutcome.STORED
-
-    def link_snapshot(self, alert: Alert) -> str | None:
-        """Take the snapshot an event names as its evidence; the reason when it cannot be
-        (what arrived, or what an earlier event announced, is not what this event says).
-        A snapshot not here yet is announced: it must match when it comes."""
-        assert alert.snapshot_id is not None
-        assert alert.snapshot_sha256 is not None
-        assert alert.snapshot_size is not None
-        key = (alert.site_id, alert.device_id, alert.snapshot_id)
-        row = self._snapshot_row(key)
-        if row is None:
-            self.conn.execute(
-                _INSERT_SNAPSHOT,
-                {
-                    "site_id": alert.site_id,
-                    "device_id": alert.device_id,
-                    "snapshot_id": alert.snapshot_id,
-                    "sha256": alert.snapshot_sha256,
-                    "size_bytes": alert.snapshot_size,
-                    "data": None,
-                    "received_at": None,
-                    "linked_at": self.now,
-                },
-            )
-            self._snapshots[key] = _Snapshot(
-                alert.snapshot_sha256, alert.snapshot_size, arrived=False, linked=True
-            )
-            return None
-        if (row.sha256, row.size_bytes) != (alert.snapshot_sha256, alert.snapshot_size):
-            what = "stored snapshot" if row.arrived else "snapshot announced earlier"
-            return (
-                f"snapshot {alert.snapshot_id!r}: the {what} has sha256 {row.sha256} and "
-                f"{row.size_bytes} bytes; the event says sha256 {alert.snapshot_sha256} and "
-                f"{alert.snapshot_size} bytes"
-            )
-        if not row.linked:
-            params = {"site": alert.site_id, "device": alert.device_id, "snap": alert.snapshot_id}
-            self.conn.execute(_SNAPSHOT_LINKED, params | {"now": self.now})
-            row.linked = True
-        return None
+        """Store an arriving JPEG under its device (`snapshot_tx.SnapshotLedger.store`)."""
+        return self._snapshots.store(site_id, device_id, snapshot_id, data, bytes_per_hour)
 
     def heartbeat(
         self,
@@ -660,7 +434,13 @@ class IngestTx:
             )
         snapshot_id, detail = alert.snapshot_id, alert.detail
         if snapshot_id is not None:
-            refused = self.link_snapshot(alert)
+            assert alert.snapshot_sha256 is not None
+            assert alert.snapshot_size is not None
+            refused = self._snapshots.link(
+                (alert.site_id, alert.device_id, snapshot_id),
+                alert.snapshot_sha256,
+                alert.snapshot_size,
+            )
             if refused is not None:
                 # The alert stands (a real fire lane blocked matters more than its photo);
                 # the photo that does not match is not evidence, and a maintainer sees why.
@@ -881,8 +661,7 @@ class IngestTx:
         conn = self.conn
         if self._new_processed:
             conn.execute(_INSERT_PROCESSED, self._new_processed)
-        if self._dead:
-            conn.execute(_INSERT_DEAD, self._dead)
+        self._dead.flush()
         if self._touches:
             conn.execute(
                 _TOUCH, [{"tid": t, "n": n, "now": self.now} for t, n in self._touches.items()]
