@@ -94,7 +94,8 @@ def test_per_device_ids_migration_keeps_rows_under_their_owner(db_url: str) -> N
             conn.execute(
                 text(
                     "INSERT INTO devices (device_id, site_id, kind, online, last_status_ts,"
-                    " created_at) VALUES ('cam-1', 'site-1', 'camera', false, 3.2e10, 0)"
+                    " heartbeat_interval_s, created_at)"
+                    " VALUES ('cam-1', 'site-1', 'camera', false, 3.2e10, 1e9, 0)"
                 )
             )
             conn.execute(
@@ -142,7 +143,9 @@ def test_per_device_ids_migration_keeps_rows_under_their_owner(db_url: str) -> N
             assert conn.execute(
                 text("SELECT snapshot_id, size_bytes, linked_at FROM snapshots ORDER BY 1")
             ).all() == [("snap-1", 5, 5.0), ("snap-2", 5, None)]
-            assert conn.execute(text("SELECT last_status_ts FROM devices")).all() == [(None,)]
+            assert conn.execute(
+                text("SELECT last_status_ts, heartbeat_interval_s FROM devices")
+            ).all() == [(None, 3600.0)]
             conn.execute(
                 text(
                     "INSERT INTO processed_messages (msg_id, site_id, device_id, received_at)"

@@ -8,7 +8,8 @@ their size, whether an event took them, and may be announced before they arrive
 - ``snapshots``: ``size_bytes``, ``linked_at`` (rows an event references count as linked
   at their arrival), ``data``/``received_at`` nullable for a snapshot an event announced;
 - ``devices.last_status_ts`` now holds the gateway's receive time of the last status: the
-  device-stamped values are cleared (one from the future would hide every later status).
+  device-stamped values are cleared (one from the future would hide every later status);
+  heartbeat intervals stored above the contract's new bound (3,600 s) are clamped to it.
 
 Revision ID: 0004
 Revises: 0003
@@ -76,6 +77,11 @@ def upgrade() -> None:
     with op.batch_alter_table("snapshots", schema=None) as batch_op:
         batch_op.alter_column("size_bytes", server_default=None)
     op.execute(sa.text("UPDATE devices SET last_status_ts = NULL"))
+    # The contract now bounds a heartbeat interval to an hour; an interval stored before
+    # (1e9 s: never offline) must not outlive it.
+    op.execute(
+        sa.text("UPDATE devices SET heartbeat_interval_s = 3600 WHERE heartbeat_interval_s > 3600")
+    )
 
 
 def _unkey(table: str, id_column: str) -> None:
