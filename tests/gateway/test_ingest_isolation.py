@@ -3,6 +3,8 @@ letters are listed per site (finding 8)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import contract as c
@@ -10,6 +12,8 @@ from gateway.ingest import IngestHandler, Outcome
 from gateway.lifecycle import TicketState
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store
+from tests.gateway import apphelpers
+from tests.gateway.apphelpers import running_app, seed_users, settings_for, token
 from tests.gateway.factories import T0, event, jpeg, pair, seed_site, snapshot_ref
 
 SITE_A, SITE_B = "site-a", "site-b"
@@ -75,3 +79,22 @@ def test_dead_letters_are_listed_only_to_their_site(handler: IngestHandler, stor
     assert [d.payload_excerpt for d in store.list_dead_letters([SITE_B])] == ["{bad b"]
     assert store.list_dead_letters([]) == []
     assert len(store.list_dead_letters([SITE_A, SITE_B], offset=1, limit=5)) == 1
+
+
+def test_dead_letter_route_lists_the_callers_sites_only(db_url: str) -> None:
+    seed_users(db_url)
+    store = Store(db_url)
+    now = time.time()  # the app's SLA loop prunes week-old dead letters on the real clock
+    try:
+        handler = IngestHandler(store, dict(DEFAULT_POLICIES))
+        for site in (apphelpers.SITE, apphelpers.OTHER_SITE):
+            handler.handle(f"guanjia/v1/{site}/cam-x/event", f"{{bad {site}".encode(), now)
+        handler.handle("guanjia/v1/no site", b"{bad none", now)
+    finally:
+        store.close()
+    with running_app(settings_for(db_url)) as client:
+        mine = client.get("/api/dead-letters", headers=token(client, "sup"))
+        every = client.get("/api/dead-letters", headers=token(client, "admin"))
+    assert mine.status_code == every.status_code == 200
+    assert [d["payload_excerpt"] for d in mine.json()] == [f"{{bad {apphelpers.SITE}"]
+    assert len(every.json()) == 3
