@@ -142,7 +142,7 @@ class IngestHandler:
         """Apply messages (topic, payload) in one transaction, with the same outcome per
         message as `handle`; a batch the database refuses is bisected (module docstring)."""
         items = [self._decode_safely(topic, payload, now) for topic, payload in messages]
-        results = self._apply_batch(items, now)
+        results = self._apply_batch(items, now) if items else []
         self._count(results)
         return results
 
@@ -177,16 +177,20 @@ class IngestHandler:
 
     def _processing_error(self, item: _Decoded, reason: str, now: float) -> IngestResult:
         kind = "ProcessingError"
+        committed = item.committed
         try:
             self.store.ingest(
                 lambda tx: tx.dead_letter(item.topic, item.payload, kind, reason), now
             )
         except StoreUnavailableError:
             raise
-        except Exception:  # even the dead letter failed: the log line is all that is left
+        except Exception:
+            # Even the dead letter failed: nothing is committed, so nothing is acked and the
+            # device keeps the message for a re-send; the log line is all that is left here.
             log.exception("dead letter for %r failed", item.topic[:200])
+            committed = None
         return IngestResult(
-            Outcome.DEAD_LETTER, item.channel, f"{kind}: {reason}", committed=item.committed
+            Outcome.DEAD_LETTER, item.channel, f"{kind}: {reason}", committed=committed
         )
 
     def _registered_site(self, device_id: str, now: float) -> str | None:

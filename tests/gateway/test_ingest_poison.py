@@ -7,12 +7,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
+from sqlalchemy import create_engine, text
 
 import contract as c
 from gateway.ingest import IngestHandler, Outcome
 from gateway.sla import DEFAULT_POLICIES
-from gateway.store import Store
+from gateway.store import Store, database_url
 from tests.gateway.factories import T0, event, pair, seed_site
 from tests.gateway.test_ingest_batch import _install_poison
 
@@ -111,3 +113,41 @@ def test_a_batch_that_fails_in_the_database_is_bisected(
     assert store.list_tickets().total == 99
     # log2(100) rounds of two halves, plus the poison's own dead letter: far below 100.
     assert len(calls) <= 2 * 7 + 2, len(calls)
+
+
+def _refuse_dead_letters(db_url: str) -> None:
+    """A trigger that refuses every dead letter: the database breaks even the fallback."""
+    if db_url.startswith("sqlite"):
+        engine = create_engine(database_url(db_url))
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE TRIGGER no_dead BEFORE INSERT ON dead_letters "
+                    "BEGIN SELECT RAISE(ABORT, 'no dead letters'); END"
+                )
+            )
+        engine.dispose()
+        return
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION no_dead() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'no dead letters'; END $$ LANGUAGE plpgsql"
+        )
+        conn.execute(
+            "CREATE TRIGGER no_dead BEFORE INSERT ON dead_letters "
+            "FOR EACH ROW EXECUTE FUNCTION no_dead()"
+        )
+
+
+def test_when_even_the_dead_letter_fails_nothing_raises_and_nothing_is_acked(
+    db_url: str, handler: IngestHandler, store: Store
+) -> None:
+    _install_poison(db_url, "ev-poison-02")
+    _refuse_dead_letters(db_url)
+    poison = event(SITE, "cam-b", "ev-poison-02")
+    good = event(SITE, "cam-a", "ev-good-0002")
+    results = handler.handle_batch([pair(poison), pair(good)], T0)
+    assert [r.outcome for r in results] == [Outcome.DEAD_LETTER, Outcome.ACCEPTED]
+    assert results[0].committed is None  # kept on the device for a re-send
+    assert results[1].committed is not None
+    assert store.dead_letter_count() == 0
