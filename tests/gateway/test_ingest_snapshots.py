@@ -106,3 +106,13 @@ def test_snapshot_bytes_per_device_per_hour_are_capped(store: Store) -> None:
     other = handler.handle(str(c.snapshot_topic(SITE, "cam-b", "q-0")), jpeg(size=3000), T0)
     assert other.outcome is Outcome.ACCEPTED  # another device has its own budget
     assert _snap(handler, "q-9", jpeg(b"9", 3000), T0 + 3601) is Outcome.ACCEPTED
+
+
+@pytest.mark.parametrize("name", ["a.b", "x" * 65, "../etc", "snap 1"])
+def test_snapshots_are_stored_only_under_contract_ids(
+    handler: IngestHandler, store: Store, name: str
+) -> None:
+    result = handler.handle(f"guanjia/v1/{SITE}/cam-a/snapshot/{name}", jpeg(), T0)
+    assert result.outcome is Outcome.DEAD_LETTER
+    assert (result.reason or "").startswith("TopicError")
+    assert store.prune_snapshots(orphaned_before=T0 + 1, pending_before=T0 + 1) == 0
