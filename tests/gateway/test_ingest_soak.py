@@ -50,6 +50,7 @@ def _rows(db_url: str) -> dict[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~3.5 min on SQLite, longer on PostgreSQL, on a shared 2-core box
 def test_a_night_of_heartbeats_from_10k_devices(db_url: str) -> None:
     devices = [f"dev-{i:05d}" for i in range(DEVICES)]
     rng = random.Random(8)
