@@ -199,5 +199,6 @@ def test_ingest_survives_generated_messages(db_url: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_ingest_survives_generated_messages_long(db_url: str) -> None:
     _run(db_url, 10_000)
