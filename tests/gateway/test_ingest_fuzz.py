@@ -31,7 +31,7 @@ SITE = "fz-site"
 DEVICES = ("cam-a", "cam-b")
 EXAMPLES = Path(__file__).resolve().parent.parent / "contract" / "examples"
 NOW = 1_795_300_100.0
-DEFAULT_EXAMPLES = int(os.environ.get("GUANJIA_FUZZ_EXAMPLES", "500"))
+DEFAULT_EXAMPLES = int(os.environ.get("GUANJIA_FUZZ_EXAMPLES", "400"))
 FIELD_ERRORS = {"InvalidFieldError", "MissingFieldError", "UnknownFieldError"}
 
 
