@@ -26,7 +26,8 @@ class Alert:
     """One observation that concerns a ticket.
 
     `event_id` is stable across a condition's start → update → end; `msg_id` is unique per
-    message and is what makes a redelivery harmless.
+    message and is what makes a redelivery harmless. Both are the device's choice, so the
+    store keys them by (site, device).
     """
 
     msg_id: str
@@ -40,6 +41,8 @@ class Alert:
     seq: int
     ts: float
     snapshot_id: str | None = None
+    snapshot_sha256: str | None = None  # the SnapshotRef's promise, checked against the JPEG
+    snapshot_size: int | None = None
     detail: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -69,6 +72,8 @@ def from_detection(event: DetectionEvent) -> Alert:
         seq=event.seq,
         ts=event.ts,
         snapshot_id=event.snapshot.snapshot_id if event.snapshot else None,
+        snapshot_sha256=event.snapshot.sha256 if event.snapshot else None,
+        snapshot_size=event.snapshot.size_bytes if event.snapshot else None,
         detail={
             "camera_id": event.camera_id,
             "track_id": event.track_id,

@@ -210,6 +210,28 @@ class GatewaySettings(BaseSettings):
         ge=0,
         description="A new event within this long of a ticket's auto-resolution reopens it.",
     )
+    # Ingest retention and per-device quotas: what one device can make the gateway store.
+    dead_letter_retention_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="Dead letters are deleted after this long."
+    )
+    dead_letters_kept_per_device: int = Field(
+        default=1000, ge=1, description="Only the newest this many dead letters per device."
+    )
+    dead_letters_per_device_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="Dead letters stored per device per minute; beyond, only a counter grows.",
+    )
+    snapshot_orphan_ttl_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A snapshot no event took as evidence is deleted after this long.",
+    )
+    snapshot_bytes_per_device_per_hour: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Snapshot bytes stored per device per hour; beyond, snapshots are dropped.",
+    )
     policies: dict[TicketCategory, CategoryPolicy] = Field(
         default_factory=lambda: dict(DEFAULT_POLICIES),
         description="Per-category SLA policy; categories left out keep their defaults.",

@@ -4,19 +4,33 @@
 drained (one transaction for the batch); `handle(topic, payload, now)` applies one message
 in its own transaction and is what the property tests call directly. Neither raises because
 of the input: a contract violation, an unknown device or a message the gateway does not take
-becomes a dead-letter row with the reason. Only `StoreUnavailableError` (the database is
-down) escapes, so the caller does not acknowledge the messages and the broker redelivers
-them later.
+becomes a dead-letter row with the reason (text made storable on every database: NULs and
+bad UTF-8 escaped, lengths bounded). Only `StoreUnavailableError` (the database is down)
+escapes, so the caller does not acknowledge the messages and the broker redelivers them.
+
+Input problems are found before the transaction (`_decode`), so a bad message is a dead
+letter inside the batch's one transaction. A batch that still fails in the database (a bug,
+a broken row, a unique-key race with another replica) is split in halves until the failing
+message is alone; it then becomes a ``ProcessingError`` dead letter — the one kind that
+means the gateway, not the input, is at fault.
+
+Each result names what the commit made safe for the device to forget (`committed`, for the
+end-to-end Ack): events, telemetry and command results by msg_id when applied or found
+already applied, snapshots by snapshot_id, and dead letters (and quota drops) whose topic
+names a device channel — re-sending those could never change the outcome.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 from contract import (
+    MAX_MESSAGE_BYTES,
     CommandResult,
     ContractError,
     DetectionEvent,
@@ -26,12 +40,13 @@ from contract import (
     TelemetryBatch,
     decode_for_topic,
 )
-from contract.topics import Channel, Topic
+from contract.errors import TopicError
+from contract.topics import Channel, Topic, parse_topic
 from gateway.acks import Committed
 from gateway.alerts import Alert, from_detection, from_telemetry
 from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory
-from gateway.store import IngestTx, Store, StoreUnavailableError
+from gateway.store import IngestTx, SnapshotOutcome, Store, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +57,13 @@ ONCE_PER_MSG_ID = (DetectionEvent, TelemetryBatch, CommandResult)
 """Messages whose effect is keyed by their msg_id, so a redelivery is dropped by it
 (heartbeats and status are safe to apply twice; snapshots are keyed by their own id)."""
 
+RESENT_CHANNELS = frozenset(
+    {Channel.EVENT, Channel.TELEMETRY, Channel.CMD_RESULT, Channel.SNAPSHOT}
+)
+"""Device channels whose messages wait in the device's outbox for an Ack."""
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")  # the contract's msg_id pattern
+
 
 class Outcome(StrEnum):
     """What happened to one message."""
@@ -49,7 +71,17 @@ class Outcome(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     DEAD_LETTER = "dead_letter"
+    DROPPED = "dropped"  # refused and not kept: the device is over a quota (only counted)
     IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class IngestQuotas:
+    """What one device may make the gateway store (None: no limit). Beyond a quota the
+    message is acked and dropped (`Outcome.DROPPED`), and `IngestHandler.dropped` grows."""
+
+    dead_letters_per_minute: int | None = 60
+    snapshot_bytes_per_hour: int | None = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,6 +108,7 @@ class _Decoded:
     message: Message | bytes | None = None
     alerts: tuple[Alert, ...] = ()
     dead: tuple[str, str] | None = None  # (error kind, reason)
+    committed: Committed | None = None  # what an Ack may name once this is committed
 
 
 class IngestHandler:
@@ -86,10 +119,14 @@ class IngestHandler:
         store: Store,
         policies: dict[TicketCategory, CategoryPolicy],
         cooldown_s: float = 0.0,
+        quotas: IngestQuotas | None = None,
     ) -> None:
         self.store = store
         self.policies = policies
         self.cooldown_s = cooldown_s
+        self.quotas = quotas or IngestQuotas()
+        self.dropped = 0
+        """Messages refused over a quota and not stored, since start (only this grows)."""
         # The configured device_offline policy: a device heard again clears its maintenance
         # ticket under it (auto-resolved or left for a person, as configured).
         self._offline = policies[TicketCategory.DEVICE_OFFLINE]
@@ -97,45 +134,68 @@ class IngestHandler:
 
     def handle(self, topic: str, payload: bytes, now: float) -> IngestResult:
         """Apply one message in its own transaction; see the module docstring."""
-        try:
-            item = self._decode(topic, payload, now)
-            result = self.store.ingest(lambda tx: self._apply(tx, item), now)
-        except StoreUnavailableError:
-            raise
-        except Exception as exc:  # a bug must not stop ingest: keep the message and the reason
-            log.exception("ingest failed on %s", topic[:200])
-            reason = f"{type(exc).__name__}: {exc}"
-            self.store.dead_letter(topic, payload, "ProcessingError", reason, now)
-            result = IngestResult(
-                Outcome.DEAD_LETTER, _channel_of(topic), f"ProcessingError: {reason}"
-            )
+        result = self._apply_one(self._decode_safely(topic, payload, now), now)
+        self._count([result])
         return result
 
     def handle_batch(self, messages: Sequence[tuple[str, bytes]], now: float) -> list[IngestResult]:
         """Apply messages (topic, payload) in one transaction, with the same outcome per
-        message as `handle`.
+        message as `handle`; a batch the database refuses is bisected (module docstring)."""
+        items = [self._decode_safely(topic, payload, now) for topic, payload in messages]
+        results = self._apply_batch(items, now) if items else []
+        self._count(results)
+        return results
 
-        If the batch fails for any reason but the database being away (a message that
-        breaks the write, a unique-key race with another replica), it is rolled back and
-        every message is applied on its own, so one poison message is dead-lettered and
-        the others land.
-        """
-        if len(messages) == 1:
-            return [self.handle(*messages[0], now)]
+    def _count(self, results: list[IngestResult]) -> None:
+        self.dropped += sum(r.outcome is Outcome.DROPPED for r in results)
+
+    def _apply_batch(self, items: list[_Decoded], now: float) -> list[IngestResult]:
+        if len(items) == 1:
+            return [self._apply_one(items[0], now)]
         try:
-            items = [self._decode(topic, payload, now) for topic, payload in messages]
-            results = self.store.ingest(lambda tx: self._apply_all(tx, items), now, attempts=1)
+            return self.store.ingest(lambda tx: self._apply_all(tx, items), now, attempts=1)
         except StoreUnavailableError:
             raise
         except Exception as exc:
             log.warning(
-                "a batch of %d messages failed (%s: %s); applying them one by one",
-                len(messages),
+                "a batch of %d messages failed (%s: %s); splitting it",
+                len(items),
                 type(exc).__name__,
                 str(exc)[:200],
             )
-            return [self.handle(topic, payload, now) for topic, payload in messages]
-        return results
+        half = len(items) // 2
+        return self._apply_batch(items[:half], now) + self._apply_batch(items[half:], now)
+
+    def _apply_one(self, item: _Decoded, now: float) -> IngestResult:
+        try:
+            return self.store.ingest(lambda tx: self._apply(tx, item), now)
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:  # a bug must not stop ingest: keep the message and the reason
+            log.exception("ingest failed on %r", item.topic[:200])
+            return self._processing_error(item, f"{type(exc).__name__}: {exc}", now)
+
+    def _processing_error(self, item: _Decoded, reason: str, now: float) -> IngestResult:
+        kind = "ProcessingError"
+        committed = item.committed
+        try:
+            self.store.ingest(
+                lambda tx: tx.dead_letter(item.topic, item.payload, kind, reason), now
+            )
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:
+            # Even the dead letter failed: the database takes no write at all, which is not
+            # the message's fault. Hold the batch like a database outage (not acknowledged to
+            # the broker, retried with backoff, /healthz says stalled) instead of letting the
+            # broker forget a message nothing recorded.
+            log.exception("dead letter for %r failed", item.topic[:200])
+            raise StoreUnavailableError(
+                f"cannot write even a dead letter ({type(exc).__name__})"
+            ) from exc
+        return IngestResult(
+            Outcome.DEAD_LETTER, item.channel, f"{kind}: {reason}", committed=committed
+        )
 
     def _registered_site(self, device_id: str, now: float) -> str | None:
         # Registry lookups are cached briefly (positive answers only, so a device registered
@@ -150,43 +210,61 @@ class IngestHandler:
         self._sites[device_id] = (device.site_id, now + REGISTRY_CACHE_S)
         return device.site_id
 
+    def _decode_safely(self, topic: str, payload: bytes, now: float) -> _Decoded:
+        try:
+            return self._decode(topic, payload, now)
+        except StoreUnavailableError:
+            raise
+        except RecursionError:
+            reason = "payload is not JSON: nested too deeply"
+            return _dead(topic, payload, "MalformedJSONError", reason)
+        except Exception as exc:  # a bug in validation: the message is kept with the reason
+            log.exception("decoding failed on %r", topic[:200])
+            return _dead(topic, payload, "ProcessingError", f"{type(exc).__name__}: {exc}")
+
     def _decode(self, topic: str, payload: bytes, now: float) -> _Decoded:
         """Validate (pure but for the cached registry lookup); never writes."""
-        channel = _channel_of(topic)
         try:
             parsed, message = decode_for_topic(topic, payload)
         except ContractError as exc:
-            return _Decoded(topic, payload, channel, dead=(type(exc).__name__, str(exc)))
+            return _dead(topic, payload, type(exc).__name__, str(exc))
         site_id = self._registered_site(parsed.device_id, now)
         if site_id is None:
             reason = f"device {parsed.device_id!r} is not registered"
-            return _Decoded(topic, payload, channel, dead=("UnknownDevice", reason))
+            return _dead(topic, payload, "UnknownDevice", reason)
         if site_id != parsed.site_id:
             reason = (
                 f"device {parsed.device_id!r} is registered at site {site_id!r}, "
                 f"not {parsed.site_id!r}"
             )
-            return _Decoded(topic, payload, channel, dead=("UnknownDevice", reason))
+            return _dead(topic, payload, "UnknownDevice", reason)
         alerts: tuple[Alert, ...] = ()
+        committed = None
         if isinstance(message, DetectionEvent):
             alerts = (from_detection(message),)
         elif isinstance(message, TelemetryBatch):
             alerts = tuple(from_telemetry(message))
-        return _Decoded(topic, payload, parsed.channel.value, parsed, message, alerts)
+        if isinstance(message, ONCE_PER_MSG_ID):
+            committed = Committed(parsed.site_id, parsed.device_id, msg_id=message.msg_id)
+        elif isinstance(message, bytes):
+            committed = Committed(parsed.site_id, parsed.device_id, snapshot_id=parsed.name)
+        return _Decoded(
+            topic, payload, parsed.channel.value, parsed, message, alerts, committed=committed
+        )
 
     def _apply_all(self, tx: IngestTx, items: list[_Decoded]) -> list[IngestResult]:
         # One query per table for what the whole batch needs, instead of one per message.
-        msg_ids: list[str] = []
+        msg_keys: list[tuple[str, str, str]] = []
         devices: list[str] = []
         for item in items:
             if isinstance(item.message, ONCE_PER_MSG_ID):
-                msg_ids.append(item.message.msg_id)
+                msg_keys.append((item.message.site_id, item.message.device_id, item.message.msg_id))
             if isinstance(item.message, Heartbeat | Status):
                 devices.append(item.message.device_id)
         alerts = [alert for item in items for alert in item.alerts]
         tx.preload(
-            msg_ids=msg_ids,
-            event_ids=[a.event_id for a in alerts],
+            msg_keys=msg_keys + [(a.site_id, a.device_id, a.msg_id) for a in alerts],
+            event_keys=[(a.site_id, a.device_id, a.event_id) for a in alerts],
             active_keys=[a.dedup_key for a in alerts],
             device_ids=devices,
         )
@@ -195,16 +273,16 @@ class IngestHandler:
     def _apply(self, tx: IngestTx, item: _Decoded) -> IngestResult:
         if item.dead is not None:
             kind, reason = item.dead
-            tx.dead_letter(item.topic, item.payload, kind, reason)
-            return IngestResult(Outcome.DEAD_LETTER, item.channel, f"{kind}: {reason}")
+            per_minute = self.quotas.dead_letters_per_minute
+            stored = tx.dead_letter(item.topic, item.payload, kind, reason, per_minute)
+            outcome = Outcome.DEAD_LETTER if stored else Outcome.DROPPED
+            return IngestResult(
+                outcome, item.channel, f"{kind}: {reason}", committed=item.committed
+            )
         topic, message = item.parsed, item.message
         assert topic is not None
         if isinstance(message, bytes):
-            assert topic.name is not None
-            fresh = tx.snapshot(topic.site_id, topic.device_id, topic.name, message)
-            outcome = Outcome.ACCEPTED if fresh else Outcome.DUPLICATE
-            done = Committed(topic.site_id, topic.device_id, snapshot_id=topic.name)
-            return IngestResult(outcome, item.channel, committed=done)
+            return self._apply_snapshot(tx, item, topic, message)
         if isinstance(message, Heartbeat):
             health = message.model_dump(
                 mode="json", exclude={"schema_", "msg_id", "site_id", "device_id"}
@@ -213,32 +291,84 @@ class IngestHandler:
             return IngestResult(Outcome.ACCEPTED, item.channel, changes=tuple(changes))
         if isinstance(message, Status):
             online = message.state == "online"
-            changes = tx.status(topic.device_id, online, message.ts, self._offline)
+            changes = tx.status(topic.device_id, online, self._offline)
             return IngestResult(Outcome.ACCEPTED, item.channel, changes=tuple(changes))
         if isinstance(message, ONCE_PER_MSG_ID):
-            result = self._apply_once(tx, item, message.msg_id, topic.device_id)
-            done = Committed(topic.site_id, topic.device_id, msg_id=message.msg_id)
-            return replace(result, committed=done)
-        # Commands are the gateway's own outbound traffic seen through the wildcard.
+            return self._apply_once(tx, item, message.msg_id, topic)
+        # Commands and acks are the gateway's own outbound traffic seen through the wildcard.
         return IngestResult(Outcome.IGNORED, item.channel)
 
-    def _apply_once(
-        self, tx: IngestTx, item: _Decoded, msg_id: str, device_id: str
+    def _apply_snapshot(
+        self, tx: IngestTx, item: _Decoded, topic: Topic, data: bytes
     ) -> IngestResult:
-        """A message whose effect is keyed by its msg_id: alerts, or just the claim
-        (command results, telemetry under every alarm threshold)."""
-        duplicate = IngestResult(Outcome.DUPLICATE, item.channel)
+        assert topic.name is not None
+        quota = self.quotas.snapshot_bytes_per_hour
+        done = tx.snapshot(topic.site_id, topic.device_id, topic.name, data, quota)
+        if done is SnapshotOutcome.STORED:
+            return IngestResult(Outcome.ACCEPTED, item.channel, committed=item.committed)
+        if done is SnapshotOutcome.DUPLICATE:
+            return IngestResult(Outcome.DUPLICATE, item.channel, committed=item.committed)
+        if done is SnapshotOutcome.OVER_QUOTA:
+            reason = f"QuotaExceeded: over {quota} snapshot bytes in an hour"
+            return IngestResult(Outcome.DROPPED, item.channel, reason, committed=item.committed)
+        # Not what the event that announced it promised: never evidence. The right bytes
+        # may still come under the same id.
+        kind, reason = "SnapshotMismatch", "sha256 or size differs from the event's SnapshotRef"
+        stored = tx.dead_letter(item.topic, data, kind, reason, self.quotas.dead_letters_per_minute)
+        outcome = Outcome.DEAD_LETTER if stored else Outcome.DROPPED
+        return IngestResult(outcome, item.channel, f"{kind}: {reason}", committed=item.committed)
+
+    def _apply_once(self, tx: IngestTx, item: _Decoded, msg_id: str, topic: Topic) -> IngestResult:
+        """A message whose effect is keyed by its device's msg_id: alerts, or just the
+        claim (command results, telemetry under every alarm threshold)."""
+        duplicate = IngestResult(Outcome.DUPLICATE, item.channel, committed=item.committed)
         if not item.alerts:
-            if not tx.claim(msg_id, device_id):
+            if not tx.claim(topic.site_id, topic.device_id, msg_id):
                 return duplicate
-            return IngestResult(Outcome.ACCEPTED, item.channel)
+            return IngestResult(Outcome.ACCEPTED, item.channel, committed=item.committed)
         found: list[Change] = []
         for alert in item.alerts:
             applied = tx.apply_alert(alert, self.policies[alert.category], self.cooldown_s)
             if applied.duplicate:
                 return duplicate
             found += applied.changes
-        return IngestResult(Outcome.ACCEPTED, item.channel, changes=tuple(found))
+        return IngestResult(
+            Outcome.ACCEPTED, item.channel, changes=tuple(found), committed=item.committed
+        )
+
+
+def _dead(topic: str, payload: bytes, kind: str, reason: str) -> _Decoded:
+    return _Decoded(
+        topic, payload, _channel_of(topic), dead=(kind, reason), committed=_resent(topic, payload)
+    )
+
+
+def _resent(topic: str, payload: bytes) -> Committed | None:
+    """For a refused message: what to ack so the device stops re-sending it — when its topic
+    is a device channel that waits for acks and its id can be read (best effort: the
+    payload is what was refused)."""
+    try:
+        parsed = parse_topic(topic)
+    except TopicError:
+        return None
+    if parsed.channel not in RESENT_CHANNELS:
+        return None
+    if parsed.channel is Channel.SNAPSHOT:
+        return Committed(parsed.site_id, parsed.device_id, snapshot_id=parsed.name)
+    msg_id = _msg_id_in(payload)
+    return None if msg_id is None else Committed(parsed.site_id, parsed.device_id, msg_id=msg_id)
+
+
+def _msg_id_in(payload: bytes) -> str | None:
+    """The msg_id of a refused JSON payload, if it has a well-formed one."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        return None
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
+        return None
+    msg_id = body.get("msg_id") if isinstance(body, dict) else None
+    return msg_id if isinstance(msg_id, str) and _IDENTIFIER.match(msg_id) else None
 
 
 def _channel_of(topic: str) -> str:

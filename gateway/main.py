@@ -23,7 +23,7 @@ from gateway.api.headers import SecurityHeadersMiddleware
 from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimitMiddleware, BodyRule
 from gateway.auth import bearer_is_valid
 from gateway.config import GatewaySettings
-from gateway.ingest import IngestHandler, Outcome
+from gateway.ingest import IngestHandler, IngestQuotas, Outcome
 from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt import IngestState, MqttIngest, Outbound, Refused
@@ -62,7 +62,15 @@ def build_runtime(settings: GatewaySettings) -> Runtime:
         hub=hub,
         feed=ChangeFeed(store, hub, settings.stream_poll_s),
         metrics=GatewayMetrics(),
-        handler=IngestHandler(store, settings.policies, settings.cooldown_s),
+        handler=IngestHandler(
+            store,
+            settings.policies,
+            settings.cooldown_s,
+            IngestQuotas(
+                dead_letters_per_minute=settings.dead_letters_per_device_per_minute,
+                snapshot_bytes_per_hour=settings.snapshot_bytes_per_device_per_hour,
+            ),
+        ),
         limiter=LoginLimiter(
             pair_attempts=settings.login_attempts,
             address_attempts=settings.login_address_attempts,
@@ -129,9 +137,10 @@ async def supervise(
         delay = min(delay * 2, max_delay_s)
 
 
-async def sla_step(runtime: Runtime) -> None:
-    """One pass of the SLA clock: escalations, stale devices, gauges, housekeeping."""
-    now = time.time()
+async def sla_step(runtime: Runtime, now: float | None = None) -> None:
+    """One pass of the SLA clock: escalations, stale devices, gauges, housekeeping
+    (retention of message ids, the feed, dead letters and snapshots). `now` for tests."""
+    now = time.time() if now is None else now
     store, settings = runtime.store, runtime.settings
     escalated = await asyncio.to_thread(store.run_escalations, now, settings.policies)
     for esc, change in escalated:
@@ -150,6 +159,17 @@ async def sla_step(runtime: Runtime) -> None:
         runtime.metrics.open_tickets.labels(category.value).set(counts.get(category.value, 0))
     await asyncio.to_thread(store.prune_processed, now - PROCESSED_RETENTION_S)
     await asyncio.to_thread(store.prune_changes, now - CHANGES_RETENTION_S)
+    await asyncio.to_thread(
+        store.prune_dead_letters,
+        now - settings.dead_letter_retention_s,
+        settings.dead_letters_kept_per_device,
+    )
+    # Announced snapshots that never came are kept as long as a redelivery could bring them.
+    await asyncio.to_thread(
+        store.prune_snapshots,
+        orphaned_before=now - settings.snapshot_orphan_ttl_s,
+        pending_before=now - PROCESSED_RETENTION_S,
+    )
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:

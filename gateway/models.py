@@ -184,6 +184,10 @@ class DeadLetterPublic(_Record):
     payload_size: int
     error_kind: str
     reason: str
+    site_id: str | None = Field(
+        default=None, description="The site its topic names; None: no parsable site."
+    )
+    device_id: str | None = Field(default=None, description="The device its topic names.")
 
 
 class Change(_Record):

@@ -184,12 +184,14 @@ async def create_user(
 @router.get("/dead-letters", response_model=list[DeadLetterPublic], tags=["ingest"])
 async def list_dead_letters(
     runtime: RuntimeDep,
-    _principal: Annotated[Principal, Depends(require(Permission.READ_DEAD_LETTERS))],
+    principal: Annotated[Principal, Depends(require(Permission.READ_DEAD_LETTERS))],
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeadLetterPublic]:
-    """Refused messages, newest first, with the reason."""
-    return await asyncio.to_thread(runtime.store.list_dead_letters, offset=offset, limit=limit)
+    """Refused messages of the caller's sites, newest first, with the reason."""
+    return await asyncio.to_thread(
+        runtime.store.list_dead_letters, site_scope(principal), offset=offset, limit=limit
+    )
 
 
 class WebhookCreate(BaseModel):

@@ -5,6 +5,7 @@ from gateway.store.base import ConflictError, NotFoundError
 from gateway.store.engine import StoreUnavailableError, database_url, migrate
 from gateway.store.ingest_tx import IngestTx
 from gateway.store.repository import Store
+from gateway.store.snapshot_tx import SnapshotOutcome
 from gateway.store.webhooks import Delivery
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "Delivery",
     "IngestTx",
     "NotFoundError",
+    "SnapshotOutcome",
     "Store",
     "StoreUnavailableError",
     "database_url",

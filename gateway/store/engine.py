@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,30 @@ def _tune_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+PRIVATE_FILE_MODE = 0o600
+"""The SQLite database holds password hashes (users', the broker's): owner only."""
+
+
+def _private_sqlite_file(database: str | None) -> None:
+    """Create the database file owner-only before SQLite opens it (SQLite gives its -wal and
+    -shm files the database file's mode), and tighten one an older gateway left readable."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.is_dir():
+        return  # SQLite reports the missing directory itself
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, PRIVATE_FILE_MODE))
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if file.exists():
+            file.chmod(PRIVATE_FILE_MODE)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url` (SQLite file or PostgreSQL), tuned for the gateway's workload."""
     normalised = database_url(url)
     parsed = make_url(normalised)
     if parsed.get_backend_name() == "sqlite":
+        _private_sqlite_file(parsed.database)
         engine = create_engine(normalised, connect_args={"timeout": 30})
         _tune_sqlite(engine)
         return engine

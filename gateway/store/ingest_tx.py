@@ -9,23 +9,25 @@ building SQLAlchemy statements cost several times more than SQLite executing the
 - rows nothing in the batch reads back (processed ids, evidence, audit lines, webhook
   notifications, dead letters, heartbeats, the change feed) are buffered and written with one
   executemany per table in `flush`, just before COMMIT;
-- routing facts and webhooks are read once per transaction (`GridRouter`, `Outbox`).
+- routing facts and webhooks are read once per transaction (`GridRouter`, `Outbox`);
+  dead letters and snapshots have their own small ledgers (`DeadLetterLedger`,
+  `SnapshotLedger`).
 
 What the batch writes and later reads again (event links, open tickets by key) is kept in an
 overlay, so message 7 of a batch sees what message 3 did exactly as if each had committed.
-The exactly-once rules are unchanged: the same unique keys arbitrate, and a clash (another
-replica got there first) raises IntegrityError out of the transaction, which the caller
-rolls back and retries one message at a time.
+Message and event ids are the device's choice, so the overlay and the tables key them by
+(site, device, id). The exactly-once rules are unchanged: the same unique keys arbitrate,
+and a clash (another replica got there first) raises IntegrityError out of the transaction,
+which the caller rolls back and retries in smaller pieces (`IngestHandler`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from contract import EventPhase
 from gateway.alerts import Alert, dedup_key, offline_alert, online_alert
@@ -33,22 +35,12 @@ from gateway.lifecycle import OPEN_STATE_VALUES, TicketState
 from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory, start_clock
 from gateway.store import audit, feed
+from gateway.store.dead_letter_tx import DeadLetterLedger
 from gateway.store.grid_routing import GridRouter
 from gateway.store.outbox import Outbox
-from gateway.store.schema import (
-    dead_letters,
-    devices,
-    evidence,
-    processed_messages,
-    snapshots,
-    ticket_events,
-    tickets,
-)
+from gateway.store.schema import devices, evidence, processed_messages, ticket_events, tickets
 from gateway.store.sla_clock import CLOCK_COLUMNS, reopened_clock
-
-EXCERPT_BYTES = 512
-"""How much of a refused payload a dead letter keeps: enough to see what it was, bounded so
-garbage input cannot fill the database."""
+from gateway.store.snapshot_tx import SnapshotLedger, SnapshotOutcome
 
 # ---------------------------------------------------------------- statements, built once
 
@@ -57,8 +49,12 @@ def _in(column: Any, name: str) -> Any:
     return column.in_(bindparam(name, expanding=True))
 
 
-_PROCESSED_IN = select(processed_messages.c.msg_id).where(_in(processed_messages.c.msg_id, "ids"))
+_PROCESSED_IN = select(
+    processed_messages.c.site_id, processed_messages.c.device_id, processed_messages.c.msg_id
+).where(_in(processed_messages.c.msg_id, "ids"))
 _LINKS_IN = select(
+    ticket_events.c.site_id,
+    ticket_events.c.device_id,
     ticket_events.c.event_id,
     ticket_events.c.ticket_id,
     ticket_events.c.ended,
@@ -70,9 +66,9 @@ _ACTIVE_IN = select(tickets.c.id, tickets.c.state, tickets.c.active_key).where(
 _DEVICES_IN = select(
     devices.c.device_id, devices.c.site_id, devices.c.online, devices.c.last_status_ts
 ).where(_in(devices.c.device_id, "ids"))
-_UNENDED = select(ticket_events.c.event_id).where(
-    ticket_events.c.ticket_id == bindparam("tid"), ticket_events.c.ended.is_(False)
-)
+_UNENDED = select(
+    ticket_events.c.site_id, ticket_events.c.device_id, ticket_events.c.event_id
+).where(ticket_events.c.ticket_id == bindparam("tid"), ticket_events.c.ended.is_(False))
 _TICKET = select(
     tickets.c.site_id,
     tickets.c.category,
@@ -140,12 +136,15 @@ _AUTO_RESOLVE = (
 _INSERT_LINK = insert(ticket_events)
 _UPDATE_LINK = (
     update(ticket_events)
-    .where(ticket_events.c.event_id == bindparam("b_event_id"))
+    .where(
+        ticket_events.c.event_id == bindparam("b_event_id"),
+        ticket_events.c.site_id == bindparam("b_site_id"),
+        ticket_events.c.device_id == bindparam("b_device_id"),
+    )
     .values(ended=bindparam("b_ended"), last_seq=bindparam("b_last_seq"))
 )
 _INSERT_PROCESSED = insert(processed_messages)
 _INSERT_EVIDENCE = insert(evidence)
-_INSERT_DEAD = insert(dead_letters)
 _HEARTBEAT = (
     update(devices)
     .where(devices.c.device_id == bindparam("b_device_id"))
@@ -177,19 +176,6 @@ _GO_OFFLINE = (
     )
     .values(online=False)
 )
-_SNAPSHOT_EXISTS = select(func.count()).where(
-    snapshots.c.site_id == bindparam("site"),
-    snapshots.c.device_id == bindparam("device"),
-    snapshots.c.snapshot_id == bindparam("snap"),
-)
-_INSERT_SNAPSHOT = insert(snapshots)
-
-
-def excerpt(payload: bytes) -> str:
-    """The first bytes of a payload as text, for a dead letter."""
-    head = payload[:EXCERPT_BYTES]
-    text = head.decode("utf-8", errors="backslashreplace")
-    return text + ("…" if len(payload) > EXCERPT_BYTES else "")
 
 
 @dataclass(frozen=True)
@@ -200,15 +186,18 @@ class AlertResult:
     changes: tuple[Change, ...] = ()
 
 
+Key = tuple[str, str, str]
+"""(site, device, id): a device-chosen id (msg_id, event_id) with its owner."""
+
+
 @dataclass
 class _Link:
-    """An event id's ticket, as the transaction currently sees it."""
+    """An event's ticket, as the transaction currently sees it."""
 
     ticket_id: int
     ended: bool
     last_seq: int
     new: bool
-    device_id: str = ""
     dirty: bool = False
 
 
@@ -226,17 +215,17 @@ class IngestTx:
         self.conn = conn
         self.now = now
         self.postgres = postgres
-        self._processed: dict[str, bool] = {}  # msg id → already processed?
+        self._processed: dict[Key, bool] = {}  # (site, device, msg id) → already processed?
         self._new_processed: list[dict[str, Any]] = []
-        self._links: dict[str, _Link | None] = {}
+        self._links: dict[Key, _Link | None] = {}
         self._active: dict[str, tuple[int, str] | None] = {}  # active key → (id, state)
         self._devices: dict[str, _Device | None] = {}
         self._touches: dict[int, int] = {}  # ticket id → events merged
         self._heartbeats: dict[str, dict[str, Any]] = {}
         self._evidence: list[dict[str, Any]] = []
         self._audit: list[dict[str, Any]] = []
-        self._dead: list[dict[str, Any]] = []
-        self._snapshots: set[tuple[str, str, str]] = set()
+        self._dead = DeadLetterLedger(conn, now)
+        self._snapshots = SnapshotLedger(conn, now)
         self._feed: list[Change] = []
         self._router = GridRouter(conn, now)
         self._outbox = Outbox(conn, now)
@@ -246,24 +235,29 @@ class IngestTx:
     def preload(
         self,
         *,
-        msg_ids: Iterable[str] = (),
-        event_ids: Iterable[str] = (),
+        msg_keys: Iterable[Key] = (),
+        event_keys: Iterable[Key] = (),
         active_keys: Iterable[str] = (),
         device_ids: Iterable[str] = (),
     ) -> None:
         """Read what a batch will need in one query per table (optional: anything not
-        preloaded is read when first needed)."""
-        ids = sorted(set(msg_ids) - self._processed.keys())
-        if ids:
-            done = set(self.conn.execute(_PROCESSED_IN, {"ids": ids}).scalars())
-            self._processed.update((i, i in done) for i in ids)
-        events = sorted(set(event_ids) - self._links.keys())
-        if events:
-            self._links.update(dict.fromkeys(events))
-            for r in self.conn.execute(_LINKS_IN, {"ids": events}):
-                self._links[r.event_id] = _Link(
-                    int(r.ticket_id), bool(r.ended), int(r.last_seq), new=False
-                )
+        preloaded is read when first needed). Message and event ids are looked up by id
+        alone (the index) and matched to their device here."""
+        wanted_msgs = set(msg_keys) - self._processed.keys()
+        if wanted_msgs:
+            ids = sorted({key[2] for key in wanted_msgs})
+            done = {tuple(r) for r in self.conn.execute(_PROCESSED_IN, {"ids": ids})}
+            self._processed.update((key, key in done) for key in wanted_msgs)
+        wanted_events = set(event_keys) - self._links.keys()
+        if wanted_events:
+            self._links.update(dict.fromkeys(wanted_events))
+            ids = sorted({key[2] for key in wanted_events})
+            for r in self.conn.execute(_LINKS_IN, {"ids": ids}):
+                key = (r.site_id, r.device_id, r.event_id)
+                if key in wanted_events:
+                    self._links[key] = _Link(
+                        int(r.ticket_id), bool(r.ended), int(r.last_seq), new=False
+                    )
         keys = sorted(set(active_keys) - self._active.keys())
         if keys:
             self._active.update(dict.fromkeys(keys))
@@ -275,10 +269,10 @@ class IngestTx:
             for d in self.conn.execute(_DEVICES_IN, {"ids": wanted}):
                 self._devices[d.device_id] = _Device(d.site_id, bool(d.online), d.last_status_ts)
 
-    def _link(self, event_id: str) -> _Link | None:
-        if event_id not in self._links:
-            self.preload(event_ids=[event_id])
-        return self._links[event_id]
+    def _link(self, key: Key) -> _Link | None:
+        if key not in self._links:
+            self.preload(event_keys=[key])
+        return self._links[key]
 
     def _open_ticket(self, key: str) -> tuple[int, str] | None:
         if key not in self._active:
@@ -292,52 +286,42 @@ class IngestTx:
 
     # ------------------------------------------------------------------ messages
 
-    def claim(self, msg_id: str, device_id: str) -> bool:
-        """Mark a message id processed; False when it already was (a redelivery)."""
-        if msg_id not in self._processed:
-            self.preload(msg_ids=[msg_id])
-        if self._processed[msg_id]:
+    def claim(self, site_id: str, device_id: str, msg_id: str) -> bool:
+        """Mark a device's message id processed; False when it already was (a redelivery)."""
+        key = (site_id, device_id, msg_id)
+        if key not in self._processed:
+            self.preload(msg_keys=[key])
+        if self._processed[key]:
             return False
-        self._processed[msg_id] = True
+        self._processed[key] = True
         self._new_processed.append(
-            {"msg_id": msg_id, "device_id": device_id, "received_at": self.now}
+            {"msg_id": msg_id, "site_id": site_id, "device_id": device_id, "received_at": self.now}
         )
         return True
 
-    def dead_letter(self, topic: str, payload: bytes, error_kind: str, reason: str) -> None:
-        """Record a refused message with a bounded excerpt of its payload."""
-        self._dead.append(
-            {
-                "received_at": self.now,
-                "topic": topic[:300],
-                "payload_excerpt": excerpt(payload),
-                "payload_size": len(payload),
-                "error_kind": error_kind[:64],
-                "reason": reason[:2000],
-            }
-        )
+    def dead_letter(
+        self,
+        topic: str,
+        payload: bytes,
+        error_kind: str,
+        reason: str,
+        per_minute: int | None = None,
+    ) -> bool:
+        """Record a refused message under the site and device its topic names (storable
+        text, bounded excerpt); False (nothing written) when that device already has
+        `per_minute` dead letters in the last minute (`dead_letter_tx`)."""
+        return self._dead.add(topic, payload, error_kind, reason, per_minute)
 
-    def snapshot(self, site_id: str, device_id: str, snapshot_id: str, data: bytes) -> bool:
-        """Store a JPEG; False if this snapshot id was already stored (a redelivery)."""
-        key = (site_id, device_id, snapshot_id)
-        if key in self._snapshots:
-            return False
-        params = {"site": site_id, "device": device_id, "snap": snapshot_id}
-        if self.conn.execute(_SNAPSHOT_EXISTS, params).scalar_one():
-            return False
-        self._snapshots.add(key)
-        self.conn.execute(
-            _INSERT_SNAPSHOT,
-            {
-                "site_id": site_id,
-                "device_id": device_id,
-                "snapshot_id": snapshot_id,
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "data": data,
-                "received_at": self.now,
-            },
-        )
-        return True
+    def snapshot(
+        self,
+        site_id: str,
+        device_id: str,
+        snapshot_id: str,
+        data: bytes,
+        bytes_per_hour: int | None = None,
+    ) -> SnapshotOutcome:
+        """Store an arriving JPEG under its device (`snapshot_tx.SnapshotLedger.store`)."""
+        return self._snapshots.store(site_id, device_id, snapshot_id, data, bytes_per_hour)
 
     def heartbeat(
         self,
@@ -364,12 +348,15 @@ class IngestTx:
         self._feed.append(change)
         return [change, *self._clear_offline(device.site_id, device_id, offline_policy)]
 
-    def status(
-        self, device_id: str, online: bool, ts: float, offline_policy: CategoryPolicy
-    ) -> list[Change]:
-        """A retained status message; older than the last one applied is ignored. Online
-        clears the device's `device_offline` ticket under `offline_policy`."""
+    def status(self, device_id: str, online: bool, offline_policy: CategoryPolicy) -> list[Change]:
+        """A status message, ordered by when the gateway received it (this transaction's
+        `now`), never by the device's own `ts`: a device clock in the year 3000 must not hide
+        later statuses, and the last will is stamped at connect time, before the "online"
+        it follows. A status received before the last one applied (another replica's, with
+        a later clock) is ignored; within one batch the later message wins. Online clears
+        the device's `device_offline` ticket under `offline_policy`."""
         device = self._device(device_id)
+        ts = self.now
         if device is None or (device.last_status_ts is not None and ts < device.last_status_ts):
             return []
         # A heartbeat buffered earlier in the batch must land before this status does.
@@ -416,7 +403,7 @@ class IngestTx:
         unended = self._unended_events(ticket[0])
         if not unended:
             return []
-        alert = online_alert(site_id, device_id, min(unended), self.now)
+        alert = online_alert(site_id, device_id, min(unended)[2], self.now)
         # `policy` is the configured device_offline policy: its `auto_resolve_on_end` decides
         # whether the device coming back resolves the ticket or leaves it for a person.
         return list(self.apply_alert(alert, policy).changes)
@@ -427,11 +414,12 @@ class IngestTx:
         self, alert: Alert, policy: CategoryPolicy, cooldown_s: float = 0.0
     ) -> AlertResult:
         """Open, merge into, update or clear a ticket from one alert, once per msg_id."""
-        if not self.claim(alert.msg_id, alert.device_id):
+        if not self.claim(alert.site_id, alert.device_id, alert.msg_id):
             return AlertResult(duplicate=True)
         changes: list[Change] = []
         created = False
-        link = self._link(alert.event_id)
+        event_key = (alert.site_id, alert.device_id, alert.event_id)
+        link = self._link(event_key)
         if link is not None:
             ticket_id = link.ticket_id
             link.ended = link.ended or alert.phase is EventPhase.END
@@ -441,13 +429,24 @@ class IngestTx:
         else:
             ticket_id, created, opened = self._find_or_open(alert, policy, cooldown_s)
             changes += opened
-            self._links[alert.event_id] = _Link(
-                ticket_id,
-                alert.phase is EventPhase.END,
-                alert.seq,
-                new=True,
-                device_id=alert.device_id,
+            self._links[event_key] = _Link(
+                ticket_id, alert.phase is EventPhase.END, alert.seq, new=True
             )
+        snapshot_id, detail = alert.snapshot_id, alert.detail
+        if snapshot_id is not None:
+            assert alert.snapshot_sha256 is not None
+            assert alert.snapshot_size is not None
+            refused = self._snapshots.link(
+                (alert.site_id, alert.device_id, snapshot_id),
+                alert.snapshot_sha256,
+                alert.snapshot_size,
+            )
+            if refused is not None:
+                # The alert stands (a real fire lane blocked matters more than its photo);
+                # the photo that does not match is not evidence, and a maintainer sees why.
+                snapshot_id, detail = None, {**detail, "snapshot_refused": refused}
+                topic = f"guanjia/v1/{alert.site_id}/{alert.device_id}/snapshot/{alert.snapshot_id}"
+                self.dead_letter(topic, b"", "SnapshotMismatch", refused)
         self._evidence.append(
             {
                 "ticket_id": ticket_id,
@@ -456,8 +455,8 @@ class IngestTx:
                 "phase": alert.phase.value,
                 "seq": alert.seq,
                 "ts": alert.ts,
-                "snapshot_id": alert.snapshot_id,
-                "detail": alert.detail,
+                "snapshot_id": snapshot_id,
+                "detail": detail,
             }
         )
         if alert.phase is EventPhase.END:
@@ -574,16 +573,17 @@ class IngestTx:
         )
         return ticket_id
 
-    def _unended_events(self, ticket_id: int) -> set[str]:
-        """Event ids of `ticket_id` not yet ended: the database's, corrected by the overlay."""
-        active = set(self.conn.execute(_UNENDED, {"tid": ticket_id}).scalars())
-        for event_id, link in self._links.items():
+    def _unended_events(self, ticket_id: int) -> set[Key]:
+        """Events of `ticket_id` not yet ended: the database's, corrected by the overlay."""
+        rows = self.conn.execute(_UNENDED, {"tid": ticket_id})
+        active: set[Key] = {(r.site_id, r.device_id, r.event_id) for r in rows}
+        for key, link in self._links.items():
             if link is None:
                 continue
             if link.ticket_id == ticket_id and not link.ended:
-                active.add(event_id)
+                active.add(key)
             else:
-                active.discard(event_id)
+                active.discard(key)
         return active
 
     def _maybe_clear(self, ticket_id: int, policy: CategoryPolicy) -> list[Change]:
@@ -661,28 +661,34 @@ class IngestTx:
         conn = self.conn
         if self._new_processed:
             conn.execute(_INSERT_PROCESSED, self._new_processed)
-        if self._dead:
-            conn.execute(_INSERT_DEAD, self._dead)
+        self._dead.flush()
         if self._touches:
             conn.execute(
                 _TOUCH, [{"tid": t, "n": n, "now": self.now} for t, n in self._touches.items()]
             )
         new_links = [
             {
+                "site_id": site_id,
+                "device_id": device_id,
                 "event_id": event_id,
                 "ticket_id": link.ticket_id,
-                "device_id": link.device_id,
                 "ended": link.ended,
                 "last_seq": link.last_seq,
             }
-            for event_id, link in self._links.items()
+            for (site_id, device_id, event_id), link in self._links.items()
             if link is not None and link.new
         ]
         if new_links:
             conn.execute(_INSERT_LINK, new_links)
         changed = [
-            {"b_event_id": event_id, "b_ended": link.ended, "b_last_seq": link.last_seq}
-            for event_id, link in self._links.items()
+            {
+                "b_site_id": site_id,
+                "b_device_id": device_id,
+                "b_event_id": event_id,
+                "b_ended": link.ended,
+                "b_last_seq": link.last_seq,
+            }
+            for (site_id, device_id, event_id), link in self._links.items()
             if link is not None and link.dirty and not link.new
         ]
         if changed:

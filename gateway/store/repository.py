@@ -10,7 +10,7 @@ aggregate, each in its own module:
 | `DeviceStore` | `devices.py` | the device registry, heartbeat timeouts, broker credentials |
 | `GridStore` | `grids.py` | grids, zones, duty rosters |
 | `UserStore` | `users.py` | console users |
-| `InboxStore` | `inbox.py` | dead letters, processed message ids |
+| `InboxStore` | `inbox.py` | dead letters, processed message ids, snapshot retention |
 | `WebhookStore` | `webhooks.py` | webhooks and the delivery ledger |
 
 and the change feed's reads below. They share `StoreBase` (`base.py`): the engine, read and

@@ -3,10 +3,12 @@
 Uniqueness that the business rules rely on lives here, so the database arbitrates between
 replicas:
 
-- ``processed_messages.msg_id``: a message id is processed once (redeliveries are dropped);
+- ``processed_messages (msg_id, site_id, device_id)``: a device's message id is processed once
+  (redeliveries are dropped; ids are per device, so no device can claim another's);
 - ``tickets.active_key``: at most one open ticket per (site, device, category, zone); the
   column is NULL once the ticket is resolved or closed (NULLs never collide);
-- ``ticket_events.event_id``: an edge event belongs to exactly one ticket;
+- ``ticket_events (event_id, site_id, device_id)``: a device's edge event belongs to exactly
+  one ticket;
 - ``escalations (ticket_id, cycle, breach)``: each SLA breach escalates once per SLA cycle
   (``tickets.sla_cycle``, bumped when the ticket is reopened).
 
@@ -109,8 +111,12 @@ shifts = Table(
 processed_messages = Table(
     "processed_messages",
     metadata,
+    # Keyed by the sending device: a msg_id is the device's own choice, so one device must
+    # not be able to claim (and so drop) another's future message ids. msg_id leads the key
+    # so the batch lookup `msg_id IN (…)` uses it.
     Column("msg_id", String(128), primary_key=True),
-    Column("device_id", String(64), nullable=False),
+    Column("site_id", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
     Column("received_at", Float, nullable=False, index=True),
 )
 
@@ -124,6 +130,16 @@ dead_letters = Table(
     Column("payload_size", Integer, nullable=False),
     Column("error_kind", String(64), nullable=False),
     Column("reason", Text, nullable=False),
+    # From the topic when it names a site and a device (guanjia/v1/{site}/{device}/…): who
+    # may see the letter, and whose quota and cap it counts against. NULL: all-site users only.
+    Column("site_id", String(64), nullable=True),
+    Column("device_id", String(64), nullable=True),
+)
+Index(
+    "ix_dead_letters_site_device",
+    dead_letters.c.site_id,
+    dead_letters.c.device_id,
+    dead_letters.c.received_at,
 )
 
 tickets = Table(
@@ -161,9 +177,12 @@ Index("ix_tickets_open_due", tickets.c.state, tickets.c.ack_due_at, tickets.c.re
 ticket_events = Table(
     "ticket_events",
     metadata,
+    # Keyed by the sending device, like processed_messages: an event id is the device's
+    # choice and must not reach another device's ticket.
     Column("event_id", String(128), primary_key=True),
+    Column("site_id", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
     Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False, index=True),
-    Column("device_id", String(64), nullable=False),
     Column("ended", Boolean, nullable=False),
     Column("last_seq", Integer, nullable=False),
 )
@@ -216,9 +235,13 @@ snapshots = Table(
     Column("site_id", String(64), primary_key=True),
     Column("device_id", String(64), primary_key=True),
     Column("snapshot_id", String(64), primary_key=True),
+    # Of `data` once it is here; before that (an event named the snapshot first) the
+    # SnapshotRef's promise, which the JPEG must then match.
     Column("sha256", String(64), nullable=False),
-    Column("data", LargeBinary, nullable=False),
-    Column("received_at", Float, nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=True),  # NULL: announced by an event, not arrived
+    Column("received_at", Float, nullable=True, index=True),  # when `data` arrived
+    Column("linked_at", Float, nullable=True),  # when an event took it as evidence
 )
 
 attachments = Table(

@@ -237,6 +237,7 @@ class TicketStore(StoreBase):
                     snapshots.c.site_id == site_id,
                     snapshots.c.device_id == device_id,
                     snapshots.c.snapshot_id == snapshot_id,
+                    snapshots.c.data.is_not(None),  # announced by an event, not arrived yet
                 )
             ).first()
         if row is None:

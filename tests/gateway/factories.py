@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from typing import Literal
 
 import contract as c
 from gateway.models import GridPublic
@@ -61,6 +63,8 @@ def topic_of(message: c.Message) -> str:
         return str(c.status_topic(message.site_id, message.device_id))
     if isinstance(message, c.TelemetryBatch):
         return str(c.telemetry_topic(message.site_id, message.device_id))
+    if isinstance(message, c.CommandResult):
+        return str(c.command_result_topic(message.site_id, message.device_id))
     raise TypeError(type(message))
 
 
@@ -91,3 +95,32 @@ def seed_site(store: Store, site_id: str, devices: tuple[str, ...] = ("cam-a",))
     )
     for device_id in devices:
         store.upsert_device(device_id, site_id, "camera", grid_id=f"g-{site_id}", now=T0)
+
+
+def status(
+    site_id: str, device_id: str, state: Literal["online", "offline"], ts: float = T0
+) -> c.Status:
+    """A retained availability message (the LWT is one with state offline)."""
+    return c.Status(ts=ts, site_id=site_id, device_id=device_id, state=state)
+
+
+def jpeg(tag: bytes = b"", size: int = 100) -> bytes:
+    """Bytes that pass the contract's snapshot check (JPEG SOI marker), `size` long."""
+    body = b"\xff\xd8\xff\xe0" + tag
+    return body + b"\x00" * max(0, size - len(body))
+
+
+def snapshot_ref(snapshot_id: str, data: bytes) -> c.SnapshotRef:
+    """The SnapshotRef an event carries for `data`."""
+    return c.SnapshotRef(
+        snapshot_id=snapshot_id,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        width=4,
+        height=4,
+    )
+
+
+def pair(message: c.Message) -> tuple[str, bytes]:
+    """(topic, payload) as the device would publish `message`."""
+    return topic_of(message), c.encode(message)

@@ -131,7 +131,7 @@ def test_ingest_bad_input_is_dead_lettered_with_reason(
 ) -> None:
     result = handler.handle(topic, payload, T0)
     assert result.outcome is Outcome.DEAD_LETTER
-    letters = store.list_dead_letters()
+    letters = store.list_dead_letters(None)
     assert len(letters) == 1
     assert letters[0].error_kind == kind
     assert letters[0].topic == topic
@@ -145,7 +145,7 @@ def test_ingest_unknown_device_and_wrong_site_are_dead_lettered(
 ) -> None:
     assert send(handler, event(SITE, "cam-zzz", "ev-00000001")) is Outcome.DEAD_LETTER
     assert send(handler, event("other-site", "cam-a", "ev-00000002")) is Outcome.DEAD_LETTER
-    reasons = [d.reason for d in store.list_dead_letters()]
+    reasons = [d.reason for d in store.list_dead_letters(None)]
     assert any("not registered" in r for r in reasons)
     assert any("registered at site" in r for r in reasons)
     assert store.list_tickets().total == 0

@@ -204,7 +204,7 @@ def test_poison_message_in_a_batch_is_dead_lettered_and_the_rest_land(db_url: st
         assert outcomes == [Outcome.ACCEPTED] * 4 + [Outcome.DEAD_LETTER] + [Outcome.ACCEPTED] * 5
         assert "poison evidence" in (results[4].reason or "")
         assert store.list_tickets().total == 9
-        letters = store.list_dead_letters()
+        letters = store.list_dead_letters(None)
         assert [d.error_kind for d in letters] == ["ProcessingError"]
         assert "poison evidence" in letters[0].reason
         # The poison message was not marked processed: a fix and a redelivery would apply it.
