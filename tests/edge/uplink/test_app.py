@@ -15,6 +15,7 @@ import yaml
 import contract as c
 from edge.app import EdgeNode, RunOptions, load_runtime
 from edge.node_config import CameraRef, RuntimeConfig, load_node_config
+from tests.edge.ack_gateway import AckingGateway
 from tests.edge.uplink.support import Subscriber, lift_camera, lift_clip, wait_until
 from tests.support.broker import MosquittoBroker
 
@@ -70,14 +71,17 @@ def test_node_runs_a_clip_end_to_end(
         actions=[{"type": "log"}, {"type": "mqtt", "topic": controller_topic}],
     )
     sub = Subscriber(mqtt_broker, [c.subscription(site_id=site_id), controller_topic]).start()
+    gateway = AckingGateway(mqtt_broker, site_id).start()
     node = EdgeNode(load_node_config(path), config_dir=tmp_path)
     thread = start_in_thread(node, RunOptions(exit_when_clips_end=True, drain_timeout_s=10))
     thread.join(timeout=60)
     assert not thread.is_alive()
     sub.stop()
+    gateway.stop()
 
     events = [m for m in sub.messages if m.topic.endswith("/event")]
     assert events, "the bicycle in the cabin produced no event"
+    assert {json.loads(m.payload)["msg_id"] for m in events} <= set(gateway.committed_msg_ids)
     first = c.decode_for_topic(events[0].topic, events[0].payload)[1]
     assert isinstance(first, c.DetectionEvent)
     assert first.category is c.EventCategory.EBIKE_IN_ELEVATOR
