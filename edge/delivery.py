@@ -112,6 +112,7 @@ class Delivery:
         self.outbox = outbox
         self.site_id = site_id
         self.device_id = device_id
+        self._max_inflight = inflight
         self.inflight_window = inflight
         self.policy = policy
         self.link: Link | None = None
@@ -135,10 +136,15 @@ class Delivery:
 
     # -- events from the link (paho's network thread) and producers -----------------------
 
-    def link_up(self, generation: int) -> None:
-        """Connected: forget this connection's predecessor and replay from the head."""
+    def link_up(self, generation: int, send_window: int | None = None) -> None:
+        """Connected: forget this connection's predecessor and replay from the head.
+
+        `send_window` caps PUBACK-awaiting publishes on this connection (the broker's
+        Receive Maximum), below the configured `inflight`.
+        """
         with self._cond:
             self._generation = generation
+            self.inflight_window = min(self._max_inflight, send_window or self._max_inflight)
             self._connected = True
             self._cursor = 0
             self._inflight.clear()

@@ -117,6 +117,7 @@ class MqttLink:
         self._generation = 0
         self._stopping = False
         self._unacked_subscribes: set[int] = set()
+        self._send_window = options.inflight
         # mid -> caller token (None for untracked publishes), and acks that arrived before
         # `publish` recorded their mid. Both reset on every connect with paho's queue.
         self._acks_lock = threading.Lock()
@@ -138,8 +139,8 @@ class MqttLink:
             client.tls_set(
                 ca_certs=options.ca_file, certfile=options.cert_file, keyfile=options.key_file
             )
-        # The outbox publisher keeps at most `inflight` messages outstanding; paho's own
-        # window matches so it never queues behind our back.
+        # Delivery keeps at most `send_window` (<= `inflight`) messages awaiting a PUBACK;
+        # paho's own window is the upper bound, so it never queues behind our back.
         client.max_inflight_messages_set(options.inflight)
         client.reconnect_delay_set(
             max(1, math.floor(options.reconnect_min_s)), max(1, math.ceil(options.reconnect_max_s))
@@ -200,6 +201,13 @@ class MqttLink:
         """
         with self._lock:
             return self._connected and not self._unacked_subscribes
+
+    @property
+    def send_window(self) -> int:
+        """Publishes that may await a PUBACK at once on this connection: `inflight`, or the
+        broker's smaller MQTT 5 Receive Maximum."""
+        with self._lock:
+            return self._send_window
 
     @property
     def generation(self) -> int:
@@ -316,7 +324,15 @@ class MqttLink:
             # Bad credentials or a refused client id: paho retries with back-off; say why.
             log.error("broker refused the connection: %s", reason_code.getName())
             return
+        # MQTT 5: never have more QoS 1 publishes unacknowledged than the broker accepts
+        # (Mosquitto says 20; a stricter broker disconnects a client that exceeds it). Paho
+        # cannot change its window on an open connection, so the caller keeps to `send_window`.
+        receive_maximum = getattr(properties, "ReceiveMaximum", None)
+        send_window = self.options.inflight
+        if receive_maximum is not None:
+            send_window = max(1, min(send_window, int(receive_maximum)))
         with self._lock:
+            self._send_window = send_window
             # Paho would resend its in-flight copies after this callback; the outbox replays
             # them instead, in order, so drop paho's copies first.
             client.drop_out_messages()

@@ -111,7 +111,7 @@ class Uplink:
 
     def link_up(self, generation: int) -> None:
         """See `LinkListener.link_up`."""
-        self._delivery.link_up(generation)
+        self._delivery.link_up(generation, self.link.send_window)
 
     def link_down(self) -> None:
         """See `LinkListener.link_down`."""

@@ -60,6 +60,8 @@ def test_puback_alone_keeps_the_row_until_an_ack_names_it(
     wait_until(lambda: len(sub.received("event")) == 10, 10, "10 events on the broker")
     wait_until(lambda: uplink.stats().awaiting_ack == 10, 5, "10 PUBACKed, awaiting acks")
     assert outbox.stats().depth == 10
+    # MQTT 5: Mosquitto announces Receive Maximum 20, below the configured 32 in flight.
+    assert uplink.link.send_window == 20
     assert uplink.stats().acked == 0
 
     # The Ack the gateway would send for these, published by hand: the rows go.
