@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from contract import Ack, ContractError, decode
-from edge.outbox import Outbox, StoredItem
+from edge.outbox import Outbox, OutboxError, StoredItem
 
 log = logging.getLogger(__name__)
 
@@ -211,28 +211,45 @@ class Delivery:
     # -- the delivery thread -------------------------------------------------------------
 
     def run(self) -> None:
-        """Apply acks, send new rows and re-send overdue ones until `stop`."""
+        """Apply acks, send new rows and re-send overdue ones until `stop`.
+
+        An outbox error (disk full, I/O error) is logged and retried a second later: the
+        thread must outlive it, or nothing would ever be delivered again.
+        """
         while True:
-            with self._cond:
-                while not self._stopping and not self._has_work():
-                    self._cond.wait(timeout=self._sleep_for())
-                busy = not self._stopping and bool(self._inflight)
-            if busy:
-                time.sleep(_COALESCE_S)
-            with self._cond:
-                acks, self._acks = self._acks, []
-                keyless, self._keyless_pubacked = self._keyless_pubacked, []
-                stopping = self._stopping
-            self._apply(acks, keyless)
-            if stopping:
-                return
-            self._resend_overdue()
-            with self._cond:
-                room = self._room()
-                generation, cursor = self._generation, self._cursor
-                self._dirty = False
-            if room > 0:
-                self._send_new(generation, cursor, room)
+            try:
+                if self._round():
+                    return
+            except OutboxError:
+                log.exception("delivery: outbox error; retrying in 1 s")
+                with self._cond:
+                    if self._stopping:
+                        return
+                    self._cond.wait(timeout=1.0)
+
+    def _round(self) -> bool:
+        """One pass: wait for work, apply acks, re-send, send. True once stopped."""
+        with self._cond:
+            while not self._stopping and not self._has_work():
+                self._cond.wait(timeout=self._sleep_for())
+            busy = not self._stopping and bool(self._inflight)
+        if busy:
+            time.sleep(_COALESCE_S)
+        with self._cond:
+            acks, self._acks = self._acks, []
+            keyless, self._keyless_pubacked = self._keyless_pubacked, []
+            stopping = self._stopping
+        self._apply(acks, keyless)
+        if stopping:
+            return True
+        self._resend_overdue()
+        with self._cond:
+            room = self._room()
+            generation, cursor = self._generation, self._cursor
+            self._dirty = False
+        if room > 0:
+            self._send_new(generation, cursor, room)
+        return False
 
     def _has_work(self) -> bool:
         if self._acks or self._keyless_pubacked:
