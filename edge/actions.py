@@ -202,6 +202,7 @@ class MqttActionSink:
         self.qos = qos
         self.sent = 0
         self.failed = 0
+        self.last_failure: str | None = None
         self._lock = threading.Lock()
 
     def fire(self, request: ActionRequest) -> ActionOutcome:
@@ -215,6 +216,7 @@ class MqttActionSink:
                     self.sent += 1
                 else:
                     self.failed += 1
+                    self.last_failure = reason
             if not ok:
                 log.error("local action %s failed: %s", request.action, reason)
             outcome.resolve(ok, reason)
