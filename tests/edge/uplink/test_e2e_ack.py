@@ -133,16 +133,16 @@ def test_resends_back_off_while_the_gateway_stays_silent(
 ) -> None:
     gateway = AckingGateway(mqtt_broker, site_id, acking=False).start()
     running.append(gateway.stop)
-    policy = AckPolicy(timeout_s=0.4, max_timeout_s=1.6, window=1000)
+    policy = AckPolicy(timeout_s=0.2, max_timeout_s=0.8, window=1000)
     uplink, outbox = _uplink(mqtt_broker, site_id, tmp_path / "o.db", running, policy)
     event, _ = make_event(site_id, 1)
     uplink.send_event(event)
-    # Attempts at ~0, 0.4, 1.2, 2.8, 4.4 s (timeouts 0.4, 0.8, 1.6 capped, 1.6...): 4-6
-    # copies in 5 s, where a fixed 0.4 s timeout would send 12 or more.
+    # Attempts at ~0, 0.2, 0.6, 1.4, 2.2, 3.0 s (waits 0.2, 0.4, 0.8 capped, 0.8 ...).
     wait_until(lambda: gateway.received_msg_ids[event.msg_id] >= 4, 10, "some re-sends")
     first = gateway.received_msg_ids[event.msg_id]
-    time.sleep(3.2)  # counting what does NOT happen: no condition to wait on
-    # With the cap reached, 3.2 s hold two more attempts at most (never a storm).
+    time.sleep(1.6)  # counting what does NOT happen: no condition to wait on
+    # With the cap reached, 1.6 s hold two more attempts at most (a fixed 0.2 s timeout
+    # would send eight): never a storm.
     assert gateway.received_msg_ids[event.msg_id] - first <= 3
     gateway.set_acking(True)
     wait_until(lambda: outbox.stats().depth == 0, 5, "acked once the gateway is back")
