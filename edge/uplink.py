@@ -92,12 +92,13 @@ class Uplink:
         self._ack_topic = str(ack_topic(options.site_id, options.device_id))
         if self._ack_topic not in options.subscriptions:
             options = replace(options, subscriptions=(*options.subscriptions, self._ack_topic))
+        self.ack_policy = acks or AckPolicy()
         self._delivery = Delivery(
             outbox,
             site_id=options.site_id,
             device_id=options.device_id,
             inflight=options.inflight,
-            policy=acks or AckPolicy(),
+            policy=self.ack_policy,
         )
         self._on_command = on_command
         self._commands: queue.Queue[tuple[str, bytes, Callable[[], None]] | None] = queue.Queue(
