@@ -290,6 +290,13 @@ class Delivery:
                 self._sent.pop(seq, None)
                 self._inflight.discard(seq)
             self._acked += len(deleted) + len(keyless)
+            if len(self._deadlines) > 4 * self.policy.window + 1024:
+                # Acked rows leave their deadline entries behind until they come due; under
+                # a steady flow rebuild the heap from what still awaits an ack instead.
+                self._deadlines = [
+                    (a.deadline, seq, a.attempts) for seq, a in self._sent.items() if a.ackable
+                ]
+                heapq.heapify(self._deadlines)
             if deleted or keyless:
                 self._dirty = True
         for _, puback in acks:
