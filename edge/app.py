@@ -1,7 +1,8 @@
 """The one place that wires an edge node process together.
 
     NODE.yaml ─▶ NodeConfig
-                  ├─ Outbox (SQLite WAL) ◀─ Uplink ─▶ MqttLink (paho) ─▶ broker
+                  ├─ Outbox (SQLite WAL) ◀─ Uplink ─▶ MqttLink (paho, MQTT 5) ─▶ broker
+                  │        ▲ deleted when the gateway's Ack (…/ack) names a row
                   ├─ action sinks (log / MQTT / HTTP), fired by the rules on the spot
                   ├─ per camera: FrameSource ─▶ CameraPipeline ─▶ Uplink.send_event
                   ├─ heartbeat thread: HeartbeatBuilder + system health ─▶ Uplink (QoS 0)
@@ -9,9 +10,9 @@
 
 Threads: one per camera (capture + vision; they share nothing but the uplink), the heartbeat
 thread, and the uplink's publisher and command workers; paho runs its own network thread.
-SIGTERM/SIGINT set one stop event: cameras stop, in-flight messages get a moment to be acked,
-a retained ``offline`` goes out, and the outbox is closed. Whatever was not acked stays in the
-outbox for the next start.
+SIGTERM/SIGINT set one stop event: cameras stop, sent messages get a moment to be acked by the
+gateway, a retained ``offline`` goes out, and the outbox is closed. Whatever was not acked
+stays in the outbox for the next start.
 
 A ``config`` command replaces the `RuntimeConfig` (config version, heartbeat interval,
 cameras) as a whole: every camera is loaded and opened first, and only if all of that works are
@@ -62,7 +63,7 @@ from edge.node_config import (
 )
 from edge.outbox import Outbox
 from edge.system_health import read_system_health
-from edge.uplink import Uplink
+from edge.uplink import AckPolicy, Uplink
 
 log = logging.getLogger(__name__)
 
@@ -293,11 +294,20 @@ class EdgeNode:
             reconnect_min_s=config.mqtt.reconnect_min_s,
             reconnect_max_s=config.mqtt.reconnect_max_s,
             inflight=config.mqtt.inflight,
+            session_expiry_s=config.mqtt.session_expiry_s,
             subscriptions=(
                 subscription(Channel.CMD, site_id=config.site_id, device_id=config.device_id),
             ),
         )
-        self.uplink = Uplink(options, self.outbox)
+        self.uplink = Uplink(
+            options,
+            self.outbox,
+            acks=AckPolicy(
+                timeout_s=config.outbox.ack_timeout_s,
+                max_timeout_s=config.outbox.ack_timeout_max_s,
+                window=config.outbox.awaiting_ack_max,
+            ),
+        )
         self._http_sinks: list[HttpActionSink] = []
         self.actions = self._build_actions()
         self.runtime = load_runtime(config)
@@ -412,6 +422,7 @@ class EdgeNode:
             "uptime_s": round(time.time() - self.started_at, 3),
             "outbox_depth": stats.outbox.depth,
             "outbox_dropped": stats.outbox.dropped,
+            "awaiting_ack": stats.awaiting_ack,
             "config_version": self.runtime.config_version,
             "cameras": [worker.config.camera_id for worker in self.cameras],
         }

@@ -15,6 +15,9 @@ unknown command name               unsupported   "unknown command ..."
 ``model_update``                   unsupported   until the model-update issue lands
 ``actuate`` with a bad/forbidden   rejected      the argument problem
 action
+``actuate`` whose action failed    error         "action … failed: broker refused the
+(refused publish, no subscriber,                 publish to T: Not authorized" etc.
+failed POST) or is unconfirmed
 ``config`` that does not validate  rejected      the validation problem; nothing changed
 ``ping``, valid ``actuate`` /      ok            -
 ``config``
@@ -256,7 +259,7 @@ class CommandHandler:
             for key, value in args.model_dump(include=_ACTION_PARAMS).items()
             if value is not None
         }
-        self._actions.fire(
+        outcome = self._actions.fire(
             ActionRequest(
                 action=args.action,
                 camera_id=args.camera_id,
@@ -265,6 +268,24 @@ class CommandHandler:
                 params=params,
             )
         )
+        # Answer what happened, not what was attempted: a publish the broker refused (ACL) or
+        # a POST that failed is an error with the reason, never `ok`.
+        timeout = self.settings.action_timeout_s
+        if not outcome.wait(timeout):
+            return self._result(
+                command,
+                0.0,
+                CommandStatus.ERROR,
+                f"action {args.action} not confirmed within {timeout:g} s",
+            )
+        if not outcome.ok:
+            return self._result(
+                command,
+                0.0,
+                CommandStatus.ERROR,
+                f"action {args.action} failed: {outcome.reason}",
+                {"action": args.action},
+            )
         return self._result(command, 0.0, CommandStatus.OK, None, {"action": args.action})
 
     def _model_update(self, command: Command) -> CommandResult:

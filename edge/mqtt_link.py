@@ -3,9 +3,13 @@
 What it owns:
 
 - Identity and security: client id = device id, per-device username/password, optional TLS.
-- A **persistent session** with MQTT 3.1.1 ``clean_session=False``: the broker keeps the
-  node's subscriptions and queues QoS 1 commands for it while it is offline (MQTT 5 session
-  expiry would do the same; 3.1.1 is what every broker and the ESP32 nodes speak).
+- **MQTT 5** with a **persistent session**: ``clean_start=False`` on every connect and a
+  `session_expiry_s` CONNECT property, so the broker keeps the node's subscriptions and
+  queues QoS 1 commands (and acks) for it while it is offline, up to that long. MQTT 5
+  because its PUBACK carries a reason code: a publish the broker's ACL refuses comes back
+  ``Not authorized`` (0x87) instead of a silent success as in 3.1.1, and `publish_now`
+  reports it to its caller (a local action to a controller topic the node was never granted
+  is a failed action, not a sent one).
 - Availability: the last will is a retained ``offline`` Status, rebuilt before every connect
   attempt (so its `ts` is the connect time); every successful connect publishes a retained
   ``online``; a clean `stop` publishes a retained ``offline`` itself (a clean disconnect
@@ -33,12 +37,30 @@ from typing import Any, Protocol
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import SecretStr
 
 from contract import Status, encode, status_topic
 
 log = logging.getLogger(__name__)
+
+Outcome = Callable[[bool, str | None], None]
+"""Told once whether a `publish_now` reached the broker: (True, None) or (False, why)."""
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """A `publish_now` whose caller wants the broker's verdict."""
+
+    topic: str
+    outcome: Outcome
+
+
+# MQTT 5 PUBACK 0x10: accepted, but no subscription matched. For a controller topic that means
+# nobody (no controller) received the action.
+_NO_MATCHING_SUBSCRIBERS = 0x10
 
 
 class LinkListener(Protocol):
@@ -81,6 +103,7 @@ class LinkOptions:
     reconnect_max_s: float = 30.0
     inflight: int = 64
     subscriptions: tuple[str, ...] = ()
+    session_expiry_s: int = 7 * 24 * 3600
 
 
 class MqttLink:
@@ -94,17 +117,17 @@ class MqttLink:
         self._generation = 0
         self._stopping = False
         self._unacked_subscribes: set[int] = set()
+        self._send_window = options.inflight
         # mid -> caller token (None for untracked publishes), and acks that arrived before
         # `publish` recorded their mid. Both reset on every connect with paho's queue.
         self._acks_lock = threading.Lock()
-        self._tokens: dict[int, int | None] = {}
-        self._early_acks: set[int] = set()
+        self._tokens: dict[int, int | _Waiting | None] = {}
+        self._early_acks: dict[int, ReasonCode] = {}
         self._status_topic = str(status_topic(options.site_id, options.device_id))
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=options.device_id,
-            clean_session=False,
-            protocol=MQTTProtocolVersion.MQTTv311,
+            protocol=MQTTProtocolVersion.MQTTv5,
             manual_ack=True,
         )
         if options.username is not None:
@@ -116,8 +139,8 @@ class MqttLink:
             client.tls_set(
                 ca_certs=options.ca_file, certfile=options.cert_file, keyfile=options.key_file
             )
-        # The outbox publisher keeps at most `inflight` messages outstanding; paho's own
-        # window matches so it never queues behind our back.
+        # Delivery keeps at most `send_window` (<= `inflight`) messages awaiting a PUBACK;
+        # paho's own window is the upper bound, so it never queues behind our back.
         client.max_inflight_messages_set(options.inflight)
         client.reconnect_delay_set(
             max(1, math.floor(options.reconnect_min_s)), max(1, math.ceil(options.reconnect_max_s))
@@ -134,8 +157,17 @@ class MqttLink:
 
     def start(self) -> None:
         """Start connecting in the background; returns at once, reconnects forever."""
+        # paho's Properties class has no type hints.
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self.options.session_expiry_s
+        # clean_start=False on every connect (paho's default starts clean the first time):
+        # a restarted node resumes its session and gets the commands queued meanwhile.
         self._client.connect_async(
-            self.options.host, self.options.port, keepalive=self.options.keepalive_s
+            self.options.host,
+            self.options.port,
+            keepalive=self.options.keepalive_s,
+            clean_start=False,
+            properties=properties,
         )
         self._client.loop_start()
 
@@ -171,6 +203,13 @@ class MqttLink:
             return self._connected and not self._unacked_subscribes
 
     @property
+    def send_window(self) -> int:
+        """Publishes that may await a PUBACK at once on this connection: `inflight`, or the
+        broker's smaller MQTT 5 Receive Maximum."""
+        with self._lock:
+            return self._send_window
+
+    @property
     def generation(self) -> int:
         """Number of successful connects so far (0 before the first)."""
         with self._lock:
@@ -192,30 +231,63 @@ class MqttLink:
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return False
-            acked_early = self._track(info.mid, token)
-        if acked_early:
-            self._listener.published(generation, token)
+            early = self._track(info.mid, token)
+        if early is not None:
+            self._deliver(token, early)
         return True
 
-    def publish_now(self, topic: str, payload: bytes, *, qos: int, retain: bool = False) -> bool:
-        """Fire-and-forget publish when connected (heartbeats, local actions); False if down."""
+    def publish_now(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int,
+        retain: bool = False,
+        on_outcome: Outcome | None = None,
+    ) -> bool:
+        """Publish now when connected (heartbeats, local actions); False (nothing sent) if down.
+
+        With `on_outcome` and QoS 1, the broker's verdict follows on paho's thread: refused
+        (e.g. the ACL: ``Not authorized``), accepted with no subscriber, or lost with the
+        connection. QoS 0 has no verdict: `on_outcome` is told success at once.
+        """
         with self._lock:
             if not self._connected:
                 return False
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return False
-            self._track(info.mid, None)
+            waiting = None if on_outcome is None else _Waiting(topic, on_outcome)
+            early = None if qos == 0 else self._track(info.mid, waiting)
+        if waiting is not None and (qos == 0 or early is not None):
+            self._deliver(waiting, early)
         return True
 
-    def _track(self, mid: int, token: int | None) -> bool:
-        """Remember what `mid` stands for; True if its ack already arrived (a race we lose)."""
+    def _track(self, mid: int, token: int | _Waiting | None) -> ReasonCode | None:
+        """Remember what `mid` stands for; its reason code if the ack already arrived."""
         with self._acks_lock:
             if mid in self._early_acks:
-                self._early_acks.discard(mid)
-                return token is not None
+                return self._early_acks.pop(mid)
             self._tokens[mid] = token
-            return False
+            return None
+
+    def _deliver(self, token: int | _Waiting | None, code: ReasonCode | None) -> None:
+        """Tell whoever waits for this publish how the broker answered (None: QoS 0, no answer)."""
+        if token is None:
+            return
+        if isinstance(token, int):
+            if code is not None and code.is_failure:
+                # The outbox row stays (only an Ack deletes it) and is re-sent later; the
+                # likely cause is an ACL that does not let this device write its own topics.
+                log.error("broker refused an outbox message: %s", code.getName())
+            self._listener.published(self._generation, token)
+            return
+        if code is None or not (code.is_failure or code.value == _NO_MATCHING_SUBSCRIBERS):
+            token.outcome(True, None)
+        elif code.is_failure:
+            token.outcome(False, f"broker refused the publish to {token.topic}: {code.getName()}")
+        else:
+            token.outcome(False, f"no subscriber on {token.topic}: {code.getName()}")
 
     # -- paho callbacks (network thread) ---------------------------------------------------
 
@@ -252,11 +324,22 @@ class MqttLink:
             # Bad credentials or a refused client id: paho retries with back-off; say why.
             log.error("broker refused the connection: %s", reason_code.getName())
             return
+        # MQTT 5: never have more QoS 1 publishes unacknowledged than the broker accepts
+        # (Mosquitto says 20; a stricter broker disconnects a client that exceeds it). Paho
+        # cannot change its window on an open connection, so the caller keeps to `send_window`.
+        receive_maximum = getattr(properties, "ReceiveMaximum", None)
+        send_window = self.options.inflight
+        if receive_maximum is not None:
+            send_window = max(1, min(send_window, int(receive_maximum)))
         with self._lock:
+            self._send_window = send_window
             # Paho would resend its in-flight copies after this callback; the outbox replays
             # them instead, in order, so drop paho's copies first.
             client.drop_out_messages()
             with self._acks_lock:
+                lost = [
+                    t for t in self._tokens.values() if t is not None and not isinstance(t, int)
+                ]
                 self._tokens.clear()
                 self._early_acks.clear()
             self._generation += 1
@@ -271,6 +354,10 @@ class MqttLink:
                 _, mid = client.subscribe(topic, qos=1)
                 if mid is not None:
                     self._unacked_subscribes.add(mid)
+        for waiting in lost:
+            waiting.outcome(
+                False, f"connection lost before the broker confirmed the publish to {waiting.topic}"
+            )
         log.info(
             "connected to %s:%s (session present: %s)",
             self.options.host,
@@ -291,6 +378,14 @@ class MqttLink:
             was_connected = self._connected
             self._connected = False
             stopping = self._stopping
+        with self._acks_lock:
+            lost = [t for t in self._tokens.values() if isinstance(t, _Waiting)]
+            for mid in [m for m, t in self._tokens.items() if isinstance(t, _Waiting)]:
+                del self._tokens[mid]
+        for waiting in lost:
+            waiting.outcome(
+                False, f"connection lost before the broker confirmed the publish to {waiting.topic}"
+            )
         if was_connected:
             if not stopping:
                 log.warning("disconnected from broker: %s", reason_code.getName())
@@ -309,11 +404,10 @@ class MqttLink:
         with self._acks_lock:
             if mid not in self._tokens:
                 # The ack beat `publish` to recording the mid; `_track` delivers it.
-                self._early_acks.add(mid)
+                self._early_acks[mid] = reason_code
                 return
             token = self._tokens.pop(mid)
-        if token is not None:
-            self._listener.published(self._generation, token)
+        self._deliver(token, reason_code)
 
     def _on_subscribe(
         self,

@@ -71,7 +71,14 @@ class MqttSettings(_Config):
     reconnect_min_s: float = Field(default=1.0, gt=0, description="First reconnect delay.")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Reconnect back-off cap.")
     inflight: int = Field(
-        default=64, ge=1, le=1000, description="Unacknowledged QoS 1 messages on the wire."
+        default=64, ge=1, le=1000, description="Messages on the wire awaiting the broker's PUBACK."
+    )
+    session_expiry_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        le=2**32 - 1,
+        description="How long the broker keeps the node's session (subscriptions, queued "
+        "commands) while it is offline; MQTT 5 Session Expiry Interval.",
     )
 
     @model_validator(mode="after")
@@ -115,6 +122,31 @@ class OutboxSettings(_Config):
     synchronous: Literal["full", "normal"] = Field(
         default="full", description="full survives power loss; normal only process crashes."
     )
+    ack_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Re-send a message the gateway has not acked this long after sending it.",
+    )
+    ack_timeout_max_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="Each re-send waits twice as long as the last, up to this (no storm while "
+        "the gateway is down).",
+    )
+    awaiting_ack_max: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Messages sent and not acked by the gateway at once; the rest wait on disk.",
+    )
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> OutboxSettings:
+        if self.ack_timeout_max_s < self.ack_timeout_s:
+            raise ValueError("ack_timeout_max_s must be >= ack_timeout_s")
+        return self
 
 
 class ModelSettings(_Config):
@@ -175,6 +207,12 @@ class CommandSettings(_Config):
     allowed_actions: list[ActionName] = Field(
         default_factory=_all_actions,
         description="Actions an `actuate` command may fire here.",
+    )
+    action_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long an `actuate` waits for the broker or controller to confirm.",
     )
 
 

@@ -1,8 +1,10 @@
-"""The durable outbox: every event, snapshot and command result waits here until the broker acks it.
+"""The durable outbox: events, snapshots and command results wait here until the gateway acks them.
 
 One SQLite file in WAL mode (stdlib `sqlite3`, the only SQLite user on the edge). A row is
-committed *before* it is handed to MQTT and deleted only after the broker's PUBACK, so a
-broker outage, a 4G drop, ``kill -9`` or a power cut loses nothing that `put` returned for:
+committed *before* it is handed to MQTT and deleted only when the gateway's end-to-end `Ack`
+names it (`delete_acked`: events and command results by `msg_id`, snapshots by
+`snapshot_id`), never on the broker's PUBACK, so a broker outage or restart, a 4G drop,
+``kill -9`` or a power cut loses nothing that `put` returned for:
 
 - ``synchronous=FULL`` by default: each commit is fsynced, so a power cut cannot roll back a
   row the caller was told is stored (``NORMAL`` is faster but may lose the last commits on
@@ -11,6 +13,12 @@ broker outage, a 4G drop, ``kill -9`` or a power cut loses nothing that `put` re
   identical messages and receivers drop the duplicates by `msg_id`.
 - `seq` is ``AUTOINCREMENT``: never reused, so "everything after seq N" stays meaningful
   across deletes and restarts, and replay order is insertion order.
+- A row without an ack key (no `msg_id`, no `snapshot_id`) cannot be named by an Ack; the
+  publisher deletes it by seq (`delete`) after its PUBACK.
+
+Files written before end-to-end acks existed lack the `snapshot_id` column; opening one adds it
+in place (filled from the snapshot rows' topics) with its index, so queued rows survive the
+upgrade.
 
 Bound and drop policy: the outbox holds at most `max_rows` rows and `max_bytes` payload bytes.
 When a `put` goes over either bound, whole groups (a snapshot and the event that references it
@@ -48,7 +56,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     priority INTEGER NOT NULL,
     kind TEXT NOT NULL,
     msg_id TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    snapshot_id TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_drop_order ON outbox (priority, seq);
 CREATE TABLE IF NOT EXISTS counters (
@@ -62,6 +71,50 @@ CREATE TABLE IF NOT EXISTS commands (
 );
 CREATE INDEX IF NOT EXISTS commands_age ON commands (received_at);
 """
+
+# After the upgrade, so an old file has the column before its index is created.
+_ACK_INDEXES = """
+CREATE INDEX IF NOT EXISTS outbox_msg_id ON outbox (msg_id) WHERE msg_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS outbox_snapshot_id ON outbox (snapshot_id)
+    WHERE snapshot_id IS NOT NULL;
+"""
+
+
+_COLUMNS = "seq, topic, payload, qos, retain, kind, msg_id, snapshot_id"
+
+
+def _stored(r: tuple[object, ...]) -> StoredItem:
+    return StoredItem(
+        seq=int(str(r[0])),
+        topic=str(r[1]),
+        payload=bytes(r[2]) if isinstance(r[2], bytes | bytearray | memoryview) else b"",
+        qos=int(str(r[3])),
+        retain=bool(r[4]),
+        kind=str(r[5]),
+        msg_id=None if r[6] is None else str(r[6]),
+        snapshot_id=None if r[7] is None else str(r[7]),
+    )
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a file from before end-to-end acks up to date, in place (idempotent)."""
+    columns = {str(row[1]) for row in db.execute("PRAGMA table_info(outbox)")}
+    if "snapshot_id" in columns:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("ALTER TABLE outbox ADD COLUMN snapshot_id TEXT")
+        # A snapshot's topic ends in its id: guanjia/v1/{site}/{device}/snapshot/{id}.
+        snapshots = db.execute("SELECT seq, topic FROM outbox WHERE kind = 'snapshot'").fetchall()
+        for seq, topic in snapshots:
+            db.execute(
+                "UPDATE outbox SET snapshot_id = ? WHERE seq = ?",
+                (str(topic).rsplit("/", 1)[-1], seq),
+            )
+        db.execute("COMMIT")
+    except sqlite3.Error:
+        db.execute("ROLLBACK")
+        raise
 
 
 class Priority(IntEnum):
@@ -101,6 +154,8 @@ class OutboxItem:
     priority: Priority
     kind: Literal["event", "snapshot", "command_result", "other"]
     msg_id: str | None = None
+    snapshot_id: str | None = None
+    """The key a gateway Ack names a snapshot by (snapshots carry no msg_id)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +169,12 @@ class StoredItem:
     retain: bool
     kind: str
     msg_id: str | None
+    snapshot_id: str | None = None
+
+    @property
+    def ackable(self) -> bool:
+        """True when a gateway Ack can name this row (else it goes on its PUBACK)."""
+        return self.msg_id is not None or self.snapshot_id is not None
 
 
 @dataclass(frozen=True)
@@ -163,6 +224,8 @@ class Outbox:
                 raise OutboxError(f"{path}: SQLite refused WAL mode (got {mode!r})")
             db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             db.executescript(_SCHEMA)
+            _upgrade(db)
+            db.executescript(_ACK_INDEXES)
             rows, size = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
             ).fetchone()
@@ -210,7 +273,7 @@ class Outbox:
         """Insert one row of the current group (inside a transaction); return its seq."""
         cursor = self._db.execute(
             "INSERT INTO outbox (grp, topic, payload, qos, retain, priority, kind,"
-            " msg_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " msg_id, created_at, snapshot_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 self._grp,
                 item.topic,
@@ -221,6 +284,7 @@ class Outbox:
                 item.kind,
                 item.msg_id,
                 now,
+                item.snapshot_id,
             ),
         )
         return int(cursor.lastrowid or 0)
@@ -253,13 +317,25 @@ class Outbox:
             )
         return dropped_rows, dropped_bytes
 
-    def ack(self, seqs: Sequence[int]) -> None:
-        """Delete acknowledged rows (one transaction). Unknown seqs are ignored.
+    def delete(self, seqs: Sequence[int]) -> None:
+        """Delete rows by seq (one transaction); unknown seqs are ignored.
 
-        Losing an ack to a crash only means one more redelivery with the same bytes.
+        For rows no Ack can name (see `StoredItem.ackable`), after their PUBACK.
         """
-        if not seqs:
-            return
+        if seqs:
+            self._delete_where([("seq", seqs)])
+
+    def delete_acked(self, *, msg_ids: Sequence[str], snapshot_ids: Sequence[str]) -> list[int]:
+        """Delete the rows a gateway Ack names (one transaction); return their seqs.
+
+        Ids not in the outbox (already deleted, dropped, or never ours) are ignored. Losing a
+        delete to a crash only means one more re-send with the same bytes, acked again.
+        """
+        if not msg_ids and not snapshot_ids:
+            return []
+        return self._delete_where([("msg_id", msg_ids), ("snapshot_id", snapshot_ids)])
+
+    def _delete_where(self, pairs: list[tuple[str, Sequence[int | str]]]) -> list[int]:
         with self._lock:
             try:
                 # No fsync for deletes: a lost delete only means one more duplicate, and WAL
@@ -268,30 +344,33 @@ class Outbox:
                 if self._synchronous == "full":
                     self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
-                removed_rows = 0
+                removed: list[int] = []
                 removed_bytes = 0
-                # Chunks of 500 stay below SQLite's host-parameter limit (999 in old builds).
-                # The f-strings (S608) only repeat "?" placeholders; the values are bound.
-                for start in range(0, len(seqs), 500):
-                    chunk = list(seqs[start : start + 500])
-                    marks = ",".join("?" * len(chunk))
-                    count, nbytes = self._db.execute(
-                        f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"  # noqa: S608
-                        f" WHERE seq IN ({marks})",
-                        chunk,
-                    ).fetchone()
-                    self._db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk)  # noqa: S608
-                    removed_rows += int(count)
-                    removed_bytes += int(nbytes)
+                for column, values in pairs:
+                    # Chunks of 500 stay below SQLite's host-parameter limit (999 in old
+                    # builds). The f-strings (S608) only name one of three fixed columns and
+                    # repeat "?" placeholders; the values are bound.
+                    assert column in {"seq", "msg_id", "snapshot_id"}
+                    for start in range(0, len(values), 500):
+                        chunk = list(values[start : start + 500])
+                        marks = ",".join("?" * len(chunk))
+                        rows = self._db.execute(
+                            f"DELETE FROM outbox WHERE {column} IN ({marks})"  # noqa: S608
+                            " RETURNING seq, LENGTH(payload)",
+                            chunk,
+                        ).fetchall()
+                        removed += [int(r[0]) for r in rows]
+                        removed_bytes += sum(int(r[1]) for r in rows)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise OutboxError(f"outbox ack failed: {exc}") from exc
+                raise OutboxError(f"outbox delete failed: {exc}") from exc
             finally:
                 if self._synchronous == "full":
                     self._db.execute("PRAGMA synchronous=FULL")
-            self._rows -= removed_rows
+            self._rows -= len(removed)
             self._bytes -= removed_bytes
+            return sorted(removed)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -299,22 +378,26 @@ class Outbox:
         """The oldest rows with seq > `after`, in replay order."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, topic, payload, qos, retain, kind, msg_id FROM outbox"
-                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                f"SELECT {_COLUMNS} FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
                 (after, limit),
             ).fetchall()
-        return [
-            StoredItem(
-                seq=int(r[0]),
-                topic=str(r[1]),
-                payload=bytes(r[2]),
-                qos=int(r[3]),
-                retain=bool(r[4]),
-                kind=str(r[5]),
-                msg_id=r[6],
-            )
-            for r in rows
-        ]
+        return [_stored(r) for r in rows]
+
+    def get(self, seqs: Sequence[int]) -> list[StoredItem]:
+        """The rows among `seqs` that still exist, in replay order (for re-sends)."""
+        out: list[StoredItem] = []
+        with self._lock:
+            for start in range(0, len(seqs), 500):
+                chunk = list(seqs[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                out += [
+                    _stored(r)
+                    for r in self._db.execute(
+                        f"SELECT {_COLUMNS} FROM outbox WHERE seq IN ({marks})",  # noqa: S608
+                        chunk,
+                    )
+                ]
+        return sorted(out, key=lambda row: row.seq)
 
     def stats(self) -> OutboxStats:
         """Current depth, payload bytes and the all-time drop counter."""

@@ -1,17 +1,19 @@
-"""Delivery from the durable outbox through the MQTT link, in order, at least once.
+"""The node's way out: durable events and results to the gateway, heartbeats, commands in.
 
 `Uplink` is what the rest of the node talks to: `send_event` (snapshot first, then the event,
 one outbox group), `send_command_result`, `send_heartbeat` (QoS 0, never queued), and
-`stats`. Behind it one publisher thread keeps up to `inflight` outbox rows on the wire:
+`stats`. Behind it the delivery thread (`edge.delivery.Delivery`) keeps rows on the wire until
+the gateway's end-to-end Ack names them:
 
-    capture threads ──put──▶ Outbox (SQLite WAL) ──peek──▶ publisher ──▶ MqttLink ──▶ broker
-                                      ▲                                       │
-                                      └──────────── ack (delete) ◀── PUBACK ──┘
+    capture threads ──put──▶ Outbox (SQLite WAL) ──peek──▶ Delivery ──▶ MqttLink ──▶ broker
+                                   ▲                          ▲  (PUBACK: attempt over)  │
+                                   └── delete ◀── Ack (ack) ◀─┴──────── gateway ◀────────┘
 
-On every (re)connect the link reports a new generation; the publisher forgets what it had in
-flight and replays from the oldest unacknowledged row, so the wire order after an outage is
-the outbox order and every redelivery carries the stored bytes (same `msg_id`). Acks are
-deleted in batches; a crash between PUBACK and delete only causes one more duplicate.
+The uplink subscribes to its own ``ack`` topic (besides whatever the caller asked for, e.g.
+``cmd/+``) on every connect. On every (re)connect the delivery replays from the oldest row, so
+the wire order after an outage is the outbox order and every re-send carries the stored bytes
+(same `msg_id`); while connected, rows not acked in time are re-sent with backoff
+(`AckPolicy`).
 
 Commands arrive on the link's network thread and are queued to a worker thread, so a slow
 command never stalls keepalives or acks.
@@ -25,26 +27,28 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from contract import (
     CommandResult,
     DetectionEvent,
     Heartbeat,
+    ack_topic,
     command_result_topic,
     encode,
     event_topic,
     heartbeat_topic,
     snapshot_topic,
 )
+from edge.delivery import AckPolicy, Delivery
 from edge.mqtt_link import LinkOptions, MqttLink
 from edge.outbox import CommandClaim, Outbox, OutboxItem, OutboxStats, Priority
+
+__all__ = ["AckPolicy", "SnapshotMismatchError", "Uplink", "UplinkStats"]
 
 log = logging.getLogger(__name__)
 
 CommandCallback = Callable[[str, bytes], object]
-
-_COALESCE_S = 0.002
 
 
 class SnapshotMismatchError(ValueError):
@@ -58,126 +62,16 @@ class UplinkStats:
     outbox: OutboxStats
     connected: bool
     published: int
+    """Publication attempts handed to the broker (re-sends included)."""
+    pubacked: int
+    """Attempts the broker PUBACKed (not proof the gateway has them)."""
     acked: int
+    """Rows deleted because the gateway's Ack named them (or keyless rows on PUBACK)."""
+    awaiting_ack: int
+    """Rows PUBACKed on this connection and not acked end to end yet."""
+    resent: int
+    """Re-sends after an ack timeout (reconnect replays not counted)."""
     connects: int
-
-
-class _Publisher:
-    """The replay/ack state machine; all state guarded by one condition variable."""
-
-    def __init__(self, outbox: Outbox, inflight: int) -> None:
-        self.outbox = outbox
-        self.window = inflight
-        self.link: MqttLink | None = None
-        self._cond = threading.Condition()
-        self._generation = 0
-        self._connected = False
-        self._cursor = 0  # highest seq handed to the link in this generation
-        self._inflight: set[int] = set()
-        self._acked: list[int] = []
-        self._dirty = True
-        self._stopping = False
-        self.published = 0
-        self.acked_total = 0
-        self.connects = 0
-
-    # events from the link / producers
-
-    def link_up(self, generation: int) -> None:
-        with self._cond:
-            self._generation = generation
-            self._connected = True
-            self._cursor = 0
-            self._inflight.clear()
-            self._dirty = True
-            self.connects += 1
-            self._cond.notify_all()
-
-    def link_down(self) -> None:
-        with self._cond:
-            self._connected = False
-            self._cond.notify_all()
-
-    def published_ack(self, generation: int, seq: int) -> None:
-        with self._cond:
-            if generation == self._generation:
-                self._inflight.discard(seq)
-            self._acked.append(seq)
-            self._cond.notify_all()
-
-    def wake(self) -> None:
-        with self._cond:
-            self._dirty = True
-            self._cond.notify_all()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-
-    def idle(self) -> bool:
-        """True when nothing is in flight and no ack awaits deletion."""
-        with self._cond:
-            return not self._inflight and not self._acked
-
-    # the publisher thread
-
-    def run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopping and not self._acked and not self._can_send():
-                    self._cond.wait(timeout=1.0)
-                busy = not self._stopping and bool(self._inflight)
-            if busy:
-                # Under load, let a few more acks and puts gather before the next round trip
-                # to SQLite: one delete and one peek per batch, not per message.
-                time.sleep(_COALESCE_S)
-            with self._cond:
-                acked, self._acked = self._acked, []
-                if self._stopping:
-                    break
-                room = self.window - len(self._inflight) if self._connected else 0
-                generation = self._generation
-                cursor = self._cursor
-                self._dirty = False
-            if acked:
-                self.outbox.ack(acked)
-                self.acked_total += len(acked)
-            if room > 0:
-                self._send(generation, cursor, room)
-        if acked:
-            self.outbox.ack(acked)
-            self.acked_total += len(acked)
-
-    def _can_send(self) -> bool:
-        return self._connected and self._dirty and len(self._inflight) < self.window
-
-    def _send(self, generation: int, cursor: int, room: int) -> None:
-        assert self.link is not None
-        rows = self.outbox.peek(after=cursor, limit=room)
-        for row in rows:
-            with self._cond:
-                if generation != self._generation:
-                    return  # reconnected meanwhile: the replay starts over from the head
-                self._inflight.add(row.seq)
-                self._cursor = row.seq
-            sent = self.link.publish(
-                row.topic,
-                row.payload,
-                qos=row.qos,
-                retain=row.retain,
-                generation=generation,
-                token=row.seq,
-            )
-            if not sent:
-                with self._cond:
-                    self._inflight.discard(row.seq)
-                return
-            self.published += 1
-        if len(rows) == room:
-            # The window filled up; more rows may wait behind it.
-            with self._cond:
-                self._dirty = True
 
 
 class Uplink:
@@ -190,35 +84,49 @@ class Uplink:
         *,
         on_command: CommandCallback | None = None,
         command_queue_size: int = 256,
+        acks: AckPolicy | None = None,
     ) -> None:
         self.site_id = options.site_id
         self.device_id = options.device_id
         self.outbox = outbox
-        self._publisher = _Publisher(outbox, options.inflight)
+        self._ack_topic = str(ack_topic(options.site_id, options.device_id))
+        if self._ack_topic not in options.subscriptions:
+            options = replace(options, subscriptions=(*options.subscriptions, self._ack_topic))
+        self.ack_policy = acks or AckPolicy()
+        self._delivery = Delivery(
+            outbox,
+            site_id=options.site_id,
+            device_id=options.device_id,
+            inflight=options.inflight,
+            policy=self.ack_policy,
+        )
         self._on_command = on_command
         self._commands: queue.Queue[tuple[str, bytes, Callable[[], None]] | None] = queue.Queue(
             command_queue_size
         )
         self.link = MqttLink(options, self)
-        self._publisher.link = self.link
+        self._delivery.link = self.link
         self._threads: list[threading.Thread] = []
 
     # -- LinkListener --------------------------------------------------------------------
 
     def link_up(self, generation: int) -> None:
         """See `LinkListener.link_up`."""
-        self._publisher.link_up(generation)
+        self._delivery.link_up(generation, self.link.send_window)
 
     def link_down(self) -> None:
         """See `LinkListener.link_down`."""
-        self._publisher.link_down()
+        self._delivery.link_down()
 
     def published(self, generation: int, token: int) -> None:
-        """See `LinkListener.published`."""
-        self._publisher.published_ack(generation, token)
+        """See `LinkListener.published`: one attempt over, the row stays until its Ack."""
+        self._delivery.pubacked(generation, token)
 
     def message(self, topic: str, payload: bytes, ack: Callable[[], None]) -> None:
-        """See `LinkListener.message`: queue for the command worker, never block paho."""
+        """See `LinkListener.message`: acks to delivery, commands to their worker; never block."""
+        if topic == self._ack_topic:
+            self._delivery.ack_message(payload, ack)
+            return
         try:
             self._commands.put_nowait((topic, payload, ack))
         except queue.Full:
@@ -231,7 +139,7 @@ class Uplink:
     def start(self) -> None:
         """Start the publisher and command threads, then the link."""
         self._threads = [
-            threading.Thread(target=self._publisher.run, name="uplink-publisher", daemon=True),
+            threading.Thread(target=self._delivery.run, name="uplink-delivery", daemon=True),
             threading.Thread(target=self._command_worker, name="uplink-commands", daemon=True),
         ]
         for thread in self._threads:
@@ -239,14 +147,14 @@ class Uplink:
         self.link.start()
 
     def stop(self, reason: str = "shutdown", drain_timeout: float = 2.0) -> None:
-        """Give in-flight messages `drain_timeout` s to be acked, then stop everything.
+        """Give sent messages `drain_timeout` s to be acked end to end, then stop everything.
 
         Whatever is not acked stays in the outbox for the next start.
         """
         deadline = time.monotonic() + drain_timeout
-        while self.link.connected and not self._publisher.idle() and time.monotonic() < deadline:
+        while self.link.connected and not self._delivery.idle() and time.monotonic() < deadline:
             time.sleep(0.02)
-        self._publisher.stop()
+        self._delivery.stop()
         self._commands.put(None)
         for thread in self._threads:
             thread.join(timeout=5)
@@ -279,6 +187,7 @@ class Uplink:
                     retain=topic.spec.retain,
                     priority=priority,
                     kind="snapshot",
+                    snapshot_id=ref.snapshot_id,
                 )
             )
         topic = event_topic(event.site_id, event.device_id)
@@ -294,7 +203,7 @@ class Uplink:
             )
         )
         seqs = self.outbox.put(items)
-        self._publisher.wake()
+        self._delivery.wake()
         return seqs
 
     def result_item(self, result: CommandResult) -> OutboxItem:
@@ -313,7 +222,7 @@ class Uplink:
     def send_command_result(self, result: CommandResult) -> None:
         """Queue a CommandResult durably (for results outside the command ledger)."""
         self.outbox.put([self.result_item(result)])
-        self._publisher.wake()
+        self._delivery.wake()
 
     def claim_command(self, command_id: str, now: float) -> CommandClaim:
         """Record `command_id` in the ledger unless seen (see `Outbox.claim_command`)."""
@@ -322,7 +231,7 @@ class Uplink:
     def complete_command(self, command_id: str, result: CommandResult) -> None:
         """Queue the one result of `command_id` and mark it answered, atomically."""
         self.outbox.complete_command(command_id, self.result_item(result))
-        self._publisher.wake()
+        self._delivery.wake()
 
     def send_heartbeat(self, heartbeat: Heartbeat) -> bool:
         """Publish a heartbeat now at QoS 0; False (and nothing queued) when offline."""
@@ -331,12 +240,16 @@ class Uplink:
 
     def stats(self) -> UplinkStats:
         """Outbox depth/drops and wire counters."""
+        counters = self._delivery.counters()
         return UplinkStats(
             outbox=self.outbox.stats(),
             connected=self.link.connected,
-            published=self._publisher.published,
-            acked=self._publisher.acked_total,
-            connects=self._publisher.connects,
+            published=counters.published,
+            pubacked=counters.pubacked,
+            acked=counters.acked,
+            awaiting_ack=counters.awaiting_ack,
+            resent=counters.resent,
+            connects=counters.connects,
         )
 
     # -- commands ------------------------------------------------------------------------

@@ -1,10 +1,9 @@
-"""A stand-in edge process for kill -9 tests: the real Uplink fed with contract-built events.
+"""A minimal edge process for the last-will test: the real Uplink, killed with -9 by the test.
 
-    python -m tests.edge.uplink.node_driver --port P --site S --db D [--events N] [--drain]
+    python -m tests.edge.uplink.node_driver --port P --site S --db D [--keepalive K]
 
-Prints ``queued N`` once N events are durable in the outbox, ``connected`` when the link is
-up, and with ``--drain`` exits 0 after the outbox is empty (clean stop). Otherwise it runs until
-killed.
+Prints ``connected`` once the link is up, then runs until killed. (The kill -9 outbox test
+drives a real ``guanjia edge run``: tests/edge/uplink/test_run_kill.py.)
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from pathlib import Path
 from edge.mqtt_link import LinkOptions
 from edge.outbox import Outbox
 from edge.uplink import Uplink
-from tests.edge.uplink.support import DEVICE, make_event
+from tests.edge.uplink.support import DEVICE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,9 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--site", required=True)
     parser.add_argument("--db", type=Path, required=True)
-    parser.add_argument("--events", type=int, default=0)
     parser.add_argument("--keepalive", type=int, default=5)
-    parser.add_argument("--drain", action="store_true")
     args = parser.parse_args(argv)
 
     outbox = Outbox(args.db)
@@ -44,21 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     uplink = Uplink(options, outbox)
     uplink.start()
-    for index in range(args.events):
-        event, jpeg = make_event(args.site, index, snapshot=index % 10 == 0)
-        uplink.send_event(event, jpeg)
-    print(f"queued {args.events}", flush=True)
-    announced = False
-    while True:
-        if uplink.link.connected and not announced:
-            print("connected", flush=True)
-            announced = True
-        if args.drain and announced and outbox.stats().depth == 0:
-            uplink.stop()
-            outbox.close()
-            print("drained", flush=True)
-            return 0
+    while not uplink.link.connected:
         time.sleep(0.05)
+    print("connected", flush=True)
+    while True:
+        time.sleep(1)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from pydantic import SecretStr
 
+import contract as c
 from edge.actions import (
     ActionRequest,
     FanOutActionSink,
@@ -18,7 +22,12 @@ from edge.actions import (
     LoggingActionSink,
     MqttActionSink,
 )
-from tests.edge.uplink.support import Subscriber, make_uplink, wait_until
+from edge.commands import CommandHandler
+from edge.node_config import CommandSettings
+from edge.outbox import Outbox
+from edge.uplink import Uplink
+from tests.conftest import DEVICE_PASSWORDS
+from tests.edge.uplink.support import Subscriber, link_options, make_uplink, wait_until
 from tests.support.broker import MosquittoBroker
 
 REQUEST = ActionRequest(
@@ -126,3 +135,54 @@ def test_mqtt_sink_publishes_to_controller_topic_and_counts_offline(
     assert body["action"] == "door_hold"
     assert body["site_id"] == site_id
     assert sink.sent == 1
+
+
+@pytest.mark.mqtt
+def test_mqtt_action_the_acl_refuses_is_failed_with_the_reason(
+    mqtt_auth_broker: MosquittoBroker, site_id: str, tmp_path: Path
+) -> None:
+    """Finding 15: the broker ACL refuses the controller topic; the node must say so."""
+    topic = f"lift/{site_id}/lift2/cmd"  # outside the device's prefix: never granted here
+    outbox = Outbox(tmp_path / "o.db")
+    options = replace(
+        link_options(mqtt_auth_broker, site_id, device_id="device-a"),
+        username="device-a",
+        password=SecretStr(DEVICE_PASSWORDS["device-a"]),
+        subscriptions=(c.subscription(c.Channel.CMD, site_id=site_id, device_id="device-a"),),
+    )
+    uplink = Uplink(options, outbox)
+    sink = MqttActionSink(uplink.link, topic, site_id=site_id, device_id="device-a")
+    handler = CommandHandler(
+        site_id=site_id,
+        device_id="device-a",
+        settings=CommandSettings(),
+        results=uplink,
+        actions=sink,
+        apply_config=lambda runtime: None,
+        ping_detail=dict,
+    )
+    uplink.start()
+    try:
+        wait_until(lambda: uplink.link.connected, 10, "connected with device-a's password")
+        command = c.Command(
+            ts=time.time(),
+            site_id=site_id,
+            device_id="device-a",
+            command_id="cmd-door-hold-1",
+            name="actuate",
+            args={"action": "door_hold", "duration_s": 30},
+            issued_by="operator:li.wei",
+        )
+        result = handler.handle(
+            str(c.command_topic(site_id, "device-a", "actuate")), c.encode(command), time.time()
+        )
+    finally:
+        uplink.stop()
+        outbox.close()
+    assert result is not None
+    assert result.status is c.CommandStatus.ERROR, result
+    assert result.reason is not None
+    assert "refused" in result.reason
+    assert "Not authorized" in result.reason
+    assert topic in result.reason
+    assert (sink.sent, sink.failed) == (0, 1)

@@ -15,6 +15,7 @@ import yaml
 import contract as c
 from edge.app import EdgeNode, RunOptions, load_runtime
 from edge.node_config import CameraRef, RuntimeConfig, load_node_config
+from tests.edge.ack_gateway import AckingGateway
 from tests.edge.uplink.support import Subscriber, lift_camera, lift_clip, wait_until
 from tests.support.broker import MosquittoBroker
 
@@ -70,14 +71,17 @@ def test_node_runs_a_clip_end_to_end(
         actions=[{"type": "log"}, {"type": "mqtt", "topic": controller_topic}],
     )
     sub = Subscriber(mqtt_broker, [c.subscription(site_id=site_id), controller_topic]).start()
+    gateway = AckingGateway(mqtt_broker, site_id).start()
     node = EdgeNode(load_node_config(path), config_dir=tmp_path)
     thread = start_in_thread(node, RunOptions(exit_when_clips_end=True, drain_timeout_s=10))
     thread.join(timeout=60)
     assert not thread.is_alive()
     sub.stop()
+    gateway.stop()
 
     events = [m for m in sub.messages if m.topic.endswith("/event")]
     assert events, "the bicycle in the cabin produced no event"
+    assert {json.loads(m.payload)["msg_id"] for m in events} <= set(gateway.committed_msg_ids)
     first = c.decode_for_topic(events[0].topic, events[0].payload)[1]
     assert isinstance(first, c.DetectionEvent)
     assert first.category is c.EventCategory.EBIKE_IN_ELEVATOR
@@ -206,3 +210,46 @@ def test_config_applied_while_stopping_leaves_shutdown_clean(
     assert node.cameras == []
     with pytest.raises(sqlite3.ProgrammingError):
         node.outbox.peek()
+
+
+def test_elevator_door_hold_the_acl_refuses_is_counted_failed_not_sent(
+    mqtt_auth_broker: MosquittoBroker,
+    site_id: str,
+    tmp_path: Path,
+    model_dir: Path,
+    testdata_images: Path,
+) -> None:
+    """Finding 15 on the rule path: the bike confirms, the node fires voice + door hold to a
+    controller topic its broker account was never granted; both must count as failed."""
+    from edge.actions import MqttActionSink
+    from tests.conftest import DEVICE_PASSWORDS
+
+    clip = lift_clip(tmp_path / "clip", testdata_images, frames=12)
+    (tmp_path / "pw").write_text(DEVICE_PASSWORDS["device-a"])
+    controller_topic = f"lift/{site_id}/lift2/cmd"
+    config: dict[str, Any] = {
+        "site_id": site_id,
+        "device_id": "device-a",
+        "data_dir": "state",
+        "mqtt": {
+            "host": mqtt_auth_broker.host,
+            "port": mqtt_auth_broker.port,
+            "password_file": "pw",
+            "keepalive_s": 5,
+        },
+        "outbox": {"path": "state/outbox.db"},
+        "model": {"dir": str(model_dir), "manifest": str(REPO / "models/yolox_nano.manifest.json")},
+        "cameras": [{"inline": lift_camera(clip)}],
+        "actions": [{"type": "mqtt", "topic": controller_topic}],
+    }
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump(config))
+    node = EdgeNode(load_node_config(path), config_dir=tmp_path)
+    sink = node.actions
+    assert isinstance(sink, MqttActionSink)
+    # Nobody acks end to end here (only the outbox matters to this test): drain briefly.
+    thread = start_in_thread(node, RunOptions(exit_when_clips_end=True, drain_timeout_s=1))
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert (sink.sent, sink.failed) == (0, 2)  # voice_warning and door_hold, both refused
+    assert sink.last_failure == f"broker refused the publish to {controller_topic}: Not authorized"

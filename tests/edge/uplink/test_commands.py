@@ -330,7 +330,7 @@ def test_bad_commands_over_mqtt_get_error_results_and_node_keeps_running(
 def test_command_sent_while_node_offline_is_answered_after_reconnect(
     mqtt_broker: MosquittoBroker, site_id: str, tmp_path: Path
 ) -> None:
-    """The persistent session (clean_session=False) queues QoS 1 commands for the node."""
+    """The persistent session (MQTT 5 clean_start=False + session expiry) queues commands."""
     device = "edge-sleepy-01"
     options = link_options(
         mqtt_broker,

@@ -131,3 +131,35 @@ def test_duplicate_camera_ids_are_rejected(tmp_path: Path) -> None:
     ).cameras
     with pytest.raises(ValueError, match="repeated: \\['cam-1'\\]"):
         resolve_cameras(refs, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("outbox", "message"),
+    [
+        ({"path": "o.db", "ack_timeout_s": 60, "ack_timeout_max_s": 30}, "ack_timeout_max_s"),
+        ({"path": "o.db", "ack_timeout_s": 0}, "ack_timeout_s"),
+        ({"path": "o.db", "awaiting_ack_max": 0}, "awaiting_ack_max"),
+        ({"path": "o.db", "ack_timeout": 5}, "ack_timeout"),
+    ],
+)
+def test_bad_ack_settings_are_named(tmp_path: Path, outbox: object, message: str) -> None:
+    data = base(mqtt={"host": "b", "allow_anonymous": True}, outbox=outbox)
+    with pytest.raises(NodeConfigError, match=message):
+        load_node_config(write(tmp_path, data))
+
+
+def test_ack_settings_reach_the_delivery(tmp_path: Path) -> None:
+    from edge.app import EdgeNode
+
+    data = base(
+        mqtt={"host": "127.0.0.1", "allow_anonymous": True, "session_expiry_s": 3600},
+        outbox={"path": "o.db", "ack_timeout_s": 5, "ack_timeout_max_s": 40, "awaiting_ack_max": 9},
+    )
+    node = EdgeNode(load_node_config(write(tmp_path, data)), config_dir=tmp_path)
+    try:
+        policy = node.uplink.ack_policy
+        assert (policy.timeout_s, policy.max_timeout_s, policy.window) == (5, 40, 9)
+        assert [policy.wait_after(n) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 40, 40]
+        assert node.uplink.link.options.session_expiry_s == 3600
+    finally:
+        node.outbox.close()

@@ -52,10 +52,10 @@ def test_outbox_ack_deletes_only_acked_rows_and_seq_is_never_reused(tmp_path: Pa
     path = tmp_path / "o.db"
     with Outbox(path) as box:
         seqs = [box.put([item(n)])[0] for n in range(5)]
-        box.ack([seqs[0], seqs[2], 999_999])
+        box.delete([seqs[0], seqs[2], 999_999])
         assert [r.seq for r in box.peek()] == [seqs[1], seqs[3], seqs[4]]
         assert box.stats().depth == 3
-        box.ack(seqs[3:])
+        box.delete(seqs[3:])
     with Outbox(path) as box:
         assert box.stats().depth == 1
         new = box.put([item(9)])[0]
@@ -219,3 +219,63 @@ def test_outbox_is_plain_sqlite(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
     db.close()
+
+
+_OLD_SCHEMA = """
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, grp INTEGER NOT NULL, topic TEXT NOT NULL,
+    payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,
+    priority INTEGER NOT NULL, kind TEXT NOT NULL, msg_id TEXT, created_at REAL NOT NULL
+);
+CREATE INDEX outbox_drop_order ON outbox (priority, seq);
+"""
+
+
+def test_outbox_file_from_before_end_to_end_acks_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A node updated with rows still queued keeps them, and snapshots become ackable by id."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(_OLD_SCHEMA)
+    db.executemany(
+        "INSERT INTO outbox (grp, topic, payload, qos, retain, priority, kind, msg_id,"
+        " created_at) VALUES (1, ?, ?, 1, 0, 1, ?, ?, 0)",
+        [
+            ("guanjia/v1/s1/d1/snapshot/snap-000001", b"\xff\xd8jpeg\xff\xd9", "snapshot", None),
+            ("guanjia/v1/s1/d1/event", b"{}", "event", "msg-00000001"),
+        ],
+    )
+    db.commit()
+    db.close()
+    with Outbox(path) as box:
+        rows = box.peek()
+        assert [(r.kind, r.snapshot_id, r.msg_id) for r in rows] == [
+            ("snapshot", "snap-000001", None),
+            ("event", None, "msg-00000001"),
+        ]
+        assert box.delete_acked(msg_ids=[], snapshot_ids=["snap-000001"]) == [rows[0].seq]
+        assert box.stats().depth == 1
+    with Outbox(path) as box:  # opening an upgraded file again changes nothing
+        assert [r.msg_id for r in box.peek()] == ["msg-00000001"]
+        indexes = {r[1] for r in box._db.execute("PRAGMA index_list(outbox)")}
+        assert {"outbox_msg_id", "outbox_snapshot_id"} <= indexes
+
+
+def test_outbox_delete_acked_removes_only_named_rows(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db") as box:
+        snap = OutboxItem(
+            topic="t/snap",
+            payload=b"jpeg",
+            qos=1,
+            retain=False,
+            priority=Priority.NORMAL,
+            kind="snapshot",
+            snapshot_id="snap-000002",
+        )
+        seqs = box.put([snap, item(2)]) + box.put([item(3)])
+        assert box.delete_acked(msg_ids=["msg-00000003", "msg-unknown1"], snapshot_ids=[]) == [
+            seqs[2]
+        ]
+        assert box.delete_acked(msg_ids=[], snapshot_ids=["snap-000002"]) == [seqs[0]]
+        assert [r.seq for r in box.peek()] == [seqs[1]]
+        assert box.stats().depth == 1
+        assert [r.seq for r in box.get([seqs[0], seqs[1]])] == [seqs[1]]
