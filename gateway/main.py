@@ -16,7 +16,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway.api import registry, session, tickets
+from gateway.api import (
+    dead_letters,
+    devices,
+    grids,
+    rosters,
+    session,
+    tickets,
+    users,
+    webhooks,
+)
 from gateway.auth import LoginLimiter
 from gateway.config import GatewaySettings
 from gateway.ingest import IngestHandler, Outcome
@@ -32,6 +41,8 @@ log = logging.getLogger(__name__)
 
 PROCESSED_RETENTION_S = 7 * 24 * 3600.0
 """Message ids are remembered a week: far longer than any broker keeps a redelivery."""
+ROUTE_MODULES = (session, tickets, devices, grids, rosters, users, dead_letters, webhooks)
+"""Every module whose `router` the app serves: one per resource."""
 CHANGES_RETENTION_S = 24 * 3600.0
 """The change feed keeps a day: a console away longer reloads through the REST API."""
 
@@ -139,7 +150,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version="1",
         lifespan=lifespan,
     )
-    app.include_router(session.router)
-    app.include_router(tickets.router)
-    app.include_router(registry.router)
+    for module in ROUTE_MODULES:
+        app.include_router(module.router)
     return app

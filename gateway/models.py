@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.auth import Role
+from gateway.auth import ALL_SITES, Role
 from gateway.lifecycle import TicketState
 from gateway.sla import TicketCategory
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SiteId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+"""A site, device, grid or zone id: also a legal MQTT topic segment."""
 
 
 class _Record(BaseModel):
@@ -134,6 +139,14 @@ class DeviceCreate(_Record):
     grid_id: str | None = None
 
 
+class DeviceMove(_Record):
+    """Move a device to another site (admins only): its grid and zone there, if any."""
+
+    site_id: SiteId
+    grid_id: SiteId | None = None
+    zone_id: SiteId | None = None
+
+
 class GridPublic(_Record):
     """A micro-grid of a site."""
 
@@ -170,8 +183,28 @@ class UserCreate(_Record):
     username: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     password: str = Field(min_length=10, max_length=200)
     role: Role
-    sites: list[str] = Field(min_length=1)
-    display_name: str | None = None
+    sites: list[str] = Field(
+        min_length=1, description="Site ids; exactly ['*'] (every site) for admins, only them."
+    )
+    display_name: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _all_sites_only_for_admins(self) -> UserCreate:
+        check_user_sites(self.role, self.sites)
+        return self
+
+
+def check_user_sites(role: Role, sites: list[str]) -> None:
+    """ValueError unless admins have exactly ['*'] and everyone else named sites only."""
+    if role is Role.ADMIN:
+        if sites != [ALL_SITES]:
+            raise ValueError("sites: admins have exactly ['*'] (every site)")
+        return
+    for site in sites:
+        if site == ALL_SITES:
+            raise ValueError(f"sites: only admins have '*'; a {role.value} names its sites")
+        if not _ID.fullmatch(site):
+            raise ValueError(f"sites: {site!r} is not a site id (A-Z a-z 0-9 _ -, 1-64)")
 
 
 class DeadLetterPublic(_Record):

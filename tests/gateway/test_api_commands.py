@@ -42,7 +42,7 @@ class DeviceSubscriber:
 
     def __post_init__(self) -> None:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="sub-" + uuid.uuid4().hex)
-        self.client.on_message = lambda _c, _u, m: self.received.append((m.topic, m.payload))
+        self.client.on_message = lambda _c, _u, m: self.received.append((m.topic, bytes(m.payload)))
         self.client.on_subscribe = lambda *_a: self.subscribed.set()
         self.client.connect(self.broker.host, self.broker.port)
         self.client.subscribe(str(c.subscription(c.Channel.CMD)), qos=1)

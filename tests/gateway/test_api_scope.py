@@ -194,14 +194,16 @@ def test_grid_supervisor_exists_and_belongs_to_the_site(sites: Sites) -> None:
 
 def test_dispatch_only_to_members_of_the_tickets_site(sites: Sites) -> None:
     op = sites.as_("op")
-    tid = sites.client.get("/api/tickets", headers=op).json()["items"][0]["id"]
+    ticket = sites.client.get("/api/tickets", headers=op).json()["items"][0]
+    tid, routed_to = ticket["id"], ticket["assignee"]  # the grid's supervisor, by routing
     for outsider in ("worker-b", "nobody-at-all"):
         r = sites.client.post(
             f"/api/tickets/{tid}/dispatch", headers=op, json={"assignee": outsider}
         )
         assert r.status_code == 422, (outsider, r.text)
         _assert_no_leak(r.text)
-    assert sites.client.get(f"/api/tickets/{tid}", headers=op).json()["assignee"] is None
+    after = sites.client.get(f"/api/tickets/{tid}", headers=op).json()
+    assert (after["state"], after["assignee"]) == (ticket["state"], routed_to)
     r = sites.client.post(f"/api/tickets/{tid}/dispatch", headers=op, json={"assignee": "worker"})
     assert r.status_code == 200, r.text
     assert r.json()["assignee"] == "worker"
@@ -233,3 +235,7 @@ def test_no_user_gets_more_sites_or_a_higher_role_than_its_creator(sites: Sites)
         assert r.status_code == 403, (body, r.text)
     names = {u["username"] for u in sites.client.get("/api/users", headers=admin).json()}
     assert {"w-b", "w-ab", "a-new", "operator-all", "mixed"}.isdisjoint(names)
+    # Users shared with another site show only the sites the caller has.
+    listed = {u["username"]: u["sites"] for u in sites.client.get("/api/users", headers=sup).json()}
+    assert listed["sup-ab"] == [SITE]
+    assert "sup-b" not in listed
