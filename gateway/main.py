@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway.api import (
+    commands,
     dead_letters,
     devices,
     grids,
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 PROCESSED_RETENTION_S = 7 * 24 * 3600.0
 """Message ids are remembered a week: far longer than any broker keeps a redelivery."""
-ROUTE_MODULES = (session, tickets, devices, grids, rosters, users, dead_letters, webhooks)
+ROUTE_MODULES = (session, tickets, devices, commands, grids, rosters, users, dead_letters, webhooks)
 """Every module whose `router` the app serves: one per resource."""
 CHANGES_RETENTION_S = 24 * 3600.0
 """The change feed keeps a day: a console away longer reloads through the REST API."""

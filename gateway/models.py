@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from gateway.auth import ALL_SITES, Role
 from gateway.lifecycle import TicketState
@@ -205,6 +205,33 @@ def check_user_sites(role: Role, sites: list[str]) -> None:
             raise ValueError(f"sites: only admins have '*'; a {role.value} names its sites")
         if not _ID.fullmatch(site):
             raise ValueError(f"sites: {site!r} is not a site id (A-Z a-z 0-9 _ -, 1-64)")
+
+
+class CommandCreate(_Record):
+    """A command to send to one device. The issuer is the caller, never a field."""
+
+    name: SiteId = Field(description="The command (ping, config, actuate, …): cmd/{name}.")
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    expires_in_s: float = Field(
+        default=60.0, gt=0, le=3600, description="The device refuses it after this long."
+    )
+
+
+class CommandPublic(_Record):
+    """A command sent through the API: the audit row, and the device's answer once known."""
+
+    command_id: str
+    site_id: str
+    device_id: str
+    name: str
+    args: dict[str, Any]
+    issued_by: str
+    issued_at: float
+    expires_at: float
+    state: str = Field(description="pending, sent, or unavailable (the broker was away).")
+    result_status: str | None = None
+    result_reason: str | None = None
+    result_at: float | None = None
 
 
 class DeadLetterPublic(_Record):

@@ -23,6 +23,7 @@ class Permission(StrEnum):
     READ_DEVICES = "read_devices"
     WRITE_DEVICES = "write_devices"  # register and update devices in the caller's sites
     MOVE_DEVICES = "move_devices"  # move a device to another site
+    COMMAND_DEVICES = "command_devices"  # send a command (actuate, config, ping) to a device
     READ_GRIDS = "read_grids"
     WRITE_GRIDS = "write_grids"  # grids, zones and the duty roster
     READ_USERS = "read_users"
@@ -47,6 +48,7 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.READ_DEVICES: frozenset({_A, _S, _O}),
     Permission.WRITE_DEVICES: frozenset({_A, _S}),
     Permission.MOVE_DEVICES: frozenset({_A}),
+    Permission.COMMAND_DEVICES: frozenset({_A, _S}),
     Permission.READ_GRIDS: _ALL,
     Permission.WRITE_GRIDS: frozenset({_A, _S}),
     Permission.READ_USERS: frozenset({_A, _S}),

@@ -33,6 +33,7 @@ PARAMETERS = [
     ("GET", "/api/tickets/1/attachments/{n}"),
     ("GET", "/api/tickets?offset={n}"),
     ("GET", "/api/devices?offset={n}"),
+    ("GET", "/api/devices/cam-a/commands?offset={n}"),
     ("GET", "/api/dead-letters?offset={n}"),
 ]
 

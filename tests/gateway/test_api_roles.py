@@ -44,6 +44,8 @@ MATRIX: dict[tuple[str, str], frozenset[Role] | None] = {
     ("GET", "/api/devices/{device_id}"): frozenset({A, S, OP}),
     ("POST", "/api/devices"): frozenset({A, S}),
     ("PUT", "/api/devices/{device_id}/site"): frozenset({A}),
+    ("POST", "/api/devices/{device_id}/commands"): frozenset({A, S}),
+    ("GET", "/api/devices/{device_id}/commands"): frozenset({A, S, OP}),
     ("GET", "/api/grids"): EVERYONE,
     ("PUT", "/api/grids/{grid_id}"): frozenset({A, S}),
     ("GET", "/api/grids/{grid_id}/shifts"): EVERYONE,
