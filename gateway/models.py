@@ -202,7 +202,7 @@ def check_user_sites(role: Role, sites: list[str]) -> None:
         return
     for site in sites:
         if site == ALL_SITES:
-            raise ValueError(f"sites: only admins have '*'; a {role.value} names its sites")
+            raise ValueError(f"sites: only admins have '*'; name the {role.value}'s sites")
         if not _ID.fullmatch(site):
             raise ValueError(f"sites: {site!r} is not a site id (A-Z a-z 0-9 _ -, 1-64)")
 

@@ -239,3 +239,13 @@ def test_no_user_gets_more_sites_or_a_higher_role_than_its_creator(sites: Sites)
     listed = {u["username"]: u["sites"] for u in sites.client.get("/api/users", headers=sup).json()}
     assert listed["sup-ab"] == [SITE]
     assert "sup-b" not in listed
+
+
+def test_the_store_keeps_every_site_for_admins_only(store: Store) -> None:
+    """The same rule for users made outside the API (`guanjia gateway user-add`)."""
+    with pytest.raises(ValueError, match="only admins have"):
+        store.create_user("op-all", "x", Role.OPERATOR, ["*"])
+    with pytest.raises(ValueError, match="admins have exactly"):
+        store.create_user("admin-one", "x", Role.ADMIN, [SITE])
+    assert store.user("op-all") is None
+    assert store.create_user("op-one", "x", Role.OPERATOR, [SITE]).sites == [SITE]
