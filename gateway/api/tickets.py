@@ -195,9 +195,9 @@ async def get_attachment(
         content_type, data, site_id = await asyncio.to_thread(
             runtime.store.attachment, ticket_id, attachment_id
         )
-    except NotFoundError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    ensure_site(principal, site_id)
+    except NotFoundError:
+        raise not_found("attachment", attachment_id) from None
+    ensure_visible(principal, site_id, "attachment", attachment_id)
     return Response(data, media_type=content_type)
 
 

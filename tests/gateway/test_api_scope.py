@@ -249,3 +249,24 @@ def test_the_store_keeps_every_site_for_admins_only(store: Store) -> None:
         store.create_user("admin-one", "x", Role.ADMIN, [SITE])
     assert store.user("op-all") is None
     assert store.create_user("op-one", "x", Role.OPERATOR, [SITE]).sites == [SITE]
+
+
+def test_another_sites_objects_answer_exactly_like_missing_ones(sites: Sites) -> None:
+    """404 with one text: a caller cannot tell "elsewhere" from "nowhere"."""
+    sup, sup_b = sites.as_("sup"), sites.as_("sup-b")
+    tid = sites.client.get("/api/tickets", headers=sup).json()["items"][0]["id"]
+    files = {"file": ("p.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 64, "image/jpeg")}
+    photo = sites.client.post(f"/api/tickets/{tid}/photos", headers=sup, files=files).json()
+    aid = photo["id"]
+    pairs = [  # (site-1's object as seen from site-2, a missing one), with their ids
+        (f"/api/tickets/{tid}", "/api/tickets/999999", str(tid), "999999"),
+        (photo["url"], f"/api/tickets/{tid}/attachments/999999", str(aid), "999999"),
+        ("/api/devices/cam-a", "/api/devices/cam-zz", "cam-a", "cam-zz"),
+        ("/api/grids/north/shifts", "/api/grids/nowhere/shifts", "north", "nowhere"),
+        ("/api/devices/cam-a/commands", "/api/devices/cam-zz/commands", "cam-a", "cam-zz"),
+    ]
+    for elsewhere, nowhere, id_a, id_b in pairs:
+        a = sites.client.get(elsewhere, headers=sup_b)
+        b = sites.client.get(nowhere, headers=sup_b)
+        assert (a.status_code, b.status_code) == (404, 404), (elsewhere, a.text, b.text)
+        assert a.json()["detail"].replace(id_a, "ID") == b.json()["detail"].replace(id_b, "ID")
