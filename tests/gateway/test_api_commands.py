@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
@@ -17,6 +18,12 @@ from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 import contract as c
+from edge.actions import LoggingActionSink
+from edge.commands import CommandHandler
+from edge.mqtt_link import LinkOptions
+from edge.node_config import CommandSettings
+from edge.outbox import Outbox
+from edge.uplink import Uplink
 from gateway.config import MqttSettings
 from gateway.main import create_app
 from gateway.store import Store
@@ -76,8 +83,33 @@ def app_client(db_url: str, broker: MosquittoBroker) -> Iterator[TestClient]:
         yield client
 
 
+def _node_answer(tmp_path: Path, topic: str, payload: bytes) -> tuple[c.CommandResult, list[str]]:
+    """What an edge node with the default command settings makes of the received command:
+    its CommandHandler on a real outbox (behind an unstarted Uplink) and a logging sink."""
+    outbox = Outbox(tmp_path / "node-outbox.db")
+    try:
+        options = LinkOptions(
+            host="127.0.0.1", port=1, site_id=SITE, device_id="cam-a", software_version="0.1"
+        )
+        actions = LoggingActionSink()
+        handler = CommandHandler(
+            site_id=SITE,
+            device_id="cam-a",
+            settings=CommandSettings(),  # allowed_issuers: ["gateway", "operator:"]
+            results=Uplink(options, outbox),
+            actions=actions,
+            apply_config=lambda _config: None,
+            ping_detail=dict,
+        )
+        result = handler.handle(topic, payload, time.time())
+        assert result is not None
+        return result, [request.reason for request in actions.fired]
+    finally:
+        outbox.close()
+
+
 def test_command_is_published_with_the_callers_identity_and_audited(
-    app_client: TestClient, broker: MosquittoBroker
+    app_client: TestClient, broker: MosquittoBroker, tmp_path: Path
 ) -> None:
     device = DeviceSubscriber(broker)
     try:
@@ -103,6 +135,10 @@ def test_command_is_published_with_the_callers_identity_and_audited(
         assert command.args == ACTUATE["args"]
         assert command.expires_at is not None
         assert before + 30 <= command.expires_at <= time.time() + 30
+        # A node with default settings accepts the gateway-bound issuer and acts on it.
+        result, reasons = _node_answer(tmp_path, topic, payload)
+        assert (result.command_id, result.status) == (sent["command_id"], c.CommandStatus.OK)
+        assert reasons == [f"command {sent['command_id']} from operator:sup"]
         # The audit row: who sent what to which device, and that it left.
         log = app_client.get("/api/devices/cam-a/commands", headers=sup).json()
         assert [(e["command_id"], e["issued_by"], e["name"], e["state"]) for e in log] == [
