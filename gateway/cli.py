@@ -111,8 +111,12 @@ def user_add(
 
     if len(password) < 10:
         raise typer.BadParameter("use at least 10 characters", param_hint="--password")
+    user_role = Role(role)
     with _open_store(database_url, migrate_first=True) as store:
-        store.create_user(username, hash_password(password), Role(role), site)
+        try:
+            store.create_user(username, hash_password(password), user_role, site)
+        except ValueError as exc:  # '*' for a non-admin, or named sites for an admin
+            raise typer.BadParameter(str(exc), param_hint="--site") from None
     typer.echo(f"user {username} ({role}) created")
 
 

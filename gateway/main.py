@@ -18,7 +18,18 @@ from fastapi import FastAPI
 
 from contract import ack_topic, encode
 from gateway.acks import build_acks
-from gateway.api import accesslog, registry, session, tickets
+from gateway.api import (
+    accesslog,
+    commands,
+    dead_letters,
+    devices,
+    grids,
+    rosters,
+    session,
+    tickets,
+    users,
+    webhooks,
+)
 from gateway.api.headers import SecurityHeadersMiddleware
 from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimitMiddleware, BodyRule
 from gateway.auth import bearer_is_valid
@@ -37,6 +48,8 @@ log = logging.getLogger(__name__)
 
 PROCESSED_RETENTION_S = 7 * 24 * 3600.0
 """Message ids are remembered a week: far longer than any broker keeps a redelivery."""
+ROUTE_MODULES = (session, tickets, devices, commands, grids, rosters, users, dead_letters, webhooks)
+"""Every module whose `router` the app serves: one per resource."""
 CHANGES_RETENTION_S = 24 * 3600.0
 """The change feed keeps a day: a console away longer reloads through the REST API."""
 
@@ -218,9 +231,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version="1",
         lifespan=lifespan,
     )
-    app.include_router(session.router)
-    app.include_router(tickets.router)
-    app.include_router(registry.router)
+    for module in ROUTE_MODULES:
+        app.include_router(module.router)
     key = settings.signing_key()
     upload = BodyRule(
         tickets.PHOTO_UPLOAD_PATH,

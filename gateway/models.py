@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from gateway.auth import Role
+from gateway.auth import ALL_SITES, Role
 from gateway.lifecycle import TicketState
 from gateway.sla import TicketCategory
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SiteId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+"""A site, device, grid or zone id: also a legal MQTT topic segment."""
 
 
 class _Record(BaseModel):
@@ -134,6 +139,14 @@ class DeviceCreate(_Record):
     grid_id: str | None = None
 
 
+class DeviceMove(_Record):
+    """Move a device to another site (admins only): its grid and zone there, if any."""
+
+    site_id: SiteId
+    grid_id: SiteId | None = None
+    zone_id: SiteId | None = None
+
+
 class GridPublic(_Record):
     """A micro-grid of a site."""
 
@@ -170,8 +183,55 @@ class UserCreate(_Record):
     username: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     password: str = Field(min_length=10, max_length=200)
     role: Role
-    sites: list[str] = Field(min_length=1)
-    display_name: str | None = None
+    sites: list[str] = Field(
+        min_length=1, description="Site ids; exactly ['*'] (every site) for admins, only them."
+    )
+    display_name: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _all_sites_only_for_admins(self) -> UserCreate:
+        check_user_sites(self.role, self.sites)
+        return self
+
+
+def check_user_sites(role: Role, sites: list[str]) -> None:
+    """ValueError unless admins have exactly ['*'] and everyone else named sites only."""
+    if role is Role.ADMIN:
+        if sites != [ALL_SITES]:
+            raise ValueError("sites: admins have exactly ['*'] (every site)")
+        return
+    for site in sites:
+        if site == ALL_SITES:
+            raise ValueError(f"sites: only admins have '*'; name the {role.value}'s sites")
+        if not _ID.fullmatch(site):
+            raise ValueError(f"sites: {site!r} is not a site id (A-Z a-z 0-9 _ -, 1-64)")
+
+
+class CommandCreate(_Record):
+    """A command to send to one device. The issuer is the caller, never a field."""
+
+    name: SiteId = Field(description="The command (ping, config, actuate, …): cmd/{name}.")
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    expires_in_s: float = Field(
+        default=60.0, gt=0, le=3600, description="The device refuses it after this long."
+    )
+
+
+class CommandPublic(_Record):
+    """A command sent through the API: the audit row, and the device's answer once known."""
+
+    command_id: str
+    site_id: str
+    device_id: str
+    name: str
+    args: dict[str, Any]
+    issued_by: str
+    issued_at: float
+    expires_at: float
+    state: str = Field(description="pending, sent, or unavailable (the broker was away).")
+    result_status: str | None = None
+    result_reason: str | None = None
+    result_at: float | None = None
 
 
 class DeadLetterPublic(_Record):

@@ -1,7 +1,8 @@
 """Who may do what: every API route names one `Permission`; this table maps it to roles.
 
 docs/gateway.md prints this table and tests/gateway/test_api_roles.py checks every route ×
-every role against it.
+every role against it. Site scope comes on top: every route that reads or writes an object
+of a site also checks the caller's sites (see docs/security-sites-roles.md).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ class Permission(StrEnum):
     WORK = "work"  # start / resolve / upload a photo (workers: only their own tickets)
     CLOSE = "close"  # close and reopen
     READ_DEVICES = "read_devices"
-    WRITE_DEVICES = "write_devices"
+    WRITE_DEVICES = "write_devices"  # register and update devices in the caller's sites
+    MOVE_DEVICES = "move_devices"  # move a device to another site
+    COMMAND_DEVICES = "command_devices"  # send a command (actuate, config, ping) to a device
     READ_GRIDS = "read_grids"
     WRITE_GRIDS = "write_grids"  # grids, zones and the duty roster
     READ_USERS = "read_users"
-    WRITE_USERS = "write_users"
+    WRITE_USERS = "write_users"  # create users: no higher role, no more sites than one's own
     READ_DEAD_LETTERS = "read_dead_letters"
     WRITE_WEBHOOKS = "write_webhooks"
     STREAM = "stream"
@@ -44,10 +47,12 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.CLOSE: frozenset({_A, _S, _O}),
     Permission.READ_DEVICES: frozenset({_A, _S, _O}),
     Permission.WRITE_DEVICES: frozenset({_A, _S}),
+    Permission.MOVE_DEVICES: frozenset({_A}),
+    Permission.COMMAND_DEVICES: frozenset({_A, _S}),
     Permission.READ_GRIDS: _ALL,
     Permission.WRITE_GRIDS: frozenset({_A, _S}),
     Permission.READ_USERS: frozenset({_A, _S}),
-    Permission.WRITE_USERS: frozenset({_A}),
+    Permission.WRITE_USERS: frozenset({_A, _S}),
     Permission.READ_DEAD_LETTERS: frozenset({_A, _S}),
     Permission.WRITE_WEBHOOKS: frozenset({_A}),
     Permission.STREAM: _ALL,
@@ -57,3 +62,9 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
 def allowed(permission: Permission, role: Role) -> bool:
     """Whether `role` holds `permission`."""
     return role in PERMISSIONS[permission]
+
+
+def may_grant(granter: Role, role: Role) -> bool:
+    """Whether `granter` may create a user of `role`: only if every permission of `role` is
+    one `granter` holds too (no one hands out more than they have)."""
+    return all(granter in roles for roles in PERMISSIONS.values() if role in roles)

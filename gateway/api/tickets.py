@@ -11,7 +11,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response, UploadFi
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import PrincipalDep, RuntimeDep, ensure_site, require, site_scope
+from gateway.api.params import Offset, RowId
 from gateway.api.permissions import Permission
+from gateway.api.scope import ensure_member, ensure_visible, not_found
 from gateway.auth import Principal, Role
 from gateway.images import sniff_image
 from gateway.lifecycle import Action, TicketState, TransitionError
@@ -47,7 +49,7 @@ async def list_tickets(
     assignee: str | None = None,
     device_id: str | None = None,
     sort: str = "-created_at",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TicketPage:
     """Tickets in the caller's sites; `sort` is a field name, `-` for descending."""
@@ -81,14 +83,14 @@ def _ensure_may_work_on(principal: Principal, ticket: TicketPublic) -> None:
 async def _load(runtime: RuntimeDep, principal: Principal, ticket_id: int) -> TicketDetail:
     try:
         ticket = await asyncio.to_thread(runtime.store.get_ticket, ticket_id)
-    except NotFoundError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    ensure_site(principal, ticket.site_id)
+    except NotFoundError:
+        raise not_found("ticket", ticket_id) from None
+    ensure_visible(principal, ticket.site_id, "ticket", ticket_id)
     return ticket
 
 
 @router.get("/{ticket_id}", response_model=TicketDetail)
-async def get_ticket(ticket_id: int, runtime: RuntimeDep, principal: Reader) -> TicketDetail:
+async def get_ticket(ticket_id: RowId, runtime: RuntimeDep, principal: Reader) -> TicketDetail:
     """A ticket with its evidence, audit log, escalations and photos."""
     return await _load(runtime, principal, ticket_id)
 
@@ -103,6 +105,8 @@ async def _transition(
     ticket = await _load(runtime, principal, ticket_id)
     _ensure_may_work_on(principal, ticket)
     body = body or TransitionBody()
+    if action is Action.DISPATCH and body.assignee is not None:
+        await ensure_member(runtime, body.assignee, ticket.site_id, "assignee")
     try:
         updated, changes = await asyncio.to_thread(
             runtime.store.transition,
@@ -125,7 +129,7 @@ def _transition_route(action: Action, permission: Permission) -> None:
     # The permission goes in `dependencies`: a closure variable inside an annotation would not
     # resolve under postponed evaluation of annotations.
     async def route(
-        ticket_id: int,
+        ticket_id: RowId,
         runtime: RuntimeDep,
         principal: PrincipalDep,
         body: TransitionBody | None = None,
@@ -177,7 +181,7 @@ def user_content(data: bytes) -> Response:
 
 @router.post("/{ticket_id}/photos", response_model=AttachmentPublic, status_code=201)
 async def upload_photo(
-    ticket_id: int,
+    ticket_id: RowId,
     file: UploadFile,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(require(Permission.WORK))],
@@ -207,22 +211,22 @@ async def upload_photo(
 
 @router.get("/{ticket_id}/attachments/{attachment_id}")
 async def get_attachment(
-    ticket_id: int, attachment_id: int, runtime: RuntimeDep, principal: Reader
+    ticket_id: RowId, attachment_id: RowId, runtime: RuntimeDep, principal: Reader
 ) -> Response:
     """A ticket photo."""
     try:
         _, data, site_id = await asyncio.to_thread(
             runtime.store.attachment, ticket_id, attachment_id
         )
-    except NotFoundError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    ensure_site(principal, site_id)
+    except NotFoundError:
+        raise not_found("attachment", attachment_id) from None
+    ensure_visible(principal, site_id, "attachment", attachment_id)
     return user_content(data)
 
 
 @router.get("/{ticket_id}/snapshots/{snapshot_id}")
 async def get_snapshot(
-    ticket_id: int, snapshot_id: str, runtime: RuntimeDep, principal: Reader
+    ticket_id: RowId, snapshot_id: str, runtime: RuntimeDep, principal: Reader
 ) -> Response:
     """An evidence snapshot (JPEG from the edge) referenced by this ticket."""
     ticket = await _load(runtime, principal, ticket_id)

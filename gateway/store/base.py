@@ -12,6 +12,7 @@ too, and `from_row`, which turns a table row into the record the API serves.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
@@ -60,8 +61,17 @@ class StoreBase:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._reader = self.engine.execution_options(**{READ_ONLY: True})
 
-    def close(self) -> None:
-        """Release pooled connections."""
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Release pooled connections, once no worker thread holds one (up to `timeout_s`).
+
+        Cancelling an `asyncio.to_thread` call does not stop its thread: at shutdown a
+        background step may still be using a connection. Disposing the engine under it
+        would orphan that connection (never closed: a leak on PostgreSQL), so wait for it.
+        """
+        deadline = time.monotonic() + timeout_s
+        checked_out = getattr(self.engine.pool, "checkedout", lambda: 0)
+        while checked_out() and time.monotonic() < deadline:
+            time.sleep(0.005)
         self.engine.dispose()
 
     def _tx(self) -> AbstractContextManager[Connection]:

@@ -6,16 +6,34 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from gateway.models import Change, DevicePublic
+from gateway.models import Change, DeviceCreate, DevicePublic
 from gateway.provisioning import BrokerAccount
 from gateway.sla import CategoryPolicy
-from gateway.store.base import NotFoundError, StoreBase, from_row
-from gateway.store.grids import grid_exists
+from gateway.store.base import ConflictError, NotFoundError, StoreBase, from_row
+from gateway.store.grids import check_grid_of_site
 from gateway.store.ingest_tx import IngestTx
 from gateway.store.schema import devices, mqtt_credentials
+from gateway.store.scope import OutOfScopeError, SiteChangeError
+
+
+def _locked(query: Any, *, postgres: bool) -> Any:
+    """FOR UPDATE on PostgreSQL (SQLite serialises writers anyway)."""
+    return query.with_for_update() if postgres else query
+
+
+def _write_device(conn: Connection, device_id: str, values: dict[str, Any], now: float) -> None:
+    found = conn.execute(select(devices.c.device_id).where(devices.c.device_id == device_id))
+    if found.first():
+        conn.execute(update(devices).where(devices.c.device_id == device_id).values(values))
+    else:
+        conn.execute(
+            insert(devices).values(device_id=device_id, online=False, created_at=now, **values)
+        )
 
 
 @dataclass(frozen=True)
@@ -40,7 +58,8 @@ class DeviceStore(StoreBase):
         grid_id: str | None = None,
         now: float | None = None,
     ) -> None:
-        """Register (or re-register) a device in the registry."""
+        """Register (or re-register, possibly at another site) a device: the provisioning
+        path (`guanjia device add`), which rewrites its broker account alongside."""
         values = {
             "site_id": site_id,
             "kind": kind,
@@ -49,22 +68,61 @@ class DeviceStore(StoreBase):
             "grid_id": grid_id,
         }
         with self._tx() as conn:
-            if grid_id is not None and not grid_exists(conn, grid_id):
-                raise NotFoundError(f"grid {grid_id!r} does not exist")
+            check_grid_of_site(conn, grid_id, site_id)
+            _write_device(conn, device_id, values, time.time() if now is None else now)
+
+    def register_device(
+        self, device: DeviceCreate, scope: Sequence[str] | None, now: float | None = None
+    ) -> None:
+        """Register or update a device for a caller whose sites are `scope` (None: all).
+
+        Never moves a device: an id registered at another site is OutOfScopeError when that
+        site is outside `scope`, else SiteChangeError (see `move_device`). The grid must be
+        one of the device's site (NotFoundError otherwise).
+        """
+        try:
+            with self._tx() as conn:
+                found = conn.execute(
+                    _locked(
+                        select(devices.c.site_id).where(devices.c.device_id == device.device_id),
+                        postgres=not self.is_sqlite,
+                    )
+                ).first()
+                if found is not None and scope is not None and found.site_id not in scope:
+                    raise OutOfScopeError("device", device.device_id)
+                if found is not None and found.site_id != device.site_id:
+                    raise SiteChangeError("device", device.device_id, found.site_id)
+                check_grid_of_site(conn, device.grid_id, device.site_id)
+                values = device.model_dump(exclude={"device_id"})
+                _write_device(conn, device.device_id, values, time.time() if now is None else now)
+        except IntegrityError:  # registered concurrently by someone else
+            raise ConflictError(f"device {device.device_id!r} was registered meanwhile") from None
+
+    def move_device(
+        self, device_id: str, site_id: str, *, grid_id: str | None, zone_id: str | None
+    ) -> None:
+        """Move a device to another site (the admin path), with its broker account's site,
+        so the next rendering of the broker ACL lets it publish there."""
+        with self._tx() as conn:
             found = conn.execute(
                 select(devices.c.device_id).where(devices.c.device_id == device_id)
+            ).first()
+            if found is None:
+                raise NotFoundError(f"device {device_id!r} not found")
+            check_grid_of_site(conn, grid_id, site_id)
+            conn.execute(
+                update(devices)
+                .where(devices.c.device_id == device_id)
+                .values(site_id=site_id, grid_id=grid_id, zone_id=zone_id)
             )
-            if found.first():
-                conn.execute(update(devices).where(devices.c.device_id == device_id).values(values))
-            else:
-                conn.execute(
-                    insert(devices).values(
-                        device_id=device_id,
-                        online=False,
-                        created_at=time.time() if now is None else now,
-                        **values,
-                    )
+            conn.execute(
+                update(mqtt_credentials)
+                .where(
+                    mqtt_credentials.c.username == device_id,
+                    mqtt_credentials.c.role == "device",
                 )
+                .values(site_id=site_id)
+            )
 
     def device(self, device_id: str) -> DeviceRow | None:
         """The registry row ingest checks messages against."""

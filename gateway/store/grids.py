@@ -10,12 +10,25 @@ from sqlalchemy import Connection, delete, insert, select, update
 from gateway.models import GridPublic, ShiftPublic
 from gateway.store.base import ConflictError, NotFoundError, StoreBase
 from gateway.store.schema import grids, shifts, zones
+from gateway.store.scope import OutOfScopeError, SiteChangeError
 
 
 def grid_exists(conn: Connection, grid_id: str) -> bool:
     """Whether a grid row with this id exists."""
-    found = conn.execute(select(grids.c.grid_id).where(grids.c.grid_id == grid_id)).first()
-    return found is not None
+    return grid_site(conn, grid_id) is not None
+
+
+def grid_site(conn: Connection, grid_id: str) -> str | None:
+    """The site of a grid, or None when there is no such grid."""
+    found = conn.execute(select(grids.c.site_id).where(grids.c.grid_id == grid_id)).first()
+    return None if found is None else str(found.site_id)
+
+
+def check_grid_of_site(conn: Connection, grid_id: str | None, site_id: str) -> None:
+    """NotFoundError unless `grid_id` is None or a grid of `site_id` (the text is the same
+    whether the grid is missing or in another site, so it tells nothing about other sites)."""
+    if grid_id is not None and grid_site(conn, grid_id) != site_id:
+        raise NotFoundError(f"grid {grid_id!r} is not a grid of site {site_id!r}")
 
 
 def _grids(conn: Connection, *where: Any) -> list[GridPublic]:
@@ -39,11 +52,21 @@ def _grids(conn: Connection, *where: Any) -> list[GridPublic]:
 class GridStore(StoreBase):
     """Grids, zones and shifts: what grid routing reads (`gateway.store.grid_routing`)."""
 
-    def upsert_grid(self, grid: GridPublic) -> None:
-        """Create or replace a grid and the zones mapped to it."""
+    def upsert_grid(self, grid: GridPublic, scope: Sequence[str] | None = None) -> None:
+        """Create or replace a grid and the zones mapped to it.
+
+        `scope` is the caller's sites (None: all). An id taken by a grid outside them is
+        OutOfScopeError; a grid never changes site (SiteChangeError): its zones, devices and
+        tickets would be left in the old one.
+        """
         with self._tx() as conn:
             row = {k: getattr(grid, k) for k in ("grid_id", "site_id", "name", "supervisor")}
-            if grid_exists(conn, grid.grid_id):
+            current = grid_site(conn, grid.grid_id)
+            if current is not None and scope is not None and current not in scope:
+                raise OutOfScopeError("grid", grid.grid_id)
+            if current is not None and current != grid.site_id:
+                raise SiteChangeError("grid", grid.grid_id, current)
+            if current is not None:
                 conn.execute(update(grids).where(grids.c.grid_id == grid.grid_id).values(row))
             else:
                 conn.execute(insert(grids).values(row))

@@ -12,6 +12,7 @@ aggregate, each in its own module:
 | `UserStore` | `users.py` | console users |
 | `InboxStore` | `inbox.py` | dead letters, processed message ids, snapshot retention |
 | `WebhookStore` | `webhooks.py` | webhooks and the delivery ledger |
+| `CommandStore` | `commands.py` | the audit of commands sent to devices through the API |
 
 and the change feed's reads below. They share `StoreBase` (`base.py`): the engine, read and
 write transactions, and `ingest`, the transaction around `IngestTx` (`ingest_tx.py`, the
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 from gateway.models import FeedEntry
 from gateway.store import feed
+from gateway.store.commands import CommandStore
 from gateway.store.devices import DeviceStore
 from gateway.store.escalations import EscalationStore
 from gateway.store.grids import GridStore
@@ -52,6 +54,7 @@ class Store(
     UserStore,
     InboxStore,
     WebhookStore,
+    CommandStore,
 ):
     """The gateway database. Build one per process with `Store(url)`; `close()` at exit."""
 

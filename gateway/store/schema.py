@@ -291,3 +291,24 @@ changes = Table(
     Column("body", Text, nullable=False),  # the Change as JSON, served as the SSE data line
     sqlite_autoincrement=True,
 )
+
+commands = Table(
+    "commands",
+    metadata,
+    # The audit of commands people sent through the API (`POST /api/devices/{id}/commands`):
+    # written before the command is published, so nothing reaches a device unrecorded.
+    Column("command_id", String(128), primary_key=True),
+    Column("site_id", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("args", JSON, nullable=False),
+    Column("issued_by", String(64), nullable=False),
+    Column("issued_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | sent | unavailable
+    # The device's CommandResult, once ingest records it (keyed by site, device, command id).
+    Column("result_status", String(16), nullable=True),
+    Column("result_reason", Text, nullable=True),
+    Column("result_at", Float, nullable=True),
+)
+Index("ix_commands_device", commands.c.site_id, commands.c.device_id, commands.c.issued_at)

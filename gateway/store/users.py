@@ -9,7 +9,7 @@ from sqlalchemy import Row, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.auth import Role
-from gateway.models import UserPublic
+from gateway.models import UserPublic, check_user_sites
 from gateway.store.base import ConflictError, StoreBase
 from gateway.store.schema import users
 
@@ -35,7 +35,9 @@ class UserStore(StoreBase):
         sites: Sequence[str],
         display_name: str | None = None,
     ) -> UserPublic:
-        """Add a console user; ConflictError if the name is taken."""
+        """Add a console user; ConflictError if the name is taken, ValueError unless admins
+        have exactly ['*'] and nobody else has '*'."""
+        check_user_sites(role, list(sites))
         try:
             with self._tx() as conn:
                 conn.execute(
@@ -65,6 +67,12 @@ class UserStore(StoreBase):
         if row is None:
             return None
         return _user(row), row.password_hash
+
+    def user(self, username: str) -> UserPublic | None:
+        """One console user, or None."""
+        with self._read() as conn:
+            row = conn.execute(select(users).where(users.c.username == username)).first()
+        return None if row is None else _user(row)
 
     def list_users(self) -> list[UserPublic]:
         """Every console user."""
