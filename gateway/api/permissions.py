@@ -2,7 +2,7 @@
 
 docs/gateway.md prints this table and tests/gateway/test_api_roles.py checks every route ×
 every role against it. Site scope comes on top: every route that reads or writes an object
-of a site also checks the caller's sites (see docs/security-sites-roles.md).
+of a site also checks the caller's sites (see docs/security.md, "Sites and roles").
 """
 
 from __future__ import annotations
