@@ -32,6 +32,8 @@ from edge.uplink import Uplink
 from tests.gateway.factories import event, jpeg
 from tests.support.broker import REPO_ROOT, MosquittoBroker
 
+EDGE_RUN = (sys.executable, "-m", "guanjia", "edge", "run")
+
 GATEWAY = "gateway-1"
 """The gateway replica's broker account, and so its client id."""
 
@@ -135,8 +137,7 @@ class EdgeNode:
         config = self._config()
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "guanjia", "edge", "run", "--config", str(config)]
-                + ["--log-level", "WARNING"],
+                [*EDGE_RUN, "--config", str(config), "--log-level", "WARNING"],
                 cwd=REPO_ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -196,8 +197,8 @@ class Rogue:
             client.disconnect()
             client.loop_stop()
 
-    def _connected(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, *_: Any) -> None:
-        if not reason.is_failure:
+    def _connected(self, _client: paho.Client, _data: Any, _flags: Any, rc: Any, *_: Any) -> None:
+        if not rc.is_failure:
             self.connacks += 1
 
     def stop(self) -> None:
@@ -234,7 +235,8 @@ def committed_count(db_url: str) -> int:
 
 def delivered(db_url: str) -> Delivered:
     with _gateway_db(db_url) as db:
-        events = {(str(d), str(e)) for d, e in db.execute("SELECT device_id, event_id FROM ticket_events")}
+        pairs = db.execute("SELECT device_id, event_id FROM ticket_events")
+        events = {(str(device), str(event_id)) for device, event_id in pairs}
         rows, distinct = db.execute(
             "SELECT count(*), count(DISTINCT t.device_id || '/' || e.event_id)"
             " FROM evidence e JOIN tickets t ON t.id = e.ticket_id"
@@ -282,4 +284,3 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1)
 
 def tail(path: Path, chars: int = 2000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else f"(no {path.name})"
-

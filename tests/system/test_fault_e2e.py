@@ -46,7 +46,9 @@ def shipped_broker(factory: Callable[..., MosquittoBroker], site_id: str) -> Mos
     )
 
 
-def gateway(tmp_path: Path, db_url: str, broker: MosquittoBroker, **settings: object) -> GatewayProcess:
+def gateway(
+    tmp_path: Path, db_url: str, broker: MosquittoBroker, **settings: object
+) -> GatewayProcess:
     return start_gateway(
         tmp_path, db_url, broker, GATEWAY, password=password_for(GATEWAY), **settings
     )
