@@ -44,7 +44,7 @@ def password_for(user: str) -> str:
 
 
 def seed_outbox(
-    path: Path, site_id: str, device_id: str, n: int, *, snapshot_every: int = 10
+    path: Path, site_id: str, device_id: str, n: int, *, snapshot_every: int = 10, first: int = 0
 ) -> set[str]:
     """Put `n` start events (distinct event ids; every `snapshot_every`-th with a snapshot)
     into the outbox at `path` as the node would; return their event ids."""
@@ -55,7 +55,7 @@ def seed_outbox(
     event_ids = set()
     with Outbox(path) as outbox:
         uplink = Uplink(options, outbox)  # never started: only its outbox path is used
-        for i in range(n):
+        for i in range(first, first + n):
             event_id = f"ev-{device_id}-{i:05d}"
             data = ref = None
             if snapshot_every and i % snapshot_every == 0:
@@ -79,6 +79,12 @@ def outbox_depth(path: Path) -> int:
         return int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
 
+def outbox_events(path: Path) -> int:
+    """Event rows still in a node's outbox."""
+    with sqlite3.connect(path, timeout=10) as db:
+        return int(db.execute("SELECT count(*) FROM outbox WHERE kind = 'event'").fetchone()[0])
+
+
 @dataclass
 class EdgeNode:
     """One `guanjia edge run` process (no cameras) with its own broker account and outbox."""
@@ -100,9 +106,16 @@ class EdgeNode:
     def log(self) -> Path:
         return self.workdir / "edge.log"
 
-    def seed(self, n: int, *, snapshot_every: int = 10) -> None:
+    def seed(self, n: int, *, snapshot_every: int = 10, first: int = 0) -> None:
+        """Seed `n` events numbered from `first` (the node must not be running)."""
+        assert not self.alive(), "a running node does not see rows added by another process"
         self.event_ids |= seed_outbox(
-            self.outbox_path, self.site_id, self.device_id, n, snapshot_every=snapshot_every
+            self.outbox_path,
+            self.site_id,
+            self.device_id,
+            n,
+            snapshot_every=snapshot_every,
+            first=first,
         )
 
     def _config(self) -> Path:
