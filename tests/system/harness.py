@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as paho
 import yaml
@@ -44,7 +44,14 @@ def password_for(user: str) -> str:
 
 
 def seed_outbox(
-    path: Path, site_id: str, device_id: str, n: int, *, snapshot_every: int = 10, first: int = 0
+    path: Path,
+    site_id: str,
+    device_id: str,
+    n: int,
+    *,
+    snapshot_every: int = 10,
+    first: int = 0,
+    synchronous: Literal["full", "normal"] = "full",
 ) -> set[str]:
     """Put `n` start events (distinct event ids; every `snapshot_every`-th with a snapshot)
     into the outbox at `path` as the node would; return their event ids."""
@@ -53,7 +60,7 @@ def seed_outbox(
     )
     now = time.time()
     event_ids = set()
-    with Outbox(path) as outbox:
+    with Outbox(path, synchronous=synchronous) as outbox:
         uplink = Uplink(options, outbox)  # never started: only its outbox path is used
         for i in range(first, first + n):
             event_id = f"ev-{device_id}-{i:05d}"
@@ -106,7 +113,14 @@ class EdgeNode:
     def log(self) -> Path:
         return self.workdir / "edge.log"
 
-    def seed(self, n: int, *, snapshot_every: int = 10, first: int = 0) -> None:
+    def seed(
+        self,
+        n: int,
+        *,
+        snapshot_every: int = 10,
+        first: int = 0,
+        synchronous: Literal["full", "normal"] = "full",
+    ) -> None:
         """Seed `n` events numbered from `first` (the node must not be running)."""
         assert not self.alive(), "a running node does not see rows added by another process"
         self.event_ids |= seed_outbox(
@@ -116,6 +130,7 @@ class EdgeNode:
             n,
             snapshot_every=snapshot_every,
             first=first,
+            synchronous=synchronous,
         )
 
     def _config(self) -> Path:
