@@ -102,6 +102,7 @@ class EdgeNode:
     device_id: str
     ack_timeout_s: float = 2.0
     ack_timeout_max_s: float = 4.0
+    awaiting_ack_max: int = 256
     process: subprocess.Popen[bytes] | None = None
     event_ids: set[str] = field(default_factory=set)
 
@@ -154,6 +155,7 @@ class EdgeNode:
                 "path": str(self.outbox_path),
                 "ack_timeout_s": self.ack_timeout_s,
                 "ack_timeout_max_s": self.ack_timeout_max_s,
+                "awaiting_ack_max": self.awaiting_ack_max,
             },
             "heartbeat_interval_s": 5,
         }
