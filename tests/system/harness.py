@@ -39,7 +39,7 @@ GATEWAY = "gateway-1"
 
 
 def password_for(user: str) -> str:
-    """A per-account password (deterministic per test run, never a shared one)."""
+    """Each account's own password (derived from its name: test brokers only)."""
     return f"pw-{user}-{hashlib.sha256(user.encode()).hexdigest()[:16]}"
 
 
