@@ -200,7 +200,16 @@ class CameraWorker:
             # heartbeat shows it offline/stalled.
             log.exception("camera %s stopped on an error", self.config.camera_id)
         finally:
+            self._flush()
             self.finished.set()
+
+    def _flush(self) -> None:
+        """The source ended or the camera stops: judge what is still open (a fall in the air)."""
+        try:
+            for out in self.pipeline.flush():
+                self._node.uplink.send_event(out.event, out.snapshot)
+        except Exception:
+            log.exception("camera %s: judging its open tracks failed", self.config.camera_id)
 
 
 # -- runtime config persistence ----------------------------------------------------------------
