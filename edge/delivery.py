@@ -311,9 +311,12 @@ class Delivery:
                 self._heard_from_gateway()
             if len(self._deadlines) > 4 * self.policy.window + 1024:
                 # Acked rows leave their deadline entries behind until they come due; under
-                # a steady flow rebuild the heap from what still awaits an ack instead.
+                # a steady flow rebuild the heap from what still awaits an ack instead (held
+                # rows wait for an Ack, not a deadline).
                 self._deadlines = [
-                    (a.deadline, seq, a.attempts) for seq, a in self._sent.items() if a.ackable
+                    (a.deadline, seq, a.attempts)
+                    for seq, a in self._sent.items()
+                    if a.ackable and seq not in self._held
                 ]
                 heapq.heapify(self._deadlines)
             if deleted or keyless:
