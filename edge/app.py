@@ -44,14 +44,10 @@ from edge.actions import (
     LoggingActionSink,
     MqttActionSink,
 )
-from edge.camera_config import (
-    CameraConfig,
-    CameraConfigError,
-    load_camera_config,
-    parse_camera_config,
-)
+from edge.camera_config import CameraConfigError
+from edge.camera_worker import CameraWorker, resolve_cameras
 from edge.commands import CommandHandler, ConfigRejectedError
-from edge.heartbeat import CameraSample, HeartbeatBuilder
+from edge.heartbeat import HeartbeatBuilder
 from edge.mqtt_link import LinkOptions
 from edge.node_config import (
     CameraRef,
@@ -72,135 +68,6 @@ RUNTIME_FILE = "runtime_config.json"
 
 class NodeStartError(RuntimeError):
     """The node cannot start: bad camera, missing model, unreadable secret, unusable outbox."""
-
-
-# -- cameras ---------------------------------------------------------------------------------
-
-
-def resolve_camera(ref: CameraRef, base: Path) -> CameraConfig:
-    """Load one camera reference; relative paths are relative to the node config's directory."""
-    if ref.path is not None:
-        path = ref.path if ref.path.is_absolute() else base / ref.path
-        return load_camera_config(path)
-    return parse_camera_config(ref.inline, origin="<inline camera>")
-
-
-def resolve_cameras(refs: list[CameraRef], base: Path) -> list[CameraConfig]:
-    """Load every camera; raise CameraConfigError / ValueError naming the first problem."""
-    cameras = [resolve_camera(ref, base) for ref in refs]
-    ids = [camera.camera_id for camera in cameras]
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
-    if repeated:
-        raise ValueError(f"camera ids must be unique on a node, repeated: {repeated}")
-    return cameras
-
-
-class CameraWorker:
-    """One camera's thread: read a frame, run the pipeline, hand events to the uplink."""
-
-    def __init__(
-        self, config: CameraConfig, manifest: Manifest, model_dir: Path, node: EdgeNode
-    ) -> None:
-        from edge.capture import open_source
-        from edge.detector import load_detector
-        from edge.facade_pipeline import FacadePipeline, is_facade_camera
-        from edge.pipeline import CameraPipeline
-        from edge.stationary_memory import StationaryMemory
-
-        self.config = config
-        self._node = node
-        # Stationary objects (zombie-car clocks) survive restarts of the node.
-        self._memory_file = node.config.data_dir / f"stationary-{config.camera_id}.json"
-        self.pipeline: CameraPipeline | FacadePipeline
-        if is_facade_camera(config):  # thrown objects: no detector, motion blobs only
-            self.pipeline = FacadePipeline(
-                config, site_id=node.config.site_id, device_id=node.config.device_id
-            )
-        else:
-            self.pipeline = CameraPipeline(
-                config,
-                load_detector(model_dir, manifest, threads=config.detector_threads),
-                node.actions,
-                site_id=node.config.site_id,
-                device_id=node.config.device_id,
-                memory=StationaryMemory.load(
-                    self._memory_file, config.tracker.remember_stationary_s
-                ),
-            )
-        self.source = open_source(config)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"camera-{config.camera_id}", daemon=True
-        )
-        self.finished = threading.Event()
-
-    @property
-    def live(self) -> bool:
-        """True for cameras/streams, False for clips."""
-        return self.source.live
-
-    def start(self) -> None:
-        """Start the frame loop."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the loop (if it ever started) and release the source."""
-        self._stop.set()
-        # A config applied while the node stops swaps in workers that are never started.
-        if self._thread.ident is not None:
-            self._thread.join(timeout=10)
-        self.source.close()
-
-    def sample(self) -> CameraSample:
-        """Cumulative counters for the heartbeat."""
-        cap = self.source.stats()
-        vis = self.pipeline.stats()
-        return CameraSample(
-            camera_id=self.config.camera_id,
-            online=cap.online,
-            frames_read=cap.frames_read,
-            frames_dropped=cap.frames_dropped,
-            reconnects=cap.reconnects,
-            frames_processed=vis.frames_processed,
-            detector_calls=vis.detector_calls,
-            inference_ms_p50=vis.inference_ms_p50,
-            inference_ms_p95=vis.inference_ms_p95,
-        )
-
-    def _run(self) -> None:
-        # A recorded clip plays at its own pace here, stamped with the wall clock at the moment
-        # its frame is due: reading it as fast as the CPU allows would compress minutes of dwell
-        # into seconds while the timestamps said otherwise. (`guanjia edge replay` is the fast,
-        # simulated-time path.)
-        clip_epoch: float | None = None
-        try:
-            while not self._stop.is_set():
-                frame = self.source.read(timeout=0.5)
-                if frame is None:
-                    if self.source.ended:
-                        log.info("camera %s: clip ended", self.config.camera_id)
-                        return
-                    continue
-                now = frame.ts
-                if not self.source.live:
-                    if clip_epoch is None:
-                        clip_epoch = time.time() - frame.clip_s
-                    now = clip_epoch + frame.clip_s
-                    if self._stop.wait(max(0.0, now - time.time())):
-                        return
-                for out in self.pipeline.process(frame.image, now):
-                    self._node.uplink.send_event(out.event, out.snapshot)
-                if self.pipeline.memory.dirty:
-                    try:
-                        self.pipeline.memory.save(self._memory_file)
-                    except OSError as exc:  # a full disk must not stop the camera
-                        log.warning("camera %s: memory not saved: %s", self.config.camera_id, exc)
-        except Exception:
-            # One broken camera must not take the node (and the other cameras) down; the
-            # heartbeat shows it offline/stalled.
-            log.exception("camera %s stopped on an error", self.config.camera_id)
-        finally:
-            self.finished.set()
 
 
 # -- runtime config persistence ----------------------------------------------------------------

@@ -14,8 +14,15 @@ One thread (`Delivery.run`) owns the outbox side of the uplink. Each row goes th
 - Re-sends carry the stored bytes (same `msg_id`); the gateway drops duplicates by it.
 - On every (re)connect the replay starts from the oldest row, in outbox order.
 - While connected, a row not acked `timeout_s` after it was sent is sent again; each further
-  attempt waits twice as long, up to `max_timeout_s`, so a gateway that is down for hours
-  costs one copy of the window per `max_timeout_s`, not a storm.
+  attempt waits twice as long, up to `max_timeout_s` — but only while the gateway is heard
+  from: if an Ack (for any row) arrived after the row was last sent, the gateway is up and
+  lost this one (a broker restart), so it is re-sent. If no Ack arrived since, the gateway is
+  presumably down and the broker queues every copy for it (its queue is shared with stock
+  sensors' fire telemetry, which is never re-sent, and Mosquitto drops new QoS 1 messages once
+  it is full): then only one row, the oldest due, is re-sent as a probe, on the same backoff,
+  and the others are held. The first Ack after the silence re-sends every held row at once.
+  An outage of hours costs one copy of the window (the first sends) and one probe per
+  `max_timeout_s`, not a window per `max_timeout_s`.
 - At most `window` rows are on the wire or awaiting an ack at once: while the gateway is
   away the rest wait on disk (bounded, with the outbox's drop policy) instead of piling up in
   the broker's queue, and each re-send round is bounded too.
@@ -81,6 +88,7 @@ class _Attempt:
     attempts: int
     deadline: float
     ackable: bool
+    sent_at: float
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,11 @@ class Delivery:
         self._sent: dict[int, _Attempt] = {}  # sent in this generation, not acked end to end
         self._deadlines: list[tuple[float, int, int]] = []  # heap of (deadline, seq, attempts)
         self._keyless_pubacked: list[int] = []
+        # Silence handling: when the last valid Ack for this node was applied, the probe
+        # re-sent while the gateway is silent, and the rows held (no deadline) meanwhile.
+        self._last_ack_at = float("-inf")
+        self._probe: int | None = None
+        self._held: set[int] = set()
         self._acks: list[tuple[bytes, Callable[[], None]]] = []
         self._dirty = True
         self._stopping = False
@@ -150,6 +163,8 @@ class Delivery:
             self._inflight.clear()
             self._sent.clear()
             self._deadlines.clear()
+            self._held.clear()
+            self._probe = None
             self._dirty = True
             self._connects += 1
             self._cond.notify_all()
@@ -277,9 +292,11 @@ class Delivery:
     def _apply(self, acks: list[tuple[bytes, Callable[[], None]]], keyless: list[int]) -> None:
         msg_ids: list[str] = []
         snapshot_ids: list[str] = []
+        heard = False
         for payload, _ in acks:
             ack = self._decode(payload)
             if ack is not None:
+                heard = True
                 msg_ids += ack.msg_ids
                 snapshot_ids += ack.snapshot_ids
         deleted = self.outbox.delete_acked(msg_ids=msg_ids, snapshot_ids=snapshot_ids)
@@ -290,11 +307,16 @@ class Delivery:
                 self._sent.pop(seq, None)
                 self._inflight.discard(seq)
             self._acked += len(deleted) + len(keyless)
+            if heard:
+                self._heard_from_gateway()
             if len(self._deadlines) > 4 * self.policy.window + 1024:
                 # Acked rows leave their deadline entries behind until they come due; under
-                # a steady flow rebuild the heap from what still awaits an ack instead.
+                # a steady flow rebuild the heap from what still awaits an ack instead (held
+                # rows wait for an Ack, not a deadline).
                 self._deadlines = [
-                    (a.deadline, seq, a.attempts) for seq, a in self._sent.items() if a.ackable
+                    (a.deadline, seq, a.attempts)
+                    for seq, a in self._sent.items()
+                    if a.ackable and seq not in self._held
                 ]
                 heapq.heapify(self._deadlines)
             if deleted or keyless:
@@ -302,6 +324,21 @@ class Delivery:
         for _, puback in acks:
             # Only now, with the rows gone, may the broker forget the Ack.
             puback()
+
+    def _heard_from_gateway(self) -> None:
+        """An Ack arrived: the gateway is back; every held row is due now (lock held)."""
+        now = self._clock()
+        self._last_ack_at = now
+        self._probe = None
+        for seq in self._held:
+            attempt = self._sent.get(seq)
+            if attempt is not None:
+                heapq.heappush(self._deadlines, (now, seq, attempt.attempts))
+        self._held.clear()
+
+    def _silent_since(self, attempt: _Attempt) -> bool:
+        """True when no Ack arrived after this row was last sent (lock held)."""
+        return self._last_ack_at < attempt.sent_at
 
     def _decode(self, payload: bytes) -> Ack | None:
         try:
@@ -330,8 +367,12 @@ class Delivery:
             while self._deadlines and self._deadlines[0][0] <= now and len(due) < room:
                 _, seq, attempts = heapq.heappop(self._deadlines)
                 attempt = self._sent.get(seq)
-                if attempt is not None and attempt.attempts == attempts:
-                    due.append(seq)  # else stale: acked, or re-sent since
+                if attempt is None or attempt.attempts != attempts:
+                    continue  # stale: acked, or re-sent since
+                if self._silent_since(attempt) and not self._may_probe(seq):
+                    self._held.add(seq)  # the gateway is silent and a probe is out already
+                    continue
+                due.append(seq)
         if not due:
             return
         rows = {row.seq: row for row in self.outbox.get(due)}
@@ -340,8 +381,28 @@ class Delivery:
                 if seq not in rows:  # acked or dropped meanwhile
                     self._sent.pop(seq, None)
                     self._inflight.discard(seq)
+                    if seq == self._probe:
+                        self._next_probe(now)
         for seq in sorted(rows):
             if not self._publish(rows[seq], generation, resend=True):
+                return
+
+    def _may_probe(self, seq: int) -> bool:
+        """Make `seq` the probe unless another row is it (lock held)."""
+        if self._probe is not None and self._probe != seq and self._probe in self._sent:
+            return False
+        self._probe = seq
+        return True
+
+    def _next_probe(self, now: float) -> None:
+        """The probe left the outbox unacked (dropped): the oldest held row probes now."""
+        self._probe = None
+        while self._held:
+            seq = min(self._held)
+            self._held.discard(seq)
+            attempt = self._sent.get(seq)
+            if attempt is not None:
+                heapq.heappush(self._deadlines, (now, seq, attempt.attempts))
                 return
 
     def _send_new(self, generation: int, cursor: int, room: int) -> None:
@@ -362,8 +423,9 @@ class Delivery:
                 return False
             previous = self._sent.get(row.seq)
             attempts = 1 if previous is None else previous.attempts + 1
-            deadline = self._clock() + self.policy.wait_after(attempts)
-            self._sent[row.seq] = _Attempt(attempts, deadline, row.ackable)
+            now = self._clock()
+            deadline = now + self.policy.wait_after(attempts)
+            self._sent[row.seq] = _Attempt(attempts, deadline, row.ackable, now)
             self._inflight.add(row.seq)
             if row.ackable:
                 heapq.heappush(self._deadlines, (deadline, row.seq, attempts))

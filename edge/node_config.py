@@ -126,14 +126,15 @@ class OutboxSettings(_Config):
         default=30.0,
         gt=0,
         le=3600,
-        description="Re-send a message the gateway has not acked this long after sending it.",
+        description="Re-send a message the gateway has not acked this long after sending it "
+        "(while no Ack at all arrives, only the oldest is re-sent, as a probe).",
     )
     ack_timeout_max_s: float = Field(
         default=600.0,
         gt=0,
         le=86400,
-        description="Each re-send waits twice as long as the last, up to this (no storm while "
-        "the gateway is down).",
+        description="Each re-send (or probe of a silent gateway) waits twice as long as the "
+        "last, up to this.",
     )
     awaiting_ack_max: int = Field(
         default=256,

@@ -411,6 +411,12 @@ class CameraPipeline:
             except Exception:  # a sink failure must never stop the frame loop
                 log.exception("action sink failed for %s", action)
 
+    def flush(self) -> list[EventOut]:
+        """Nothing to judge at the end of a source: every rule here decides frame by frame,
+        and stationary objects carry over in the memory file (the facade pipeline's falls
+        do not: see `FacadePipeline.flush`)."""
+        return []
+
     def stats(self) -> PipelineStats:
         """Counters and detector timing percentiles."""
         timings = sorted(self._timings)

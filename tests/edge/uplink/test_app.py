@@ -253,3 +253,71 @@ def test_elevator_door_hold_the_acl_refuses_is_counted_failed_not_sent(
     assert not thread.is_alive()
     assert (sink.sent, sink.failed) == (0, 2)  # voice_warning and door_hold, both refused
     assert sink.last_failure == f"broker refused the publish to {controller_topic}: Not authorized"
+
+
+def _facade_node(
+    tmp_path: Path, broker: MosquittoBroker, site_id: str, model_dir: Path, duration_s: float
+) -> EdgeNode:
+    """A node whose one camera is a facade clip: a pot thrown from the 6th floor at 0.3 s,
+    landing at 2.1 s."""
+    from edge.imaging import encode_jpeg
+    from guanjia import facade_scenes as F  # noqa: N812 - the module's own short name
+
+    clip = F.FacadeClip("in-the-air", duration_s, drops=[F.Drop(0.3, 6, 2)])
+    folder = tmp_path / "facade"
+    folder.mkdir()
+    for i in range(clip.n_frames):
+        (folder / f"frame-{i:03d}.jpg").write_bytes(encode_jpeg(clip.frame(i), 95))
+    camera = F.facade_config()
+    camera["source"] = str(folder)
+    path = write_node(
+        tmp_path,
+        broker,
+        site_id,
+        model={"dir": str(model_dir), "manifest": str(REPO / "models/yolox_nano.manifest.json")},
+        cameras=[{"inline": camera}],
+    )
+    return EdgeNode(load_node_config(path), config_dir=tmp_path)
+
+
+def _thrown_events(sub: Subscriber, gateway: AckingGateway) -> list[tuple[str, str]]:
+    events = [c.decode_for_topic(m.topic, m.payload)[1] for m in sub.received("event")]
+    found = [e for e in events if isinstance(e, c.DetectionEvent)]
+    assert {e.msg_id for e in found} == set(gateway.committed_msg_ids)  # delivered end to end
+    return [(e.category.value, e.phase.value) for e in found]
+
+
+def test_a_fall_still_in_the_air_when_the_clip_ends_is_judged(
+    mqtt_broker: MosquittoBroker, site_id: str, tmp_path: Path, model_dir: Path
+) -> None:
+    """The facade pipeline judges a fall when its track ends; the clip ending ends it too."""
+    node = _facade_node(tmp_path, mqtt_broker, site_id, model_dir, duration_s=1.6)
+    sub = Subscriber(mqtt_broker, [c.subscription(c.Channel.EVENT, site_id=site_id)]).start()
+    gateway = AckingGateway(mqtt_broker, site_id).start()
+    thread = start_in_thread(node, RunOptions(exit_when_clips_end=True, drain_timeout_s=10))
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    gateway.stop()
+    sub.stop()
+    assert _thrown_events(sub, gateway) == [("thrown_object", "start"), ("thrown_object", "end")]
+
+
+def test_a_fall_still_in_the_air_when_the_node_stops_is_judged(
+    mqtt_broker: MosquittoBroker, site_id: str, tmp_path: Path, model_dir: Path
+) -> None:
+    node = _facade_node(tmp_path, mqtt_broker, site_id, model_dir, duration_s=4.0)
+    sub = Subscriber(mqtt_broker, [c.subscription(c.Channel.EVENT, site_id=site_id)]).start()
+    gateway = AckingGateway(mqtt_broker, site_id).start()
+    thread = start_in_thread(node, RunOptions(drain_timeout_s=10))
+    # Frame 30 is 1.5 s into the clip: the pot is falling (it lands at frame 42).
+    wait_until(
+        lambda: bool(node.cameras) and node.cameras[0].pipeline.stats().frames_processed >= 30,
+        30,
+        "the pot is in the air",
+    )
+    node.request_stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    gateway.stop()
+    sub.stop()
+    assert _thrown_events(sub, gateway) == [("thrown_object", "start"), ("thrown_object", "end")]

@@ -158,11 +158,53 @@ def test_awaiting_ack_window_bounds_what_is_on_the_broker(
     for n in range(100):
         uplink.send_event(*make_event(site_id, n))
     wait_until(lambda: len(gateway.received_msg_ids) == 20, 10, "a window's worth sent")
-    # Re-sends of those 20 follow, but no new row while the window is full of unacked ones.
-    wait_until(lambda: gateway.received_total() >= 40, 10, "the 20 re-sent")
+    # A probe (the oldest row) is re-sent, but no new row while the window is full of
+    # unacked ones.
+    wait_until(lambda: gateway.received_total() >= 21, 10, "a probe re-sent")
     wait_until(lambda: uplink.stats().awaiting_ack == 20, 5, "20 PUBACKed, none acked")
     assert len(gateway.received_msg_ids) == 20
     assert outbox.stats().depth == 100
     gateway.set_acking(True)
     wait_until(lambda: outbox.stats().depth == 0, 20, "the rest flows once acks come")
     assert len(gateway.committed_msg_ids) == 100
+
+
+def test_a_silent_gateway_gets_probes_not_window_copies_then_everything_flows(
+    mqtt_broker: MosquittoBroker, site_id: str, tmp_path: Path, running: list[Callable[[], None]]
+) -> None:
+    """A gateway outage, accelerated: the broker queues for the gateway, nobody acks.
+
+    Re-sending the whole window on the timer would pile window x rounds copies into the
+    broker's queue for the gateway (and then Mosquitto drops new QoS 1 messages, stock
+    sensors' fire telemetry included). With no Ack since the rows were sent only the oldest
+    row is re-sent, once per backoff period; when an Ack comes back everything is re-sent.
+    """
+    gateway = AckingGateway(mqtt_broker, site_id, acking=False).start()
+    running.append(gateway.stop)
+    policy = AckPolicy(timeout_s=0.05, max_timeout_s=0.2, window=50)
+    uplink, outbox = _uplink(mqtt_broker, site_id, tmp_path / "o.db", running, policy)
+    produced = [make_event(site_id, n, snapshot=n % 10 == 0) for n in range(80)]
+    for event, jpeg in produced:
+        uplink.send_event(event, jpeg)
+    wait_until(lambda: gateway.received_total() >= 50, 10, "a window's worth sent")
+    # 3 s of outage = 15 periods at the 0.2 s cap: a window re-sent per period would be
+    # 50 + 15 x 50 = 800 copies. Probes: one row per period, about 15.
+    wait_until(lambda: uplink.stats().resent >= 10, 10, "probes keep going")
+    time.sleep(1.0)  # counting what does NOT happen: no condition to wait on
+    silent_total = gateway.received_total()
+    resent = uplink.stats().resent
+    assert len(gateway.received_msg_ids) + len(gateway.received_snapshot_ids) == 50
+    assert silent_total - 50 == resent
+    # Only the probe (one row, the oldest) was re-sent, never the window.
+    copies = [
+        n
+        for n in [*gateway.received_msg_ids.values(), *gateway.received_snapshot_ids.values()]
+        if n > 1
+    ]
+    assert len(copies) == 1, copies
+    assert outbox.stats().depth == 80 + 8
+
+    gateway.set_acking(True)
+    wait_until(lambda: outbox.stats().depth == 0, 20, "everything acked once acks resume")
+    assert set(gateway.committed_msg_ids) == {event.msg_id for event, _ in produced}
+    assert len(gateway.committed_snapshot_ids) == 8

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge.app import resolve_cameras
+from edge.camera_worker import resolve_cameras
 from edge.node_config import NodeConfig, NodeConfigError, load_node_config
 
 REPO = Path(__file__).resolve().parents[3]
