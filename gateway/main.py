@@ -130,8 +130,9 @@ async def supervise(
     ingest: MqttIngest, first_delay_s: float = 0.5, max_delay_s: float = 30.0
 ) -> None:
     """Run the ingest forever: whatever it raises is logged, /healthz reports it failed, and
-    it restarts after a backoff (doubling up to `max_delay_s`, back to the start once a run
-    has received messages again). Unacknowledged messages stay at the broker meanwhile."""
+    it restarts after a backoff (doubling up to `max_delay_s`; back to `first_delay_s` after
+    a run that lasted longer than `max_delay_s` before it raised). Unacknowledged messages
+    stay at the broker meanwhile."""
     delay = first_delay_s
     while True:
         started = time.monotonic()

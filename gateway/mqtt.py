@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -88,6 +89,22 @@ class SubscriptionRefusedError(RuntimeError):
 
     Not a connection error: reconnecting will not help, so it leaves `run` for the
     supervisor, and /healthz reports the ingest failed with this message."""
+
+
+class LoginRefusedError(RuntimeError):
+    """The broker refused the gateway's login (bad user name or password, not authorized,
+    client id refused).
+
+    Not a connection error either: retrying the same credentials cannot help, so it leaves
+    `run` for the supervisor (/healthz: ingest failed, 503, with this message), which keeps
+    retrying with backoff, so ingest comes back once the account is fixed at the broker."""
+
+
+LOGIN_REFUSED_CODES = frozenset({4, 5, 0x85, 0x86, 0x87, 0x8C})
+"""CONNACK codes that refuse these credentials (MQTT 3.1.1: 4 bad user name or password,
+5 not authorized; MQTT 5: 0x85 client id not valid, 0x86 bad user name or password, 0x87
+not authorized, 0x8C bad authentication method); any other refusal is retried as a
+connection error (server busy or unavailable, …)."""
 
 
 def refusal(topic: str, retain: bool) -> str | None:
@@ -207,6 +224,16 @@ class MqttIngest:
                             self.state = IngestState.RUNNING
                         log.info("ingest subscribed as %s", self.settings.session_id)
                         await self._consume(client)
+                except MqttConnectError as exc:
+                    if _code(exc.rc) in LOGIN_REFUSED_CODES:
+                        raise LoginRefusedError(
+                            f"the broker refused the login of {self.settings.session_id!r} "
+                            f"({exc}): check mqtt.username / mqtt.password and the broker "
+                            "account (guanjia gateway mqtt-account)"
+                        ) from exc
+                    self._disconnected()
+                    log.warning("MQTT connection refused (%s); reconnecting", exc)
+                    await asyncio.sleep(self.settings.reconnect_s)
                 except aiomqtt.MqttError as exc:
                     self._disconnected()
                     log.warning("MQTT connection lost (%s); reconnecting", exc)
@@ -334,6 +361,11 @@ class MqttIngest:
             await client.publish(item.topic, item.payload, qos=1)
 
 
-def _failed(code: object) -> bool:
+def _code(code: object) -> int | None:
     value = getattr(code, "value", code)
-    return isinstance(value, int) and value >= 0x80
+    return value if isinstance(value, int) else None
+
+
+def _failed(code: object) -> bool:
+    value = _code(code)
+    return value is not None and value >= 0x80
