@@ -223,6 +223,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 settings.mqtt,
                 lambda batch: ingest_batch(runtime, batch),
                 lambda refused: refuse(runtime, refused),
+                runtime.metrics.ack_publish_failures.inc,
             )
             app.state.ingest = ingest
             tasks.append(asyncio.create_task(supervise(ingest)))

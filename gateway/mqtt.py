@@ -18,8 +18,8 @@ retain-as-published, so a live retained publish is flagged too): they go to `on_
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -49,6 +49,10 @@ batch arrived to prove it sooner)."""
 
 MAX_PENDING_PUBLISHES = 1000
 """Acks in flight at once; beyond this the ingest waits for PUBACKs before the next batch."""
+
+PUBLISH_FAILURE_LOG_EVERY_S = 60.0
+"""Failed ack publishes are logged at most this often (with how many failed since the last
+line): a broker away fails every ack of every batch."""
 
 
 @dataclass(frozen=True)
@@ -160,11 +164,21 @@ class MqttIngest:
     reconnect forever on connection errors (anything else raises, for the supervisor)."""
 
     def __init__(
-        self, settings: MqttSettings, on_batch: OnBatch, on_refused: OnRefused | None = None
+        self,
+        settings: MqttSettings,
+        on_batch: OnBatch,
+        on_refused: OnRefused | None = None,
+        on_publish_failed: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.on_batch = on_batch
         self.on_refused = on_refused
+        self.on_publish_failed = on_publish_failed
+        """Called once per Ack whose publish failed (the gateway counts it in a metric)."""
+        self.publish_failures = 0
+        """Acks whose publish failed, since start."""
+        self._failures_unlogged = 0
+        self._failure_logged_at: float | None = None
         self.connected = asyncio.Event()
         self.state = IngestState.CONNECTING
         self.pending = 0
@@ -357,8 +371,30 @@ class MqttIngest:
             await asyncio.sleep(0)
 
     async def _publish_one(self, client: aiomqtt.Client, item: Outbound) -> None:
-        with contextlib.suppress(aiomqtt.MqttError):
+        try:
             await client.publish(item.topic, item.payload, qos=1)
+        except aiomqtt.MqttError as exc:
+            self._publish_failed(item, exc)
+
+    def _publish_failed(self, item: Outbound, exc: aiomqtt.MqttError) -> None:
+        # Not a loss (the device re-sends until an Ack arrives, and gets one then), but it
+        # must be visible: counted every time, logged at most every PUBLISH_FAILURE_LOG_EVERY_S.
+        self.publish_failures += 1
+        self._failures_unlogged += 1
+        if self.on_publish_failed is not None:
+            self.on_publish_failed()
+        now = time.monotonic()
+        last = self._failure_logged_at
+        if last is None or now - last >= PUBLISH_FAILURE_LOG_EVERY_S:
+            log.warning(
+                "%d ack publish(es) failed since the last report (last on %s: %s); the "
+                "devices re-send and are acked then",
+                self._failures_unlogged,
+                item.topic[:200],
+                exc,
+            )
+            self._failure_logged_at = now
+            self._failures_unlogged = 0
 
 
 def _code(code: object) -> int | None:
