@@ -222,9 +222,6 @@ class IngestHandler:
             return self._decode(topic, payload, now)
         except StoreUnavailableError:
             raise
-        except RecursionError:
-            reason = "payload is not JSON: nested too deeply"
-            return _dead(topic, payload, "MalformedJSONError", reason, acked=True)
         except Exception as exc:  # a bug in validation: the message is kept with the reason
             log.exception("decoding failed on %r", topic[:200])
             reason = f"{type(exc).__name__}: {exc}"
