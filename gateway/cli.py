@@ -216,7 +216,6 @@ def device_add(
     """
     from contract.topics import check_segment
     from gateway.provisioning import check_grant
-
     from gateway.store import ConflictError, NotFoundError
 
     for value, where, what in ((device_id, "DEVICE_ID", "device id"), (site, "--site", "site id")):

@@ -137,7 +137,9 @@ def test_registry_dead_letters_over_the_quota_are_dropped_and_not_committed(
     handler = IngestHandler(
         store, dict(DEFAULT_POLICIES), quotas=IngestQuotas(dead_letters_per_minute=3)
     )
-    msgs = [pair(event(SITE, "cam-zzz", f"ev-q-{i:04d}", msg_id=f"msg-q-{i:04d}")) for i in range(8)]
+    msgs = [
+        pair(event(SITE, "cam-zzz", f"ev-q-{i:04d}", msg_id=f"msg-q-{i:04d}")) for i in range(8)
+    ]
     results = handler.handle_batch(msgs, T0)
     assert [r.outcome for r in results] == [Outcome.DEAD_LETTER] * 3 + [Outcome.DROPPED] * 5
     assert all(r.committed is None for r in results)

@@ -115,9 +115,7 @@ def test_broker_refusing_the_gateway_login_is_a_supervised_failure(
         broker.users[GATEWAY_USER] = "the-gateways-password"
         broker.restart()
         # The supervisor's next restart logs in and subscribes (the first session it has).
-        wait_for(
-            lambda: (gateway.health() or {}).get("mqtt_connected") is True, 60, "a connection"
-        )
+        wait_for(lambda: (gateway.health() or {}).get("mqtt_connected") is True, 60, "a connection")
         publisher = Publisher(broker, "cam-a", "pw-cam-a")
         publisher.send(event(site_id, "cam-a", "ev-sup-0002"), str(c.event_topic(site_id, "cam-a")))
         publisher.close()
