@@ -331,6 +331,17 @@ class IngestHandler:
         if not item.alerts:
             if not tx.claim(topic.site_id, topic.device_id, msg_id):
                 return duplicate
+            if isinstance(item.message, CommandResult):
+                # On the command's audit row, so the API shows the outcome (no row: the
+                # command did not come through the API, e.g. a script's; only claimed).
+                result = item.message
+                tx.command_result(
+                    topic.site_id,
+                    topic.device_id,
+                    result.command_id,
+                    result.status.value,
+                    result.reason,
+                )
             return IngestResult(Outcome.ACCEPTED, item.channel, committed=item.committed)
         found: list[Change] = []
         for alert in item.alerts:
