@@ -69,6 +69,10 @@ def _load_object(payload: bytes | str, limit: int) -> dict[str, Any]:
         ) from None
     except json.JSONDecodeError as exc:
         raise MalformedJSONError(f"payload is not JSON: {exc.msg} at char {exc.pos}") from None
+    except RecursionError:
+        # Python's parser recurses per nesting level; within the size limit a payload can
+        # still nest deeper than the interpreter's stack allows. That is bad input too.
+        raise MalformedJSONError("payload is not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise MalformedJSONError(f"payload is a JSON {type(data).__name__}, not an object")
     return data

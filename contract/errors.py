@@ -3,7 +3,7 @@
     ContractError (ValueError)
     ├── TopicError              the topic does not parse as guanjia/v1/{site}/{device}/{channel}
     ├── PayloadTooLargeError    payload larger than the channel allows
-    ├── MalformedJSONError      not UTF-8, not JSON, or not a JSON object
+    ├── MalformedJSONError      not UTF-8, not JSON (or nested too deeply), or not a JSON object
     ├── SchemaVersionError      `schema` missing, or not the one this receiver speaks
     └── MessageFieldError       a field-level problem; `field` names the dotted path
         ├── UnknownFieldError   a field the schema does not define (extra="forbid")

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -36,6 +36,13 @@ PasswdOption = Annotated[
     Path, typer.Option("--passwd-file", help="Mosquitto password file to (re)write.")
 ]
 AclOption = Annotated[Path, typer.Option("--acl-file", help="Mosquitto ACL file to (re)write.")]
+
+
+def _fail(where: str, message: str) -> NoReturn:
+    """Bad input: one line `error: <option>: <what is allowed>` on stderr, exit 2 (not
+    typer's usage box, not a traceback)."""
+    typer.echo(f"error: {where}: {message}", err=True)
+    raise typer.Exit(code=2)
 
 
 @contextmanager
@@ -110,13 +117,16 @@ def user_add(
     from gateway.auth import Role, hash_password
 
     if len(password) < 10:
-        raise typer.BadParameter("use at least 10 characters", param_hint="--password")
-    user_role = Role(role)
+        _fail("--password", "use at least 10 characters")
+    try:
+        user_role = Role(role)
+    except ValueError:
+        _fail("--role", f"{role!r}: use one of {', '.join(r.value for r in Role)}")
     with _open_store(database_url, migrate_first=True) as store:
         try:
             store.create_user(username, hash_password(password), user_role, site)
         except ValueError as exc:  # '*' for a non-admin, or named sites for an admin
-            raise typer.BadParameter(str(exc), param_hint="--site") from None
+            _fail("--site", str(exc))
     typer.echo(f"user {username} ({role}) created")
 
 
@@ -157,14 +167,19 @@ def mqtt_account(
     try:
         check_segment(username, "username")
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="USERNAME") from None
-    count, secret = _provision(
-        database_url,
-        passwd_file,
-        acl_file,
-        password,
-        lambda store, hashed: store.set_mqtt_credential(username, hashed, "gateway", None),
-    )
+        _fail("USERNAME", str(exc))
+    from gateway.store import ConflictError
+
+    try:
+        count, secret = _provision(
+            database_url,
+            passwd_file,
+            acl_file,
+            password,
+            lambda store, hashed: store.set_mqtt_credential(username, hashed, "gateway", None),
+        )
+    except ConflictError as exc:  # a device's account: never turned into a gateway's
+        _fail("USERNAME", str(exc))
     typer.echo(f"gateway account {username} written ({count} accounts in {passwd_file})")
     if password is None:
         typer.echo(f"password (shown once): {secret}")
@@ -201,24 +216,32 @@ def device_add(
     """
     from contract.topics import check_segment
     from gateway.provisioning import check_grant
+    from gateway.store import ConflictError, NotFoundError
 
-    for value, what in ((device_id, "device id"), (site, "site id")):
+    for value, where, what in ((device_id, "DEVICE_ID", "device id"), (site, "--site", "site id")):
         try:
             check_segment(value, what)
         except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            _fail(where, str(exc))
     grants = []
     for topic in grant_write or []:
         try:
             grants.append(check_grant(topic))
         except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--grant-write") from None
+            _fail("--grant-write", str(exc))
 
     def register(store: Store, hashed: str) -> None:
+        # Checked before anything is written: a refused account registers no device.
+        store.check_mqtt_role(device_id, "device")
         store.upsert_device(device_id, site, kind, location=location, zone_id=zone, grid_id=grid)
         store.set_mqtt_credential(device_id, hashed, "device", site, grants)
 
-    count, secret = _provision(database_url, passwd_file, acl_file, password, register)
+    try:
+        count, secret = _provision(database_url, passwd_file, acl_file, password, register)
+    except ConflictError as exc:  # a gateway's account: never turned into a device's
+        _fail("DEVICE_ID", str(exc))
+    except NotFoundError as exc:  # the grid is missing or another site's
+        _fail("--grid", str(exc))
     typer.echo(f"device {device_id} registered at {site} ({count} accounts in {passwd_file})")
     if password is None:
         typer.echo(f"password (shown once): {secret}")

@@ -16,8 +16,16 @@ means the gateway, not the input, is at fault.
 
 Each result names what the commit made safe for the device to forget (`committed`, for the
 end-to-end Ack): events, telemetry and command results by msg_id when applied or found
-already applied, snapshots by snapshot_id, and dead letters (and quota drops) whose topic
-names a device channel — re-sending those could never change the outcome.
+already applied, snapshots by snapshot_id, and dead letters (and quota drops) that the
+input itself caused (a `ContractError` kind, JSON nested too deeply, a snapshot that does
+not match its event) whose topic names a device channel — re-sending those could never change
+the outcome. Letters that depend on the gateway's state are never acked: an
+``UnknownDevice`` (not registered, or registered at another site — a device being moved,
+the `REGISTRY_CACHE_S` window after a move, a registry mistake) or a ``ProcessingError``
+(a bug, a broken row). A dead letter keeps only an excerpt, so the device's copy is the
+only full one: it keeps re-sending with its backoff until the registry or the gateway is
+fixed, and each re-send is one more dead letter within the per-device per-minute quota
+(beyond it, dropped and counted, still not acked).
 """
 
 from __future__ import annotations
@@ -176,8 +184,9 @@ class IngestHandler:
             return self._processing_error(item, f"{type(exc).__name__}: {exc}", now)
 
     def _processing_error(self, item: _Decoded, reason: str, now: float) -> IngestResult:
+        # The gateway's fault, not the input's: no Ack, so the device keeps its full copy
+        # and re-sends it (a fixed gateway then applies it).
         kind = "ProcessingError"
-        committed = item.committed
         try:
             self.store.ingest(
                 lambda tx: tx.dead_letter(item.topic, item.payload, kind, reason), now
@@ -193,9 +202,7 @@ class IngestHandler:
             raise StoreUnavailableError(
                 f"cannot write even a dead letter ({type(exc).__name__})"
             ) from exc
-        return IngestResult(
-            Outcome.DEAD_LETTER, item.channel, f"{kind}: {reason}", committed=committed
-        )
+        return IngestResult(Outcome.DEAD_LETTER, item.channel, f"{kind}: {reason}")
 
     def _registered_site(self, device_id: str, now: float) -> str | None:
         # Registry lookups are cached briefly (positive answers only, so a device registered
@@ -215,29 +222,28 @@ class IngestHandler:
             return self._decode(topic, payload, now)
         except StoreUnavailableError:
             raise
-        except RecursionError:
-            reason = "payload is not JSON: nested too deeply"
-            return _dead(topic, payload, "MalformedJSONError", reason)
         except Exception as exc:  # a bug in validation: the message is kept with the reason
             log.exception("decoding failed on %r", topic[:200])
-            return _dead(topic, payload, "ProcessingError", f"{type(exc).__name__}: {exc}")
+            reason = f"{type(exc).__name__}: {exc}"
+            return _dead(topic, payload, "ProcessingError", reason, acked=False)
 
     def _decode(self, topic: str, payload: bytes, now: float) -> _Decoded:
         """Validate (pure but for the cached registry lookup); never writes."""
         try:
             parsed, message = decode_for_topic(topic, payload)
         except ContractError as exc:
-            return _dead(topic, payload, type(exc).__name__, str(exc))
+            return _dead(topic, payload, type(exc).__name__, str(exc), acked=True)
+        # Registry refusals depend on the gateway's state, not the input: never acked.
         site_id = self._registered_site(parsed.device_id, now)
         if site_id is None:
             reason = f"device {parsed.device_id!r} is not registered"
-            return _dead(topic, payload, "UnknownDevice", reason)
+            return _dead(topic, payload, "UnknownDevice", reason, acked=False)
         if site_id != parsed.site_id:
             reason = (
                 f"device {parsed.device_id!r} is registered at site {site_id!r}, "
                 f"not {parsed.site_id!r}"
             )
-            return _dead(topic, payload, "UnknownDevice", reason)
+            return _dead(topic, payload, "UnknownDevice", reason, acked=False)
         alerts: tuple[Alert, ...] = ()
         committed = None
         if isinstance(message, DetectionEvent):
@@ -325,6 +331,17 @@ class IngestHandler:
         if not item.alerts:
             if not tx.claim(topic.site_id, topic.device_id, msg_id):
                 return duplicate
+            if isinstance(item.message, CommandResult):
+                # On the command's audit row, so the API shows the outcome (no row: the
+                # command did not come through the API, e.g. a script's; only claimed).
+                result = item.message
+                tx.command_result(
+                    topic.site_id,
+                    topic.device_id,
+                    result.command_id,
+                    result.status.value,
+                    result.reason,
+                )
             return IngestResult(Outcome.ACCEPTED, item.channel, committed=item.committed)
         found: list[Change] = []
         for alert in item.alerts:
@@ -337,10 +354,10 @@ class IngestHandler:
         )
 
 
-def _dead(topic: str, payload: bytes, kind: str, reason: str) -> _Decoded:
-    return _Decoded(
-        topic, payload, _channel_of(topic), dead=(kind, reason), committed=_resent(topic, payload)
-    )
+def _dead(topic: str, payload: bytes, kind: str, reason: str, *, acked: bool) -> _Decoded:
+    """A refused message; `acked` only when the input itself caused the refusal."""
+    committed = _resent(topic, payload) if acked else None
+    return _Decoded(topic, payload, _channel_of(topic), dead=(kind, reason), committed=committed)
 
 
 def _resent(topic: str, payload: bytes) -> Committed | None:

@@ -17,6 +17,9 @@ so memory stays bounded whatever names are tried. Forgetting a key can only make
 more lenient to it, never lock anyone out; the per-address counter stops one address from
 flushing the others by spraying names.
 
+An attempt is counted when it starts (`attempt`), before the password is verified, and
+given back if it succeeds: N concurrent guesses are N counted failures while argon2 runs.
+
 Kept in process memory on purpose: it slows guessing against one replica; the argon2 cost
 slows it everywhere. Pure: `now` is passed in, so tests need no clock.
 """
@@ -68,6 +71,15 @@ class _Counter:
     def forget(self, key: Hashable) -> None:
         self._keys.pop(key, None)
 
+    def discard(self, key: Hashable, now: float) -> None:
+        """Take back one failure counted in the key's current window."""
+        entry = self._live(key, now)
+        if entry is None:
+            return
+        entry[0] -= 1
+        if entry[0] <= 0:
+            del self._keys[key]
+
 
 @dataclass(frozen=True)
 class LoginDecision:
@@ -115,13 +127,26 @@ class LoginLimiter:
         delay = self.user_delay_s if failures >= self.user_attempts else 0.0
         return LoginDecision(retry_after=None, delay_s=delay)
 
+    def attempt(self, username: str, address: str, now: float) -> LoginDecision:
+        """`check`, and when the login may go ahead, count it as failed at once (an
+        in-flight slot) — before the password is verified, so concurrent guesses cannot
+        all pass the check before any failure is counted. A wrong password needs nothing
+        more; a right one calls `succeeded`, which gives the slot back."""
+        decision = self.check(username, address, now)
+        if decision.retry_after is None:
+            self.failed(username, address, now)
+        return decision
+
     def failed(self, username: str, address: str, now: float) -> None:
         """Count one failed attempt."""
         self._pairs.add((username, address), now)
         self._addresses.add(address, now)
         self._users.add(username, now)
 
-    def succeeded(self, username: str, address: str) -> None:
-        """The pair's failures are forgotten; the address's and user's still count, so a
-        guesser who knows one password cannot reset the limits for the others."""
+    def succeeded(self, username: str, address: str, now: float) -> None:
+        """An `attempt` succeeded: the pair's failures are forgotten and the attempt's own
+        slot is given back to the address and the user; their earlier failures still count,
+        so a guesser who knows one password cannot reset the limits for the others."""
         self._pairs.forget((username, address))
+        self._addresses.discard(address, now)
+        self._users.discard(username, now)

@@ -41,7 +41,7 @@ from gateway.mqtt import IngestState, MqttIngest, Outbound, Refused
 from gateway.notify import WebhookSender
 from gateway.runtime import Runtime
 from gateway.sla import TicketCategory
-from gateway.store import Store, StoreUnavailableError, migrate
+from gateway.store import IngestTx, Store, StoreUnavailableError, migrate
 from gateway.stream import ChangeFeed, ChangeHub
 
 log = logging.getLogger(__name__)
@@ -116,22 +116,34 @@ async def ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> 
 
 
 async def refuse(runtime: Runtime, refused: Sequence[Refused]) -> None:
-    """Dead-letter messages the MQTT edge refused (retained outside `status`)."""
+    """Dead-letter messages the MQTT edge refused (retained outside `status`), in one
+    transaction, within the per-device per-minute dead-letter quota like every other dead
+    letter: beyond it a message is dropped (only counted, `outcome="dropped"`)."""
     now = time.time()
-    for item in refused:
-        await asyncio.to_thread(
-            runtime.store.dead_letter, item.topic, item.payload, "RetainedRefused", item.reason, now
-        )
+    per_minute = runtime.settings.dead_letters_per_device_per_minute
+
+    def record(tx: IngestTx) -> list[bool]:
+        return [
+            tx.dead_letter(item.topic, item.payload, "RetainedRefused", item.reason, per_minute)
+            for item in refused
+        ]
+
+    stored = await asyncio.to_thread(runtime.store.ingest, record, now)
+    for item, kept in zip(refused, stored, strict=True):
         channel = item.topic.split("/")[4] if item.topic.count("/") >= 4 else "unknown"
-        runtime.metrics.dead_letters.labels(channel).inc()
+        if kept:
+            runtime.metrics.dead_letters.labels(channel).inc()
+        else:
+            runtime.metrics.messages.labels(channel, Outcome.DROPPED.value).inc()
 
 
 async def supervise(
     ingest: MqttIngest, first_delay_s: float = 0.5, max_delay_s: float = 30.0
 ) -> None:
     """Run the ingest forever: whatever it raises is logged, /healthz reports it failed, and
-    it restarts after a backoff (doubling up to `max_delay_s`, back to the start once a run
-    has received messages again). Unacknowledged messages stay at the broker meanwhile."""
+    it restarts after a backoff (doubling up to `max_delay_s`; back to `first_delay_s` after
+    a run that lasted longer than `max_delay_s` before it raised). Unacknowledged messages
+    stay at the broker meanwhile."""
     delay = first_delay_s
     while True:
         started = time.monotonic()
@@ -211,6 +223,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 settings.mqtt,
                 lambda batch: ingest_batch(runtime, batch),
                 lambda refused: refuse(runtime, refused),
+                runtime.metrics.ack_publish_failures.inc,
             )
             app.state.ingest = ingest
             tasks.append(asyncio.create_task(supervise(ingest)))

@@ -23,6 +23,11 @@ class GatewayMetrics:
             ["channel"],
             registry=self.registry,
         )
+        self.ack_publish_failures = Counter(
+            "guanjia_ack_publish_failures",
+            "End-to-end Acks whose publish failed (the device re-sends; it is acked then)",
+            registry=self.registry,
+        )
         self.sla_breaches = Counter(
             "guanjia_sla_breaches",
             "SLA breaches escalated by this replica",

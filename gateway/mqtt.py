@@ -18,14 +18,15 @@ retain-as-published, so a live retained publish is flagged too): they go to `on_
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -48,6 +49,10 @@ batch arrived to prove it sooner)."""
 
 MAX_PENDING_PUBLISHES = 1000
 """Acks in flight at once; beyond this the ingest waits for PUBACKs before the next batch."""
+
+PUBLISH_FAILURE_LOG_EVERY_S = 60.0
+"""Failed ack publishes are logged at most this often (with how many failed since the last
+line): a broker away fails every ack of every batch."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,22 @@ class SubscriptionRefusedError(RuntimeError):
 
     Not a connection error: reconnecting will not help, so it leaves `run` for the
     supervisor, and /healthz reports the ingest failed with this message."""
+
+
+class LoginRefusedError(RuntimeError):
+    """The broker refused the gateway's login (bad user name or password, not authorized,
+    client id refused).
+
+    Not a connection error either: retrying the same credentials cannot help, so it leaves
+    `run` for the supervisor (/healthz: ingest failed, 503, with this message), which keeps
+    retrying with backoff, so ingest comes back once the account is fixed at the broker."""
+
+
+LOGIN_REFUSED_CODES = frozenset({4, 5, 0x85, 0x86, 0x87, 0x8C})
+"""CONNACK codes that refuse these credentials (MQTT 3.1.1: 4 bad user name or password,
+5 not authorized; MQTT 5: 0x85 client id not valid, 0x86 bad user name or password, 0x87
+not authorized, 0x8C bad authentication method); any other refusal is retried as a
+connection error (server busy or unavailable, …)."""
 
 
 def refusal(topic: str, retain: bool) -> str | None:
@@ -143,11 +164,21 @@ class MqttIngest:
     reconnect forever on connection errors (anything else raises, for the supervisor)."""
 
     def __init__(
-        self, settings: MqttSettings, on_batch: OnBatch, on_refused: OnRefused | None = None
+        self,
+        settings: MqttSettings,
+        on_batch: OnBatch,
+        on_refused: OnRefused | None = None,
+        on_publish_failed: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.on_batch = on_batch
         self.on_refused = on_refused
+        self.on_publish_failed = on_publish_failed
+        """Called once per Ack whose publish failed (the gateway counts it in a metric)."""
+        self.publish_failures = 0
+        """Acks whose publish failed, since start."""
+        self._failures_unlogged = 0
+        self._failure_logged_at: float | None = None
         self.connected = asyncio.Event()
         self.state = IngestState.CONNECTING
         self.pending = 0
@@ -207,6 +238,16 @@ class MqttIngest:
                             self.state = IngestState.RUNNING
                         log.info("ingest subscribed as %s", self.settings.session_id)
                         await self._consume(client)
+                except MqttConnectError as exc:
+                    if _code(exc.rc) in LOGIN_REFUSED_CODES:
+                        raise LoginRefusedError(
+                            f"the broker refused the login of {self.settings.session_id!r} "
+                            f"({exc}): check mqtt.username / mqtt.password and the broker "
+                            "account (guanjia gateway mqtt-account)"
+                        ) from exc
+                    self._disconnected()
+                    log.warning("MQTT connection refused (%s); reconnecting", exc)
+                    await asyncio.sleep(self.settings.reconnect_s)
                 except aiomqtt.MqttError as exc:
                     self._disconnected()
                     log.warning("MQTT connection lost (%s); reconnecting", exc)
@@ -330,10 +371,37 @@ class MqttIngest:
             await asyncio.sleep(0)
 
     async def _publish_one(self, client: aiomqtt.Client, item: Outbound) -> None:
-        with contextlib.suppress(aiomqtt.MqttError):
+        try:
             await client.publish(item.topic, item.payload, qos=1)
+        except aiomqtt.MqttError as exc:
+            self._publish_failed(item, exc)
+
+    def _publish_failed(self, item: Outbound, exc: aiomqtt.MqttError) -> None:
+        # Not a loss (the device re-sends until an Ack arrives, and gets one then), but it
+        # must be visible: counted every time, logged at most every PUBLISH_FAILURE_LOG_EVERY_S.
+        self.publish_failures += 1
+        self._failures_unlogged += 1
+        if self.on_publish_failed is not None:
+            self.on_publish_failed()
+        now = time.monotonic()
+        last = self._failure_logged_at
+        if last is None or now - last >= PUBLISH_FAILURE_LOG_EVERY_S:
+            log.warning(
+                "%d ack publish(es) failed since the last report (last on %s: %s); the "
+                "devices re-send and are acked then",
+                self._failures_unlogged,
+                item.topic[:200],
+                exc,
+            )
+            self._failure_logged_at = now
+            self._failures_unlogged = 0
+
+
+def _code(code: object) -> int | None:
+    value = getattr(code, "value", code)
+    return value if isinstance(value, int) else None
 
 
 def _failed(code: object) -> bool:
-    value = getattr(code, "value", code)
-    return isinstance(value, int) and value >= 0x80
+    value = _code(code)
+    return value is not None and value >= 0x80

@@ -49,7 +49,9 @@ async def login(
     """Exchange a username and password for an API token (see `gateway.login_limiter` for
     the limits: per user and address, per address, and a slow-down per user)."""
     now = time.time()
-    decision = runtime.limiter.check(body.username, address, now)
+    # Counted before argon2 runs (an in-flight slot), so concurrent guesses cannot all pass
+    # the check before any failure is counted; a success gives the slot back.
+    decision = runtime.limiter.attempt(body.username, address, now)
     if decision.retry_after is not None:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -66,9 +68,8 @@ async def login(
         check_login, usable[1] if usable is not None else None, body.password
     )
     if not ok or usable is None:
-        runtime.limiter.failed(body.username, address, time.time())
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
-    runtime.limiter.succeeded(body.username, address)
+    runtime.limiter.succeeded(body.username, address, now)
     response.headers["Cache-Control"] = "no-store"  # a credential (RFC 6749 §5.1)
     user = usable[0]
     ttl = runtime.settings.jwt_ttl_s

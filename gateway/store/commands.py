@@ -2,13 +2,14 @@
 
 A row is written (state ``pending``) before the command is published, then marked ``sent``
 or ``unavailable`` (the broker was unreachable), so no command reaches a device unrecorded.
-`record_result` stores the device's CommandResult on the row; it is keyed by site, device
-and command id, so a device can only answer its own commands.
+`record_result` (in `command_results`, for the ingest transaction) stores the device's
+CommandResult on the row; it is keyed by site, device and command id, so a device can only
+answer its own commands.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import insert, select, update
 
 from gateway.models import CommandPublic
 from gateway.store.base import StoreBase, from_row
@@ -17,31 +18,6 @@ from gateway.store.schema import commands
 PENDING = "pending"
 SENT = "sent"
 UNAVAILABLE = "unavailable"
-
-
-def record_result(
-    conn: Connection,
-    *,
-    site_id: str,
-    device_id: str,
-    command_id: str,
-    status: str,
-    reason: str | None,
-    at: float,
-) -> bool:
-    """Store a device's answer in the caller's transaction (ingest's). False when no command
-    of that id was sent to that device through the API, or it was already answered."""
-    result = conn.execute(
-        update(commands)
-        .where(
-            commands.c.command_id == command_id,
-            commands.c.site_id == site_id,
-            commands.c.device_id == device_id,
-            commands.c.result_status.is_(None),
-        )
-        .values(result_status=status, result_reason=reason, result_at=at)
-    )
-    return bool(result.rowcount)
 
 
 class CommandStore(StoreBase):

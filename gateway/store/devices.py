@@ -21,6 +21,17 @@ from gateway.store.schema import devices, mqtt_credentials
 from gateway.store.scope import OutOfScopeError, SiteChangeError
 
 
+def _check_role(conn: Connection, username: str, role: str) -> None:
+    found = conn.execute(
+        select(mqtt_credentials.c.role).where(mqtt_credentials.c.username == username)
+    ).scalar_one_or_none()
+    if found is not None and found != role:
+        raise ConflictError(
+            f"{username!r} is already a {found} broker account and cannot become a {role} "
+            "account; use another username"
+        )
+
+
 def _locked(query: Any, *, postgres: bool) -> Any:
     """FOR UPDATE on PostgreSQL (SQLite serialises writers anyway)."""
     return query.with_for_update() if postgres else query
@@ -181,6 +192,11 @@ class DeviceStore(StoreBase):
             )
         return changes
 
+    def check_mqtt_role(self, username: str, role: str) -> None:
+        """ConflictError when `username` is already a broker account of another role."""
+        with self._read() as conn:
+            _check_role(conn, username, role)
+
     def set_mqtt_credential(
         self,
         username: str,
@@ -189,8 +205,12 @@ class DeviceStore(StoreBase):
         site_id: str | None,
         grants: Sequence[str] = (),
     ) -> None:
-        """Store (or rotate) a broker account's password hash and its granted topics."""
+        """Store (or rotate) a broker account's password hash and its granted topics.
+
+        An existing account never changes role (ConflictError): a device account turned
+        gateway would read every site and write every ack, so a typo must not do it."""
         with self._tx() as conn:
+            _check_role(conn, username, role)
             conn.execute(delete(mqtt_credentials).where(mqtt_credentials.c.username == username))
             conn.execute(
                 insert(mqtt_credentials).values(

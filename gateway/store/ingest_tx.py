@@ -35,7 +35,8 @@ from gateway.lifecycle import OPEN_STATE_VALUES, TicketState
 from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory, start_clock
 from gateway.store import audit, feed
-from gateway.store.dead_letter_tx import DeadLetterLedger
+from gateway.store.command_results import record_result
+from gateway.store.dead_letter_tx import DeadLetterLedger, storable
 from gateway.store.grid_routing import GridRouter
 from gateway.store.outbox import Outbox
 from gateway.store.schema import devices, evidence, processed_messages, ticket_events, tickets
@@ -298,6 +299,27 @@ class IngestTx:
             {"msg_id": msg_id, "site_id": site_id, "device_id": device_id, "received_at": self.now}
         )
         return True
+
+    def command_result(
+        self,
+        site_id: str,
+        device_id: str,
+        command_id: str,
+        status: str,
+        reason: str | None,
+    ) -> bool:
+        """Store a device's answer on the audit row of the command it answers (keyed by site,
+        device and command id, so a device answers only its own commands); False when no
+        such command was sent through the API or it was already answered."""
+        return record_result(
+            self.conn,
+            site_id=site_id,
+            device_id=device_id,
+            command_id=command_id,
+            status=status,
+            reason=None if reason is None else storable(reason, 2000),
+            at=self.now,
+        )
 
     def dead_letter(
         self,

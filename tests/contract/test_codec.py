@@ -67,6 +67,19 @@ def test_decode_not_an_object() -> None:
         c.decode(c.Status, b"[1, 2]")
 
 
+@pytest.mark.parametrize("opening", [b"[", b'{"a":'])
+def test_decode_json_nested_too_deeply_is_malformed(opening: bytes) -> None:
+    """Python's parser raises RecursionError on deep nesting; the contract says what it is
+    (a MalformedJSONError), so no caller needs to know the parser's limits."""
+    payload = b'{"x": ' + opening * 100_000
+    assert len(payload) < c.MAX_MESSAGE_BYTES * 4
+    with pytest.raises(c.MalformedJSONError, match="nested too deeply"):
+        c.decode(c.Status, payload, limit=len(payload))
+    topic = str(c.event_topic("site-a", "cam-a"))
+    with pytest.raises(c.MalformedJSONError, match="nested too deeply"):
+        c.decode_for_topic(topic, payload[: c.MAX_MESSAGE_BYTES])
+
+
 def test_decode_nan_rejected() -> None:
     data = json.dumps(example("heartbeat")).replace('"cpu_load_1m": 1.2', '"cpu_load_1m": NaN')
     with pytest.raises(c.MalformedJSONError, match="NaN"):

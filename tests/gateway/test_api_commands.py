@@ -29,7 +29,7 @@ from gateway.main import create_app
 from gateway.store import Store
 from tests.gateway.apphelpers import OTHER_SITE, SITE, seed_users, settings_for, token
 from tests.gateway.factories import seed_site
-from tests.gateway.proc import wait_for
+from tests.gateway.proc import Publisher, wait_for
 from tests.support.broker import MosquittoBroker
 
 ACTUATE = {
@@ -147,6 +147,50 @@ def test_command_is_published_with_the_callers_identity_and_audited(
         assert log[0]["args"] == ACTUATE["args"]
     finally:
         device.close()
+
+
+def test_the_devices_command_result_is_recorded_on_the_audit_row(
+    app_client: TestClient, broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The node's CommandResult comes back through ingest and lands on the command's audit
+    row (keyed by site, device and command id: another device naming the same command id
+    changes nothing), so `GET /api/devices/{id}/commands` shows the outcome."""
+    device = DeviceSubscriber(broker)
+    try:
+        sup = token(app_client, "sup")
+        r = app_client.post("/api/devices/cam-a/commands", headers=sup, json=ACTUATE)
+        assert r.status_code == 202, r.text
+        sent = r.json()
+        wait_for(lambda: len(device.received) == 1, 10, "the command at the device")
+        result, _reasons = _node_answer(tmp_path, *device.received[0])
+    finally:
+        device.close()
+    forged = c.CommandResult(
+        msg_id=c.new_msg_id(),
+        ts=time.time(),
+        site_id=OTHER_SITE,
+        device_id="cam-b",
+        command_id=sent["command_id"],
+        name="actuate",
+        status=c.CommandStatus.ERROR,
+        reason="forged by another device",
+    )
+    publisher = Publisher(broker, "pub-results-" + uuid.uuid4().hex[:8])
+    publisher.send(forged, str(c.command_result_topic(OTHER_SITE, "cam-b")))
+    publisher.send(result, str(c.command_result_topic(SITE, "cam-a")))
+    publisher.close()
+
+    def answered() -> bool | object:
+        log = app_client.get("/api/devices/cam-a/commands", headers=sup).json()
+        return log[0]["result_status"] is not None or log
+
+    wait_for(answered, 15, "the result on the audit row")
+    log = app_client.get("/api/devices/cam-a/commands", headers=sup).json()
+    assert [(e["command_id"], e["state"], e["result_status"]) for e in log] == [
+        (sent["command_id"], "sent", "ok")
+    ]
+    assert log[0]["result_reason"] is None
+    assert log[0]["result_at"] is not None
 
 
 def test_command_route_checks_role_and_site(

@@ -1,6 +1,8 @@
 """`IngestResult.committed`: what a device may forget once the ingest transaction commits
-(events, telemetry and command results by msg_id, snapshots by snapshot_id, dead letters
-too), and nothing for heartbeats and status."""
+(events, telemetry and command results by msg_id, snapshots by snapshot_id, dead letters the
+input itself caused), and nothing for heartbeats and status, nor for letters that depend on
+the gateway's state (an unregistered or moved device, a processing error): the device's
+copy is the only full one, so it must keep re-sending."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 
 import contract as c
 from gateway.acks import Committed
-from gateway.ingest import IngestHandler, Outcome
+from gateway.ingest import IngestHandler, IngestQuotas, Outcome
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store
 from tests.gateway.factories import T0, event, heartbeat, jpeg, pair, seed_site, status
@@ -80,7 +82,7 @@ def test_handle_batch_names_every_committed_device_message(handler: IngestHandle
     ]
 
 
-def test_dead_letters_are_committed_when_the_topic_names_a_device(
+def test_input_dead_letters_are_committed_when_the_topic_names_a_device(
     handler: IngestHandler,
 ) -> None:
     body = json.loads(c.encode(event(SITE, "cam-a", "ev-ack-0002", msg_id="msg-bad-0001")))
@@ -88,7 +90,6 @@ def test_dead_letters_are_committed_when_the_topic_names_a_device(
     bad = json.dumps(body).encode()
     cases = [
         (f"guanjia/v1/{SITE}/cam-a/event", bad),
-        (f"guanjia/v1/{SITE}/cam-zzz/event", bad),  # unknown device: still that topic's ack
         (f"guanjia/v1/{SITE}/cam-a/event", b"{not json"),  # no msg_id to read
         (f"guanjia/v1/{SITE}/cam-a/snapshot/snap-2", b"GIF89a"),
         (f"guanjia/v1/{SITE}/cam-a/heartbeat", b"{}"),  # heartbeats are never re-sent
@@ -103,10 +104,43 @@ def test_dead_letters_are_committed_when_the_topic_names_a_device(
         assert {r.outcome for r in results} == {Outcome.DEAD_LETTER}
         assert [r.committed for r in results] == [
             Committed(SITE, "cam-a", msg_id="msg-bad-0001"),
-            Committed(SITE, "cam-zzz", msg_id="msg-bad-0001"),
             None,
             Committed(SITE, "cam-a", snapshot_id="snap-2"),
             None,
             None,
             None,
         ]
+
+
+def test_registry_dead_letters_are_not_committed(handler: IngestHandler) -> None:
+    """A letter that depends on the registry (a device not registered yet, or moved to
+    another site) keeps only an excerpt: the device must keep its copy and re-send."""
+    unknown = event(SITE, "cam-zzz", "ev-ack-0003", msg_id="msg-unk-0001")
+    moved = event("site-elsewhere", "cam-a", "ev-ack-0004", msg_id="msg-mov-0001")
+    for batched in (False, True):
+        cases = [pair(unknown), pair(moved)]
+        if batched:
+            results = handler.handle_batch(cases, T0 + 5)
+        else:
+            results = [handler.handle(t, p, T0) for t, p in cases]
+        assert [r.outcome for r in results] == [Outcome.DEAD_LETTER] * 2
+        assert [r.reason.split(":")[0] for r in results if r.reason] == ["UnknownDevice"] * 2
+        assert [r.committed for r in results] == [None, None]
+
+
+def test_registry_dead_letters_over_the_quota_are_dropped_and_not_committed(
+    store: Store,
+) -> None:
+    """An unregistered device re-sending forever fills at most its per-minute quota of dead
+    letters; the rest are dropped (counted) and still not acked."""
+    seed_site(store, SITE, ("cam-a",))
+    handler = IngestHandler(
+        store, dict(DEFAULT_POLICIES), quotas=IngestQuotas(dead_letters_per_minute=3)
+    )
+    msgs = [
+        pair(event(SITE, "cam-zzz", f"ev-q-{i:04d}", msg_id=f"msg-q-{i:04d}")) for i in range(8)
+    ]
+    results = handler.handle_batch(msgs, T0)
+    assert [r.outcome for r in results] == [Outcome.DEAD_LETTER] * 3 + [Outcome.DROPPED] * 5
+    assert all(r.committed is None for r in results)
+    assert len(store.list_dead_letters(None)) == 3

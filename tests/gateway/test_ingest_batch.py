@@ -203,6 +203,9 @@ def test_poison_message_in_a_batch_is_dead_lettered_and_the_rest_land(db_url: st
         outcomes = [r.outcome for r in results]
         assert outcomes == [Outcome.ACCEPTED] * 4 + [Outcome.DEAD_LETTER] + [Outcome.ACCEPTED] * 5
         assert "poison evidence" in (results[4].reason or "")
+        # The gateway's fault, not the input's: not acked, the device keeps re-sending it.
+        assert results[4].committed is None
+        assert all(r.committed is not None for r in results[:4] + results[5:])
         assert store.list_tickets().total == 9
         letters = store.list_dead_letters(None)
         assert [d.error_kind for d in letters] == ["ProcessingError"]

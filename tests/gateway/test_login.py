@@ -3,10 +3,12 @@ limiter, users checked on every request, and a JWT secret long enough to mean so
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
@@ -193,3 +195,61 @@ def test_bad_proxy_settings_are_one_line_naming_the_variable(
         load_settings(jwt_secret=secret)
     monkeypatch.setenv("GUANJIA_GATEWAY_TRUSTED_PROXIES", '["10.0.0.0/8", "::1"]')
     assert load_settings(jwt_secret=secret).trusted_proxies == ["10.0.0.0/8", "::1"]
+
+
+def test_concurrent_wrong_passwords_are_verified_at_most_the_pair_limit(
+    client: TestClient,
+) -> None:
+    """40 wrong passwords at once for one (user, address): each takes its slot in the
+    limiter before argon2 runs, so only `login_attempts` (5) are verified (401) and the
+    rest refused (429) — not 40 verifications that all pass the check before any failure
+    is counted. Real concurrency: the requests run together on the app's own event loop."""
+
+    async def burst() -> list[int]:
+        transport = httpx.ASGITransport(app=client.app, client=(PROXY, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post(
+                        "/api/login",
+                        json={"username": "op", "password": f"wrong-{i}"},
+                        headers=_from("7.7.7.7"),
+                    )
+                    for i in range(40)
+                )
+            )
+        return [a.status_code for a in answers]
+
+    codes = client.portal.call(burst)  # type: ignore[union-attr]
+    assert sorted(set(codes)) == [401, 429]
+    assert codes.count(401) == 5, codes
+    assert codes.count(429) == 35
+    # The real password from that address is refused too; from elsewhere it works.
+    for address, expected in (("7.7.7.7", 429), ("8.8.8.8", 200)):
+        answer = client.post(
+            "/api/login", json={"username": "op", "password": PASSWORD}, headers=_from(address)
+        )
+        assert answer.status_code == expected
+
+
+def test_concurrent_good_logins_do_not_count_as_failures(client: TestClient) -> None:
+    """A slot taken for a login that then succeeds is released: after many right
+    passwords (in waves no larger than the pair limit) the address is not refused."""
+
+    async def wave() -> list[int]:
+        transport = httpx.ASGITransport(app=client.app, client=(PROXY, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post(
+                        "/api/login",
+                        json={"username": "op", "password": PASSWORD},
+                        headers=_from("9.9.9.9"),
+                    )
+                    for _ in range(5)
+                )
+            )
+        return [a.status_code for a in answers]
+
+    for _ in range(3):  # 15 successes > the address's 6 failures allowed here
+        assert client.portal.call(wave) == [200] * 5  # type: ignore[union-attr]

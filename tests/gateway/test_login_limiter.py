@@ -37,7 +37,8 @@ def test_success_forgets_the_pair_but_not_the_address_or_user_counts() -> None:
     lim = limiter()
     for t in range(2):
         lim.failed("ann", "a", t)
-    lim.succeeded("ann", "a")
+    assert lim.attempt("ann", "a", 2).retry_after is None
+    lim.succeeded("ann", "a", 2)  # gives the attempt's slot back
     for t in range(2):
         lim.failed("ann", "a", 2 + t)
     assert lim.check("ann", "a", 5).retry_after is None  # 2 since the success, not 4

@@ -74,3 +74,33 @@ def test_retained_event_is_dead_lettered_and_retained_status_applies(
         assert counts(sqlite_url)["dead_letters"] == 2
     finally:
         gateway.stop()
+
+
+def test_a_device_flooding_retained_events_stays_within_its_dead_letter_quota(
+    broker_factory: Callable[..., MosquittoBroker], tmp_path: Path, sqlite_url: str, site_id: str
+) -> None:
+    """Retained refusals count against the same per-device per-minute quota as every other
+    dead letter: beyond it they are dropped (counted in the metrics), not stored."""
+    broker = broker_factory()
+    prepare(sqlite_url, site_id, ("cam-a",))
+    gateway = start_gateway(
+        tmp_path, sqlite_url, broker, "gw-retained-flood", dead_letters_per_device_per_minute=3
+    )
+    try:
+        gateway.wait_ready()
+        publisher = Publisher(broker, "pub-retained-flood")
+        topic = str(c.event_topic(site_id, "cam-a"))
+        for i in range(12):
+            flood = event(site_id, "cam-a", f"ev-flood-{i:02d}")
+            publisher.client.publish(topic, c.encode(flood), qos=1, retain=True)
+        # After the flood, in order on the same connection: when its ticket exists, every
+        # retained copy before it was handled.
+        publisher.send(event(site_id, "cam-a", "ev-after-flood", zone_id="zone-z"), topic)
+        publisher.close()
+        wait_for(lambda: counts(sqlite_url)["tickets"] == 1, 15, "the event after the flood")
+        assert counts(sqlite_url)["dead_letters"] == 3
+        metrics = gateway.metrics()
+        assert 'guanjia_ingest_messages_total{channel="event",outcome="dropped"} 9.0' in metrics
+        assert 'guanjia_dead_letters_total{channel="event"} 3.0' in metrics
+    finally:
+        gateway.stop()
