@@ -222,6 +222,13 @@ class GatewaySettings(BaseSettings):
         ge=1,
         description="Dead letters stored per device per minute; beyond, only a counter grows.",
     )
+    processed_retention_s: float = Field(
+        default=30 * 24 * 3600.0,
+        ge=24 * 3600.0,
+        description="How long committed message ids are remembered for dedup. An edge node "
+        "re-sends until acked, so this must outlast the longest outage a node may ride out "
+        "(its outbox holds rows for as long as it is offline).",
+    )
     snapshot_orphan_ttl_s: float = Field(
         default=3600.0,
         gt=0,

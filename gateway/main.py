@@ -46,8 +46,6 @@ from gateway.stream import ChangeFeed, ChangeHub
 
 log = logging.getLogger(__name__)
 
-PROCESSED_RETENTION_S = 7 * 24 * 3600.0
-"""Message ids are remembered a week: far longer than any broker keeps a redelivery."""
 ROUTE_MODULES = (session, tickets, devices, commands, grids, rosters, users, dead_letters, webhooks)
 """Every module whose `router` the app serves: one per resource."""
 CHANGES_RETENTION_S = 24 * 3600.0
@@ -182,7 +180,7 @@ async def sla_step(runtime: Runtime, now: float | None = None) -> None:
     counts = await asyncio.to_thread(store.open_tickets_by_category)
     for category in TicketCategory:
         runtime.metrics.open_tickets.labels(category.value).set(counts.get(category.value, 0))
-    await asyncio.to_thread(store.prune_processed, now - PROCESSED_RETENTION_S)
+    await asyncio.to_thread(store.prune_processed, now - settings.processed_retention_s)
     await asyncio.to_thread(store.prune_changes, now - CHANGES_RETENTION_S)
     await asyncio.to_thread(
         store.prune_dead_letters,
@@ -193,7 +191,7 @@ async def sla_step(runtime: Runtime, now: float | None = None) -> None:
     await asyncio.to_thread(
         store.prune_snapshots,
         orphaned_before=now - settings.snapshot_orphan_ttl_s,
-        pending_before=now - PROCESSED_RETENTION_S,
+        pending_before=now - settings.processed_retention_s,
     )
 
 
