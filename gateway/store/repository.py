@@ -12,6 +12,7 @@ aggregate, each in its own module:
 | `UserStore` | `users.py` | console users |
 | `InboxStore` | `inbox.py` | dead letters, processed message ids |
 | `WebhookStore` | `webhooks.py` | webhooks and the delivery ledger |
+| `SensorNodeStore` | `sensors.py` | sensor devices' telemetry profiles |
 
 and the change feed's reads below. They share `StoreBase` (`base.py`): the engine, read and
 write transactions, and `ingest`, the transaction around `IngestTx` (`ingest_tx.py`, the
@@ -39,6 +40,7 @@ from gateway.store.devices import DeviceStore
 from gateway.store.escalations import EscalationStore
 from gateway.store.grids import GridStore
 from gateway.store.inbox import InboxStore
+from gateway.store.sensors import SensorNodeStore
 from gateway.store.tickets import TicketStore
 from gateway.store.users import UserStore
 from gateway.store.webhooks import WebhookStore
@@ -52,6 +54,7 @@ class Store(
     UserStore,
     InboxStore,
     WebhookStore,
+    SensorNodeStore,
 ):
     """The gateway database. Build one per process with `Store(url)`; `close()` at exit."""
 

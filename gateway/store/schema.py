@@ -268,3 +268,13 @@ changes = Table(
     Column("body", Text, nullable=False),  # the Change as JSON, served as the SSE data line
     sqlite_autoincrement=True,
 )
+
+sensor_nodes = Table(
+    "sensor_nodes",
+    metadata,
+    # A sensor device's profile (firmware_configs/profiles/<profile>.yaml) and how it talks:
+    # the contract's TelemetryBatch, or ESPHome's own topics (esphome/{site}/{device}/…).
+    Column("device_id", String(64), ForeignKey("devices.device_id"), primary_key=True),
+    Column("profile", String(48), nullable=False),
+    Column("esphome", Boolean, nullable=False),
+)
