@@ -27,6 +27,8 @@ from pydantic_settings import SettingsError as _SourceError
 
 from contract.topics import DEVICE_CHANNELS, check_segment, subscription
 from gateway.sla import DEFAULT_POLICIES, CategoryPolicy, TicketCategory
+from gateway.telemetry.esphome import subscriptions as esphome_filters
+from gateway.telemetry.settings import TelemetrySettings
 
 MIN_JWT_SECRET_BYTES = 32
 """HS256 wants a key as long as its hash output (RFC 7518 §3.2)."""
@@ -116,6 +118,15 @@ class MqttSettings(BaseModel):
             return [f"$share/{self.share_group}/{f}" for f in filters]
         return filters
 
+    @property
+    def esphome_subscriptions(self) -> list[str]:
+        """Stock ESPHome nodes' state and status topics, under ``esphome/{site}/{device}/``
+        (`gateway.telemetry.esphome`), per configured site, shared when a group is set."""
+        filters = [f for site in self.sites or ["+"] for f in esphome_filters(site)]
+        if self.share_group:
+            return [f"$share/{self.share_group}/{f}" for f in filters]
+        return filters
+
 
 def _device_filters(site_id: str) -> list[str]:
     return [subscription(ch, site_id=site_id) for ch in sorted(DEVICE_CHANNELS)]
@@ -136,6 +147,10 @@ class GatewaySettings(BaseSettings):
         description="SQLAlchemy URL; postgresql:// is normalised to postgresql+psycopg://.",
     )
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    telemetry_tick_s: float = Field(
+        default=1.0, gt=0, le=60, description="Period of the sensor offline / cut-off check."
+    )
     ingest_enabled: bool = Field(default=True, description="Run the MQTT ingest task.")
     jwt_secret: SecretStr | None = Field(
         default=None,

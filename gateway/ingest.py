@@ -12,7 +12,7 @@ them later.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -34,6 +34,10 @@ from gateway.sla import CategoryPolicy, TicketCategory
 from gateway.store import IngestTx, Store, StoreUnavailableError
 
 log = logging.getLogger(__name__)
+
+TelemetryHook = Callable[[TelemetryBatch, float], tuple[Alert, ...] | None]
+"""The alerts of a TelemetryBatch from a device with a telemetry profile (which also stores
+its readings), or None for a device without one (`gateway.telemetry.service`)."""
 
 REGISTRY_CACHE_S = 30.0
 """How long a device's registered site is trusted without asking the database again."""
@@ -86,8 +90,10 @@ class IngestHandler:
         store: Store,
         policies: dict[TicketCategory, CategoryPolicy],
         cooldown_s: float = 0.0,
+        telemetry: TelemetryHook | None = None,
     ) -> None:
         self.store = store
+        self.telemetry = telemetry
         self.policies = policies
         self.cooldown_s = cooldown_s
         # The configured device_offline policy: a device heard again clears its maintenance
@@ -171,7 +177,8 @@ class IngestHandler:
         if isinstance(message, DetectionEvent):
             alerts = (from_detection(message),)
         elif isinstance(message, TelemetryBatch):
-            alerts = tuple(from_telemetry(message))
+            profiled = self.telemetry(message, now) if self.telemetry is not None else None
+            alerts = tuple(from_telemetry(message)) if profiled is None else profiled
         return _Decoded(topic, payload, parsed.channel.value, parsed, message, alerts)
 
     def _apply_all(self, tx: IngestTx, items: list[_Decoded]) -> list[IngestResult]:

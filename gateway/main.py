@@ -32,6 +32,7 @@ from gateway.runtime import Runtime
 from gateway.sla import TicketCategory
 from gateway.store import Store, StoreUnavailableError, migrate
 from gateway.stream import ChangeFeed, ChangeHub
+from gateway.telemetry.esphome import is_esphome
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,29 @@ def build_runtime(settings: GatewaySettings) -> Runtime:
     """The store and services of one process (the app and the benchmarks use this)."""
     store = Store(settings.database_url)
     hub = ChangeHub()
+    telemetry = None
+    if settings.telemetry.enabled:
+        from gateway.telemetry.service import TelemetryService
+
+        telemetry = TelemetryService(
+            store,
+            settings.telemetry,
+            settings.policies,
+            settings.cooldown_s,
+            path=settings.telemetry.store_path(settings.database_url),
+        )
     return Runtime(
         settings=settings,
         store=store,
         hub=hub,
         feed=ChangeFeed(store, hub, settings.stream_poll_s),
         metrics=GatewayMetrics(),
-        handler=IngestHandler(store, settings.policies, settings.cooldown_s),
+        handler=IngestHandler(
+            store,
+            settings.policies,
+            settings.cooldown_s,
+            telemetry.alerts_for_batch if telemetry is not None else None,
+        ),
         limiter=LoginLimiter(
             pair_attempts=settings.login_attempts,
             address_attempts=settings.login_address_attempts,
@@ -71,6 +88,7 @@ def build_runtime(settings: GatewaySettings) -> Runtime:
             window_s=settings.login_window_s,
             max_tracked=settings.login_tracked_max,
         ),
+        telemetry=telemetry,
     )
 
 
@@ -78,7 +96,18 @@ async def ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> 
     """Apply a batch of MQTT messages (one transaction), push what it changed, and return
     the end-to-end Acks for what the commit holds (published by the MQTT edge)."""
     now = time.time()
-    results = await asyncio.to_thread(runtime.handler.handle_batch, batch, now)
+    telemetry = runtime.telemetry
+    outbound: list[Outbound] = []
+    if telemetry is not None:
+        # ESPHome topics are not the contract's: the telemetry pipeline reads them.
+        esp = [(t, p) for t, p in batch if is_esphome(t)]
+        if esp:
+            batch = [(t, p) for t, p in batch if not is_esphome(t)]
+            if await asyncio.to_thread(telemetry.handle_esphome, esp, now):
+                runtime.feed.wake()
+    results = await asyncio.to_thread(runtime.handler.handle_batch, batch, now) if batch else []
+    if telemetry is not None:
+        outbound += [Outbound(c.topic, c.payload) for c in telemetry.take_commands()]
     changed = False
     for result in results:
         runtime.metrics.messages.labels(result.channel, result.outcome.value).inc()
@@ -88,10 +117,31 @@ async def ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> 
     if changed:
         runtime.feed.wake()
     committed = [r.committed for r in results if r.committed is not None]
-    return [
+    return outbound + [
         Outbound(str(ack_topic(a.site_id, a.device_id)), encode(a))
         for a in build_acks(committed, now)
     ]
+
+
+async def telemetry_step(runtime: Runtime, ingest: MqttIngest | None) -> None:
+    """Offline sensor nodes, overdue relay cut-offs, retention and the telemetry gauges."""
+    telemetry = runtime.telemetry
+    if telemetry is None:
+        return
+    now = time.time()
+    if await asyncio.to_thread(telemetry.tick, now):
+        runtime.feed.wake()
+    for command in telemetry.take_commands():
+        if ingest is not None:
+            await ingest.publish(command.topic, command.payload)
+    gauge = runtime.metrics.telemetry_points
+    gauge.labels("queue", "written").set(telemetry.sink.stored)
+    gauge.labels("queue", "dropped").set(telemetry.sink.dropped)
+    gauge.labels("queue", "buffered").set(telemetry.sink.queued)
+    if telemetry.influx is not None:
+        gauge.labels("influxdb", "written").set(telemetry.influx.written)
+        gauge.labels("influxdb", "dropped").set(telemetry.influx.dropped)
+        gauge.labels("influxdb", "buffered").set(telemetry.influx.buffered)
 
 
 async def refuse(runtime: Runtime, refused: Sequence[Refused]) -> None:
@@ -150,6 +200,8 @@ async def sla_step(runtime: Runtime) -> None:
         runtime.metrics.open_tickets.labels(category.value).set(counts.get(category.value, 0))
     await asyncio.to_thread(store.prune_processed, now - PROCESSED_RETENTION_S)
     await asyncio.to_thread(store.prune_changes, now - CHANGES_RETENTION_S)
+    if runtime.telemetry is not None:
+        await asyncio.to_thread(runtime.telemetry.prune, now)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -181,6 +233,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             )
             app.state.ingest = ingest
             tasks.append(asyncio.create_task(supervise(ingest)))
+        if runtime.telemetry is not None:
+            found = app.state.ingest if settings.ingest_enabled else None
+            tasks.append(
+                asyncio.create_task(
+                    _every(
+                        settings.telemetry_tick_s,
+                        lambda: telemetry_step(runtime, found),
+                        "telemetry",
+                    )
+                )
+            )
         try:
             yield
         finally:
@@ -190,6 +253,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await sender.aclose()
+            if runtime.telemetry is not None:
+                await asyncio.to_thread(runtime.telemetry.close)
             runtime.store.close()
 
     app = FastAPI(

@@ -97,7 +97,8 @@ def refusal(topic: str, retain: bool) -> str | None:
     anything else retained is re-delivered on every subscribe, so one rogue publish would be
     replayed forever.
     """
-    if not retain:
+    if not retain or topic.startswith("esphome/"):
+        # ESPHome retains its states by default; a replayed state is only a reading again.
         return None
     parts = topic.split("/")
     channel = parts[4] if len(parts) >= 5 else ""
@@ -231,7 +232,7 @@ class MqttIngest:
         options = SubscribeOptions(
             qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
         )
-        filters = self.settings.subscriptions
+        filters = self.settings.subscriptions + self.settings.esphome_subscriptions
         granted = await client.subscribe([(f, options) for f in filters])
         refused = [f for f, code in zip(filters, granted, strict=True) if _failed(code)]
         if refused:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.config import GatewaySettings
 from gateway.ingest import IngestHandler
@@ -10,6 +11,9 @@ from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
 from gateway.store import Store
 from gateway.stream import ChangeFeed, ChangeHub
+
+if TYPE_CHECKING:
+    from gateway.telemetry.service import TelemetryService
 
 
 @dataclass
@@ -23,3 +27,4 @@ class Runtime:
     metrics: GatewayMetrics
     handler: IngestHandler
     limiter: LoginLimiter
+    telemetry: TelemetryService | None = None

@@ -20,6 +20,7 @@ class Cutoff:
     device_id: str
     port: int
     condition: str
+    category: str
     issued_at: float
     deadline: float
 
@@ -51,6 +52,7 @@ class CutoffTracker:
         port: int,
         *,
         condition: str,
+        category: str,
         now: float,
         confirm_within_s: float,
     ) -> Cutoff | None:
@@ -59,7 +61,7 @@ class CutoffTracker:
         key = (device_id, port)
         if key in self._pending:
             return None
-        cutoff = Cutoff(site_id, device_id, port, condition, now, now + confirm_within_s)
+        cutoff = Cutoff(site_id, device_id, port, condition, category, now, now + confirm_within_s)
         self._pending[key] = cutoff
         return cutoff
 

@@ -30,9 +30,9 @@ def prefix(site_id: str, device_id: str) -> str:
     return f"{ROOT}/{site_id}/{device_id}"
 
 
-def subscriptions() -> list[str]:
-    """What the gateway subscribes to for every ESPHome node of every site."""
-    return [f"{ROOT}/+/+/{c}/+/state" for c in COMPONENTS] + [f"{ROOT}/+/+/status"]
+def subscriptions(site_id: str = "+") -> list[str]:
+    """What the gateway subscribes to for the ESPHome nodes of a site (or of every site)."""
+    return [f"{ROOT}/{site_id}/+/{c}/+/state" for c in COMPONENTS] + [f"{ROOT}/{site_id}/+/status"]
 
 
 def relay_command_topic(site_id: str, device_id: str, object_id: str) -> str:

@@ -158,6 +158,7 @@ class TelemetryPipeline:
                     node.device_id,
                     t.port,
                     condition=t.condition,
+                    category=t.category.value,
                     now=now,
                     confirm_within_s=relay.confirm_within_s,
                 )

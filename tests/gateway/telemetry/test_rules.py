@@ -229,10 +229,21 @@ def test_rules_transition_alert_one_ticket_per_condition() -> None:
 
 def test_cutoff_confirmed_by_relay_off() -> None:
     tracker = CutoffTracker()
-    cut = tracker.request("s1", "shed-1", 2, condition="c", now=T0, confirm_within_s=10)
+    cut = tracker.request(
+        "s1", "shed-1", 2, condition="c", category="charging_hazard", now=T0, confirm_within_s=10
+    )
     assert cut is not None
     assert (
-        tracker.request("s1", "shed-1", 2, condition="c", now=T0 + 1, confirm_within_s=10) is None
+        tracker.request(
+            "s1",
+            "shed-1",
+            2,
+            condition="c",
+            category="charging_hazard",
+            now=T0 + 1,
+            confirm_within_s=10,
+        )
+        is None
     )
     assert tracker.relay_state("shed-1", 2, True, T0 + 2) is None  # still on
     assert tracker.relay_state("shed-1", 3, False, T0 + 2) is None  # another port
@@ -244,7 +255,9 @@ def test_cutoff_confirmed_by_relay_off() -> None:
 
 def test_cutoff_unconfirmed_is_overdue_once() -> None:
     tracker = CutoffTracker()
-    cut = tracker.request("s1", "shed-1", 1, condition="c", now=T0, confirm_within_s=10)
+    cut = tracker.request(
+        "s1", "shed-1", 1, condition="c", category="charging_hazard", now=T0, confirm_within_s=10
+    )
     assert tracker.overdue(T0 + 9.9) == []
     assert tracker.overdue(T0 + 10) == [cut]
     assert tracker.overdue(T0 + 20) == []
