@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from contract import ack_topic, encode
 from gateway.acks import build_acks
 from gateway.api import accesslog, registry, session, tickets
+from gateway.api import telemetry as telemetry_api
 from gateway.api.headers import SecurityHeadersMiddleware
 from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimitMiddleware, BodyRule
 from gateway.auth import bearer_is_valid
@@ -266,6 +267,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(session.router)
     app.include_router(tickets.router)
     app.include_router(registry.router)
+    app.include_router(telemetry_api.router)
     key = settings.signing_key()
     upload = BodyRule(
         tickets.PHOTO_UPLOAD_PATH,

@@ -45,6 +45,8 @@ MATRIX: dict[tuple[str, str], frozenset[Role] | None] = {
     ("GET", "/api/devices"): frozenset({A, S, OP}),
     ("GET", "/api/devices/{device_id}"): frozenset({A, S, OP}),
     ("POST", "/api/devices"): frozenset({A, S}),
+    ("GET", "/api/devices/{device_id}/metrics/{series}"): frozenset({A, S, OP}),
+    ("GET", "/api/devices/{device_id}/latest"): frozenset({A, S, OP}),
     ("GET", "/api/grids"): EVERYONE,
     ("PUT", "/api/grids/{grid_id}"): frozenset({A, S}),
     ("GET", "/api/grids/{grid_id}/shifts"): EVERYONE,
@@ -61,6 +63,7 @@ PATH_VALUES = {
     "attachment_id": "1",
     "snapshot_id": "snap-1",
     "device_id": "cam-a",
+    "series": "power",
     "grid_id": f"g-{SITE}",
 }
 GRID = {
@@ -108,7 +111,7 @@ def _permission_of(route: APIRoute) -> Permission | None:
 
 
 def test_every_route_is_in_the_documented_matrix() -> None:
-    from gateway.api import registry, session, tickets
+    from gateway.api import registry, session, telemetry, tickets
     from gateway.main import create_app
 
     app = create_app(settings_for("sqlite://"))
@@ -120,7 +123,7 @@ def test_every_route_is_in_the_documented_matrix() -> None:
     assert served == set(MATRIX)
     routes = [
         r
-        for router in (session.router, tickets.router, registry.router)
+        for router in (session.router, tickets.router, registry.router, telemetry.router)
         for r in router.routes
         if isinstance(r, APIRoute)
     ]
