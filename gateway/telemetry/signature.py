@@ -28,6 +28,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 MIN_STEP_W = 80.0
 MAX_STEP_W = 400.0
@@ -110,7 +111,7 @@ def charging_signature(
             continue
         if min(delta) < ELEVATED_RATIO * plateau:
             continue  # it went off in between: not one continuous load
-        drops = [a - b for a, b in zip(delta, delta[1:], strict=False)]
+        drops = [a - b for a, b in pairwise(delta)]
         if drops and max(drops) > MAX_DROP_RATIO * plateau:
             continue
         tail_w = statistics.median(tail)
