@@ -104,8 +104,20 @@ class StuckRule(_Rule):
     unchanged_for_s: float = Field(gt=0, description="Seconds of identical values that fire.")
 
 
+class ChargingSignatureRule(_Rule):
+    """Fires on the power signature of an e-bike charger at night (`gateway.telemetry.
+    signature`: its figures and why)."""
+
+    type: Literal["charging_signature"] = "charging_signature"
+    window_s: float = Field(
+        default=8 * 3600.0, ge=3600, le=24 * 3600, description="Power history looked at."
+    )
+    utc_offset_h: float = Field(default=8.0, ge=-12, le=14, description="Site's UTC offset.")
+
+
 Rule = Annotated[
-    ThresholdRule | BinaryRule | RateOfRiseRule | StuckRule, Field(discriminator="type")
+    ThresholdRule | BinaryRule | RateOfRiseRule | StuckRule | ChargingSignatureRule,
+    Field(discriminator="type"),
 ]
 
 

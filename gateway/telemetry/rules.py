@@ -27,11 +27,13 @@ from contract import Severity
 from gateway.sla import TicketCategory
 from gateway.telemetry.profiles import (
     BinaryRule,
+    ChargingSignatureRule,
     DeviceProfile,
     RateOfRiseRule,
     Rule,
     ThresholdRule,
 )
+from gateway.telemetry.signature import charging_signature
 
 OFFLINE = "offline"
 
@@ -69,6 +71,7 @@ class Transition:
 @dataclass
 class _Series:
     history: deque[tuple[float, float]] = field(default_factory=deque)
+    long: deque[tuple[float, float]] = field(default_factory=deque)
     same_since: float | None = None
     last: float | None = None
 
@@ -92,6 +95,9 @@ class DeviceRules:
         self._window = max(
             (r.window_s for r in profile.rules if isinstance(r, RateOfRiseRule)), default=0.0
         )
+        self._long_window = {
+            r.metric: r.window_s for r in profile.rules if isinstance(r, ChargingSignatureRule)
+        }
 
     @property
     def active(self) -> dict[str, float]:
@@ -168,6 +174,11 @@ class DeviceRules:
         series.history.append((reading.ts, reading.value))
         while series.history and series.history[0][0] < reading.ts - self._window:
             series.history.popleft()
+        long_window = self._long_window.get(reading.metric)
+        if long_window is not None:
+            series.long.append((reading.ts, reading.value))
+            while series.long and series.long[0][0] < reading.ts - long_window:
+                series.long.popleft()
         if series.last != reading.value or series.same_since is None:
             series.same_since = reading.ts
         series.last = reading.value
@@ -241,6 +252,9 @@ def _judge(rule: Rule, series: _Series, reading: Reading, holding: bool) -> str 
         return _threshold(rule, reading, holding)
     if isinstance(rule, RateOfRiseRule):
         return _rate_of_rise(rule, series, reading, holding)
+    if isinstance(rule, ChargingSignatureRule):
+        found = charging_signature(series.long, rule.utc_offset_h)
+        return None if found is None else found.reason
     assert series.same_since is not None
     unchanged = reading.ts - series.same_since
     if unchanged >= rule.unchanged_for_s:

@@ -272,3 +272,19 @@ def test_rules_shared_condition_clears_when_the_last_rule_does() -> None:
     assert rules.observe([Reading("smoke_alarm", 0, T0 + 20)], T0 + 20) == []
     [end] = rules.observe([Reading("smoke_obscuration", 1.0, T0 + 30)], T0 + 30)
     assert (end.active, end.ts, end.started_at) == (False, T0 + 30, T0)
+
+
+def test_rules_circuit_meter_indoor_charging_opens_and_clears() -> None:
+    from tests.gateway.telemetry.test_signature import charger, curve
+
+    samples = curve(23.0, 4.0, charger(on_at_s=700, cc_s=3600, plateau_w=250))
+    rules = DeviceRules(PROFILES["circuit_meter"], samples[0][0])
+    seen = [
+        (t.condition, t.active, t.category)
+        for ts, watts in samples
+        for t in rules.observe([Reading("power", watts, ts)], ts)
+    ]
+    assert seen == [
+        ("indoor_charging", True, TicketCategory.INDOOR_CHARGING),
+        ("indoor_charging", False, TicketCategory.INDOOR_CHARGING),
+    ]
