@@ -188,7 +188,8 @@ _INSERT_SNAPSHOT = insert(snapshots)
 def excerpt(payload: bytes) -> str:
     """The first bytes of a payload as text, for a dead letter."""
     head = payload[:EXCERPT_BYTES]
-    text = head.decode("utf-8", errors="backslashreplace")
+    # PostgreSQL text cannot hold NUL: spell it out, as undecodable bytes are.
+    text = head.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
     return text + ("…" if len(payload) > EXCERPT_BYTES else "")
 
 

@@ -83,6 +83,8 @@ class TelemetryPipeline:
         self.cutoffs = CutoffTracker()
         self.flagged_total = 0
         self._rules: dict[str, DeviceRules] = {}
+        # (profile, wire name, port tag) → (metric, port): the same few names, every message.
+        self._resolved: dict[tuple[str, str, str | None], tuple[str, int | None] | None] = {}
         self._nodes: dict[str, SensorNode] = {}
 
     def _node(self, site_id: str, device_id: str, now: float) -> tuple[SensorNode, DeviceRules]:
@@ -100,8 +102,15 @@ class TelemetryPipeline:
         node, rules = self._node(batch.site_id, batch.device_id, now)
         readings: list[Reading] = []
         flagged: list[str] = []
+        profile = node.profile
         for point in batch.points:
-            resolved = node.profile.resolve(point.metric, point.tags.get("port"))
+            key = (profile.name, point.metric, point.tags.get("port"))
+            if key in self._resolved:
+                resolved = self._resolved[key]
+            else:
+                resolved = profile.resolve(key[1], key[2])
+                if len(self._resolved) < 100_000:  # bounded: names come from devices
+                    self._resolved[key] = resolved
             if resolved is None:
                 flagged.append(f"{point.metric}: not a metric (or port) of {node.profile.name}")
                 continue
@@ -135,20 +144,15 @@ class TelemetryPipeline:
         msg_id: str,
         now: float,
     ) -> Outcome:
-        good: list[Reading] = []
-        for reading in readings:
-            problem = rules.out_of_range(reading)
-            if problem is not None:
-                flagged.append(problem)
-            else:
-                good.append(reading)
-        self.flagged_total += len(flagged)
-        stored = self.sink.offer(
-            [Point(node.site_id, node.device_id, r.series, r.value, r.ts) for r in good]
-        )
         transitions = rules.observe(readings, now)
-        touched = {_condition_of(r) for r in readings}
+        refused = {id(r) for r, _ in rules.rejected}
+        flagged += [problem for _, problem in rules.rejected]
+        good = [r for r in readings if id(r) not in refused] if refused else readings
+        self.flagged_total += len(flagged)
+        site, device = node.site_id, node.device_id
+        stored = self.sink.offer([Point(site, device, r.series, r.value, r.ts) for r in good])
         out = Outcome(flagged=flagged, stored=stored)
+        touched = {_condition_of(r) for r in readings} if rules.has_active else ()
         out.alerts = self._alerts(node, transitions, msg_id, now, rules=rules, touched=touched)
         relay = node.profile.relay
         for t in transitions:

@@ -95,9 +95,22 @@ class DeviceRules:
         self._window = max(
             (r.window_s for r in profile.rules if isinstance(r, RateOfRiseRule)), default=0.0
         )
+        self._by_metric: dict[str, list[tuple[int, Rule]]] = {}
+        for index, rule in enumerate(profile.rules):
+            self._by_metric.setdefault(rule.metric, []).append((index, rule))
+        self._faulty: set[tuple[str, int | None]] = set()
+        # Looked up for every reading: plain dicts, not the pydantic model's attributes.
+        self._specs = {m.name: (m.min, m.max, m.kind == "binary") for m in profile.metrics}
+        self.rejected: list[tuple[Reading, str]] = []
+        """Readings of the last `observe` refused as out of range or unknown, and why."""
         self._long_window = {
             r.metric: r.window_s for r in profile.rules if isinstance(r, ChargingSignatureRule)
         }
+
+    @property
+    def has_active(self) -> bool:
+        """Whether any condition is active (the pipeline's fast path when none is)."""
+        return bool(self._active)
 
     @property
     def active(self) -> dict[str, float]:
@@ -107,11 +120,12 @@ class DeviceRules:
     def observe(self, readings: Iterable[Reading], now: float) -> list[Transition]:
         """Apply readings (in time order); transitions caused, in order."""
         out: list[Transition] = []
+        self.rejected = []
         if OFFLINE in self._active:
             out.append(self._clear(OFFLINE, TicketCategory.DEVICE_OFFLINE, now, "heard again"))
         self.last_seen = max(self.last_seen, now)
         for reading in sorted(readings, key=lambda r: r.ts):
-            out += self._one(reading)
+            self._one(reading, out)
         return out
 
     def availability(self, online: bool, now: float) -> list[Transition]:
@@ -140,35 +154,41 @@ class DeviceRules:
 
     def out_of_range(self, reading: Reading) -> str | None:
         """Why a reading is outside its metric's valid range, or None."""
-        spec = self.profile.metric(reading.metric)
+        spec = self._specs.get(reading.metric)
         if spec is None:
             return f"{reading.metric!r} is not a metric of profile {self.profile.name!r}"
-        if spec.min is not None and reading.value < spec.min:
-            return f"{reading.series} {reading.value:g} is below the valid minimum {spec.min:g}"
-        if spec.max is not None and reading.value > spec.max:
-            return f"{reading.series} {reading.value:g} is above the valid maximum {spec.max:g}"
-        if spec.kind == "binary" and reading.value not in (0.0, 1.0):
-            return f"{reading.series} {reading.value:g} is not 0 or 1"
+        low, high, binary = spec
+        value = reading.value
+        if low is not None and value < low:
+            return f"{reading.series} {value:g} is below the valid minimum {low:g}"
+        if high is not None and value > high:
+            return f"{reading.series} {value:g} is above the valid maximum {high:g}"
+        if binary and value not in (0.0, 1.0):
+            return f"{reading.series} {value:g} is not 0 or 1"
         return None
 
-    def _one(self, reading: Reading) -> list[Transition]:
-        out: list[Transition] = []
-        fault = condition_key(f"out_of_range_{reading.metric}", reading.port)
+    def _one(self, reading: Reading, out: list[Transition]) -> None:
         problem = self.out_of_range(reading)
-        category = self.profile.out_of_range_condition
+        where = (reading.metric, reading.port)
         if problem is not None:
-            if fault not in self._active:
+            self.rejected.append((reading, problem))
+            if where not in self._faulty:
+                self._faulty.add(where)
+                fault = condition_key(f"out_of_range_{reading.metric}", reading.port)
+                category = self.profile.out_of_range_condition
                 out.append(self._open(fault, category, Severity.NORMAL, reading.ts, problem))
-            return out
-        if fault in self._active:
+            return
+        if where in self._faulty:
+            self._faulty.discard(where)
+            fault = condition_key(f"out_of_range_{reading.metric}", reading.port)
+            category = self.profile.out_of_range_condition
             out.append(self._clear(fault, category, reading.ts, "back in range"))
-        series = self._series.setdefault((reading.metric, reading.port), _Series())
+        series = self._series.get(where)
+        if series is None:
+            series = self._series[where] = _Series()
         self._remember(series, reading)
-        for index, rule in enumerate(self.profile.rules):
-            if rule.metric != reading.metric:
-                continue
+        for index, rule in self._by_metric.get(reading.metric, ()):
             out += self._apply(index, rule, series, reading)
-        return out
 
     def _remember(self, series: _Series, reading: Reading) -> None:
         series.history.append((reading.ts, reading.value))

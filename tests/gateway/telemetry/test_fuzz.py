@@ -43,7 +43,9 @@ numbers = st.one_of(
 )
 payloads = st.one_of(
     numbers.map(lambda v: repr(v).encode()),
-    st.sampled_from([b"ON", b"OFF", b"on", b"online", b"offline", b"nan", b"", b"\xff\xfe"]),
+    st.sampled_from(
+        [b"ON", b"OFF", b"on", b"online", b"offline", b"nan", b"", b"\xff\xfe", b"\x00"]
+    ),
     st.binary(max_size=30),
 )
 esphome_topics = st.builds(
