@@ -198,13 +198,35 @@ async def gateway(
 
 
 async def event_latency(
-    runtime: Runtime, broker: MosquittoBroker, events: int, flood: list[tuple[str, bytes]]
+    runtime: Runtime,
+    broker: MosquittoBroker,
+    events: int,
+    flood: list[tuple[str, bytes]],
+    *,
+    single_session: bool = False,
 ) -> list[float]:
     """Seconds from publishing each DetectionEvent to its ticket existing, with `flood`
     published alongside (empty: alone)."""
-    ingest = MqttIngest(runtime.settings.mqtt, lambda b: ingest_batch(runtime, b))
-    task = asyncio.create_task(ingest.run())
-    await ingest.connected.wait()
+    mqtt = runtime.settings.mqtt
+    split = mqtt.telemetry_split and not single_session
+    ingest = MqttIngest(
+        mqtt,
+        lambda b: ingest_batch(runtime, b),
+        filters=mqtt.event_filters if split else None,
+        unsubscribe=mqtt.telemetry_filters if split else (),
+    )
+    sessions = [ingest]
+    if split:  # as gateway.main runs them: readings on a session of their own
+        sessions.append(
+            MqttIngest(
+                mqtt.telemetry_connection(),
+                lambda b: ingest_batch(runtime, b),
+                filters=mqtt.telemetry_filters,
+            )
+        )
+    tasks = [asyncio.create_task(s.run()) for s in sessions]
+    for session in sessions:
+        await session.connected.wait()
     flooding = (
         asyncio.create_task(asyncio.to_thread(_publish, broker, flood, "flood")) if flood else None
     )
@@ -229,8 +251,9 @@ async def event_latency(
     pub.disconnect()
     if flooding is not None:
         await flooding
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     return latencies
 
 

@@ -96,6 +96,11 @@ def build_runtime(settings: GatewaySettings) -> Runtime:
 async def ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
     """Apply a batch of MQTT messages (one transaction), push what it changed, and return
     the end-to-end Acks for what the commit holds (published by the MQTT edge)."""
+    async with runtime.ingest_lock:
+        return await _ingest_batch(runtime, batch)
+
+
+async def _ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
     now = time.time()
     telemetry = runtime.telemetry
     outbound: list[Outbound] = []
@@ -227,13 +232,27 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             asyncio.create_task(runtime.feed.run()),
         ]
         if settings.ingest_enabled:
+            split = settings.mqtt.telemetry_split and runtime.telemetry is not None
             ingest = MqttIngest(
                 settings.mqtt,
                 lambda batch: ingest_batch(runtime, batch),
                 lambda refused: refuse(runtime, refused),
+                filters=settings.mqtt.event_filters if split else None,
+                unsubscribe=settings.mqtt.telemetry_filters if split else (),
             )
             app.state.ingest = ingest
             tasks.append(asyncio.create_task(supervise(ingest)))
+            if settings.mqtt.telemetry_split and runtime.telemetry is not None:
+                # Readings on a session of their own: a flood of them is queued at the
+                # broker behind other readings, never in front of an event.
+                readings = MqttIngest(
+                    settings.mqtt.telemetry_connection(),
+                    lambda batch: ingest_batch(runtime, batch),
+                    lambda refused: refuse(runtime, refused),
+                    filters=settings.mqtt.telemetry_filters,
+                )
+                app.state.telemetry_ingest = readings
+                tasks.append(asyncio.create_task(supervise(readings)))
         if runtime.telemetry is not None:
             found = app.state.ingest if settings.ingest_enabled else None
             tasks.append(

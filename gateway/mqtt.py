@@ -144,9 +144,22 @@ class MqttIngest:
     reconnect forever on connection errors (anything else raises, for the supervisor)."""
 
     def __init__(
-        self, settings: MqttSettings, on_batch: OnBatch, on_refused: OnRefused | None = None
+        self,
+        settings: MqttSettings,
+        on_batch: OnBatch,
+        on_refused: OnRefused | None = None,
+        filters: Sequence[str] | None = None,
+        unsubscribe: Sequence[str] = (),
     ) -> None:
         self.settings = settings
+        self.unsubscribe = list(unsubscribe)
+        """Filters this persistent session may hold from an earlier configuration and must
+        drop (telemetry moved to a session of its own)."""
+        self.filters = (
+            list(filters)
+            if filters is not None
+            else settings.subscriptions + settings.esphome_subscriptions
+        )
         self.on_batch = on_batch
         self.on_refused = on_refused
         self.connected = asyncio.Event()
@@ -232,7 +245,9 @@ class MqttIngest:
         options = SubscribeOptions(
             qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
         )
-        filters = self.settings.subscriptions + self.settings.esphome_subscriptions
+        filters = self.filters
+        if self.unsubscribe:
+            await client.unsubscribe(self.unsubscribe)
         granted = await client.subscribe([(f, options) for f in filters])
         refused = [f for f, code in zip(filters, granted, strict=True) if _failed(code)]
         if refused:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.config import GatewaySettings
@@ -28,3 +29,7 @@ class Runtime:
     handler: IngestHandler
     limiter: LoginLimiter
     telemetry: TelemetryService | None = None
+    ingest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One ingest transaction at a time across the MQTT sessions (events, telemetry): on
+    SQLite two writers would fight over the file lock and retry; this way an event waits
+    for at most one telemetry batch."""
