@@ -190,7 +190,9 @@ def device_add(
     device_id: str,
     *,
     site: Annotated[str, typer.Option(help="Site id the device belongs to.")],
-    kind: Annotated[str, typer.Option(help="camera, smoke, charging, …")],
+    kind: Annotated[
+        str, typer.Option(help="camera, smoke, charging, …; esphome for a stock ESPHome node")
+    ],
     passwd_file: PasswdOption,
     acl_file: AclOption,
     database_url: DbOption = DEFAULT_DATABASE_URL,
@@ -206,6 +208,13 @@ def device_add(
             "--grant-write",
             help="Extra topic the device may publish to, e.g. its lift controller's command "
             "topic (repeat). Not under guanjia/; a wildcard only as the whole last segment.",
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Telemetry profile of a sensor node (firmware_configs/profiles/<name>.yaml); "
+            "required with --kind esphome."
         ),
     ] = None,
 ) -> None:
@@ -230,11 +239,27 @@ def device_add(
         except ValueError as exc:
             _fail("--grant-write", str(exc))
 
+    esphome = kind == "esphome"
+    if profile is not None or esphome:
+        from gateway.telemetry.profiles import ProfileError, load_profiles
+
+        try:
+            known = load_profiles()
+        except ProfileError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--profile") from None
+        if profile not in known:
+            allowed = ", ".join(sorted(known))
+            raise typer.BadParameter(f"one of {allowed}", param_hint="--profile")
+
     def register(store: Store, hashed: str) -> None:
         # Checked before anything is written: a refused account registers no device.
         store.check_mqtt_role(device_id, "device")
         store.upsert_device(device_id, site, kind, location=location, zone_id=zone, grid_id=grid)
-        store.set_mqtt_credential(device_id, hashed, "device", site, grants)
+        # An ESPHome node speaks only ESPHome's topics: its ACL keeps it inside its prefix.
+        role = "esphome" if esphome else "device"
+        store.set_mqtt_credential(device_id, hashed, role, site, grants)
+        if profile is not None:
+            store.set_sensor_node(device_id, profile, esphome=esphome)
 
     try:
         count, secret = _provision(database_url, passwd_file, acl_file, password, register)

@@ -25,8 +25,10 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
-from contract.topics import DEVICE_CHANNELS, check_segment, subscription
+from contract.topics import DEVICE_CHANNELS, Channel, check_segment, subscription
 from gateway.sla import DEFAULT_POLICIES, CategoryPolicy, TicketCategory
+from gateway.telemetry.esphome import subscriptions as esphome_filters
+from gateway.telemetry.settings import TelemetrySettings
 
 MIN_JWT_SECRET_BYTES = 32
 """HS256 wants a key as long as its hash output (RFC 7518 §3.2)."""
@@ -69,6 +71,18 @@ class MqttSettings(BaseModel):
         description="Shared-subscription group ($share/<group>/...). Off by default: "
         "Mosquitto 2.0 and EMQX lose shared subscriptions on a broker restart.",
     )
+    telemetry_session: bool = Field(
+        default=True,
+        description="Ingest sensor telemetry (TelemetryBatch, ESPHome topics) on a second "
+        "session of its own, so a flood of readings never queues in front of an event. "
+        "With a username it needs telemetry_username (a second gateway account).",
+    )
+    telemetry_username: str | None = Field(
+        default=None, description="The telemetry session's broker account (e.g. gateway-1-t)."
+    )
+    telemetry_password: SecretStr | None = Field(
+        default=None, description="Its password (never logged)."
+    )
     keepalive_s: int = Field(default=30, ge=5, description="MQTT keepalive.")
     reconnect_s: float = Field(default=1.0, gt=0, description="Pause before reconnecting.")
     batch_max: int = Field(
@@ -96,6 +110,13 @@ class MqttSettings(BaseModel):
                 )
         elif self.client_id is not None:
             check_segment(self.client_id, "mqtt.client_id")
+        if self.telemetry_username is not None:
+            check_segment(self.telemetry_username, "mqtt.telemetry_username")
+            if self.telemetry_username == self.username:
+                raise ValueError(
+                    "mqtt.telemetry_username: must differ from mqtt.username (the broker "
+                    "uses the username as the client id: one would kick the other off)"
+                )
         for site in self.sites:
             check_segment(site, "mqtt.sites")
         if len(set(self.sites)) != len(self.sites):
@@ -112,6 +133,56 @@ class MqttSettings(BaseModel):
         """The filters actually subscribed: every device channel of each configured site
         (or of every site), shared when a group is set."""
         filters = [f for site in self.sites or ["+"] for f in _device_filters(site)]
+        if self.share_group:
+            return [f"$share/{self.share_group}/{f}" for f in filters]
+        return filters
+
+    @property
+    def telemetry_split(self) -> bool:
+        """Whether telemetry has its own session (see `telemetry_session`)."""
+        return self.telemetry_session and (
+            self.username is None or self.telemetry_username is not None
+        )
+
+    def _shared(self, filters: list[str]) -> list[str]:
+        if self.share_group:
+            return [f"$share/{self.share_group}/{f}" for f in filters]
+        return filters
+
+    @property
+    def event_filters(self) -> list[str]:
+        """The main session's filters: every device channel (and ESPHome's topics), less
+        what the telemetry session takes when there is one."""
+        if not self.telemetry_split:
+            return self.subscriptions + self.esphome_subscriptions
+        telemetry = set(self.telemetry_filters)
+        return [f for f in self.subscriptions if f not in telemetry]
+
+    @property
+    def telemetry_filters(self) -> list[str]:
+        """The telemetry session's filters: TelemetryBatches and ESPHome's topics."""
+        sites = self.sites or ["+"]
+        mine = [subscription(Channel.TELEMETRY, site_id=site) for site in sites]
+        return self._shared(mine) + self.esphome_subscriptions
+
+    def telemetry_connection(self) -> MqttSettings:
+        """Settings of the telemetry session: its own account, or (no username, a
+        development broker) the client id with ``-telemetry`` appended."""
+        if self.username is not None:
+            return self.model_copy(
+                update={
+                    "username": self.telemetry_username,
+                    "password": self.telemetry_password,
+                    "client_id": None,
+                }
+            )
+        return self.model_copy(update={"client_id": f"{self.session_id}-telemetry"})
+
+    @property
+    def esphome_subscriptions(self) -> list[str]:
+        """Stock ESPHome nodes' state and status topics, under ``esphome/{site}/{device}/``
+        (`gateway.telemetry.esphome`), per configured site, shared when a group is set."""
+        filters = [f for site in self.sites or ["+"] for f in esphome_filters(site)]
         if self.share_group:
             return [f"$share/{self.share_group}/{f}" for f in filters]
         return filters
@@ -136,6 +207,10 @@ class GatewaySettings(BaseSettings):
         description="SQLAlchemy URL; postgresql:// is normalised to postgresql+psycopg://.",
     )
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    telemetry_tick_s: float = Field(
+        default=1.0, gt=0, le=60, description="Period of the sensor offline / cut-off check."
+    )
     ingest_enabled: bool = Field(default=True, description="Run the MQTT ingest task.")
     jwt_secret: SecretStr | None = Field(
         default=None,

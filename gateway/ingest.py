@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -57,6 +57,10 @@ from gateway.sla import CategoryPolicy, TicketCategory
 from gateway.store import IngestTx, SnapshotOutcome, Store, StoreUnavailableError
 
 log = logging.getLogger(__name__)
+
+TelemetryHook = Callable[[TelemetryBatch, float], tuple[Alert, ...] | None]
+"""The alerts of a TelemetryBatch from a device with a telemetry profile (which also stores
+its readings), or None for a device without one (`gateway.telemetry.service`)."""
 
 REGISTRY_CACHE_S = 30.0
 """How long a device's registered site is trusted without asking the database again."""
@@ -128,8 +132,10 @@ class IngestHandler:
         policies: dict[TicketCategory, CategoryPolicy],
         cooldown_s: float = 0.0,
         quotas: IngestQuotas | None = None,
+        telemetry: TelemetryHook | None = None,
     ) -> None:
         self.store = store
+        self.telemetry = telemetry
         self.policies = policies
         self.cooldown_s = cooldown_s
         self.quotas = quotas or IngestQuotas()
@@ -249,7 +255,8 @@ class IngestHandler:
         if isinstance(message, DetectionEvent):
             alerts = (from_detection(message),)
         elif isinstance(message, TelemetryBatch):
-            alerts = tuple(from_telemetry(message))
+            profiled = self.telemetry(message, now) if self.telemetry is not None else None
+            alerts = tuple(from_telemetry(message)) if profiled is None else profiled
         if isinstance(message, ONCE_PER_MSG_ID):
             committed = Committed(parsed.site_id, parsed.device_id, msg_id=message.msg_id)
         elif isinstance(message, bytes):

@@ -30,6 +30,7 @@ from gateway.api import (
     users,
     webhooks,
 )
+from gateway.api import telemetry as telemetry_api
 from gateway.api.headers import SecurityHeadersMiddleware
 from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimitMiddleware, BodyRule
 from gateway.auth import bearer_is_valid
@@ -43,10 +44,22 @@ from gateway.runtime import Runtime
 from gateway.sla import TicketCategory
 from gateway.store import IngestTx, Store, StoreUnavailableError, migrate
 from gateway.stream import ChangeFeed, ChangeHub
+from gateway.telemetry.esphome import is_esphome
 
 log = logging.getLogger(__name__)
 
-ROUTE_MODULES = (session, tickets, devices, commands, grids, rosters, users, dead_letters, webhooks)
+ROUTE_MODULES = (
+    session,
+    tickets,
+    devices,
+    commands,
+    grids,
+    rosters,
+    users,
+    dead_letters,
+    webhooks,
+    telemetry_api,
+)
 """Every module whose `router` the app serves: one per resource."""
 CHANGES_RETENTION_S = 24 * 3600.0
 """The change feed keeps a day: a console away longer reloads through the REST API."""
@@ -67,6 +80,17 @@ def build_runtime(settings: GatewaySettings) -> Runtime:
     """The store and services of one process (the app and the benchmarks use this)."""
     store = Store(settings.database_url)
     hub = ChangeHub()
+    telemetry = None
+    if settings.telemetry.enabled:
+        from gateway.telemetry.service import TelemetryService
+
+        telemetry = TelemetryService(
+            store,
+            settings.telemetry,
+            settings.policies,
+            settings.cooldown_s,
+            path=settings.telemetry.store_path(settings.database_url),
+        )
     return Runtime(
         settings=settings,
         store=store,
@@ -81,6 +105,7 @@ def build_runtime(settings: GatewaySettings) -> Runtime:
                 dead_letters_per_minute=settings.dead_letters_per_device_per_minute,
                 snapshot_bytes_per_hour=settings.snapshot_bytes_per_device_per_hour,
             ),
+            telemetry.alerts_for_batch if telemetry is not None else None,
         ),
         limiter=LoginLimiter(
             pair_attempts=settings.login_attempts,
@@ -90,14 +115,31 @@ def build_runtime(settings: GatewaySettings) -> Runtime:
             window_s=settings.login_window_s,
             max_tracked=settings.login_tracked_max,
         ),
+        telemetry=telemetry,
     )
 
 
 async def ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
     """Apply a batch of MQTT messages (one transaction), push what it changed, and return
     the end-to-end Acks for what the commit holds (published by the MQTT edge)."""
+    async with runtime.ingest_lock:
+        return await _ingest_batch(runtime, batch)
+
+
+async def _ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
     now = time.time()
-    results = await asyncio.to_thread(runtime.handler.handle_batch, batch, now)
+    telemetry = runtime.telemetry
+    outbound: list[Outbound] = []
+    if telemetry is not None:
+        # ESPHome topics are not the contract's: the telemetry pipeline reads them.
+        esp = [(t, p) for t, p in batch if is_esphome(t)]
+        if esp:
+            batch = [(t, p) for t, p in batch if not is_esphome(t)]
+            if await asyncio.to_thread(telemetry.handle_esphome, esp, now):
+                runtime.feed.wake()
+    results = await asyncio.to_thread(runtime.handler.handle_batch, batch, now) if batch else []
+    if telemetry is not None:
+        outbound += [Outbound(c.topic, c.payload) for c in telemetry.take_commands()]
     changed = False
     for result in results:
         runtime.metrics.messages.labels(result.channel, result.outcome.value).inc()
@@ -107,10 +149,31 @@ async def ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> 
     if changed:
         runtime.feed.wake()
     committed = [r.committed for r in results if r.committed is not None]
-    return [
+    return outbound + [
         Outbound(str(ack_topic(a.site_id, a.device_id)), encode(a))
         for a in build_acks(committed, now)
     ]
+
+
+async def telemetry_step(runtime: Runtime, ingest: MqttIngest | None) -> None:
+    """Offline sensor nodes, overdue relay cut-offs, retention and the telemetry gauges."""
+    telemetry = runtime.telemetry
+    if telemetry is None:
+        return
+    now = time.time()
+    if await asyncio.to_thread(telemetry.tick, now):
+        runtime.feed.wake()
+    for command in telemetry.take_commands():
+        if ingest is not None:
+            await ingest.publish(command.topic, command.payload)
+    gauge = runtime.metrics.telemetry_points
+    gauge.labels("queue", "written").set(telemetry.sink.stored)
+    gauge.labels("queue", "dropped").set(telemetry.sink.dropped)
+    gauge.labels("queue", "buffered").set(telemetry.sink.queued)
+    if telemetry.influx is not None:
+        gauge.labels("influxdb", "written").set(telemetry.influx.written)
+        gauge.labels("influxdb", "dropped").set(telemetry.influx.dropped)
+        gauge.labels("influxdb", "buffered").set(telemetry.influx.buffered)
 
 
 async def refuse(runtime: Runtime, refused: Sequence[Refused]) -> None:
@@ -193,6 +256,8 @@ async def sla_step(runtime: Runtime, now: float | None = None) -> None:
         orphaned_before=now - settings.snapshot_orphan_ttl_s,
         pending_before=now - settings.processed_retention_s,
     )
+    if runtime.telemetry is not None:
+        await asyncio.to_thread(runtime.telemetry.prune, now)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -217,14 +282,40 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             asyncio.create_task(runtime.feed.run()),
         ]
         if settings.ingest_enabled:
+            split = settings.mqtt.telemetry_split and runtime.telemetry is not None
             ingest = MqttIngest(
                 settings.mqtt,
                 lambda batch: ingest_batch(runtime, batch),
                 lambda refused: refuse(runtime, refused),
                 runtime.metrics.ack_publish_failures.inc,
+                filters=settings.mqtt.event_filters if split else None,
+                unsubscribe=settings.mqtt.telemetry_filters if split else (),
             )
             app.state.ingest = ingest
             tasks.append(asyncio.create_task(supervise(ingest)))
+            if settings.mqtt.telemetry_split and runtime.telemetry is not None:
+                # Readings on a session of their own: a flood of them is queued at the
+                # broker behind other readings, never in front of an event.
+                readings = MqttIngest(
+                    settings.mqtt.telemetry_connection(),
+                    lambda batch: ingest_batch(runtime, batch),
+                    lambda refused: refuse(runtime, refused),
+                    runtime.metrics.ack_publish_failures.inc,
+                    filters=settings.mqtt.telemetry_filters,
+                )
+                app.state.telemetry_ingest = readings
+                tasks.append(asyncio.create_task(supervise(readings)))
+        if runtime.telemetry is not None:
+            found = app.state.ingest if settings.ingest_enabled else None
+            tasks.append(
+                asyncio.create_task(
+                    _every(
+                        settings.telemetry_tick_s,
+                        lambda: telemetry_step(runtime, found),
+                        "telemetry",
+                    )
+                )
+            )
         try:
             yield
         finally:
@@ -234,6 +325,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await sender.aclose()
+            if runtime.telemetry is not None:
+                await asyncio.to_thread(runtime.telemetry.close)
             runtime.store.close()
 
     app = FastAPI(

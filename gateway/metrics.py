@@ -47,6 +47,13 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self.telemetry_points = Gauge(
+            "guanjia_telemetry_points",
+            "Telemetry points since start, by store and fate (written, dropped, buffered)",
+            ["store", "fate"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)

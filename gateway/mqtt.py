@@ -118,7 +118,8 @@ def refusal(topic: str, retain: bool) -> str | None:
     anything else retained is re-delivered on every subscribe, so one rogue publish would be
     replayed forever.
     """
-    if not retain:
+    if not retain or topic.startswith("esphome/"):
+        # ESPHome retains its states by default; a replayed state is only a reading again.
         return None
     parts = topic.split("/")
     channel = parts[4] if len(parts) >= 5 else ""
@@ -169,8 +170,19 @@ class MqttIngest:
         on_batch: OnBatch,
         on_refused: OnRefused | None = None,
         on_publish_failed: Callable[[], None] | None = None,
+        *,
+        filters: Sequence[str] | None = None,
+        unsubscribe: Sequence[str] = (),
     ) -> None:
         self.settings = settings
+        self.unsubscribe = list(unsubscribe)
+        """Filters this persistent session may hold from an earlier configuration and must
+        drop (telemetry moved to a session of its own)."""
+        self.filters = (
+            list(filters)
+            if filters is not None
+            else settings.subscriptions + settings.esphome_subscriptions
+        )
         self.on_batch = on_batch
         self.on_refused = on_refused
         self.on_publish_failed = on_publish_failed
@@ -272,7 +284,9 @@ class MqttIngest:
         options = SubscribeOptions(
             qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
         )
-        filters = self.settings.subscriptions
+        filters = self.filters
+        if self.unsubscribe:
+            await client.unsubscribe(self.unsubscribe)
         granted = await client.subscribe([(f, options) for f in filters])
         refused = [f for f, code in zip(filters, granted, strict=True) if _failed(code)]
         if refused:

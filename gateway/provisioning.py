@@ -38,7 +38,11 @@ password costs 200 times what it did."""
 BROKER_GROUP = "mosquitto"
 """Debian's Mosquitto drops privileges to this user and group: it must read both files."""
 
-ROLES = ("device", "gateway")
+ROLES = ("device", "gateway", "esphome")
+"""`esphome`: a stock ESPHome node, kept inside its topic prefix ``esphome/{site}/{id}/``
+(see `gateway.telemetry.esphome`): it writes there and reads only its switches' commands."""
+
+ESPHOME_ROOT = "esphome"
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class BrokerAccount:
 
     username: str
     password_hash: str
-    role: str  # "device" or "gateway"
+    role: str  # "device", "gateway" or "esphome"
     site_id: str | None
     grants: tuple[str, ...] = field(default=())
 
@@ -105,10 +109,20 @@ def _device_block(account: BrokerAccount) -> list[str]:
     return lines
 
 
+def _esphome_block(account: BrokerAccount) -> list[str]:
+    assert account.site_id is not None
+    base = f"{ESPHOME_ROOT}/{check_segment(account.site_id, 'site id')}/{account.username}"
+    # ESPHome publishes its states, availability and discovery under its prefix; commands
+    # come back on `<component>/<object_id>/command`.
+    return [f"topic write {base}/#", f"topic read {base}/+/+/command"]
+
+
 def _gateway_block() -> list[str]:
     lines = [f"topic read {subscription(ch)}" for ch in sorted(DEVICE_CHANNELS)]
     lines.append(f"topic write {subscription(Channel.CMD)}")
     lines.append(f"topic write {subscription(Channel.ACK)}")
+    lines.append(f"topic read {ESPHOME_ROOT}/+/+/#")
+    lines.append(f"topic write {ESPHOME_ROOT}/+/+/switch/+/command")
     return lines
 
 
@@ -125,7 +139,12 @@ def acl_file(accounts: Iterable[BrokerAccount]) -> str:
         if account.role not in ROLES:
             raise ValueError(f"account {account.username!r}: role must be one of {ROLES}")
         lines.append(f"user {account.username}")
-        lines += _gateway_block() if account.role == "gateway" else _device_block(account)
+        if account.role == "gateway":
+            lines += _gateway_block()
+        elif account.role == "esphome":
+            lines += _esphome_block(account)
+        else:
+            lines += _device_block(account)
         lines.append("")
     return "\n".join(lines)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gateway.config import GatewaySettings
 from gateway.ingest import IngestHandler
@@ -10,6 +12,9 @@ from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
 from gateway.store import Store
 from gateway.stream import ChangeFeed, ChangeHub
+
+if TYPE_CHECKING:
+    from gateway.telemetry.service import TelemetryService
 
 
 @dataclass
@@ -23,3 +28,8 @@ class Runtime:
     metrics: GatewayMetrics
     handler: IngestHandler
     limiter: LoginLimiter
+    telemetry: TelemetryService | None = None
+    ingest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One ingest transaction at a time across the MQTT sessions (events, telemetry): on
+    SQLite two writers would fight over the file lock and retry; this way an event waits
+    for at most one telemetry batch."""

@@ -52,6 +52,9 @@ class TicketCategory(StrEnum):
     THROWN_OBJECT = EventCategory.THROWN_OBJECT.value
     FIRE_ALARM = "fire_alarm"
     DEVICE_OFFLINE = "device_offline"
+    CHARGING_HAZARD = "charging_hazard"
+    SENSOR_FAULT = "sensor_fault"
+    INDOOR_CHARGING = "indoor_charging"
 
 
 class ResolveClass(StrEnum):
@@ -152,6 +155,21 @@ DEFAULT_POLICIES: dict[TicketCategory, CategoryPolicy] = {
         auto_resolve_on_end=True,
         field_work=False,
         enforcement_department="equipment vendor",
+    ),
+    # A port over temperature or current: the relay is cut, a butler still checks the
+    # battery (a cooled cell can reignite), so the condition clearing does not resolve it.
+    TicketCategory.CHARGING_HAZARD: CategoryPolicy(
+        ack_within_s=ACK_URGENT_S, enforcement_department="fire brigade (消防救援)"
+    ),
+    # Low battery, tamper, a stuck or out-of-range sensor: a maintenance job.
+    TicketCategory.SENSOR_FAULT: CategoryPolicy(
+        resolve_class=ResolveClass.COMPLEX,
+        auto_resolve_on_end=True,
+        enforcement_department="equipment vendor",
+    ),
+    # A charger on a household circuit at night (飞线充电): someone has to go and look.
+    TicketCategory.INDOOR_CHARGING: CategoryPolicy(
+        enforcement_department="fire brigade (消防救援)"
     ),
 }
 

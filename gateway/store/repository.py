@@ -13,6 +13,7 @@ aggregate, each in its own module:
 | `InboxStore` | `inbox.py` | dead letters, processed message ids, snapshot retention |
 | `WebhookStore` | `webhooks.py` | webhooks and the delivery ledger |
 | `CommandStore` | `commands.py` | the audit of commands sent to devices through the API |
+| `SensorNodeStore` | `sensors.py` | sensor devices' telemetry profiles |
 
 and the change feed's reads below. They share `StoreBase` (`base.py`): the engine, read and
 write transactions, and `ingest`, the transaction around `IngestTx` (`ingest_tx.py`, the
@@ -41,6 +42,7 @@ from gateway.store.devices import DeviceStore
 from gateway.store.escalations import EscalationStore
 from gateway.store.grids import GridStore
 from gateway.store.inbox import InboxStore
+from gateway.store.sensors import SensorNodeStore
 from gateway.store.tickets import TicketStore
 from gateway.store.users import UserStore
 from gateway.store.webhooks import WebhookStore
@@ -55,6 +57,7 @@ class Store(
     InboxStore,
     WebhookStore,
     CommandStore,
+    SensorNodeStore,
 ):
     """The gateway database. Build one per process with `Store(url)`; `close()` at exit."""
 

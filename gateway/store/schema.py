@@ -312,3 +312,12 @@ commands = Table(
     Column("result_at", Float, nullable=True),
 )
 Index("ix_commands_device", commands.c.site_id, commands.c.device_id, commands.c.issued_at)
+sensor_nodes = Table(
+    "sensor_nodes",
+    metadata,
+    # A sensor device's profile (firmware_configs/profiles/<profile>.yaml) and how it talks:
+    # the contract's TelemetryBatch, or ESPHome's own topics (esphome/{site}/{device}/…).
+    Column("device_id", String(64), ForeignKey("devices.device_id"), primary_key=True),
+    Column("profile", String(48), nullable=False),
+    Column("esphome", Boolean, nullable=False),
+)

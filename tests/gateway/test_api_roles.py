@@ -225,6 +225,10 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     },
     ("GET", "/api/devices"): _fixed("/api/devices"),
     ("GET", "/api/devices/{device_id}"): _fixed("/api/devices/cam-a"),
+    ("GET", "/api/devices/{device_id}/metrics/{series}"): _fixed(
+        "/api/devices/cam-a/metrics/power"
+    ),
+    ("GET", "/api/devices/{device_id}/latest"): _fixed("/api/devices/cam-a/latest"),
     ("POST", "/api/devices"): _fixed(
         "/api/devices", json={"device_id": "cam-n", "site_id": SITE, "kind": "camera"}
     ),

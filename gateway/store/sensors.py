@@ -1,0 +1,133 @@
+"""Sensor nodes: which telemetry profile a device has and whether it speaks ESPHome; and the
+one escalation telemetry makes outside the SLA clock (a relay cut-off nobody confirmed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.models import Change
+from gateway.sla import Tier
+from gateway.store import audit, feed
+from gateway.store.base import NotFoundError, StoreBase
+from gateway.store.outbox import Outbox
+from gateway.store.schema import devices, escalations, sensor_nodes, tickets
+
+CUTOFF_BREACH = "cut_off"
+"""The escalations row of an unconfirmed cut-off: once per ticket and SLA cycle, so replicas
+that see the same overdue cut-off escalate it once."""
+
+
+@dataclass(frozen=True)
+class SensorNodeRow:
+    """A sensor device's registry facts."""
+
+    device_id: str
+    site_id: str
+    profile: str
+    esphome: bool
+
+
+class SensorNodeStore(StoreBase):
+    """The profile of each sensor device (set by `guanjia device add --profile`)."""
+
+    def set_sensor_node(self, device_id: str, profile: str, *, esphome: bool) -> None:
+        """Give a registered device a profile (replacing any it had)."""
+        with self._tx() as conn:
+            if (
+                conn.execute(
+                    select(devices.c.device_id).where(devices.c.device_id == device_id)
+                ).first()
+                is None
+            ):
+                raise NotFoundError(f"device {device_id!r} is not registered")
+            values = {"profile": profile, "esphome": esphome}
+            done = conn.execute(
+                update(sensor_nodes).where(sensor_nodes.c.device_id == device_id).values(values)
+            )
+            if done.rowcount == 0:
+                conn.execute(insert(sensor_nodes).values(device_id=device_id, **values))
+
+    def sensor_node(self, device_id: str) -> SensorNodeRow | None:
+        """A device's sensor facts, or None when it has no profile."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(
+                    sensor_nodes.c.device_id,
+                    devices.c.site_id,
+                    sensor_nodes.c.profile,
+                    sensor_nodes.c.esphome,
+                )
+                .join(devices, devices.c.device_id == sensor_nodes.c.device_id)
+                .where(sensor_nodes.c.device_id == device_id)
+            ).first()
+        if row is None:
+            return None
+        return SensorNodeRow(str(row[0]), str(row[1]), str(row[2]), bool(row[3]))
+
+    def escalate_unconfirmed_cutoff(
+        self, active_key: str, reason: str, now: float
+    ) -> Change | None:
+        """Move the open ticket under `active_key` one tier up at once and say why on it
+        (audit, notification); None when there is no open ticket, it is at the top tier, or
+        it was escalated for a cut-off already in this cycle."""
+        try:
+            with self._tx() as conn:
+                row = conn.execute(
+                    select(tickets).where(tickets.c.active_key == active_key)
+                ).first()
+                if row is None or int(row.tier) >= int(Tier.GOVERNMENT):
+                    return None
+                cycle, tier = int(row.sla_cycle), int(row.tier)
+                conn.execute(
+                    insert(escalations).values(
+                        ticket_id=row.id,
+                        cycle=cycle,
+                        breach=CUTOFF_BREACH,
+                        due_at=now,
+                        at=now,
+                        from_tier=tier,
+                        to_tier=tier + 1,
+                        handoff_to=None,
+                    )
+                )
+                moved = conn.execute(
+                    update(tickets)
+                    .where(tickets.c.id == row.id, tickets.c.tier == tier)
+                    .values(tier=tier + 1, updated_at=now)
+                ).rowcount
+                if not moved:
+                    raise IntegrityError("tier moved", None, ValueError("tier moved"))
+                detail = {
+                    "breach": CUTOFF_BREACH,
+                    "from_tier": tier,
+                    "to_tier": tier + 1,
+                    "reason": reason,
+                }
+                audit.write(
+                    conn, audit.entry(row.id, now, "system:telemetry", "escalate", detail=detail)
+                )
+                outbox = Outbox(conn, now)
+                outbox.notify(
+                    row.id,
+                    grid_id=row.grid_id,
+                    category=row.category,
+                    text=f"[管家] Ticket #{row.id} ({row.category}) escalated to L{tier + 1}: "
+                    f"{reason}",
+                )
+                outbox.flush()
+                change = Change(
+                    kind="ticket",
+                    action="escalated",
+                    site_id=row.site_id,
+                    ticket_id=row.id,
+                    state=row.state,
+                    category=row.category,
+                    at=now,
+                )
+                feed.record(conn, [change], postgres=not self.is_sqlite)
+        except IntegrityError:
+            return None
+        return change

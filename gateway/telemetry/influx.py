@@ -1,0 +1,175 @@
+"""The InfluxDB v2 write API (InfluxDB, VictoriaMetrics, …) through influxdb-client.
+
+`InfluxWriter.write` never blocks and never fails: points go into a bounded buffer; a thread
+of its own sends them in batches (`batch_size`, or whatever is there every
+`flush_interval_s` plus a random jitter so replicas do not flush in step), as line-protocol
+strings (influxdb-client `Point` objects cost ~5× the CPU). A failed batch stays at the
+head of the buffer and is retried with exponential backoff (`retry_interval_s` doubling up
+to `max_retry_delay_s`, with jitter). While the server is away the buffer fills; past
+`max_buffer` the oldest points are dropped and counted (`dropped`), so memory is bounded
+and the newest readings are the ones delivered when the server is back.
+
+Line protocol: measurement ``telemetry``, tags ``site``, ``device`` and ``port`` (for
+per-port series), one field named for the metric, millisecond timestamps. VictoriaMetrics
+names the series ``telemetry_<metric>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
+
+from gateway.telemetry.points import Point
+
+log = logging.getLogger(__name__)
+
+MEASUREMENT = "telemetry"
+_PORT_SERIES = re.compile(r"^port(\d+)_(.+)$")
+_TAG_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
+
+
+@dataclass(frozen=True)
+class InfluxOptions:
+    """Where and how to write (settings `telemetry.influx_*`)."""
+
+    url: str
+    org: str
+    bucket: str
+    token: str
+    batch_size: int = 5000
+    flush_interval_s: float = 1.0
+    jitter_s: float = 0.2
+    retry_interval_s: float = 1.0
+    max_retry_delay_s: float = 30.0
+    max_buffer: int = 200_000
+    timeout_s: float = 10.0
+
+
+def line(point: Point) -> str:
+    """One point as an InfluxDB line-protocol line."""
+    site, device = point.site_id.translate(_TAG_ESCAPES), point.device_id.translate(_TAG_ESCAPES)
+    tags = f"site={site},device={device}"
+    field = point.series
+    match = _PORT_SERIES.match(point.series)
+    if match is not None:
+        tags += f",port={match.group(1)}"
+        field = match.group(2)
+    return f"{MEASUREMENT},{tags} {field}={point.value!r} {round(point.ts * 1000)}"
+
+
+class InfluxWriter:
+    """A `PointWriter` over the InfluxDB v2 write API, with its own sending thread."""
+
+    def __init__(self, options: InfluxOptions) -> None:
+        self.options = options
+        self.dropped = 0
+        self.written = 0
+        self.failures = 0
+        self._buffer: deque[str] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._client = InfluxDBClient(
+            url=options.url,
+            token=options.token,
+            org=options.org,
+            timeout=int(options.timeout_s * 1000),
+        )
+        self._api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def buffered(self) -> int:
+        """Points waiting to be sent."""
+        return len(self._buffer)
+
+    def write(self, points: Sequence[Point]) -> None:
+        """Queue points; drops (and counts) the oldest past `max_buffer`. Never blocks on I/O."""
+        lines = [line(p) for p in points]
+        with self._cond:
+            self._buffer.extend(lines)
+            over = len(self._buffer) - self.options.max_buffer
+            for _ in range(max(over, 0)):
+                self._buffer.popleft()
+            self.dropped += max(over, 0)
+            if len(self._buffer) >= self.options.batch_size:
+                self._cond.notify()
+
+    def _take(self) -> list[str]:
+        n = min(len(self._buffer), self.options.batch_size)
+        return [self._buffer.popleft() for _ in range(n)]
+
+    def _put_back(self, batch: list[str]) -> None:
+        """A failed batch goes back to the head, the oldest dropped past the bound."""
+        with self._cond:
+            self._buffer.extendleft(reversed(batch))
+            over = len(self._buffer) - self.options.max_buffer
+            for _ in range(max(over, 0)):
+                self._buffer.popleft()
+            self.dropped += max(over, 0)
+
+    def _wait(self, delay: float) -> bool:
+        """Wait for a full batch, the flush interval or the retry delay; True when closing."""
+        with self._cond:
+            if delay > 0.0:
+                self._cond.wait_for(lambda: self._closing, timeout=delay)
+            elif len(self._buffer) < self.options.batch_size:
+                jitter = random.uniform(0, self.options.jitter_s)  # noqa: S311 (not crypto)
+                self._cond.wait_for(
+                    lambda: self._closing or len(self._buffer) >= self.options.batch_size,
+                    timeout=self.options.flush_interval_s + jitter,
+                )
+            return self._closing
+
+    def _run(self) -> None:
+        delay = 0.0
+        while True:
+            closing = self._wait(delay)
+            with self._cond:
+                batch = self._take()
+            if not batch:
+                if closing:
+                    return
+                continue
+            if self._send(batch):
+                delay = 0.0
+                continue
+            self._put_back(batch)
+            if closing:
+                return
+            delay = min(delay * 2 or self.options.retry_interval_s, self.options.max_retry_delay_s)
+            delay += random.uniform(0, self.options.jitter_s)  # noqa: S311 (not crypto)
+
+    def _send(self, batch: list[str]) -> bool:
+        try:
+            self._api.write(
+                bucket=self.options.bucket,
+                org=self.options.org,
+                record=batch,
+                write_precision=cast("WritePrecision", WritePrecision.MS),
+            )
+        except Exception as exc:  # any failure is the server's: keep the points, retry later
+            self.failures += 1
+            log.warning("telemetry: InfluxDB write failed (%s); retrying", type(exc).__name__)
+            return False
+        self.written += len(batch)
+        return True
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Send what is buffered (one attempt), then stop."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout_s)
+        self._api.close()  # type: ignore[no-untyped-call]
+        self._client.close()  # type: ignore[no-untyped-call]

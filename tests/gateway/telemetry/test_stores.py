@@ -1,0 +1,212 @@
+"""The two telemetry stores behind one interface, and the sink in front of them."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from gateway.telemetry.influx import InfluxOptions, InfluxWriter, line
+from gateway.telemetry.points import Point
+from gateway.telemetry.sink import TelemetrySink
+from gateway.telemetry.sqlite_store import DAY_S, SqliteTelemetryStore
+from tests.support.victoria import VictoriaMetrics
+
+NOW = time.time()  # VictoriaMetrics refuses points far from its own clock
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def ramp(device: str, series: str, start: float, n: int, step_s: float = 1.0) -> list[Point]:
+    return [Point("s1", device, series, float(i), start + i * step_s) for i in range(n)]
+
+
+def test_sqlite_store_buckets_latest_and_wal(tmp_path: Path) -> None:
+    store = SqliteTelemetryStore(tmp_path / "telemetry.sqlite")
+    t0 = 1_800_000_000.0  # on a minute boundary
+    store.write(ramp("shed-1", "port1_temperature", t0, 120))  # 0..119 over 2 min
+    store.write([Point("s1", "shed-1", "ambient_temperature", 18.5, t0)])
+    store.write([Point("s1", "shed-1", "ambient_temperature", 17.0, t0 - 5)])  # late, older
+    buckets = store.buckets("shed-1", "port1_temperature", t0, t0 + 120, 60)
+    assert [(b.start, b.min, b.max, b.avg, b.count) for b in buckets] == [
+        (t0, 0.0, 59.0, 29.5, 60),
+        (t0 + 60, 60.0, 119.0, 89.5, 60),
+    ]
+    latest = {x.series: (x.ts, x.value) for x in store.latest("shed-1")}
+    assert latest == {
+        "ambient_temperature": (t0, 18.5),  # the late older point did not win
+        "port1_temperature": (t0 + 119, 119.0),
+    }
+    assert store.latest("other") == []
+    store.close()
+    with sqlite3.connect(tmp_path / "telemetry.sqlite") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sqlite_store_retention_keeps_minute_rollups(tmp_path: Path) -> None:
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite", raw_retention_s=DAY_S)
+    t0 = 1_800_000_000.0
+    store.write(ramp("d", "power", t0, 180))  # 3 minutes of one point per second
+    store.write(ramp("d", "power", t0 + 2 * DAY_S, 10))
+    deleted = store.prune(t0 + 2 * DAY_S)
+    assert deleted == 180
+    assert store.count() == 10
+    # the old range is answered from the rollups, at minute resolution at least
+    old = store.buckets("d", "power", t0, t0 + 180, 1)
+    assert [(b.min, b.max, b.count) for b in old] == [(0, 59, 60), (60, 119, 60), (120, 179, 60)]
+    store.prune(t0 + 200 * DAY_S)  # past the 90-day rollup window too
+    assert store.buckets("d", "power", t0, t0 + 180, 60) == []
+
+
+class GatedWriter:
+    """A writer that blocks until released: a store that has stalled."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.points: list[Point] = []
+
+    def write(self, points: Sequence[Point]) -> None:
+        self.release.wait(30)
+        self.points.extend(points)
+
+    def close(self) -> None:
+        self.release.set()
+
+
+def test_sink_offer_never_blocks_and_counts_drops() -> None:
+    writer = GatedWriter()
+    sink = TelemetrySink([writer], max_queue=1000, batch_size=100, flush_interval_s=0.01)
+    wait_for(lambda: True)
+    taken = 0
+    for i in range(30):  # the writer is stuck: one batch is out, the queue fills, then drops
+        taken += sink.offer(ramp("d", "power", NOW + i * 100, 100))
+    assert sink.dropped == 3000 - taken
+    assert 1000 <= taken <= 1100
+    writer.release.set()
+    assert sink.flush()
+    assert len(writer.points) == taken
+    sink.close()
+
+
+def test_sink_writer_error_does_not_stop_the_others(tmp_path: Path) -> None:
+    class Broken:
+        def write(self, points: Sequence[Point]) -> None:
+            raise RuntimeError("bug")
+
+        def close(self) -> None:
+            pass
+
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    sink = TelemetrySink([Broken(), store], batch_size=10, flush_interval_s=0.01)
+    sink.offer(ramp("d", "power", NOW, 25))
+    assert sink.flush()
+    assert store.count() == 25
+    assert sink.write_errors >= 1
+    sink.close()
+
+
+def test_influx_line_protocol_escapes_and_ports() -> None:
+    assert line(Point("s 1", "a,b", "port3_current", 1.5, 1.0)) == (
+        r"telemetry,site=s\ 1,device=a\,b,port=3 current=1.5 1000"
+    )
+    assert (
+        line(Point("s", "d", "battery", 90.0, 2.5)) == "telemetry,site=s,device=d battery=90.0 2500"
+    )
+
+
+def fast_options(url: str, **kw: float) -> InfluxOptions:
+    return InfluxOptions(
+        url=url,
+        org="guanjia",
+        bucket="telemetry",
+        token="t",
+        batch_size=int(kw.get("batch_size", 500)),
+        flush_interval_s=0.05,
+        jitter_s=0.01,
+        retry_interval_s=0.1,
+        max_retry_delay_s=0.4,
+        max_buffer=int(kw.get("max_buffer", 100_000)),
+        timeout_s=2.0,
+    )
+
+
+@pytest.mark.timeout(90)
+def test_influx_writer_delivers_to_victoria_metrics(victoria: VictoriaMetrics) -> None:
+    writer = InfluxWriter(fast_options(victoria.url))
+    writer.write(ramp("shed-1", "port2_temperature", NOW - 600, 300))
+    writer.write([Point("s1", "smoke-1", "battery", 88.0, NOW - 10)])
+    wait_for(lambda: writer.written == 301)
+    rows = {(r["metric"]["__name__"], r["metric"].get("port")): r for r in victoria.export()}
+    temp = rows[("telemetry_temperature", "2")]
+    assert temp["metric"] == {
+        "__name__": "telemetry_temperature",
+        "site": "s1",
+        "device": "shed-1",
+        "port": "2",
+    }
+    assert temp["values"] == [float(i) for i in range(300)]
+    assert rows[("telemetry_battery", None)]["values"] == [88.0]
+    assert (writer.dropped, writer.buffered) == (0, 0)
+    writer.close()
+
+
+@pytest.mark.timeout(120)
+def test_influx_writer_buffers_while_server_is_down_and_bounds_the_buffer(
+    victoria: VictoriaMetrics,
+) -> None:
+    writer = InfluxWriter(fast_options(victoria.url, batch_size=200, max_buffer=1000))
+    writer.write(ramp("d", "power", NOW - 900, 100))
+    wait_for(lambda: writer.written == 100)
+    victoria.stop()
+    started = time.monotonic()
+    writer.write(ramp("d", "power", NOW - 800, 1500, 0.5))  # 1,500 more while away: 500 dropped
+    assert time.monotonic() - started < 0.5  # write() only queues (no network call)
+    wait_for(lambda: writer.failures >= 2)
+    assert writer.dropped == 500
+    assert writer.buffered == 1000
+    victoria.start()
+    wait_for(lambda: writer.written == 1100, timeout=30)
+    values = victoria.export('{__name__="telemetry_power"}')[0]["values"]
+    # the oldest of the flood were dropped; the newest 1,000 arrived after the outage
+    assert values == [float(i) for i in range(100)] + [float(i) for i in range(500, 1500)]
+    writer.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_influx_outage_of_30_s_during_a_flood_buffers_then_delivers(
+    victoria: VictoriaMetrics, tmp_path: Path
+) -> None:
+    """Issue 9: the time-series server away for 30 s while readings keep coming → points
+    buffered up to the bound and delivered afterwards, drops counted; the embedded store and
+    the sink never wait for it."""
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    writer = InfluxWriter(fast_options(victoria.url, batch_size=2000, max_buffer=50_000))
+    sink = TelemetrySink([store, writer], batch_size=2000, flush_interval_s=0.05)
+    per_second, offered = 2000, 0
+    victoria.stop()
+    started = time.monotonic()
+    for second in range(30):
+        sink.offer(ramp(f"d{second}", "power", NOW - 1200 + second * 10, per_second, 0.005))
+        offered += per_second
+        deadline = started + second + 1
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert sink.flush(30)
+    assert store.count() == offered  # the embedded store kept up throughout
+    assert sink.dropped == 0
+    assert writer.dropped == offered - 50_000
+    assert writer.buffered == 50_000
+    victoria.start()
+    wait_for(lambda: writer.written == 50_000, timeout=120)
+    assert victoria.count('{__name__="telemetry_power"}') == 50_000
+    sink.close()
