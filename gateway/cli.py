@@ -141,11 +141,18 @@ def _provision(
     password file and ACL from every account. Returns (accounts written, the password)."""
     from gateway.provisioning import mosquitto_hash, new_password, write_broker_files
 
+    # Checked before the database is touched, so a typo in a path registers nothing.
+    for option, path in (("--passwd-file", passwd_file), ("--acl-file", acl_file)):
+        if not path.parent.is_dir():
+            _fail(option, f"{path}: its folder {path.parent} does not exist")
     secret = password or new_password()
     with _open_store(database_url, migrate_first=True) as store:
         register(store, mosquitto_hash(secret))
         accounts = store.mqtt_accounts()
-    write_broker_files(accounts, passwd_file, acl_file)
+    try:
+        write_broker_files(accounts, passwd_file, acl_file)
+    except OSError as exc:
+        _fail("--passwd-file/--acl-file", f"cannot write the broker files: {exc.strerror}")
     return len(accounts), secret
 
 
@@ -246,17 +253,17 @@ def device_add(
         try:
             known = load_profiles()
         except ProfileError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--profile") from None
+            _fail("--profile", str(exc))
         if profile not in known:
             allowed = ", ".join(sorted(known))
-            raise typer.BadParameter(f"one of {allowed}", param_hint="--profile")
+            _fail("--profile", f"{profile!r} is not a profile; one of {allowed}")
 
     def register(store: Store, hashed: str) -> None:
         # Checked before anything is written: a refused account registers no device.
-        store.check_mqtt_role(device_id, "device")
-        store.upsert_device(device_id, site, kind, location=location, zone_id=zone, grid_id=grid)
         # An ESPHome node speaks only ESPHome's topics: its ACL keeps it inside its prefix.
         role = "esphome" if esphome else "device"
+        store.check_mqtt_role(device_id, role)
+        store.upsert_device(device_id, site, kind, location=location, zone_id=zone, grid_id=grid)
         store.set_mqtt_credential(device_id, hashed, role, site, grants)
         if profile is not None:
             store.set_sensor_node(device_id, profile, esphome=esphome)

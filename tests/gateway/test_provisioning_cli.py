@@ -84,3 +84,32 @@ def test_a_grid_missing_or_of_another_site_is_one_line(files: list[str]) -> None
         assert refused.returncode != 0
         _one_line_error(refused.stderr, "error: --grid: ", grid)
         assert "Traceback" not in refused.stderr
+
+
+def test_an_esphome_node_can_rotate_its_password(files: list[str]) -> None:
+    esphome = ["--kind", "esphome", "--profile", "smoke_detector"]
+    add = ["device", "add", "smoke-1", "--site", SITE, *esphome, *files]
+    guanjia(*add)
+    again = run_guanjia(*add)
+    assert again.returncode == 0, again.stderr
+    assert "registered" in again.stdout
+
+
+def test_an_unknown_profile_is_one_line(files: list[str]) -> None:
+    refused = run_guanjia(*_device("s-2", files, "--profile", "nope"))
+    assert refused.returncode == 2
+    _one_line_error(refused.stderr, "--profile", "smoke_detector")
+
+
+def test_a_broker_file_in_a_missing_folder_is_one_line_and_registers_nothing(
+    tmp_path: Path,
+) -> None:
+    db = f"sqlite:///{tmp_path / 'gw.db'}"
+    missing = tmp_path / "nowhere"
+    refused = run_guanjia(
+        *["device", "add", "cam-m", "--site", SITE, "--kind", "camera", "--database-url", db],
+        *["--passwd-file", str(missing / "passwd"), "--acl-file", str(tmp_path / "acl")],
+    )
+    assert refused.returncode == 2
+    _one_line_error(refused.stderr, "--passwd-file", "does not exist")
+    assert not (tmp_path / "gw.db").exists()
