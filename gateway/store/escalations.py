@@ -50,6 +50,27 @@ def _escalated_to(conn: Connection, row: Row[Any], esc: Escalation) -> str | Non
     return unchanged
 
 
+def announce_escalation(
+    conn: Connection, ticket_id: int, row: Row[Any], now: float, text: str, *, postgres: bool
+) -> Change:
+    """Inside the transaction that moved a ticket's tier: queue the notice to its grid's
+    webhooks and record the change for consoles (SLA breaches and unconfirmed cut-offs)."""
+    outbox = Outbox(conn, now)
+    outbox.notify(ticket_id, grid_id=row.grid_id, category=row.category, text=text)
+    outbox.flush()
+    change = Change(
+        kind="ticket",
+        action="escalated",
+        site_id=row.site_id,
+        ticket_id=ticket_id,
+        state=row.state,
+        category=row.category,
+        at=now,
+    )
+    feed.record(conn, [change], postgres=postgres)
+    return change
+
+
 class EscalationStore(StoreBase):
     """The SLA loop's writes (`gateway.main.sla_step` drives it on the real clock)."""
 
@@ -148,25 +169,13 @@ class EscalationStore(StoreBase):
                         },
                     ),
                 )
-                outbox = Outbox(conn, now)
-                outbox.notify(
-                    ticket_id,
-                    grid_id=row.grid_id,
-                    category=row.category,
-                    text=f"[管家] SLA breach ({esc.breach.value}) on ticket #{ticket_id} "
-                    f"({row.category}): escalated to L{int(esc.to_tier)} {escalated_to}",
+                text = (
+                    f"[管家] SLA breach ({esc.breach.value}) on ticket #{ticket_id} "
+                    f"({row.category}): escalated to L{int(esc.to_tier)} {escalated_to}"
                 )
-                outbox.flush()
-                change = Change(
-                    kind="ticket",
-                    action="escalated",
-                    site_id=row.site_id,
-                    ticket_id=ticket_id,
-                    state=row.state,
-                    category=row.category,
-                    at=now,
+                change = announce_escalation(
+                    conn, ticket_id, row, now, text, postgres=not self.is_sqlite
                 )
-                feed.record(conn, [change], postgres=not self.is_sqlite)
         except IntegrityError:
             # Another replica recorded this breach first: nothing to do, and nothing undone.
             return None

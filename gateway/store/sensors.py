@@ -10,9 +10,9 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.models import Change
 from gateway.sla import Tier
-from gateway.store import audit, feed
+from gateway.store import audit
 from gateway.store.base import NotFoundError, StoreBase
-from gateway.store.outbox import Outbox
+from gateway.store.escalations import announce_escalation
 from gateway.store.schema import devices, escalations, sensor_nodes, tickets
 
 CUTOFF_BREACH = "cut_off"
@@ -109,25 +109,12 @@ class SensorNodeStore(StoreBase):
                 audit.write(
                     conn, audit.entry(row.id, now, "system:telemetry", "escalate", detail=detail)
                 )
-                outbox = Outbox(conn, now)
-                outbox.notify(
-                    row.id,
-                    grid_id=row.grid_id,
-                    category=row.category,
-                    text=f"[管家] Ticket #{row.id} ({row.category}) escalated to L{tier + 1}: "
-                    f"{reason}",
+                text = (
+                    f"[管家] Ticket #{row.id} ({row.category}) escalated to L{tier + 1}: {reason}"
                 )
-                outbox.flush()
-                change = Change(
-                    kind="ticket",
-                    action="escalated",
-                    site_id=row.site_id,
-                    ticket_id=row.id,
-                    state=row.state,
-                    category=row.category,
-                    at=now,
+                change = announce_escalation(
+                    conn, row.id, row, now, text, postgres=not self.is_sqlite
                 )
-                feed.record(conn, [change], postgres=not self.is_sqlite)
         except IntegrityError:
             return None
         return change
