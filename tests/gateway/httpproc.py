@@ -4,18 +4,15 @@ not the in-process TestClient (which never logs, never trusts headers and buffer
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.gateway.proc import GatewayProcess, wait_for
+from tests.gateway.proc import GatewayProcess, spawn_gateway, wait_for
 from tests.support.broker import free_port
 
 JWT_SECRET = "front-door-test-secret-0123456789abcdef"
@@ -35,27 +32,9 @@ def start_http_gateway(
         "WEBHOOK_TICK_S": 3600,
     }
     values.update({k.upper(): v for k, v in settings.items()})
-    for key, value in values.items():
-        env[f"GUANJIA_GATEWAY_{key}"] = value if isinstance(value, str) else json.dumps(value)
     log = workdir / f"gateway-http-{port}.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "guanjia",
-                "gateway",
-                "run",
-                "--port",
-                str(port),
-                "--log-level",
-                log_level,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    gateway = GatewayProcess(process, port, log)
+    gateway = spawn_gateway(env, values, log, port, log_level)
+    process = gateway.process
 
     def up() -> bool | str:
         if process.poll() is not None:

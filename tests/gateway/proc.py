@@ -106,25 +106,21 @@ def start_gateway(
         "SLA_TICK_S": 0.5,
     }
     values.update({k.upper(): v for k, v in settings.items()})
+    return spawn_gateway(env, values, workdir / f"gateway-{client_id}-{port}.log", port)
+
+
+def spawn_gateway(
+    env: dict[str, str], values: dict[str, Any], log: Path, port: int, log_level: str = "warning"
+) -> GatewayProcess:
+    """`guanjia gateway run --port PORT` with `values` as GUANJIA_GATEWAY_* variables
+    (non-strings JSON-encoded) on top of `env`, its output appended to `log`."""
+    env = dict(env)
     for key, value in values.items():
         env[f"GUANJIA_GATEWAY_{key}"] = value if isinstance(value, str) else json.dumps(value)
-    log = workdir / f"gateway-{client_id}-{port}.log"
+    command = [sys.executable, "-m", "guanjia", "gateway", "run", "--port", str(port)]
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "guanjia",
-                "gateway",
-                "run",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
+            [*command, "--log-level", log_level], stdout=out, stderr=subprocess.STDOUT, env=env
         )
     return GatewayProcess(process, port, log)
 

@@ -30,6 +30,7 @@ from edge.mqtt_link import LinkOptions
 from edge.outbox import Outbox
 from edge.uplink import Uplink
 from tests.gateway.factories import event, jpeg
+from tests.gateway.proc import wait_for
 from tests.support.broker import REPO_ROOT, MosquittoBroker
 
 EDGE_RUN = (sys.executable, "-m", "guanjia", "edge", "run")
@@ -302,14 +303,8 @@ def gateway_takeovers(broker: MosquittoBroker) -> int:
 
 
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last is True:
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last})")
+    """`tests.gateway.proc.wait_for`, polling every 0.1 s by default (fault steps are short)."""
+    wait_for(predicate, timeout, what, interval)
 
 
 def tail(path: Path, chars: int = 2000) -> str:
