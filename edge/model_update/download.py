@@ -6,6 +6,7 @@ Standard library only (urllib): the node needs no HTTP client extra for this one
 from __future__ import annotations
 
 import hashlib
+import http.client
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -52,7 +53,7 @@ def download(
                 _fetch(url, part, have, size, timeout_s=timeout_s, should_stop=should_stop)
             except DownloadError:
                 raise
-            except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                 last = str(getattr(exc, "reason", exc))
                 continue
         if part.stat().st_size == size:

@@ -257,7 +257,8 @@ class ModelUpdater:
                 raise _StoppedError
             if job.state != state:
                 job.state = state
-                job.seq += 1
+                if state != "switching":  # not a state the gateway sees: no report
+                    job.seq += 1
                 self._save()
                 if state != "switching":
                     self._emit(self._as_report(job, state))
