@@ -18,18 +18,22 @@ def _mac(key: str, sha256: str, site_id: str, device_id: str, expires: int) -> s
 
 
 def signed_url(
-    base_url: str, key: str, sha256: str, site_id: str, device_id: str, expires: int
+    base_url: str, key: str, sha256: str, *, site_id: str, device_id: str, expires: int
 ) -> str:
     """The download URL for one device."""
     query = urlencode(
-        {"site": site_id, "device": device_id, "exp": expires,
-         "sig": _mac(key, sha256, site_id, device_id, expires)}
+        {
+            "site": site_id,
+            "device": device_id,
+            "exp": expires,
+            "sig": _mac(key, sha256, site_id, device_id, expires),
+        }
     )
     return f"{base_url.rstrip('/')}/api/models/{sha256}/download?{query}"
 
 
 def check_link(
-    key: str, sha256: str, site_id: str, device_id: str, expires: int, sig: str, now: float
+    key: str, sha256: str, *, site_id: str, device_id: str, expires: int, sig: str, now: float
 ) -> str | None:
     """None when the link is valid now; else why not (for the log, never the answer)."""
     if now > expires:

@@ -4,9 +4,9 @@ Nothing here reads a clock or a database: `step` takes the rollout, its devices 
 and returns what must change and which commands to send, so every rule is table-tested.
 
     running ──(wave ≥ threshold failed)──▶ halted   (no further waves; revert sent)
-       │  ▲                                  
+       │  ▲
      pause│ │resume        every wave done ──▶ completed
-       ▼  │                                   
+       ▼  │
      paused        cancel (from any non-final state) ──▶ cancelled (always ends)
 
 Device states: pending → downloading → verifying → testing → probation → active, or
@@ -145,7 +145,11 @@ def _timeouts(
     out: dict[str, tuple[DeviceState, str | None]] = {}
     for d in devices:
         waiting = d.state is DeviceState.PENDING or d.state in IN_FLIGHT
-        if waiting and d.commanded_at is not None and now - d.commanded_at > policy.device_timeout_s:
+        if (
+            waiting
+            and d.commanded_at is not None
+            and now - d.commanded_at > policy.device_timeout_s
+        ):
             out[d.device_id] = (
                 DeviceState.FAILED,
                 f"timed out: no final answer {policy.device_timeout_s:g} s after the command",
@@ -153,7 +157,7 @@ def _timeouts(
     return out
 
 
-def step(
+def step(  # noqa: PLR0911 - one return per outcome of the table in the docstring
     state: RolloutState,
     wave: int,
     devices: Sequence[DeviceView],
@@ -174,20 +178,26 @@ def step(
     failed = sum(1 for d in members if current[d.device_id] in UNSUCCESSFUL)
     if members and failed / len(members) >= policy.failure_threshold:
         return _halt(devices, current, updates, wave, len(members), failed, policy)
-    send = [Send(d.device_id, "install") for d in members
-            if current[d.device_id] is DeviceState.PENDING and d.commanded_at is None]
+    send = [
+        Send(d.device_id, "install")
+        for d in members
+        if current[d.device_id] is DeviceState.PENDING and d.commanded_at is None
+    ]
     if send or not all(current[d.device_id] in DONE for d in members):
         return Step(state, wave, updates, send)
     later = [w for w in waves if w > wave]
     if not later:
         return Step(RolloutState.COMPLETED, wave, updates)
     following = later[0]
-    send = [Send(d.device_id, "install") for d in devices
-            if d.wave == following and d.commanded_at is None]
+    send = [
+        Send(d.device_id, "install")
+        for d in devices
+        if d.wave == following and d.commanded_at is None
+    ]
     return Step(state, following, updates, send)
 
 
-def _halt(
+def _halt(  # noqa: PLR0917 - private helper of `step`
     devices: Sequence[DeviceView],
     current: dict[str, DeviceState],
     updates: dict[str, tuple[DeviceState, str | None]],
@@ -196,8 +206,10 @@ def _halt(
     failed: int,
     policy: RolloutPolicy,
 ) -> Step:
-    reason = (f"wave {wave + 1}: {failed} of {size} devices failed or rolled back "
-              f"(threshold {policy.failure_threshold:.0%})")
+    reason = (
+        f"wave {wave + 1}: {failed} of {size} devices failed or rolled back "
+        f"(threshold {policy.failure_threshold:.0%})"
+    )
     send: list[Send] = []
     for d in devices:
         now_state = current[d.device_id]

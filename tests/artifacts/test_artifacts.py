@@ -49,7 +49,7 @@ def _flip(data: bytes, at: int) -> bytes:
         ("artifact.sig", ArtifactSignatureError, "signature does not verify|not base64"),
     ],
 )
-def test_one_flipped_byte_is_refused(
+def test_one_flipped_byte_is_refused(  # noqa: PLR0917 - pytest parameters
     real_artifact: Path,
     signing_key: SigningKey,
     tmp_path: Path,
@@ -138,7 +138,7 @@ def test_anything_but_the_allowed_members_is_refused(
 def test_oversized_member_is_refused_before_it_is_read(
     real_artifact: Path, signing_key: SigningKey, tmp_path: Path
 ) -> None:
-    with pytest.raises(ArtifactFormatError, match="'model.onnx' is .* bytes; at most 1000"):
+    with pytest.raises(ArtifactFormatError, match=r"'model.onnx' is .* bytes; at most 1000"):
         read_artifact(real_artifact, [signing_key.public], tmp_path / "x", max_model_bytes=1000)
 
 
@@ -164,7 +164,7 @@ def test_manifest_that_does_not_match_the_model_outputs_fails_self_test(
         manifest=wrong,
     )
     verified = read_artifact(out, [signing_key.public], tmp_path / "x")
-    with pytest.raises(SelfTestError, match="does not load as its manifest says.*shape"):
+    with pytest.raises(SelfTestError, match=r"does not load as its manifest says.*shape"):
         run_self_test(verified)
 
 

@@ -34,10 +34,10 @@ class FileServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
-            def do_GET(self) -> None:  # noqa: N802 - the http.server hook
+            def do_GET(self) -> None:
                 server.serve(self)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -41,14 +41,15 @@ def test_truncated_for_good_gives_up_with_one_line(tmp_path: Path, files: FileSe
     path, sha = _blob(tmp_path)
     files.behaviour = Behaviour(cut_after=0, cut_first=100)
     with pytest.raises(DownloadError, match=r"gave up after 3 attempts: truncated at 0 of"):
-        download(files.url("a.gjm"), tmp_path / "p", size=path.stat().st_size, sha256=sha,
-                 attempts=3)
+        download(
+            files.url("a.gjm"), tmp_path / "p", size=path.stat().st_size, sha256=sha, attempts=3
+        )
 
 
 def test_wrong_sha256_is_refused_and_the_file_removed(tmp_path: Path, files: FileServer) -> None:
     path, _ = _blob(tmp_path)
     part = tmp_path / "p"
-    with pytest.raises(DownloadError, match="sha256 .* is not the"):
+    with pytest.raises(DownloadError, match=r"sha256 .* is not the"):
         download(files.url("a.gjm"), part, size=path.stat().st_size, sha256="0" * 64)
     assert not part.exists()
 

@@ -37,10 +37,10 @@ class Proc:
         )
         self.lines: list[dict[str, Any]] = []
 
-    def until(self, kind: str, timeout: float = 30.0, **match: object) -> dict[str, Any]:
-        for item in self.lines:  # already read (a boot may report before it prints "boot")
-            if item["kind"] == kind and all(item.get(k) == v for k, v in match.items()):
-                return item
+    def until(self, kind: str, *, timeout: float = 30.0, **match: object) -> dict[str, Any]:
+        for seen in self.lines:  # already read (a boot may report before it prints "boot")
+            if seen["kind"] == kind and all(seen.get(k) == v for k, v in match.items()):
+                return seen
         out: IO[str] | None = self.proc.stdout
         assert out is not None
         deadline = time.monotonic() + timeout
@@ -48,7 +48,7 @@ class Proc:
             line = out.readline()
             if not line:
                 raise AssertionError(f"process ended; saw {self.lines}")
-            item = json.loads(line)
+            item: dict[str, Any] = json.loads(line)
             self.lines.append(item)
             if item["kind"] == kind and all(item.get(k) == v for k, v in match.items()):
                 return item
@@ -76,12 +76,12 @@ class Proc:
         (("report", {"state": "probation"}), "rolled_back"),
     ],
 )
-def test_kill_9_at_each_step(
+def test_kill_9_at_each_step(  # noqa: PLR0917 - pytest parameters
     tmp_path: Path,
     files: FileServer,
     real_artifact: Path,
     signing_key: SigningKey,
-    kill_at: tuple[str, dict[str, object]],
+    kill_at: tuple[str, dict[str, Any]],
     then: str,
 ) -> None:
     shutil.copy(real_artifact, files.root / "a.gjm")
@@ -90,11 +90,18 @@ def test_kill_9_at_each_step(
     root = tmp_path / "models"
     key = signing_key.public.text()
     probation = "3" if then == "active" else "600"
-    args = [str(root), key, files.url("a.gjm"), sha256_file(real_artifact),
-            str(real_artifact.stat().st_size), probation]
+    args = [
+        str(root),
+        key,
+        files.url("a.gjm"),
+        sha256_file(real_artifact),
+        str(real_artifact.stat().st_size),
+        probation,
+    ]
     first = Proc(args)
     try:
-        first.until(kill_at[0], **kill_at[1])
+        stage, fields = kill_at
+        first.until(stage, **fields)
         if kill_at[1].get("state") == "downloading":
             time.sleep(1.5)
         first.kill9()

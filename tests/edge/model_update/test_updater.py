@@ -109,7 +109,7 @@ def test_install_walks_every_state_then_confirms_after_probation(
         ("unsigned", "verify: unsigned artifact"),
     ],
 )
-def test_bad_artifacts_fail_and_the_running_model_is_kept(
+def test_bad_artifacts_fail_and_the_running_model_is_kept(  # noqa: PLR0917 - pytest parameters
     tmp_path: Path,
     files: FileServer,
     real_artifact: Path,
@@ -221,9 +221,17 @@ def test_recover_after_a_kill_in_probation_boots_the_known_good_model(
     StateFile(root).save(
         UpdaterState(
             active=slot,
-            job=Job(command_id="cmd-1", sha256="a" * 64, url="http://127.0.0.1:9/x", size=10,
-                    name="yolox_nano", version="2.0.0", state="probation", seq=4,
-                    probation_until=time.time() + 600),
+            job=Job(
+                command_id="cmd-1",
+                sha256="a" * 64,
+                url="http://127.0.0.1:9/x",
+                size=10,
+                name="yolox_nano",
+                version="2.0.0",
+                state="probation",
+                seq=4,
+                probation_until=time.time() + 600,
+            ),
         )
     )
     h = Harness(root, signing_key)

@@ -38,19 +38,26 @@ def _switch(slot: ModelSlot | None) -> None:
 def main() -> None:
     """Run until killed."""
     root, key = Path(sys.argv[1]), parse_public_key(sys.argv[2])
-    updater = ModelUpdater(
-        root, [key], software_version="0.1.0", report=_report, switch=_switch
-    )
+    updater = ModelUpdater(root, [key], software_version="0.1.0", report=_report, switch=_switch)
     updater.recover()
     installed = updater.active_model()
-    _print("boot", running=None if installed is None else installed[0].version,
-           job=None if updater.state.job is None else updater.state.job.state)
+    _print(
+        "boot",
+        running=None if installed is None else installed[0].version,
+        job=None if updater.state.job is None else updater.state.job.state,
+    )
     if len(sys.argv) > 3 and updater.state.job is None and updater.state.last is None:
         url, sha, size, probation = sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
         answer = updater.command(
             "cmd-kill-0001",
-            ModelUpdateArgs(sha256=sha, url=url, size=size, name="yolox_nano", version="2.0.0",
-                            probation_s=float(probation)),
+            ModelUpdateArgs(
+                sha256=sha,
+                url=url,
+                size=size,
+                name="yolox_nano",
+                version="2.0.0",
+                probation_s=float(probation),
+            ),
         )
         _report(answer)
     while True:

@@ -48,9 +48,7 @@ def test_waves(n: int, canary: int, waves: tuple[float, ...], sizes: list[int]) 
 
 
 def _views(states: list[DeviceState], waves: list[int], commanded: list[float | None]):
-    return [
-        DeviceView(IDS[i], waves[i], s, commanded[i]) for i, s in enumerate(states)
-    ]
+    return [DeviceView(IDS[i], waves[i], s, commanded[i]) for i, s in enumerate(states)]
 
 
 W = [0, 1, 1, 1, 1, 2, 2, 2, 2, 2]
@@ -59,33 +57,103 @@ W = [0, 1, 1, 1, 1, 2, 2, 2, 2, 2]
 @pytest.mark.parametrize(
     ("case", "states", "commanded", "wave", "now", "want_state", "want_wave", "sends", "updates"),
     [
-        ("start: canary sent", [P] * 10, [None] * 10, 0, T0, RUN, 0,
-         [Send("cam-00", "install")], {}),
-        ("canary on its way: wait", [DL] + [P] * 9, [T0] + [None] * 9, 0, T0 + 10, RUN, 0, [],
-         {}),
-        ("canary in probation: wait", [PR] + [P] * 9, [T0] + [None] * 9, 0, T0 + 100, RUN, 0,
-         [], {}),
-        ("canary active: wave 2 sent", [A] + [P] * 9, [T0] + [None] * 9, 0, T0 + 100, RUN, 1,
-         [Send(d, "install") for d in IDS[1:5]], {}),
-        ("canary failed: halt, nobody else gets it", [F] + [P] * 9, [T0] + [None] * 9, 0,
-         T0 + 100, RolloutState.HALTED, 0, [Send("cam-00", "revert")],
-         {d: (C, "not sent: the rollout halted") for d in IDS[1:]}),
-        ("1 of 4 failed in wave 2 (25%): halt, revert every commanded", [A, F, A, A, DL] + [P] * 5,
-         [T0] * 5 + [None] * 5, 1, T0 + 100, RolloutState.HALTED, 1,
-         [Send(d, "revert") for d in IDS[:5]],
-         {d: (C, "not sent: the rollout halted") for d in IDS[5:]}),
-        ("1 of 5 rolled back in wave 3 (20%): halt", [A] * 5 + [RB, A, A, PR, PR],
-         [T0] * 10, 2, T0 + 100, RolloutState.HALTED, 2,
-         [Send(d, "revert") for d in IDS if d != "cam-05"], {}),
-        ("silent canary times out into failed and halts", [DL] + [P] * 9, [T0] + [None] * 9, 0,
-         T0 + 601, RolloutState.HALTED, 0, [Send("cam-00", "revert")],
-         {"cam-00": (F, "timed out: no final answer 600 s after the command"),
-          **{d: (C, "not sent: the rollout halted") for d in IDS[1:]}}),
-        ("last wave all active: completed", [A] * 10, [T0] * 10, 2, T0 + 100,
-         RolloutState.COMPLETED, 2, [], {}),
+        (
+            "start: canary sent",
+            [P] * 10,
+            [None] * 10,
+            0,
+            T0,
+            RUN,
+            0,
+            [Send("cam-00", "install")],
+            {},
+        ),
+        ("canary on its way: wait", [DL] + [P] * 9, [T0] + [None] * 9, 0, T0 + 10, RUN, 0, [], {}),
+        (
+            "canary in probation: wait",
+            [PR] + [P] * 9,
+            [T0] + [None] * 9,
+            0,
+            T0 + 100,
+            RUN,
+            0,
+            [],
+            {},
+        ),
+        (
+            "canary active: wave 2 sent",
+            [A] + [P] * 9,
+            [T0] + [None] * 9,
+            0,
+            T0 + 100,
+            RUN,
+            1,
+            [Send(d, "install") for d in IDS[1:5]],
+            {},
+        ),
+        (
+            "canary failed: halt, nobody else gets it",
+            [F] + [P] * 9,
+            [T0] + [None] * 9,
+            0,
+            T0 + 100,
+            RolloutState.HALTED,
+            0,
+            [Send("cam-00", "revert")],
+            dict.fromkeys(IDS[1:], (C, "not sent: the rollout halted")),
+        ),
+        (
+            "1 of 4 failed in wave 2 (25%): halt, revert every commanded",
+            [A, F, A, A, DL] + [P] * 5,
+            [T0] * 5 + [None] * 5,
+            1,
+            T0 + 100,
+            RolloutState.HALTED,
+            1,
+            [Send(d, "revert") for d in IDS[:5]],
+            dict.fromkeys(IDS[5:], (C, "not sent: the rollout halted")),
+        ),
+        (
+            "1 of 5 rolled back in wave 3 (20%): halt",
+            [A] * 5 + [RB, A, A, PR, PR],
+            [T0] * 10,
+            2,
+            T0 + 100,
+            RolloutState.HALTED,
+            2,
+            [Send(d, "revert") for d in IDS if d != "cam-05"],
+            {},
+        ),
+        (
+            "silent canary times out into failed and halts",
+            [DL] + [P] * 9,
+            [T0] + [None] * 9,
+            0,
+            T0 + 601,
+            RolloutState.HALTED,
+            0,
+            [Send("cam-00", "revert")],
+            {
+                "cam-00": (F, "timed out: no final answer 600 s after the command"),
+                **dict.fromkeys(IDS[1:], (C, "not sent: the rollout halted")),
+            },
+        ),
+        (
+            "last wave all active: completed",
+            [A] * 10,
+            [T0] * 10,
+            2,
+            T0 + 100,
+            RolloutState.COMPLETED,
+            2,
+            [],
+            {},
+        ),
     ],
 )
-def test_step(case, states, commanded, wave, now, want_state, want_wave, sends, updates) -> None:
+def test_step(  # noqa: PLR0917 - pytest parameters
+    case, states, commanded, wave, now, want_state, want_wave, sends, updates
+) -> None:
     got = step(RUN, wave, _views(states, W, commanded), POLICY, now)
     assert (got.state, got.wave) == (want_state, want_wave), case
     assert sorted(got.send, key=lambda s: s.device_id) == sends, case
