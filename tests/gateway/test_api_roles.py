@@ -29,18 +29,17 @@ from fastapi.testclient import TestClient
 import contract as c
 from gateway.api.permissions import PERMISSIONS, Permission
 from gateway.auth import Role
-from gateway.config import MqttSettings
+from gateway.config import ModelRegistrySettings, MqttSettings
 from gateway.ingest import IngestHandler
-from gateway.config import ModelRegistrySettings
 from gateway.main import ROUTE_MODULES, create_app
 from gateway.rollouts.links import signed_url
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store
+from guanjia.artifacts import generate_key
 from tests.gateway.apphelpers import OTHER_SITE, PASSWORD, SITE, seed_users, settings_for, token
 from tests.gateway.factories import event, seed_site, topic_of
 from tests.gateway.imagedata import encoded
 from tests.gateway.proc import wait_for
-from guanjia.artifacts import generate_key
 from tests.support.broker import MosquittoBroker
 from tests.support.tiny_artifact import tiny_artifact
 

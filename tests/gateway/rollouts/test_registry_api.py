@@ -145,7 +145,7 @@ def test_rollout_scope_and_state_moves(api: Api) -> None:
     sha = tiny_artifact(api.tmp / "a.gjm", api.key)
     assert api.upload((api.tmp / "a.gjm").read_bytes()).status_code == 201
     sup = token(api.client, "sup")
-    body = {"artifact_sha256": sha, "site_id": OTHER_SITE}
+    body: dict[str, object] = {"artifact_sha256": sha, "site_id": OTHER_SITE}
     assert api.client.post("/api/rollouts", headers=sup, json=body).status_code == 404
     body = {"artifact_sha256": sha, "site_id": SITE, "device_ids": ["cam-a", "cam-x"]}
     r = api.client.post("/api/rollouts", headers=sup, json=body)
@@ -171,4 +171,4 @@ def test_rollout_scope_and_state_moves(api: Api) -> None:
     assert {d["state"] for d in cancelled.json()["devices"]} == {"cancelled"}
     assert api.client.post(f"/api/rollouts/{rid}/cancel", headers=sup).status_code == 409
     assert [x["rollout_id"] for x in api.client.get("/api/rollouts", headers=sup).json()] == [rid]
-    assert api.client.get("/api/rollouts", headers=token(api.client, "op2")).json() == []
+    assert api.client.get("/api/rollouts", headers=other).json() == []
