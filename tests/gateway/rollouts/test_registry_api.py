@@ -161,9 +161,8 @@ def test_rollout_scope_and_state_moves(api: Api) -> None:
     # No broker here: the canary's installs are recorded, not sent, and tried again later.
     assert rollout["counts"] == {"pending": 3}
     rid = rollout["rollout_id"]
-    assert (
-        api.client.get(f"/api/rollouts/{rid}", headers=token(api.client, "op2")).status_code == 404
-    )
+    other = token(api.client, "op2")
+    assert api.client.get(f"/api/rollouts/{rid}", headers=other).status_code == 404
     assert api.client.post(f"/api/rollouts/{rid}/resume", headers=sup).status_code == 409
     assert api.client.post(f"/api/rollouts/{rid}/pause", headers=sup).json()["state"] == "paused"
     cancelled = api.client.post(f"/api/rollouts/{rid}/cancel", headers=sup)
