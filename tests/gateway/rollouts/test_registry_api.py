@@ -32,7 +32,7 @@ class Api:
     key: SigningKey
     tmp: Path
 
-    def upload(self, data: bytes, who: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    def upload(self, data: bytes, who: dict[str, str] | None = None):
         return self.client.post(
             "/api/models", headers={**(who or self.admin), **OCTETS}, content=data
         )
