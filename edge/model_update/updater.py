@@ -398,7 +398,8 @@ class ModelUpdater:
     def _fail(self, job: Job, reason: str) -> Report:
         log.warning("model update %s failed: %s", job.sha256[:12], reason)
         shutil.rmtree(self.files.store_dir(job.sha256), ignore_errors=True)
-        return self._end(job, "failed", reason + "; the running model is unchanged")
+        short = reason if len(reason) <= 300 else reason[:299] + "…"
+        return self._end(job, "failed", short + "; the running model is unchanged")
 
     def _end(self, job: Job, state: ReportState, reason: str | None) -> Report:
         job.seq += 1
