@@ -85,6 +85,7 @@ class Fleet:
                 "--gateway",
                 self.gateway.url,
             ],
+            check=False,
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
