@@ -27,7 +27,8 @@ model_app = typer.Typer(
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    # One line whatever the message (a pydantic error spans several).
+    typer.echo("error: " + " ".join(message.split()), err=True)
     return typer.Exit(code=2)
 
 
