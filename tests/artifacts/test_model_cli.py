@@ -12,7 +12,7 @@ from guanjia.cli import app
 from tests.support.artifacts import PHOTOS, repack
 
 
-def _one_line_error(result, *words: str) -> None:  # type: ignore[no-untyped-def]
+def _one_line_error(result, *words: str) -> None:
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
