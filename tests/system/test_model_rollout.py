@@ -52,6 +52,20 @@ class Fleet:
     nodes: list[subprocess.Popen[bytes]]
     workdir: Path
     key: SigningKey
+    broker: MosquittoBroker
+
+    def kill9(self, device: str) -> None:
+        """SIGKILL the node's process: no goodbye, no flush."""
+        node = self.nodes[self.devices.index(device)]
+        node.kill()
+        node.wait(10)
+
+    def restart(self, device: str) -> None:
+        """Start the node again on the same data directory."""
+        index = self.devices.index(device)
+        self.nodes[index] = _start_node(
+            self.workdir / device, self.broker, self.site, device, self.key, fresh=False
+        )
 
     def rollout(self, rollout_id: str) -> dict[str, Any]:
         r = self.client.get(f"/api/rollouts/{rollout_id}")
@@ -116,8 +130,13 @@ class Fleet:
 
 @pytest.fixture
 def fleet(
-    tmp_path: Path, mqtt_broker: MosquittoBroker, signing_key: SigningKey, site_id: str
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    mqtt_broker: MosquittoBroker,
+    signing_key: SigningKey,
+    site_id: str,
 ) -> Iterator[Fleet]:
+    count: int = getattr(request, "param", NODES)
     db = f"sqlite:///{tmp_path / 'gw.db'}"
     seed_users(db)
     port = free_port()
@@ -143,7 +162,7 @@ def fleet(
         login = client.post("/api/login", json={"username": "admin", "password": PASSWORD})
         client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
         suffix = uuid.uuid4().hex[:6]
-        devices = [f"cam{i:02d}-{suffix}" for i in range(NODES)]
+        devices = [f"cam{i:02d}-{suffix}" for i in range(count)]
         for device in devices:
             r = client.post(
                 "/api/devices", json={"device_id": device, "site_id": site_id, "kind": "camera"}
@@ -153,12 +172,12 @@ def fleet(
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             listed = client.get("/api/devices").json()
-            if sum(1 for d in listed if d["online"]) == NODES:
+            if sum(1 for d in listed if d["online"]) == count:
                 break
             time.sleep(0.5)
         else:
             raise AssertionError(f"nodes did not come online: {gateway.log.read_text()[-2000:]}")
-        yield Fleet(gateway, client, site_id, devices, nodes, tmp_path, signing_key)
+        yield Fleet(gateway, client, site_id, devices, nodes, tmp_path, signing_key, mqtt_broker)
     finally:
         for node in nodes:
             node.terminate()
@@ -173,9 +192,15 @@ def fleet(
 
 
 def _start_node(
-    workdir: Path, broker: MosquittoBroker, site: str, device: str, key: SigningKey
+    workdir: Path,
+    broker: MosquittoBroker,
+    site: str,
+    device: str,
+    key: SigningKey,
+    *,
+    fresh: bool = True,
 ) -> subprocess.Popen[bytes]:
-    workdir.mkdir(parents=True)
+    workdir.mkdir(parents=True, exist_ok=not fresh)
     config = {
         "site_id": site,
         "device_id": device,
@@ -307,3 +332,47 @@ def test_broken_then_cancelled_then_good_rollout_over_ten_real_nodes(
     assert body["waves"] == 3  # canary 1; 10 % adds none; 50 % adds 4; 100 % adds 5
     time.sleep(2.5)
     assert set(fleet.heartbeat_models().values()) == {"yolox_nano 2.0.2"}
+
+
+@pytest.mark.parametrize("fleet", [3], indirect=True)
+def test_kill_9_in_probation_boots_the_old_model_and_the_rollout_shows_it(
+    fleet: Fleet,
+    tmp_path: Path,
+    model_dir: Path,
+    testdata_images: Path,
+    good_detector: OnnxDetector,
+) -> None:
+    good = tmp_path / "good.gjm"
+    sign_real(
+        good,
+        fleet.key,
+        model=model_dir / "yolox_nano.onnx",
+        photos=[testdata_images / name for name in PHOTOS],
+        detections_from=good_detector,
+        version="3.0.0",
+    )
+    sha = fleet.publish(good)
+    rid = fleet.start(
+        {"artifact_sha256": sha, "policy": {"probation_s": 600, "device_timeout_s": 1200}}
+    )
+    canary = sorted(fleet.devices)[0]
+
+    def canary_state(body: dict[str, Any]) -> str:
+        return str(next(d for d in body["devices"] if d["device_id"] == canary)["state"])
+
+    fleet.wait(rid, lambda b: canary_state(b) == "probation", timeout=120)
+    time.sleep(1.5)
+    assert fleet.heartbeat_models()[canary] == "yolox_nano 3.0.0"  # running it, on probation
+    fleet.kill9(canary)
+    fleet.restart(canary)
+    body = fleet.wait(rid, _settled, timeout=120)
+    row = next(d for d in body["devices"] if d["device_id"] == canary)
+    assert row["state"] == "rolled_back"
+    assert "restarted before probation ended" in row["reason"]
+    assert body["state"] == "halted"
+    time.sleep(2.5)
+    assert fleet.heartbeat_models()[canary] is None  # back on the model it had
+    state = fleet.node_state(canary)
+    assert state is not None
+    assert state["active"] is None
+    assert state["job"] is None
