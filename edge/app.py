@@ -267,13 +267,16 @@ class EdgeNode:
         return updater
 
     def _switch_model(self, slot: ModelSlot | None) -> None:
-        """Run `slot` (None: NODE.yaml's model): reopen every camera with it, or raise."""
+        """Run `slot` (None: NODE.yaml's model): reopen every camera with it, or raise.
+
+        The updater has already recorded `slot` as active, so `_load_model` finds it."""
         with self._lock:
             self.manifest, self.model_dir = None, None
+            runtime = self.runtime
+        if slot is None and self.config.model is None:
+            return  # a node without cameras or a model of its own: nothing to reload
         manifest, _ = self._load_model()
         log.info("switching to model %s %s", manifest.name, manifest.version)
-        with self._lock:
-            runtime = self.runtime
         workers = self._open_cameras(runtime.cameras)
         with self._lock:
             old, self.cameras = self.cameras, workers
