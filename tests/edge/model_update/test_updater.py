@@ -243,3 +243,66 @@ def test_recover_after_a_kill_in_probation_boots_the_known_good_model(
     state = StateFile(root).load()
     assert state.active is None
     assert state.job is None
+
+
+def test_truncated_download_and_wrong_sha256_fail_with_the_reason(
+    tmp_path: Path, files: FileServer, real_artifact: Path, signing_key: SigningKey
+) -> None:
+    from tests.support.http_files import Behaviour
+
+    files.behaviour = Behaviour(cut_after=100_000, cut_first=1000)
+    h = Harness(tmp_path / "models", signing_key)
+    h.install(files, real_artifact)
+    last = h.wait()
+    assert last.state == "failed"
+    assert "download: gave up after 5 attempts: truncated at" in (last.reason or "")
+    files.behaviour = Behaviour()
+    shutil.copy(real_artifact, files.root / "other.gjm")
+    h.done.clear()
+    answer = h.updater.command(
+        "cmd-00000003",
+        ModelUpdateArgs(
+            sha256="ab" * 32,
+            url=files.url("other.gjm"),
+            size=real_artifact.stat().st_size,
+            name="yolox_nano",
+            version="2.0.0",
+        ),
+    )
+    assert answer.state == "downloading"
+    last = h.wait()
+    assert last.state == "failed"
+    assert "is not the abababababababab… the command names" in (last.reason or "")
+    assert h.switched == []
+
+
+def test_a_manifest_that_does_not_match_the_outputs_fails_the_self_test(  # noqa: PLR0917
+    tmp_path: Path,
+    files: FileServer,
+    model_dir: Path,
+    testdata_images: Path,
+    signing_key: SigningKey,
+    good_detector,
+) -> None:
+    from tests.support.artifacts import PHOTOS, base_manifest, sign_real
+
+    spec = base_manifest()
+    wrong = spec.model_copy(
+        update={"output": spec.output.model_copy(update={"strides": [8, 16, 32, 64]})}
+    )
+    artifact = tmp_path / "served" / "wrong.gjm"
+    sign_real(
+        artifact,
+        signing_key,
+        model=model_dir / "yolox_nano.onnx",
+        photos=[testdata_images / PHOTOS[0]],
+        detections_from=good_detector,
+        manifest=wrong,
+    )
+    h = Harness(tmp_path / "models", signing_key)
+    h.install(files, artifact)
+    last = h.wait()
+    assert last.state == "failed"
+    assert "self-test: model does not load as its manifest says" in (last.reason or "")
+    assert h.switched == []
+    assert StateFile(tmp_path / "models").load().active is None
