@@ -158,3 +158,26 @@ def test_keygen_refuses_to_overwrite_and_sign_checks_inputs(
         ),
         "nokey",
     )
+
+
+def test_publish_errors_are_one_line(
+    signed: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.broker import free_port
+
+    artifact, _ = signed
+    runner = CliRunner()
+    monkeypatch.delenv("GUANJIA_TOKEN", raising=False)
+    base = ["model", "publish", str(artifact), "--gateway", "http://127.0.0.1:1"]
+    _one_line_error(runner.invoke(app, base), "$GUANJIA_TOKEN")
+    monkeypatch.setenv("GUANJIA_TOKEN", "t")
+    _one_line_error(
+        runner.invoke(app, ["model", "publish", str(artifact), "--gateway", "ftp://x"]),
+        "--gateway",
+    )
+    nobody = f"http://127.0.0.1:{free_port()}"
+    _one_line_error(
+        runner.invoke(app, ["model", "publish", str(artifact), "--gateway", nobody]),
+        "--gateway",
+        nobody,
+    )
