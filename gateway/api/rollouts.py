@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -35,7 +36,7 @@ def service_of(runtime: Runtime) -> RolloutService:
     return RolloutService(runtime.store, runtime.settings.models, runtime.settings.signing_key())
 
 
-def _publisher(request: Request):  # type: ignore[no-untyped-def]
+def _publisher(request: Request) -> Callable[[str, bytes], Awaitable[None]] | None:
     ingest: MqttIngest | None = getattr(request.app.state, "ingest", None)
     return None if ingest is None else ingest.publish
 
