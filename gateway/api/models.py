@@ -107,10 +107,13 @@ async def upload_artifact(
             update={"uploaded_by": principal.username, "uploaded_at": time.time()}
         )
         target = artifact_file(store_dir, sha)
+        existed = target.exists()
         await asyncio.to_thread(shutil.move, incoming, target)
         try:
             stored = await asyncio.to_thread(runtime.store.add_artifact, record)
         except ConflictError as exc:
+            if not existed:  # no row will ever name these bytes
+                target.unlink(missing_ok=True)
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         return stored
     finally:

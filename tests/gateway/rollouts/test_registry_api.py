@@ -76,6 +76,7 @@ def test_same_name_and_version_with_other_bytes_is_409(api: Api) -> None:
     r = api.upload((api.tmp / "b.gjm").read_bytes())
     assert r.status_code == 409
     assert "already published" in r.json()["detail"]
+    assert len(list((api.tmp / "models").glob("*.gjm"))) == 1  # the refused bytes are not kept
 
 
 @pytest.mark.parametrize(
