@@ -159,6 +159,22 @@ class ModelSettings(_Config):
     manifest: Path = Field(description="Model manifest JSON (guanjia.model_manifest/1).")
 
 
+class ModelUpdateSettings(_Config):
+    """Signed model updates (``model_update`` commands); absent: the node refuses them."""
+
+    trusted_keys: list[
+        Annotated[str, StringConstraints(pattern=r"^ed25519:[A-Za-z0-9+/=]{44}$")]
+    ] = Field(min_length=1, max_length=8, description="Pinned public keys (ed25519:<base64>).")
+    download_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_model_mb: float = Field(default=256.0, gt=0, le=4096)
+    fps_floor: float = Field(
+        default=0.5, gt=0, le=1, description="Roll back when fps falls below this share."
+    )
+    inference_factor: float = Field(
+        default=3.0, gt=1, le=100, description="Roll back when inference time grows this much."
+    )
+
+
 class LogActionSettings(_Config):
     """Log local actions (always safe; the default)."""
 
@@ -256,6 +272,9 @@ class NodeConfig(_Config):
     cameras: list[CameraRef] = Field(default_factory=list, max_length=16)
     actions: list[ActionSettings] = Field(default_factory=_log_only)
     commands: CommandSettings = Field(default_factory=CommandSettings)
+    model_updates: ModelUpdateSettings | None = Field(
+        default=None, description="Accept signed model updates from the gateway."
+    )
 
     @model_validator(mode="after")
     def _model_for_cameras(self) -> NodeConfig:

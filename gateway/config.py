@@ -192,6 +192,44 @@ def _device_filters(site_id: str) -> list[str]:
     return [subscription(ch, site_id=site_id) for ch in sorted(DEVICE_CHANNELS)]
 
 
+class ModelRegistrySettings(BaseModel):
+    """The model registry and rollouts (docs/models.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store_dir: Path = Field(
+        default=Path("guanjia-models"), description="Where artifacts are kept, by sha256."
+    )
+    trusted_keys: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Public keys (ed25519:<base64>) an upload must be signed by; empty: "
+        "uploads are refused.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="This gateway's base URL as edge nodes reach it (download links); "
+        "required to start a rollout.",
+    )
+    max_artifact_bytes: int = Field(
+        default=300 * 1024 * 1024, ge=1024, description="Largest artifact an upload may be."
+    )
+    link_ttl_s: int = Field(
+        default=3600, ge=60, le=7 * 86400, description="Lifetime of a device's download link."
+    )
+    tick_s: float = Field(default=2.0, gt=0, le=300, description="Rollout planning period.")
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        from guanjia.artifacts import parse_public_key
+
+        for entry in value:
+            parse_public_key(entry)
+        return value
+
+
 class GatewaySettings(BaseSettings):
     """Everything `create_app` needs. Defaults give a working single-machine SQLite gateway."""
 
@@ -208,6 +246,7 @@ class GatewaySettings(BaseSettings):
     )
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    models: ModelRegistrySettings = Field(default_factory=ModelRegistrySettings)
     telemetry_tick_s: float = Field(
         default=1.0, gt=0, le=60, description="Period of the sensor offline / cut-off check."
     )

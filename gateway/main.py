@@ -24,6 +24,8 @@ from gateway.api import (
     dead_letters,
     devices,
     grids,
+    models,
+    rollouts,
     rosters,
     session,
     tickets,
@@ -40,6 +42,7 @@ from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt import IngestState, MqttIngest, Outbound, Refused
 from gateway.notify import WebhookSender
+from gateway.rollouts.service import rollout_step
 from gateway.runtime import Runtime
 from gateway.sla import TicketCategory
 from gateway.store import IngestTx, Store, StoreUnavailableError, migrate
@@ -59,6 +62,8 @@ ROUTE_MODULES = (
     dead_letters,
     webhooks,
     telemetry_api,
+    models,
+    rollouts,
 )
 """Every module whose `router` the app serves: one per resource."""
 CHANGES_RETENTION_S = 24 * 3600.0
@@ -305,6 +310,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 )
                 app.state.telemetry_ingest = readings
                 tasks.append(asyncio.create_task(supervise(readings)))
+        publish = app.state.ingest.publish if settings.ingest_enabled else None
+        service = rollouts.service_of(runtime)
+        tasks.append(
+            asyncio.create_task(
+                _every(settings.models.tick_s, lambda: rollout_step(service, publish), "rollouts")
+            )
+        )
         if runtime.telemetry is not None:
             found = app.state.ingest if settings.ingest_enabled else None
             tasks.append(
@@ -345,10 +357,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     # Body limits wrap the router (before parsing and auth); security headers wrap everything,
     # so the limits' own 401/413 answers carry them too.
+    artifact = BodyRule(models.UPLOAD_PATH, settings.models.max_artifact_bytes, authenticated=True)
     app.add_middleware(
         BodyLimitMiddleware,
         default_limit=settings.max_body_bytes,
-        rules=[upload],
+        rules=[upload, artifact],
         authenticate=lambda header: bearer_is_valid(header, key),
     )
     app.add_middleware(SecurityHeadersMiddleware)

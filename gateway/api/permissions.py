@@ -31,6 +31,8 @@ class Permission(StrEnum):
     READ_DEAD_LETTERS = "read_dead_letters"
     WRITE_WEBHOOKS = "write_webhooks"
     STREAM = "stream"
+    PUBLISH_MODELS = "publish_models"  # upload a signed model artifact to the registry
+    ROLL_OUT_MODELS = "roll_out_models"  # start, pause, resume, cancel a rollout in one's sites
 
 
 _ALL = frozenset(Role)
@@ -56,6 +58,8 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.READ_DEAD_LETTERS: frozenset({_A, _S}),
     Permission.WRITE_WEBHOOKS: frozenset({_A}),
     Permission.STREAM: _ALL,
+    Permission.PUBLISH_MODELS: frozenset({_A}),
+    Permission.ROLL_OUT_MODELS: frozenset({_A, _S}),
 }
 
 

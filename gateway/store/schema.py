@@ -321,3 +321,57 @@ sensor_nodes = Table(
     Column("profile", String(48), nullable=False),
     Column("esphome", Boolean, nullable=False),
 )
+
+# -- model artifacts and rollouts (docs/models.md) --------------------------------------------
+model_artifacts = Table(
+    "model_artifacts",
+    metadata,
+    # Content-addressed: the file is <models.store_dir>/<sha256>.gjm; one name+version each.
+    Column("sha256", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("model_sha256", String(64), nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("min_edge_version", String(32), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("uploaded_by", String(64), nullable=False),
+    Column("uploaded_at", Float, nullable=False),
+    UniqueConstraint("name", "version", name="uq_model_artifacts_name_version"),
+)
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("rollout_id", String(32), primary_key=True),
+    Column("site_id", String(64), nullable=False, index=True),
+    Column("artifact_sha256", String(64), ForeignKey("model_artifacts.sha256"), nullable=False),
+    # running | paused | halted | completed | cancelled
+    Column("state", String(16), nullable=False),
+    Column("wave", Integer, nullable=False),
+    Column("waves", Integer, nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    # Bumped by every planning step: a step applies only over the version it read, so two
+    # replicas never send the same wave twice.
+    Column("version", Integer, nullable=False),
+)
+rollout_devices = Table(
+    "rollout_devices",
+    metadata,
+    Column("rollout_id", String(32), ForeignKey("rollouts.rollout_id"), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("site_id", String(64), nullable=False),
+    Column("wave", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("install_command_id", String(128), nullable=True),
+    Column("last_command_id", String(128), nullable=True),
+    Column("commanded_at", Float, nullable=True),
+    Column("report_ts", Float, nullable=True),  # the device's clock: later reports win
+    Column("running", String(100), nullable=True),  # "name version" the device runs
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_rollout_devices_command", rollout_devices.c.site_id, rollout_devices.c.device_id)
