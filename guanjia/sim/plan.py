@@ -277,9 +277,11 @@ def _charging_readings(rng: random.Random, alarm: bool) -> tuple[Reading, ...]:
 def _telemetry(spec: SimSpec, rng: random.Random) -> list[Planned]:
     out: list[Planned] = []
     period = spec.telemetry_interval_s
+    # Each node at its own phase, within the run even when it is shorter than a period.
+    first = min(period, spec.duration_s)
     for index, device_id in enumerate(spec.sensor_ids()):
         profile = spec.sensor_profile(index)
-        for at in _periodic(rng.uniform(0, period), period, spec.duration_s):
+        for at in _periodic(rng.uniform(0, first) * 0.999, period, spec.duration_s):
             alarm = rng.random() < spec.alarm_ratio
             readings = (
                 _smoke_readings(rng, alarm)
@@ -288,7 +290,7 @@ def _telemetry(spec: SimSpec, rng: random.Random) -> list[Planned]:
             )
             out.append(TelemetrySend(at, device_id, profile, readings, alarm))
     for device_id in spec.esphome_ids():
-        for at in _periodic(rng.uniform(0, period), period, spec.duration_s):
+        for at in _periodic(rng.uniform(0, first) * 0.999, period, spec.duration_s):
             alarm = rng.random() < spec.alarm_ratio
             states = tuple(
                 (

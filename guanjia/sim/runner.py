@@ -91,7 +91,10 @@ class SimRun:
                     )
 
     def stop(self) -> None:
-        """Disconnect every device."""
+        """Disconnect every device (all at once: each network thread notices its own
+        disconnect on its next wake-up, up to a second later)."""
+        for device in self.devices.values():
+            device.client.disconnect()
         for device in self.devices.values():
             device.stop()
 
