@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from pydantic import BaseModel
 
 from gateway.config import GatewaySettings, MqttSettings
@@ -112,7 +111,12 @@ def test_compose_keeps_every_secret_in_a_file() -> None:
 def test_compose_matches_the_compose_specification() -> None:
     """The Compose specification's JSON schema (vendored by check-jsonschema, Apache-2.0)."""
     done = subprocess.run(
-        ["check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(DOCKER / "compose.yaml")],
+        [
+            "check-jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(DOCKER / "compose.yaml"),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -77,7 +77,9 @@ def test_image_source_tree_runs_its_command(image: str, tmp_path: Path) -> None:
 def test_image_tree_check_can_fail(tmp_path: Path) -> None:
     dockerfile = tmp_path / "Dockerfile"
     text = (DOCKER / "gateway" / "Dockerfile").read_text()
-    dockerfile.write_text(text.replace("COPY edge ./edge\n", "COPY edge/__init__.py ./edge/__init__.py\n"))
+    dockerfile.write_text(
+        text.replace("COPY edge ./edge\n", "COPY edge/__init__.py ./edge/__init__.py\n")
+    )
     tree = _image_tree(dockerfile, tmp_path / "t")
     done = subprocess.run(
         [sys.executable, "-c", "import guanjia.cli"],
@@ -142,9 +144,7 @@ def test_entrypoint_turns_secret_files_into_settings(tmp_path: Path) -> None:
 
 
 def test_entrypoint_missing_secret_file_is_one_line(tmp_path: Path) -> None:
-    done = _entrypoint(
-        {"GUANJIA_GATEWAY_JWT_SECRET_FILE": str(tmp_path / "missing")}, "true"
-    )
+    done = _entrypoint({"GUANJIA_GATEWAY_JWT_SECRET_FILE": str(tmp_path / "missing")}, "true")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"error: GUANJIA_GATEWAY_JWT_SECRET_FILE: {tmp_path / 'missing'} is not a readable file"

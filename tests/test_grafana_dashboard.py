@@ -41,17 +41,22 @@ def _targets() -> list[tuple[str, str]]:
 
 
 def test_dashboard_uses_the_provisioned_data_source() -> None:
-    sources = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "victoriametrics.yaml").read_text())
+    sources = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "victoriametrics.yaml").read_text()
+    )
     (source,) = sources["datasources"]
     assert source["type"] == "prometheus"
-    dashboards = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "guanjia.yaml").read_text())
+    dashboards = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "guanjia.yaml").read_text()
+    )
     (provider,) = dashboards["providers"]
     compose = yaml.safe_load((GRAFANA.parent / "compose.yaml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./grafana/dashboards:{provider['options']['path']}:ro" in mounts
     assert source["url"] == "http://victoriametrics:8428"
     data = _dashboard()
-    assert data["uid"] and data["title"]
+    assert data["uid"]
+    assert data["title"]
     panels = [p for p in data["panels"] if p["type"] != "row"]
     assert len(panels) >= 10
     for panel in panels:
@@ -72,8 +77,14 @@ def victoria_with_readings(tmp_path: Path) -> Iterator[tuple[VictoriaMetrics, fl
     server = VictoriaMetrics(tmp_path / "victoria")
     server.start()
     spec = SimSpec(
-        site_id=SITE, cameras=0, sensors=4, esphome=2, duration_s=600,
-        telemetry_interval_s=10, alarm_ratio=0.2, seed=3,
+        site_id=SITE,
+        cameras=0,
+        sensors=4,
+        esphome=2,
+        duration_s=600,
+        telemetry_interval_s=10,
+        alarm_ratio=0.2,
+        seed=3,
     )
     start = time.time() - spec.duration_s - 30
     points: list[Point] = []
@@ -87,14 +98,17 @@ def victoria_with_readings(tmp_path: Path) -> Iterator[tuple[VictoriaMetrics, fl
             for _, object_id, text in send.states:
                 value = {"ON": 1.0, "OFF": 0.0}.get(text)
                 points.append(
-                    Point(SITE, send.device_id, object_id, float(text) if value is None else value, ts)
+                    Point(
+                        SITE, send.device_id, object_id, float(text) if value is None else value, ts
+                    )
                 )
     writer = InfluxWriter(
         InfluxOptions(url=server.url, org="guanjia", bucket="telemetry", token="unused")
     )
     writer.write(points)
     writer.close(timeout_s=30)
-    assert writer.written == len(points) and writer.dropped == 0
+    assert writer.written == len(points)
+    assert writer.dropped == 0
     server.export()  # forces a flush: what was written is searchable
     yield server, time.time()
     server.stop()
@@ -131,7 +145,9 @@ def test_dashboard_queries_honour_the_site_variable(
     variable = _dashboard()["templating"]["list"][0]
     metric = variable["query"]["query"].removeprefix("label_values(").split(",")[0]
     query = urllib.parse.urlencode({"match[]": metric})
-    with urllib.request.urlopen(f"{server.url}/api/v1/label/site/values?{query}", timeout=30) as resp:
+    with urllib.request.urlopen(
+        f"{server.url}/api/v1/label/site/values?{query}", timeout=30
+    ) as resp:
         assert json.loads(resp.read())["data"] == [SITE]
     for title, expr in _targets():
         body = _query_range(server, _grafana_vars(expr, "another-site"), end)
@@ -148,9 +164,13 @@ def test_charging_panels_split_ports_from_detectors(
     ports = _query_range(server, _grafana_vars(by_title["Charging port temperature"], ".*"), end)
     assert all(series["metric"].get("port") for series in ports["data"]["result"])
     assert {s["metric"]["device"] for s in ports["data"]["result"]} == {
-        "sim-sensor-002", "sim-sensor-004", "sim-esp-001", "sim-esp-002"
+        "sim-sensor-002",
+        "sim-sensor-004",
+        "sim-esp-001",
+        "sim-esp-002",
     }
     detectors = _query_range(server, _grafana_vars(by_title["Detector temperature"], ".*"), end)
     assert {s["metric"]["device"] for s in detectors["data"]["result"]} == {
-        "sim-sensor-001", "sim-sensor-003"
+        "sim-sensor-001",
+        "sim-sensor-003",
     }

@@ -127,6 +127,8 @@ def run_cmd(  # noqa: PLR0917 - typer maps each CLI option to a parameter
         float, typer.Option(min=0, help="Event lifecycles started per second (site-wide).")
     ] = 2.0,
     update_every: Annotated[float, typer.Option(min=0.1, help="Seconds between updates.")] = 5.0,
+    dwell_min: Annotated[float, typer.Option(min=0.1, help="Shortest lifecycle, s.")] = 2.0,
+    dwell_max: Annotated[float, typer.Option(min=0.1, help="Longest lifecycle, s.")] = 20.0,
     snapshot_ratio: Annotated[float, typer.Option(min=0, max=1)] = 0.3,
     heartbeat_interval: Annotated[float, typer.Option(min=1)] = 10.0,
     telemetry_interval: Annotated[float, typer.Option(min=0.1)] = 10.0,
@@ -170,6 +172,7 @@ def run_cmd(  # noqa: PLR0917 - typer maps each CLI option to a parameter
         duration_s=duration,
         event_rate=rate,
         update_every_s=update_every,
+        dwell_s=(dwell_min, dwell_max),
         snapshot_ratio=snapshot_ratio,
         heartbeat_interval_s=heartbeat_interval,
         telemetry_interval_s=telemetry_interval,

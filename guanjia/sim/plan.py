@@ -239,38 +239,51 @@ def _one_lifecycle(  # noqa: PLR0917 - one lifecycle's coordinates
     return sends
 
 
-def _smoke_readings(rng: random.Random, alarm: bool) -> tuple[Reading, ...]:
+@dataclass
+class _Node:
+    """One sensor node's steady state: readings wander a little around it (a jump of
+    several degrees between two reports would trip the rate-of-rise rules by itself)."""
+
+    temperature: list[float]
+    current: list[float]
+    ambient: float
+    battery: float
+
+    @classmethod
+    def draw(cls, rng: random.Random) -> _Node:
+        return cls(
+            temperature=[rng.uniform(26.0, 34.0) for _ in range(CHARGING_PORTS)],
+            current=[rng.uniform(1.0, 2.8) if rng.random() < 0.6 else 0.0 for _ in range(4)],
+            ambient=rng.uniform(21.0, 26.0),
+            battery=rng.uniform(70.0, 100.0),
+        )
+
+
+def _smoke_readings(rng: random.Random, node: _Node, alarm: bool) -> tuple[Reading, ...]:
+    obscuration = rng.uniform(5.0, 9.0) if alarm else rng.uniform(0, 0.3)
     return (
         ("smoke_alarm", 1.0 if alarm else 0.0, None),
-        (
-            "smoke_obscuration",
-            round(rng.uniform(5.0, 9.0) if alarm else rng.uniform(0, 0.3), 2),
-            None,
-        ),
-        ("temperature", round(rng.uniform(21.0, 26.0), 1), None),
+        ("smoke_obscuration", round(obscuration, 2), None),
+        ("temperature", round(node.ambient + rng.uniform(-0.1, 0.1), 2), None),
         ("co_ppm", round(rng.uniform(0.0, 5.0), 1), None),
-        ("battery", round(rng.uniform(70.0, 100.0), 0), None),
+        ("battery", round(node.battery, 0), None),
     )
 
 
-def _charging_readings(rng: random.Random, alarm: bool) -> tuple[Reading, ...]:
+def _charging_readings(rng: random.Random, node: _Node, alarm: bool) -> tuple[Reading, ...]:
     hot = rng.randrange(CHARGING_PORTS) if alarm else -1
     readings: list[Reading] = []
     for port in range(1, CHARGING_PORTS + 1):
-        charging = rng.random() < 0.6
-        current = round(rng.uniform(1.0, 2.8), 2) if charging else 0.0
+        current = round(node.current[port - 1] * rng.uniform(0.97, 1.03), 2)
+        temperature = node.temperature[port - 1] + rng.uniform(-0.2, 0.2)
         readings += [
             ("voltage", round(rng.uniform(218.0, 232.0), 1), port),
             ("current", current, port),
             ("power", round(current * 225.0, 1), port),
-            (
-                "temperature",
-                round(rng.uniform(75.0, 85.0) if port - 1 == hot else rng.uniform(24.0, 38.0), 1),
-                port,
-            ),
+            ("temperature", round(80.0 if port - 1 == hot else temperature, 2), port),
             ("relay", 1.0, port),
         ]
-    readings.append(("ambient_temperature", round(rng.uniform(20.0, 30.0), 1), None))
+    readings.append(("ambient_temperature", round(node.ambient + rng.uniform(-0.1, 0.1), 2), None))
     return tuple(readings)
 
 
@@ -281,15 +294,17 @@ def _telemetry(spec: SimSpec, rng: random.Random) -> list[Planned]:
     first = min(period, spec.duration_s)
     for index, device_id in enumerate(spec.sensor_ids()):
         profile = spec.sensor_profile(index)
+        node = _Node.draw(rng)
         for at in _periodic(rng.uniform(0, first) * 0.999, period, spec.duration_s):
             alarm = rng.random() < spec.alarm_ratio
             readings = (
-                _smoke_readings(rng, alarm)
+                _smoke_readings(rng, node, alarm)
                 if profile == "smoke_detector"
-                else _charging_readings(rng, alarm)
+                else _charging_readings(rng, node, alarm)
             )
             out.append(TelemetrySend(at, device_id, profile, readings, alarm))
     for device_id in spec.esphome_ids():
+        node = _Node.draw(rng)
         for at in _periodic(rng.uniform(0, first) * 0.999, period, spec.duration_s):
             alarm = rng.random() < spec.alarm_ratio
             states = tuple(
@@ -298,7 +313,7 @@ def _telemetry(spec: SimSpec, rng: random.Random) -> list[Planned]:
                     metric if port is None else f"port{port}_{metric}",
                     ("ON" if value else "OFF") if metric == "relay" else f"{value:.2f}",
                 )
-                for metric, value, port in _charging_readings(rng, alarm)
+                for metric, value, port in _charging_readings(rng, node, alarm)
             )
             out.append(EsphomeSend(at, device_id, states, alarm))
     return out

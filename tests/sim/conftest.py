@@ -66,29 +66,48 @@ class SimSite:
         """`guanjia sim run` against this site: (exit code, JSON summary, output)."""
         out = self.workdir / f"sim-{len(list(self.workdir.glob('sim-*.json')))}.json"
         done = guanjia(
-            "sim", "run", "--credentials", str(self.credentials),
-            "--host", self.broker.host, "--port", str(self.broker.port),
-            "--json", str(out), *args, timeout=timeout,
+            "sim",
+            "run",
+            "--credentials",
+            str(self.credentials),
+            "--host",
+            self.broker.host,
+            "--port",
+            str(self.broker.port),
+            "--json",
+            str(out),
+            *args,
+            timeout=timeout,
         )
         report = json.loads(out.read_text()) if out.exists() else {}
         return done.returncode, report, done.stdout + done.stderr
 
 
 @pytest.fixture
-def sim_site_factory(
-    mosquitto_available: None, tmp_path: Path
-) -> Iterator[Callable[..., SimSite]]:
+def sim_site_factory(mosquitto_available: None, tmp_path: Path) -> Iterator[Callable[..., SimSite]]:
     """Provision a simulated site (CLI) into `db_url`, start Mosquitto on its files."""
     made: list[SimSite] = []
 
-    def make(db_url: str, *provision_args: str, gateways: tuple[str, ...] = ("gateway-1",)) -> SimSite:
+    def make(
+        db_url: str, *provision_args: str, gateways: tuple[str, ...] = ("gateway-1",)
+    ) -> SimSite:
         workdir = tmp_path / f"site-{len(made)}"
         workdir.mkdir()
         creds = workdir / "creds.json"
         passwd, acl = workdir / "passwd", workdir / "acl"
         args = [
-            "sim", "provision", "--credentials", str(creds), "--passwd-file", str(passwd),
-            "--acl-file", str(acl), "--database-url", db_url, "--api-user", "sim-operator",
+            "sim",
+            "provision",
+            "--credentials",
+            str(creds),
+            "--passwd-file",
+            str(passwd),
+            "--acl-file",
+            str(acl),
+            "--database-url",
+            db_url,
+            "--api-user",
+            "sim-operator",
             *provision_args,
         ]
         for name in gateways:

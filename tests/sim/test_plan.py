@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter, defaultdict
 
@@ -58,7 +59,7 @@ def test_every_lifecycle_is_start_updates_end_in_order(name: str) -> None:
         assert set(phases[1:-1]) <= {EventPhase.UPDATE}, event_id
         assert [s.seq for s in sends] == list(range(len(sends)))
         assert len({(s.device_id, s.zone_id, s.category, s.started_at) for s in sends}) == 1
-        gaps = [b.at - a.at for a, b in zip(sends[:-2], sends[1:-1], strict=True)]
+        gaps = [b.at - a.at for a, b in itertools.pairwise(sends)]
         assert all(math.isclose(g, spec.update_every_s) for g in gaps[1:]), gaps
         assert sends[-1].at <= spec.duration_s
 
@@ -70,7 +71,7 @@ def test_a_zone_has_one_lifecycle_at_a_time(name: str) -> None:
         by_key[(sends[0].device_id, sends[0].zone_id)].append((sends[0].at, sends[-1].at))
     for key, spans in by_key.items():
         spans.sort()
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert start > end, key
 
 
@@ -127,12 +128,22 @@ def test_sensor_profiles_alternate_and_charging_ports_are_tagged() -> None:
 
 @pytest.mark.parametrize(
     ("ratio", "check"),
-    [(0.0, lambda n, total: n == 0), (1.0, lambda n, total: n == total), (0.5, lambda n, t: 0 < n < t)],
+    [
+        (0.0, lambda n, total: n == 0),
+        (1.0, lambda n, total: n == total),
+        (0.5, lambda n, t: 0 < n < t),
+    ],
 )
 def test_alarm_and_snapshot_ratios(ratio: float, check: object) -> None:
     spec = SimSpec(
-        cameras=5, sensors=10, esphome=2, duration_s=120, event_rate=2,
-        snapshot_ratio=ratio, alarm_ratio=ratio, seed=11,
+        cameras=5,
+        sensors=10,
+        esphome=2,
+        duration_s=120,
+        event_rate=2,
+        snapshot_ratio=ratio,
+        alarm_ratio=ratio,
+        seed=11,
     )
     sends = plan(spec)
     summary = summarise(sends)

@@ -35,9 +35,26 @@ def test_sim_run_is_acknowledged_end_to_end_and_reflected(
     gateway = site.start_gateway("gateway-1")
     gateway.wait_ready()
     code, report, output = site.run_sim(
-        *RUN, "--duration", "4", "--rate", "4", "--update-every", "1.5",
-        "--telemetry-interval", "2", "--heartbeat-interval", "2", "--snapshot-ratio", "0.5",
-        "--ack-timeout", "3", "--drain", "20", "--api", gateway.url, "--no-live",
+        *RUN,
+        "--duration",
+        "4",
+        "--rate",
+        "4",
+        "--update-every",
+        "1.5",
+        "--telemetry-interval",
+        "2",
+        "--heartbeat-interval",
+        "2",
+        "--snapshot-ratio",
+        "0.5",
+        "--ack-timeout",
+        "3",
+        "--drain",
+        "20",
+        "--api",
+        gateway.url,
+        "--no-live",
     )
     assert code == 0, output
     kinds = report["kinds"]
@@ -64,7 +81,15 @@ def test_sim_without_a_gateway_reports_what_was_not_acknowledged(
     """The broker PUBACKs everything, but no gateway commits: the summary must say so."""
     site = sim_site_factory(sqlite_url, *RUN)
     code, report, output = site.run_sim(
-        *RUN, "--duration", "1.5", "--rate", "6", "--ack-timeout", "0.5", "--drain", "0.5",
+        *RUN,
+        "--duration",
+        "1.5",
+        "--rate",
+        "6",
+        "--ack-timeout",
+        "0.5",
+        "--drain",
+        "0.5",
         "--no-live",
     )
     assert code == 1, output
@@ -92,7 +117,15 @@ def test_sim_resends_until_a_late_gateway_acks(
     timer.start()
     try:
         code, report, output = site.run_sim(
-            *RUN, "--duration", "2", "--rate", "4", "--ack-timeout", "1", "--drain", "40",
+            *RUN,
+            "--duration",
+            "2",
+            "--rate",
+            "4",
+            "--ack-timeout",
+            "1",
+            "--drain",
+            "40",
             "--no-live",
         )
     finally:
@@ -115,8 +148,14 @@ def test_sim_errors_are_one_line(tmp_path: object) -> None:
         "error: --credentials: /nonexistent/creds.json: No such file or directory"
     ]
     done = guanjia(
-        "sim", "provision", "--credentials", "/tmp/x.json", "--passwd-file", "/nope/passwd",
-        "--acl-file", "/tmp/acl",
+        "sim",
+        "provision",
+        "--credentials",
+        "/tmp/x.json",
+        "--passwd-file",
+        "/nope/passwd",
+        "--acl-file",
+        "/tmp/acl",
     )
     assert done.returncode == 2
     assert done.stderr.startswith("error: --passwd-file: /nope/passwd: its folder")
