@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,9 @@ def test_compose_matches_the_compose_specification() -> None:
     """The Compose specification's JSON schema (vendored by check-jsonschema, Apache-2.0)."""
     done = subprocess.run(
         [
-            "check-jsonschema",
+            sys.executable,
+            "-m",
+            "check_jsonschema",
             "--builtin-schema",
             "vendor.compose-spec",
             str(DOCKER / "compose.yaml"),
@@ -130,7 +133,14 @@ def test_compose_schema_check_can_fail(tmp_path: Path) -> None:
     path = tmp_path / "compose.yaml"
     path.write_text(yaml.safe_dump(broken))
     done = subprocess.run(
-        ["check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(path)],
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(path),
+        ],
         capture_output=True,
         text=True,
         check=False,
