@@ -96,12 +96,9 @@ def victoria_with_readings(tmp_path: Path) -> Iterator[tuple[VictoriaMetrics, fl
                 points.append(Point(SITE, send.device_id, series, value, ts))
         elif isinstance(send, EsphomeSend):
             for _, object_id, text in send.states:
-                value = {"ON": 1.0, "OFF": 0.0}.get(text)
-                points.append(
-                    Point(
-                        SITE, send.device_id, object_id, float(text) if value is None else value, ts
-                    )
-                )
+                switch = {"ON": 1.0, "OFF": 0.0}.get(text)
+                reading = float(text) if switch is None else switch
+                points.append(Point(SITE, send.device_id, object_id, reading, ts))
     writer = InfluxWriter(
         InfluxOptions(url=server.url, org="guanjia", bucket="telemetry", token="unused")
     )

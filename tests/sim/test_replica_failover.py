@@ -184,7 +184,7 @@ def test_three_replicas_one_killed_and_restarted_under_sim_load(
     )
     assert len(audit) == BREACHES_PER_TICKET * len(urgent)
     assert set(audit.values()) == {1}
-    notified = Counter()
+    notified: Counter[tuple[int, str]] = Counter()
     for tid, body in rows(failover_db, "SELECT ticket_id, body FROM notifications"):
         found = re.search(r"SLA breach \((\w+)\)", json.dumps(body))
         if found:
