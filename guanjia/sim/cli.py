@@ -139,6 +139,9 @@ def run_cmd(  # noqa: PLR0917 - typer maps each CLI option to a parameter
     ack_timeout: Annotated[
         float, typer.Option(min=0.5, help="Re-send after this long without an Ack.")
     ] = 10.0,
+    max_ack_timeout: Annotated[
+        float, typer.Option(min=0.5, help="Longest wait between re-sends (the doubling's cap).")
+    ] = 60.0,
     drain: Annotated[float, typer.Option(min=0, help="Wait this long for the last Acks.")] = 30.0,
     api: Annotated[
         str | None, typer.Option(help="Gateway URL: count the tickets and stored points.")
@@ -182,7 +185,12 @@ def run_cmd(  # noqa: PLR0917 - typer maps each CLI option to a parameter
     if api is not None and creds.api_user is None:
         _fail("--api", "the credentials file has no console user (provision with --api-user)")
     sends = plan(spec)
-    options = RunOptions(Endpoint(host, port), ack_timeout_s=ack_timeout, drain_s=drain)
+    options = RunOptions(
+        Endpoint(host, port),
+        ack_timeout_s=ack_timeout,
+        max_ack_timeout_s=max(ack_timeout, max_ack_timeout),
+        drain_s=drain,
+    )
     try:
         run = SimRun(spec, sends, creds, options)
     except SimError as exc:

@@ -30,6 +30,7 @@ class RunOptions:
 
     endpoint: Endpoint
     ack_timeout_s: float = 10.0
+    max_ack_timeout_s: float = 60.0
     drain_s: float = 30.0
     connect_timeout_s: float = 30.0
 
@@ -72,6 +73,7 @@ class SimRun:
                 esphome=cred.role == "esphome",
                 stats=self.stats,
                 ack_timeout_s=options.ack_timeout_s,
+                max_ack_timeout_s=options.max_ack_timeout_s,
             )
 
     def connect(self) -> None:

@@ -124,8 +124,10 @@ def test_sim_resends_until_a_late_gateway_acks(
             "4",
             "--ack-timeout",
             "1",
+            "--max-ack-timeout",
+            "2",
             "--drain",
-            "40",
+            "120",
             "--no-live",
         )
     finally:
