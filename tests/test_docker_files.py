@@ -242,3 +242,13 @@ def test_compose_gateway_identity_is_consistent() -> None:
     }
     settings = MqttSettings(**mqtt)
     assert settings.session_id == settings.username
+
+
+def test_site_broker_is_tuned_for_the_gateways_batches() -> None:
+    """The gateway acks a batch after its commit: Mosquitto's in-flight window per client
+    caps the batch (its default, 20, would cap it at 20), and the offline queue must hold a
+    gateway outage's alerts (default 1,000)."""
+    settings = _settings_of((DOCKER / "mosquitto" / "mosquitto.conf").read_text())
+    assert int(settings["max_inflight_messages"]) >= MqttSettings().batch_max
+    assert int(settings["max_queued_messages"]) >= 100_000
+    assert settings["max_queued_bytes"] == "0"
