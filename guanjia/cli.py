@@ -15,6 +15,7 @@ from edge.cli import edge_app
 from gateway.cli import device_app, gateway_app
 from guanjia import __version__
 from guanjia.model_cli import model_app
+from guanjia.sim.cli import sim_app
 
 app = typer.Typer(
     name="guanjia",
@@ -90,6 +91,7 @@ app.add_typer(edge_app, name="edge")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(device_app, name="device")
 app.add_typer(model_app, name="model")
+app.add_typer(sim_app, name="sim")
 
 
 def main() -> None:
