@@ -13,6 +13,7 @@ import typer
 
 from edge.cli import edge_app
 from gateway.cli import device_app, gateway_app
+from gateway.site_cli import site_app
 from guanjia import __version__
 
 app = typer.Typer(
@@ -88,6 +89,7 @@ def demo(  # noqa: PLR0917 - typer maps each CLI option to a parameter
 app.add_typer(edge_app, name="edge")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(device_app, name="device")
+app.add_typer(site_app, name="site")
 
 
 def main() -> None:

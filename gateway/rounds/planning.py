@@ -11,11 +11,12 @@ of one of the route's checkpoints inside the window counts for that round. At `n
 - ``late`` when not done `on_time` after its start;
 - ``missed`` when not done at the end of its window plus `grace_min`.
 
-Tickets (`TicketDecision`), each under a key that names it once and for all, so the store
-opens it exactly once however often planning runs:
+Tickets (`TicketDecision`), each under a key, so the store opens it exactly once however
+often planning runs:
 
 - a failed checklist item → a ticket at that checkpoint's place (`failed_item_decisions`,
-  at scan time);
+  at scan time); its key is the open ticket's, so finding it again while that ticket is open
+  merges into it;
 - a missed round with nothing scanned → one ticket for the grid's supervisor;
 - a missed round with some checkpoints scanned → one ticket per checkpoint left out.
 """
@@ -251,7 +252,9 @@ def failed_item_decisions(route: Route, checkpoint: Checkpoint, scan: Scan) -> l
             continue
         out.append(
             TicketDecision(
-                key=f"failed:{scan.scan_id}:{item.item_id}",
+                # The open ticket's key, not a one-off: the same failure found again on the
+                # next round merges into the ticket still open for it.
+                key=f"failed:{route.route_id}:{checkpoint.checkpoint_id}:{item.item_id}",
                 kind=DecisionKind.ITEM_FAILED,
                 route_id=route.route_id,
                 checkpoint_id=checkpoint.checkpoint_id,

@@ -1,0 +1,58 @@
+"""The figures route: response and resolution times, SLA breaches, 721 tiers, satisfaction,
+resident reports and patrol completion, per site / grid / category / quarter."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+
+from gateway.api.deps import RuntimeDep, require, site_scope
+from gateway.api.permissions import Permission
+from gateway.api.scope import ensure_site_in_scope
+from gateway.auth import Principal
+from gateway.figures import GroupBy
+from gateway.figures_service import FigureReport
+from gateway.sla import TicketCategory
+
+router = APIRouter(prefix="/api/figures", tags=["figures"])
+
+MAX_PERIOD_S = 366 * 86400.0
+"""The longest period one request may cover (the facts are read into memory)."""
+
+
+@router.get("", response_model=FigureReport)
+async def figures(
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(require(Permission.READ_FIGURES))],
+    *,
+    start: Annotated[float, Query(ge=0, description="Period start (Unix seconds).")],
+    end: Annotated[float, Query(gt=0, description="Period end, exclusive.")],
+    site_id: str | None = None,
+    grid_id: str | None = None,
+    category: TicketCategory | None = None,
+    group_by: GroupBy = GroupBy.SITE,
+) -> FigureReport:
+    """Figures of the tickets created in [start, end) at the caller's sites (or `site_id`)."""
+    if not 0 < end - start <= MAX_PERIOD_S:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "end: after start, at most 366 days later"
+        )
+    sites = site_scope(principal)
+    if site_id is not None:
+        ensure_site_in_scope(principal, site_id)
+        sites = [site_id]
+    if runtime.figures is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "figures are off")
+    return await asyncio.to_thread(
+        runtime.figures.report,
+        sites=sites,
+        start=start,
+        end=end,
+        group_by=group_by,
+        grid_id=grid_id,
+        category=category.value if category is not None else None,
+        now=time.time(),
+    )
