@@ -44,7 +44,7 @@ from gateway.residents.tokens import (
 from gateway.sites import Place, SiteConfig
 from gateway.sla import CategoryPolicy, TicketCategory
 from gateway.store import NotFoundError, Store
-from gateway.store.residents import NewReport, ReportRow
+from gateway.store.residents import RESIDENT_ACTOR, NewReport, ReportRow
 
 _PHONE_CHARS = set("0123456789+- ")
 
@@ -323,7 +323,7 @@ class ResidentService:
             _, more = self.store.transition(
                 report.ticket_id,
                 Action.REOPEN,
-                "resident",
+                RESIDENT_ACTOR,
                 now,
                 note=f"resident rated {body.rating}/5",
                 policy=self.policies[report.category],

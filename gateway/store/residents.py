@@ -18,12 +18,13 @@ from gateway.lifecycle import TicketState
 from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory
 from gateway.store import audit, feed
+from gateway.store import tickets as tickets_store
 from gateway.store.base import ConflictError, NotFoundError, StoreBase
 from gateway.store.outbox import Outbox
 from gateway.store.place_tickets import PlaceTicket, open_place_ticket
 from gateway.store.schema import attachments, audit_log, pow_spent, resident_reports, tickets
 
-RESIDENT_ACTOR = "resident"
+RESIDENT_ACTOR = tickets_store.RESIDENT_ACTOR
 """The audit actor of what a resident does (never their phone or address)."""
 
 
