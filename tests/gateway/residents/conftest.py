@@ -4,9 +4,10 @@ g-site-1 (zone-a, supervisor `sup`, `worker` on duty)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,7 +30,7 @@ class ResidentApp:
     sites_dir: Path
 
     @property
-    def service(self):  # type: ignore[no-untyped-def]
+    def service(self) -> Any:
         return self.client.app.state.runtime.residents  # type: ignore[attr-defined]
 
     def qr_token(self, place_id: str = "b3-lobby") -> str:
@@ -40,11 +41,11 @@ class ResidentApp:
         self,
         place_id: str = "b3-lobby",
         *,
-        photos: list[bytes] = (),  # type: ignore[assignment]
+        photos: Sequence[bytes] = (),
         category: str = "litter",
         phone: str | None = "13800000000",
         headers: dict[str, str] | None = None,
-    ):  # type: ignore[no-untyped-def]
+    ) -> Any:
         """POST a report the way the page does: fetch the place, solve, send."""
         qr = self.qr_token(place_id)
         page = self.client.get(f"/api/public/places/{qr}")

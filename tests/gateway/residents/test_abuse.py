@@ -57,7 +57,7 @@ def test_a_thousand_reports_from_one_address_are_rate_limited_without_flooding_t
     refused = app.client.post(url, data=_solved(app))
     assert refused.headers["retry-after"] == "60"
     assert "too many reports" in refused.json()["detail"]
-    print(f"1000 reports from one address: {elapsed:.2f} s")  # noqa: T201 - shown with -s
+    print(f"1000 reports from one address: {elapsed:.2f} s")
 
 
 def test_a_50_mb_upload_is_refused_before_it_is_read(resident_app: ResidentApp) -> None:

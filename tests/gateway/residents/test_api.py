@@ -6,6 +6,7 @@ refused before it costs anything."""
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -17,7 +18,7 @@ from tests.gateway.residents.sitefiles import GRID
 from tests.gateway.residents.test_photos import GPS_IFD, phone_jpeg
 
 
-def _tickets(app: ResidentApp, **params: str) -> list[dict[str, object]]:
+def _tickets(app: ResidentApp, **params: str) -> list[dict[str, Any]]:
     r = app.client.get(
         "/api/tickets", headers=app.headers("admin"), params={"limit": 500, **params}
     )

@@ -5,7 +5,6 @@ from the raw ticket, escalation and report rows."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,11 +47,11 @@ def _report(n: int, category: TicketCategory, place: str = "b3-lobby") -> NewRep
 
 
 @pytest.fixture
-def site_store(store: Store) -> Iterator[Store]:
+def site_store(store: Store) -> Store:
     store.upsert_grid(
         GridPublic(grid_id=GRID, site_id=SITE, name="G", supervisor="sup", zones=["zone-a"])
     )
-    yield store
+    return store
 
 
 def test_a_challenge_is_spent_once_and_the_place_quota_counts_every_sender(

@@ -38,7 +38,7 @@ def test_place_token_round_trip() -> None:
         lambda t: "",
     ],
 )
-def test_forged_place_tokens_are_refused(forge) -> None:  # type: ignore[no-untyped-def]
+def test_forged_place_tokens_are_refused(forge) -> None:
     assert read_place_token(KEY, forge(place_token(KEY, "site-1", "b3-lobby"))) is None
 
 
