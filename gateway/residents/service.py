@@ -44,7 +44,7 @@ from gateway.residents.tokens import (
 from gateway.sites import Place, SiteConfig
 from gateway.sla import CategoryPolicy, TicketCategory
 from gateway.store import NotFoundError, Store
-from gateway.store.residents import RESIDENT_ACTOR, NewReport, ReportRow
+from gateway.store.residents import RESIDENT_ACTOR, FlaggedReport, NewReport, ReportRow
 
 _PHONE_CHARS = set("0123456789+- ")
 
@@ -304,6 +304,10 @@ class ResidentService:
             rating=report.rating,
             can_rate=resolved and report.rating is None,
         )
+
+    def flagged(self, sites: Sequence[str] | None) -> list[FlaggedReport]:
+        """Low ratings flagged for supervisors (the console's list; `sites` None: all)."""
+        return self.store.flagged_reports(sites)
 
     def rate(
         self, token: str, body: RatingBody, client: str, now: float

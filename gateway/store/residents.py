@@ -64,6 +64,21 @@ class ReportRow:
     rating: int | None
 
 
+@dataclass(frozen=True)
+class FlaggedReport:
+    """A low rating flagged for the grid's supervisor."""
+
+    ticket_id: int
+    site_id: str
+    place_id: str
+    category: str
+    state: str
+    grid_id: str | None
+    rating: int
+    comment: str | None
+    flagged_at: float
+
+
 _STEP = {
     "open": "reported",
     "acknowledge": "acknowledged",
@@ -251,6 +266,44 @@ class ResidentStore(StoreBase):
                 outbox.flush()
             feed.record(conn, changes, postgres=not self.is_sqlite)
         return changes
+
+    def flagged_reports(self, sites: Sequence[str] | None, limit: int = 200) -> list[FlaggedReport]:
+        """Low ratings flagged for supervisors at `sites` (None: all), newest first."""
+        query = (
+            select(
+                resident_reports.c.ticket_id,
+                resident_reports.c.site_id,
+                resident_reports.c.place_id,
+                resident_reports.c.rating,
+                resident_reports.c.rating_comment,
+                resident_reports.c.flagged_at,
+                tickets.c.category,
+                tickets.c.state,
+                tickets.c.grid_id,
+            )
+            .join(tickets, tickets.c.id == resident_reports.c.ticket_id)
+            .where(resident_reports.c.flagged_at.is_not(None))
+            .order_by(resident_reports.c.flagged_at.desc())
+            .limit(limit)
+        )
+        if sites is not None:
+            query = query.where(resident_reports.c.site_id.in_(sites))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            FlaggedReport(
+                ticket_id=int(r.ticket_id),
+                site_id=r.site_id,
+                place_id=r.place_id,
+                category=r.category,
+                state=r.state,
+                grid_id=r.grid_id,
+                rating=int(r.rating),
+                comment=r.rating_comment,
+                flagged_at=r.flagged_at,
+            )
+            for r in rows
+        ]
 
     def prune_spent_challenges(self, before: float) -> int:
         """Forget spent challenge ids older than any challenge still valid."""

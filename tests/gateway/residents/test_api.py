@@ -170,6 +170,9 @@ def test_a_low_rating_flags_or_reopens_as_the_site_file_says(
     assert row.rating == 2
     detail = app.client.get(f"/api/tickets/{ticket['id']}", headers=admin).json()
     assert "rated" in [a["action"] for a in detail["audit"]]
+    listed = [f.ticket_id for f in app.service.flagged([SITE])]
+    assert listed == ([ticket["id"]] if flagged else [])
+    assert app.service.flagged(["site-2"]) == []
     if not flagged:
         assert after["sla_cycle"] == 1  # a new SLA cycle, as any reopen
 
