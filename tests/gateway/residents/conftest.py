@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class ResidentApp:
     client: TestClient
     store: Store
     sites_dir: Path
+    tokens: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def service(self) -> Any:
@@ -69,7 +70,10 @@ class ResidentApp:
         )
 
     def headers(self, user: str) -> dict[str, str]:
-        return token(self.client, user)
+        """A user's API token, logged in once per test (argon2 is slow on purpose)."""
+        if user not in self.tokens:
+            self.tokens[user] = token(self.client, user)
+        return self.tokens[user]
 
 
 def seed_grid(db_url: str) -> None:

@@ -84,3 +84,13 @@ def test_a_bad_site_file_is_one_error_line(tmp_path: Path) -> None:
         f"error: {sites}/{SITE}.yaml: timezone: 'Mars/Base' is not an IANA time zone "
         "(e.g. Asia/Shanghai)"
     )
+
+
+def test_gateway_run_with_a_bad_site_file_is_one_error_line(tmp_path: Path) -> None:
+    sites = write_sites(tmp_path / "sites", places=[{"place_id": "p", "name": "P"}])
+    result = _run("gateway", "run", GUANJIA_GATEWAY_SITES_DIR=str(sites))
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: {sites}/{SITE}.yaml: places[0]: give zone_id or grid_id "
+        "(where reports from here are routed)"
+    )
