@@ -43,7 +43,7 @@ def test_figures_json_csv_and_xlsx_agree(resident_app: ResidentApp) -> None:
         for t in tracking
     ]
     assert rated.count(200) == 1
-    params = {**_period(), "site_id": SITE, "group_by": "category"}
+    params: dict[str, str | float] = {**_period(), "site_id": SITE, "group_by": "category"}
     report = app.client.get("/api/figures", headers=app.headers("op"), params=params).json()
     groups = {g["group"]: g for g in report["groups"]}
     assert groups["litter"]["resident_reports"] == 2
