@@ -39,6 +39,8 @@ LOOKBACK_S = 48 * 3600.0
 """How far back the tick looks for rounds that ended missed (a gateway down for a day still
 opens their tickets when it comes back; older ones are left to the completion figure)."""
 MAX_PHOTO_BYTES = 8 * 1024 * 1024
+TICK_EVERY_S = 60.0
+"""How often the tick plans (each plan reads the last three days of scans)."""
 
 
 class RoundsError(ValueError):
@@ -78,10 +80,14 @@ class RoundsService:
         store: Store,
         sites: Mapping[str, SiteConfig],
         policies: Mapping[TicketCategory, CategoryPolicy],
+        *,
+        tick_every_s: float = TICK_EVERY_S,
     ) -> None:
         self.store = store
         self.sites = sites
         self.policies = policies
+        self.tick_every_s = tick_every_s
+        self._last_tick: float | None = None
 
     def _site(self, site_id: str) -> SiteConfig:
         site = self.sites.get(site_id)
@@ -195,7 +201,11 @@ class RoundsService:
 
     def tick(self, now: float) -> list[Change]:
         """Open the tickets of rounds missed in the last `LOOKBACK_S` at every site (each
-        once: the store keys them by decision)."""
+        once: the store keys them by decision). Runs at most every `tick_every_s` (the SLA
+        loop calls it every few seconds; a round is missed to the minute at best)."""
+        if self._last_tick is not None and 0 <= now - self._last_tick < self.tick_every_s:
+            return []
+        self._last_tick = now
         changes: list[Change] = []
         for site in self.sites.values():
             if not site.rounds.schedules:
