@@ -3,12 +3,15 @@ split (`gateway.figures` computes; `gateway.store.figures` reads; rounds add com
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 
 from gateway.figures import Figures, GroupBy, grouped
+from gateway.figures_pdf import MonthlyReport, monthly_pdf
 from gateway.rounds.models import CompletionPublic
 from gateway.rounds.service import RoundsService
 from gateway.sites import SiteConfig
@@ -74,3 +77,33 @@ class FiguresService:
             groups=grouped(facts, group_by, tz, households),
             patrol=patrol,
         )
+
+    def monthly(self, site_id: str, month: str, now: float) -> MonthlyReport:
+        """The figures of one calendar month (``YYYY-MM``, the site's time zone) for its
+        monthly report; ValueError for a malformed month."""
+        found = re.fullmatch(r"(\d{4})-(\d{2})", month)
+        if found is None or not 1 <= int(found[2]) <= 12:
+            raise ValueError("month: YYYY-MM, e.g. 2026-03")
+        year, number = int(found[1]), int(found[2])
+        site = self.sites.get(site_id)
+        tz = site.tz if site is not None else DEFAULT_TZ
+        start = dt.datetime(year, number, 1, tzinfo=tz).timestamp()
+        following = dt.datetime(year + number // 12, number % 12 + 1, 1, tzinfo=tz)
+        end = following.timestamp()
+
+        def split(by: GroupBy) -> FigureReport:
+            return self.report(sites=[site_id], start=start, end=end, group_by=by, now=now)
+
+        whole = split(GroupBy.SITE)
+        return MonthlyReport(
+            site_name=site.name if site is not None else site_id,
+            month=month,
+            site=whole.groups[0] if whole.groups else None,
+            grids=split(GroupBy.GRID).groups,
+            categories=split(GroupBy.CATEGORY).groups,
+            patrol=whole.patrol,
+        )
+
+    def monthly_pdf(self, site_id: str, month: str, now: float) -> bytes:
+        """The monthly report of a site as PDF bytes (`monthly`, drawn)."""
+        return monthly_pdf(self.monthly(site_id, month, now))

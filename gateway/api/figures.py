@@ -65,6 +65,30 @@ async def export_figures(
     return Response(to_csv(report), media_type="text/csv; charset=utf-8", headers=headers)
 
 
+@router.get("/monthly/{site_id}")
+async def monthly_report(
+    site_id: str,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(require(Permission.READ_FIGURES))],
+    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM, site time.")],
+) -> Response:
+    """A site's monthly report as PDF: its figures, per grid, per category, and charts of the
+    721 tiers and satisfaction (for the property company's meeting)."""
+    ensure_site_in_scope(principal, site_id)
+    if runtime.figures is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "figures are off")
+    try:
+        data = await asyncio.to_thread(runtime.figures.monthly_pdf, site_id, month, time.time())
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    name = f"report-{site_id}-{month}.pdf"
+    return Response(
+        data,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
 async def _report(  # noqa: PLR0917 - the query parameters, passed on
     runtime: Runtime,
     principal: Principal,

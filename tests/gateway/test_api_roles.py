@@ -334,6 +334,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
         data={"tag_id": "tag-ext1", "results": '{"pressure": true, "seal": true}'},
     ),
     ("GET", "/api/figures"): _fixed("/api/figures", params={"start": 0, "end": 86400 * 365}),
+    ("GET", "/api/figures/monthly/{site_id}"): _fixed(
+        f"/api/figures/monthly/{SITE}", params={"month": "2026-03"}
+    ),
     ("GET", "/api/figures/export"): _fixed(
         "/api/figures/export", params={"start": 0, "end": 86400 * 365, "format": "xlsx"}
     ),

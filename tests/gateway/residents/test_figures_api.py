@@ -116,3 +116,33 @@ def test_export_cells_never_become_formulas() -> None:
     sheet = load_workbook(io.BytesIO(to_xlsx(report)))["figures"]
     assert sheet["A2"].value == "'=1+1"
     assert sheet["A2"].data_type == "s"
+
+
+def test_the_monthly_report_is_a_four_page_pdf_of_the_months_figures(
+    resident_app: ResidentApp,
+) -> None:
+    import datetime as dt
+    import re
+
+    app = resident_app
+    app.report()
+    month = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m")
+    service = app.client.app.state.runtime.figures  # type: ignore[attr-defined]
+    monthly = service.monthly(SITE, month, time.time())
+    assert monthly.site is not None
+    assert monthly.site.resident_reports == 1
+    r = app.client.get(
+        f"/api/figures/monthly/{SITE}", headers=app.headers("sup"), params={"month": month}
+    )
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/pdf"
+    assert r.content.startswith(b"%PDF-")
+    assert len(re.findall(rb"/Type\s*/Page\b", r.content)) == 4
+    bad = app.client.get(
+        f"/api/figures/monthly/{SITE}", headers=app.headers("sup"), params={"month": "2026-13"}
+    )
+    assert bad.status_code == 422
+    other = app.client.get(
+        f"/api/figures/monthly/{SITE}", headers=app.headers("op2"), params={"month": month}
+    )
+    assert other.status_code == 404
