@@ -18,8 +18,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from starlette.datastructures import UploadFile
 
 from gateway.api.deps import ClientAddressDep, RuntimeDep, require
+from gateway.api.params import RowId
 from gateway.api.permissions import Permission
-from gateway.api.scope import ensure_site_in_scope
+from gateway.api.scope import ensure_site_in_scope, ensure_visible, not_found
 from gateway.auth import Principal
 from gateway.residents.models import (
     ChallengePublic,
@@ -29,6 +30,7 @@ from gateway.residents.models import (
     RatingBody,
     RatingResult,
     ReportCreated,
+    ResidentReportPublic,
     TrackingView,
 )
 from gateway.residents.service import (
@@ -38,7 +40,7 @@ from gateway.residents.service import (
     ResidentService,
 )
 from gateway.runtime import Runtime
-from gateway.store import ConflictError
+from gateway.store import ConflictError, NotFoundError
 from gateway.store.residents import PlaceLimitError
 
 router = APIRouter(tags=["residents"])
@@ -215,3 +217,22 @@ async def enter_report(
     if changes:
         runtime.feed.wake()
     return created
+
+
+@router.get("/api/tickets/{ticket_id}/report", response_model=ResidentReportPublic)
+async def ticket_report(
+    ticket_id: RowId,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(require(Permission.READ_TICKETS))],
+) -> ResidentReportPublic:
+    """What the resident reported on this ticket: channel, place, description, phone, the
+    operator who entered it, the rating (404 for tickets no resident reported)."""
+    try:
+        ticket = await asyncio.to_thread(runtime.store.get_ticket, ticket_id)
+    except NotFoundError:
+        raise not_found("ticket", ticket_id) from None
+    ensure_visible(principal, ticket.site_id, "ticket", ticket_id)
+    try:
+        return await asyncio.to_thread(_service(runtime).report_of, ticket_id)
+    except NotFoundError:
+        raise not_found("report of ticket", ticket_id) from None

@@ -122,3 +122,22 @@ class RatingResult(_Record):
 
     rating: int
     outcome: str  # recorded | reopened | flagged
+
+
+class ResidentReportPublic(_Record):
+    """What a resident reported, for staff on the ticket's page (the phone is for calling
+    back; staff only, never on the tracking link)."""
+
+    ticket_id: int
+    site_id: str
+    place_id: str
+    place_name: str
+    channel: Channel
+    description: str
+    phone: str | None
+    entered_by: str | None
+    created_at: float
+    rating: int | None
+    rating_comment: str | None
+    rated_at: float | None
+    flagged_at: float | None

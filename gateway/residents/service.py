@@ -27,6 +27,7 @@ from gateway.residents.models import (
     RatingBody,
     RatingResult,
     ReportCreated,
+    ResidentReportPublic,
     TrackingStep,
     TrackingView,
 )
@@ -303,6 +304,17 @@ class ResidentService:
             steps=[TrackingStep(at=at, step=step) for at, step in steps],
             rating=report.rating,
             can_rate=resolved and report.rating is None,
+        )
+
+    def report_of(self, ticket_id: int) -> ResidentReportPublic:
+        """What the resident reported on a ticket, for staff (NotFoundError when the ticket
+        is not a resident report; the caller checked the ticket's site)."""
+        row = self.store.report_of_ticket(ticket_id)
+        site = self.sites.get(row["site_id"])
+        place = site.place(row["place_id"]) if site is not None else None
+        fields = {k: row[k] for k in ResidentReportPublic.model_fields if k in row}
+        return ResidentReportPublic(
+            **fields, place_name=place.name if place is not None else row["place_id"]
         )
 
     def flagged(self, sites: Sequence[str] | None) -> list[FlaggedReport]:

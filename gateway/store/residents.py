@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -197,6 +198,16 @@ class ResidentStore(StoreBase):
             created_at=row.created_at,
             rating=row.rating,
         )
+
+    def report_of_ticket(self, ticket_id: int) -> dict[str, Any]:
+        """The report row of a ticket (its columns by name), or NotFoundError."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(resident_reports).where(resident_reports.c.ticket_id == ticket_id)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"ticket {ticket_id} is not a resident report")
+        return dict(row._mapping)
 
     def report_steps(self, ticket_id: int) -> list[tuple[float, str]]:
         """(time, step) of a report's progress from its audit log: the transitions only,

@@ -177,6 +177,18 @@ class World:
             "nonce": pow.solve(issued.challenge, issued.bits),
         }
 
+    def report_ticket(self) -> int:
+        """The ticket of a report a resident sent from a QR code."""
+        r = self.client.post(f"/api/public/places/{self.qr()}/reports", data=self.solved_report())
+        assert r.status_code == 201, r.text
+        page = self.client.get(
+            "/api/tickets",
+            headers=self.admin,
+            params={"device_id": "place:b3-lobby", "sort": "-id"},
+        )
+        ticket_id: int = page.json()["items"][0]["id"]
+        return ticket_id
+
     def resolved_report(self) -> str:
         """The tracking token of a report an admin resolved (ready for a rating)."""
         body = {
@@ -324,6 +336,10 @@ RECIPES: dict[tuple[str, str], Recipe] = {
             "category": "litter",
             "description": "x",
         },
+    ),
+    ("GET", "/api/tickets/{ticket_id}/report"): lambda w, _r: (
+        f"/api/tickets/{w.report_ticket()}/report",
+        {},
     ),
     ("GET", "/api/sites/{site_id}/rounds/today"): _fixed(f"/api/sites/{SITE}/rounds/today"),
     ("GET", "/api/sites/{site_id}/rounds/checkpoints/{tag_id}"): _fixed(

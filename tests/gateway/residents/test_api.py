@@ -195,6 +195,19 @@ def test_operators_enter_hotline_and_wechat_reports_with_the_channel_recorded(
     ).json()
     assert detail["audit"][0]["actor"] == "op"
     assert detail["audit"][0]["detail"]["channel"] == "hotline"
+    report = app.client.get(
+        f"/api/tickets/{created['ticket_id']}/report", headers=app.headers("worker")
+    )
+    assert report.status_code == 200
+    assert (report.json()["channel"], report.json()["place_name"], report.json()["entered_by"]) == (
+        "hotline",
+        "3号楼大堂",
+        "op",
+    )
+    hidden = app.client.get(
+        f"/api/tickets/{created['ticket_id']}/report", headers=app.headers("op2")
+    )
+    assert hidden.status_code == 404
     assert app.client.get(f"/api/public/track/{created['tracking_token']}").status_code == 200
     # Another site's operator, an unknown place, the residents' channel: refused.
     assert (
