@@ -63,3 +63,23 @@ def test_today_and_scans_keep_to_the_callers_sites(resident_app: ResidentApp) ->
         ).status_code
         == 403
     )
+
+
+def test_the_sla_loop_opens_missed_round_tickets_once(resident_app: ResidentApp) -> None:
+    """The app's first SLA pass ran the rounds tick: yesterday's day rounds (nobody walked)
+    are missed, each one ticket for the supervisor; another pass adds none."""
+    import asyncio
+    import time
+
+    from gateway.main import sla_step
+
+    app = resident_app
+    params = {"category": "round_missed", "limit": 500}
+    first = app.client.get("/api/tickets", headers=app.headers("admin"), params=params).json()
+    assert first["total"] >= 6  # at least yesterday's six rounds
+    assert {t["assignee"] for t in first["items"]} == {"sup"}
+    runtime = app.client.app.state.runtime  # type: ignore[attr-defined]
+    runtime.rounds.tick_every_s = 0  # no throttle: the keys alone must keep them single
+    asyncio.run(sla_step(runtime, time.time()))
+    again = app.client.get("/api/tickets", headers=app.headers("admin"), params=params).json()
+    assert again["total"] == first["total"]
