@@ -8,6 +8,7 @@ holds across replicas (`ResidentStore.recent_reports`).
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict, deque
 
 
@@ -20,9 +21,15 @@ class SlidingWindow:
         self.window_s = window_s
         self.max_keys = max_keys
         self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        # Routes call it from the event loop and from worker threads (asyncio.to_thread).
+        self._lock = threading.Lock()
 
     def allow(self, key: str, now: float) -> bool:
         """Count one event for `key` at `now`; False (not counted) when over the limit."""
+        with self._lock:
+            return self._allow(key, now)
+
+    def _allow(self, key: str, now: float) -> bool:
         times = self._seen.get(key)
         if times is None:
             times = deque()
