@@ -10,7 +10,6 @@ from PIL import Image
 
 from gateway.images import sniff_image
 from gateway.residents.photos import PhotoError, clean_photo
-from gateway.residents.ratelimit import SlidingWindow
 
 GPS_IFD = 0x8825
 ORIENTATION = 0x0112
@@ -86,13 +85,3 @@ def test_large_photos_are_scaled_down() -> None:
     Image.new("RGB", (3000, 1000), (9, 9, 9)).save(out, format="JPEG")
     with Image.open(io.BytesIO(clean_photo(out.getvalue(), max_side=600))) as image:
         assert image.size == (600, 200)
-
-
-def test_sliding_window_limits_per_key_and_forgets_old_events() -> None:
-    window = SlidingWindow(limit=3, window_s=60.0, max_keys=2)
-    assert [window.allow("a", t) for t in (0, 1, 2, 3)] == [True, True, True, False]
-    assert window.allow("b", 3)
-    assert window.allow("a", 60.5)  # the event at 0 left the window
-    assert not window.allow("a", 60.6)
-    window.allow("c", 61)  # three keys: the longest idle ("b") is forgotten
-    assert window.allow("b", 61)
