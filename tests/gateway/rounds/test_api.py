@@ -74,7 +74,7 @@ def test_the_sla_loop_opens_missed_round_tickets_once(resident_app: ResidentApp)
     from gateway.main import sla_step
 
     app = resident_app
-    params = {"category": "round_missed", "limit": 500}
+    params: dict[str, str | int] = {"category": "round_missed", "limit": 500}
     first = app.client.get("/api/tickets", headers=app.headers("admin"), params=params).json()
     assert first["total"] >= 6  # at least yesterday's six rounds
     assert {t["assignee"] for t in first["items"]} == {"sup"}
