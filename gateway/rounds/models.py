@@ -17,6 +17,7 @@ class CheckpointProgress(_Record):
     checkpoint_id: str
     name: str
     kind: str
+    tag_id: str = Field(description="What a tap sends when the tag cannot be scanned.")
     scanned: bool
 
 

@@ -126,6 +126,7 @@ class RoundsService:
                             checkpoint_id=c.checkpoint_id,
                             name=c.name,
                             kind=c.kind.value,
+                            tag_id=c.tag_id,
                             scanned=c.checkpoint_id in status.scanned,
                         )
                         for c in route.checkpoints
