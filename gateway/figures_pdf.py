@@ -53,7 +53,8 @@ def _pair(first: float | None, second: float | None) -> str:
 
 
 def _printable(text: str, unicode: bool) -> str:
-    return text if unicode or text.isascii() else text.encode("ascii", "replace").decode()
+    # The built-in font draws a box for each glyph it lacks: leave them out instead.
+    return text if unicode else "".join(ch for ch in text if ch.isascii()).strip()
 
 
 class _Pages:

@@ -82,7 +82,8 @@ def _pages(
 
 
 def _ascii(text: str) -> str:
-    return text.encode("ascii", "replace").decode("ascii")
+    # The built-in font draws a box for each glyph it lacks: leave them out instead.
+    return "".join(ch for ch in text if ch.isascii()).strip()
 
 
 def write_sheet(path: Path, title: str, codes: Sequence[Code], font: Path | None = None) -> int:
