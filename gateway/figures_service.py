@@ -96,7 +96,7 @@ class FiguresService:
 
         whole = split(GroupBy.SITE)
         return MonthlyReport(
-            site_name=site.name if site is not None else site_id,
+            site_name=f"{site.name} ({site_id})" if site is not None else site_id,
             month=month,
             site=whole.groups[0] if whole.groups else None,
             grids=split(GroupBy.GRID).groups,
