@@ -73,18 +73,18 @@ def run(
 
     from gateway.config import SettingsError, load_settings
     from gateway.main import create_app
+    from gateway.sites import SiteConfigError
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         settings = load_settings(env_file)
-    except SettingsError as exc:
+        app = create_app(settings)
+    except (SettingsError, SiteConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from loopback;
     # the app trusts it only from GUANJIA_GATEWAY_TRUSTED_PROXIES (gateway.api.proxies).
-    uvicorn.run(
-        create_app(settings), host=host, port=port, log_level=log_level, proxy_headers=False
-    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False)
 
 
 @gateway_app.command("migrate")

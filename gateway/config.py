@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
 from contract.topics import DEVICE_CHANNELS, Channel, check_segment, subscription
+from gateway.residents.settings import ResidentSettings
 from gateway.sla import DEFAULT_POLICIES, CategoryPolicy, TicketCategory
 from gateway.telemetry.esphome import subscriptions as esphome_filters
 from gateway.telemetry.settings import TelemetrySettings
@@ -352,6 +353,14 @@ class GatewaySettings(BaseSettings):
         default=128 * 1024 * 1024,
         ge=1024 * 1024,
         description="Snapshot bytes stored per device per hour; beyond, snapshots are dropped.",
+    )
+    sites_dir: Path | None = Field(
+        default=None,
+        description="Directory of <site_id>.yaml site files: places for resident QR codes, "
+        "patrol rounds (docs/residents.md, docs/rounds.md). None: no resident reports, no rounds.",
+    )
+    residents: ResidentSettings = Field(
+        default_factory=ResidentSettings, description="Public resident report routes."
     )
     policies: dict[TicketCategory, CategoryPolicy] = Field(
         default_factory=lambda: dict(DEFAULT_POLICIES),

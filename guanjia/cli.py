@@ -13,6 +13,7 @@ import typer
 
 from edge.cli import edge_app
 from gateway.cli import device_app, gateway_app
+from gateway.site_cli import site_app
 from guanjia import __version__
 from guanjia.model_cli import model_app
 from guanjia.sim.cli import sim_app
@@ -92,6 +93,7 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(device_app, name="device")
 app.add_typer(model_app, name="model")
 app.add_typer(sim_app, name="sim")
+app.add_typer(site_app, name="site")
 
 
 def main() -> None:
