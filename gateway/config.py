@@ -11,7 +11,7 @@ import ipaddress
 import re
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -83,6 +83,12 @@ class MqttSettings(BaseModel):
     telemetry_password: SecretStr | None = Field(
         default=None, description="Its password (never logged)."
     )
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description='MQTT version. "3.1.1" only for the embedded broker (amqtt): a persistent '
+        "session kept until the broker stops, no retain-as-published (a retained event "
+        "published live is not recognised as retained) and no shared subscriptions.",
+    )
     keepalive_s: int = Field(default=30, ge=5, description="MQTT keepalive.")
     reconnect_s: float = Field(default=1.0, gt=0, description="Pause before reconnecting.")
     batch_max: int = Field(
@@ -117,6 +123,8 @@ class MqttSettings(BaseModel):
                     "mqtt.telemetry_username: must differ from mqtt.username (the broker "
                     "uses the username as the client id: one would kick the other off)"
                 )
+        if self.protocol != "5" and self.share_group is not None:
+            raise ValueError("mqtt.share_group: shared subscriptions need MQTT 5 (protocol 5)")
         for site in self.sites:
             check_segment(site, "mqtt.sites")
         if len(set(self.sites)) != len(self.sites):

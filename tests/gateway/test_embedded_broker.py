@@ -1,0 +1,174 @@
+"""The embedded broker (amqtt) enforces what Mosquitto does with the same provisioned files:
+device A cannot publish as device B nor read B's commands, a wrong password or a client id
+other than the username is refused, a newly provisioned device gets in without a restart,
+and it listens on loopback only."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+import contract as c
+from gateway.embedded_broker import (
+    EmbeddedBroker,
+    EmbeddedBrokerError,
+    filter_covered,
+    parse_acl,
+    topic_matches,
+    verify_password,
+)
+from gateway.provisioning import mosquitto_hash
+from tests.support.broker import free_port
+
+
+def guanjia(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "guanjia", *args], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    found = re.search(r"password \(shown once\): (\S+)", done.stdout)
+    assert found, done.stdout
+    return found.group(1)
+
+
+@pytest.fixture
+def provisioned(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
+    db = f"sqlite:///{tmp_path / 'gw.db'}"
+    files = ["--database-url", db, "--passwd-file", str(tmp_path / "passwd")]
+    files += ["--acl-file", str(tmp_path / "acl")]
+    passwords = {
+        "dev-a": guanjia("device", "add", "dev-a", "--site", "s1", "--kind", "camera", *files),
+        "dev-b": guanjia("device", "add", "dev-b", "--site", "s1", "--kind", "camera", *files),
+        "gw-1": guanjia("gateway", "mqtt-account", "gw-1", *files),
+    }
+    return files, passwords
+
+
+@pytest.fixture
+def broker(tmp_path: Path, provisioned: object) -> Iterator[EmbeddedBroker]:
+    running = EmbeddedBroker(free_port(), tmp_path / "passwd", tmp_path / "acl")
+    running.start()
+    yield running
+    running.stop()
+
+
+def client(broker: EmbeddedBroker, user: str, password: str, ident: str = "") -> aiomqtt.Client:
+    return aiomqtt.Client(
+        broker.host,
+        broker.port,
+        username=user,
+        password=password,
+        identifier=ident or user,
+        protocol=aiomqtt.ProtocolVersion.V311,
+    )
+
+
+async def test_device_a_cannot_publish_as_b_nor_read_b_commands(
+    broker: EmbeddedBroker, provisioned: tuple[list[str], dict[str, str]]
+) -> None:
+    _, pw = provisioned
+    own = str(c.event_topic("s1", "dev-a"))
+    as_b = str(c.event_topic("s1", "dev-b"))
+    other_site = str(c.event_topic("elsewhere", "dev-a"))
+    async with client(broker, "gw-1", pw["gw-1"]) as gateway:
+        await gateway.subscribe("guanjia/v1/+/+/event", qos=1)
+        async with client(broker, "dev-a", pw["dev-a"]) as dev_a:
+            for topic in (as_b, other_site, own):
+                await dev_a.publish(topic, b"{}", qos=1)
+        async with client(broker, "dev-b", pw["dev-b"]) as dev_b:
+            await dev_b.publish(as_b, b"{}", qos=1)
+        got: list[str] = []
+        async with asyncio.timeout(5):
+            async for message in gateway.messages:
+                got.append(str(message.topic))
+                if len(got) == 2:
+                    break
+        # dev-a's forgery as dev-b and under another site were dropped; dev-b's own arrived
+        # after them, so they were not merely late.
+        assert got == [own, as_b]
+
+        async with client(broker, "dev-a", pw["dev-a"]) as dev_a:
+            await dev_a.subscribe("guanjia/v1/s1/dev-a/cmd/+", qos=1)
+            # A wider filter (every device's commands) is refused at SUBSCRIBE.
+            granted = await dev_a.subscribe("guanjia/v1/s1/+/cmd/+", qos=1)
+            assert granted[0] in (0x80, 128) or getattr(granted[0], "value", 0) >= 0x80
+            await gateway.publish(str(c.command_topic("s1", "dev-b", "ping")), b"b", qos=1)
+            await gateway.publish(str(c.command_topic("s1", "dev-a", "ping")), b"a", qos=1)
+            async with asyncio.timeout(5):
+                message = await anext(dev_a.messages)
+            assert str(message.topic) == str(c.command_topic("s1", "dev-a", "ping"))
+            assert message.payload == b"a"
+
+
+async def test_wrong_password_and_borrowed_client_id_are_refused(
+    broker: EmbeddedBroker, provisioned: tuple[list[str], dict[str, str]]
+) -> None:
+    _, pw = provisioned
+    with pytest.raises(aiomqtt.MqttError):
+        async with client(broker, "dev-a", pw["dev-b"]):
+            pass
+    with pytest.raises(aiomqtt.MqttError):  # dev-a's own password, the gateway's client id
+        async with client(broker, "dev-a", pw["dev-a"], ident="gw-1"):
+            pass
+    with pytest.raises(aiomqtt.MqttError):  # anonymous
+        async with aiomqtt.Client(broker.host, broker.port, identifier="x"):
+            pass
+
+
+async def test_a_device_added_while_running_gets_in(
+    broker: EmbeddedBroker, provisioned: tuple[list[str], dict[str, str]]
+) -> None:
+    files, _ = provisioned
+    pw = guanjia("device", "add", "dev-c", "--site", "s1", "--kind", "camera", *files)
+    async with client(broker, "dev-c", pw) as dev_c:
+        await dev_c.publish(str(c.event_topic("s1", "dev-c")), b"{}", qos=1)
+
+
+def test_loopback_only_and_missing_files(tmp_path: Path) -> None:
+    (tmp_path / "p").write_text("")
+    (tmp_path / "a").write_text("")
+    with pytest.raises(EmbeddedBrokerError, match="loopback"):
+        EmbeddedBroker(1883, tmp_path / "p", tmp_path / "a", host="0.0.0.0")
+    with pytest.raises(EmbeddedBrokerError, match="no such file"):
+        EmbeddedBroker(1883, tmp_path / "missing", tmp_path / "a")
+
+
+def test_port_in_use_is_one_error(tmp_path: Path) -> None:
+    import socket
+
+    (tmp_path / "p").write_text("")
+    (tmp_path / "a").write_text("")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        broker = EmbeddedBroker(port, tmp_path / "p", tmp_path / "a")
+        with pytest.raises(EmbeddedBrokerError, match=f"127.0.0.1:{port}"):
+            broker.start()
+        broker.stop()
+
+
+def test_password_and_topic_rules() -> None:
+    hashed = mosquitto_hash("secret")
+    assert verify_password("secret", hashed)
+    assert not verify_password("Secret", hashed)
+    assert not verify_password("secret", "$6$rounds$x$y")
+    assert topic_matches("a/b/c", "a/+/c")
+    assert topic_matches("a/b/c", "a/#")
+    assert not topic_matches("a/b", "a/b/c")
+    assert not topic_matches("a/b/c/d", "a/+/c")
+    assert filter_covered("a/x/c", "a/+/c")
+    assert filter_covered("a/+/c", "a/+/c")
+    assert not filter_covered("a/#", "a/+")
+    assert not filter_covered("a/+/c", "a/x/c")
+    rules = parse_acl("topic read anon/#\nuser u\ntopic read r/#\ntopic write w\ntopic rw/x\n")
+    assert set(rules) == {"u"}  # rules before any `user` (anonymous) are ignored: deny
+    assert rules["u"].read == ("r/#", "rw/x")
+    assert rules["u"].write == ("w", "rw/x")
