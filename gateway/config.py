@@ -8,8 +8,10 @@ to `create_app(settings)`. Environment variables are prefixed ``GUANJIA_GATEWAY_
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -374,11 +376,19 @@ class SettingsError(ValueError):
     environment variable (``GUANJIA_GATEWAY_…: what is allowed``), never the value."""
 
 
+ENV_PREFIX = "GUANJIA_GATEWAY_"
+SETTINGS_DOC = "docs/gateway-settings.md"
+
+
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
         message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown setting (the settings are listed in {SETTINGS_DOC})"
         loc = [str(part) for part in error["loc"]]
+        if loc and loc[0].upper().startswith(ENV_PREFIX):  # a key of the env file, verbatim
+            loc = loc[0].upper().removeprefix(ENV_PREFIX).lower().split("__") + loc[1:]
         # A nested model's cross-field rule names its own field ("mqtt.client_id: …").
         named = re.match(r"^([a-z_]+(?:\.[a-z_]+)+): (.*)$", message)
         if named:
@@ -390,9 +400,30 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``GUANJIA_GATEWAY_*`` variables that name no setting (pydantic-settings would ignore
+    them silently: a typo would run the gateway on a default)."""
+    known = {name.upper() for name in GatewaySettings.model_fields}
+    return sorted(
+        name
+        for name in environ
+        if name.startswith(ENV_PREFIX) and name.removeprefix(ENV_PREFIX).split("__")[0] not in known
+    )
+
+
 def load_settings(env_file: Path | None = None, **overrides: Any) -> GatewaySettings:
     """Settings from explicit overrides, then the environment, then an optional env file
     of ``GUANJIA_GATEWAY_*`` lines; SettingsError (one line) if they are not valid."""
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise SettingsError(
+            "; ".join(
+                f"{name}: unknown setting (the settings are listed in {SETTINGS_DOC})"
+                for name in unknown
+            )
+        )
+    if env_file is not None and not env_file.is_file():
+        raise SettingsError(f"--env-file {env_file}: no such file")
     try:
         return GatewaySettings(_env_file=env_file, **overrides)
     except ValidationError as exc:

@@ -230,7 +230,7 @@ def _accounts(passwd_file: str, acl_file: str) -> Accounts:
         return _ACCOUNTS[key]
 
 
-class MosquittoFilesAuth(BaseAuthPlugin):
+class MosquittoFilesAuth(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is untyped
     """amqtt authentication from Mosquitto's password file (``$7$`` hashes)."""
 
     @dataclass
@@ -254,7 +254,7 @@ class MosquittoFilesAuth(BaseAuthPlugin):
         return ok
 
 
-class MosquittoFilesAcl(BaseTopicPlugin):
+class MosquittoFilesAcl(BaseTopicPlugin):  # type: ignore[misc]  # amqtt is untyped
     """amqtt topic filtering from Mosquitto's ACL file (publish, subscribe and delivery)."""
 
     @dataclass
@@ -357,6 +357,7 @@ class EmbeddedBroker:
         """Start listening; EmbeddedBrokerError if it cannot (port taken …)."""
         # amqtt logs every connection at INFO and some protocol noise at WARNING.
         logging.getLogger("amqtt").setLevel(logging.ERROR)
+        logging.getLogger("transitions").setLevel(logging.WARNING)  # amqtt's state machines
         self._thread.start()
         if not self._ready.wait(timeout):
             raise EmbeddedBrokerError(f"the embedded broker did not start within {timeout:.0f} s")
