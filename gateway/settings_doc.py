@@ -72,7 +72,7 @@ def _rows(
     model: type[BaseModel], prefix: str
 ) -> tuple[list[str], list[tuple[str, type[BaseModel]]]]:
     rows: list[str] = []
-    nested: Nested = []
+    nested: list[tuple[str, type[BaseModel]]] = []
     for name, info in model.model_fields.items():
         variable = f"{prefix}{name.upper()}"
         annotation = info.annotation
