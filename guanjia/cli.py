@@ -14,6 +14,7 @@ import typer
 from edge.cli import edge_app
 from gateway.cli import device_app, gateway_app
 from guanjia import __version__
+from guanjia.model_cli import model_app
 
 app = typer.Typer(
     name="guanjia",
@@ -88,6 +89,7 @@ def demo(  # noqa: PLR0917 - typer maps each CLI option to a parameter
 app.add_typer(edge_app, name="edge")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(device_app, name="device")
+app.add_typer(model_app, name="model")
 
 
 def main() -> None:

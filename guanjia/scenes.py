@@ -61,6 +61,11 @@ class ScenesError(FileNotFoundError):
     """The shared photos are not where we looked; the message says where and why there."""
 
 
+def needed_photos() -> set[str]:
+    """The file names of every photo the clips are cut from."""
+    return {_BACKGROUND} | {file for file, *_ in _CROPS.values()}
+
+
 def resolve_images_dir(explicit: Path | None = None) -> Path:
     """The directory of shared photos the clips are pasted from.
 
@@ -80,8 +85,7 @@ def resolve_images_dir(explicit: Path | None = None) -> Path:
             f"scenario photos directory {candidate} (from {how}) does not exist; "
             f"set {ENV_VAR} or pass the directory explicitly"
         )
-    needed = {_BACKGROUND} | {file for file, *_ in _CROPS.values()}
-    missing = sorted(name for name in needed if not (candidate / name).is_file())
+    missing = sorted(name for name in needed_photos() if not (candidate / name).is_file())
     if missing:
         raise ScenesError(
             f"scenario photos directory {candidate} (from {how}) lacks {', '.join(missing)}"
