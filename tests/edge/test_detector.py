@@ -24,13 +24,13 @@ from edge.detector import (
 from edge.imaging import ImageError
 from edge.model_dir import ModelDirError, default_manifest_path, resolve_model_dir
 
-EXPECTED = "expected_yolox_nano_detections.json"
+EXPECTED = Path(__file__).resolve().parent / "data" / "expected_yolox_nano_detections.json"
+"""yolox_nano's output on the five catalogue photos (a copy of the shared reference, kept in
+the repository: the photos are fetched by sha256, this file is ours)."""
 
 
 def _expected(testdata_images: Path) -> dict[str, list[dict[str, Any]]]:
-    detections: dict[str, list[dict[str, Any]]] = json.loads(
-        (testdata_images / EXPECTED).read_text()
-    )["detections"]
+    detections: dict[str, list[dict[str, Any]]] = json.loads(EXPECTED.read_text())["detections"]
     return detections
 
 
