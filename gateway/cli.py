@@ -221,9 +221,17 @@ def _provision(
         register(store, mosquitto_hash(secret))
         accounts = store.mqtt_accounts()
     try:
-        write_broker_files(accounts, passwd_file, acl_file)
+        readable = write_broker_files(accounts, passwd_file, acl_file)
     except OSError as exc:
         _fail("--passwd-file/--acl-file", f"cannot write the broker files: {exc.strerror}")
+    if not readable:
+        typer.echo(
+            f"note: {passwd_file} and {acl_file} are readable by their owner only (mode 0600): "
+            "a Mosquitto that runs as user mosquitto (Debian's) cannot open them. Run this as "
+            "root or a member of group mosquitto, or: chgrp mosquitto FILE && chmod 0640 FILE "
+            "(docs/gateway.md, Files and hashes)",
+            err=True,
+        )
     return len(accounts), secret
 
 

@@ -42,9 +42,9 @@ def test_source_kinds(tmp_path: Path) -> None:
 def test_folder_skips_corrupt_images_and_decimates(tmp_path: Path) -> None:
     # Synthetic frames: this is about the folder reader, not the photos (it needs no ../shared).
     for i in range(20):
-        frame = np.full((480, 640, 3), (i * 11) % 255, dtype=np.uint8)
-        cv2.putText(frame, str(i), (50, 200), cv2.FONT_HERSHEY_SIMPLEX, 4, (255, 255, 255), 5)
-        assert cv2.imwrite(str(tmp_path / f"{i:05d}.jpg"), frame)
+        image = np.full((480, 640, 3), (i * 11) % 255, dtype=np.uint8)
+        cv2.putText(image, str(i), (50, 200), cv2.FONT_HERSHEY_SIMPLEX, 4, (255, 255, 255), 5)
+        assert cv2.imwrite(str(tmp_path / f"{i:05d}.jpg"), image)
     (tmp_path / "00003.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (tmp_path / "00004.jpg").write_bytes((tmp_path / "00004.jpg").read_bytes()[:200])
     source = open_source(_config(str(tmp_path), fps=5.0), native_fps=10.0)

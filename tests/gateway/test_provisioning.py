@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import grp
+import os
 import re
 import subprocess
 import sys
@@ -215,3 +216,17 @@ async def test_grant_write_lets_a_node_reach_its_controller_and_nothing_else(
             assert str(message.topic) == "lift/block3/lift2/cmd"
     finally:
         broker.stop()
+
+
+def test_files_without_the_broker_group_are_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway import provisioning
+
+    accounts = [BrokerAccount("cam-a", "x", "device", "site-1")]
+    monkeypatch.setattr(provisioning, "broker_gid", lambda: None)  # no group mosquitto here
+    assert not provisioning.write_broker_files(accounts, tmp_path / "p", tmp_path / "a")
+    assert oct((tmp_path / "p").stat().st_mode & 0o777) == "0o600"
+    monkeypatch.setattr(provisioning, "broker_gid", os.getgid)
+    assert provisioning.write_broker_files(accounts, tmp_path / "p", tmp_path / "a")
+    assert oct((tmp_path / "p").stat().st_mode & 0o777) == "0o640"
