@@ -178,6 +178,10 @@ def test_demo_opens_the_expected_tickets_and_leaves_no_process(
     broker_log = (workdir / "logs" / "mosquitto.log").read_text()
     assert "as edge-demo-01 (" in broker_log
     assert "u'edge-demo-01'" in broker_log
+    # The gateway's log says what it did (not one line per API poll of the demo).
+    gateway_log = (workdir / "logs" / "gateway.log").read_text()
+    assert "ingest subscribed as demo-gateway" in gateway_log
+    assert "GET /api/tickets" not in gateway_log
 
 
 @pytest.mark.mqtt

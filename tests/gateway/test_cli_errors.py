@@ -116,3 +116,32 @@ def test_device_list_on_a_new_database_and_last_seen_words(tmp_path: Path) -> No
     assert last_seen(now - 190, now) == "3 min ago"
     assert last_seen(now - 5 * 3600 - 5, now) == "5 h ago"
     assert last_seen(now - 3 * 86400, now).count(":") == 1  # a date and a time
+
+
+def test_gateway_start_is_not_noisy(tmp_path: Path) -> None:
+    """No alembic plugin or context lines at start; the server's own lines are there."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guanjia", "gateway", "run", "--port", "0"],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("GUANJIA_GATEWAY_")},
+            "GUANJIA_GATEWAY_DEMO": "true",
+            "GUANJIA_GATEWAY_INGEST_ENABLED": "false",
+            "GUANJIA_GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Application startup complete" in line:
+                break
+    finally:
+        proc.terminate()
+        rest, _ = proc.communicate(timeout=30)
+    text = "".join(lines) + rest
+    assert "Application startup complete" in text, text
+    assert "alembic" not in text, text
