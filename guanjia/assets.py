@@ -31,7 +31,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
-CATALOG_PATH = _REPO_ROOT / "models" / "catalog.yaml"
+_CHECKOUT_CATALOG = _REPO_ROOT / "models" / "catalog.yaml"
+CATALOG_PATH = (
+    _CHECKOUT_CATALOG
+    if _CHECKOUT_CATALOG.is_file()
+    else Path(__file__).resolve().parent / "catalog.yaml"  # the copy in the wheel
+)
 DATA_ENV = "GUANJIA_DATA_DIR"
 CACHE_ENV = "GUANJIA_CACHE_DIR"
 DOWNLOAD_ENV = "GUANJIA_DOWNLOAD_URL"
