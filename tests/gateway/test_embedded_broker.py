@@ -7,10 +7,12 @@ is refused, a newly provisioned device gets in without a restart, loopback only.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -39,8 +41,15 @@ def guanjia(*args: str) -> str:
     return found.group(1)
 
 
-@pytest.fixture
-def provisioned(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
+@pytest.fixture(scope="module")
+def files_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("provisioned")
+
+
+@pytest.fixture(scope="module")
+def provisioned(files_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """Two devices and a gateway account, provisioned once for the module by the CLI."""
+    tmp_path = files_dir
     db = f"sqlite:///{tmp_path / 'gw.db'}"
     files = ["--database-url", db, "--passwd-file", str(tmp_path / "passwd")]
     files += ["--acl-file", str(tmp_path / "acl")]
@@ -53,8 +62,8 @@ def provisioned(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
 
 
 @pytest.fixture
-def broker(tmp_path: Path, provisioned: object) -> Iterator[EmbeddedBroker]:
-    running = EmbeddedBroker(free_port(), tmp_path / "passwd", tmp_path / "acl")
+def broker(files_dir: Path, provisioned: object) -> Iterator[EmbeddedBroker]:
+    running = EmbeddedBroker(free_port(), files_dir / "passwd", files_dir / "acl")
     running.start()
     yield running
     running.stop()
@@ -159,3 +168,93 @@ def test_password_and_topic_rules() -> None:
     assert set(rules) == {"u"}  # rules before any `user` (anonymous) are ignored: deny
     assert rules["u"].read == ("r/#", "rw/x")
     assert rules["u"].write == ("w", "rw/x")
+
+
+async def _publish_as(port: int, user: str, password: str, topic: str, payload: bytes) -> None:
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        username=user,
+        password=password,
+        identifier=user,
+        protocol=aiomqtt.ProtocolVersion.V311,
+    ) as device:
+        await device.publish(topic, payload, qos=1)
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s"
+        time.sleep(0.2)
+
+
+def test_gateway_run_with_embedded_broker_turns_an_event_into_a_ticket(
+    files_dir: Path, provisioned: tuple[list[str], dict[str, str]]
+) -> None:
+    """`guanjia gateway run --embedded-broker`: the broker in the gateway's process, the
+    gateway on it over MQTT 3.1.1, a device's event committed as a ticket."""
+    import httpx
+
+    from tests.gateway.factories import event, topic_of
+
+    files, pw = provisioned
+    db = files[1]
+    user_add = ["gateway", "user-add", "op", "--role", "operator", "--site", "s1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "guanjia", *user_add, "--database-url", db],
+        env={**os.environ, "GUANJIA_NEW_USER_PASSWORD": "operator-password-1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    mqtt_port, http_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUANJIA_GATEWAY_")}
+    env |= {
+        "GUANJIA_GATEWAY_DATABASE_URL": db,
+        "GUANJIA_GATEWAY_JWT_SECRET": "a-secret-long-enough-0123456789abcdef",
+        "GUANJIA_GATEWAY_MQTT__PORT": str(mqtt_port),
+        "GUANJIA_GATEWAY_MQTT__USERNAME": "gw-1",
+        "GUANJIA_GATEWAY_MQTT__PASSWORD": pw["gw-1"],
+    }
+    files_args = ["--passwd-file", str(files_dir / "passwd"), "--acl-file", str(files_dir / "acl")]
+    run = ["gateway", "run", "--port", str(http_port), "--embedded-broker", *files_args]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guanjia", *run, "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=5) as http:
+
+            def connected() -> bool:
+                assert proc.poll() is None, "the gateway exited"
+                try:
+                    return http.get("/healthz").json().get("mqtt_connected") is True
+                except httpx.HTTPError:
+                    return False
+
+            _wait(connected, 30, "gateway connected to its embedded broker")
+            alert = event("s1", "dev-a", "ev-embedded-1")
+            asyncio.run(
+                _publish_as(mqtt_port, "dev-a", pw["dev-a"], topic_of(alert), c.encode(alert))
+            )
+            login = http.post(
+                "/api/login", json={"username": "op", "password": "operator-password-1"}
+            )
+            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+            def tickets() -> list[dict[str, object]]:
+                return list(http.get("/api/tickets", headers=headers).json()["items"])
+
+            _wait(lambda: bool(tickets()), 15, "ticket")
+            (ticket,) = tickets()
+            assert ticket["device_id"] == "dev-a"
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=30)
+    assert "broker: embedded amqtt (MQTT 3.1.1, loopback only)" in output
+    assert "Traceback" not in output
