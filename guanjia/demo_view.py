@@ -159,8 +159,9 @@ class Watcher:
             ago = f", heard {time.time() - seen:.0f} s ago" if seen else ""
             outbox = health.get("outbox_depth")
             table.add_row(
-                f"{device['kind']} {device['device_id']}",
-                ("online" if device.get("online") else "offline")
+                f"device {device['device_id']}",
+                f"{device['kind']}, "
+                + ("online" if device.get("online") else "offline")
                 + ago
                 + ("" if outbox is None else f", outbox {outbox}"),
             )

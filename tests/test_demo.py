@@ -456,3 +456,37 @@ def test_final_table_is_whole_in_80_columns() -> None:
     for category in ("ebike_in_elevator", "fire_lane_blocked", "illegal_parking"):
         assert re.search(rf"^ *12 {category} +no-parking-a in_progress resolve by ", text, re.M)
     assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_live_block_shows_every_device_sensors_included() -> None:
+    from rich.console import Console
+
+    from guanjia.demo_client import GatewayClient
+    from guanjia.demo_view import Watcher
+
+    watcher = Watcher(GatewayClient("http://127.0.0.1:9"), Console(width=100))
+    now = time.time()
+    watcher.watch.devices = [
+        {
+            "device_id": "edge-demo-01",
+            "kind": "camera",
+            "online": True,
+            "last_seen": now,
+            "health": {"outbox_depth": 0, "cameras": [{"camera_id": "cam-lane", "fps": 4.9}]},
+        },
+        {
+            "device_id": "smoke-7",
+            "kind": "smoke",
+            "online": False,
+            "last_seen": None,
+            "health": None,
+        },
+    ]
+    watcher.watch.tickets = {1: {"state": "new"}, 2: {"state": "resolved"}}
+    console = Console(width=100, record=True)
+    console.print(watcher.status(None, time.monotonic()))
+    text = console.export_text()
+    assert re.search(r"device edge-demo-01 +camera, online, heard 0 s ago, outbox 0", text)
+    assert re.search(r"device smoke-7 +smoke, offline", text)
+    assert re.search(r"tickets +new 1, resolved 1", text)
+    assert "devices online 1/2" in watcher.status_line(None, time.monotonic())
