@@ -183,3 +183,18 @@ def test_model_dir_resolution(
     monkeypatch.setenv("GUANJIA_MODEL_DIR", str(tmp_path / "nope"))
     with pytest.raises(ModelDirError, match="GUANJIA_MODEL_DIR"):
         resolve_model_dir(None)
+
+
+def test_model_dir_falls_back_to_the_fetch_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge.model_dir as where
+
+    monkeypatch.delenv("GUANJIA_MODEL_DIR", raising=False)
+    monkeypatch.setattr(where, "_REPO_ROOT", tmp_path / "checkout")  # no ../shared beside it
+    monkeypatch.setenv("GUANJIA_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ModelDirError, match="run `guanjia model fetch`"):
+        resolve_model_dir(None)
+    (tmp_path / "cache" / "models").mkdir(parents=True)
+    (tmp_path / "cache" / "models" / "yolox_nano.onnx").write_bytes(b"weights")
+    assert resolve_model_dir(None) == tmp_path / "cache" / "models"
