@@ -490,3 +490,22 @@ def test_live_block_shows_every_device_sensors_included() -> None:
     assert re.search(r"device smoke-7 +smoke, offline", text)
     assert re.search(r"tickets +new 1, resolved 1", text)
     assert "devices online 1/2" in watcher.status_line(None, time.monotonic())
+
+
+def test_demo_offline_without_a_mirror_says_which_files_to_put_where(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUANJIA_")}
+    (tmp_path / "empty").mkdir()
+    env |= {
+        "GUANJIA_DATA_DIR": str(tmp_path / "empty"),
+        "GUANJIA_CACHE_DIR": str(tmp_path / "cache"),
+        "GUANJIA_DOWNLOAD_URL": "http://127.0.0.1:9",  # nothing listens: no network
+        "TMPDIR": str(tmp_path),
+    }
+    out = subprocess.run(demo(), env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: models/yolox_nano.onnx: cannot download")
+    assert f"under {tmp_path / 'cache'}" in lines[0]
+    assert "GUANJIA_DATA_DIR" in lines[0]
+    assert not list(tmp_path.glob("guanjia-demo-*"))  # nothing started
