@@ -43,7 +43,7 @@ def version() -> None:
 def demo(  # noqa: PLR0917 - typer maps each CLI option to a parameter
     model_dir: Annotated[
         Path | None,
-        typer.Option(help="Detector weights (default: $GUANJIA_MODEL_DIR, ../shared/models)."),
+        typer.Option(help="Detector weights (default: found or fetched: guanjia model fetch)."),
     ] = None,
     workdir: Annotated[
         Path | None,
@@ -66,10 +66,20 @@ def demo(  # noqa: PLR0917 - typer maps each CLI option to a parameter
     mosquitto: Annotated[
         Path | None, typer.Option(help="The mosquitto binary (default: found on PATH).")
     ] = None,
+    broker: Annotated[
+        str,
+        typer.Option(
+            help="auto: Mosquitto if its binary is found, else the embedded broker (amqtt, "
+            "in this process); mosquitto; embedded."
+        ),
+    ] = "auto",
 ) -> None:
     """Run broker, gateway and an edge node on this machine and watch tickets open."""
     from guanjia.demo import DemoError, DemoOptions, run_demo
 
+    if broker not in ("auto", "mosquitto", "embedded"):
+        typer.echo(f"error: --broker: {broker!r}: use auto, mosquitto or embedded", err=True)
+        raise typer.Exit(code=2)
     options = DemoOptions(
         model_dir=model_dir,
         workdir=workdir,
@@ -79,6 +89,7 @@ def demo(  # noqa: PLR0917 - typer maps each CLI option to a parameter
         duration_s=duration,
         hold=hold,
         mosquitto=mosquitto,
+        broker=broker,  # type: ignore[arg-type]  # checked above
     )
     try:
         code = run_demo(options)
