@@ -53,11 +53,11 @@ class Benchmark:
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("edge_streams", timeout_s=240),
     Benchmark("edge_pipeline_overhead", timeout_s=90),
-    Benchmark("edge_motion_gate", timeout_s=150),
+    Benchmark("edge_motion_gate", timeout_s=300),
     Benchmark("edge_facade", timeout_s=90),
     Benchmark("uplink_throughput", timeout_s=120),
     Benchmark("gateway_rss", timeout_s=180),
-    Benchmark("telemetry_ingest", timeout_s=150),
+    Benchmark("telemetry_ingest", timeout_s=240),
     # Owned with the gateway ingest path; they plug in by printing RESULT lines.
     Benchmark("gateway_ingest", timeout_s=240),
     Benchmark("gateway_latency", timeout_s=120),
@@ -134,6 +134,11 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3g}"
 
 
+def _cell(text: str) -> str:
+    """`text` safe inside a Markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
 def _row(r: BenchResult) -> str:
     limit = f"{_fmt(r.limit)} {r.unit}" if r.limit is not None else "—"
     kind = "" if r.limit_kind == "measured" else " (budget)"
@@ -177,7 +182,9 @@ def render(
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_row(r) for r in results]
-    lines += [f"| {name} | FAILED: {why} | | | | | | | | |" for name, why in failures.items()]
+    lines += [
+        f"| {name} | FAILED: {_cell(why)} | | | | | | | | |" for name, why in failures.items()
+    ]
     lines += ["", "## Sizes and notes", ""]
     for r in results:
         note = f"; {r.notes}" if r.notes else ""

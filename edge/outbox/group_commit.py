@@ -2,9 +2,14 @@
 
 Each `submit` blocks until the transaction holding its request has committed (or failed), so
 the caller's guarantee is unchanged; what changes is that N camera threads putting at once pay
-for one fsync instead of N. No timer is involved: a lone caller commits at once, and a batch
-forms only from callers that queued up behind a running commit (``window_s`` can add a short
-wait for stragglers, at the price of that much latency for everyone).
+for one fsync instead of N. A lone caller commits at once; a batch forms from the callers
+that queued up behind a running commit.
+
+Callers that were in one batch come back at slightly different times: the first one back
+would lead a batch of one and the rest the next, halving the batch size (measured: 8 camera
+threads averaged 4 puts per commit, alternating 1 and 7). So after a batch of k, the next
+leader waits until k requests are queued, for at most ``max_wait_s`` and never longer than
+the last write took — a lone caller (k = 1) never waits.
 
     thread A ─submit─▶ leads: takes [A]        ─write─▶ commit ─▶ A returns
     thread B ─submit──────▶ queued ┐                               B leads: takes [B, C] ─▶ ...
@@ -42,15 +47,17 @@ class GroupCommit(Generic[Request, Outcome]):
         self,
         write: Callable[[Sequence[Request]], Sequence[Outcome]],
         *,
-        window_s: float = 0.0,
+        max_wait_s: float = 0.002,
     ) -> None:
-        if window_s < 0:
-            raise ValueError("group commit window must be >= 0")
+        if max_wait_s < 0:
+            raise ValueError("group commit max_wait_s must be >= 0")
         self._write = write
-        self._window_s = window_s
+        self._max_wait_s = max_wait_s
         self._cond = threading.Condition()
         self._queue: list[_Waiter[Request, Outcome]] = []
         self._leading = False
+        self._last_batch = 1
+        self._last_write_s = 0.0
 
     def pending(self) -> int:
         """Requests queued for the next batch (not yet taken by a writer)."""
@@ -62,6 +69,7 @@ class GroupCommit(Generic[Request, Outcome]):
         waiter: _Waiter[Request, Outcome] = _Waiter(request)
         with self._cond:
             self._queue.append(waiter)
+            self._cond.notify_all()  # a leader may be waiting for this one
             while self._leading and not waiter.done:
                 self._cond.wait()
             if not waiter.done:
@@ -73,12 +81,19 @@ class GroupCommit(Generic[Request, Outcome]):
         return waiter.outcome  # type: ignore[return-value]  # set with done, error unset
 
     def _lead(self) -> None:
-        if self._window_s:
-            time.sleep(self._window_s)
         with self._cond:
+            # Wait for the rest of the last batch's callers (see the module docstring).
+            deadline = time.monotonic() + min(self._max_wait_s, self._last_write_s)
+            while len(self._queue) < self._last_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
             batch, self._queue = self._queue, []
+            self._last_batch = len(batch)
         outcomes: Sequence[Outcome] = ()
         error: Exception | None = None
+        started = time.monotonic()
         try:
             outcomes = self._write([w.request for w in batch])
             if len(outcomes) != len(batch):
@@ -86,6 +101,7 @@ class GroupCommit(Generic[Request, Outcome]):
         except Exception as exc:  # handed to every caller of the batch, none is lost
             error = exc
         with self._cond:
+            self._last_write_s = time.monotonic() - started
             for index, waiter in enumerate(batch):
                 if error is None:
                     waiter.outcome = outcomes[index]

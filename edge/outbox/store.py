@@ -40,7 +40,7 @@ class Outbox:
         max_bytes: int = 512 * 1024 * 1024,
         synchronous: Literal["full", "normal"] = "full",
         command_ledger_size: int = 10_000,
-        group_window_s: float = 0.0,
+        group_max_wait_s: float = 0.002,
     ) -> None:
         if max_rows < 1 or max_bytes < 1:
             raise ValueError("outbox bounds must be positive")
@@ -66,7 +66,7 @@ class Outbox:
         self._groups_committed = 0
         self._commits = 0
         self._group_commit: GroupCommit[Sequence[OutboxItem], list[int]] = GroupCommit(
-            self._commit_groups, window_s=group_window_s
+            self._commit_groups, max_wait_s=group_max_wait_s
         )
 
     # -- writing -------------------------------------------------------------------------

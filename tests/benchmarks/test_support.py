@@ -93,10 +93,11 @@ def test_report_keeps_other_benchmarks_rows_for_a_subset(tmp_path: Path) -> None
     assert [r.figure for r in previous(out)] == [50.0, 7.0]
     text = render(
         [_result("edge_streams", 9.0)],
-        {"gateway_rss": "timed out after 36 s"},
+        {"gateway_rss": "timed out after 36 s", "gateway_ingest": "usage: a | b\nerror"},
         command="x",
         load_start=(0.0, 0.0, 0.0),
     )
     assert "| gateway_rss | FAILED: timed out after 36 s |" in text
+    assert "| gateway_ingest | FAILED: usage: a \\| b error |" in text  # one table row
     assert "**0.045**" in text  # 9 / 200
     assert previous(tmp_path / "missing.md") == []

@@ -97,6 +97,31 @@ def test_group_commit_requests_queued_behind_a_commit_share_the_next_one() -> No
     assert [out[n] for n in "abcd"] == ["A", "B", "C", "D"]
 
 
+def test_group_commit_next_leader_waits_for_the_last_batchs_callers() -> None:
+    """After a batch of three, the first caller back waits for the other two (not alone)."""
+    write = _HeldWrite()
+    commit: GroupCommit[str, str] = GroupCommit(write, max_wait_s=5.0)
+    out: dict[str, object] = {}
+    _submit_in_thread(commit, "a", out)
+    assert write.entered.acquire(timeout=5)
+    for name in ("b", "c", "d"):
+        _submit_in_thread(commit, name, out)
+    _wait_queued(commit, 3)
+    write.release.release()
+    assert write.entered.acquire(timeout=5)  # writing [b, c, d]
+    time.sleep(0.5)  # this write "took" 0.5 s: the next leader may wait that long
+    write.release.release()
+    for name in "efg":
+        _submit_in_thread(commit, name, out)
+    assert write.entered.acquire(timeout=5)
+    write.release.release()
+    for name in "abcdefg":
+        thread = out[f"thread-{name}"]
+        assert isinstance(thread, threading.Thread)
+        thread.join(5)
+    assert write.batches == [["a"], ["b", "c", "d"], ["e", "f", "g"]]
+
+
 def test_group_commit_failure_reaches_every_caller_of_the_batch_only() -> None:
     write = _HeldWrite()
     commit: GroupCommit[str, str] = GroupCommit(write)
@@ -120,6 +145,7 @@ def test_group_commit_failure_reaches_every_caller_of_the_batch_only() -> None:
     write.fail = False
     write.release.release()  # the next caller leads again
     assert commit.submit("e") == "E"
+    assert write.batches[-1] == ["e"]
 
 
 def test_outbox_concurrent_puts_share_commits_and_each_returns_committed(tmp_path: Path) -> None:
