@@ -103,7 +103,7 @@ def heartbeats(
         if time.perf_counter() >= next_sample:
             peak = max(peak, rss_mb(pid))
             next_sample += 0.5
-    time.sleep(2)  # let the last ones land
+    time.sleep(min(2.0, seconds))  # let the last ones land
     peak = max(peak, rss_mb(pid))
     cpu = process_cpu_s(pid) - cpu0
     pub.loop_stop()
