@@ -92,22 +92,24 @@ class GroupCommit(Generic[Request, Outcome]):
             batch, self._queue = self._queue, []
             self._last_batch = len(batch)
         outcomes: Sequence[Outcome] = ()
-        error: Exception | None = None
+        error: Exception | None = RuntimeError("group commit: the write was interrupted")
         started = time.monotonic()
         try:
             outcomes = self._write([w.request for w in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError("group commit: write returned the wrong number of outcomes")
+            error = None
         except Exception as exc:  # handed to every caller of the batch, none is lost
             error = exc
-        with self._cond:
-            self._last_write_s = time.monotonic() - started
-            for index, waiter in enumerate(batch):
-                if error is None:
-                    waiter.outcome = outcomes[index]
-                else:
-                    waiter.error = error
-                # Only now, after `write` returned (committed), may the callers return.
-                waiter.done = True
-            self._leading = False
-            self._cond.notify_all()
+        finally:  # even on KeyboardInterrupt: release the callers and the leadership
+            with self._cond:
+                self._last_write_s = time.monotonic() - started
+                for index, waiter in enumerate(batch):
+                    if error is None:
+                        waiter.outcome = outcomes[index]
+                    else:
+                        waiter.error = error
+                    # Only now, after `write` returned (committed), may the callers return.
+                    waiter.done = True
+                self._leading = False
+                self._cond.notify_all()
