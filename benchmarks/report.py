@@ -20,6 +20,9 @@ command exits non-zero after writing the file.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -90,12 +93,20 @@ def run_one(
     started = time.perf_counter()
     lines: list[str] = []
     print(f"== {bench.name}: {' '.join(command[1:])}", flush=True)
+    # Its own process group, so what it starts (brokers, gateways, VictoriaMetrics) can be
+    # stopped with it.
     process = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
     assert process.stdout is not None
-    # A silent, hung benchmark must not hang the report: the watchdog kills it at the bound.
-    watchdog = threading.Timer(timeout, process.kill)
+    # A silent, hung benchmark must not hang the report: the watchdog stops it at the bound.
+    watchdog = threading.Timer(timeout, _stop, args=(process,))
     watchdog.start()
     error: str | None = None
     try:
@@ -106,9 +117,7 @@ def run_one(
         code = process.wait()
     finally:
         watchdog.cancel()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _stop(process)
         process.stdout.close()
     if time.perf_counter() - started >= timeout:
         error = f"timed out after {timeout:.0f} s"
@@ -122,6 +131,22 @@ def run_one(
     if error is None and not results:
         error = "printed no RESULT line"
     return Outcome(bench.name, results, error, time.perf_counter() - started)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """Stop a benchmark and everything it started.
+
+    SIGINT first, so its `finally` blocks stop its brokers and remove its temporary files;
+    whatever is left of its process group ten seconds later is killed.
+    """
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _fmt(value: float | None) -> str:
