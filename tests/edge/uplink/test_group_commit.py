@@ -192,7 +192,7 @@ _THREADED_WRITER = textwrap.dedent(
     from edge.outbox import Outbox, OutboxItem, Priority
     box = Outbox(Path(sys.argv[1]))
     lock = threading.Lock()
-    pad = b"." * 262144  # a snapshot-sized row: each commit takes long enough to be killed in
+    pad = b"." * 131072  # a snapshot-sized row: each commit takes long enough to be killed in
     def camera(t):
         n = 0
         while True:
@@ -227,7 +227,7 @@ def test_outbox_group_commit_survives_kill_9(tmp_path: Path, round_: int) -> Non
     for count, line in enumerate(proc.stdout):
         t, n = (int(x) for x in line.split())
         confirmed[t] = n
-        if count >= 100 + 50 * round_:
+        if count >= 60 + 20 * round_:
             break
     proc.send_signal(signal.SIGKILL)  # right after a confirmation: the next commit is running
     proc.wait()
