@@ -27,8 +27,10 @@ onto a new connection ahead of the replay.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -61,6 +63,17 @@ class _Waiting:
 # MQTT 5 PUBACK 0x10: accepted, but no subscription matched. For a controller topic that means
 # nobody (no controller) received the action.
 _NO_MATCHING_SUBSCRIBERS = 0x10
+
+
+def _no_delay(client: paho.Client, userdata: object, sock: Any) -> None:
+    """Send each packet at once (TCP_NODELAY).
+
+    Delivery keeps a window of QoS 1 publishes awaiting PUBACKs; with Nagle's algorithm the
+    next small PUBLISH waits for the peer's delayed TCP ACK, ~40 ms a round on Linux, which
+    measured as the uplink's bound (PUBACK p50 40 ms, ~600 events/s). paho does not set it.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # not a TCP socket (tests, proxies)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class LinkListener(Protocol):
@@ -155,6 +168,7 @@ class MqttLink:
             max(1, math.floor(options.reconnect_min_s)), max(1, math.ceil(options.reconnect_max_s))
         )
         client.on_pre_connect = self._on_pre_connect
+        client.on_socket_open = _no_delay
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
