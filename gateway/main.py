@@ -24,6 +24,7 @@ from gateway.api import (
     dead_letters,
     devices,
     grids,
+    ports,
     rosters,
     session,
     tickets,
@@ -60,6 +61,7 @@ ROUTE_MODULES = (
     dead_letters,
     webhooks,
     telemetry_api,
+    ports,
 )
 """Every module whose `router` the app serves: one per resource."""
 CHANGES_RETENTION_S = 24 * 3600.0

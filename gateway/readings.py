@@ -34,9 +34,7 @@ async def ingest_readings(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) 
     async with runtime.ingest_lock:
         await asyncio.to_thread(telemetry.commit, prepared)
         if prepared.fallback:
-            results = await asyncio.to_thread(
-                runtime.handler.handle_batch, prepared.fallback, now
-            )
+            results = await asyncio.to_thread(runtime.handler.handle_batch, prepared.fallback, now)
     await asyncio.to_thread(telemetry.store_points, prepared)
     metrics = runtime.metrics.messages
     if prepared.fresh:

@@ -102,6 +102,16 @@ class TelemetryService:
         self._cache[device_id] = (node, now + REGISTRY_CACHE_S)
         return node
 
+    def node(self, device_id: str) -> SensorNode | None:
+        """A registered sensor node and its profile (cached briefly), or None."""
+        with self._lock:
+            return self._lookup(device_id)
+
+    def port_enabled(self, device_id: str, port: int) -> None:
+        """A person switched a port on again (the API audited it): forget its cut-off."""
+        with self._lock:
+            self.pipeline.cutoffs.forget(device_id, port)
+
     def prepare(self, messages: Sequence[tuple[str, bytes]], now: float) -> ingest.Prepared:
         """Step 1 (no database write): decode, run the rules; see `gateway.telemetry.ingest`."""
         with self._lock:

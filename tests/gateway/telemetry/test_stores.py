@@ -82,7 +82,8 @@ def test_sqlite_store_writes_each_message_once(tmp_path: Path) -> None:
     )
     assert [p.series for p in again] == ["energy"] * 5
     assert store.count() == 15
-    assert store.stored(a) and store.stored(b)
+    assert store.stored(a)
+    assert store.stored(b)
     # the same key from another device is another message
     other = ("s1", "shed-2", "msg-aaaaaaaa")
     assert (
