@@ -111,6 +111,10 @@ class TelemetryService:
         """A person switched a port on again (the API audited it): forget its cut-off."""
         with self._lock:
             self.pipeline.cutoffs.forget(device_id, port)
+            # A cut-off not yet published must not follow the person's switch-on.
+            self._commands = [
+                c for c in self._commands if (c.device_id, c.port) != (device_id, port)
+            ]
 
     def prepare(self, messages: Sequence[tuple[str, bytes]], now: float) -> ingest.Prepared:
         """Step 1 (no database write): decode, run the rules; see `gateway.telemetry.ingest`."""
