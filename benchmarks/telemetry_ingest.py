@@ -108,6 +108,18 @@ async def _register_session(broker: MosquittoBroker, client_id: str, topic: str)
         await client.subscribe(topic, qos=1)
 
 
+async def _forget_session(broker: MosquittoBroker, client_id: str) -> None:
+    """End a persistent session, so later publishes are not queued for it too."""
+    async with aiomqtt.Client(
+        broker.host,
+        broker.port,
+        identifier=client_id,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=True,
+    ):
+        pass
+
+
 def _never_expires() -> Properties:
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = 0xFFFFFFFF
@@ -146,7 +158,9 @@ async def bare(broker: MosquittoBroker, messages: list[tuple[str, bytes]], name:
                 got += 1
                 if got == n:
                     break
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    await _forget_session(broker, name)
+    return elapsed
 
 
 def _runtime(
@@ -215,6 +229,7 @@ async def edge_only(
     elapsed = time.perf_counter() - start
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+    await _forget_session(broker, mqtt.session_id)
     return elapsed
 
 
@@ -253,6 +268,7 @@ async def gateway(
     cpu = time.process_time() - cpu0
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+    await _forget_session(broker, mqtt.session_id)
     assert telemetry.sqlite.count() == n * points, telemetry.sqlite.count()
     return {
         "stored_s": stored_s,

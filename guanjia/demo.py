@@ -39,6 +39,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from guanjia import demo_sensors
 from guanjia.demo_camera import CameraServer, Clip
 from guanjia.demo_children import Child, Children
 from guanjia.demo_client import GatewayClient, GatewayError, parse_counter
@@ -221,6 +222,7 @@ class Demo:
         self.edge: Child | None = None
         self.client: GatewayClient | None = None
         self.watch = Watch()
+        self.sensors: demo_sensors.SensorSimulator | None = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -492,6 +494,12 @@ class Demo:
                     secrets,
                     time.time(),
                 )
+                sensor_accounts = demo_sensors.provision(
+                    f"sqlite:///{workdir / 'gateway.db'}",
+                    workdir / "broker" / "passwd",
+                    workdir / "broker" / "acl",
+                    time.time(),
+                )
                 broker_port = free_port()
                 broker = self._start_broker(mosquitto, workdir, broker_port)
                 console.print(
@@ -533,6 +541,8 @@ class Demo:
                 )
                 self.edge = self._start_edge(workdir, broker_port, secrets.device_password, model)
                 edge_started = time.monotonic()
+                # A charging shed that overheats until its port is cut, and a smoke alarm.
+                self.sensors = demo_sensors.start_for_demo(broker_port, sensor_accounts)
                 console.print(
                     f"started edge node {DEVICE_ID} (pid {self.edge.pid}): cameras "
                     + ", ".join(cameras.url(c) for c in cameras.clips)
@@ -570,6 +580,8 @@ class Demo:
                 )
         # The edge first (its camera streams and the broker must still be there for a clean
         # goodbye), then the cameras, then gateway and broker.
+        if self.sensors is not None:
+            self.sensors.stop()
         if self.edge is not None:
             self.children.stop(self.edge, timeout=20.0)
         if self.cameras is not None:

@@ -70,27 +70,28 @@ def test_port_enable_refused_while_hot_then_audited_and_sent(
         wait_for(client.app.state.ingest.connected.is_set, 15, "MQTT")  # type: ignore[attr-defined]
         sup, op, other = token(client, "sup"), token(client, "op"), token(client, "sup2")
         url = "/api/devices/shed-1/ports/1/enable"
-        body = {"json": {"reason": "socket replaced after inspection"}}
+        body = {"reason": "socket replaced after inspection"}
         runtime.telemetry.handle([(state, b"80")], time.time())  # hot: cut off, ticket open
         assert commands.get(timeout=10) == b"OFF"  # the gateway's cut-off
         [hazard] = store.list_tickets(categories=[TicketCategory.CHARGING_HAZARD.value]).items
-        refused = client.post(url, headers=sup, **body)
+        refused = client.post(url, headers=sup, json=body)
         assert refused.status_code == 409, refused.text
         assert "port1_over_temperature is still active" in refused.text
         # roles and scope: an operator may not, another site's supervisor sees nothing
-        assert client.post(url, headers=op, **body).status_code == 403
-        assert client.post(url, headers=other, **body).status_code == 404
+        assert client.post(url, headers=op, json=body).status_code == 403
+        assert client.post(url, headers=other, json=body).status_code == 404
         # bad requests: no relay on a camera, no port 9, a reason is required
         assert (
-            client.post("/api/devices/cam-1/ports/1/enable", headers=sup, **body).status_code == 422
+            client.post("/api/devices/cam-1/ports/1/enable", headers=sup, json=body).status_code
+            == 422
         )
         assert (
-            client.post("/api/devices/shed-1/ports/9/enable", headers=sup, **body).status_code
+            client.post("/api/devices/shed-1/ports/9/enable", headers=sup, json=body).status_code
             == 422
         )
         assert client.post(url, headers=sup, json={"reason": ""}).status_code == 422
         runtime.telemetry.handle([(state, b"40")], time.time())  # cooled down: cleared
-        done = client.post(url, headers=sup, **body)
+        done = client.post(url, headers=sup, json=body)
         assert done.status_code == 202, done.text
         assert done.json()["issued_by"] == "operator:sup"
         assert commands.get(timeout=10) == b"ON"  # the person's
