@@ -64,6 +64,7 @@ class Reading:
     key: MsgKey
     alerts: list[Alert]
     points: list[Point]
+    message: tuple[str, bytes]
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Prepared:
     readings: list[Reading] = field(default_factory=list)
     esphome_alerts: list[Alert] = field(default_factory=list)
     esphome_points: list[Point] = field(default_factory=list)
+    esphome_messages: list[tuple[str, bytes]] = field(default_factory=list)
     dead: list[tuple[str, bytes, str, str]] = field(default_factory=list)
     fallback: list[tuple[str, bytes]] = field(default_factory=list)
     commands: list[RelayCommand] = field(default_factory=list)
@@ -122,7 +124,7 @@ def prepare(
         out.commands += result.commands
         out.flagged += len(result.flagged)
         key = (batch.site_id, batch.device_id, batch.msg_id)
-        out.readings.append(Reading(key, result.alerts, result.points))
+        out.readings.append(Reading(key, result.alerts, result.points, (topic, payload)))
     return out
 
 
@@ -137,6 +139,7 @@ def _contract(topic: str, payload: bytes) -> WireBatch | None:
 def _esphome(
     pipeline: TelemetryPipeline, out: Prepared, topic: str, payload: bytes, now: float
 ) -> None:
+    out.esphome_messages.append((topic, payload))
     try:
         result = pipeline.esphome(topic, payload, now)
     except (EsphomeError, UnknownNodeError) as exc:
@@ -177,6 +180,17 @@ def commit(
     for topic, payload, kind, reason in prepared.dead:
         stored += tx.dead_letter(topic, payload, kind, reason, dead_letters_per_minute)
     prepared.dead_stored = stored
+
+
+def give_up(prepared: Prepared) -> None:
+    """The batch's transaction failed for a reason that is not the database being away (a
+    bug, a broken row): hand every message to the event ingest, which splits the batch
+    until the failing message is alone and dead-letters it (``ProcessingError``), instead
+    of the broker redelivering the same failing batch for ever."""
+    prepared.fallback += [r.message for r in prepared.readings] + prepared.esphome_messages
+    prepared.readings, prepared.esphome_messages = [], []
+    prepared.esphome_alerts, prepared.esphome_points, prepared.dead = [], [], []
+    prepared.fresh, prepared.duplicates, prepared.changes = [], [], []
 
 
 def _apply(

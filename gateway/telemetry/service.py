@@ -23,7 +23,7 @@ from pathlib import Path
 from gateway.alerts import Alert, dedup_key
 from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory
-from gateway.store import IngestTx, Store
+from gateway.store import IngestTx, Store, StoreUnavailableError
 from gateway.telemetry import ingest
 from gateway.telemetry.influx import InfluxOptions, InfluxWriter
 from gateway.telemetry.pipeline import RelayCommand, SensorNode, TelemetryPipeline
@@ -136,7 +136,14 @@ class TelemetryService:
                 tx, prepared, self.policies, self.cooldown_s, self.dead_letters_per_minute
             )
 
-        self.store.ingest(work, prepared.now)
+        try:
+            self.store.ingest(work, prepared.now)
+        except StoreUnavailableError:
+            raise  # held and retried by the MQTT edge
+        except Exception:
+            log.exception("telemetry: a batch of %d readings failed", len(prepared.readings))
+            ingest.give_up(prepared)
+            return prepared
         prepared.committed = True
         self.dead_letters += prepared.dead_stored
         return prepared

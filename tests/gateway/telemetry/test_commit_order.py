@@ -14,6 +14,8 @@ MQTT ack tests cover the broker's redelivery itself)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,10 +24,13 @@ from typing import TypeVar
 import pytest
 
 import contract as c
+from gateway.main import build_runtime
+from gateway.readings import ingest_readings
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import IngestTx, Store, StoreUnavailableError
 from gateway.telemetry.service import TelemetryService
 from gateway.telemetry.settings import TelemetrySettings
+from tests.gateway.apphelpers import settings_for
 
 T = TypeVar("T")
 SITE = "co-site"
@@ -126,3 +131,36 @@ def test_gateway_dying_between_commit_and_point_write_loses_nothing(
     assert len(redelivered.acked) == 7
     new.close()
     new.store.close()
+
+
+class BrokenOnce(Store):
+    """A real store whose next ingest transaction fails with a bug, not an outage."""
+
+    fail_next = True
+
+    def ingest(self, work: Callable[[IngestTx], T], now: float, attempts: int = 4) -> T:
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("a bug in the telemetry transaction")
+        return super().ingest(work, now, attempts)
+
+
+def test_a_failing_telemetry_batch_goes_to_the_event_ingest_not_round_and_round(
+    registered: Store, db_url: str, tmp_path: Path
+) -> None:
+    """A batch whose transaction fails for a bug is handed to the event ingest (which splits
+    it and dead-letters only what fails there) instead of being redelivered for ever."""
+    runtime = build_runtime(settings_for(db_url, telemetry=TelemetrySettings(path=tmp_path / "t")))
+    assert runtime.telemetry is not None
+    runtime.telemetry.store = BrokenOnce(db_url)
+    t0 = time.time()
+    batch = [_batch("shed-1", i, t0) for i in range(3)]
+    outbound = asyncio.run(ingest_readings(runtime, batch))  # no exception for the edge
+    [ack] = [json.loads(o.payload) for o in outbound if o.topic.endswith("/ack")]
+    assert sorted(ack["msg_ids"]) == [f"co-shed-1-{i:06d}" for i in range(3)]
+    assert runtime.telemetry.sqlite.count() == 0  # the event ingest stores no points
+    again = runtime.telemetry.handle(batch, t0 + 1)  # committed there: duplicates now
+    assert len(again.duplicates) == 3
+    runtime.telemetry.close()
+    runtime.telemetry.store.close()
+    runtime.store.close()
