@@ -138,12 +138,14 @@ def _publish(host: str, port: int, messages: Sequence[tuple[str, bytes]], tag: s
     pub.disconnect()
 
 
-async def bare(broker: MosquittoBroker, messages: list[tuple[str, bytes]], name: str) -> float:
-    """Seconds for a bare subscriber to drain the parked messages."""
+async def bare(
+    broker: MosquittoBroker, messages: list[tuple[str, bytes]], name: str
+) -> tuple[float, float]:
+    """Seconds for a bare subscriber to drain the parked messages, and its CPU µs/msg."""
     await _register_session(broker, name, f"guanjia/v1/{SITE}/+/telemetry")
     await asyncio.to_thread(_publish, broker.host, broker.port, messages, name)
     n, got = len(messages), 0
-    start = time.perf_counter()
+    cpu0, start = time.process_time(), time.perf_counter()
     async with aiomqtt.Client(
         broker.host,
         broker.port,
@@ -159,8 +161,9 @@ async def bare(broker: MosquittoBroker, messages: list[tuple[str, bytes]], name:
                 if got == n:
                     break
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
     await _forget_session(broker, name)
-    return elapsed
+    return elapsed, cpu / n * 1e6
 
 
 def _runtime(
@@ -199,8 +202,9 @@ def _close(runtime: Runtime) -> None:
 
 async def edge_only(
     runtime: Runtime, broker: MosquittoBroker, messages: list[tuple[str, bytes]]
-) -> float:
-    """Seconds for the MQTT edge alone to drain the messages, publishing their Acks."""
+) -> tuple[float, float]:
+    """Seconds for the MQTT edge alone to drain the messages, publishing their Acks; its
+    CPU µs/msg."""
     mqtt = runtime.settings.mqtt.telemetry_connection()
     await _register_session(broker, mqtt.session_id, f"guanjia/v1/{SITE}/+/telemetry")
     await asyncio.to_thread(_publish, broker.host, broker.port, messages, mqtt.session_id)
@@ -222,15 +226,16 @@ async def edge_only(
         ]
 
     ingest = MqttIngest(mqtt, acks_only, filters=runtime.settings.mqtt.telemetry_filters)
-    start = time.perf_counter()
+    cpu0, start = time.process_time(), time.perf_counter()
     task = asyncio.create_task(ingest.run())
     async with asyncio.timeout(DRAIN_TIMEOUT_S):
         await done.wait()
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await _forget_session(broker, mqtt.session_id)
-    return elapsed
+    return elapsed, cpu / n * 1e6
 
 
 async def gateway(
@@ -380,6 +385,10 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def _p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10, method="inclusive")[-1]
+
+
 async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -395,12 +404,20 @@ async def main_async(args: argparse.Namespace) -> None:
             rows: dict[str, list[dict[str, float]]] = {"sqlite": [], "influx": []}
             bares: list[float] = []
             edges: list[float] = []
+            bare_cpus: list[float] = []
+            edge_cpus: list[float] = []
             for r in range(args.rounds):
-                bare_s = await bare(broker, _batches(n, p, args.nodes, f"bare{r}"), f"bare{r}")
+                bare_s, bare_cpu = await bare(
+                    broker, _batches(n, p, args.nodes, f"bare{r}"), f"bare{r}"
+                )
                 bares.append(bare_s)
+                bare_cpus.append(bare_cpu)
                 runtime = _runtime(tmp, broker, f"edge{r}", 0, None)
-                edge_s = await edge_only(runtime, broker, _batches(n, p, args.nodes, f"edge{r}"))
+                edge_s, edge_cpu = await edge_only(
+                    runtime, broker, _batches(n, p, args.nodes, f"edge{r}")
+                )
                 edges.append(edge_s)
+                edge_cpus.append(edge_cpu)
                 _close(runtime)
                 line = (
                     f"round {r + 1}: bare {n / bare_s:7,.0f} | edge+acks {n / edge_s:6,.0f} msg/s"
@@ -421,12 +438,15 @@ async def main_async(args: argparse.Namespace) -> None:
             print(
                 f"\nmedian of {args.rounds} rounds (ratios against the bare drain of each round):"
             )
-            print(f"bare aiomqtt QoS 1 drain     {bare_rate:8,.0f} msg/s (the limit)")
+            print(
+                f"bare aiomqtt QoS 1 drain     {bare_rate:8,.0f} msg/s (the limit)  "
+                f"{_median(bare_cpus):.0f} µs CPU/msg"
+            )
             edge_rate = _median([n / e for e in edges])
             print(
                 f"MQTT edge + Acks, no work    {edge_rate:8,.0f} msg/s "
                 f"(ratio {_median([b / e for b, e in zip(bares, edges, strict=True)]):.2f}: "
-                "the end-to-end Acks' own cost)"
+                f"the end-to-end Acks' own cost)  {_median(edge_cpus):.0f} µs CPU/msg"
             )
             for key, label in (("sqlite", "embedded store"), ("influx", "embedded + InfluxDB")):
                 got_rows = rows[key]
@@ -445,7 +465,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 for what, lat in (("alone", alone), (f"during a {args.flood:,} flood", during)):
                     print(
                         f"event → ticket {what:<22} p50 {_median(lat) * 1000:6.1f} ms  "
-                        f"p90 {statistics.quantiles(lat, n=10)[-1] * 1000:6.1f} ms  "
+                        f"p90 {_p90(lat) * 1000:6.1f} ms  "
                         f"max {max(lat) * 1000:6.1f} ms  ({len(lat)} events"
                         + (f", {sent} sent while the flood ran)" if what != "alone" else ")")
                     )
