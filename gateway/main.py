@@ -25,6 +25,7 @@ from gateway.api import (
     devices,
     grids,
     models,
+    ports,
     residents,
     rollouts,
     rosters,
@@ -46,6 +47,7 @@ from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt import IngestState, MqttIngest, Outbound, Refused
 from gateway.notify import WebhookSender
+from gateway.readings import ingest_readings
 from gateway.residents.service import ResidentService
 from gateway.rollouts.service import rollout_step
 from gateway.rounds.service import MAX_PHOTO_BYTES as MAX_SCAN_PHOTO_BYTES
@@ -55,7 +57,7 @@ from gateway.sites import SiteConfig, load_sites
 from gateway.sla import TicketCategory
 from gateway.store import IngestTx, Store, StoreUnavailableError, migrate
 from gateway.stream import ChangeFeed, ChangeHub
-from gateway.telemetry.esphome import is_esphome
+from gateway.telemetry.ingest import takes as takes_reading
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ ROUTE_MODULES = (
     residents,
     rounds_api,
     figures_api,
+    ports,
 )
 """Every module whose `router` the app serves: one per resource."""
 CHANGES_RETENTION_S = 24 * 3600.0
@@ -111,6 +114,7 @@ def build_runtime(
             settings.cooldown_s,
             path=settings.telemetry.store_path(settings.database_url),
         )
+        telemetry.dead_letters_per_minute = settings.dead_letters_per_device_per_minute
     rounds = RoundsService(store, sites, settings.policies)
     return Runtime(
         settings=settings,
@@ -126,7 +130,6 @@ def build_runtime(
                 dead_letters_per_minute=settings.dead_letters_per_device_per_minute,
                 snapshot_bytes_per_hour=settings.snapshot_bytes_per_device_per_hour,
             ),
-            telemetry.alerts_for_batch if telemetry is not None else None,
         ),
         limiter=LoginLimiter(
             pair_attempts=settings.login_attempts,
@@ -148,24 +151,23 @@ def build_runtime(
 async def ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
     """Apply a batch of MQTT messages (one transaction), push what it changed, and return
     the end-to-end Acks for what the commit holds (published by the MQTT edge)."""
+    outbound: list[Outbound] = []
+    if runtime.telemetry is not None:
+        # Readings (TelemetryBatch, ESPHome) take the telemetry path (gateway.readings).
+        readings = [(t, p) for t, p in batch if takes_reading(t)]
+        if readings:
+            batch = [(t, p) for t, p in batch if not takes_reading(t)]
+            outbound = await ingest_readings(runtime, readings)
+            if not batch:
+                return outbound
     async with runtime.ingest_lock:
-        return await _ingest_batch(runtime, batch)
+        return outbound + await _ingest_batch(runtime, batch)
 
 
 async def _ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
     now = time.time()
-    telemetry = runtime.telemetry
     outbound: list[Outbound] = []
-    if telemetry is not None:
-        # ESPHome topics are not the contract's: the telemetry pipeline reads them.
-        esp = [(t, p) for t, p in batch if is_esphome(t)]
-        if esp:
-            batch = [(t, p) for t, p in batch if not is_esphome(t)]
-            if await asyncio.to_thread(telemetry.handle_esphome, esp, now):
-                runtime.feed.wake()
     results = await asyncio.to_thread(runtime.handler.handle_batch, batch, now) if batch else []
-    if telemetry is not None:
-        outbound += [Outbound(c.topic, c.payload) for c in telemetry.take_commands()]
     changed = False
     for result in results:
         runtime.metrics.messages.labels(result.channel, result.outcome.value).inc()
@@ -192,10 +194,9 @@ async def telemetry_step(runtime: Runtime, ingest: MqttIngest | None) -> None:
     for command in telemetry.take_commands():
         if ingest is not None:
             await ingest.publish(command.topic, command.payload)
+    await asyncio.to_thread(telemetry.derive)
     gauge = runtime.metrics.telemetry_points
-    gauge.labels("queue", "written").set(telemetry.sink.stored)
-    gauge.labels("queue", "dropped").set(telemetry.sink.dropped)
-    gauge.labels("queue", "buffered").set(telemetry.sink.queued)
+    gauge.labels("embedded", "written").set(telemetry.sqlite.written)
     if telemetry.influx is not None:
         gauge.labels("influxdb", "written").set(telemetry.influx.written)
         gauge.labels("influxdb", "dropped").set(telemetry.influx.dropped)

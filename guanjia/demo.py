@@ -36,6 +36,7 @@ import yaml
 from rich.console import Console
 from rich.live import Live
 
+from guanjia import demo_sensors
 from guanjia.demo_broker import RunningBroker, start_broker
 from guanjia.demo_camera import CameraServer, Clip
 from guanjia.demo_children import Child, Children
@@ -94,6 +95,8 @@ class Demo:
         self.edge: Child | None = None
         self.client: GatewayClient | None = None
         self.watcher: Watcher | None = None
+        self.sensors: demo_sensors.SensorSimulator | None = None
+        self.sensor_accounts: demo_sensors.SensorAccounts | None = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -193,7 +196,10 @@ class Demo:
 
     def _start_extras(self, workdir: Path) -> None:
         """More simulated devices (e.g. sensor nodes) start here, after the edge node; each
-        shows up in the live block through /api/devices. None yet."""
+        shows up in the live block through /api/devices."""
+        if self.broker is not None and self.sensor_accounts is not None:
+            # A charging shed that overheats until its port is cut, and a smoke alarm.
+            self.sensors = demo_sensors.start_for_demo(self.broker.port, self.sensor_accounts)
 
     # -- watching --------------------------------------------------------------------------
 
@@ -287,6 +293,12 @@ class Demo:
             secrets,
             time.time(),
         )
+        self.sensor_accounts = demo_sensors.provision(  # before the broker reads its files
+            f"sqlite:///{workdir / 'gateway.db'}",
+            workdir / "broker" / "passwd",
+            workdir / "broker" / "acl",
+            time.time(),
+        )
         self.broker = start_broker(plan, workdir, free_port(), self.children)
         console.print(self.broker.description, highlight=False)
         gateway = self._start_gateway(workdir, http, secrets.gateway_mqtt_password)
@@ -363,6 +375,8 @@ class Demo:
                 )
         # The edge first (its camera streams and the broker must still be there for a clean
         # goodbye), then the cameras, then gateway and broker.
+        if self.sensors is not None:
+            self.sensors.stop()
         if self.edge is not None:
             self.children.stop(self.edge, timeout=20.0)
         if self.cameras is not None:

@@ -151,7 +151,11 @@ def test_demo_opens_the_expected_tickets_and_leaves_no_process(
             "illegal_parking": 1,
             "ebike_in_elevator": 1,
             "fire_lane_blocked": 1,
+            "charging_hazard": 1,  # guanjia/demo_sensors.py: the shed's port cut off
+            "fire_alarm": 1,  # and its smoke detector
         }, tickets
+        (hazard,) = by_category["charging_hazard"]
+        assert (hazard.device_id, hazard.zone_id) == ("shed-1", "port1_over_temperature")
         (parking,) = by_category["illegal_parking"]
         (ebike,) = by_category["ebike_in_elevator"]
         assert parking.zone_id == "no-parking-a"

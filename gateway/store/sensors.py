@@ -118,3 +118,39 @@ class SensorNodeStore(StoreBase):
         except IntegrityError:
             return None
         return change
+
+    def open_port_hazards(self, device_id: str, port: int) -> list[tuple[int, str]]:
+        """(ticket id, condition) of the port's conditions that are open and not cleared:
+        a port may be switched on again only once none is (read from the database, so
+        every replica answers alike)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(tickets.c.id, tickets.c.zone_id).where(
+                    tickets.c.device_id == device_id,
+                    tickets.c.active_key.is_not(None),
+                    tickets.c.condition_cleared_at.is_(None),
+                    tickets.c.zone_id.like(f"port{port}\\_%", escape="\\"),
+                )
+            ).all()
+        return [(int(r.id), str(r.zone_id)) for r in rows]
+
+    def note_port_enabled(
+        self, device_id: str, port: int, actor: str, reason: str, now: float
+    ) -> list[int]:
+        """Write the re-enabling on the audit of the port's tickets still open (its
+        cleared hazards); the ticket ids."""
+        with self._tx() as conn:
+            ids = [
+                int(r.id)
+                for r in conn.execute(
+                    select(tickets.c.id).where(
+                        tickets.c.device_id == device_id,
+                        tickets.c.active_key.is_not(None),
+                        tickets.c.zone_id.like(f"port{port}\\_%", escape="\\"),
+                    )
+                )
+            ]
+            for ticket_id in ids:
+                detail = {"port": port, "reason": reason}
+                audit.write(conn, audit.entry(ticket_id, now, actor, "port_enabled", detail=detail))
+        return ids

@@ -1,5 +1,6 @@
 """Sensor telemetry: device profiles, pure rules, the time-series stores and ESPHome topics.
 
-Readings never go through the ticket transaction: they are stored on their own path
-(`gateway.telemetry.sink`), and only the conditions the rules find become Alerts.
+Readings never become rows of the ticket database: a batch's message ids and the alerts its
+rules raise are committed there (`gateway.telemetry.ingest`), and only then are its points
+written to the stores (`gateway.telemetry.sink`).
 """

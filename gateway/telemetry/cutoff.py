@@ -84,6 +84,11 @@ class CutoffTracker:
         self._overdue.update((c.device_id, c.port) for c in late)
         return late
 
+    def forget(self, device_id: str, port: int) -> None:
+        """A person switched the port on again: its cut-off, confirmed or not, is over."""
+        self._pending.pop((device_id, port), None)
+        self._overdue.discard((device_id, port))
+
     def pending(self) -> list[Cutoff]:
         """Every cut-off still waiting for its relay state."""
         return list(self._pending.values())

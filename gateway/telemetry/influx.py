@@ -55,16 +55,42 @@ class InfluxOptions:
     timeout_s: float = 10.0
 
 
-def line(point: Point) -> str:
-    """One point as an InfluxDB line-protocol line."""
-    site, device = point.site_id.translate(_TAG_ESCAPES), point.device_id.translate(_TAG_ESCAPES)
+def _prefix(site_id: str, device_id: str, series: str) -> str:
+    site, device = site_id.translate(_TAG_ESCAPES), device_id.translate(_TAG_ESCAPES)
     tags = f"site={site},device={device}"
-    field = point.series
-    match = _PORT_SERIES.match(point.series)
+    field = series
+    match = _PORT_SERIES.match(series)
     if match is not None:
         tags += f",port={match.group(1)}"
         field = match.group(2)
-    return f"{MEASUREMENT},{tags} {field}={point.value!r} {round(point.ts * 1000)}"
+    return f"{MEASUREMENT},{tags} {field}="
+
+
+def line(point: Point) -> str:
+    """One point as an InfluxDB line-protocol line."""
+    prefix = _prefix(point.site_id, point.device_id, point.series)
+    return f"{prefix}{point.value!r} {round(point.ts * 1000)}"
+
+
+class _Lines:
+    """Line protocol with the measurement, tags and field name of each series made once
+    (the same few thousand series, every batch). Bounded: names come from devices."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._prefixes: dict[tuple[str, str, str], str] = {}
+        self._limit = limit
+
+    def __call__(self, points: Sequence[Point]) -> list[str]:
+        prefixes, out = self._prefixes, []
+        for site, device, series, value, ts in points:
+            prefix = prefixes.get((site, device, series))
+            if prefix is None:
+                prefix = _prefix(site, device, series)
+                if len(prefixes) >= self._limit:
+                    prefixes.clear()
+                prefixes[(site, device, series)] = prefix
+            out.append(f"{prefix}{value!r} {round(ts * 1000)}")
+        return out
 
 
 class InfluxWriter:
@@ -75,7 +101,8 @@ class InfluxWriter:
         self.dropped = 0
         self.written = 0
         self.failures = 0
-        self._buffer: deque[str] = deque()
+        self._buffer: deque[Point] = deque()
+        self._lines = _Lines()
         self._cond = threading.Condition()
         self._closing = False
         self._client = InfluxDBClient(
@@ -94,10 +121,10 @@ class InfluxWriter:
         return len(self._buffer)
 
     def write(self, points: Sequence[Point]) -> None:
-        """Queue points; drops (and counts) the oldest past `max_buffer`. Never blocks on I/O."""
-        lines = [line(p) for p in points]
+        """Queue points; drops (and counts) the oldest past `max_buffer`. Never blocks on I/O
+        (the lines are made on the writer's own thread)."""
         with self._cond:
-            self._buffer.extend(lines)
+            self._buffer.extend(points)
             over = len(self._buffer) - self.options.max_buffer
             for _ in range(max(over, 0)):
                 self._buffer.popleft()
@@ -105,11 +132,11 @@ class InfluxWriter:
             if len(self._buffer) >= self.options.batch_size:
                 self._cond.notify()
 
-    def _take(self) -> list[str]:
+    def _take(self) -> list[Point]:
         n = min(len(self._buffer), self.options.batch_size)
         return [self._buffer.popleft() for _ in range(n)]
 
-    def _put_back(self, batch: list[str]) -> None:
+    def _put_back(self, batch: list[Point]) -> None:
         """A failed batch goes back to the head, the oldest dropped past the bound."""
         with self._cond:
             self._buffer.extendleft(reversed(batch))
@@ -150,12 +177,12 @@ class InfluxWriter:
             delay = min(delay * 2 or self.options.retry_interval_s, self.options.max_retry_delay_s)
             delay += random.uniform(0, self.options.jitter_s)  # noqa: S311 (not crypto)
 
-    def _send(self, batch: list[str]) -> bool:
+    def _send(self, batch: list[Point]) -> bool:
         try:
             self._api.write(
                 bucket=self.options.bucket,
                 org=self.options.org,
-                record=batch,
+                record=self._lines(batch),
                 write_precision=cast("WritePrecision", WritePrecision.MS),
             )
         except Exception as exc:  # any failure is the server's: keep the points, retry later

@@ -1,9 +1,9 @@
 """One pipeline for both ways in: contract `TelemetryBatch`es and ESPHome entity states.
 
 For each message: resolve every reading through the device's profile (an unknown metric or
-port, or an out-of-range value, is flagged with its reason and not stored), offer the good
-ones to the sink (non-blocking; stores run on the sink's thread), run the device's rules,
-and return what the caller must do in the ticket transaction and on the broker:
+port, or an out-of-range value, is flagged with its reason and not stored), run the
+device's rules, and return what the caller must do in the ticket transaction, in the
+stores once that committed (`points`), and on the broker:
 
 - `alerts`: condition transitions as Alerts (one ticket per device and condition), plus a
   re-assertion of every condition still active that this message touched (msg id per
@@ -14,7 +14,7 @@ and return what the caller must do in the ticket transaction and on the broker:
 - `confirmed` / `overdue`: cut-offs whose relay came back off, or did not in time.
 
 `tick(now)` runs the clock-driven rules (offline by silence, overdue cut-offs). The only
-I/O is `sink.offer` and the registry `lookup` (cached by the caller); `now` is injected.
+I/O is the registry `lookup` (cached by the caller); `now` is injected.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from contract import Command, EventPhase, TelemetryBatch, encode
+from contract import Command, EventPhase, encode
 from contract.topics import command_topic
 from gateway.alerts import Alert
 from gateway.telemetry import esphome
@@ -31,7 +31,7 @@ from gateway.telemetry.cutoff import Confirmed, Cutoff, CutoffTracker
 from gateway.telemetry.points import Point
 from gateway.telemetry.profiles import DeviceProfile
 from gateway.telemetry.rules import DeviceRules, Reading, Transition
-from gateway.telemetry.sink import TelemetrySink
+from gateway.telemetry.wire import WireBatch
 
 RELAY_COMMAND = "relay"
 """The contract command name of a relay switch on our own nodes."""
@@ -67,7 +67,7 @@ class Outcome:
     confirmed: list[Confirmed] = field(default_factory=list)
     overdue: list[Cutoff] = field(default_factory=list)
     flagged: list[str] = field(default_factory=list)
-    stored: int = 0
+    points: list[Point] = field(default_factory=list)
 
 
 class UnknownNodeError(LookupError):
@@ -77,9 +77,8 @@ class UnknownNodeError(LookupError):
 class TelemetryPipeline:
     """Readings in; stored points, alerts and relay commands out."""
 
-    def __init__(self, lookup: Callable[[str], SensorNode | None], sink: TelemetrySink) -> None:
+    def __init__(self, lookup: Callable[[str], SensorNode | None]) -> None:
         self.lookup = lookup
-        self.sink = sink
         self.cutoffs = CutoffTracker()
         self.flagged_total = 0
         self._rules: dict[str, DeviceRules] = {}
@@ -97,8 +96,8 @@ class TelemetryPipeline:
         self._nodes[device_id] = node
         return node, rules
 
-    def batch(self, batch: TelemetryBatch, now: float) -> Outcome:
-        """A contract TelemetryBatch (already validated against the contract)."""
+    def batch(self, batch: WireBatch, now: float) -> Outcome:
+        """A contract TelemetryBatch (already validated: `gateway.telemetry.wire`)."""
         node, rules = self._node(batch.site_id, batch.device_id, now)
         readings: list[Reading] = []
         flagged: list[str] = []
@@ -150,8 +149,8 @@ class TelemetryPipeline:
         good = [r for r in readings if id(r) not in refused] if refused else readings
         self.flagged_total += len(flagged)
         site, device = node.site_id, node.device_id
-        stored = self.sink.offer([Point(site, device, r.series, r.value, r.ts) for r in good])
-        out = Outcome(flagged=flagged, stored=stored)
+        points = [Point(site, device, r.series, r.value, r.ts) for r in good]
+        out = Outcome(flagged=flagged, points=points)
         touched = {_condition_of(r) for r in readings} if rules.has_active else ()
         out.alerts = self._alerts(node, transitions, msg_id, now, rules=rules, touched=touched)
         relay = node.profile.relay

@@ -3,20 +3,21 @@
 Two implementations: `gateway.telemetry.sqlite_store.SqliteTelemetryStore` (always there;
 the console's charts and the rules' history read it) and
 `gateway.telemetry.influx.InfluxWriter` (the InfluxDB v2 write API, when configured).
-`gateway.telemetry.sink.TelemetrySink` feeds both from its own thread, so a store never
-runs on the ingest path.
+`gateway.telemetry.sink.TelemetrySink` feeds both once the ingest transaction that took
+the readings has committed (see its docstring).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One stored reading. `series` is the metric with its port (``port2_temperature``)."""
+class Point(NamedTuple):
+    """One stored reading. `series` is the metric with its port (``port2_temperature``).
+
+    A tuple on purpose: it is the row the embedded store's ``executemany`` binds as is, so
+    a reading costs no conversion on the way in."""
 
     site_id: str
     device_id: str
@@ -25,9 +26,14 @@ class Point:
     ts: float
 
 
+MsgKey = tuple[str, str, str]
+"""(site, device, msg_id): what makes a device's message unique."""
+
+
 class PointWriter(Protocol):
-    """Where the sink's batches go. `write` may block (it runs on the sink's thread) and
-    raises only for a bug: a store that is away buffers or drops, and counts."""
+    """Where the sink's batches go. `write` may block (it runs off the event loop) and
+    raises only for a bug or a broken disk: a remote store that is away buffers or drops,
+    and counts."""
 
     def write(self, points: Sequence[Point]) -> None:
         """Store a batch."""

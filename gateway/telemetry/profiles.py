@@ -165,6 +165,16 @@ class DeviceProfile(_Strict):
                 raise ValueError(
                     f"rule {rule.condition!r}: cut_off needs a relay and a port metric"
                 )
+        # A condition is one ticket per device (its zone); the store's open-ticket key is
+        # (site, device, category, zone), so rules sharing a condition share its category.
+        categories: dict[str, TicketCategory] = {}
+        for rule in self.rules:
+            seen = categories.setdefault(rule.condition, rule.category)
+            if seen is not rule.category:
+                raise ValueError(
+                    f"rule {rule.condition!r}: every rule of a condition has one category "
+                    f"({seen.value!r}, not {rule.category.value!r})"
+                )
         if self.relay is not None:
             spec = by_name.get(self.relay.state_metric)
             if spec is None or not spec.per_port or spec.kind != "binary":

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from contract import Severity
 from gateway.sla import TicketCategory
@@ -38,9 +39,9 @@ from gateway.telemetry.signature import charging_signature
 OFFLINE = "offline"
 
 
-@dataclass(frozen=True)
-class Reading:
-    """One value of one metric (and port) at `ts` (epoch seconds)."""
+class Reading(NamedTuple):
+    """One value of one metric (and port) at `ts` (epoch seconds). A tuple: there are
+    tens of thousands a second."""
 
     metric: str
     value: float
@@ -95,6 +96,7 @@ class DeviceRules:
         self._window = max(
             (r.window_s for r in profile.rules if isinstance(r, RateOfRiseRule)), default=0.0
         )
+        self._rate_metrics = {r.metric for r in profile.rules if isinstance(r, RateOfRiseRule)}
         self._by_metric: dict[str, list[tuple[int, Rule]]] = {}
         for index, rule in enumerate(profile.rules):
             self._by_metric.setdefault(rule.metric, []).append((index, rule))
@@ -183,17 +185,21 @@ class DeviceRules:
             fault = condition_key(f"out_of_range_{reading.metric}", reading.port)
             category = self.profile.out_of_range_condition
             out.append(self._clear(fault, category, reading.ts, "back in range"))
+        rules = self._by_metric.get(reading.metric)
+        if rules is None:
+            return  # only stored: no rule reads this metric's history
         series = self._series.get(where)
         if series is None:
             series = self._series[where] = _Series()
         self._remember(series, reading)
-        for index, rule in self._by_metric.get(reading.metric, ()):
+        for index, rule in rules:
             out += self._apply(index, rule, series, reading)
 
     def _remember(self, series: _Series, reading: Reading) -> None:
-        series.history.append((reading.ts, reading.value))
-        while series.history and series.history[0][0] < reading.ts - self._window:
-            series.history.popleft()
+        if reading.metric in self._rate_metrics:
+            series.history.append((reading.ts, reading.value))
+            while series.history and series.history[0][0] < reading.ts - self._window:
+                series.history.popleft()
         long_window = self._long_window.get(reading.metric)
         if long_window is not None:
             series.long.append((reading.ts, reading.value))

@@ -1,17 +1,15 @@
-"""The telemetry part of one gateway process: stores, sink, pipeline, and its ticket writes.
+"""The telemetry part of one gateway process: stores, pipeline, and its ticket writes.
 
-Built by `gateway.main.build_runtime` when telemetry is enabled. Three entry points:
+Built by `gateway.main.build_runtime` when telemetry is enabled. Entry points:
 
-- `alerts_for_batch(batch, now)`: the ingest hook for contract TelemetryBatches of devices
-  that have a profile (None for the others: ingest keeps its built-in smoke rule for them).
-  The alerts go into the ingest's own transaction, with the batch's end-to-end Ack;
-- `handle_esphome(messages, now)`: ESPHome topics, which the MQTT edge hands here, never to
-  the contract decoder; a message that cannot be read is dead-lettered with the reason;
+- `prepare` / `commit` / `store`: the three steps of a batch of readings (TelemetryBatch
+  and ESPHome topics; `gateway.telemetry.ingest`), which `gateway.readings` runs, the
+  middle one under the gateway's ingest lock; `handle` runs all three (tests, tools);
 - `tick(now)`: offline by silence, and relay cut-offs not confirmed in time (the ticket
   escalates one tier at once, `Store.escalate_unconfirmed_cutoff`).
 
-Relay commands wait in `take_commands()` until the transaction that raised them committed.
-Readings reach the stores through the sink's own thread: nothing here waits on a store.
+Relay commands wait in `take_commands()` until a transaction committed after the batch
+that raised them (a batch that rolled back is retried and its command published then).
 """
 
 from __future__ import annotations
@@ -22,21 +20,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from contract import TelemetryBatch
 from gateway.alerts import Alert, dedup_key
 from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory
-from gateway.store import IngestTx, Store
-from gateway.telemetry.esphome import EsphomeError
+from gateway.store import IngestTx, Store, StoreUnavailableError
+from gateway.telemetry import ingest
 from gateway.telemetry.influx import InfluxOptions, InfluxWriter
-from gateway.telemetry.pipeline import (
-    Outcome,
-    RelayCommand,
-    SensorNode,
-    TelemetryPipeline,
-    UnknownNodeError,
-)
-from gateway.telemetry.points import PointWriter
+from gateway.telemetry.pipeline import RelayCommand, SensorNode, TelemetryPipeline
 from gateway.telemetry.profiles import DeviceProfile, load_profiles
 from gateway.telemetry.settings import TelemetrySettings
 from gateway.telemetry.sink import TelemetrySink
@@ -70,7 +60,6 @@ class TelemetryService:
             raw_retention_s=settings.raw_retention_s,
             rollup_retention_s=settings.rollup_retention_s,
         )
-        writers: list[PointWriter] = [self.sqlite]
         self.influx: InfluxWriter | None = None
         url, org, bucket, token = (
             settings.influx_url,
@@ -90,10 +79,13 @@ class TelemetryService:
                     max_buffer=settings.influx_max_buffer,
                 )
             )
-            writers.append(self.influx)
-        self.sink = TelemetrySink(writers, max_queue=settings.max_queue)
-        self.pipeline = TelemetryPipeline(self._lookup, self.sink)
+        self.sink = TelemetrySink(self.sqlite, self.influx)
+        self.pipeline = TelemetryPipeline(self._lookup)
         self.dead_letters = 0
+        self.dead_letters_per_minute: int | None = 60
+        """The per-device dead-letter quota (the gateway sets its configured one)."""
+        self.flagged = 0
+        """Readings refused (unknown metric or port, out of range), since start."""
         self._lock = threading.Lock()
         self._commands: list[RelayCommand] = []
         self._cache: dict[str, tuple[SensorNode | None, float]] = {}
@@ -110,40 +102,64 @@ class TelemetryService:
         self._cache[device_id] = (node, now + REGISTRY_CACHE_S)
         return node
 
-    def _keep(self, out: Outcome, where: str) -> None:
-        self._commands += out.commands
-        for reason in out.flagged[:5]:
-            log.info("telemetry: %s: reading refused: %s", where[:100], reason)
-
-    def alerts_for_batch(self, batch: TelemetryBatch, now: float) -> tuple[Alert, ...] | None:
-        """The alerts of a TelemetryBatch from a device with a profile; None otherwise."""
+    def node(self, device_id: str) -> SensorNode | None:
+        """A registered sensor node and its profile (cached briefly), or None."""
         with self._lock:
-            if self._lookup(batch.device_id) is None:
-                return None
-            try:
-                out = self.pipeline.batch(batch, now)
-            except UnknownNodeError:
-                return None  # the device is registered at another site: ingest refuses it
-            self._keep(out, f"{batch.site_id}/{batch.device_id}")
-            return tuple(out.alerts)
+            return self._lookup(device_id)
 
-    def handle_esphome(self, messages: Sequence[tuple[str, bytes]], now: float) -> list[Change]:
-        """Apply ESPHome messages; their alerts in one ticket transaction."""
-        alerts: list[Alert] = []
-        dead: list[tuple[str, bytes, str, str]] = []
+    def port_enabled(self, device_id: str, port: int) -> None:
+        """A person switched a port on again (the API audited it): forget its cut-off."""
         with self._lock:
-            for topic, payload in messages:
-                try:
-                    out = self.pipeline.esphome(topic, payload, now)
-                except (EsphomeError, UnknownNodeError) as exc:
-                    dead.append((topic, payload, type(exc).__name__, str(exc)))
-                    continue
-                self._keep(out, topic)
-                alerts += out.alerts
-        for topic, payload, kind, reason in dead:
-            self.store.dead_letter(topic, payload, kind, reason, now)
-        self.dead_letters += len(dead)
-        return self._apply(alerts, now)
+            self.pipeline.cutoffs.forget(device_id, port)
+            # A cut-off not yet published must not follow the person's switch-on.
+            self._commands = [
+                c for c in self._commands if (c.device_id, c.port) != (device_id, port)
+            ]
+
+    def prepare(self, messages: Sequence[tuple[str, bytes]], now: float) -> ingest.Prepared:
+        """Step 1 (no database write): decode, run the rules; see `gateway.telemetry.ingest`."""
+        with self._lock:
+            prepared = ingest.prepare(self.pipeline, self._lookup, messages, now)
+            self._commands += prepared.commands
+            self.flagged += prepared.flagged
+        return prepared
+
+    def commit(self, prepared: ingest.Prepared) -> ingest.Prepared:
+        """Step 2: claims, alerts and dead letters in one transaction (raises what the
+        store raises; `StoreUnavailableError` means: retry the batch later)."""
+        if not prepared.readings and not prepared.esphome_alerts and not prepared.dead:
+            prepared.committed = True
+            return prepared
+
+        def work(tx: IngestTx) -> None:
+            ingest.commit(
+                tx, prepared, self.policies, self.cooldown_s, self.dead_letters_per_minute
+            )
+
+        try:
+            self.store.ingest(work, prepared.now)
+        except StoreUnavailableError:
+            raise  # held and retried by the MQTT edge
+        except Exception:
+            log.exception("telemetry: a batch of %d readings failed", len(prepared.readings))
+            ingest.give_up(prepared)
+            return prepared
+        prepared.committed = True
+        self.dead_letters += prepared.dead_stored
+        return prepared
+
+    def store_points(self, prepared: ingest.Prepared) -> int:
+        """Step 3, after the commit: the points of the committed messages (each once)."""
+        items = ingest.stored_messages(prepared)
+        if not items:
+            return 0
+        return self.sink.store(items, recheck=prepared.duplicates, now=prepared.now)
+
+    def handle(self, messages: Sequence[tuple[str, bytes]], now: float) -> ingest.Prepared:
+        """All three steps (tests and tools; the gateway runs them in `gateway.readings`)."""
+        prepared = self.commit(self.prepare(messages, now))
+        self.store_points(prepared)
+        return prepared
 
     def _apply(self, alerts: list[Alert], now: float) -> list[Change]:
         if not alerts:
@@ -185,9 +201,13 @@ class TelemetryService:
         return changes
 
     def prune(self, now: float) -> int:
-        """Apply the embedded store's retention."""
+        """Apply the embedded store's retention (rollups first)."""
         return self.sqlite.prune(now)
 
+    def derive(self) -> int:
+        """Bring the embedded store's minute rollups and latest values up to date."""
+        return self.sqlite.derive()
+
     def close(self) -> None:
-        """Write what is queued and close the stores."""
+        """Send what InfluxDB has buffered and close the stores."""
         self.sink.close()

@@ -24,9 +24,6 @@ class TelemetrySettings(BaseModel):
     profiles_dir: Path = Field(default=PROFILES_DIR, description="Device profile YAML files.")
     raw_retention_days: float = Field(default=7, gt=0, description="Raw points kept.")
     rollup_retention_days: float = Field(default=90, gt=0, description="Minute rollups kept.")
-    max_queue: int = Field(
-        default=500_000, ge=1000, description="Points queued for the stores before dropping."
-    )
     influx_url: str | None = Field(default=None, description="InfluxDB v2 (or compatible) URL.")
     influx_org: str | None = Field(default=None, description="InfluxDB organisation.")
     influx_bucket: str | None = Field(default=None, description="InfluxDB bucket.")

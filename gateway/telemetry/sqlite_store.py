@@ -1,10 +1,21 @@
 """The embedded time-series store: one SQLite file of its own, in WAL mode.
 
 Raw points are kept for a window (default 7 days); minute rollups (min, max, sum, count) for
-longer (default 90 days), so a chart over a month reads rollups. Writes come in batches from
-the sink's one thread (`executemany`, one transaction per batch: a transaction per point
-would cap the store at a few thousand points per second). Readers (the API) share the one
-connection under a lock: a query waits at most for the batch being written.
+longer (default 90 days), so a chart over a month reads rollups; `latest` keeps the newest
+value of every series. Writes come in batches (`executemany` of prebuilt statements on the
+plain sqlite3 driver, one transaction per batch): a transaction per point, or per-row ORM
+work, would cap the store at a few thousand points per second.
+
+The hot path inserts raw rows only. Rollups and latest values are derived from the raw rows
+afterwards (`derive`: everything above a watermark on the rows' ever-growing id, in the same
+transaction as the watermark, so each row is counted exactly once, late ones too); readers
+and `prune` derive first, so they never see a stale rollup.
+
+A device's message is stored at most once: `write_messages` records its (site, device,
+msg_id) in the same transaction as its points, and skips a message already recorded. That
+is what lets the ingest write points only after the ticket transaction committed, and write
+them again for a redelivery of a message the database already had (a gateway killed between
+the commit and the point write), without a loss or a double (see `gateway.telemetry.sink`).
 
 It is not the gateway database on purpose: a flood of readings never holds a lock the
 ticket transactions need, and PostgreSQL deployments do not grow a time-series table.
@@ -14,20 +25,24 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.telemetry.points import Point
+from gateway.telemetry.points import MsgKey, Point
 
 DAY_S = 86_400.0
 RAW_RETENTION_S = 7 * DAY_S
 ROLLUP_RETENTION_S = 90 * DAY_S
+SCHEMA_VERSION = 2
+DERIVE_CHUNK = 200_000
+"""Raw rows derived per transaction (bounds how long a reader or writer waits on `derive`)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     site_id TEXT NOT NULL, device_id TEXT NOT NULL, series TEXT NOT NULL,
-    ts REAL NOT NULL, value REAL NOT NULL
+    value REAL NOT NULL, ts REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS points_by_series ON points (device_id, series, ts);
 CREATE INDEX IF NOT EXISTS points_by_ts ON points (ts);
@@ -42,18 +57,36 @@ CREATE TABLE IF NOT EXISTS latest (
     ts REAL NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (device_id, series)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stored_messages (
+    site_id TEXT NOT NULL, device_id TEXT NOT NULL, msg_id TEXT NOT NULL,
+    stored_at REAL NOT NULL,
+    PRIMARY KEY (site_id, device_id, msg_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS stored_messages_by_time ON stored_messages (stored_at);
+CREATE TABLE IF NOT EXISTS derived (
+    name TEXT PRIMARY KEY, upto INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO derived VALUES ('points', 0);
 """
+
+_INSERT_POINT = "INSERT INTO points (site_id, device_id, series, value, ts) VALUES (?, ?, ?, ?, ?)"
+_INSERT_STORED = "INSERT INTO stored_messages VALUES (?, ?, ?, ?)"
 
 _ROLLUP = """
 INSERT INTO minutes (site_id, device_id, series, minute, vmin, vmax, vsum, n)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+SELECT site_id, device_id, series, CAST(ts / 60 AS INTEGER) AS m, min(value), max(value),
+       sum(value), count(*)
+FROM points WHERE id > ? AND id <= ? GROUP BY device_id, series, m
 ON CONFLICT (device_id, series, minute) DO UPDATE SET
     vmin = min(vmin, excluded.vmin), vmax = max(vmax, excluded.vmax),
     vsum = vsum + excluded.vsum, n = n + excluded.n
 """
 
+# SQLite: with max(), the bare columns come from the row holding the maximum.
 _LATEST = """
-INSERT INTO latest (device_id, series, site_id, ts, value) VALUES (?, ?, ?, ?, ?)
+INSERT INTO latest (device_id, series, site_id, ts, value)
+SELECT device_id, series, site_id, max(ts), value
+FROM points WHERE id > ? AND id <= ? GROUP BY device_id, series
 ON CONFLICT (device_id, series) DO UPDATE SET ts = excluded.ts, value = excluded.value
 WHERE excluded.ts >= latest.ts
 """
@@ -92,11 +125,12 @@ class SqliteTelemetryStore:
         self.path = path
         self.raw_retention_s = raw_retention_s
         self.rollup_retention_s = rollup_retention_s
+        self.written = 0
+        """Points written since start."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = self._connect()
-        with self._conn:
-            self._conn.executescript(_SCHEMA)
+        self._upgrade()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -107,49 +141,133 @@ class SqliteTelemetryStore:
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
 
-    def write(self, points: Sequence[Point]) -> None:
-        """Store a batch in one transaction: raw rows, minute rollups, latest values."""
-        if not points:
+    def _upgrade(self) -> None:
+        conn = self._conn
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version >= SCHEMA_VERSION:
             return
-        rows = [(p.site_id, p.device_id, p.series, p.ts, p.value) for p in points]
-        minutes: dict[tuple[str, str, str, int], list[float]] = {}
-        newest: dict[tuple[str, str], Point] = {}
-        for p in points:
-            key = (p.site_id, p.device_id, p.series, int(p.ts // 60))
-            agg = minutes.get(key)
-            if agg is None:
-                minutes[key] = [p.value, p.value, p.value, 1.0]
-            else:
-                agg[0] = min(agg[0], p.value)
-                agg[1] = max(agg[1], p.value)
-                agg[2] += p.value
-                agg[3] += 1.0
-            seen = newest.get((p.device_id, p.series))
-            if seen is None or p.ts >= seen.ts:
-                newest[(p.device_id, p.series)] = p
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            old = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'points'"
+            ).fetchone()
+            if old is not None and version < 2:
+                # Version 1 had no row id to derive from; its rollups and latest values
+                # already count its rows, so they start below the watermark.
+                conn.execute("DROP INDEX IF EXISTS points_by_series")
+                conn.execute("DROP INDEX IF EXISTS points_by_ts")
+                conn.execute("ALTER TABLE points RENAME TO points_v1")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            if old is not None and version < 2:
+                conn.execute(
+                    "INSERT INTO points (site_id, device_id, series, value, ts)"
+                    " SELECT site_id, device_id, series, value, ts FROM points_v1"
+                )
+                conn.execute("DROP TABLE points_v1")
+                conn.execute("UPDATE derived SET upto = (SELECT coalesce(max(id), 0) FROM points)")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def write(self, points: Sequence[Point]) -> None:
+        """Store a batch in one transaction (readings with no message id: ESPHome's)."""
+        if points:
+            self.write_messages([(None, points)])
+
+    def write_messages(
+        self,
+        messages: Sequence[tuple[MsgKey | None, Sequence[Point]]],
+        *,
+        recheck: Collection[MsgKey] = (),
+        now: float = 0.0,
+    ) -> list[Point]:
+        """Store messages' points in one transaction, each message at most once.
+
+        A message with a key is recorded with its points; a key in `recheck` (one the
+        gateway found already processed: a redelivery) is looked up first and skipped if
+        this store has it. Returns the points written."""
+        rows: list[Point] = []
+        keys: list[tuple[str, str, str, float]] = []
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN")
             try:
-                conn.executemany("INSERT INTO points VALUES (?, ?, ?, ?, ?)", rows)
-                conn.executemany(
-                    _ROLLUP, [(*k, a[0], a[1], a[2], int(a[3])) for k, a in minutes.items()]
-                )
-                conn.executemany(
-                    _LATEST,
-                    [(p.device_id, p.series, p.site_id, p.ts, p.value) for p in newest.values()],
-                )
+                have = self._stored(recheck) if recheck else set()
+                for key, points in messages:
+                    if key is not None:
+                        if key in have:
+                            continue
+                        have.add(key)
+                        keys.append((*key, now))
+                    rows += points
+                conn.executemany(_INSERT_POINT, rows)
+                if keys:
+                    conn.executemany(_INSERT_STORED, keys)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            self.written += len(rows)
+        return rows
+
+    def _stored(self, keys: Collection[MsgKey]) -> set[MsgKey]:
+        found: set[MsgKey] = set()
+        wanted = list(keys)
+        for i in range(0, len(wanted), 300):  # within SQLite's bound-parameter limit
+            chunk = wanted[i : i + 300]
+            marks = ",".join("?" * len(chunk))
+            ids = [k[2] for k in chunk]
+            for row in self._conn.execute(
+                f"SELECT site_id, device_id, msg_id FROM stored_messages WHERE msg_id IN ({marks})",  # noqa: S608 (placeholders only)
+                ids,
+            ):
+                found.add((str(row[0]), str(row[1]), str(row[2])))
+        return found & set(keys)
+
+    def stored(self, key: MsgKey) -> bool:
+        """Whether a message's points are in the store (tests)."""
+        with self._lock:
+            return key in self._stored([key])
+
+    def derive(self) -> int:
+        """Bring the minute rollups and latest values up to the raw rows; rows derived."""
+        with self._lock:
+            return self._derive()
+
+    def _derive(self) -> int:
+        conn = self._conn
+        total = 0
+        while True:
+            lo = int(conn.execute("SELECT upto FROM derived WHERE name = 'points'").fetchone()[0])
+            top = conn.execute("SELECT max(id) FROM points").fetchone()[0]
+            if top is None or int(top) <= lo:
+                return total
+            hi = min(int(top), lo + DERIVE_CHUNK)
+            conn.execute("BEGIN")
+            try:
+                conn.execute(_ROLLUP, (lo, hi))
+                conn.execute(_LATEST, (lo, hi))
+                conn.execute("UPDATE derived SET upto = ? WHERE name = 'points'", (hi,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            total += hi - lo
 
     def prune(self, now: float) -> int:
         """Drop raw points past the raw window and rollups past theirs; rows deleted."""
         with self._lock:
+            self._derive()  # nothing leaves the raw window before it is in the rollups
             raw = self._conn.execute(
                 "DELETE FROM points WHERE ts < ?", (now - self.raw_retention_s,)
             ).rowcount
+            self._conn.execute(
+                "DELETE FROM stored_messages WHERE stored_at < ?", (now - self.raw_retention_s,)
+            )
             old = self._conn.execute(
                 "DELETE FROM minutes WHERE minute < ?",
                 (int((now - self.rollup_retention_s) // 60),),
@@ -162,6 +280,7 @@ class SqliteTelemetryStore:
         """Min/max/avg of a series in buckets of `bucket_s` over [start, end). Raw points
         inside the raw window; minute rollups before it (buckets of at least a minute)."""
         with self._lock:
+            self._derive()
             oldest_raw = self._conn.execute(
                 "SELECT min(ts) FROM points WHERE device_id = ? AND series = ?",
                 (device_id, series),
@@ -191,6 +310,7 @@ class SqliteTelemetryStore:
     def latest(self, device_id: str) -> list[Latest]:
         """The newest value of every series of a device."""
         with self._lock:
+            self._derive()
             rows = self._conn.execute(
                 "SELECT series, ts, value FROM latest WHERE device_id = ? ORDER BY series",
                 (device_id,),

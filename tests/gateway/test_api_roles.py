@@ -317,6 +317,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
         "/api/devices/cam-a/commands", json=COMMAND
     ),
     ("GET", "/api/devices/{device_id}/commands"): _fixed("/api/devices/cam-a/commands"),
+    ("POST", "/api/devices/{device_id}/ports/{port}/enable"): _fixed(
+        "/api/devices/shed-r/ports/1/enable", json={"reason": "socket inspected and replaced"}
+    ),
     ("GET", "/api/grids"): _fixed("/api/grids"),
     ("PUT", "/api/grids/{grid_id}"): _fixed(
         f"/api/grids/{GRID}",
@@ -418,7 +421,8 @@ RECIPES: dict[tuple[str, str], Recipe] = {
 def world(sqlite_url: str, mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[World]:
     seed_users(sqlite_url)
     store = Store(sqlite_url)
-    seed_site(store, SITE, ("cam-a", "cam-move"))
+    seed_site(store, SITE, ("cam-a", "cam-move", "shed-r"))
+    store.set_sensor_node("shed-r", "charging_monitor", esphome=True)
     handler = IngestHandler(store, dict(DEFAULT_POLICIES))
     now = time.time()
     snapshot = c.SnapshotRef(

@@ -1,10 +1,12 @@
 """Property test on SQLite and PostgreSQL: generated ESPHome messages and TelemetryBatches
-(malformed, out of range, unknown metrics and ports, unknown devices) through the real
-telemetry service. Never a crash; every unreadable message dead-lettered with its reason,
-every bad reading flagged and never stored; only valid readings reach the store."""
+(malformed, out of range, unknown metrics and ports, unknown devices, bytes that are no
+batch at all) through the gateway's real telemetry ingest (`gateway.readings`). Never a
+crash; every unreadable message dead-lettered with its reason, every bad reading flagged and
+never stored; only valid readings reach the store."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import contract as c
-from gateway.sla import DEFAULT_POLICIES
-from gateway.store import Store
+from gateway.main import build_runtime
+from gateway.readings import ingest_readings
+from gateway.runtime import Runtime
 from gateway.telemetry.profiles import load_profiles
-from gateway.telemetry.service import TelemetryService
 from gateway.telemetry.settings import TelemetrySettings
+from tests.gateway.apphelpers import settings_for
 
 SITE = "fz-site"
 PROFILES = load_profiles()
@@ -66,46 +69,78 @@ points = st.builds(
 )
 
 
+raw_telemetry = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from(
+        [
+            b"{}",
+            b"[]",
+            b'{"schema": "guanjia.telemetry_batch/1"}',
+            b'{"schema": "guanjia.telemetry_batch/1", "msg_id": "m-00000001", "ts": NaN}',
+            b'{"schema": "guanjia.telemetry_batch/2", "msg_id": "m-00000001"}',
+        ]
+    ),
+)
+
+
 @pytest.fixture
-def service(store: Store, tmp_path: Path) -> Iterator[TelemetryService]:
-    for device, kind in (("shed-1", "esphome"), ("smoke-1", "smoke")):
+def runtime(db_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    made = build_runtime(
+        settings_for(db_url, telemetry=TelemetrySettings(path=tmp_path / "telemetry.db"))
+    )
+    store = made.store
+    for device, kind in (("shed-1", "esphome"), ("smoke-1", "smoke"), ("cam-1", "camera")):
         store.upsert_device(device, SITE, kind)
     store.set_sensor_node("shed-1", "charging_monitor", esphome=True)
     store.set_sensor_node("smoke-1", "smoke_detector", esphome=False)
-    made = TelemetryService(
-        store, TelemetrySettings(), DEFAULT_POLICIES, path=tmp_path / "telemetry.db"
-    )
     yield made
-    made.close()
+    assert made.telemetry is not None
+    made.telemetry.close()
+    store.close()
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     esp=st.lists(st.tuples(esphome_topics, payloads), min_size=1, max_size=8),
     batch_points=st.lists(points, min_size=1, max_size=8),
+    device=st.sampled_from(["smoke-1", "cam-1", "ghost"]),
+    raw=raw_telemetry,
 )
 def test_fuzz_telemetry_never_crashes_and_stores_only_valid_readings(
-    service: TelemetryService,
+    runtime: Runtime,
     esp: list[tuple[str, bytes]],
     batch_points: list[c.TelemetryPoint],
+    device: str,
+    raw: bytes,
 ) -> None:
-    store = service.store
-    dead_before = store.dead_letter_count()
-    counted_before = service.dead_letters
-    service.handle_esphome(esp, T0)
-    assert store.dead_letter_count() - dead_before == service.dead_letters - counted_before
+    """Through the gateway's real telemetry ingest, on SQLite and PostgreSQL."""
+    store, telemetry = runtime.store, runtime.telemetry
+    assert telemetry is not None
+    dead_before, flagged_before = store.dead_letter_count(), telemetry.flagged
+    over_quota_before = runtime.handler.dropped
     batch = c.TelemetryBatch(
-        ts=T0, site_id=SITE, device_id="smoke-1", sensor_kind="smoke_detector", points=batch_points
+        ts=T0, site_id=SITE, device_id=device, sensor_kind="smoke_detector", points=batch_points
     )
-    alerts = service.alerts_for_batch(batch, T0)
-    assert alerts is not None
-    assert service.sink.flush()
+    good = (str(c.telemetry_topic(SITE, device)), c.encode(batch))
+    bad = (str(c.telemetry_topic(SITE, "smoke-1")), raw)
+    asyncio.run(ingest_readings(runtime, [*esp, good, bad]))
+    dead = store.dead_letter_count() - dead_before
+    # Unreadable ESPHome messages, the unreadable raw payload and an unknown device's batch
+    # are dead letters with a reason; an ESPHome reading the profile does not know, or out
+    # of range, is flagged (not stored).
+    over_quota = runtime.handler.dropped - over_quota_before  # 60 letters a device a minute
+    assert dead + over_quota >= 1  # `raw` is never a valid TelemetryBatch
+    if device == "smoke-1":
+        stored = telemetry.sqlite.stored((SITE, device, batch.msg_id))
+        assert stored  # committed and written, whatever its readings were
+    refused = telemetry.flagged - flagged_before
+    assert refused >= 0
     # Nothing out of its metric's valid range, nor any unknown series, was stored.
-    for device, profile in (("shed-1", "charging_monitor"), ("smoke-1", "smoke_detector")):
+    for node, profile in (("shed-1", "charging_monitor"), ("smoke-1", "smoke_detector")):
         spec = PROFILES[profile]
-        for latest in service.sqlite.latest(device):
+        for latest in telemetry.sqlite.latest(node):
             resolved = spec.resolve(latest.series)
             assert resolved is not None, latest.series
             metric = spec.metric(resolved[0])

@@ -14,8 +14,8 @@ from gateway.sla import TicketCategory
 from gateway.telemetry import esphome
 from gateway.telemetry.pipeline import SensorNode, TelemetryPipeline, UnknownNodeError
 from gateway.telemetry.profiles import load_profiles
-from gateway.telemetry.sink import TelemetrySink
 from gateway.telemetry.sqlite_store import SqliteTelemetryStore
+from gateway.telemetry.wire import WireBatch, from_contract
 
 PROFILES = load_profiles()
 T0 = 1_800_000_000.0
@@ -34,21 +34,19 @@ def store(tmp_path: Path) -> Iterator[SqliteTelemetryStore]:
 
 
 @pytest.fixture
-def pipeline(store: SqliteTelemetryStore) -> Iterator[TelemetryPipeline]:
-    sink = TelemetrySink([store], batch_size=100, flush_interval_s=0.01)
-    yield TelemetryPipeline(NODES.get, sink)
-    sink.close()
+def pipeline() -> TelemetryPipeline:
+    return TelemetryPipeline(NODES.get)
 
 
-def batch(
-    device: str, ts: float, points: list[tuple[str, float, dict[str, str]]]
-) -> TelemetryBatch:
-    return TelemetryBatch(
-        ts=ts,
-        site_id="s1",
-        device_id=device,
-        sensor_kind="charging_monitor",
-        points=[TelemetryPoint(metric=m, value=v, ts=ts, tags=t) for m, v, t in points],
+def batch(device: str, ts: float, points: list[tuple[str, float, dict[str, str]]]) -> WireBatch:
+    return from_contract(
+        TelemetryBatch(
+            ts=ts,
+            site_id="s1",
+            device_id=device,
+            sensor_kind="charging_monitor",
+            points=[TelemetryPoint(metric=m, value=v, ts=ts, tags=t) for m, v, t in points],
+        )
     )
 
 
@@ -83,7 +81,7 @@ def test_pipeline_batch_stores_flags_and_cuts_off(
     assert command.topic == "guanjia/v1/s1/shed-1/cmd/relay"
     body = json.loads(command.payload)
     assert (body["name"], body["args"]) == ("relay", {"port": 2, "state": "off"})
-    assert pipeline.sink.flush()
+    store.write(out.points)  # what the ingest stores once the batch committed
     assert {x.series for x in store.latest("shed-1")} == {
         "port2_temperature",
         "port2_current",

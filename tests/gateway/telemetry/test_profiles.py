@@ -112,6 +112,30 @@ BASE = {
             "cut_off needs a relay",
         ),
         ({"metrics": [{"name": "t", "min": 5, "max": 1}]}, "metrics.0", "min must be below"),
+        (
+            {
+                "rules": [
+                    {
+                        "type": "threshold",
+                        "metric": "temperature",
+                        "above": 60,
+                        "clear_at": 50,
+                        "condition": "c",
+                        "category": "fire_alarm",
+                    },
+                    {
+                        "type": "threshold",
+                        "metric": "temperature",
+                        "above": 50,
+                        "clear_at": 40,
+                        "condition": "c",
+                        "category": "sensor_fault",
+                    },
+                ]
+            },
+            "(top level)",
+            "every rule of a condition has one category",
+        ),
     ],
 )
 def test_profiles_bad_profile_one_line_error(

@@ -1,18 +1,16 @@
-"""The two telemetry stores behind one interface, and the sink in front of them."""
+"""The two telemetry stores behind one interface, and the sink that writes both."""
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gateway.telemetry.influx import InfluxOptions, InfluxWriter, line
 from gateway.telemetry.points import Point
-from gateway.telemetry.sink import TelemetrySink
 from gateway.telemetry.sqlite_store import DAY_S, SqliteTelemetryStore
 from tests.support.victoria import VictoriaMetrics
 
@@ -67,51 +65,72 @@ def test_sqlite_store_retention_keeps_minute_rollups(tmp_path: Path) -> None:
     assert store.buckets("d", "power", t0, t0 + 180, 60) == []
 
 
-class GatedWriter:
-    """A writer that blocks until released: a store that has stalled."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.points: list[Point] = []
-
-    def write(self, points: Sequence[Point]) -> None:
-        self.release.wait(30)
-        self.points.extend(points)
-
-    def close(self) -> None:
-        self.release.set()
-
-
-def test_sink_offer_never_blocks_and_counts_drops() -> None:
-    writer = GatedWriter()
-    sink = TelemetrySink([writer], max_queue=1000, batch_size=100, flush_interval_s=0.01)
-    wait_for(lambda: True)
-    taken = 0
-    for i in range(30):  # the writer is stuck: one batch is out, the queue fills, then drops
-        taken += sink.offer(ramp("d", "power", NOW + i * 100, 100))
-    assert sink.dropped == 3000 - taken
-    assert 1000 <= taken <= 1100
-    writer.release.set()
-    assert sink.flush()
-    assert len(writer.points) == taken
-    sink.close()
-
-
-def test_sink_writer_error_does_not_stop_the_others(tmp_path: Path) -> None:
-    class Broken:
-        def write(self, points: Sequence[Point]) -> None:
-            raise RuntimeError("bug")
-
-        def close(self) -> None:
-            pass
-
+def test_sqlite_store_writes_each_message_once(tmp_path: Path) -> None:
+    """A redelivered message (the gateway killed between its commit and its point write,
+    or after both) is written if missing and skipped if present: no loss, no double."""
     store = SqliteTelemetryStore(tmp_path / "t.sqlite")
-    sink = TelemetrySink([Broken(), store], batch_size=10, flush_interval_s=0.01)
-    sink.offer(ramp("d", "power", NOW, 25))
-    assert sink.flush()
-    assert store.count() == 25
-    assert sink.write_errors >= 1
-    sink.close()
+    t0 = 1_800_000_000.0
+    a, b = ("s1", "shed-1", "msg-aaaaaaaa"), ("s1", "shed-1", "msg-bbbbbbbb")
+    written = store.write_messages([(a, ramp("shed-1", "power", t0, 10))], now=t0)
+    assert len(written) == 10
+    # a comes again (already stored), b for the first time though the database had it
+    again = store.write_messages(
+        [(a, ramp("shed-1", "power", t0, 10)), (b, ramp("shed-1", "energy", t0, 5))],
+        recheck=[a, b],
+        now=t0,
+    )
+    assert [p.series for p in again] == ["energy"] * 5
+    assert store.count() == 15
+    assert store.stored(a)
+    assert store.stored(b)
+    # the same key from another device is another message
+    other = ("s1", "shed-2", "msg-aaaaaaaa")
+    assert (
+        len(store.write_messages([(other, ramp("shed-2", "power", t0, 3))], recheck=[other])) == 3
+    )
+    # rollups count each stored point once
+    [minute] = store.buckets("shed-1", "power", t0, t0 + 60, 60)
+    assert minute.count == 10
+    store.close()
+
+
+def test_sqlite_store_rollups_include_late_points(tmp_path: Path) -> None:
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite", raw_retention_s=DAY_S)
+    t0 = 1_800_000_000.0
+    store.write(ramp("d", "power", t0, 60))
+    assert store.derive() == 60
+    store.write([Point("s1", "d", "power", 1000.0, t0 + 30)])  # late, into a rolled minute
+    store.prune(t0 + 3 * DAY_S)  # derives first, then drops the raw rows
+    [old] = store.buckets("d", "power", t0, t0 + 60, 60)
+    assert (old.min, old.max, old.count) == (0.0, 1000.0, 61)
+    assert {x.series: x.value for x in store.latest("d")} == {"power": 59.0}
+    store.close()
+
+
+def test_sqlite_store_upgrades_a_version_1_file(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    t0 = 1_800_000_000.0
+    with sqlite3.connect(path) as conn:  # the first cut's layout, rollups already made
+        conn.executescript(
+            "CREATE TABLE points (site_id TEXT NOT NULL, device_id TEXT NOT NULL,"
+            " series TEXT NOT NULL, ts REAL NOT NULL, value REAL NOT NULL);"
+            "CREATE TABLE minutes (site_id TEXT NOT NULL, device_id TEXT NOT NULL,"
+            " series TEXT NOT NULL, minute INTEGER NOT NULL, vmin REAL NOT NULL,"
+            " vmax REAL NOT NULL, vsum REAL NOT NULL, n INTEGER NOT NULL,"
+            " PRIMARY KEY (device_id, series, minute)) WITHOUT ROWID;"
+        )
+        conn.execute("INSERT INTO points VALUES ('s1', 'd', 'power', ?, 5.0)", (t0,))
+        conn.execute(
+            "INSERT INTO minutes VALUES ('s1', 'd', 'power', ?, 5, 5, 5, 1)", (int(t0 // 60),)
+        )
+    conn.close()
+    store = SqliteTelemetryStore(path, raw_retention_s=DAY_S)
+    store.write([Point("s1", "d", "power", 7.0, t0 + 1)])
+    assert store.count() == 2
+    store.prune(t0 + 3 * DAY_S)
+    [minute] = store.buckets("d", "power", t0, t0 + 60, 60)
+    assert (minute.min, minute.max, minute.count) == (5.0, 7.0, 2)  # the old row not twice
+    store.close()
 
 
 def test_influx_line_protocol_escapes_and_ports() -> None:
@@ -179,34 +198,3 @@ def test_influx_writer_buffers_while_server_is_down_and_bounds_the_buffer(
     # the oldest of the flood were dropped; the newest 1,000 arrived after the outage
     assert values == [float(i) for i in range(100)] + [float(i) for i in range(500, 1500)]
     writer.close()
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_influx_outage_of_30_s_during_a_flood_buffers_then_delivers(
-    victoria: VictoriaMetrics, tmp_path: Path
-) -> None:
-    """Issue 9: the time-series server away for 30 s while readings keep coming → points
-    buffered up to the bound and delivered afterwards, drops counted; the embedded store and
-    the sink never wait for it."""
-    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
-    writer = InfluxWriter(fast_options(victoria.url, batch_size=2000, max_buffer=50_000))
-    sink = TelemetrySink([store, writer], batch_size=2000, flush_interval_s=0.05)
-    per_second, offered = 2000, 0
-    victoria.stop()
-    started = time.monotonic()
-    for second in range(30):
-        sink.offer(ramp(f"d{second}", "power", NOW - 1200 + second * 10, per_second, 0.005))
-        offered += per_second
-        deadline = started + second + 1
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-    assert sink.flush(30)
-    assert store.count() == offered  # the embedded store kept up throughout
-    assert sink.dropped == 0
-    assert writer.dropped == offered - 50_000
-    assert writer.buffered == 50_000
-    victoria.start()
-    wait_for(lambda: writer.written == 50_000, timeout=120)
-    assert victoria.count('{__name__="telemetry_power"}') == 50_000
-    sink.close()

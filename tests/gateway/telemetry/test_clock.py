@@ -1,0 +1,60 @@
+"""Offline and low-battery detection with a fake clock, through the telemetry service to
+tickets in the database (SQLite and PostgreSQL): silence past the profile's window opens a
+`device_offline` ticket, hearing the node again clears it (auto-resolved); a battery under
+20 % opens a `sensor_fault` ticket `low_battery`, which clears only above 30 %."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import contract as c
+from gateway.lifecycle import TicketState
+from gateway.sla import DEFAULT_POLICIES, TicketCategory
+from gateway.store import Store
+from gateway.telemetry.service import TelemetryService
+from gateway.telemetry.settings import TelemetrySettings
+
+SITE = "clk-site"
+T0 = 1_800_000_000.0
+
+
+def _battery(value: float, ts: float, seq: int) -> tuple[str, bytes]:
+    batch = c.TelemetryBatch(
+        msg_id=f"clk-{seq:08d}",
+        ts=ts,
+        site_id=SITE,
+        device_id="smoke-1",
+        sensor_kind="smoke_detector",
+        points=[c.TelemetryPoint(metric="battery", value=value, ts=ts)],
+    )
+    return str(c.telemetry_topic(SITE, "smoke-1")), c.encode(batch)
+
+
+def _tickets(store: Store, category: TicketCategory) -> list[tuple[str | None, str, bool]]:
+    page = store.list_tickets(categories=[category.value])
+    return [(t.zone_id, t.state.value, t.condition_cleared_at is not None) for t in page.items]
+
+
+def test_offline_and_low_battery_with_a_fake_clock(store: Store, tmp_path: Path) -> None:
+    store.upsert_device("smoke-1", SITE, "smoke")
+    store.set_sensor_node("smoke-1", "smoke_detector", esphome=False)
+    service = TelemetryService(store, TelemetrySettings(), DEFAULT_POLICIES, path=tmp_path / "t.db")
+    window = service.profiles["smoke_detector"].offline_after_s  # 3 × 60 s
+    service.handle([_battery(80, T0, 1)], T0)
+    service.tick(T0 + window - 1)
+    assert _tickets(store, TicketCategory.DEVICE_OFFLINE) == []
+    service.tick(T0 + window + 1)  # silent past the window
+    assert _tickets(store, TicketCategory.DEVICE_OFFLINE) == [("offline", "new", False)]
+    service.tick(T0 + window + 60)  # still silent: no second ticket
+    assert len(_tickets(store, TicketCategory.DEVICE_OFFLINE)) == 1
+    t1 = T0 + window + 120
+    service.handle([_battery(19, t1, 2)], t1)  # heard again, and the battery is low
+    offline = _tickets(store, TicketCategory.DEVICE_OFFLINE)
+    assert offline == [("offline", TicketState.RESOLVED.value, True)]  # auto-resolved
+    assert _tickets(store, TicketCategory.SENSOR_FAULT) == [("low_battery", "new", False)]
+    service.handle([_battery(25, t1 + 60, 3)], t1 + 60)  # hysteresis: not yet clear
+    assert _tickets(store, TicketCategory.SENSOR_FAULT) == [("low_battery", "new", False)]
+    service.handle([_battery(31, t1 + 120, 4)], t1 + 120)
+    [(zone, _, cleared)] = _tickets(store, TicketCategory.SENSOR_FAULT)
+    assert (zone, cleared) == ("low_battery", True)
+    service.close()
