@@ -19,7 +19,7 @@ from contract import Command, command_topic, encode
 from gateway.config import ModelRegistrySettings
 from gateway.mqtt import PublishUnavailableError
 from gateway.rollouts import plan
-from gateway.rollouts.links import signed_url
+from gateway.rollouts.links import signed_url, without_signature
 from gateway.store import Store
 from gateway.store.base import ConflictError
 from gateway.store.rollouts import RolloutFacts, SentCommand
@@ -88,8 +88,11 @@ class RolloutService:
                 issued_by=ISSUER,
                 expires_at=expires,
             )
+            audited = dict(args)
+            if "url" in audited:  # the link is the device's credential: never in the audit
+                audited["url"] = without_signature(str(audited["url"]))
             recorded.append(
-                SentCommand(send.device_id, command_id, send.action, dict(args), now, expires)
+                SentCommand(send.device_id, command_id, send.action, audited, now, expires)
             )
             outgoing.append(
                 Outgoing(

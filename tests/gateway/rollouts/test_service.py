@@ -128,6 +128,10 @@ def test_waves_advance_on_reports_and_a_failure_halts(store: Store, tmp_path: Pa
     )
     audit = store.list_commands(SITE, "cam-a")
     assert [(a.name, a.state) for a in audit] == [("model_update", "sent")]
+    # The audit (readable with read_devices) keeps the link without its credential.
+    kept = urlparse(str(audit[0].args["url"]))
+    assert (kept.path, parse_qs(kept.query)["sig"]) == (link.path, ["[redacted]"])
+    assert q["sig"] not in str(audit[0].args)
 
     asyncio.run(rollout_step(service, sent, T0 + 1))
     assert sent.take() == []  # waiting for the canary: nothing sent twice
