@@ -248,8 +248,17 @@ class ModelUpdater:
             log.exception("model update failed")
             with self._lock:
                 job = self.state.job
-                if job is not None:
-                    self._fail(job, f"{type(exc).__name__}: {exc}")
+                if job is None:
+                    return
+                if job.state in ("switching", "probation"):
+                    # Past the switch point the new model may be running: go back to the
+                    # known-good one, never report "unchanged" while it runs on.
+                    self.state.active = self.state.known_good
+                    self._save()
+                    self._apply(self.state.active)
+                    self._end(job, "rolled_back", f"error after the switch: {type(exc).__name__}")
+                    return
+                self._fail(job, f"{type(exc).__name__}: {exc}")
 
     def _checkpoint(self, job: Job, state: Literal["verifying", "testing", "switching"]) -> Job:
         with self._lock:
