@@ -14,10 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.rollouts.plan import DeviceState, DeviceView, RolloutPolicy, RolloutState, Step
+from gateway.rollouts.plan import (
+    WAITING,
+    DeviceState,
+    DeviceView,
+    RolloutPolicy,
+    RolloutState,
+    Step,
+)
 from gateway.rollouts.records import (
     ArtifactPublic,
     RolloutDevicePublic,
@@ -209,12 +216,22 @@ class RolloutStore(StoreBase):
         )
 
     def active_rollout_ids(self) -> list[str]:
-        """Rollouts a planning step must look at (running or paused)."""
+        """Rollouts a planning step must look at: running or paused, or ended with a
+        commanded device that has not answered finally yet (it must still time out)."""
+        unsettled = select(rollout_devices.c.rollout_id).where(
+            rollout_devices.c.commanded_at.is_not(None),
+            rollout_devices.c.state.in_([s.value for s in WAITING]),
+        )
         with self._read() as conn:
             return list(
                 conn.scalars(
                     select(rollouts.c.rollout_id)
-                    .where(rollouts.c.state.in_(ACTIVE_STATES))
+                    .where(
+                        or_(
+                            rollouts.c.state.in_(ACTIVE_STATES),
+                            rollouts.c.rollout_id.in_(unsettled),
+                        )
+                    )
                     .order_by(rollouts.c.created_at)
                 )
             )

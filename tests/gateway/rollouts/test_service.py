@@ -16,7 +16,7 @@ from gateway.ingest import IngestHandler
 from gateway.rollouts.links import check_link
 from gateway.rollouts.plan import RolloutPolicy, plan_waves
 from gateway.rollouts.records import ArtifactPublic
-from gateway.rollouts.service import RolloutService, rollout_step
+from gateway.rollouts.service import RolloutService, rollout_step, send_all
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store, migrate
 from tests.gateway.factories import seed_site
@@ -184,3 +184,29 @@ def test_a_silent_device_times_out_and_an_unreachable_broker_resends(
     [row] = rollout.devices or []
     assert row.state.value == "failed"
     assert row.reason == "timed out: no final answer 100 s after the command"
+
+
+def test_a_device_that_never_answers_a_cancel_still_times_out(
+    store: Store, tmp_path: Path
+) -> None:
+    settings = ModelRegistrySettings(store_dir=tmp_path, public_url="http://gw:8000")
+    service = RolloutService(store, settings, KEY)
+    handler = IngestHandler(store, dict(DEFAULT_POLICIES))
+    policy = RolloutPolicy(canary=1, probation_s=10, device_timeout_s=100)
+    waves = plan_waves(["cam-a", "cam-b"], policy)
+    store.create_rollout("r3", SITE, SHA, policy, waves, "admin", T0)
+    sent = Sent()
+    asyncio.run(rollout_step(service, sent, T0))
+    [install] = sent.take()
+    _report(handler, install, "downloading", T0 + 1)
+    asyncio.run(send_all(store, service.cancel("r3", T0 + 2), sent))
+    assert [m.args["action"] for m in sent.take()] == ["cancel"]
+    assert _states(store, "r3") == {"cam-a": "downloading", "cam-b": "cancelled"}
+    asyncio.run(rollout_step(service, sent, T0 + 50))
+    assert _states(store, "r3")["cam-a"] == "downloading"  # within its time: no verdict
+    asyncio.run(rollout_step(service, sent, T0 + 102))  # the node never answered
+    rollout = store.get_rollout("r3")
+    assert rollout.state.value == "cancelled"
+    assert _states(store, "r3") == {"cam-a": "failed", "cam-b": "cancelled"}
+    assert sent.take() == []  # an ended rollout sends nothing more
+    assert "r3" not in store.active_rollout_ids()  # settled: no longer looked at
