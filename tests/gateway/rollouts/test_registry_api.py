@@ -140,6 +140,10 @@ def test_download_link_range_expiry_and_other_devices(api: Api) -> None:
     # A link made for cam-a, presented as cam-b's.
     forged = link().replace("device=cam-a", "device=cam-b")
     assert api.client.get(forged).status_code == 403
+    # cam-a's link for this artifact does not open another one, nor a path outside the store.
+    other_sha = ("0" if sha[0] != "0" else "1") + sha[1:]
+    assert api.client.get(link().replace(sha, other_sha)).status_code == 403
+    assert api.client.get(link().replace(sha, "..guanjia.db")).status_code == 422
 
 
 def test_rollout_scope_and_state_moves(api: Api) -> None:
