@@ -141,7 +141,7 @@ def test_more_frames_than_a_manifest_may_name_are_refused(
     extra = [(f"frames/{i:03d}.jpg", b"x" * 100) for i in range(100, 120)]
     bad = repack(real_artifact, tmp_path / "bad.gjm", lambda n, d: d, extra=extra)
     dest = tmp_path / "x"
-    with pytest.raises(ArtifactFormatError, match="more than 16 frames/NNN.jpg members"):
+    with pytest.raises(ArtifactFormatError, match=r"more than 16 frames/NNN\.jpg members"):
         read_artifact(bad, [signing_key.public], dest)
     assert not dest.exists()
 

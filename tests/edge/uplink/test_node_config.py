@@ -168,5 +168,5 @@ def test_ack_settings_reach_the_delivery(tmp_path: Path) -> None:
 def test_a_pinned_key_that_is_not_32_bytes_is_a_config_error(tmp_path: Path) -> None:
     # 44 base64 characters without padding: the pattern passes, the key is 33 bytes.
     updates = {"trusted_keys": ["ed25519:" + "A" * 44]}
-    with pytest.raises(NodeConfigError, match="(?s)model_updates.trusted_keys.*must be 32 bytes"):
+    with pytest.raises(NodeConfigError, match=r"(?s)model_updates\.trusted_keys.*must be 32 bytes"):
         load_node_config(write(tmp_path, base(model_updates=updates)))

@@ -186,9 +186,7 @@ def test_a_silent_device_times_out_and_an_unreachable_broker_resends(
     assert row.reason == "timed out: no final answer 100 s after the command"
 
 
-def test_a_device_that_never_answers_a_cancel_still_times_out(
-    store: Store, tmp_path: Path
-) -> None:
+def test_a_device_that_never_answers_a_cancel_still_times_out(store: Store, tmp_path: Path) -> None:
     settings = ModelRegistrySettings(store_dir=tmp_path, public_url="http://gw:8000")
     service = RolloutService(store, settings, KEY)
     handler = IngestHandler(store, dict(DEFAULT_POLICIES))
