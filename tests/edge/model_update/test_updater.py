@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from edge.model_update.command import ModelUpdateArgs, Report
 from edge.model_update.probation import HealthSample
 from edge.model_update.state import Job, ModelSlot, StateFile, UpdaterState
-from edge.model_update.updater import ModelUpdateArgs, ModelUpdater, Report
+from edge.model_update.updater import ModelUpdater
 from guanjia.artifacts import SigningKey, generate_key, sha256_file
 from tests.support.artifacts import repack
 from tests.support.http_files import FileServer
