@@ -13,7 +13,8 @@ Device states: pending → downloading → verifying → testing → probation �
 failed (reason), rolled_back (reason), cancelled. A device commanded longer ago than
 `device_timeout_s` that has not reached a final state is failed ("timed out") — also in a
 halted or cancelled rollout, so a device told to revert or stop that never answers does not
-stay "downloading" forever.
+stay "downloading" forever. A revert or cancel the broker did not take (the gateway was
+disconnected) is sent again by the next step, or a halted canary would keep the new model.
 """
 
 from __future__ import annotations
@@ -122,6 +123,8 @@ class DeviceView:
     wave: int
     state: DeviceState
     commanded_at: float | None = None
+    undelivered: Action | None = None
+    """The last command sent to it, when the broker did not take it."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,12 @@ def step(  # noqa: PLR0911 - one return per outcome of the table in the docstrin
     An ended rollout sends nothing more; only its silent devices still time out."""
     updates = _timeouts(devices, policy, now)
     if state in FINAL:
-        return Step(state, wave, updates)
+        again = [
+            Send(d.device_id, d.undelivered)
+            for d in devices
+            if d.undelivered in ("revert", "cancel")
+        ]
+        return Step(state, wave, updates, again)
     current = {d.device_id: updates.get(d.device_id, (d.state, None))[0] for d in devices}
     if state is RolloutState.PAUSED:
         return Step(state, wave, updates)

@@ -138,8 +138,9 @@ async def send_all(
     outgoing: list[Outgoing],
     publish: Callable[[str, bytes], Awaitable[None]] | None,
 ) -> None:
-    """Publish recorded commands; an install the broker did not take is sent again by the
-    next step, the audit row says ``unavailable``."""
+    """Publish recorded commands; one the broker did not take is sent again by the next
+    step (an install is un-sent; a revert or cancel is found by its ``unavailable`` audit
+    row, `RolloutStore.rollout_facts`)."""
     for out in outgoing:
         try:
             if publish is None:

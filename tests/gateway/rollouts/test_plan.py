@@ -211,3 +211,16 @@ def test_cancel_always_ends_whatever_devices_do() -> None:
 def test_policy_is_validated(body: dict[str, object], words: str) -> None:
     with pytest.raises(ValidationError, match=words):
         RolloutPolicy.model_validate(body)
+
+
+def test_an_ended_rollout_sends_again_what_the_broker_did_not_take() -> None:
+    views = [
+        DeviceView("cam-00", 0, PR, T0, "revert"),
+        DeviceView("cam-01", 0, DL, T0, "cancel"),
+        DeviceView("cam-02", 0, A, T0, None),
+        DeviceView("cam-03", 0, C, None, "install"),  # never sent: nothing to send again
+    ]
+    for ended in (RolloutState.HALTED, RolloutState.CANCELLED):
+        got = step(ended, 0, views, POLICY, T0 + 10)
+        assert got.state is ended
+        assert got.send == [Send("cam-00", "revert"), Send("cam-01", "cancel")]

@@ -208,3 +208,31 @@ def test_a_device_that_never_answers_a_cancel_still_times_out(store: Store, tmp_
     assert _states(store, "r3") == {"cam-a": "failed", "cam-b": "cancelled"}
     assert sent.take() == []  # an ended rollout sends nothing more
     assert "r3" not in store.active_rollout_ids()  # settled: no longer looked at
+
+
+def test_a_revert_the_broker_did_not_take_is_sent_again(store: Store, tmp_path: Path) -> None:
+    settings = ModelRegistrySettings(store_dir=tmp_path, public_url="http://gw:8000")
+    service = RolloutService(store, settings, KEY)
+    handler = IngestHandler(store, dict(DEFAULT_POLICIES))
+    policy = RolloutPolicy(canary=2, probation_s=10, device_timeout_s=100)
+    waves = plan_waves(["cam-a", "cam-b", "cam-c"], policy)
+    store.create_rollout("r4", SITE, SHA, policy, waves, "admin", T0)
+    sent = Sent()
+    asyncio.run(rollout_step(service, sent, T0))
+    first, second = sent.take()
+    _report(handler, first, "probation", T0 + 2)
+    _report(handler, second, "failed", T0 + 3, "self-test: detections differ")
+    asyncio.run(rollout_step(service, None, T0 + 4))  # halts while the broker is away
+    assert store.get_rollout("r4").state.value == "halted"
+    audit = store.list_commands(SITE, "cam-a")
+    assert [(a.args["action"], a.state) for a in audit][0] == ("revert", "unavailable")
+    asyncio.run(rollout_step(service, sent, T0 + 6))  # the broker is back
+    again = sent.take()
+    assert [(m.device_id, m.args["action"]) for m in again] == [
+        ("cam-a", "revert"),
+        ("cam-b", "revert"),
+    ]
+    _report(handler, again[0], "rolled_back", T0 + 7, "reverted by the gateway")
+    assert _states(store, "r4")["cam-a"] == "rolled_back"
+    asyncio.run(rollout_step(service, sent, T0 + 8))
+    assert sent.take() == []  # delivered: not sent a third time
