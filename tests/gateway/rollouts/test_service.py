@@ -225,7 +225,10 @@ def test_a_revert_the_broker_did_not_take_is_sent_again(store: Store, tmp_path: 
     asyncio.run(rollout_step(service, None, T0 + 4))  # halts while the broker is away
     assert store.get_rollout("r4").state.value == "halted"
     audit = store.list_commands(SITE, "cam-a")
-    assert [(a.args["action"], a.state) for a in audit][0] == ("revert", "unavailable")
+    assert [(a.args["action"], a.state) for a in audit] == [
+        ("revert", "unavailable"),
+        ("install", "sent"),
+    ]
     asyncio.run(rollout_step(service, sent, T0 + 6))  # the broker is back
     again = sent.take()
     assert [(m.device_id, m.args["action"]) for m in again] == [
