@@ -18,7 +18,7 @@ from gateway.rollouts.plan import RolloutPolicy, plan_waves
 from gateway.rollouts.records import ArtifactPublic
 from gateway.rollouts.service import RolloutService, rollout_step, send_all
 from gateway.sla import DEFAULT_POLICIES
-from gateway.store import Store, migrate
+from gateway.store import Store
 from tests.gateway.factories import seed_site
 
 SITE = "site-r"
@@ -45,9 +45,9 @@ class Sent:
 
 
 @pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    migrate(sqlite_url)
-    s = Store(sqlite_url)
+def store(db_url: str) -> Iterator[Store]:
+    """SQLite and PostgreSQL (tests/gateway/conftest.py), migrated."""
+    s = Store(db_url)
     seed_site(s, SITE, ("cam-a", "cam-b", "cam-c"))
     s.add_artifact(
         ArtifactPublic(
