@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -36,14 +35,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
 import contract as c
+from benchmarks.support.machine import loadavg
+from benchmarks.support.result import emit, make
+from benchmarks.support.rounds import Rounds
+from benchmarks.support.stats import percentile
 from gateway.config import GatewaySettings, MqttSettings
 from gateway.main import build_runtime, ingest_batch
 from gateway.mqtt import MqttIngest
 from gateway.runtime import Runtime
 from gateway.store import migrate
 from gateway.telemetry.settings import TelemetrySettings
-from tests.gateway.factories import event
 from tests.support.broker import MosquittoBroker
+from tests.support.messages import event
 from tests.support.victoria import VictoriaMetrics
 
 SITE = "bench"
@@ -100,16 +103,18 @@ def _publish(broker: MosquittoBroker, messages: Sequence[tuple[str, bytes]], tag
     pub.disconnect()
 
 
-async def bare(broker: MosquittoBroker, messages: list[tuple[str, bytes]]) -> float:
-    """Seconds for a bare subscriber to drain the parked messages."""
-    await _register_session(broker, "bare")
-    await asyncio.to_thread(_publish, broker, messages, "bare")
+async def bare(
+    broker: MosquittoBroker, messages: list[tuple[str, bytes]], name: str = "bare"
+) -> tuple[float, float]:
+    """Seconds and CPU seconds for a bare subscriber to drain the parked messages."""
+    await _register_session(broker, name)
+    await asyncio.to_thread(_publish, broker, messages, name)
     n, got = len(messages), 0
-    start = time.perf_counter()
+    cpu0, start = time.process_time(), time.perf_counter()
     async with aiomqtt.Client(
         broker.host,
         broker.port,
-        identifier="bare",
+        identifier=name,
         clean_session=False,
         max_inflight_messages=100,
     ) as client:
@@ -117,10 +122,10 @@ async def bare(broker: MosquittoBroker, messages: list[tuple[str, bytes]]) -> fl
             got += 1
             if got == n:
                 break
-    elapsed = time.perf_counter() - start
-    async with aiomqtt.Client(broker.host, broker.port, identifier="bare", clean_session=True):
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    async with aiomqtt.Client(broker.host, broker.port, identifier=name, clean_session=True):
         pass
-    return elapsed
+    return elapsed, cpu
 
 
 def _runtime(
@@ -258,6 +263,9 @@ async def event_latency(
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    load0 = loadavg()
+    rounds = Rounds()
+    n, p = args.messages, args.points
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         broker = MosquittoBroker(tmp / "broker")
@@ -265,45 +273,83 @@ async def main_async(args: argparse.Namespace) -> None:
         vm = VictoriaMetrics(tmp / "vm")
         vm.start()
         try:
-            n, p = args.messages, args.points
-            bare_s = await bare(broker, _batches(n, p, args.nodes, "bare"))
             print(f"messages: {n} of {p} points from {args.nodes} nodes")
-            print(f"bare aiomqtt drain:           {n / bare_s:8,.0f} msg/s (the limit)")
-            for name, server in (("gw-sqlite", None), ("gw-influx", vm)):
-                runtime = _runtime(tmp, broker, name, args.nodes, server)
-                r = await gateway(runtime, broker, _batches(n, p, args.nodes, name), p)
-                label = "embedded store" if server is None else "embedded + InfluxDB"
-                print(
-                    f"{label:<21} committed {n / r['committed_s']:8,.0f} msg/s, stored "
-                    f"{n / r['stored_s']:8,.0f} msg/s = {n * p / r['stored_s']:9,.0f} points/s"
-                    f" (ratio {bare_s / r['stored_s']:.2f}), {r['cpu_us']:.0f} µs CPU/msg"
-                    + (f", in InfluxDB after {r['influx_s']:.1f} s" if server else "")
-                    + f", dropped {r['dropped']:.0f}"
+            for number in range(args.rounds):  # interleaved: bare, embedded, embedded+influx
+                bare_s, bare_cpu = await bare(
+                    broker, _batches(n, p, args.nodes, f"bare{number}"), f"bare{number}"
                 )
-                if server is not None and args.events:
-                    alone = await event_latency(runtime, broker, args.events, [])
-                    flood = _batches(n, p, args.nodes, "flood")
-                    during = await event_latency(runtime, broker, args.events, flood)
-                    for what, lat in (("alone", alone), ("during flood", during)):
-                        print(
-                            f"event → ticket {what:<13} p50 {statistics.median(lat) * 1000:6.1f} ms"
-                            f"  max {max(lat) * 1000:6.1f} ms  ({len(lat)} events)"
-                        )
-                assert runtime.telemetry is not None
-                runtime.telemetry.close()
-                runtime.store.close()
+                rounds.add("bare", {"rate": n / bare_s, "cpu_us": bare_cpu / n * 1e6})
+                print(f"round {number + 1}: bare aiomqtt drain {n / bare_s:8,.0f} msg/s")
+                for name, server in (("gw-sqlite", None), ("gw-influx", vm)):
+                    tag = f"{name}-{number}"
+                    runtime = _runtime(tmp, broker, tag, args.nodes, server)
+                    r = await gateway(runtime, broker, _batches(n, p, args.nodes, tag), p)
+                    rounds.add(name, {"rate": n / r["stored_s"], "cpu_us": r["cpu_us"]})
+                    label = "embedded store" if server is None else "embedded + InfluxDB"
+                    print(
+                        f"  {label:<21} committed {n / r['committed_s']:8,.0f} msg/s, stored "
+                        f"{n / r['stored_s']:8,.0f} msg/s = {n * p / r['stored_s']:9,.0f}"
+                        f" points/s (ratio {bare_s / r['stored_s']:.2f}),"
+                        f" {r['cpu_us']:.0f} µs CPU/msg"
+                        + (f", in InfluxDB after {r['influx_s']:.1f} s" if server else "")
+                        + f", dropped {r['dropped']:.0f}"
+                    )
+                    if server is not None and args.events and number == args.rounds - 1:
+                        await _latencies(runtime, broker, args, n, p)
+                    assert runtime.telemetry is not None
+                    runtime.telemetry.close()
+                    runtime.store.close()
         finally:
             vm.stop()
             broker.stop()
+    m = rounds.median
+    for name, label in (("gw-sqlite", "embedded store"), ("gw-influx", "embedded + InfluxDB")):
+        emit(
+            make(
+                benchmark="telemetry_ingest",
+                name=f"telemetry batches stored/s, {label}",
+                figure=m(name, "rate"),
+                unit="msg/s",
+                limit=m("bare", "rate"),
+                limit_name="bare aiomqtt drain of the same parked backlog",
+                cpu_us_per_item=m(name, "cpu_us"),
+                limit_cpu_us_per_item=m("bare", "cpu_us"),
+                rounds=args.rounds,
+                size=f"{n} batches x {p} points from {args.nodes} nodes",
+                loadavg_start=load0,
+                notes=f"{m(name, 'rate') * p:,.0f} points/s",
+            )
+        )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+async def _latencies(
+    runtime: Runtime, broker: MosquittoBroker, args: argparse.Namespace, n: int, p: int
+) -> None:
+    alone = await event_latency(runtime, broker, args.events, [])
+    flood = _batches(n, p, args.nodes, "flood")
+    during = await event_latency(runtime, broker, args.events, flood)
+    for what, lat in (("alone", alone), ("during flood", during)):
+        print(
+            f"event → ticket {what:<13} p50 {percentile(lat, 50) * 1000:6.1f} ms"
+            f"  max {max(lat) * 1000:6.1f} ms  ({len(lat)} events)"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--points", type=int, default=10)
     parser.add_argument("--nodes", type=int, default=500)
     parser.add_argument("--events", type=int, default=20, help="event latency samples (0: skip)")
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds.")
+    parser.add_argument("--quick", action="store_true", help="3,000 batches, no latency run.")
+    parser.add_argument("--smoke", action="store_true", help="Smallest run (not a figure).")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.messages, args.events = 3000, 0
+    if args.smoke:
+        args.messages, args.nodes, args.events, args.rounds = 100, 20, 0, 1
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

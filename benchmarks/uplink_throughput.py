@@ -1,29 +1,31 @@
 """Events/s through the durable outbox + end-to-end acks, against bare paho, same broker.
 
-    python -m benchmarks.uplink_throughput [--events 5000] [--inflight 64] [--synchronous full]
+    python -m benchmarks.uplink_throughput [--events 5000] [--cameras 8] [--quick]
 
-Starts its own Mosquitto on a free port and a gateway stand-in (`tests.edge.ack_gateway`: a
-real MQTT subscriber that acks every event it receives with a `contract.Ack`, batched every
-5 ms like a database commit), then measures, interleaved round by round:
+Starts its own Mosquitto and a gateway stand-in (`tests.support.ack_gateway`: a real MQTT
+subscriber that acks every event it receives with a `contract.Ack`, batched every 5 ms like a
+database commit), then measures, interleaved round by round:
 
 1. the limit: bare paho-mqtt publishing the same payloads at QoS 1 with the same in-flight
    window, until the gateway stand-in has acked every msg_id end to end (what any client
    needs for the same guarantee, minus the durable outbox);
-2. the uplink: `Uplink.send_event` (one SQLite WAL transaction per event, fsynced with
-   ``synchronous=full``) with delivery running concurrently, until the outbox is empty (every
-   row acked by the gateway *and* deleted);
-3. for reference: bare paho QoS 1 until every PUBACK (no end-to-end ack), and the disk's raw
-   ``write + fsync`` rate (the physical limit of one durable commit per event).
+2. the uplink as a node runs it: `--cameras` camera threads each calling `Uplink.send_event`
+   for its share of the events (each call returns once its rows are committed and fsynced
+   with ``synchronous=full``; calls that arrive together share a commit), with delivery
+   running concurrently, until the outbox is empty (every row acked and deleted);
+3. the same with one camera thread: every put waits for its own fsync, so this one is bound
+   by the disk, and its limit is the disk's raw rate of 512 B in-place writes + fdatasync;
+4. for reference: bare paho QoS 1 until every PUBACK (no end-to-end ack).
 
-Prints events/s of each, the ratio uplink ÷ limit (1), and `send_event` latency p50/p99.
-Numbers depend on the disk and on whatever else shares the CPU (medians of the rounds).
+CPU µs per event is this process's CPU time (all threads, the in-process gateway stand-in
+included for both the uplink and the bare client) divided by the events. Prints the medians
+and one `RESULT` line per headline figure (see `benchmarks.support.result`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import threading
 import time
@@ -33,10 +35,14 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 import contract as c
+from benchmarks.support.machine import loadavg
+from benchmarks.support.result import BenchResult, emit, make
+from benchmarks.support.rounds import Rounds, interleave
+from benchmarks.support.stats import percentile
 from edge.mqtt_link import LinkOptions
 from edge.outbox import Outbox
 from edge.uplink import Uplink
-from tests.edge.ack_gateway import AckingGateway
+from tests.support.ack_gateway import AckingGateway
 from tests.support.broker import MosquittoBroker
 
 SITE = "bench"
@@ -44,19 +50,19 @@ DEVICE = "edge-bench-01"
 BARE = "bench-bare"
 
 
-def make_events(count: int, device_id: str = DEVICE) -> list[c.DetectionEvent]:
+def make_events(count: int, device_id: str = DEVICE, tag: str = "") -> list[c.DetectionEvent]:
     now = time.time()
     return [
         c.DetectionEvent(
             ts=now,
             site_id=SITE,
             device_id=device_id,
-            event_id=f"ev-{device_id}-{i:08d}",
+            event_id=f"ev-{device_id}{tag}-{i:08d}",
             phase=c.EventPhase.START,
             seq=0,
             category=c.EventCategory.FIRE_LANE_BLOCKED,
             severity=c.Severity.URGENT,
-            camera_id="cam-1",
+            camera_id=f"cam-{i % 8}",
             zone_id="lane-1",
             track_id=i,
             object_class="car",
@@ -73,8 +79,9 @@ def make_events(count: int, device_id: str = DEVICE) -> list[c.DetectionEvent]:
 
 def bare_paho(
     broker: MosquittoBroker, events: list[c.DetectionEvent], inflight: int, *, e2e: bool
-) -> float:
-    """Seconds to publish all events at QoS 1 until every PUBACK, or every end-to-end Ack."""
+) -> tuple[float, float]:
+    """Seconds and CPU seconds to publish all events at QoS 1 until every PUBACK, or every
+    end-to-end Ack."""
     done = threading.Event()
     pubacks = 0
     acked: set[str] = set()
@@ -109,28 +116,32 @@ def bare_paho(
     if not subscribed.wait(10):
         raise RuntimeError("bare paho: no SUBACK")
     topic = str(c.event_topic(SITE, BARE))
-    payloads = [c.encode(e) for e in events]
+    cpu0 = time.process_time()
     start = time.perf_counter()
-    for payload in payloads:
-        client.publish(topic, payload, qos=1)
+    # Encoding is part of the work for both: the uplink encodes inside send_event.
+    for event in events:
+        client.publish(topic, c.encode(event), qos=1)
     if not done.wait(300):
         raise RuntimeError(f"bare paho: {pubacks} PUBACKs, {len(acked)} acks of {len(events)}")
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
     client.loop_stop()
     client.disconnect()
-    return elapsed
+    return elapsed, cpu
 
 
 def through_uplink(
     broker: MosquittoBroker,
     events: list[c.DetectionEvent],
+    *,
     inflight: int,
     synchronous: str,
     workdir: Path,
-) -> tuple[float, list[float]]:
-    """Seconds from the first send_event to an empty outbox, and per-call write latencies."""
+    cameras: int,
+) -> dict[str, float | list[float]]:
+    """`cameras` threads send their share of `events`; seconds until the outbox is empty."""
     outbox = Outbox(
-        workdir / f"outbox-{synchronous}.db",
+        workdir / f"outbox-{cameras}.db",
         synchronous="full" if synchronous == "full" else "normal",
     )
     options = LinkOptions(
@@ -148,111 +159,212 @@ def through_uplink(
         if time.monotonic() > deadline:
             raise RuntimeError("uplink did not connect")
         time.sleep(0.01)
-    latencies: list[float] = []
+    latencies: list[list[float]] = [[] for _ in range(cameras)]
+    go = threading.Barrier(cameras + 1)
+
+    def camera(k: int) -> None:
+        mine = latencies[k]
+        go.wait()
+        for event in events[k::cameras]:
+            t0 = time.perf_counter()
+            uplink.send_event(event)
+            mine.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=camera, args=(k,)) for k in range(cameras)]
+    for thread in threads:
+        thread.start()
+    cpu0 = time.process_time()
+    go.wait()
     start = time.perf_counter()
-    for event in events:
-        t0 = time.perf_counter()
-        uplink.send_event(event)
-        latencies.append(time.perf_counter() - t0)
+    for thread in threads:
+        thread.join()
     deadline = time.monotonic() + 300
     while outbox.stats().depth:
         if time.monotonic() > deadline:
             raise RuntimeError(f"uplink: {outbox.stats().depth} rows never acked")
         time.sleep(0.001)
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
     acked = uplink.stats().acked
+    commits = outbox.commit_stats()
     uplink.stop()
     outbox.close()
     if acked < len(events):
         raise RuntimeError(f"uplink: only {acked}/{len(events)} acked")
-    return elapsed, latencies
+    return {
+        "seconds": elapsed,
+        "cpu_s": cpu,
+        "latencies": [x for lat in latencies for x in lat],
+        "puts_per_commit": commits.groups / max(commits.commits, 1),
+    }
 
 
 def fsync_rate(workdir: Path, count: int) -> float:
-    """Durable small writes per second on this filesystem (write + fsync each)."""
+    """Durable small writes per second on this filesystem: the floor of one commit per event.
+
+    512 B written in place into a preallocated file, then `fdatasync` — what a WAL commit
+    costs at least (appending to a growing file would add a metadata journal commit per write
+    and understate the disk).
+    """
     path = workdir / "fsync.probe"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        os.write(fd, b"\0" * (1 << 20))
+        os.fsync(fd)
+        block = b"x" * 512
         start = time.perf_counter()
-        for _ in range(count):
-            os.write(fd, b"x" * 512)
-            os.fsync(fd)
+        for i in range(count):
+            os.pwrite(fd, block, (i * 512) % (1 << 20))
+            os.fdatasync(fd)
         return count / (time.perf_counter() - start)
     finally:
         os.close(fd)
+        path.unlink()
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def run(events: int, inflight: int, synchronous: str, repeat: int = 3) -> dict[str, float]:
-    """Interleave the measurements `repeat` times; report the median of each."""
-    batch = make_events(events)
+def run(
+    events: int,
+    inflight: int = 64,
+    synchronous: str = "full",
+    repeat: int = 3,
+    cameras: int = 8,
+) -> list[BenchResult]:
+    """Interleave the measurements `repeat` times; print and return the medians as results."""
+    load0 = loadavg()
     bare_batch = make_events(events, BARE)
-    payload_bytes = len(c.encode(batch[0]))
-    limit: list[float] = []
-    puback_only: list[float] = []
-    uplink: list[float] = []
-    disk: list[float] = []
-    latencies: list[float] = []
+    payload_bytes = len(c.encode(bare_batch[0]))
+    latencies: dict[int, list[float]] = {cameras: [], 1: []}
+    committed: list[int] = []
     with tempfile.TemporaryDirectory(prefix="guanjia-bench-") as tmp:
         workdir = Path(tmp)
         broker = MosquittoBroker(workdir / "broker")
         broker.start()
         gateway = AckingGateway(broker, SITE).start()
+
+        def bare(e2e: bool) -> dict[str, float]:
+            seconds, cpu = bare_paho(broker, bare_batch, inflight, e2e=e2e)
+            return {"rate": events / seconds, "cpu_us": cpu / events * 1e6}
+
+        def uplink(threads: int, round_: int) -> dict[str, float]:
+            trial_dir = workdir / f"trial-{round_}-{threads}"
+            trial_dir.mkdir()
+            batch = make_events(events, tag=f"-r{round_}-t{threads}")
+            r = through_uplink(
+                broker,
+                batch,
+                inflight=inflight,
+                synchronous=synchronous,
+                workdir=trial_dir,
+                cameras=threads,
+            )
+            latencies[threads] += r["latencies"]  # type: ignore[arg-type]
+            committed.append(len(set(gateway.committed_msg_ids) & {e.msg_id for e in batch}))
+            seconds, cpu = float(r["seconds"]), float(r["cpu_s"])  # type: ignore[arg-type]
+            return {
+                "rate": events / seconds,
+                "cpu_us": cpu / events * 1e6,
+                "puts_per_commit": float(r["puts_per_commit"]),  # type: ignore[arg-type]
+            }
+
         try:
-            for trial in range(repeat):
-                disk.append(fsync_rate(workdir, min(events, 2000)))
-                limit.append(events / bare_paho(broker, bare_batch, inflight, e2e=True))
-                trial_dir = workdir / f"trial-{trial}"
-                trial_dir.mkdir()
-                seconds, lat = through_uplink(broker, batch, inflight, synchronous, trial_dir)
-                uplink.append(events / seconds)
-                latencies += lat
-                puback_only.append(events / bare_paho(broker, bare_batch, inflight, e2e=False))
+            rounds = interleave(
+                repeat,
+                {
+                    "fsync": lambda _: {"rate": fsync_rate(workdir, min(events, 2000))},
+                    "limit": lambda _: bare(True),
+                    "cameras": lambda r: uplink(cameras, r),
+                    "single": lambda r: uplink(1, r),
+                    "puback": lambda _: bare(False),
+                },
+            )
         finally:
             gateway.stop()
             broker.stop()
-        committed = set(gateway.committed_msg_ids)
-    limit_rate = statistics.median(limit)
-    uplink_rate = statistics.median(uplink)
-    disk_rate = statistics.median(disk)
-    puback_rate = statistics.median(puback_only)
-    result = {
-        "events": float(events),
-        "rounds": float(repeat),
-        "limit_e2e_per_s": limit_rate,
-        "bare_puback_per_s": puback_rate,
-        "uplink_per_s": uplink_rate,
-        "ratio": uplink_rate / limit_rate,
-        "fsync_per_s": disk_rate,
-        "ratio_fsync": uplink_rate / disk_rate,
-        "write_p50_ms": statistics.median(latencies) * 1000,
-        "write_p99_ms": percentile(latencies, 0.99) * 1000,
-        "payload_bytes": float(payload_bytes),
-        "uplink_committed": float(len(committed & {e.msg_id for e in batch})),
-    }
-    print(f"events: {events} x {payload_bytes} B, in-flight window {inflight}")
-    print(f"median of {repeat} interleaved rounds (shared machine: expect noise)")
-    print(f"limit: bare paho QoS 1 + e2e acks: {limit_rate:10.0f} events/s   trials {_fmt(limit)}")
-    print(
-        f"outbox + delivery ({synchronous:6s}):    {uplink_rate:10.0f} events/s   "
-        f"trials {_fmt(uplink)}"
+    if any(n != events for n in committed):
+        raise RuntimeError(f"uplink: the stand-in committed {committed} of {events} per round")
+    return _report(
+        rounds,
+        events=events,
+        payload_bytes=payload_bytes,
+        cameras=cameras,
+        repeat=repeat,
+        latencies=latencies,
+        load0=load0,
+        synchronous=synchronous,
     )
-    print(f"ratio outbox+delivery / limit:    {result['ratio']:10.3f}")
-    print(
-        f"bare paho QoS 1, PUBACK only:     {puback_rate:10.0f} events/s   "
-        f"trials {_fmt(puback_only)}"
-    )
-    print(f"raw write+fsync on this disk:     {disk_rate:10.0f} /s         trials {_fmt(disk)}")
-    print(f"ratio outbox+delivery / fsync:    {result['ratio_fsync']:10.3f} (one commit/event)")
-    print(
-        f"outbox write latency (send_event, all trials): p50 {result['write_p50_ms']:.3f} ms, "
-        f"p99 {result['write_p99_ms']:.3f} ms"
-    )
-    return result
+
+
+def _report(
+    rounds: Rounds,
+    *,
+    events: int,
+    payload_bytes: int,
+    cameras: int,
+    repeat: int,
+    latencies: dict[int, list[float]],
+    load0: tuple[float, float, float],
+    synchronous: str,
+) -> list[BenchResult]:
+    m = rounds.median
+    print(f"events: {events} x {payload_bytes} B, synchronous={synchronous}")
+    print(f"median of {repeat} interleaved rounds (load {load0[0]:.2f} at start)")
+    rows = [
+        ("limit: bare paho QoS 1 + e2e acks", "limit"),
+        (f"uplink, {cameras} camera threads", "cameras"),
+        ("uplink, 1 camera thread", "single"),
+        ("bare paho QoS 1, PUBACK only", "puback"),
+    ]
+    for label, key in rows:
+        print(
+            f"{label:<36} {m(key, 'rate'):9.0f} events/s  {m(key, 'cpu_us'):6.0f} µs CPU/event"
+            f"  rounds {_fmt(rounds.all(key, 'rate'))}"
+        )
+    print(f"{'raw write+fdatasync on this disk':<36} {m('fsync', 'rate'):9.0f} /s")
+    for threads in (cameras, 1):
+        lat = latencies[threads]
+        print(
+            f"send_event latency, {threads} thread(s): p50 {percentile(lat, 50) * 1000:.2f} ms,"
+            f" p99 {percentile(lat, 99) * 1000:.2f} ms;"
+            f" puts per commit {m('cameras' if threads > 1 else 'single', 'puts_per_commit'):.1f}"
+        )
+    size = f"{events} events x {payload_bytes} B"
+    common = {"benchmark": "uplink_throughput", "unit": "events/s", "rounds": repeat}
+    results = [
+        make(
+            **common,  # type: ignore[arg-type]
+            name=f"outbox + e2e delivery, {cameras} camera threads (group commit)",
+            figure=m("cameras", "rate"),
+            limit=m("limit", "rate"),
+            limit_name="bare paho QoS 1 until every e2e Ack, same broker",
+            size=f"{size}, {cameras} threads",
+            loadavg_start=load0,
+            cpu_us_per_item=m("cameras", "cpu_us"),
+            limit_cpu_us_per_item=m("limit", "cpu_us"),
+            notes=(
+                f"synchronous={synchronous}; {m('cameras', 'puts_per_commit'):.1f} puts per"
+                " fsynced commit; send_event p99"
+                f" {percentile(latencies[cameras], 99) * 1000:.1f} ms"
+            ),
+        ),
+        make(
+            **common,  # type: ignore[arg-type]
+            name="outbox + e2e delivery, 1 camera thread",
+            figure=m("single", "rate"),
+            limit=m("fsync", "rate"),
+            limit_name="raw 512 B write+fdatasync/s on the same disk (one commit per event)",
+            size=f"{size}, 1 thread",
+            loadavg_start=load0,
+            cpu_us_per_item=m("single", "cpu_us"),
+            notes=(
+                f"bare e2e limit {m('limit', 'rate'):.0f}/s: ratio"
+                f" {m('single', 'rate') / m('limit', 'rate'):.3f}; a lone thread waits for"
+                " its own fsync per event"
+            ),
+        ),
+    ]
+    for result in results:
+        emit(result)
+    return results
 
 
 def _fmt(values: list[float]) -> str:
@@ -262,11 +374,18 @@ def _fmt(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--cameras", type=int, default=8, help="Camera threads sending.")
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--synchronous", choices=["full", "normal"], default="full")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="Interleaved rounds.")
+    parser.add_argument("--quick", action="store_true", help="1,000 events (the report's size).")
+    parser.add_argument("--smoke", action="store_true", help="Smallest run: 40 events, 1 round.")
     args = parser.parse_args(argv)
-    run(args.events, args.inflight, args.synchronous, args.repeat)
+    if args.quick:
+        args.events = 1000
+    if args.smoke:
+        args.events, args.repeat = 40, 1
+    run(args.events, args.inflight, args.synchronous, args.repeat, args.cameras)
 
 
 if __name__ == "__main__":

@@ -168,6 +168,7 @@ class EdgeNode:
             reconnect_max_s=config.mqtt.reconnect_max_s,
             inflight=config.mqtt.inflight,
             session_expiry_s=config.mqtt.session_expiry_s,
+            protocol=config.mqtt.protocol,
             subscriptions=(
                 subscription(Channel.CMD, site_id=config.site_id, device_id=config.device_id),
             ),

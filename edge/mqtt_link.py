@@ -27,8 +27,10 @@ onto a new connection ahead of the replay.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -61,6 +63,17 @@ class _Waiting:
 # MQTT 5 PUBACK 0x10: accepted, but no subscription matched. For a controller topic that means
 # nobody (no controller) received the action.
 _NO_MATCHING_SUBSCRIBERS = 0x10
+
+
+def _no_delay(client: paho.Client, userdata: object, sock: Any) -> None:
+    """Send each packet at once (TCP_NODELAY).
+
+    Delivery keeps a window of QoS 1 publishes awaiting PUBACKs; with Nagle's algorithm the
+    next small PUBLISH waits for the peer's delayed TCP ACK, ~40 ms a round on Linux, which
+    measured as the uplink's bound (PUBACK p50 40 ms, ~600 events/s). paho does not set it.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # not a TCP socket (tests, proxies)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class LinkListener(Protocol):
@@ -104,6 +117,9 @@ class LinkOptions:
     inflight: int = 64
     subscriptions: tuple[str, ...] = ()
     session_expiry_s: int = 7 * 24 * 3600
+    protocol: str = "5"
+    """"5", or "3.1.1" for the embedded broker: a persistent session (clean session off) that
+    the broker keeps until it stops, and PUBACKs without a reason code."""
 
 
 class MqttLink:
@@ -127,7 +143,13 @@ class MqttLink:
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=options.device_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=(
+                MQTTProtocolVersion.MQTTv5
+                if options.protocol == "5"
+                else MQTTProtocolVersion.MQTTv311
+            ),
+            # 3.1.1 has no clean_start: a persistent session is clean_session=False.
+            clean_session=None if options.protocol == "5" else False,
             manual_ack=True,
         )
         if options.username is not None:
@@ -146,6 +168,7 @@ class MqttLink:
             max(1, math.floor(options.reconnect_min_s)), max(1, math.ceil(options.reconnect_max_s))
         )
         client.on_pre_connect = self._on_pre_connect
+        client.on_socket_open = _no_delay
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -157,6 +180,12 @@ class MqttLink:
 
     def start(self) -> None:
         """Start connecting in the background; returns at once, reconnects forever."""
+        if self.options.protocol != "5":
+            self._client.connect_async(
+                self.options.host, self.options.port, keepalive=self.options.keepalive_s
+            )
+            self._client.loop_start()
+            return
         # paho's Properties class has no type hints.
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self.options.session_expiry_s

@@ -1,4 +1,5 @@
-"""`guanjia model keygen | sign | verify | publish`: make, check and upload signed artifacts.
+"""`guanjia model …`: the catalogue and first-run downloads (`list`, `fetch`), and signed
+artifacts (`keygen`, `sign`, `verify`, `publish`).
 
 Every failure is one line on stderr, ``error: <file>: <what is wrong>``, exit status 2; no
 traceback for bad input. `sign` runs the model on the reference photos (the edge extra) and
@@ -21,7 +22,7 @@ import typer
 
 model_app = typer.Typer(
     name="model",
-    help="Signed model artifacts: keys, signing, verification, publishing.",
+    help="Detector models: the catalogue, downloads, signed artifacts and publishing.",
     no_args_is_help=True,
 )
 
@@ -245,3 +246,69 @@ def publish(
     except (urllib.error.URLError, OSError) as exc:
         raise _fail(f"--gateway: {gateway}: {exc}") from exc
     typer.echo(f"{artifact}: published {body['name']} {body['version']} as {body['sha256']}")
+
+
+@model_app.command("list")
+def list_models() -> None:
+    """The catalogue: each model and photo, its licence, and whether it is here already."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from guanjia.assets import AssetError, load_catalog, locate, model_asset, photo_assets
+
+    try:
+        catalog = load_catalog()
+    except AssetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    table = Table("name", "file", "licence", "here")
+    for name, entry in catalog.models.items():
+        found = locate(model_asset(catalog, name)).path
+        table.add_row(name, entry.file, entry.licence, str(found) if found else "no")
+    for photo, asset in zip(catalog.photos, photo_assets(catalog), strict=True):
+        found = locate(asset).path
+        table.add_row("demo-photos", photo.file, photo.licence, str(found) if found else "no")
+    Console().print(table)
+
+
+@model_app.command("fetch")
+def fetch(
+    name: Annotated[str, typer.Argument(help="A model of the catalogue, or demo-photos.")],
+    offline: Annotated[
+        bool, typer.Option(help="Only look in the mirrors and the cache; never download.")
+    ] = False,
+) -> None:
+    """Make NAME available: found in a mirror or the cache, else downloaded (resumed, sha256
+    verified) into the cache. Prints where it is."""
+    from rich.console import Console
+
+    from guanjia.assets import (
+        PHOTOS,
+        AssetError,
+        ensure,
+        ensure_photos,
+        load_catalog,
+        model_asset,
+        rich_progress,
+    )
+
+    console = Console(stderr=True)
+    report, close = rich_progress(console)
+    try:
+        if name == PHOTOS:
+            folder = ensure_photos(download=not offline, progress=report)
+            close()
+            typer.echo(f"demo photos: {folder}")
+            return
+        outcome = ensure(model_asset(load_catalog(), name), download=not offline, progress=report)
+    except AssetError as exc:
+        close()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    close()
+    said = {
+        "mirror": "already present (local mirror)",
+        "cache": "already present (cache)",
+        "downloaded": "downloaded, sha256 verified",
+    }[outcome.how]
+    typer.echo(f"{name}: {outcome.path} — {said}")

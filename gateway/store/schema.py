@@ -375,3 +375,66 @@ rollout_devices = Table(
     Column("updated_at", Float, nullable=False),
 )
 Index("ix_rollout_devices_command", rollout_devices.c.site_id, rollout_devices.c.device_id)
+resident_reports = Table(
+    "resident_reports",
+    metadata,
+    # A ticket a resident reported (QR page) or an operator entered for one (hotline, WeChat
+    # group): what the resident said, how to reach them, and their rating of the work.
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), primary_key=True),
+    Column("site_id", String(64), nullable=False),
+    Column("place_id", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),  # qr | hotline | wechat
+    Column("description", Text, nullable=False),
+    Column("phone", String(32), nullable=True),  # never shown on the tracking page
+    # SHA-256 of the tracking token: the token itself is only in the resident's link.
+    Column("tracking_hash", String(64), nullable=False, unique=True),
+    Column("entered_by", String(64), nullable=True),  # the operator, for hotline / wechat
+    Column("created_at", Float, nullable=False),
+    Column("rating", Integer, nullable=True),
+    Column("rating_comment", Text, nullable=True),
+    Column("rated_at", Float, nullable=True),
+    Column("flagged_at", Float, nullable=True),  # a low rating the supervisor must look at
+)
+Index(
+    "ix_resident_reports_place",
+    resident_reports.c.site_id,
+    resident_reports.c.place_id,
+    resident_reports.c.created_at,
+)
+
+pow_spent = Table(
+    "pow_spent",
+    metadata,
+    # A solved proof-of-work challenge is good for one report: its id is inserted with the
+    # report, so a replay (on any replica) fails the primary key.
+    Column("challenge_id", String(64), primary_key=True),
+    Column("at", Float, nullable=False, index=True),
+)
+
+round_scans = Table(
+    "round_scans",
+    metadata,
+    # A checkpoint scanned on a patrol round: the ticks of its checklist and its photo.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site_id", String(64), nullable=False),
+    Column("route_id", String(64), nullable=False),
+    Column("checkpoint_id", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("results", JSON, nullable=False),  # {item_id: true (passed) | false}
+    Column("note", Text, nullable=True),
+    Column("photo_type", String(32), nullable=True),
+    Column("photo", LargeBinary, nullable=True),
+)
+Index("ix_round_scans_site_at", round_scans.c.site_id, round_scans.c.at)
+
+round_tickets = Table(
+    "round_tickets",
+    metadata,
+    # Tickets opened by rounds planning, under the decision's key: planning runs every tick
+    # on every replica, and the key makes each missed round one ticket.
+    Column("site_id", String(64), primary_key=True),
+    Column("decision_key", String(200), primary_key=True),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False),
+    Column("at", Float, nullable=False),
+)

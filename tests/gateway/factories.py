@@ -3,54 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from typing import Literal
 
 import contract as c
 from gateway.models import GridPublic
 from gateway.store import Store
 
-T0 = 1_795_300_000.0
+# Contract-only builders live in tests.support (benchmarks use them too); re-exported here.
+from tests.support.messages import T0, event, heartbeat
 
-
-def event(
-    site_id: str,
-    device_id: str,
-    event_id: str,
-    *,
-    phase: c.EventPhase = c.EventPhase.START,
-    seq: int = 0,
-    category: c.EventCategory = c.EventCategory.ILLEGAL_PARKING,
-    zone_id: str = "zone-a",
-    severity: c.Severity = c.Severity.NORMAL,
-    ts: float = T0,
-    snapshot: c.SnapshotRef | None = None,
-    msg_id: str | None = None,
-) -> c.DetectionEvent:
-    """A valid DetectionEvent."""
-    return c.DetectionEvent(
-        msg_id=msg_id or uuid.uuid4().hex,
-        ts=ts,
-        site_id=site_id,
-        device_id=device_id,
-        event_id=event_id,
-        phase=phase,
-        seq=seq,
-        category=category,
-        severity=severity,
-        camera_id="cam-1",
-        zone_id=zone_id,
-        track_id=7,
-        object_class="car",
-        object_category=c.ObjectCategory.VEHICLE,
-        score=0.9,
-        boxes=[c.BoxEvidence(ts=ts, box=(0.1, 0.2, 0.3, 0.4), score=0.9)],
-        dwell_s=120.0,
-        started_at=ts - 120,
-        ended_at=ts if phase is c.EventPhase.END else None,
-        model=c.ModelRef(name="yolox_nano", version="0.1"),
-        snapshot=snapshot,
-    )
+__all__ = [
+    "T0",
+    "event",
+    "heartbeat",
+    "jpeg",
+    "pair",
+    "seed_site",
+    "snapshot_ref",
+    "status",
+    "topic_of",
+]
 
 
 def topic_of(message: c.Message) -> str:
@@ -66,20 +38,6 @@ def topic_of(message: c.Message) -> str:
     if isinstance(message, c.CommandResult):
         return str(c.command_result_topic(message.site_id, message.device_id))
     raise TypeError(type(message))
-
-
-def heartbeat(
-    site_id: str, device_id: str, ts: float = T0, interval_s: float = 30.0
-) -> c.Heartbeat:
-    """A minimal valid heartbeat."""
-    return c.Heartbeat(
-        ts=ts,
-        site_id=site_id,
-        device_id=device_id,
-        interval_s=interval_s,
-        uptime_s=10.0,
-        software_version="0.1.0",
-    )
 
 
 def seed_site(store: Store, site_id: str, devices: tuple[str, ...] = ("cam-a",)) -> None:

@@ -32,6 +32,8 @@ from gateway.auth import Role
 from gateway.config import ModelRegistrySettings, MqttSettings
 from gateway.ingest import IngestHandler
 from gateway.main import ROUTE_MODULES, create_app
+from gateway.residents import pow
+from gateway.residents.settings import ResidentSettings
 from gateway.rollouts.links import signed_url
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store
@@ -40,11 +42,22 @@ from tests.gateway.apphelpers import OTHER_SITE, PASSWORD, SITE, seed_users, set
 from tests.gateway.factories import event, seed_site, topic_of
 from tests.gateway.imagedata import encoded
 from tests.gateway.proc import wait_for
+from tests.gateway.residents.sitefiles import write_sites
 from tests.support.broker import MosquittoBroker
 from tests.support.tiny_artifact import tiny_artifact
 
 REPO = Path(__file__).resolve().parents[2]
-PUBLIC = {("POST", "/api/login"), ("GET", "/healthz"), ("GET", "/metrics")}
+PUBLIC = {
+    ("POST", "/api/login"),
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    # Residents: no account; limits per address and per place, proof of work (docs/residents.md).
+    ("GET", "/api/public/places/{token}"),
+    ("GET", "/api/public/places/{token}/challenge"),
+    ("POST", "/api/public/places/{token}/reports"),
+    ("GET", "/api/public/track/{token}"),
+    ("POST", "/api/public/track/{token}/rating"),
+}
 SIGNED_IN = {("GET", "/api/me")}  # any valid token; no permission to check
 # No token: the short-lived link a rollout sends a device is the credential (a bad one: 403).
 SIGNED_URL = {("GET", "/api/models/{sha256}/download")}
@@ -167,6 +180,50 @@ class World:
         ).json()
         ticket_id: int = page["items"][0]["id"]
         return ticket_id
+
+    @property
+    def residents(self) -> Any:
+        return self.client.app.state.runtime.residents  # type: ignore[attr-defined]
+
+    def qr(self) -> str:
+        token: str = self.residents.place_token(SITE, "b3-lobby")
+        return token
+
+    def solved_report(self) -> dict[str, str]:
+        issued = self.residents._challenge(SITE, time.time())
+        return {
+            "category": "litter",
+            "description": "垃圾",
+            "challenge": issued.challenge,
+            "nonce": pow.solve(issued.challenge, issued.bits),
+        }
+
+    def report_ticket(self) -> int:
+        """The ticket of a report a resident sent from a QR code."""
+        r = self.client.post(f"/api/public/places/{self.qr()}/reports", data=self.solved_report())
+        assert r.status_code == 201, r.text
+        page = self.client.get(
+            "/api/tickets",
+            headers=self.admin,
+            params={"device_id": "place:b3-lobby", "sort": "-id"},
+        )
+        ticket_id: int = page.json()["items"][0]["id"]
+        return ticket_id
+
+    def resolved_report(self) -> str:
+        """The tracking token of a report an admin resolved (ready for a rating)."""
+        body = {
+            "place_id": "b3-lobby",
+            "channel": "hotline",
+            "category": "noise",
+            "description": "x",
+        }
+        r = self.client.post(f"/api/sites/{SITE}/reports", headers=self.admin, json=body)
+        assert r.status_code == 201, r.text
+        created = r.json()
+        self.admin_does(created["ticket_id"], "photo", "resolve")
+        token: str = created["tracking_token"]
+        return token
 
     def admin_does(self, ticket_id: int, *steps: str) -> None:
         for step in steps:
@@ -309,6 +366,51 @@ RECIPES: dict[tuple[str, str], Recipe] = {
         f"/api/rollouts/{w.new_rollout()}/cancel",
         {},
     ),
+    ("GET", "/api/public/places/{token}"): lambda w, _r: (f"/api/public/places/{w.qr()}", {}),
+    ("GET", "/api/public/places/{token}/challenge"): lambda w, _r: (
+        f"/api/public/places/{w.qr()}/challenge",
+        {},
+    ),
+    ("POST", "/api/public/places/{token}/reports"): lambda w, _r: (
+        f"/api/public/places/{w.qr()}/reports",
+        {"data": w.solved_report()},
+    ),
+    ("GET", "/api/public/track/{token}"): lambda w, _r: (
+        f"/api/public/track/{w.resolved_report()}",
+        {},
+    ),
+    ("POST", "/api/public/track/{token}/rating"): lambda w, _r: (
+        f"/api/public/track/{w.resolved_report()}/rating",
+        {"json": {"rating": 5}},
+    ),
+    ("POST", "/api/sites/{site_id}/reports"): _fixed(
+        f"/api/sites/{SITE}/reports",
+        json={
+            "place_id": "b3-lobby",
+            "channel": "wechat",
+            "category": "litter",
+            "description": "x",
+        },
+    ),
+    ("GET", "/api/tickets/{ticket_id}/report"): lambda w, _r: (
+        f"/api/tickets/{w.report_ticket()}/report",
+        {},
+    ),
+    ("GET", "/api/sites/{site_id}/rounds/today"): _fixed(f"/api/sites/{SITE}/rounds/today"),
+    ("GET", "/api/sites/{site_id}/rounds/checkpoints/{tag_id}"): _fixed(
+        f"/api/sites/{SITE}/rounds/checkpoints/tag-ext1"
+    ),
+    ("POST", "/api/sites/{site_id}/rounds/scans"): _fixed(
+        f"/api/sites/{SITE}/rounds/scans",
+        data={"tag_id": "tag-ext1", "results": '{"pressure": true, "seal": true}'},
+    ),
+    ("GET", "/api/figures"): _fixed("/api/figures", params={"start": 0, "end": 86400 * 365}),
+    ("GET", "/api/figures/monthly/{site_id}"): _fixed(
+        f"/api/figures/monthly/{SITE}", params={"month": "2026-03"}
+    ),
+    ("GET", "/api/figures/export"): _fixed(
+        "/api/figures/export", params={"start": 0, "end": 86400 * 365, "format": "xlsx"}
+    ),
 }
 
 
@@ -340,13 +442,21 @@ def world(sqlite_url: str, mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iter
         trusted_keys=[key.public.text()],
         public_url="http://127.0.0.1:9",
     )
-    settings = settings_for(sqlite_url, ingest_enabled=True, mqtt=mqtt, models=models)
+    settings = settings_for(
+        sqlite_url,
+        ingest_enabled=True,
+        mqtt=mqtt,
+        models=models,
+        sites_dir=write_sites(tmp_path / "sites"),
+        residents=ResidentSettings(pow_bits=8),
+    )
     # A 500 must come back as a status to compare, not as an exception out of the client.
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         ingest = client.app.state.ingest  # type: ignore[attr-defined]
         wait_for(ingest.connected.is_set, 15, "the gateway's MQTT connection")
         admin = token(client, "admin")
-        read_ticket = client.get("/api/tickets", headers=admin).json()["items"][0]["id"]
+        tickets = client.get("/api/tickets", headers=admin, params={"device_id": "cam-a"})
+        read_ticket = tickets.json()["items"][0]["id"]
         files = {"file": ("p.jpg", JPEG, "image/jpeg")}
         r = client.post(f"/api/tickets/{read_ticket}/photos", headers=admin, files=files)
         assert r.status_code == 201, r.text

@@ -21,7 +21,6 @@ import contract as c
 from edge.outbox import Outbox
 from edge.uplink import SnapshotMismatchError, Uplink
 from tests.conftest import DEVICE_PASSWORDS, GATEWAY_PASSWORD
-from tests.edge.ack_gateway import AckingGateway
 from tests.edge.uplink.support import (
     DEVICE,
     Subscriber,
@@ -30,6 +29,7 @@ from tests.edge.uplink.support import (
     make_uplink,
     wait_until,
 )
+from tests.support.ack_gateway import AckingGateway
 from tests.support.broker import MosquittoBroker
 
 pytestmark = pytest.mark.mqtt

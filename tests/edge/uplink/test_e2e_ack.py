@@ -1,6 +1,6 @@
 """End-to-end delivery: a row leaves the outbox only when the gateway's Ack names it.
 
-The gateway is played by `tests.edge.ack_gateway.AckingGateway`, a real MQTT client that acks
+The gateway is played by `tests.support.ack_gateway.AckingGateway`, a real MQTT client that acks
 what it "commits" and can withhold acks (a broker that PUBACKed and then lost the message).
 """
 
@@ -16,8 +16,8 @@ import pytest
 import contract as c
 from edge.outbox import Outbox
 from edge.uplink import AckPolicy, Uplink
-from tests.edge.ack_gateway import AckingGateway
 from tests.edge.uplink.support import DEVICE, Subscriber, link_options, make_event, wait_until
+from tests.support.ack_gateway import AckingGateway
 from tests.support.broker import MosquittoBroker
 
 pytestmark = pytest.mark.mqtt

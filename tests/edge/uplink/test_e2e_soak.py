@@ -17,8 +17,8 @@ import pytest
 
 from edge.outbox import Outbox
 from edge.uplink import AckPolicy, Uplink
-from tests.edge.ack_gateway import AckingGateway
 from tests.edge.uplink.support import link_options, make_event, wait_until
+from tests.support.ack_gateway import AckingGateway
 from tests.support.broker import MosquittoBroker
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]

@@ -13,8 +13,8 @@ import yaml
 
 import contract as c
 from edge.outbox import Outbox
-from tests.edge.ack_gateway import AckingGateway
 from tests.edge.uplink.support import Subscriber, lift_camera, lift_clip, wait_until
+from tests.support.ack_gateway import AckingGateway
 from tests.support.broker import MosquittoBroker
 
 pytestmark = pytest.mark.mqtt

@@ -1,0 +1,1 @@
+"""What every benchmark shares: one percentile, interleaved rounds, CPU time, the result line."""
