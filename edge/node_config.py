@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -180,6 +181,17 @@ class ModelUpdateSettings(_Config):
     inference_factor: float = Field(
         default=3.0, gt=1, le=100, description="Roll back when inference time grows this much."
     )
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys_decode(cls, value: list[str]) -> list[str]:
+        # The pattern admits 44 base64 characters that are not 32 bytes; refuse them here
+        # (one config error), not as a traceback when the node builds its updater.
+        from guanjia.artifacts import parse_public_key
+
+        for entry in value:
+            parse_public_key(entry)
+        return value
 
 
 class LogActionSettings(_Config):

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from contract import Command, CommandResult, CommandStatus
-from edge.model_update.updater import ModelUpdateArgs, ModelUpdater, Report
+from edge.model_update.command import ModelUpdateArgs, Report
+from edge.model_update.updater import ModelUpdater
 
 MODEL_UPDATE = "model_update"
 _ERROR_STATES = {"failed", "rolled_back"}

@@ -18,13 +18,11 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from typing import Literal
 
 from contract import Manifest
+from edge.model_update.command import ModelUpdateArgs, Report, refusal
 from edge.model_update.download import DownloadError, download
 from edge.model_update.probation import HealthSample, ProbationRules, regression
 from edge.model_update.selftest import SelfTestError, run_self_test
@@ -37,47 +35,9 @@ from edge.model_update.state import (
     StateFile,
     UpdaterState,
 )
-from guanjia.artifacts import (
-    ArtifactError,
-    ArtifactManifest,
-    PublicKey,
-    read_artifact,
-    version_tuple,
-)
+from guanjia.artifacts import ArtifactError, ArtifactManifest, PublicKey, read_artifact
 
 log = logging.getLogger(__name__)
-
-
-class ModelUpdateArgs(BaseModel):
-    """Arguments of a ``model_update`` command."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    action: Literal["install", "revert", "cancel"] = "install"
-    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-    url: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=2000)] | None = None
-    size: Annotated[int, Field(gt=0)] | None = None
-    name: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-    version: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
-    probation_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 600.0
-
-    @model_validator(mode="after")
-    def _install_needs(self) -> ModelUpdateArgs:
-        if self.action == "install" and None in (self.url, self.size, self.name, self.version):
-            raise ValueError("install needs url, size, name and version")
-        return self
-
-
-@dataclass(frozen=True)
-class Report:
-    """One state transition of a job, for the gateway."""
-
-    command_id: str
-    sha256: str
-    state: ReportState
-    seq: int
-    reason: str | None
-    running: ModelSlot | None
 
 
 class _StoppedError(Exception):
@@ -248,8 +208,17 @@ class ModelUpdater:
             log.exception("model update failed")
             with self._lock:
                 job = self.state.job
-                if job is not None:
-                    self._fail(job, f"{type(exc).__name__}: {exc}")
+                if job is None:
+                    return
+                if job.state in ("switching", "probation"):
+                    # Past the switch point the new model may be running: go back to the
+                    # known-good one, never report "unchanged" while it runs on.
+                    self.state.active = self.state.known_good
+                    self._save()
+                    self._apply(self.state.active)
+                    self._end(job, "rolled_back", f"error after the switch: {type(exc).__name__}")
+                    return
+                self._fail(job, f"{type(exc).__name__}: {exc}")
 
     def _checkpoint(self, job: Job, state: Literal["verifying", "testing", "switching"]) -> Job:
         with self._lock:
@@ -298,8 +267,7 @@ class ModelUpdater:
             except OSError as exc:
                 self._locked_fail(job, f"verify: cannot read the download: {exc.strerror or exc}")
                 return
-            manifest = verified.manifest
-            problem = self._mismatch(job, manifest)
+            problem = refusal(verified.manifest, job.name, job.version, self.software_version)
             if problem:
                 self._locked_fail(job, f"verify: {problem}")
                 return
@@ -312,25 +280,6 @@ class ModelUpdater:
             log.info("self-test of %s %s passed: %s", job.name, job.version, result.summary())
             self._checkpoint(job, "switching")
         self._switch_to(job)
-
-    def _mismatch(self, job: Job, manifest: ArtifactManifest) -> str | None:
-        if (manifest.name, manifest.version) != (job.name, job.version):
-            return (
-                f"artifact is {manifest.name} {manifest.version}, the command says "
-                f"{job.name} {job.version}"
-            )
-        try:
-            too_old = version_tuple(self.software_version) < version_tuple(
-                manifest.min_edge_version
-            )
-        except ValueError:
-            too_old = False
-        if too_old:
-            return (
-                f"needs node software {manifest.min_edge_version}, this node runs "
-                f"{self.software_version}"
-            )
-        return None
 
     def _switch_to(self, job: Job) -> None:
         with self._lock:

@@ -1,8 +1,9 @@
 """Keeps credentials out of the server's logs.
 
-Uvicorn's access log prints each request's path with its query string. The only credential
-the API accepts in a URL is the stream ticket (`?stream_ticket=`), but clients send others by
-mistake (`?access_token=` used to work), so the values of every credential-like parameter are
+Uvicorn's access log prints each request's path with its query string. The credentials the
+API accepts in a URL are the stream ticket (`?stream_ticket=`) and a device's model download
+link (`?sig=`, `gateway.rollouts.links`), but clients send others by mistake
+(`?access_token=` used to work), so the values of every credential-like parameter are
 replaced, and anything shaped like a JWT is masked wherever it appears in the line.
 """
 
@@ -13,7 +14,7 @@ import re
 
 REDACTED = "[redacted]"
 _SECRET_PARAM = re.compile(
-    r"(?P<name>(?:^|[?&;\s])(?:[\w.-]*(?:token|ticket|password|secret|key)[\w.-]*)=)"
+    r"(?P<name>(?:^|[?&;\s])(?:[\w.-]*(?:token|ticket|password|secret|key|sig)[\w.-]*)=)"
     r"(?P<value>[^&;\s\"]*)",
     re.IGNORECASE,
 )

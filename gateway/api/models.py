@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
 from gateway.api.deps import RuntimeDep, require
@@ -37,7 +38,8 @@ from guanjia.artifacts import ArtifactError, parse_public_key, read_artifact
 router = APIRouter(prefix="/api/models", tags=["models"])
 
 UPLOAD_PATH = re.compile(r"/api/models/?")
-Sha = Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")]
+Sha = Annotated[str, PathParam(pattern=r"^[0-9a-f]{64}$")]
+"""An artifact's sha256 in a URL: it names a file under the store, so nothing else passes."""
 
 
 def artifact_file(store_dir: Path, sha256: str) -> Path:
@@ -133,7 +135,7 @@ async def list_artifacts(
 
 @router.get("/{sha256}/download", response_class=FileResponse)
 async def download_artifact(
-    sha256: str,
+    sha256: Sha,
     runtime: RuntimeDep,
     *,
     site: Annotated[str, Query(max_length=64)],

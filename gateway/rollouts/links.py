@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "[redacted]"
 
 
 def _mac(key: str, sha256: str, site_id: str, device_id: str, expires: int) -> str:
@@ -41,3 +43,11 @@ def check_link(
     if not hmac.compare_digest(_mac(key, sha256, site_id, device_id, expires), sig):
         return "bad signature"
     return None
+
+
+def without_signature(url: str) -> str:
+    """`url` with its ``sig`` masked: what the command audit keeps. The audit is readable
+    with `read_devices`; a live link there would let any reader fetch the artifact."""
+    parts = urlsplit(url)
+    query = [(k, REDACTED if k == "sig" else v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="[]")))

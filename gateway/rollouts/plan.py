@@ -11,7 +11,10 @@ and returns what must change and which commands to send, so every rule is table-
 
 Device states: pending → downloading → verifying → testing → probation → active, or
 failed (reason), rolled_back (reason), cancelled. A device commanded longer ago than
-`device_timeout_s` that has not reached a final state is failed ("timed out").
+`device_timeout_s` that has not reached a final state is failed ("timed out") — also in a
+halted or cancelled rollout, so a device told to revert or stop that never answers does not
+stay "downloading" forever. A revert or cancel the broker did not take (the gateway was
+disconnected) is sent again by the next step, or a halted canary would keep the new model.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class DeviceState(StrEnum):
 IN_FLIGHT = frozenset(
     {DeviceState.DOWNLOADING, DeviceState.VERIFYING, DeviceState.TESTING, DeviceState.PROBATION}
 )
+WAITING = frozenset({DeviceState.PENDING, *IN_FLIGHT})
+"""Not final: once commanded, such a device times out."""
 UNSUCCESSFUL = frozenset({DeviceState.FAILED, DeviceState.ROLLED_BACK})
 DONE = frozenset({DeviceState.ACTIVE, *UNSUCCESSFUL, DeviceState.CANCELLED})
 
@@ -118,6 +123,8 @@ class DeviceView:
     wave: int
     state: DeviceState
     commanded_at: float | None = None
+    undelivered: Action | None = None
+    """The last command sent to it, when the broker did not take it."""
 
 
 @dataclass(frozen=True)
@@ -144,9 +151,8 @@ def _timeouts(
 ) -> dict[str, tuple[DeviceState, str | None]]:
     out: dict[str, tuple[DeviceState, str | None]] = {}
     for d in devices:
-        waiting = d.state is DeviceState.PENDING or d.state in IN_FLIGHT
         if (
-            waiting
+            d.state in WAITING
             and d.commanded_at is not None
             and now - d.commanded_at > policy.device_timeout_s
         ):
@@ -164,10 +170,16 @@ def step(  # noqa: PLR0911 - one return per outcome of the table in the docstrin
     policy: RolloutPolicy,
     now: float,
 ) -> Step:
-    """One pass over a rollout: timeouts, then (when running) halt, advance or complete."""
-    if state in FINAL:
-        return Step(state, wave)
+    """One pass over a rollout: timeouts, then (when running) halt, advance or complete.
+    An ended rollout sends nothing more; only its silent devices still time out."""
     updates = _timeouts(devices, policy, now)
+    if state in FINAL:
+        again = [
+            Send(d.device_id, d.undelivered)
+            for d in devices
+            if d.undelivered in ("revert", "cancel")
+        ]
+        return Step(state, wave, updates, again)
     current = {d.device_id: updates.get(d.device_id, (d.state, None))[0] for d in devices}
     if state is RolloutState.PAUSED:
         return Step(state, wave, updates)

@@ -19,7 +19,7 @@ from contract import Command, command_topic, encode
 from gateway.config import ModelRegistrySettings
 from gateway.mqtt import PublishUnavailableError
 from gateway.rollouts import plan
-from gateway.rollouts.links import signed_url
+from gateway.rollouts.links import signed_url, without_signature
 from gateway.store import Store
 from gateway.store.base import ConflictError
 from gateway.store.rollouts import RolloutFacts, SentCommand
@@ -88,8 +88,11 @@ class RolloutService:
                 issued_by=ISSUER,
                 expires_at=expires,
             )
+            audited = dict(args)
+            if "url" in audited:  # the link is the device's credential: never in the audit
+                audited["url"] = without_signature(str(audited["url"]))
             recorded.append(
-                SentCommand(send.device_id, command_id, send.action, dict(args), now, expires)
+                SentCommand(send.device_id, command_id, send.action, audited, now, expires)
             )
             outgoing.append(
                 Outgoing(
@@ -135,8 +138,9 @@ async def send_all(
     outgoing: list[Outgoing],
     publish: Callable[[str, bytes], Awaitable[None]] | None,
 ) -> None:
-    """Publish recorded commands; an install the broker did not take is sent again by the
-    next step, the audit row says ``unavailable``."""
+    """Publish recorded commands; one the broker did not take is sent again by the next
+    step (an install is un-sent; a revert or cancel is found by its ``unavailable`` audit
+    row, `RolloutStore.rollout_facts`)."""
     for out in outgoing:
         try:
             if publish is None:

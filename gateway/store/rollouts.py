@@ -14,10 +14,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.rollouts.plan import DeviceState, DeviceView, RolloutPolicy, RolloutState, Step
+from gateway.rollouts.plan import (
+    WAITING,
+    Action,
+    DeviceState,
+    DeviceView,
+    RolloutPolicy,
+    RolloutState,
+    Step,
+)
 from gateway.rollouts.records import (
     ArtifactPublic,
     RolloutDevicePublic,
@@ -53,6 +61,17 @@ class SentCommand:
     args: dict[str, Any]
     issued_at: float
     expires_at: float
+
+
+UNAVAILABLE = "unavailable"
+"""The audit state of a command the broker did not take (`service.send_all`)."""
+
+
+def _undelivered(last_state: str | None, args: Any) -> Action | None:
+    if last_state != UNAVAILABLE or not isinstance(args, dict):
+        return None
+    action = args.get("action")
+    return action if action in ("install", "revert", "cancel") else None
 
 
 class RolloutStore(StoreBase):
@@ -209,12 +228,29 @@ class RolloutStore(StoreBase):
         )
 
     def active_rollout_ids(self) -> list[str]:
-        """Rollouts a planning step must look at (running or paused)."""
+        """Rollouts a planning step must look at: running or paused, or ended with a
+        commanded device that has not answered finally yet (it must still time out) or
+        whose last command the broker did not take (it is sent again)."""
+        unsettled = select(rollout_devices.c.rollout_id).where(
+            rollout_devices.c.commanded_at.is_not(None),
+            rollout_devices.c.state.in_([s.value for s in WAITING]),
+        )
+        undelivered = select(rollout_devices.c.rollout_id).join(
+            commands,
+            (commands.c.command_id == rollout_devices.c.last_command_id)
+            & (commands.c.state == UNAVAILABLE),
+        )
         with self._read() as conn:
             return list(
                 conn.scalars(
                     select(rollouts.c.rollout_id)
-                    .where(rollouts.c.state.in_(ACTIVE_STATES))
+                    .where(
+                        or_(
+                            rollouts.c.state.in_(ACTIVE_STATES),
+                            rollouts.c.rollout_id.in_(unsettled),
+                            rollouts.c.rollout_id.in_(undelivered),
+                        )
+                    )
                     .order_by(rollouts.c.created_at)
                 )
             )
@@ -229,7 +265,9 @@ class RolloutStore(StoreBase):
                 select(model_artifacts).where(model_artifacts.c.sha256 == row.artifact_sha256)
             ).one()
             members = conn.execute(
-                select(rollout_devices).where(rollout_devices.c.rollout_id == rollout_id)
+                select(rollout_devices, commands.c.state.label("last_state"), commands.c.args)
+                .outerjoin(commands, commands.c.command_id == rollout_devices.c.last_command_id)
+                .where(rollout_devices.c.rollout_id == rollout_id)
             ).all()
         return RolloutFacts(
             rollout_id=rollout_id,
@@ -240,7 +278,13 @@ class RolloutStore(StoreBase):
             version=row.version,
             policy=RolloutPolicy.model_validate(row.policy),
             devices=[
-                DeviceView(m.device_id, m.wave, DeviceState(m.state), m.commanded_at)
+                DeviceView(
+                    m.device_id,
+                    m.wave,
+                    DeviceState(m.state),
+                    m.commanded_at,
+                    _undelivered(m.last_state, m.args),
+                )
                 for m in members
             ],
         )
@@ -326,7 +370,7 @@ class RolloutStore(StoreBase):
                     rollout_devices.c.device_id.in_(list(device_ids)),
                     rollout_devices.c.state == DeviceState.PENDING.value,
                 )
-                .values(commanded_at=None, install_command_id=None)
+                .values(commanded_at=None, install_command_id=None, last_command_id=None)
             )
 
     def set_rollout_state(

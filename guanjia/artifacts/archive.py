@@ -27,7 +27,7 @@ from guanjia.artifacts.errors import (
     ArtifactSignatureError,
 )
 from guanjia.artifacts.keys import PublicKey, SigningKey, check_signature, encode_signature
-from guanjia.artifacts.manifest import FRAME_NAME, ArtifactManifest
+from guanjia.artifacts.manifest import FRAME_NAME, MAX_FRAMES, ArtifactManifest
 
 MANIFEST_MEMBER = "artifact.json"
 SIGNATURE_MEMBER = "artifact.sig"
@@ -176,6 +176,11 @@ def _unpack(path: Path, dest: Path, max_model_bytes: int) -> dict[str, tuple[str
                 if name in digests:
                     raise ArtifactFormatError(f"member {name!r} appears twice")
                 limit = _limit(name, max_model_bytes)
+                frames = sum(1 for seen in digests if _FRAME.match(seen))
+                if _FRAME.match(name) and frames >= MAX_FRAMES:
+                    # Before the signature is checked: 1000 names fit the pattern, and
+                    # 4 GiB of unsigned frames must not reach the disk first.
+                    raise ArtifactFormatError(f"more than {MAX_FRAMES} frames/NNN.jpg members")
                 if member.size > limit:
                     raise ArtifactFormatError(
                         f"member {name!r} is {member.size} bytes; at most {limit}"

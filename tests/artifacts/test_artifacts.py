@@ -135,6 +135,17 @@ def test_anything_but_the_allowed_members_is_refused(
     assert not (tmp_path / "deep" / "escape.jpg").exists()
 
 
+def test_more_frames_than_a_manifest_may_name_are_refused(
+    real_artifact: Path, signing_key: SigningKey, tmp_path: Path
+) -> None:
+    extra = [(f"frames/{i:03d}.jpg", b"x" * 100) for i in range(100, 120)]
+    bad = repack(real_artifact, tmp_path / "bad.gjm", lambda n, d: d, extra=extra)
+    dest = tmp_path / "x"
+    with pytest.raises(ArtifactFormatError, match=r"more than 16 frames/NNN\.jpg members"):
+        read_artifact(bad, [signing_key.public], dest)
+    assert not dest.exists()
+
+
 def test_oversized_member_is_refused_before_it_is_read(
     real_artifact: Path, signing_key: SigningKey, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from gateway.api.accesslog import REDACTED, RedactCredentialsFilter, redact
+from gateway.rollouts.links import signed_url
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJvcCJ9.c2lnbmF0dXJl"
 
@@ -35,3 +36,15 @@ def test_filter_keeps_uvicorns_argument_tuple() -> None:
     assert len(record.args) == 5
     assert JWT not in record.getMessage()
     assert "stream_ticket=[redacted]" in record.getMessage()
+
+
+def test_a_model_download_link_is_logged_without_its_signature() -> None:
+    url = signed_url(
+        "http://gw:8000", "k" * 40, "a" * 64, site_id="site-1", device_id="cam-1", expires=99
+    )
+    path = url.removeprefix("http://gw:8000")
+    sig = path.rsplit("sig=", 1)[1]
+    line = redact(f'127.0.0.1:5 - "GET {path} HTTP/1.1" 200')
+    assert sig not in line
+    assert f"sig={REDACTED}" in line
+    assert "device=cam-1" in line  # who fetched stays visible

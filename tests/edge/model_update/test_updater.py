@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from edge.model_update.command import ModelUpdateArgs, Report
 from edge.model_update.probation import HealthSample
 from edge.model_update.state import Job, ModelSlot, StateFile, UpdaterState
-from edge.model_update.updater import ModelUpdateArgs, ModelUpdater, Report
+from edge.model_update.updater import ModelUpdater
 from guanjia.artifacts import SigningKey, generate_key, sha256_file
 from tests.support.artifacts import repack
 from tests.support.http_files import FileServer
@@ -25,6 +26,7 @@ class Harness:
         self.switched: list[ModelSlot | None] = []
         self.health: HealthSample | None = None
         self.fail_switch = False
+        self.health_error: Exception | None = None
         self.done = threading.Event()
         self.root = root
         self.key = key
@@ -38,8 +40,13 @@ class Harness:
             software_version="0.1.0",
             report=self._report,
             switch=self._switch,
-            health=lambda: self.health,
+            health=self._health,
         )
+
+    def _health(self) -> HealthSample | None:
+        if self.health_error is not None and self.switched:
+            raise self.health_error
+        return self.health
 
     def _report(self, report: Report) -> None:
         self.reports.append(report)
@@ -163,6 +170,26 @@ def test_health_regression_in_probation_rolls_back(
     assert "inference time 150 ms is over 3x the 40 ms" in last.reason
     assert h.switched[-1] is None  # back on NODE.yaml's model
     assert StateFile(tmp_path / "models").load().active is None
+
+
+def test_an_error_after_the_switch_rolls_back_instead_of_failed_unchanged(
+    tmp_path: Path, files: FileServer, real_artifact: Path, signing_key: SigningKey
+) -> None:
+    h = Harness(tmp_path / "models", signing_key, probation_s=3600)
+    h.health = HealthSample(fps=5.0, inference_ms=40.0)
+    h.health_error = RuntimeError("camera stats unreadable")  # once the new model runs
+    h.install(files, real_artifact)
+    deadline = time.monotonic() + 60
+    while h.states()[-1:] not in (["rolled_back"], ["failed"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    last = h.reports[-1]
+    assert (last.state, last.reason) == (
+        "rolled_back",
+        "error after the switch: RuntimeError",
+    ), h.states()
+    assert h.switched[-1] is None  # the new model no longer runs
+    state = StateFile(tmp_path / "models").load()
+    assert (state.active, state.job) == (None, None)
 
 
 def test_a_switch_that_fails_rolls_back(

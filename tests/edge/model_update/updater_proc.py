@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from edge.model_update.command import ModelUpdateArgs, Report
 from edge.model_update.state import ModelSlot
-from edge.model_update.updater import ModelUpdateArgs, ModelUpdater, Report
+from edge.model_update.updater import ModelUpdater
 from guanjia.artifacts import parse_public_key
 
 

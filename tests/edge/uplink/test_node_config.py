@@ -206,3 +206,13 @@ def test_shipped_demo_node_resolves_every_path_against_its_file(
     assert config.model.manifest.resolve() == (shipped / "../../models").resolve() / (
         "yolox_nano.manifest.json"
     )
+
+
+def test_a_pinned_key_that_is_not_32_bytes_is_a_config_error(tmp_path: Path) -> None:
+    # 44 base64 characters without padding: the pattern passes, the key is 33 bytes.
+    updates = {"trusted_keys": ["ed25519:" + "A" * 44]}
+    with pytest.raises(
+        NodeConfigError, match=r"model_updates\.trusted_keys.*must be 32 bytes"
+    ) as e:
+        load_node_config(write(tmp_path, base(model_updates=updates)))
+    assert "\n" not in str(e.value)

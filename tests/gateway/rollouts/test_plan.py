@@ -11,6 +11,7 @@ from gateway.rollouts.plan import (
     RolloutPolicy,
     RolloutState,
     Send,
+    Step,
     cancel,
     plan_waves,
     step,
@@ -173,13 +174,18 @@ def test_paused_sends_nothing_but_still_times_out() -> None:
 
 
 @pytest.mark.parametrize("rollout", list(RolloutState))
-def test_final_states_do_nothing(rollout: RolloutState) -> None:
-    views = _views([DL] * 10, W, [T0] * 10)
+def test_final_states_send_nothing_but_silent_devices_still_time_out(
+    rollout: RolloutState,
+) -> None:
+    views = _views([DL, PR, A, C] + [P] * 6, W, [T0] * 4 + [None] * 6)
+    if rollout not in (RUN, RolloutState.PAUSED):
+        assert step(rollout, 0, views, POLICY, T0 + 10) == Step(rollout, 0)  # nothing due
     got = step(rollout, 0, views, POLICY, T0 + 10_000)
-    if rollout in (RUN, RolloutState.PAUSED):
-        assert got.devices  # not final: the timeouts apply
-    else:
-        assert got == type(got)(rollout, 0)
+    late = (F, "timed out: no final answer 600 s after the command")
+    assert {d: got.devices[d] for d in ("cam-00", "cam-01")} == {"cam-00": late, "cam-01": late}
+    if rollout not in (RUN, RolloutState.PAUSED):
+        assert (got.state, got.wave, got.send) == (rollout, 0, [])
+        assert set(got.devices) == {"cam-00", "cam-01"}  # never-sent rows are left alone
 
 
 def test_cancel_always_ends_whatever_devices_do() -> None:
@@ -205,3 +211,16 @@ def test_cancel_always_ends_whatever_devices_do() -> None:
 def test_policy_is_validated(body: dict[str, object], words: str) -> None:
     with pytest.raises(ValidationError, match=words):
         RolloutPolicy.model_validate(body)
+
+
+def test_an_ended_rollout_sends_again_what_the_broker_did_not_take() -> None:
+    views = [
+        DeviceView("cam-00", 0, PR, T0, "revert"),
+        DeviceView("cam-01", 0, DL, T0, "cancel"),
+        DeviceView("cam-02", 0, A, T0, None),
+        DeviceView("cam-03", 0, C, None, "install"),  # never sent: nothing to send again
+    ]
+    for ended in (RolloutState.HALTED, RolloutState.CANCELLED):
+        got = step(ended, 0, views, POLICY, T0 + 10)
+        assert got.state is ended
+        assert got.send == [Send("cam-00", "revert"), Send("cam-01", "cancel")]

@@ -3,6 +3,7 @@ links with Range, site scope, pause/resume/cancel answers."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,12 +12,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.auth import issue_token
 from gateway.config import ModelRegistrySettings
 from gateway.main import create_app
 from gateway.rollouts.links import signed_url
 from gateway.store import Store
 from guanjia.artifacts import SigningKey, generate_key
-from tests.gateway.apphelpers import OTHER_SITE, SITE, seed_users, settings_for, token
+from tests.gateway.apphelpers import OTHER_SITE, SITE, seed_users, settings_for
 from tests.gateway.factories import seed_site
 from tests.support.artifacts import repack
 from tests.support.tiny_artifact import tiny_artifact
@@ -38,13 +40,31 @@ class Api:
         )
 
 
-@pytest.fixture
-def api(sqlite_url: str, tmp_path: Path) -> Iterator[Api]:
-    seed_users(sqlite_url)
-    store = Store(sqlite_url)
+def token(_client: TestClient, username: str) -> dict[str, str]:
+    """A real API token for a seeded user, issued as /api/login issues it (login itself, an
+    argon2 verification of ~0.7 s, is tested in tests/gateway/test_login.py)."""
+    return {"Authorization": f"Bearer {issue_token(username, SECRET, time.time(), 3600)}"}
+
+
+@pytest.fixture(scope="module")
+def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrated, with the users of every role and both sites, once per module (~2 s);
+    each test works on its own copy."""
+    path = tmp_path_factory.mktemp("registry") / "seed.db"
+    url = f"sqlite:///{path}"
+    seed_users(url)
+    store = Store(url)
     seed_site(store, SITE, ("cam-a", "cam-b", "cam-c"))
     seed_site(store, OTHER_SITE, ("cam-x",))
     store.close()
+    return path
+
+
+@pytest.fixture
+def api(seeded_db: Path, tmp_path: Path) -> Iterator[Api]:
+    db = tmp_path / "guanjia.db"
+    shutil.copyfile(seeded_db, db)
+    sqlite_url = f"sqlite:///{db}"
     key = generate_key()
     models = ModelRegistrySettings(
         store_dir=tmp_path / "models",
@@ -140,6 +160,10 @@ def test_download_link_range_expiry_and_other_devices(api: Api) -> None:
     # A link made for cam-a, presented as cam-b's.
     forged = link().replace("device=cam-a", "device=cam-b")
     assert api.client.get(forged).status_code == 403
+    # cam-a's link for this artifact does not open another one, nor a path outside the store.
+    other_sha = ("0" if sha[0] != "0" else "1") + sha[1:]
+    assert api.client.get(link().replace(sha, other_sha)).status_code == 403
+    assert api.client.get(link().replace(sha, "..guanjia.db")).status_code == 422
 
 
 def test_rollout_scope_and_state_moves(api: Api) -> None:

@@ -16,9 +16,9 @@ from gateway.ingest import IngestHandler
 from gateway.rollouts.links import check_link
 from gateway.rollouts.plan import RolloutPolicy, plan_waves
 from gateway.rollouts.records import ArtifactPublic
-from gateway.rollouts.service import RolloutService, rollout_step
+from gateway.rollouts.service import RolloutService, rollout_step, send_all
 from gateway.sla import DEFAULT_POLICIES
-from gateway.store import Store, migrate
+from gateway.store import Store
 from tests.gateway.factories import seed_site
 
 SITE = "site-r"
@@ -45,9 +45,9 @@ class Sent:
 
 
 @pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    migrate(sqlite_url)
-    s = Store(sqlite_url)
+def store(db_url: str) -> Iterator[Store]:
+    """SQLite and PostgreSQL (tests/gateway/conftest.py), migrated."""
+    s = Store(db_url)
     seed_site(s, SITE, ("cam-a", "cam-b", "cam-c"))
     s.add_artifact(
         ArtifactPublic(
@@ -128,6 +128,10 @@ def test_waves_advance_on_reports_and_a_failure_halts(store: Store, tmp_path: Pa
     )
     audit = store.list_commands(SITE, "cam-a")
     assert [(a.name, a.state) for a in audit] == [("model_update", "sent")]
+    # The audit (readable with read_devices) keeps the link without its credential.
+    kept = urlparse(str(audit[0].args["url"]))
+    assert (kept.path, parse_qs(kept.query)["sig"]) == (link.path, ["[redacted]"])
+    assert q["sig"] not in str(audit[0].args)
 
     asyncio.run(rollout_step(service, sent, T0 + 1))
     assert sent.take() == []  # waiting for the canary: nothing sent twice
@@ -180,3 +184,58 @@ def test_a_silent_device_times_out_and_an_unreachable_broker_resends(
     [row] = rollout.devices or []
     assert row.state.value == "failed"
     assert row.reason == "timed out: no final answer 100 s after the command"
+
+
+def test_a_device_that_never_answers_a_cancel_still_times_out(store: Store, tmp_path: Path) -> None:
+    settings = ModelRegistrySettings(store_dir=tmp_path, public_url="http://gw:8000")
+    service = RolloutService(store, settings, KEY)
+    handler = IngestHandler(store, dict(DEFAULT_POLICIES))
+    policy = RolloutPolicy(canary=1, probation_s=10, device_timeout_s=100)
+    waves = plan_waves(["cam-a", "cam-b"], policy)
+    store.create_rollout("r3", SITE, SHA, policy, waves, "admin", T0)
+    sent = Sent()
+    asyncio.run(rollout_step(service, sent, T0))
+    [install] = sent.take()
+    _report(handler, install, "downloading", T0 + 1)
+    asyncio.run(send_all(store, service.cancel("r3", T0 + 2), sent))
+    assert [m.args["action"] for m in sent.take()] == ["cancel"]
+    assert _states(store, "r3") == {"cam-a": "downloading", "cam-b": "cancelled"}
+    asyncio.run(rollout_step(service, sent, T0 + 50))
+    assert _states(store, "r3")["cam-a"] == "downloading"  # within its time: no verdict
+    asyncio.run(rollout_step(service, sent, T0 + 102))  # the node never answered
+    rollout = store.get_rollout("r3")
+    assert rollout.state.value == "cancelled"
+    assert _states(store, "r3") == {"cam-a": "failed", "cam-b": "cancelled"}
+    assert sent.take() == []  # an ended rollout sends nothing more
+    assert "r3" not in store.active_rollout_ids()  # settled: no longer looked at
+
+
+def test_a_revert_the_broker_did_not_take_is_sent_again(store: Store, tmp_path: Path) -> None:
+    settings = ModelRegistrySettings(store_dir=tmp_path, public_url="http://gw:8000")
+    service = RolloutService(store, settings, KEY)
+    handler = IngestHandler(store, dict(DEFAULT_POLICIES))
+    policy = RolloutPolicy(canary=2, probation_s=10, device_timeout_s=100)
+    waves = plan_waves(["cam-a", "cam-b", "cam-c"], policy)
+    store.create_rollout("r4", SITE, SHA, policy, waves, "admin", T0)
+    sent = Sent()
+    asyncio.run(rollout_step(service, sent, T0))
+    first, second = sent.take()
+    _report(handler, first, "probation", T0 + 2)
+    _report(handler, second, "failed", T0 + 3, "self-test: detections differ")
+    asyncio.run(rollout_step(service, None, T0 + 4))  # halts while the broker is away
+    assert store.get_rollout("r4").state.value == "halted"
+    audit = store.list_commands(SITE, "cam-a")
+    assert [(a.args["action"], a.state) for a in audit] == [
+        ("revert", "unavailable"),
+        ("install", "sent"),
+    ]
+    asyncio.run(rollout_step(service, sent, T0 + 6))  # the broker is back
+    again = sent.take()
+    assert [(m.device_id, m.args["action"]) for m in again] == [
+        ("cam-a", "revert"),
+        ("cam-b", "revert"),
+    ]
+    _report(handler, again[0], "rolled_back", T0 + 7, "reverted by the gateway")
+    assert _states(store, "r4")["cam-a"] == "rolled_back"
+    asyncio.run(rollout_step(service, sent, T0 + 8))
+    assert sent.take() == []  # delivered: not sent a third time
