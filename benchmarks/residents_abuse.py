@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import statistics
 import time
 
 from PIL import Image
 
+from benchmarks.support.machine import loadavg
+from benchmarks.support.result import emit, make
+from benchmarks.support.stats import percentile
 from gateway.residents import pow
 from gateway.residents.photos import clean_photo
 from gateway.residents.tokens import derive_key
@@ -75,12 +77,17 @@ def _photo_ms(data: bytes) -> tuple[float, float]:
     return 1e3 * decode, 1e3 * (time.process_time() - started)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bits", type=int, default=pow.DEFAULT_BITS)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--challenges", type=int, default=8)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="The report size (as default).")
+    parser.add_argument("--smoke", action="store_true", help="Smallest run (not a figure).")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.bits, args.rounds, args.challenges = 10, 1, 2
+    load0 = loadavg()
     photo = _phone_jpeg()
     rates, solves, verifies, decodes, cleans = [], [], [], [], []
     for _ in range(args.rounds):  # interleaved: each round measures every quantity
@@ -90,9 +97,9 @@ def main() -> None:
         decode, clean = _photo_ms(photo)
         decodes.append(decode)
         cleans.append(clean)
-    rate, solve = statistics.median(rates), statistics.median(solves)
-    verify = statistics.median(verifies)
-    decode, clean = statistics.median(decodes), statistics.median(cleans)
+    rate, solve = percentile(rates, 50), percentile(solves, 50)
+    verify = percentile(verifies, 50)
+    decode, clean = percentile(decodes, 50), percentile(cleans, 50)
     expected = 2**args.bits
     print(f"sha256 (hashlib, this CPU): {rate / 1e6:.2f} M hashes/s (floor)")
     print(
@@ -107,6 +114,32 @@ def main() -> None:
         f"photo 4000x3000 ({len(photo) / 1e6:.1f} MB): clean {clean:.0f} ms CPU vs decode-only "
         f"{decode:.0f} ms (ratio {clean / decode:.2f}); 2 cores clean "
         f"{2 * 1000 / clean:.1f} photos/s"
+    )
+    common = {"benchmark": "residents_abuse", "rounds": args.rounds, "loadavg_start": load0}
+    emit(
+        make(
+            name=f"proof of work solve at {args.bits} bits (one thread)",
+            figure=solve,
+            unit="s",
+            better="lower",
+            limit=expected / rate,
+            limit_name="2**bits raw hashlib SHA-256 at this CPU's measured rate",
+            size=f"{args.challenges} challenges",
+            notes=f"server verify {verify:.1f} µs/report",
+            **common,
+        )
+    )
+    emit(
+        make(
+            name="resident photo clean (12 MP JPEG, EXIF stripped)",
+            figure=clean,
+            unit="ms CPU",
+            better="lower",
+            limit=decode,
+            limit_name="decode-only of the same JPEG",
+            size=f"4000x3000, {len(photo) / 1e6:.1f} MB",
+            **common,
+        )
     )
 
 
