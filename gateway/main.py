@@ -35,6 +35,7 @@ from gateway.api.headers import SecurityHeadersMiddleware
 from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimitMiddleware, BodyRule
 from gateway.auth import bearer_is_valid
 from gateway.config import GatewaySettings
+from gateway.console import app as console
 from gateway.ingest import IngestHandler, IngestQuotas, Outcome
 from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
@@ -59,8 +60,9 @@ ROUTE_MODULES = (
     dead_letters,
     webhooks,
     telemetry_api,
+    *console.ROUTERS,
 )
-"""Every module whose `router` the app serves: one per resource."""
+"""Every module whose `router` the app serves: one per resource (then the console's pages)."""
 CHANGES_RETENTION_S = 24 * 3600.0
 """The change feed keeps a day: a console away longer reloads through the REST API."""
 
@@ -337,6 +339,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     for module in ROUTE_MODULES:
         app.include_router(module.router)
+    console.install(app)
     key = settings.signing_key()
     upload = BodyRule(
         tickets.PHOTO_UPLOAD_PATH,
@@ -348,7 +351,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware,
         default_limit=settings.max_body_bytes,
-        rules=[upload],
+        rules=[upload, console.upload_rule(settings.max_photo_bytes, key)],
         authenticate=lambda header: bearer_is_valid(header, key),
     )
     app.add_middleware(SecurityHeadersMiddleware)

@@ -31,6 +31,7 @@ class Permission(StrEnum):
     READ_DEAD_LETTERS = "read_dead_letters"
     WRITE_WEBHOOKS = "write_webhooks"
     STREAM = "stream"
+    READ_REPORTS = "read_reports"  # SLA performance across grids and categories
 
 
 _ALL = frozenset(Role)
@@ -56,6 +57,7 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.READ_DEAD_LETTERS: frozenset({_A, _S}),
     Permission.WRITE_WEBHOOKS: frozenset({_A}),
     Permission.STREAM: _ALL,
+    Permission.READ_REPORTS: frozenset({_A, _S}),
 }
 
 

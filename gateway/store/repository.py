@@ -14,6 +14,7 @@ aggregate, each in its own module:
 | `WebhookStore` | `webhooks.py` | webhooks and the delivery ledger |
 | `CommandStore` | `commands.py` | the audit of commands sent to devices through the API |
 | `SensorNodeStore` | `sensors.py` | sensor devices' telemetry profiles |
+| `ReportStore` | `reports.py` | facts for reports (SLA performance) |
 
 and the change feed's reads below. They share `StoreBase` (`base.py`): the engine, read and
 write transactions, and `ingest`, the transaction around `IngestTx` (`ingest_tx.py`, the
@@ -42,6 +43,7 @@ from gateway.store.devices import DeviceStore
 from gateway.store.escalations import EscalationStore
 from gateway.store.grids import GridStore
 from gateway.store.inbox import InboxStore
+from gateway.store.reports import ReportStore
 from gateway.store.sensors import SensorNodeStore
 from gateway.store.tickets import TicketStore
 from gateway.store.users import UserStore
@@ -58,6 +60,7 @@ class Store(
     WebhookStore,
     CommandStore,
     SensorNodeStore,
+    ReportStore,
 ):
     """The gateway database. Build one per process with `Store(url)`; `close()` at exit."""
 
