@@ -37,6 +37,9 @@ class BodyRule:
     check: Callable[[Mapping[bytes, bytes]], bool] | None = None
     """The rule's own credential check on the raw headers (the console's session cookie);
     None: the middleware's bearer-token check."""
+    refusal: ASGIApp | None = None
+    """What answers a request that fails `check` (the console: 303 to its login page);
+    None: 401."""
 
 
 class BodyLimitMiddleware:
@@ -70,6 +73,9 @@ class BodyLimitMiddleware:
                 ok = rule.check(headers)
             else:
                 ok = self.authenticate(raw.decode("latin-1") if raw is not None else None)
+            if not ok and rule.refusal is not None:
+                await rule.refusal(scope, receive, send)
+                return
             if not ok:
                 await _answer(
                     scope, receive, send, status.HTTP_401_UNAUTHORIZED, "not authenticated"

@@ -34,6 +34,11 @@ def upload_rule(max_photo_bytes: int, key: str) -> BodyRule:
         max_photo_bytes + MULTIPART_OVERHEAD,
         authenticated=True,
         check=lambda headers: session_is_valid(headers, key),
+        # Like every console page without a session: to the login page. The body is unread,
+        # so the connection cannot carry another request.
+        refusal=RedirectResponse(
+            "/console/login", status_code=303, headers={"Connection": "close"}
+        ),
     )
 
 

@@ -61,6 +61,32 @@ def back(next_path: str, notice: str) -> RedirectResponse:
     return RedirectResponse(f"{next_path}{sep}{urlencode({'notice': notice})}", status_code=303)
 
 
+async def refused(
+    request: Request,
+    runtime: Runtime,
+    principal: Principal,
+    ticket_id: int,
+    *,
+    target: str,
+    exc: HTTPException,
+) -> Response:
+    """A refused action answers with its own status (403, 409, 413, 415, 422; 404 as the
+    error page) and the page it came from, showing why in the user's language."""
+    if exc.status_code == 404:
+        raise exc
+    notice = notice_for(str(exc.detail))
+    if target.startswith("/console/my/"):
+        from gateway.console.butler import my_ticket
+
+        page_ = await my_ticket(ticket_id, request, runtime, principal, notice=notice)
+    else:
+        page_ = await ticket_detail(
+            ticket_id, request, runtime=runtime, principal=principal, notice=notice
+        )
+    page_.status_code = exc.status_code
+    return page_
+
+
 def _known(value: str | None, allowed: type[TicketState] | type[TicketCategory]) -> str | None:
     return value if value and value in {m.value for m in allowed} else None
 
@@ -145,6 +171,7 @@ async def _assignees(
 async def ticket_detail(
     ticket_id: RowId,
     request: Request,
+    *,
     runtime: RuntimeDep,
     principal: Reader,
     notice: Annotated[str | None, Query(pattern=r"^notice\.[a-z_]+$")] = None,
@@ -187,9 +214,7 @@ def _action_route(action: Action) -> None:
         try:
             await apply_transition(runtime, principal, ticket_id, action, body)
         except HTTPException as exc:
-            if exc.status_code == 404:
-                raise
-            return back(target, notice_for(str(exc.detail)))
+            return await refused(request, runtime, principal, ticket_id, target=target, exc=exc)
         return RedirectResponse(target, status_code=303)
 
     route.__name__ = f"console_{action.value}"
@@ -214,6 +239,8 @@ for _action in Action:
 @router.post("/tickets/{ticket_id}/photos", status_code=303, response_class=HTMLResponse)
 async def upload_photo(
     ticket_id: RowId,
+    request: Request,
+    *,
     file: UploadFile,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(form_action(Permission.WORK))],
@@ -225,9 +252,7 @@ async def upload_photo(
     try:
         await attach_photo(runtime, principal, ticket_id, data)
     except HTTPException as exc:
-        if exc.status_code == 404:
-            raise
-        return back(target, notice_for(str(exc.detail)))
+        return await refused(request, runtime, principal, ticket_id, target=target, exc=exc)
     return back(target, "notice.photo_saved")
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from gateway.api.deps import RuntimeDep, site_scope
@@ -102,9 +102,15 @@ def _resume(request: Request) -> int | None:
 
 
 @router.get("/stream")
-async def stream(request: Request, runtime: RuntimeDep, principal: Watcher) -> StreamingResponse:
+async def stream(
+    request: Request,
+    runtime: RuntimeDep,
+    principal: Watcher,
+    max_events: Annotated[int | None, Query(ge=1)] = None,
+) -> StreamingResponse:
     """Server-sent events for the wall: `card` (a ticket's card as HTML, `id` = feed id),
-    `hello` on (re)connect and `reset` when the backlog was pruned (reload the cards)."""
+    `hello` on (re)connect and `reset` when the backlog was pruned (reload the cards).
+    `max_events` closes it after that many events (`hello` included), as on /api/stream."""
     context = base_context(request, principal)
     template = environment().get_template("_card.html")
     feed = follow_feed(request, runtime, principal, _resume(request))
@@ -118,23 +124,32 @@ async def stream(request: Request, runtime: RuntimeDep, principal: Watcher) -> S
         data = "".join(f"data: {line}\n" for line in html.splitlines() if line.strip())
         return f"id: {entry.id}\nevent: card\n{data}\n"
 
+    async def text_of(item: FeedHello | FeedEntry | str) -> str | None:
+        if isinstance(item, FeedHello):
+            return f"event: hello\ndata: {json.dumps({'last_event_id': item.last_event_id})}\n\n"
+        if item == "reset":
+            return "event: reset\ndata: {}\n\n"
+        if isinstance(item, FeedEntry):
+            try:
+                return await card(item)
+            except HTTPException:  # a ticket gone since: skip it, keep streaming
+                return None
+        return None
+
     async def events() -> AsyncIterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
+        sent = 0
         async for item in feed:
-            if isinstance(item, FeedHello):
-                hello = json.dumps({"last_event_id": item.last_event_id})
-                yield f"event: hello\ndata: {hello}\n\n"
-            elif item == "reset":
-                yield "event: reset\ndata: {}\n\n"
-            elif item == "keepalive":
+            if item == "keepalive":
                 yield ": keepalive\n\n"
-            elif isinstance(item, FeedEntry):
-                try:
-                    text = await card(item)
-                except HTTPException:  # a ticket gone since: skip it, keep streaming
-                    text = None
-                if text is not None:
-                    yield text
+                continue
+            text = await text_of(item)
+            if text is None:
+                continue
+            yield text
+            sent += 1
+            if max_events is not None and sent >= max_events:
+                return
 
     return StreamingResponse(
         events(),

@@ -34,6 +34,18 @@
     if (played && played.catch) { played.catch(function () { /* autoplay refused: muted */ }); }
   }
 
+  // An alert's card can arrive before its snapshot does (two MQTT messages): a thumbnail
+  // that is not there yet is asked for again, 1, 2, 4, 8 s later.
+  function retryThumbnail(evt) {
+    var img = evt.target;
+    if (!img || img.tagName !== "IMG") { return; }
+    var tries = parseInt(img.dataset.tries || "0", 10);
+    if (tries >= 4) { return; }
+    img.dataset.tries = String(tries + 1);
+    var base = img.getAttribute("src").split("?")[0];
+    window.setTimeout(function () { img.src = base + "?try=" + (tries + 1); }, 1000 * Math.pow(2, tries));
+  }
+
   function setLive(on) {
     live.textContent = on ? live.dataset.on : live.dataset.off;
     live.classList.toggle("live-on", on);
@@ -78,6 +90,7 @@
     max = parseInt(wall.dataset.max, 10) || 60;
 
     cards.addEventListener("htmx:sseBeforeMessage", beforeMessage);
+    cards.addEventListener("error", retryThumbnail, true);
     cards.addEventListener("htmx:sseMessage", function () { trim(); refreshCount(); });
     wall.addEventListener("htmx:sseOpen", function (evt) {
       setLive(true);
