@@ -30,6 +30,9 @@ GATEWAY_ACCOUNT = "gw-console"
 WALL = {"width": 1280, "height": 720}
 PHONE = {"width": 390, "height": 844}
 JPEG = encoded(".jpg")
+STREET = Path(__file__).resolve().parents[2].parent / "shared/testdata/images/000000423617.jpg"
+"""A real street photo (COCO, CC BY 2.0) as the camera's snapshot when the shared test data
+is there; the tiny generated JPEG otherwise (the tests do not depend on what it shows)."""
 
 
 def guanjia(*args: str) -> str:
@@ -64,6 +67,7 @@ class Console:
     gateway_password: str
     devices: dict[str, tuple[str, str]]  # device → (site, password)
     settings: dict[str, Any]
+    photo: bytes = JPEG
     publishers: dict[str, Publisher] = field(default_factory=dict)
 
     @property
@@ -92,10 +96,10 @@ class Console:
         if with_snapshot:
             snap = c.SnapshotRef(
                 snapshot_id="s" + uuid.uuid4().hex[:10],
-                sha256=hashlib.sha256(JPEG).hexdigest(),
-                size_bytes=len(JPEG),
-                width=64,
-                height=48,
+                sha256=hashlib.sha256(self.photo).hexdigest(),
+                size_bytes=len(self.photo),
+                width=640,
+                height=480,
             )
         message = event(
             site,
@@ -107,11 +111,13 @@ class Console:
             ts=now,
             snapshot=snap,
         )
+        box = c.BoxEvidence(ts=now, box=(0.02, 0.52, 0.3, 0.86), score=0.87)
+        message = message.model_copy(update={"boxes": [box]})
         publisher = self.publisher(device)
         publisher.send(message, topic_of(message))
         if snap is not None:
             info = publisher.client.publish(
-                str(c.snapshot_topic(site, device, snap.snapshot_id)), JPEG, qos=1
+                str(c.snapshot_topic(site, device, snap.snapshot_id)), self.photo, qos=1
             )
             publisher.pending.append(info)
         publisher.flush()
@@ -158,7 +164,8 @@ def start_console(workdir: Path, **settings: Any) -> Console:
         workdir, db_url, broker, GATEWAY_ACCOUNT, password=gw_password, **values
     )
     gateway.wait_ready()
-    return Console(workdir, db_url, broker, gateway, gw_password, devices, values)
+    photo = STREET.read_bytes() if STREET.is_file() else JPEG
+    return Console(workdir, db_url, broker, gateway, gw_password, devices, values, photo)
 
 
 __all__ = ["PASSWORD", "Console", "artifacts_dir", "start_console"]
