@@ -1,5 +1,5 @@
 """Browser fixtures: Debian's Chromium driven by Playwright (one browser per session, never
-`playwright install`), and a real console to point it at (one per module)."""
+`playwright install`), and a real console to point it at (one per session)."""
 
 from __future__ import annotations
 
@@ -36,10 +36,11 @@ def browser() -> Iterator[Any]:
         found.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def console(
     mosquitto_available: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Console]:
+    # One for the session: tests tell their alerts apart by zone, so they can share it.
     running = start_console(tmp_path_factory.mktemp("console"))
     yield running
     running.close()
@@ -77,9 +78,9 @@ def watch_errors(page: Any) -> list[str]:
     errors: list[str] = []
     page.on(
         "console",
-        lambda m: errors.append(f"{m.text} {m.location.get('url', '')}")
-        if m.type == "error"
-        else None,
+        lambda m: (
+            errors.append(f"{m.text} {m.location.get('url', '')}") if m.type == "error" else None
+        ),
     )
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.errors = errors

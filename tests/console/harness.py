@@ -19,7 +19,7 @@ import contract as c
 from tests.gateway.apphelpers import PASSWORD, seed_users
 from tests.gateway.factories import event, topic_of
 from tests.gateway.imagedata import encoded
-from tests.gateway.proc import GatewayProcess, Publisher, start_gateway
+from tests.gateway.proc import GatewayProcess, Publisher, spawn_gateway, start_gateway
 from tests.support.broker import MosquittoBroker
 
 SITE_A = "site-1"
@@ -29,6 +29,8 @@ DEVICE_B = "cam-b1"
 GATEWAY_ACCOUNT = "gw-console"
 WALL = {"width": 1280, "height": 720}
 PHONE = {"width": 390, "height": 844}
+GATEWAY_JWT_SECRET = "multi-process-test-secret-0123456789"
+"""`start_gateway`'s signing key: a restarted gateway must accept the browser's session."""
 JPEG = encoded(".jpg")
 STREET = Path(__file__).resolve().parents[2].parent / "shared/testdata/images/000000423617.jpg"
 """A real street photo (COCO, CC BY 2.0) as the camera's snapshot when the shared test data
@@ -127,15 +129,7 @@ class Console:
         """Kill the gateway (no goodbye) and start a new one on the same port and database."""
         port = self.gateway.port
         self.gateway.kill()
-        self.gateway = start_gateway(
-            self.workdir,
-            self.db_url,
-            self.broker,
-            GATEWAY_ACCOUNT,
-            password=self.gateway_password,
-            **self.settings,
-            port=port,
-        )
+        self.gateway = _spawn(self, port)
         self.gateway.wait_ready()
 
     def close(self) -> None:
@@ -143,6 +137,22 @@ class Console:
             publisher.close()
         self.gateway.stop()
         self.broker.stop()
+
+
+def _spawn(console: Console, port: int) -> GatewayProcess:
+    """The same gateway as `start_gateway` made, on a given port (the one the browser uses)."""
+    values: dict[str, Any] = {
+        "DATABASE_URL": console.db_url,
+        "JWT_SECRET": GATEWAY_JWT_SECRET,
+        "MQTT__HOST": console.broker.host,
+        "MQTT__PORT": console.broker.port,
+        "MQTT__USERNAME": GATEWAY_ACCOUNT,
+        "MQTT__PASSWORD": console.gateway_password,
+        "SLA_TICK_S": 0.5,
+        **{k.upper(): v for k, v in console.settings.items()},
+    }
+    log = console.workdir / f"gateway-restarted-{port}.log"
+    return spawn_gateway(dict(os.environ), values, log, port)
 
 
 def start_console(workdir: Path, **settings: Any) -> Console:

@@ -117,7 +117,8 @@ def test_every_page_renders_in_both_languages(
     pages = ["wall", "queue", "devices", "dead-letters", "sla", "my"]
     for name in pages:
         response = admin.goto(f"{console.url}/console/{name}")
-        assert response is not None and response.status == 200, name
+        assert response is not None
+        assert response.status == 200, name
         shots(admin, f"{name}-zh")
     admin.goto(f"{console.url}/console/lang?lang=en&next=/console/queue")
     assert admin.locator("html").get_attribute("lang") == "en"

@@ -83,16 +83,14 @@ def start_gateway(
     client_id: str,
     *,
     password: str | None = None,
-    port: int | None = None,
     **settings: Any,
 ) -> GatewayProcess:
     """Start `guanjia gateway run` with settings passed as GUANJIA_GATEWAY_* variables.
 
     With a `password`, `client_id` is the replica's broker username (its client id follows);
-    without, it is the session id on an anonymous broker. `port`: a given one (a restart
-    on the address a browser already uses), else a free one.
+    without, it is the session id on an anonymous broker.
     """
-    port = free_port() if port is None else port
+    port = free_port()
     env = dict(os.environ)
     identity: dict[str, Any] = (
         {"MQTT__USERNAME": client_id, "MQTT__PASSWORD": password}
