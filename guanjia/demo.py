@@ -522,6 +522,7 @@ class Demo:
                     separators=(",", ":"),
                 )
                 console.print(
+                    f"  console  {base}/console  (control room and butler phone view)\n"
                     f"  API      {base}/api  (OpenAPI: {base}/docs, live stream: "
                     f"{base}/api/stream)\n"
                     f"  operator {OPERATOR} / {secrets.operator_password}\n"
