@@ -142,3 +142,42 @@ def test_queue_keyboard_navigation_and_labels(
     shots(page, "queue")
     assert_clean(page)
     page.context.close()
+
+
+LOW_CONTRAST = """() => {
+  const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) { return c.slice(0, 3); }
+    }
+    return [255, 255, 255];
+  };
+  const bad = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || el.closest('[hidden]') || el.offsetParent === null) { continue; }
+    const fg = lum(rgb(getComputedStyle(el).color).slice(0, 3));
+    const bg = lum(background(el));
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    if (ratio < 4.5) { bad.push(`${el.tagName}.${el.className}: ${ratio.toFixed(2)}`); }
+  }
+  return bad;
+}"""
+
+
+def test_text_has_readable_contrast(browser: Any, console: Console) -> None:
+    """WCAG AA (4.5:1) for every piece of text on the wall, the queue, a detail page and the
+    phone view, measured from the colours the browser computed."""
+    console.publish_alert(DEVICE_A, severity=c.Severity.URGENT)
+    page = sign_in(browser, console, "admin", WALL)
+    page.wait_for_selector("article.card")
+    href = page.locator("article.card h2 a").first.get_attribute("href")
+    for path in ("/console/wall", "/console/queue", href or "", "/console/sla", "/console/my"):
+        page.goto(console.url + path)
+        assert page.evaluate(LOW_CONTRAST) == [], path
+    page.context.close()
