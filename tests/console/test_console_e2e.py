@@ -114,12 +114,26 @@ def test_every_page_renders_in_both_languages(
 ) -> None:
     admin = sign_in(browser, console, "admin", WALL)
     console.publish_alert(DEVICE_A, severity=c.Severity.URGENT)
+    # Something the gateway refuses, so the dead-letter page has a row to show.
+    refused = console.publisher(DEVICE_A).client.publish(
+        str(c.event_topic("site-1", DEVICE_A)), b'{"not": "an event"}', qos=1
+    )
+    refused.wait_for_publish(10)
     pages = ["wall", "queue", "devices", "dead-letters", "sla", "my"]
     for name in pages:
         response = admin.goto(f"{console.url}/console/{name}")
         assert response is not None
         assert response.status == 200, name
         shots(admin, f"{name}-zh")
+    topic = f"guanjia/v1/site-1/{DEVICE_A}/event"
+    deadline = time.monotonic() + 10
+    while True:  # the refusal is committed asynchronously: reload until it shows
+        admin.goto(f"{console.url}/console/dead-letters")
+        if topic in admin.inner_text("table.dead") or time.monotonic() > deadline:
+            break
+        admin.wait_for_timeout(200)
+    assert topic in admin.inner_text("table.dead")
+    shots(admin, "dead-letters")
     admin.goto(f"{console.url}/console/lang?lang=en&next=/console/queue")
     assert admin.locator("html").get_attribute("lang") == "en"
     assert "Ticket queue" in admin.inner_text("h1")
