@@ -19,11 +19,22 @@ import pytest
 
 import contract as c
 from tests.console.conftest import assert_clean, sign_in, watch_errors
-from tests.console.harness import DEVICE_A, JPEG, PHONE, WALL, Console
+from tests.console.harness import DEVICE_A, PHONE, WALL, Console
 
 pytestmark = pytest.mark.mqtt
 
 WALL_WITHIN_S = 2.0
+
+
+def big_photo() -> bytes:
+    """A 12-megapixel phone photo of noise: a JPEG above the 5 MiB upload limit."""
+    import cv2
+    import numpy as np
+
+    pixels = np.random.default_rng(7).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
+    ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return bytes(data)
 
 
 def test_alert_to_wall_ack_dispatch_butler_resolve_sla(
@@ -75,7 +86,8 @@ def test_alert_to_wall_ack_dispatch_butler_resolve_sla(
     phone.get_by_role("button", name="接单").click()
     phone.wait_for_load_state()
     photo = tmp_path / "site.jpg"
-    photo.write_bytes(JPEG)
+    photo.write_bytes(big_photo())
+    assert photo.stat().st_size > 5 * 1024 * 1024  # more than a ticket takes as it is
     phone.get_by_label("拍照或选择照片").set_input_files(str(photo))
     phone.get_by_role("button", name="上传照片").click()
     phone.locator("p.notice", has_text="照片已上传").wait_for()
@@ -90,6 +102,9 @@ def test_alert_to_wall_ack_dispatch_butler_resolve_sla(
     detail.reload()
     assert "车辆已挪走" in detail.inner_text("body")
     assert detail.locator("ul.photos img").count() == 1
+    # The phone scaled it down before sending (at most 1920 px on its long side).
+    detail.wait_for_function("document.querySelector('ul.photos img').naturalWidth > 0")
+    assert detail.evaluate("document.querySelector('ul.photos img').naturalWidth") == 1920
     audit = detail.locator("table.audit").inner_text()
     for step in ("确认", "派单", "接单", "上传照片", "解决"):
         assert step in audit
