@@ -1,10 +1,12 @@
 // The live wall: cards arrive over SSE (htmx's sse extension swaps new ones in at the top).
 // Here: a card for a ticket already shown replaces it in place, a closed ticket leaves, the
 // wall keeps at most data-max cards (oldest dropped), an urgent new alert plays the cue
-// unless muted, and after a reconnect the cards are reloaded so nothing missed stays missing.
+// unless muted, and after a reconnect (and every ten minutes) the cards are reloaded so
+// nothing missed stays missing.
 (function () {
   "use strict";
   var wall, cards, live, sound, cue, empty, count, max;
+  var RESYNC_MS = 10 * 60 * 1000;
   var opened = 0;
   var soundOn = false;
 
@@ -117,6 +119,9 @@
         if (p && p.then) { p.then(unmute, unmute); } else { unmute(); }
       }
     });
+    // Every ten minutes the cards are read again: a resync that costs one request, and the
+    // request that renews the session cookie of a wall screen nobody touches for days.
+    window.setInterval(reload, RESYNC_MS);
     trim();
     refreshCount();
   });
