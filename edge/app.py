@@ -6,7 +6,8 @@
                   ├─ action sinks (log / MQTT / HTTP), fired by the rules on the spot
                   ├─ per camera: FrameSource ─▶ CameraPipeline ─▶ Uplink.send_event
                   ├─ heartbeat thread: HeartbeatBuilder + system health ─▶ Uplink (QoS 0)
-                  └─ CommandHandler ◀─ cmd/+ (ping, config, actuate, model_update)
+                  ├─ CommandHandler ◀─ cmd/+ (ping, config, actuate, model_update)
+                  └─ ModelUpdater (with model_updates): data_dir/models, probation thread
 
 Threads: one per camera (capture + vision; they share nothing but the uplink), the heartbeat
 thread, and the uplink's publisher and command workers; paho runs its own network thread.
@@ -48,11 +49,16 @@ from edge.camera_config import CameraConfigError
 from edge.camera_worker import CameraWorker, resolve_cameras
 from edge.commands import CommandHandler, ConfigRejectedError
 from edge.heartbeat import HeartbeatBuilder
+from edge.model_update.probation import HealthSample
+from edge.model_update.reporting import UpdateReporting
+from edge.model_update.state import ModelSlot
+from edge.model_update.updater import ModelUpdater
 from edge.mqtt_link import LinkOptions
 from edge.node_config import (
     CameraRef,
     HttpActionSettings,
     LogActionSettings,
+    ModelUpdateSettings,
     MqttActionSettings,
     NodeConfig,
     RuntimeConfig,
@@ -162,6 +168,7 @@ class EdgeNode:
             reconnect_max_s=config.mqtt.reconnect_max_s,
             inflight=config.mqtt.inflight,
             session_expiry_s=config.mqtt.session_expiry_s,
+            protocol=config.mqtt.protocol,
             subscriptions=(
                 subscription(Channel.CMD, site_id=config.site_id, device_id=config.device_id),
             ),
@@ -187,6 +194,12 @@ class EdgeNode:
             software_version=software_version,
             started_at=self.started_at,
         )
+        self._health_mark: tuple[float, int] | None = None
+        self.reporting: UpdateReporting | None = None
+        self.updater: ModelUpdater | None = None
+        if config.model_updates is not None:
+            self.reporting = UpdateReporting(config.site_id, config.device_id, self.uplink)
+            self.updater = self._build_updater(config.model_updates, self.reporting)
         self.commands = CommandHandler(
             site_id=config.site_id,
             device_id=config.device_id,
@@ -195,6 +208,7 @@ class EdgeNode:
             actions=self.actions,
             apply_config=self.apply_runtime,
             ping_detail=self._ping_detail,
+            model_updates=self.reporting,
         )
         self.uplink.set_command_handler(
             lambda topic, payload: self.commands.handle(topic, payload, time.time())
@@ -233,12 +247,73 @@ class EdgeNode:
                 sinks.append(sink)
         return sinks[0] if len(sinks) == 1 else FanOutActionSink(sinks)
 
+    def _build_updater(
+        self, settings: ModelUpdateSettings, reporting: UpdateReporting
+    ) -> ModelUpdater:
+        from edge.model_update.probation import ProbationRules
+        from guanjia.artifacts import parse_public_key
+
+        updater = ModelUpdater(
+            self.config.data_dir / "models",
+            [parse_public_key(k) for k in settings.trusted_keys],
+            software_version=self.software_version,
+            report=reporting.publish,
+            switch=self._switch_model,
+            health=self._camera_health,
+            rules=ProbationRules(settings.fps_floor, settings.inference_factor),
+            download_timeout_s=settings.download_timeout_s,
+            max_model_bytes=int(settings.max_model_mb * 1024 * 1024),
+        )
+        reporting.updater = updater
+        return updater
+
+    def _switch_model(self, slot: ModelSlot | None) -> None:
+        """Run `slot` (None: NODE.yaml's model): reopen every camera with it, or raise.
+
+        The updater has already recorded `slot` as active, so `_load_model` finds it."""
+        with self._lock:
+            self.manifest, self.model_dir = None, None
+            runtime = self.runtime
+        if slot is None and self.config.model is None:
+            return  # a node without cameras or a model of its own: nothing to reload
+        manifest, _ = self._load_model()
+        log.info("switching to model %s %s", manifest.name, manifest.version)
+        workers = self._open_cameras(runtime.cameras)
+        with self._lock:
+            old, self.cameras = self.cameras, workers
+        for worker in old:
+            worker.stop()
+        if not self._stop.is_set():
+            for worker in workers:
+                worker.start()
+
+    def _camera_health(self) -> HealthSample | None:
+        with self._lock:
+            cameras = list(self.cameras)
+        if not cameras:
+            return None
+        samples = [worker.sample() for worker in cameras]
+        now, frames = time.monotonic(), sum(s.frames_processed for s in samples)
+        last, self._health_mark = self._health_mark, (now, frames)
+        window = None
+        if last is not None and now > last[0] and frames >= last[1]:
+            window = (frames - last[1]) / (now - last[0])
+        inference = [s.inference_ms_p50 for s in samples if s.inference_ms_p50 is not None]
+        errors = sum(1 for worker in cameras if worker.failed)
+        return HealthSample(
+            fps=window, inference_ms=max(inference) if inference else None, errors=errors
+        )
+
     def _load_model(self) -> tuple[Manifest, Path]:
         from edge.detector import load_manifest
         from edge.model_dir import resolve_model_dir
 
         if self.manifest is not None and self.model_dir is not None:
             return self.manifest, self.model_dir
+        installed = None if self.updater is None else self.updater.active_model()
+        if installed is not None:
+            self.manifest, self.model_dir = installed
+            return installed
         if self.config.model is None:
             raise ValueError("cameras need a model section in the node config")
         manifest = load_manifest(self.config.model.manifest)
@@ -300,6 +375,9 @@ class EdgeNode:
             cameras = list(self.cameras)
             runtime = self.runtime
         model: ModelRef | None = None if self.manifest is None else self.manifest.ref
+        if model is None and self.updater is not None:
+            installed = self.updater.active_model()
+            model = None if installed is None else installed[0].ref
         heartbeat = self.heartbeats.build(
             now,
             interval_s=runtime.heartbeat_interval_s,
@@ -318,10 +396,20 @@ class EdgeNode:
             except Exception:
                 log.exception("heartbeat failed")
 
+    def _probation_loop(self) -> None:
+        assert self.updater is not None
+        while not self._stop.wait(1.0):
+            try:
+                self.updater.tick()
+            except Exception:
+                log.exception("probation check failed")
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
         """Open cameras and start every thread; raise NodeStartError on a bad camera/model."""
+        if self.updater is not None:
+            self.updater.recover()  # before cameras: never boot a model still on probation
         try:
             self.cameras = self._open_cameras(self.runtime.cameras)
         except (CameraConfigError, ValueError, OSError) as exc:
@@ -330,6 +418,8 @@ class EdgeNode:
         for worker in self.cameras:
             worker.start()
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+        if self.updater is not None:
+            threading.Thread(target=self._probation_loop, name="probation", daemon=True).start()
         log.info(
             "edge node %s/%s up: %d camera(s), outbox %s (%d queued)",
             self.config.site_id,
@@ -372,6 +462,8 @@ class EdgeNode:
     def shutdown(self) -> None:
         """Stop cameras, give in-flight messages a moment, go offline cleanly, close the outbox."""
         self._stop.set()
+        if self.updater is not None:
+            self.updater.close()
         with self._lock:
             cameras, self.cameras = self.cameras, []
         for worker in cameras:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from contract.messages import Segment
+from edge.config_errors import yaml_problem
 from edge.zone_config import (
     DAY_S,
     ConfigModel,
@@ -314,6 +315,13 @@ def parse_camera_config(
         raise CameraConfigError(origin, field, problem) from exc
 
 
+def is_local_path(source: object) -> bool:
+    """A camera source that names a file or folder (not a URL, not a USB index)."""
+    if not isinstance(source, str) or not source:
+        return False
+    return "://" not in source and not source.isdigit() and not source.startswith("usb:")
+
+
 def load_camera_config(path: Path | str, *, source: str | None = None) -> CameraConfig:
     """Read and validate a camera YAML file; `source` replaces (or supplies) its source.
 
@@ -328,5 +336,11 @@ def load_camera_config(path: Path | str, *, source: str | None = None) -> Camera
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise CameraConfigError(path, "", f"not valid YAML: {exc}") from exc
+        raise CameraConfigError(path, "", yaml_problem(exc)) from exc
+    if source is None and isinstance(data, dict):
+        # A file or folder named in the camera YAML is relative to that YAML, whatever the
+        # working directory (a `source` given on the command line stays relative to it).
+        local = data.get("source")
+        if is_local_path(local) and not Path(str(local)).is_absolute():
+            data = {**data, "source": str(path.resolve().parent / str(local))}
     return parse_camera_config(data, origin=path, source=source)

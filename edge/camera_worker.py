@@ -81,6 +81,8 @@ class CameraWorker:
             target=self._run, name=f"camera-{config.camera_id}", daemon=True
         )
         self.finished = threading.Event()
+        self.failed = False
+        """The frame loop stopped on an error (probation counts this as a regression)."""
 
     @property
     def live(self) -> bool:
@@ -144,6 +146,7 @@ class CameraWorker:
                     except OSError as exc:  # a full disk must not stop the camera
                         log.warning("camera %s: memory not saved: %s", self.config.camera_id, exc)
         except Exception:
+            self.failed = True
             # One broken camera must not take the node (and the other cameras) down; the
             # heartbeat shows it offline/stalled.
             log.exception("camera %s stopped on an error", self.config.camera_id)

@@ -30,6 +30,10 @@ ManifestOption = Annotated[
 ]
 
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+"""What `edge detect FOLDER` reads from a folder."""
+
+
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=2)
@@ -37,36 +41,57 @@ def _fail(message: str) -> typer.Exit:
 
 @edge_app.command()
 def detect(
-    image: Annotated[Path, typer.Argument(help="An image file (JPEG, PNG, …).")],
+    image: Annotated[
+        Path, typer.Argument(help="An image file (JPEG, PNG, …) or a folder of them.")
+    ],
     model_dir: ModelDirOption = None,
     manifest: ManifestOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 1,
 ) -> None:
-    """Print the detections of one image (boxes in pixels of the original image)."""
+    """Print the detections of an image, or of each image of a folder (with its file name);
+    boxes in pixels of the original image."""
     from edge.capture import CaptureError, read_image
     from edge.detector import ModelError, load_detector, load_manifest
     from edge.model_dir import ModelDirError, default_manifest_path, resolve_model_dir
 
+    folder = image.is_dir()
+    images = (
+        sorted(p for p in image.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if folder
+        else [image]
+    )
+    if not images:
+        raise _fail(f"{image}: a folder with no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     try:
         spec = load_manifest(manifest or default_manifest_path())
         detector = load_detector(resolve_model_dir(model_dir, weights=spec.file), spec, threads)
-        frame = read_image(image)
-    except (ModelError, ModelDirError, CaptureError) as exc:
+    except (ModelError, ModelDirError) as exc:
         raise _fail(str(exc)) from exc
-    for det in detector.detect(frame):
-        row = {
-            "class": det.class_name,
-            "category": det.category.value if det.category else None,
-            "score": round(det.score, 4),
-            "box": [round(v, 1) for v in det.box],
-        }
-        if as_json:
-            typer.echo(json.dumps(row, ensure_ascii=False))
-        else:
-            typer.echo(
-                f"{row['class']:<14} {row['category'] or '-':<17} {row['score']:.3f} {row['box']}"
-            )
+    for path in images:
+        try:
+            frame = read_image(path)
+        except CaptureError as exc:
+            if not folder:
+                raise _fail(str(exc)) from exc
+            typer.echo(f"skipped {path.name}: {exc}", err=True)
+            continue
+        for det in detector.detect(frame):
+            row: dict[str, object] = {"image": path.name} if folder else {}
+            row |= {
+                "class": det.class_name,
+                "category": det.category.value if det.category else None,
+                "score": round(det.score, 4),
+                "box": [round(v, 1) for v in det.box],
+            }
+            if as_json:
+                typer.echo(json.dumps(row, ensure_ascii=False))
+            else:
+                name = f"{path.name:<20} " if folder else ""
+                typer.echo(
+                    f"{name}{det.class_name:<14} {row['category'] or '-':<17} "
+                    f"{det.score:.3f} {row['box']}"
+                )
 
 
 @edge_app.command()

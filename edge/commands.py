@@ -12,7 +12,11 @@ addressed to another site/device   rejected      "not addressed to this device .
 issuer not in allowed_issuers      rejected      "unauthorised: ..."
 past `expires_at`                  expired       "expired at ..."
 unknown command name               unsupported   "unknown command ..."
-``model_update``                   unsupported   until the model-update issue lands
+``model_update`` on a node without unsupported   "model updates are not enabled ..."
+``model_updates`` in NODE.yaml
+``model_update`` with bad args     rejected      the argument problem
+``model_update``                   ok / error    detail: state (downloading … active,
+                                                 failed, rolled_back), seq, artifact
 ``actuate`` with a bad/forbidden   rejected      the argument problem
 action
 ``actuate`` whose action failed    error         "action … failed: broker refused the
@@ -76,6 +80,13 @@ class ResultChannel(Protocol):
         """Queue a result that has no usable command id."""
 
 
+class ModelUpdates(Protocol):
+    """The node's model updater (edge.model_update), seen from the command handler."""
+
+    def handle(self, command: Command) -> tuple[CommandStatus, str | None, dict[str, Any]]:
+        """Validate and start/revert/cancel; the status, reason and detail of the answer."""
+
+
 class ActuateArgs(BaseModel):
     """Arguments of ``actuate``: which local action, where, and its parameters."""
 
@@ -129,6 +140,7 @@ class CommandHandler:
         actions: ActionSink,
         apply_config: Callable[[RuntimeConfig], None],
         ping_detail: Callable[[], dict[str, JsonValue]],
+        model_updates: ModelUpdates | None = None,
     ) -> None:
         self.site_id = site_id
         self.device_id = device_id
@@ -137,6 +149,7 @@ class CommandHandler:
         self._actions = actions
         self._apply_config = apply_config
         self._ping_detail = ping_detail
+        self._model_updates = model_updates
         self._handlers: dict[str, Callable[[Command], CommandResult]] = {
             "ping": self._ping,
             "config": self._config,
@@ -289,12 +302,15 @@ class CommandHandler:
         return self._result(command, 0.0, CommandStatus.OK, None, {"action": args.action})
 
     def _model_update(self, command: Command) -> CommandResult:
-        return self._result(
-            command,
-            0.0,
-            CommandStatus.UNSUPPORTED,
-            "model updates are not implemented on this node yet (model-update issue)",
-        )
+        if self._model_updates is None:
+            return self._result(
+                command,
+                0.0,
+                CommandStatus.UNSUPPORTED,
+                "model updates are not enabled on this node (model_updates in NODE.yaml)",
+            )
+        status, reason, detail = self._model_updates.handle(command)
+        return self._result(command, 0.0, status, reason, detail)
 
     # -- results -------------------------------------------------------------------------
 

@@ -104,6 +104,9 @@ class LinkOptions:
     inflight: int = 64
     subscriptions: tuple[str, ...] = ()
     session_expiry_s: int = 7 * 24 * 3600
+    protocol: str = "5"
+    """"5", or "3.1.1" for the embedded broker: a persistent session (clean session off) that
+    the broker keeps until it stops, and PUBACKs without a reason code."""
 
 
 class MqttLink:
@@ -127,7 +130,13 @@ class MqttLink:
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=options.device_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=(
+                MQTTProtocolVersion.MQTTv5
+                if options.protocol == "5"
+                else MQTTProtocolVersion.MQTTv311
+            ),
+            # 3.1.1 has no clean_start: a persistent session is clean_session=False.
+            clean_session=None if options.protocol == "5" else False,
             manual_ack=True,
         )
         if options.username is not None:
@@ -157,6 +166,12 @@ class MqttLink:
 
     def start(self) -> None:
         """Start connecting in the background; returns at once, reconnects forever."""
+        if self.options.protocol != "5":
+            self._client.connect_async(
+                self.options.host, self.options.port, keepalive=self.options.keepalive_s
+            )
+            self._client.loop_start()
+            return
         # paho's Properties class has no type hints.
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self.options.session_expiry_s

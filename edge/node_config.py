@@ -27,6 +27,7 @@ from pydantic import (
 
 from contract.messages import Segment
 from edge.actions import ActionName
+from edge.config_errors import validation_problem, yaml_problem
 
 
 class _Config(BaseModel):
@@ -79,6 +80,12 @@ class MqttSettings(_Config):
         le=2**32 - 1,
         description="How long the broker keeps the node's session (subscriptions, queued "
         "commands) while it is offline; MQTT 5 Session Expiry Interval.",
+    )
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description='MQTT version. "3.1.1" only for the embedded broker (amqtt): no session '
+        "expiry and no PUBACK reason codes, so a publish the ACL refuses looks delivered "
+        "(docs/embedded-broker.md).",
     )
 
     @model_validator(mode="after")
@@ -157,6 +164,22 @@ class ModelSettings(_Config):
         default=None, description="Weights directory; else GUANJIA_MODEL_DIR or ../shared/models."
     )
     manifest: Path = Field(description="Model manifest JSON (guanjia.model_manifest/1).")
+
+
+class ModelUpdateSettings(_Config):
+    """Signed model updates (``model_update`` commands); absent: the node refuses them."""
+
+    trusted_keys: list[
+        Annotated[str, StringConstraints(pattern=r"^ed25519:[A-Za-z0-9+/=]{44}$")]
+    ] = Field(min_length=1, max_length=8, description="Pinned public keys (ed25519:<base64>).")
+    download_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_model_mb: float = Field(default=256.0, gt=0, le=4096)
+    fps_floor: float = Field(
+        default=0.5, gt=0, le=1, description="Roll back when fps falls below this share."
+    )
+    inference_factor: float = Field(
+        default=3.0, gt=1, le=100, description="Roll back when inference time grows this much."
+    )
 
 
 class LogActionSettings(_Config):
@@ -256,6 +279,9 @@ class NodeConfig(_Config):
     cameras: list[CameraRef] = Field(default_factory=list, max_length=16)
     actions: list[ActionSettings] = Field(default_factory=_log_only)
     commands: CommandSettings = Field(default_factory=CommandSettings)
+    model_updates: ModelUpdateSettings | None = Field(
+        default=None, description="Accept signed model updates from the gateway."
+    )
 
     @model_validator(mode="after")
     def _model_for_cameras(self) -> NodeConfig:
@@ -288,23 +314,43 @@ def _resolve(base: Path, path: Path) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
+def anchor_source(camera: dict[str, Any], base: Path) -> dict[str, Any]:
+    """`camera` with a relative file or folder ``source`` made absolute against `base`."""
+    from edge.camera_config import is_local_path
+
+    source = camera.get("source")
+    if is_local_path(source) and not Path(str(source)).is_absolute():
+        return {**camera, "source": str(base / str(source))}
+    return camera
+
+
 def load_node_config(path: Path) -> NodeConfig:
-    """Read and validate ``NODE.yaml``; relative paths are resolved against its directory."""
+    """Read and validate ``NODE.yaml``; relative paths are resolved against its directory.
+
+    That includes an inline camera's ``source:`` when it is a file or folder (a camera YAML
+    named by ``path`` resolves its own ``source`` against its own directory), so a node file
+    works the same from any working directory. Errors are one line: file, field, problem.
+    """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise NodeConfigError(f"cannot read node config {path}: {exc}") from exc
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise NodeConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise NodeConfigError(f"{path}: {yaml_problem(exc)}") from exc
     if not isinstance(data, dict):
         raise NodeConfigError(f"{path}: top level must be a mapping")
     try:
         config = NodeConfig.model_validate(data)
     except ValidationError as exc:
-        raise NodeConfigError(f"{path}: {exc}") from exc
+        field, problem = validation_problem(exc, docs="docs/edge-uplink.md")
+        raise NodeConfigError(f"{path}: {field or '(top level)'}: {problem}") from exc
     base = path.resolve().parent
     cameras = [
-        camera
-        if camera.path is None
-        else camera.model_copy(update={"path": _resolve(base, camera.path)})
+        camera.model_copy(update={"path": _resolve(base, camera.path)})
+        if camera.path is not None
+        else camera.model_copy(update={"inline": anchor_source(camera.inline or {}, base)})
         for camera in config.cameras
     ]
     mqtt = config.mqtt

@@ -7,14 +7,18 @@ Heavy imports (uvicorn, SQLAlchemy via the store, FastAPI) happen inside the com
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 if TYPE_CHECKING:
+    from gateway.config import GatewaySettings
+    from gateway.embedded_broker import EmbeddedBroker
     from gateway.store import Store
 
 gateway_app = typer.Typer(help="Run and administer the gateway service.", no_args_is_help=True)
@@ -60,31 +64,104 @@ def _open_store(database_url: str, *, migrate_first: bool = False) -> Iterator[S
 
 
 @gateway_app.command("run")
-def run(
+def run(  # noqa: PLR0917 - typer maps each CLI option to a parameter
     host: Annotated[str, typer.Option(help="HTTP bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8080,
     env_file: Annotated[
         Path | None, typer.Option(help="File of GUANJIA_GATEWAY_* settings.")
     ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+    access_log: Annotated[
+        bool, typer.Option(help="Log every HTTP request (uvicorn's access log).")
+    ] = True,
+    embedded_broker: Annotated[
+        bool,
+        typer.Option(
+            help="Run an MQTT broker in this process (amqtt, MQTT 3.1.1, loopback only) on "
+            "mqtt.host:mqtt.port, with the accounts of --passwd-file and --acl-file; for a "
+            "machine without Mosquitto (docs/embedded-broker.md)."
+        ),
+    ] = False,
+    passwd_file: Annotated[
+        Path | None, typer.Option(help="With --embedded-broker: the provisioned password file.")
+    ] = None,
+    acl_file: Annotated[
+        Path | None, typer.Option(help="With --embedded-broker: the provisioned ACL.")
+    ] = None,
 ) -> None:
     """Start the gateway: REST API, MQTT ingest, SLA clock and webhooks."""
     import uvicorn
 
     from gateway.config import SettingsError, load_settings
     from gateway.main import create_app
+    from gateway.sites import SiteConfigError
+    from gateway.store import url_problem
 
+    levels = logging.getLevelNamesMapping()
+    if log_level.upper() not in levels:
+        _fail("--log-level", f"{log_level!r}: use debug, info, warning or error")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if levels[log_level.upper()] > logging.DEBUG:
+        # Alembic announces its plugins and its context at INFO on every start.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = load_settings(env_file)
     except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from loopback;
-    # the app trusts it only from GUANJIA_GATEWAY_TRUSTED_PROXIES (gateway.api.proxies).
-    uvicorn.run(
-        create_app(settings), host=host, port=port, log_level=log_level, proxy_headers=False
+    problem = url_problem(settings.database_url)
+    if problem is not None:
+        _fail("GUANJIA_GATEWAY_DATABASE_URL", problem)
+    broker = None
+    if embedded_broker:
+        settings, broker = _embedded_broker(settings, passwd_file, acl_file)
+    try:
+        try:
+            app = create_app(settings)
+        except SiteConfigError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from loopback;
+        # the app trusts it only from GUANJIA_GATEWAY_TRUSTED_PROXIES (gateway.api.proxies).
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level.lower(),
+            proxy_headers=False,
+            access_log=access_log,
+        )
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def _embedded_broker(
+    settings: GatewaySettings, passwd_file: Path | None, acl_file: Path | None
+) -> tuple[GatewaySettings, EmbeddedBroker]:
+    """Start the embedded broker for `gateway run --embedded-broker`; the settings the
+    gateway then connects with (MQTT 3.1.1)."""
+    try:
+        from gateway.embedded_broker import PROTOCOL, EmbeddedBroker, EmbeddedBrokerError
+    except ImportError:
+        _fail("--embedded-broker", "needs amqtt: pip install 'guanjia[gateway]'")
+    for option, path in (("--passwd-file", passwd_file), ("--acl-file", acl_file)):
+        if path is None:
+            _fail(option, "required with --embedded-broker (the files `guanjia device add` writes)")
+    assert passwd_file is not None
+    assert acl_file is not None
+    mqtt = settings.mqtt
+    try:
+        broker = EmbeddedBroker(mqtt.port, passwd_file, acl_file, host=mqtt.host)
+        broker.start()
+    except EmbeddedBrokerError as exc:
+        _fail("--embedded-broker", str(exc))
+    typer.echo(
+        f"broker: embedded amqtt (MQTT {PROTOCOL}, loopback only) on {broker.url}, accounts "
+        f"from {passwd_file} and {acl_file}"
     )
+    updated = settings.model_copy(update={"mqtt": mqtt.model_copy(update={"protocol": PROTOCOL})})
+    return updated, broker
 
 
 @gateway_app.command("migrate")
@@ -150,9 +227,17 @@ def _provision(
         register(store, mosquitto_hash(secret))
         accounts = store.mqtt_accounts()
     try:
-        write_broker_files(accounts, passwd_file, acl_file)
+        readable = write_broker_files(accounts, passwd_file, acl_file)
     except OSError as exc:
         _fail("--passwd-file/--acl-file", f"cannot write the broker files: {exc.strerror}")
+    if not readable:
+        typer.echo(
+            f"note: {passwd_file} and {acl_file} are readable by their owner only (mode 0600): "
+            "a Mosquitto that runs as user mosquitto (Debian's) cannot open them. Run this as "
+            "root or a member of group mosquitto, or: chgrp mosquitto FILE && chmod 0640 FILE "
+            "(docs/gateway.md, Files and hashes)",
+            err=True,
+        )
     return len(accounts), secret
 
 
@@ -279,13 +364,27 @@ def device_add(
         typer.echo(f"password (shown once): {secret}")
 
 
+def last_seen(ts: float | None, now: float) -> str:
+    """ "never", "12 s ago", "3 min ago", "5 h ago", else the local date and time."""
+    if not ts:
+        return "never"
+    age = max(0.0, now - ts)
+    if age < 60:
+        return f"{age:.0f} s ago"
+    if age < 3600:
+        return f"{age // 60:.0f} min ago"
+    if age < 24 * 3600:
+        return f"{age // 3600:.0f} h ago"
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
 @device_app.command("list")
 def device_list(database_url: DbOption = DEFAULT_DATABASE_URL) -> None:
     """Registered devices and whether they are online."""
     from rich.console import Console
     from rich.table import Table
 
-    with _open_store(database_url) as store:
+    with _open_store(database_url, migrate_first=True) as store:
         rows = store.list_devices(limit=100_000)
     table = Table("device", "site", "kind", "grid", "online", "last seen")
     for d in rows:
@@ -295,6 +394,6 @@ def device_list(database_url: DbOption = DEFAULT_DATABASE_URL) -> None:
             d.kind,
             d.grid_id or "-",
             "yes" if d.online else "no",
-            f"{d.last_seen or 0:.0f}",
+            last_seen(d.last_seen, time.time()),
         )
     Console().print(table)

@@ -8,10 +8,12 @@ to `create_app(settings)`. Environment variables are prefixed ``GUANJIA_GATEWAY_
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -27,6 +29,7 @@ from pydantic_settings import SettingsError as _SourceError
 
 from contract.topics import DEVICE_CHANNELS, Channel, check_segment, subscription
 from gateway.console.settings import ConsoleSettings
+from gateway.residents.settings import ResidentSettings
 from gateway.sla import DEFAULT_POLICIES, CategoryPolicy, TicketCategory
 from gateway.telemetry.esphome import subscriptions as esphome_filters
 from gateway.telemetry.settings import TelemetrySettings
@@ -84,6 +87,12 @@ class MqttSettings(BaseModel):
     telemetry_password: SecretStr | None = Field(
         default=None, description="Its password (never logged)."
     )
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description='MQTT version. "3.1.1" only for the embedded broker (amqtt): a persistent '
+        "session kept until the broker stops, no retain-as-published (a retained event "
+        "published live is not recognised as retained) and no shared subscriptions.",
+    )
     keepalive_s: int = Field(default=30, ge=5, description="MQTT keepalive.")
     reconnect_s: float = Field(default=1.0, gt=0, description="Pause before reconnecting.")
     batch_max: int = Field(
@@ -118,6 +127,8 @@ class MqttSettings(BaseModel):
                     "mqtt.telemetry_username: must differ from mqtt.username (the broker "
                     "uses the username as the client id: one would kick the other off)"
                 )
+        if self.protocol != "5" and self.share_group is not None:
+            raise ValueError("mqtt.share_group: shared subscriptions need MQTT 5 (protocol 5)")
         for site in self.sites:
             check_segment(site, "mqtt.sites")
         if len(set(self.sites)) != len(self.sites):
@@ -193,6 +204,44 @@ def _device_filters(site_id: str) -> list[str]:
     return [subscription(ch, site_id=site_id) for ch in sorted(DEVICE_CHANNELS)]
 
 
+class ModelRegistrySettings(BaseModel):
+    """The model registry and rollouts (docs/models.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store_dir: Path = Field(
+        default=Path("guanjia-models"), description="Where artifacts are kept, by sha256."
+    )
+    trusted_keys: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Public keys (ed25519:<base64>) an upload must be signed by; empty: "
+        "uploads are refused.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="This gateway's base URL as edge nodes reach it (download links); "
+        "required to start a rollout.",
+    )
+    max_artifact_bytes: int = Field(
+        default=300 * 1024 * 1024, ge=1024, description="Largest artifact an upload may be."
+    )
+    link_ttl_s: int = Field(
+        default=3600, ge=60, le=7 * 86400, description="Lifetime of a device's download link."
+    )
+    tick_s: float = Field(default=2.0, gt=0, le=300, description="Rollout planning period.")
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        from guanjia.artifacts import parse_public_key
+
+        for entry in value:
+            parse_public_key(entry)
+        return value
+
+
 class GatewaySettings(BaseSettings):
     """Everything `create_app` needs. Defaults give a working single-machine SQLite gateway."""
 
@@ -210,6 +259,7 @@ class GatewaySettings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    models: ModelRegistrySettings = Field(default_factory=ModelRegistrySettings)
     telemetry_tick_s: float = Field(
         default=1.0, gt=0, le=60, description="Period of the sensor offline / cut-off check."
     )
@@ -316,6 +366,14 @@ class GatewaySettings(BaseSettings):
         ge=1024 * 1024,
         description="Snapshot bytes stored per device per hour; beyond, snapshots are dropped.",
     )
+    sites_dir: Path | None = Field(
+        default=None,
+        description="Directory of <site_id>.yaml site files: places for resident QR codes, "
+        "patrol rounds (docs/residents.md, docs/rounds.md). None: no resident reports, no rounds.",
+    )
+    residents: ResidentSettings = Field(
+        default_factory=ResidentSettings, description="Public resident report routes."
+    )
     policies: dict[TicketCategory, CategoryPolicy] = Field(
         default_factory=lambda: dict(DEFAULT_POLICIES),
         description="Per-category SLA policy; categories left out keep their defaults.",
@@ -368,11 +426,19 @@ class SettingsError(ValueError):
     environment variable (``GUANJIA_GATEWAY_…: what is allowed``), never the value."""
 
 
+ENV_PREFIX = "GUANJIA_GATEWAY_"
+SETTINGS_DOC = "docs/gateway-settings.md"
+
+
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
         message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown setting (the settings are listed in {SETTINGS_DOC})"
         loc = [str(part) for part in error["loc"]]
+        if loc and loc[0].upper().startswith(ENV_PREFIX):  # a key of the env file, verbatim
+            loc = loc[0].upper().removeprefix(ENV_PREFIX).lower().split("__") + loc[1:]
         # A nested model's cross-field rule names its own field ("mqtt.client_id: …").
         named = re.match(r"^([a-z_]+(?:\.[a-z_]+)+): (.*)$", message)
         if named:
@@ -384,9 +450,30 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``GUANJIA_GATEWAY_*`` variables that name no setting (pydantic-settings would ignore
+    them silently: a typo would run the gateway on a default)."""
+    known = {name.upper() for name in GatewaySettings.model_fields}
+    return sorted(
+        name
+        for name in environ
+        if name.startswith(ENV_PREFIX) and name.removeprefix(ENV_PREFIX).split("__")[0] not in known
+    )
+
+
 def load_settings(env_file: Path | None = None, **overrides: Any) -> GatewaySettings:
     """Settings from explicit overrides, then the environment, then an optional env file
     of ``GUANJIA_GATEWAY_*`` lines; SettingsError (one line) if they are not valid."""
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise SettingsError(
+            "; ".join(
+                f"{name}: unknown setting (the settings are listed in {SETTINGS_DOC})"
+                for name in unknown
+            )
+        )
+    if env_file is not None and not env_file.is_file():
+        raise SettingsError(f"--env-file {env_file}: no such file")
     try:
         return GatewaySettings(_env_file=env_file, **overrides)
     except ValidationError as exc:

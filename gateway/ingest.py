@@ -65,6 +65,8 @@ its readings), or None for a device without one (`gateway.telemetry.service`).""
 REGISTRY_CACHE_S = 30.0
 """How long a device's registered site is trusted without asking the database again."""
 
+MODEL_UPDATE = "model_update"
+"""Results of this command move the device's row of a rollout (`store.rollouts`)."""
 ONCE_PER_MSG_ID = (DetectionEvent, TelemetryBatch, CommandResult)
 """Messages whose effect is keyed by their msg_id, so a redelivery is dropped by it
 (heartbeats and status are safe to apply twice; snapshots are keyed by their own id)."""
@@ -349,6 +351,15 @@ class IngestHandler:
                     result.status.value,
                     result.reason,
                 )
+                if result.name == MODEL_UPDATE:  # a rollout device's progress
+                    tx.model_report(
+                        topic.site_id,
+                        topic.device_id,
+                        result.command_id,
+                        result.detail,
+                        result.reason,
+                        result.ts,
+                    )
             return IngestResult(Outcome.ACCEPTED, item.channel, committed=item.committed)
         found: list[Change] = []
         for alert in item.alerts:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -24,24 +24,35 @@ from gateway.api import (
     dead_letters,
     devices,
     grids,
+    models,
+    residents,
+    rollouts,
     rosters,
     session,
     tickets,
     users,
     webhooks,
 )
+from gateway.api import figures as figures_api
+from gateway.api import rounds as rounds_api
 from gateway.api import telemetry as telemetry_api
 from gateway.api.headers import SecurityHeadersMiddleware
 from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimitMiddleware, BodyRule
 from gateway.auth import bearer_is_valid
 from gateway.config import GatewaySettings
 from gateway.console import app as console
+from gateway.figures_service import FiguresService
 from gateway.ingest import IngestHandler, IngestQuotas, Outcome
 from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt import IngestState, MqttIngest, Outbound, Refused
 from gateway.notify import WebhookSender
+from gateway.residents.service import ResidentService
+from gateway.rollouts.service import rollout_step
+from gateway.rounds.service import MAX_PHOTO_BYTES as MAX_SCAN_PHOTO_BYTES
+from gateway.rounds.service import RoundsService
 from gateway.runtime import Runtime
+from gateway.sites import SiteConfig, load_sites
 from gateway.sla import TicketCategory
 from gateway.store import IngestTx, Store, StoreUnavailableError, migrate
 from gateway.stream import ChangeFeed, ChangeHub
@@ -60,6 +71,11 @@ ROUTE_MODULES = (
     dead_letters,
     webhooks,
     telemetry_api,
+    models,
+    rollouts,
+    residents,
+    rounds_api,
+    figures_api,
     *console.ROUTERS,
 )
 """Every module whose `router` the app serves: one per resource (then the console's pages)."""
@@ -78,8 +94,12 @@ async def _every(period_s: float, step: Callable[[], Awaitable[object]], name: s
         await asyncio.sleep(period_s)
 
 
-def build_runtime(settings: GatewaySettings) -> Runtime:
-    """The store and services of one process (the app and the benchmarks use this)."""
+def build_runtime(
+    settings: GatewaySettings, sites: Mapping[str, SiteConfig] | None = None
+) -> Runtime:
+    """The store and services of one process (the app and the benchmarks use this); `sites`
+    are the site files (default: read from `settings.sites_dir`)."""
+    sites = load_sites(settings.sites_dir) if sites is None else sites
     store = Store(settings.database_url)
     hub = ChangeHub()
     telemetry = None
@@ -93,6 +113,7 @@ def build_runtime(settings: GatewaySettings) -> Runtime:
             settings.cooldown_s,
             path=settings.telemetry.store_path(settings.database_url),
         )
+    rounds = RoundsService(store, sites, settings.policies)
     return Runtime(
         settings=settings,
         store=store,
@@ -118,6 +139,11 @@ def build_runtime(settings: GatewaySettings) -> Runtime:
             max_tracked=settings.login_tracked_max,
         ),
         telemetry=telemetry,
+        residents=ResidentService(
+            store, sites, settings.signing_key(), settings.policies, settings.residents
+        ),
+        rounds=rounds,
+        figures=FiguresService(store, sites, rounds),
     )
 
 
@@ -260,16 +286,28 @@ async def sla_step(runtime: Runtime, now: float | None = None) -> None:
     )
     if runtime.telemetry is not None:
         await asyncio.to_thread(runtime.telemetry.prune, now)
+    await residents_step(runtime, now)
+
+
+async def residents_step(runtime: Runtime, now: float) -> None:
+    """Tickets for missed patrol rounds, and forgetting spent challenges once expired."""
+    if runtime.rounds is not None:
+        opened = await asyncio.to_thread(runtime.rounds.tick, now)
+        if opened:
+            runtime.feed.wake()
+    ttl = runtime.settings.residents.challenge_ttl_s
+    await asyncio.to_thread(runtime.store.prune_spent_challenges, now - 2 * ttl)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
-    """The gateway application for `settings`."""
+    """The gateway application for `settings` (SiteConfigError for a bad site file)."""
+    sites = load_sites(settings.sites_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         accesslog.install()  # after the server configured its loggers
         await asyncio.to_thread(migrate, settings.database_url)
-        runtime = build_runtime(settings)
+        runtime = build_runtime(settings, sites)
         app.state.runtime = runtime
         await runtime.feed.start()
         sender = WebhookSender(
@@ -307,6 +345,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 )
                 app.state.telemetry_ingest = readings
                 tasks.append(asyncio.create_task(supervise(readings)))
+        publish = app.state.ingest.publish if settings.ingest_enabled else None
+        service = rollouts.service_of(runtime)
+        tasks.append(
+            asyncio.create_task(
+                _every(settings.models.tick_s, lambda: rollout_step(service, publish), "rollouts")
+            )
+        )
         if runtime.telemetry is not None:
             found = app.state.ingest if settings.ingest_enabled else None
             tasks.append(
@@ -346,12 +391,26 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         settings.max_photo_bytes + MULTIPART_OVERHEAD,
         authenticated=True,
     )
+    public_report = BodyRule(
+        residents.REPORT_PATH,
+        settings.residents.max_photos * settings.residents.max_photo_bytes + MULTIPART_OVERHEAD,
+    )
+    scan = BodyRule(
+        rounds_api.SCAN_PATH, MAX_SCAN_PHOTO_BYTES + MULTIPART_OVERHEAD, authenticated=True
+    )
     # Body limits wrap the router (before parsing and auth); security headers wrap everything,
     # so the limits' own 401/413 answers carry them too.
+    artifact = BodyRule(models.UPLOAD_PATH, settings.models.max_artifact_bytes, authenticated=True)
     app.add_middleware(
         BodyLimitMiddleware,
         default_limit=settings.max_body_bytes,
-        rules=[upload, console.upload_rule(settings.max_photo_bytes, key)],
+        rules=[
+            upload,
+            artifact,
+            public_report,
+            scan,
+            console.upload_rule(settings.max_photo_bytes, key),
+        ],
         authenticate=lambda header: bearer_is_valid(header, key),
     )
     app.add_middleware(SecurityHeadersMiddleware)

@@ -215,6 +215,22 @@ class MqttIngest:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
+        if s.protocol != "5":
+            # The embedded broker: MQTT 3.1.1, a persistent session via clean_session=False.
+            client = aiomqtt.Client(
+                s.host,
+                s.port,
+                username=s.username,
+                password=s.password.get_secret_value() if s.password else None,
+                identifier=s.session_id,
+                protocol=aiomqtt.ProtocolVersion.V311,
+                clean_session=False,
+                keepalive=s.keepalive_s,
+                max_inflight_messages=100,
+            )
+            client.pending_calls_threshold = MAX_PENDING_PUBLISHES
+            enable_manual_ack(client)
+            return client
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho is untyped here
         properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
         client = aiomqtt.Client(
@@ -287,7 +303,10 @@ class MqttIngest:
         filters = self.filters
         if self.unsubscribe:
             await client.unsubscribe(self.unsubscribe)
-        granted = await client.subscribe([(f, options) for f in filters])
+        if self.settings.protocol == "5":
+            granted = await client.subscribe([(f, options) for f in filters])
+        else:  # 3.1.1 has no subscription options: retained copies come on every resubscribe
+            granted = await client.subscribe([(f, 1) for f in filters])
         refused = [f for f, code in zip(filters, granted, strict=True) if _failed(code)]
         if refused:
             raise SubscriptionRefusedError(

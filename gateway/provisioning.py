@@ -157,10 +157,12 @@ def broker_gid() -> int | None:
         return None
 
 
-def write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> bool:
     """Replace `path` atomically: mode 0640, group `mosquitto` when that group exists (so
-    Debian's Mosquitto can read it after dropping privileges), else 0600 and the caller's."""
+    Debian's Mosquitto can read it after dropping privileges), else 0600 and the caller's.
+    True if the broker's group can read it."""
     gid = broker_gid()
+    shared = False
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -169,17 +171,20 @@ def write_private(path: Path, text: str) -> None:
             try:
                 os.fchown(handle.fileno(), -1, gid)
                 os.fchmod(handle.fileno(), 0o640)
+                shared = True
             except PermissionError:
                 # Only root or a member of the group may hand a file to it; the operator is
                 # told in docs/gateway.md to run provisioning as one of those.
                 pass
     tmp.replace(path)
+    return shared
 
 
 def write_broker_files(
     accounts: Iterable[BrokerAccount], passwd_path: Path, acl_path: Path
-) -> None:
-    """Write the password file and ACL for `accounts`."""
+) -> bool:
+    """Write the password file and ACL for `accounts`; True if group `mosquitto` can read
+    both (False: only their owner can, which Debian's Mosquitto is not)."""
     ordered = sorted(accounts, key=lambda a: a.username)
-    write_private(passwd_path, password_file(ordered))
-    write_private(acl_path, acl_file(ordered))
+    shared = write_private(passwd_path, password_file(ordered))
+    return write_private(acl_path, acl_file(ordered)) and shared

@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.config import GatewaySettings
+from gateway.figures_service import FiguresService
 from gateway.ingest import IngestHandler
 from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
+from gateway.residents.service import ResidentService
+from gateway.rounds.service import RoundsService
 from gateway.store import Store
 from gateway.stream import ChangeFeed, ChangeHub
 
@@ -29,6 +32,9 @@ class Runtime:
     handler: IngestHandler
     limiter: LoginLimiter
     telemetry: TelemetryService | None = None
+    residents: ResidentService | None = None
+    rounds: RoundsService | None = None
+    figures: FiguresService | None = None
     ingest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """One ingest transaction at a time across the MQTT sessions (events, telemetry): on
     SQLite two writers would fight over the file lock and retry; this way an event waits

@@ -55,6 +55,12 @@ class TicketCategory(StrEnum):
     CHARGING_HAZARD = "charging_hazard"
     SENSOR_FAULT = "sensor_fault"
     INDOOR_CHARGING = "indoor_charging"
+    # Reported by residents (gateway.residents) and found on patrol rounds (gateway.rounds).
+    FACILITY_REPAIR = "facility_repair"
+    NOISE = "noise"
+    OTHER_REPORT = "other_report"
+    INSPECTION_FAILED = "inspection_failed"
+    ROUND_MISSED = "round_missed"
 
 
 class ResolveClass(StrEnum):
@@ -170,6 +176,26 @@ DEFAULT_POLICIES: dict[TicketCategory, CategoryPolicy] = {
     # A charger on a household circuit at night (飞线充电): someone has to go and look.
     TicketCategory.INDOOR_CHARGING: CategoryPolicy(
         enforcement_department="fire brigade (消防救援)"
+    ),
+    # A broken lamp, door or lift button: a repair, often waiting for a part.
+    TicketCategory.FACILITY_REPAIR: CategoryPolicy(
+        resolve_class=ResolveClass.COMPLEX, enforcement_department="housing authority (住建)"
+    ),
+    # Noise at night: someone goes and asks; the police if it goes on.
+    TicketCategory.NOISE: CategoryPolicy(enforcement_department="public security police (公安)"),
+    # Anything else a resident reports: the desk reads it and decides.
+    TicketCategory.OTHER_REPORT: CategoryPolicy(
+        field_work=False, enforcement_department="sub-district office (街道)"
+    ),
+    # A fire extinguisher out of pressure, a fire door that does not close (数字消防).
+    TicketCategory.INSPECTION_FAILED: CategoryPolicy(
+        ack_within_s=ACK_URGENT_S,
+        resolve_class=ResolveClass.COMPLEX,
+        enforcement_department="fire brigade (消防救援)",
+    ),
+    # A patrol round or checkpoint nobody walked: the supervisor finds out why.
+    TicketCategory.ROUND_MISSED: CategoryPolicy(
+        field_work=False, enforcement_department="property company management (物业公司)"
     ),
 }
 

@@ -13,7 +13,10 @@ import typer
 
 from edge.cli import edge_app
 from gateway.cli import device_app, gateway_app
+from gateway.site_cli import site_app
 from guanjia import __version__
+from guanjia.model_cli import model_app
+from guanjia.sim.cli import sim_app
 
 app = typer.Typer(
     name="guanjia",
@@ -40,7 +43,7 @@ def version() -> None:
 def demo(  # noqa: PLR0917 - typer maps each CLI option to a parameter
     model_dir: Annotated[
         Path | None,
-        typer.Option(help="Detector weights (default: $GUANJIA_MODEL_DIR, ../shared/models)."),
+        typer.Option(help="Detector weights (default: found or fetched: guanjia model fetch)."),
     ] = None,
     workdir: Annotated[
         Path | None,
@@ -63,10 +66,20 @@ def demo(  # noqa: PLR0917 - typer maps each CLI option to a parameter
     mosquitto: Annotated[
         Path | None, typer.Option(help="The mosquitto binary (default: found on PATH).")
     ] = None,
+    broker: Annotated[
+        str,
+        typer.Option(
+            help="auto: Mosquitto if its binary is found, else the embedded broker (amqtt, "
+            "in this process); mosquitto; embedded."
+        ),
+    ] = "auto",
 ) -> None:
     """Run broker, gateway and an edge node on this machine and watch tickets open."""
     from guanjia.demo import DemoError, DemoOptions, run_demo
 
+    if broker not in ("auto", "mosquitto", "embedded"):
+        typer.echo(f"error: --broker: {broker!r}: use auto, mosquitto or embedded", err=True)
+        raise typer.Exit(code=2)
     options = DemoOptions(
         model_dir=model_dir,
         workdir=workdir,
@@ -76,6 +89,7 @@ def demo(  # noqa: PLR0917 - typer maps each CLI option to a parameter
         duration_s=duration,
         hold=hold,
         mosquitto=mosquitto,
+        broker=broker,  # type: ignore[arg-type]  # checked above
     )
     try:
         code = run_demo(options)
@@ -88,6 +102,9 @@ def demo(  # noqa: PLR0917 - typer maps each CLI option to a parameter
 app.add_typer(edge_app, name="edge")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(device_app, name="device")
+app.add_typer(model_app, name="model")
+app.add_typer(sim_app, name="sim")
+app.add_typer(site_app, name="site")
 
 
 def main() -> None:

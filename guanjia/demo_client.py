@@ -76,6 +76,10 @@ class GatewayClient:
         page = self._json("GET", "/api/tickets?sort=id&limit=500")
         return list(page["items"])
 
+    def ticket(self, ticket_id: int) -> dict[str, Any]:
+        """One ticket with its evidence and audit log."""
+        return dict(self._json("GET", f"/api/tickets/{ticket_id}"))
+
     def devices(self) -> list[dict[str, Any]]:
         """Registered devices with their last health."""
         return list(self._json("GET", "/api/devices?limit=500"))

@@ -120,8 +120,10 @@ def node_config(
     model_dir: Path,
     manifest: Path,
     cameras: list[dict[str, Any]],
+    protocol: str = "5",
 ) -> dict[str, Any]:
-    """NODE.yaml of the demo's edge node: per-device login, short heartbeat, inline cameras."""
+    """NODE.yaml of the demo's edge node: per-device login, short heartbeat, inline cameras;
+    `protocol` "3.1.1" for the embedded broker."""
     return {
         "site_id": SITE_ID,
         "device_id": DEVICE_ID,
@@ -134,6 +136,7 @@ def node_config(
             "keepalive_s": 10,
             "reconnect_min_s": 0.5,
             "reconnect_max_s": 5.0,
+            "protocol": protocol,
         },
         "outbox": {"path": str(workdir / "edge" / "outbox.db")},
         "heartbeat_interval_s": 2,

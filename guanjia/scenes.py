@@ -61,11 +61,17 @@ class ScenesError(FileNotFoundError):
     """The shared photos are not where we looked; the message says where and why there."""
 
 
+def needed_photos() -> set[str]:
+    """The file names of every photo the clips are cut from."""
+    return {_BACKGROUND} | {file for file, *_ in _CROPS.values()}
+
+
 def resolve_images_dir(explicit: Path | None = None) -> Path:
     """The directory of shared photos the clips are pasted from.
 
-    Order: `explicit` if given (no fallback), else ``$GUANJIA_TESTDATA_DIR``, else
-    ``../shared/testdata/images`` beside the checkout. Raises `ScenesError` naming the path,
+    Order: `explicit` if given (no fallback), else ``$GUANJIA_TESTDATA_DIR``, else where
+    `guanjia.assets` keeps them (a mirror such as ``../shared/testdata/images`` beside the
+    checkout, or the user cache; never downloads here). Raises `ScenesError` naming the path,
     where the choice came from, and the files that are missing.
     """
     if explicit is not None:
@@ -73,15 +79,20 @@ def resolve_images_dir(explicit: Path | None = None) -> Path:
     elif os.environ.get(ENV_VAR):
         candidate, how = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
     else:
-        candidate = _REPO_ROOT.parent / "shared" / "testdata" / "images"
-        how = "default ../shared/testdata/images"
+        from guanjia.assets import AssetError, ensure_photos
+
+        try:
+            return ensure_photos(download=False)
+        except AssetError as exc:
+            raise ScenesError(
+                f"scenario photos: {exc} (or run `guanjia model fetch demo-photos`)"
+            ) from None
     if not candidate.is_dir():
         raise ScenesError(
             f"scenario photos directory {candidate} (from {how}) does not exist; "
             f"set {ENV_VAR} or pass the directory explicitly"
         )
-    needed = {_BACKGROUND} | {file for file, *_ in _CROPS.values()}
-    missing = sorted(name for name in needed if not (candidate / name).is_file())
+    missing = sorted(name for name in needed_photos() if not (candidate / name).is_file())
     if missing:
         raise ScenesError(
             f"scenario photos directory {candidate} (from {how}) lacks {', '.join(missing)}"

@@ -119,18 +119,25 @@ def postgres_url() -> str:
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    """Directory holding the ONNX weights: GUANJIA_MODEL_DIR, else ../shared/models."""
-    configured = os.environ.get("GUANJIA_MODEL_DIR")
-    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "models"
-    if not (path / "yolox_nano.onnx").is_file():
-        missing(f"model directory with yolox_nano.onnx ({path})")
-    return path
+    """Directory holding the ONNX weights, found as the demo finds them (`guanjia.assets`):
+    GUANJIA_MODEL_DIR, a mirror (GUANJIA_DATA_DIR, else ../shared), the user cache, else
+    downloaded (sha256-verified) when there is a network."""
+    from guanjia.assets import AssetError, ensure_model
+
+    try:
+        return ensure_model()
+    except AssetError as exc:
+        missing(f"the detector weights ({exc})")
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
 def testdata_images() -> Path:
-    """The shared real street photos with ground truth and expected detections."""
-    path = REPO_ROOT.parent / "shared" / "testdata" / "images"
-    if not path.is_dir():
-        missing(f"shared test images ({path})")
-    return path
+    """The real street photos (COCO and darknet's dog.jpg), found or fetched like the model."""
+    from guanjia.assets import AssetError, ensure_photos
+
+    try:
+        return ensure_photos()
+    except AssetError as exc:
+        missing(f"the demo photos ({exc})")
+    raise AssertionError("unreachable")

@@ -173,11 +173,15 @@ def test_demo_opens_the_expected_tickets_and_leaves_no_process(
     # The output told the story and ended with the table.
     for category in ("illegal_parking", "ebike_in_elevator", "fire_lane_blocked"):
         assert re.search(rf"ticket #\d+ opened: {category}", output), output
-        assert re.search(rf"│ \d+ +│ {category} ", output), output
+        assert re.search(rf"^ *\d+ {category} ", output, re.M), output
     # The edge node logged in with its own account, not anonymously.
     broker_log = (workdir / "logs" / "mosquitto.log").read_text()
     assert "as edge-demo-01 (" in broker_log
     assert "u'edge-demo-01'" in broker_log
+    # The gateway's log says what it did (not one line per API poll of the demo).
+    gateway_log = (workdir / "logs" / "gateway.log").read_text()
+    assert "ingest subscribed as demo-gateway" in gateway_log
+    assert "GET /api/tickets" not in gateway_log
 
 
 @pytest.mark.mqtt
@@ -385,3 +389,123 @@ def test_camera_server_plays_the_clip_then_holds_the_last_frame() -> None:
             urllib.request.urlopen(server.url("cam-unknown"), timeout=5)
     finally:
         server.close()
+
+
+# -- broker choice, ticket lines, the table ---------------------------------------------------
+
+
+def test_auto_broker_is_mosquitto_when_found_else_embedded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guanjia import demo_preflight
+    from guanjia.demo_preflight import DemoError, choose_broker
+
+    binary = tmp_path / "mosquitto"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert choose_broker("auto", binary).kind == "mosquitto"
+    monkeypatch.setattr(demo_preflight, "find_mosquitto", lambda explicit: None)
+    plan = choose_broker("auto", None)
+    assert plan.kind == "embedded"
+    assert plan.why == "no mosquitto binary found"
+    with pytest.raises(DemoError, match="apt-get install mosquitto"):
+        choose_broker("mosquitto", None)
+    assert choose_broker("embedded", binary).kind == "embedded"
+
+
+def test_every_state_change_is_a_line_even_between_two_polls() -> None:
+    from guanjia.demo_view import change_lines
+
+    ticket = {"id": 4, "category": "fire_lane_blocked", "condition_cleared_at": None}
+    audit: list[dict[str, Any]] = [
+        {"actor": "system:ingest", "from_state": None, "to_state": "new"},
+        {"actor": "demo-operator", "from_state": "new", "to_state": "acknowledged"},
+        {"actor": "demo-operator", "from_state": "acknowledged", "to_state": "dispatched"},
+        {"actor": "wang.butler", "from_state": None, "to_state": None},  # a photo
+        {"actor": "wang.butler", "from_state": "dispatched", "to_state": "in_progress"},
+    ]
+    assert change_lines(ticket, audit) == [
+        "ticket #4 fire_lane_blocked: new → acknowledged by demo-operator",
+        "ticket #4 fire_lane_blocked: acknowledged → dispatched by demo-operator",
+        "ticket #4 fire_lane_blocked: dispatched → in_progress by wang.butler",
+    ]
+
+
+def test_final_table_is_whole_in_80_columns() -> None:
+    from rich.console import Console
+
+    from guanjia.demo_view import tickets_table
+
+    tickets = [
+        {
+            "id": 12,
+            "category": category,
+            "zone_id": "no-parking-a",
+            "state": "in_progress",
+            "ack_due_at": 0.0,
+            "resolve_due_at": 0.0,
+            "resolved_at": None,
+            "assignee": "wang.butler",
+        }
+        for category in ("ebike_in_elevator", "fire_lane_blocked", "illegal_parking")
+    ]
+    console = Console(width=80, record=True)
+    console.print(tickets_table(tickets))
+    text = console.export_text()
+    assert "…" not in text
+    for category in ("ebike_in_elevator", "fire_lane_blocked", "illegal_parking"):
+        assert re.search(rf"^ *12 {category} +no-parking-a in_progress resolve by ", text, re.M)
+    assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_live_block_shows_every_device_sensors_included() -> None:
+    from rich.console import Console
+
+    from guanjia.demo_client import GatewayClient
+    from guanjia.demo_view import Watcher
+
+    watcher = Watcher(GatewayClient("http://127.0.0.1:9"), Console(width=100))
+    now = time.time()
+    watcher.watch.devices = [
+        {
+            "device_id": "edge-demo-01",
+            "kind": "camera",
+            "online": True,
+            "last_seen": now,
+            "health": {"outbox_depth": 0, "cameras": [{"camera_id": "cam-lane", "fps": 4.9}]},
+        },
+        {
+            "device_id": "smoke-7",
+            "kind": "smoke",
+            "online": False,
+            "last_seen": None,
+            "health": None,
+        },
+    ]
+    watcher.watch.tickets = {1: {"state": "new"}, 2: {"state": "resolved"}}
+    console = Console(width=100, record=True)
+    console.print(watcher.status(None, time.monotonic()))
+    text = console.export_text()
+    assert re.search(r"device edge-demo-01 +camera, online, heard 0 s ago, outbox 0", text)
+    assert re.search(r"device smoke-7 +smoke, offline", text)
+    assert re.search(r"tickets +new 1, resolved 1", text)
+    assert "devices online 1/2" in watcher.status_line(None, time.monotonic())
+
+
+def test_demo_offline_without_a_mirror_says_which_files_to_put_where(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUANJIA_")}
+    (tmp_path / "empty").mkdir()
+    env |= {
+        "GUANJIA_DATA_DIR": str(tmp_path / "empty"),
+        "GUANJIA_CACHE_DIR": str(tmp_path / "cache"),
+        "GUANJIA_DOWNLOAD_URL": "http://127.0.0.1:9",  # nothing listens: no network
+        "TMPDIR": str(tmp_path),
+    }
+    out = subprocess.run(demo(), env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: models/yolox_nano.onnx: cannot download")
+    assert f"under {tmp_path / 'cache'}" in lines[0]
+    assert "GUANJIA_DATA_DIR" in lines[0]
+    assert not list(tmp_path.glob("guanjia-demo-*"))  # nothing started

@@ -32,6 +32,12 @@ class Permission(StrEnum):
     WRITE_WEBHOOKS = "write_webhooks"
     STREAM = "stream"
     READ_REPORTS = "read_reports"  # SLA performance across grids and categories
+    PUBLISH_MODELS = "publish_models"  # upload a signed model artifact to the registry
+    ROLL_OUT_MODELS = "roll_out_models"  # start, pause, resume, cancel a rollout in one's sites
+    ENTER_REPORTS = "enter_reports"  # enter hotline / WeChat-group reports for residents
+    READ_ROUNDS = "read_rounds"  # today's patrol rounds, checkpoints by tag
+    DO_ROUNDS = "do_rounds"  # record a checkpoint scan
+    READ_FIGURES = "read_figures"  # response, resolution, SLA, satisfaction figures
 
 
 _ALL = frozenset(Role)
@@ -58,6 +64,12 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.WRITE_WEBHOOKS: frozenset({_A}),
     Permission.STREAM: _ALL,
     Permission.READ_REPORTS: frozenset({_A, _S}),
+    Permission.PUBLISH_MODELS: frozenset({_A}),
+    Permission.ROLL_OUT_MODELS: frozenset({_A, _S}),
+    Permission.ENTER_REPORTS: frozenset({_A, _S, _O}),
+    Permission.READ_ROUNDS: _ALL,
+    Permission.DO_ROUNDS: frozenset({_A, _S, _W}),
+    Permission.READ_FIGURES: frozenset({_A, _S, _O}),
 }
 
 

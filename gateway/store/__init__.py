@@ -2,7 +2,7 @@
 migrations in `gateway/migrations`). Everything else talks to `Store`."""
 
 from gateway.store.base import ConflictError, NotFoundError
-from gateway.store.engine import StoreUnavailableError, database_url, migrate
+from gateway.store.engine import StoreUnavailableError, database_url, migrate, url_problem
 from gateway.store.ingest_tx import IngestTx
 from gateway.store.repository import Store
 from gateway.store.snapshot_tx import SnapshotOutcome
@@ -18,4 +18,5 @@ __all__ = [
     "StoreUnavailableError",
     "database_url",
     "migrate",
+    "url_problem",
 ]

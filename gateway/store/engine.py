@@ -28,6 +28,23 @@ def database_url(url: str) -> str:
     return url
 
 
+def url_problem(url: str) -> str | None:
+    """Why `url` is not a database URL the gateway can open (None if it looks right):
+    unparseable, or a dialect or driver that is not installed."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(database_url(url))
+        parsed.get_dialect()
+    except NoSuchModuleError:  # a subclass of ArgumentError: first
+        return "unknown database kind; use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    except ArgumentError:
+        return "not a database URL; use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    except ImportError as exc:
+        return f"its driver is not installed ({exc.name})"
+    return None
+
+
 def _tune_sqlite(engine: Engine) -> None:
     # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; take control of
     # it, and take the write lock up front (BEGIN IMMEDIATE) so two processes never deadlock

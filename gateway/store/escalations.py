@@ -34,6 +34,8 @@ from gateway.store.schema import escalations, grids, tickets
 PROPERTY_MANAGEMENT = "property management"
 """Who an L2 ticket goes to when its grid names no supervisor."""
 
+_SLA_BREACHES = frozenset(b.value for b in Breach)
+
 
 def _escalated_to(conn: Connection, row: Row[Any], esc: Escalation) -> str | None:
     """Who owns the ticket after `esc`: the grid supervisor at L2, the department at L3."""
@@ -120,7 +122,8 @@ class EscalationStore(StoreBase):
                     resolve_due_at=row.resolve_due_at,
                     acknowledged_at=row.acknowledged_at,
                     resolved_at=row.resolved_at,
-                    breaches=frozenset(Breach(b) for b in recorded),
+                    # Other rows of the table (a relay cut-off's) are no SLA breach.
+                    breaches=frozenset(Breach(b) for b in recorded if b in _SLA_BREACHES),
                 )
                 due = due_escalations(facts, policies[category], now)
                 if not due:

@@ -38,19 +38,36 @@ class GridRouter:
 
     def route(self, alert: Alert) -> tuple[str | None, str | None]:
         """(grid id, assignee) of a new ticket for `alert`; either may be None."""
-        zone_grid = None
-        if alert.zone_id is not None:
-            zkey = (alert.site_id, alert.zone_id)
-            if zkey not in self._zone_grid:
-                self._zone_grid[zkey] = self.conn.execute(
-                    _ZONE_GRID, {"site": alert.site_id, "zone": alert.zone_id}
-                ).scalar_one_or_none()
-            zone_grid = self._zone_grid[zkey]
+        zone_grid = self._grid_of_zone(alert.site_id, alert.zone_id)
         if alert.device_id not in self._device_grid:
             self._device_grid[alert.device_id] = self.conn.execute(
                 _DEVICE_GRID, {"device": alert.device_id}
             ).scalar_one_or_none()
-        grid_id = resolve_grid(zone_grid, self._device_grid[alert.device_id])
+        return self._assign(resolve_grid(zone_grid, self._device_grid[alert.device_id]))
+
+    def route_place(
+        self, site_id: str, zone_id: str | None, grid_id: str | None, *, supervisor: bool = False
+    ) -> tuple[str | None, str | None]:
+        """(grid id, assignee) of a ticket at a place with no device (a resident's report, a
+        patrol checkpoint): the zone's grid wins over the place's own; `supervisor` sends it
+        to the grid's supervisor rather than the on-duty worker."""
+        grid = self._assign(resolve_grid(self._grid_of_zone(site_id, zone_id), grid_id))
+        if supervisor and grid[0] is not None:
+            info = self._grid[grid[0]]
+            return grid[0], info.supervisor if info is not None else None
+        return grid
+
+    def _grid_of_zone(self, site_id: str, zone_id: str | None) -> str | None:
+        if zone_id is None:
+            return None
+        zkey = (site_id, zone_id)
+        if zkey not in self._zone_grid:
+            self._zone_grid[zkey] = self.conn.execute(
+                _ZONE_GRID, {"site": site_id, "zone": zone_id}
+            ).scalar_one_or_none()
+        return self._zone_grid[zkey]
+
+    def _assign(self, grid_id: str | None) -> tuple[str | None, str | None]:
         if grid_id is None:
             return None, None
         if grid_id not in self._grid:

@@ -39,6 +39,7 @@ from gateway.store.command_results import record_result
 from gateway.store.dead_letter_tx import DeadLetterLedger, storable
 from gateway.store.grid_routing import GridRouter
 from gateway.store.outbox import Outbox
+from gateway.store.rollout_reports import record_report
 from gateway.store.schema import devices, evidence, processed_messages, ticket_events, tickets
 from gateway.store.sla_clock import CLOCK_COLUMNS, reopened_clock
 from gateway.store.snapshot_tx import SnapshotLedger, SnapshotOutcome
@@ -319,6 +320,35 @@ class IngestTx:
             status=status,
             reason=None if reason is None else storable(reason, 2000),
             at=self.now,
+        )
+
+    def model_report(  # noqa: PLR0917 - mirrors command_result's positional shape
+        self,
+        site_id: str,
+        device_id: str,
+        command_id: str,
+        detail: dict[str, Any],
+        reason: str | None,
+        ts: float,
+    ) -> bool:
+        """A device's model_update report on its rollout row (`store.rollouts.record_report`);
+        `detail` is the result's (command, state, running); False when nothing matched."""
+        command = detail.get("command")
+        state = detail.get("state")
+        running = detail.get("running")
+        label = None
+        if isinstance(running, dict):
+            label = storable(f"{running.get('name')} {running.get('version')}", 100)
+        return record_report(
+            self.conn,
+            site_id=site_id,
+            device_id=device_id,
+            command_id=command if isinstance(command, str) else command_id,
+            state=state if isinstance(state, str) else "",
+            reason=None if reason is None else storable(reason, 2000),
+            running=label,
+            ts=ts,
+            now=self.now,
         )
 
     def dead_letter(

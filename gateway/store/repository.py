@@ -15,6 +15,10 @@ aggregate, each in its own module:
 | `CommandStore` | `commands.py` | the audit of commands sent to devices through the API |
 | `SensorNodeStore` | `sensors.py` | sensor devices' telemetry profiles |
 | `ReportStore` | `reports.py` | facts for reports (SLA performance) |
+| `RolloutStore` | `rollouts.py` | model artifacts, rollouts, each device's rollout state |
+| `ResidentStore` | `residents.py` | resident reports, spent challenges, ratings |
+| `RoundStore` | `rounds.py` | patrol scans and the tickets rounds open |
+| `FigureStore` | `figures.py` | the ticket facts the figures are computed from |
 
 and the change feed's reads below. They share `StoreBase` (`base.py`): the engine, read and
 write transactions, and `ingest`, the transaction around `IngestTx` (`ingest_tx.py`, the
@@ -41,9 +45,13 @@ from gateway.store import feed
 from gateway.store.commands import CommandStore
 from gateway.store.devices import DeviceStore
 from gateway.store.escalations import EscalationStore
+from gateway.store.figures import FigureStore
 from gateway.store.grids import GridStore
 from gateway.store.inbox import InboxStore
 from gateway.store.reports import ReportStore
+from gateway.store.residents import ResidentStore
+from gateway.store.rollouts import RolloutStore
+from gateway.store.rounds import RoundStore
 from gateway.store.sensors import SensorNodeStore
 from gateway.store.tickets import TicketStore
 from gateway.store.users import UserStore
@@ -61,6 +69,10 @@ class Store(
     CommandStore,
     SensorNodeStore,
     ReportStore,
+    RolloutStore,
+    ResidentStore,
+    RoundStore,
+    FigureStore,
 ):
     """The gateway database. Build one per process with `Store(url)`; `close()` at exit."""
 

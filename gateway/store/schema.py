@@ -321,3 +321,120 @@ sensor_nodes = Table(
     Column("profile", String(48), nullable=False),
     Column("esphome", Boolean, nullable=False),
 )
+
+# -- model artifacts and rollouts (docs/models.md) --------------------------------------------
+model_artifacts = Table(
+    "model_artifacts",
+    metadata,
+    # Content-addressed: the file is <models.store_dir>/<sha256>.gjm; one name+version each.
+    Column("sha256", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("model_sha256", String(64), nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("min_edge_version", String(32), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("uploaded_by", String(64), nullable=False),
+    Column("uploaded_at", Float, nullable=False),
+    UniqueConstraint("name", "version", name="uq_model_artifacts_name_version"),
+)
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("rollout_id", String(32), primary_key=True),
+    Column("site_id", String(64), nullable=False, index=True),
+    Column("artifact_sha256", String(64), ForeignKey("model_artifacts.sha256"), nullable=False),
+    # running | paused | halted | completed | cancelled
+    Column("state", String(16), nullable=False),
+    Column("wave", Integer, nullable=False),
+    Column("waves", Integer, nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    # Bumped by every planning step: a step applies only over the version it read, so two
+    # replicas never send the same wave twice.
+    Column("version", Integer, nullable=False),
+)
+rollout_devices = Table(
+    "rollout_devices",
+    metadata,
+    Column("rollout_id", String(32), ForeignKey("rollouts.rollout_id"), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("site_id", String(64), nullable=False),
+    Column("wave", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("install_command_id", String(128), nullable=True),
+    Column("last_command_id", String(128), nullable=True),
+    Column("commanded_at", Float, nullable=True),
+    Column("report_ts", Float, nullable=True),  # the device's clock: later reports win
+    Column("running", String(100), nullable=True),  # "name version" the device runs
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_rollout_devices_command", rollout_devices.c.site_id, rollout_devices.c.device_id)
+resident_reports = Table(
+    "resident_reports",
+    metadata,
+    # A ticket a resident reported (QR page) or an operator entered for one (hotline, WeChat
+    # group): what the resident said, how to reach them, and their rating of the work.
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), primary_key=True),
+    Column("site_id", String(64), nullable=False),
+    Column("place_id", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),  # qr | hotline | wechat
+    Column("description", Text, nullable=False),
+    Column("phone", String(32), nullable=True),  # never shown on the tracking page
+    # SHA-256 of the tracking token: the token itself is only in the resident's link.
+    Column("tracking_hash", String(64), nullable=False, unique=True),
+    Column("entered_by", String(64), nullable=True),  # the operator, for hotline / wechat
+    Column("created_at", Float, nullable=False),
+    Column("rating", Integer, nullable=True),
+    Column("rating_comment", Text, nullable=True),
+    Column("rated_at", Float, nullable=True),
+    Column("flagged_at", Float, nullable=True),  # a low rating the supervisor must look at
+)
+Index(
+    "ix_resident_reports_place",
+    resident_reports.c.site_id,
+    resident_reports.c.place_id,
+    resident_reports.c.created_at,
+)
+
+pow_spent = Table(
+    "pow_spent",
+    metadata,
+    # A solved proof-of-work challenge is good for one report: its id is inserted with the
+    # report, so a replay (on any replica) fails the primary key.
+    Column("challenge_id", String(64), primary_key=True),
+    Column("at", Float, nullable=False, index=True),
+)
+
+round_scans = Table(
+    "round_scans",
+    metadata,
+    # A checkpoint scanned on a patrol round: the ticks of its checklist and its photo.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site_id", String(64), nullable=False),
+    Column("route_id", String(64), nullable=False),
+    Column("checkpoint_id", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("results", JSON, nullable=False),  # {item_id: true (passed) | false}
+    Column("note", Text, nullable=True),
+    Column("photo_type", String(32), nullable=True),
+    Column("photo", LargeBinary, nullable=True),
+)
+Index("ix_round_scans_site_at", round_scans.c.site_id, round_scans.c.at)
+
+round_tickets = Table(
+    "round_tickets",
+    metadata,
+    # Tickets opened by rounds planning, under the decision's key: planning runs every tick
+    # on every replica, and the key makes each missed round one ticket.
+    Column("site_id", String(64), primary_key=True),
+    Column("decision_key", String(200), primary_key=True),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False),
+    Column("at", Float, nullable=False),
+)

@@ -37,6 +37,10 @@ from gateway.store.base import ConflictError, NotFoundError, StoreBase, from_row
 from gateway.store.schema import attachments, audit_log, escalations, evidence, snapshots, tickets
 from gateway.store.sla_clock import reopened_clock
 
+RESIDENT_ACTOR = "public:resident"
+"""Who a resident's own report photos are uploaded by (`gateway.store.residents`); a colon
+no username may contain, so no console user can pass for a resident."""
+
 SORTABLE = (
     "id",
     "created_at",
@@ -141,7 +145,12 @@ class TicketStore(StoreBase):
                 conn.execute(
                     select(func.count())
                     .select_from(attachments)
-                    .where(attachments.c.ticket_id == ticket_id)
+                    # A resident's own photo shows the problem, not the work: a butler's
+                    # photo from the site is still needed to resolve.
+                    .where(
+                        attachments.c.ticket_id == ticket_id,
+                        attachments.c.uploaded_by != RESIDENT_ACTOR,
+                    )
                 ).scalar_one()
             )
             check_requirements(

@@ -230,3 +230,28 @@ def test_usb_source_needs_an_index() -> None:
         parse_camera_config({"camera_id": "c", "source": "usb:front"})
     assert err.value.field == "source"
     assert parse_camera_config({"camera_id": "c", "source": "usb:2"}).source == "usb:2"
+
+
+def test_a_relative_source_is_relative_to_the_camera_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "cams"
+    folder.mkdir()
+    text = "camera_id: c\nsource: ./frames\nfps: 5\nzones: []\n"
+    path = folder / "c.yaml"
+    path.write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert load_camera_config(path).source == str(folder / "frames")
+    # A source given on the command line stays relative to the working directory.
+    assert load_camera_config(path, source="clip.mp4").source == "clip.mp4"
+    path.write_text(text.replace("./frames", "rtsp://cam:554/s"))
+    assert load_camera_config(path).source == "rtsp://cam:554/s"
+
+
+def test_broken_yaml_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("camera_id: [\n")
+    with pytest.raises(CameraConfigError) as caught:
+        load_camera_config(path)
+    assert "\n" not in str(caught.value)
+    assert "not valid YAML at line 2" in str(caught.value)

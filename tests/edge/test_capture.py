@@ -15,7 +15,6 @@ import pytest
 
 from edge.camera_config import CameraConfig, parse_camera_config
 from edge.capture import CaptureError, open_source, read_image, source_kind
-from guanjia import scenes as S  # noqa: N812 - short name for many scenario calls
 from tests.support.broker import free_port
 
 
@@ -41,8 +40,11 @@ def test_source_kinds(tmp_path: Path) -> None:
 
 
 def test_folder_skips_corrupt_images_and_decimates(tmp_path: Path) -> None:
-    scenario = S.Scenario("still", 2.0, [], fps=10.0)
-    scenario.write_folder(tmp_path)
+    # Synthetic frames: this is about the folder reader, not the photos (it needs no ../shared).
+    for i in range(20):
+        image = np.full((480, 640, 3), (i * 11) % 255, dtype=np.uint8)
+        cv2.putText(image, str(i), (50, 200), cv2.FONT_HERSHEY_SIMPLEX, 4, (255, 255, 255), 5)
+        assert cv2.imwrite(str(tmp_path / f"{i:05d}.jpg"), image)
     (tmp_path / "00003.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (tmp_path / "00004.jpg").write_bytes((tmp_path / "00004.jpg").read_bytes()[:200])
     source = open_source(_config(str(tmp_path), fps=5.0), native_fps=10.0)

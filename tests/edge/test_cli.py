@@ -91,3 +91,25 @@ def test_replay_rejects_bad_config(tmp_path: Path, model_dir: Path) -> None:
     )
     assert result.exit_code == 2
     assert "bad.yaml: zones[0].polygon" in result.output
+
+
+def test_detect_a_folder_names_each_image(
+    tmp_path: Path, model_dir: Path, testdata_images: Path
+) -> None:
+    for name in ("000000165518.jpg", "dog.jpg"):
+        (tmp_path / name).write_bytes((testdata_images / name).read_bytes())
+    (tmp_path / "notes.txt").write_text("not an image")
+    result = runner.invoke(
+        app, ["edge", "detect", str(tmp_path), "--model-dir", str(model_dir), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {r["image"] for r in rows} == {"000000165518.jpg", "dog.jpg"}
+    assert ("000000165518.jpg", "motorcycle") in {(r["image"], r["class"]) for r in rows}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["edge", "detect", str(empty), "--model-dir", str(model_dir)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: {empty}: a folder with no images (.bmp, .jpeg, .jpg, .png)"
+    )

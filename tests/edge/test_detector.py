@@ -24,13 +24,13 @@ from edge.detector import (
 from edge.imaging import ImageError
 from edge.model_dir import ModelDirError, default_manifest_path, resolve_model_dir
 
-EXPECTED = "expected_yolox_nano_detections.json"
+EXPECTED = Path(__file__).resolve().parent / "data" / "expected_yolox_nano_detections.json"
+"""yolox_nano's output on the five catalogue photos (a copy of the shared reference, kept in
+the repository: the photos are fetched by sha256, this file is ours)."""
 
 
 def _expected(testdata_images: Path) -> dict[str, list[dict[str, Any]]]:
-    detections: dict[str, list[dict[str, Any]]] = json.loads(
-        (testdata_images / EXPECTED).read_text()
-    )["detections"]
+    detections: dict[str, list[dict[str, Any]]] = json.loads(EXPECTED.read_text())["detections"]
     return detections
 
 
@@ -183,3 +183,18 @@ def test_model_dir_resolution(
     monkeypatch.setenv("GUANJIA_MODEL_DIR", str(tmp_path / "nope"))
     with pytest.raises(ModelDirError, match="GUANJIA_MODEL_DIR"):
         resolve_model_dir(None)
+
+
+def test_model_dir_falls_back_to_the_fetch_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge.model_dir as where
+
+    monkeypatch.delenv("GUANJIA_MODEL_DIR", raising=False)
+    monkeypatch.setattr(where, "_REPO_ROOT", tmp_path / "checkout")  # no ../shared beside it
+    monkeypatch.setenv("GUANJIA_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ModelDirError, match="run `guanjia model fetch`"):
+        resolve_model_dir(None)
+    (tmp_path / "cache" / "models").mkdir(parents=True)
+    (tmp_path / "cache" / "models" / "yolox_nano.onnx").write_bytes(b"weights")
+    assert resolve_model_dir(None) == tmp_path / "cache" / "models"

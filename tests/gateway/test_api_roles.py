@@ -29,29 +29,43 @@ from fastapi.testclient import TestClient
 import contract as c
 from gateway.api.permissions import PERMISSIONS, Permission
 from gateway.auth import Role, issue_console_session
-from gateway.config import MqttSettings
+from gateway.config import ModelRegistrySettings, MqttSettings
 from gateway.console.session import CSRF_COOKIE, SESSION_COOKIE, csrf_token
 from gateway.ingest import IngestHandler
 from gateway.main import ROUTE_MODULES, create_app
+from gateway.residents import pow
+from gateway.residents.settings import ResidentSettings
+from gateway.rollouts.links import signed_url
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store
+from guanjia.artifacts import generate_key
 from tests.gateway.apphelpers import OTHER_SITE, PASSWORD, SITE, seed_users, settings_for, token
 from tests.gateway.factories import event, seed_site, topic_of
 from tests.gateway.imagedata import encoded
 from tests.gateway.proc import wait_for
+from tests.gateway.residents.sitefiles import write_sites
 from tests.support.broker import MosquittoBroker
+from tests.support.tiny_artifact import tiny_artifact
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLIC = {
     ("POST", "/api/login"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
+    # Residents: no account; limits per address and per place, proof of work (docs/residents.md).
+    ("GET", "/api/public/places/{token}"),
+    ("GET", "/api/public/places/{token}/challenge"),
+    ("POST", "/api/public/places/{token}/reports"),
+    ("GET", "/api/public/track/{token}"),
+    ("POST", "/api/public/track/{token}/rating"),
     ("GET", "/console/login"),
     ("POST", "/console/login"),
     ("POST", "/console/logout"),
     ("GET", "/console/lang"),
 }
-SIGNED_IN = {("GET", "/api/me"), ("GET", "/console")}  # any valid session; no permission
+SIGNED_IN = {("GET", "/api/me"), ("GET", "/console")}  # any valid token or console session
+# No token: the short-lived link a rollout sends a device is the credential (a bad one: 403).
+SIGNED_URL = {("GET", "/api/models/{sha256}/download")}
 USER_OF = {Role.ADMIN: "admin", Role.SUPERVISOR: "sup", Role.OPERATOR: "op", Role.WORKER: "worker"}
 JPEG = encoded(".jpg")
 GRID = f"g-{SITE}"
@@ -121,13 +135,15 @@ def test_every_route_has_a_permission_and_is_documented() -> None:
     for method, route in _routes():
         permission = _permission_of(route)
         key = (method, route.path)
-        if key in PUBLIC or key in SIGNED_IN:
+        if key in PUBLIC or key in SIGNED_IN or key in SIGNED_URL:
             assert permission is None, f"{key} is listed as open but checks {permission}"
-            expected[key] = "public" if key in PUBLIC else "signed in"
+            expected[key] = (
+                "public" if key in PUBLIC else "signed URL" if key in SIGNED_URL else "signed in"
+            )
             continue
         assert permission is not None, f"{method} {route.path} has no permission check"
         expected[key] = permission.value
-    used = {v for v in expected.values() if v not in {"public", "signed in"}}
+    used = {v for v in expected.values() if v not in {"public", "signed in", "signed URL"}}
     assert used == {p.value for p in Permission}, "a permission no route uses"
     docs = [
         path
@@ -154,7 +170,21 @@ class World:
     admin: dict[str, str]
     read_ticket: int
     attachment_url: str
+    artifact: bytes = b""
+    artifact_sha: str = ""
+    rollout_id: str = ""
     counter: int = 0
+
+    def new_rollout(self, *then: str) -> str:
+        """A fresh rollout of the artifact to cam-a, moved through `then` by the admin."""
+        body = {"artifact_sha256": self.artifact_sha, "site_id": SITE, "device_ids": ["cam-a"]}
+        r = self.client.post("/api/rollouts", headers=self.admin, json=body)
+        assert r.status_code == 201, r.text
+        rollout_id: str = r.json()["rollout_id"]
+        for step in then:
+            moved = self.client.post(f"/api/rollouts/{rollout_id}/{step}", headers=self.admin)
+            assert moved.status_code == 200, moved.text
+        return rollout_id
 
     def new_ticket(self) -> int:
         """A fresh `new` ticket (its own zone, so it never merges into another)."""
@@ -169,6 +199,50 @@ class World:
         ).json()
         ticket_id: int = page["items"][0]["id"]
         return ticket_id
+
+    @property
+    def residents(self) -> Any:
+        return self.client.app.state.runtime.residents  # type: ignore[attr-defined]
+
+    def qr(self) -> str:
+        token: str = self.residents.place_token(SITE, "b3-lobby")
+        return token
+
+    def solved_report(self) -> dict[str, str]:
+        issued = self.residents._challenge(SITE, time.time())
+        return {
+            "category": "litter",
+            "description": "垃圾",
+            "challenge": issued.challenge,
+            "nonce": pow.solve(issued.challenge, issued.bits),
+        }
+
+    def report_ticket(self) -> int:
+        """The ticket of a report a resident sent from a QR code."""
+        r = self.client.post(f"/api/public/places/{self.qr()}/reports", data=self.solved_report())
+        assert r.status_code == 201, r.text
+        page = self.client.get(
+            "/api/tickets",
+            headers=self.admin,
+            params={"device_id": "place:b3-lobby", "sort": "-id"},
+        )
+        ticket_id: int = page.json()["items"][0]["id"]
+        return ticket_id
+
+    def resolved_report(self) -> str:
+        """The tracking token of a report an admin resolved (ready for a rating)."""
+        body = {
+            "place_id": "b3-lobby",
+            "channel": "hotline",
+            "category": "noise",
+            "description": "x",
+        }
+        r = self.client.post(f"/api/sites/{SITE}/reports", headers=self.admin, json=body)
+        assert r.status_code == 201, r.text
+        created = r.json()
+        self.admin_does(created["ticket_id"], "photo", "resolve")
+        token: str = created["tracking_token"]
+        return token
 
     def admin_does(self, ticket_id: int, *steps: str) -> None:
         for step in steps:
@@ -303,6 +377,85 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("POST", "/api/webhooks"): _fixed(
         "/api/webhooks", json={"url": "http://127.0.0.1:9/x", "flavour": "wecom"}
     ),
+    ("POST", "/api/models"): lambda w, _r: (
+        "/api/models",
+        {"content": w.artifact, "headers_extra": {"Content-Type": "application/octet-stream"}},
+    ),
+    ("GET", "/api/models"): _fixed("/api/models"),
+    ("GET", "/api/models/{sha256}/download"): lambda w, _r: (
+        signed_url(
+            "http://testserver",
+            "test-secret-" + "x" * 32,
+            w.artifact_sha,
+            site_id=SITE,
+            device_id="cam-a",
+            expires=int(time.time()) + 600,
+        ).removeprefix("http://testserver"),
+        {},
+    ),
+    ("POST", "/api/rollouts"): lambda w, _r: (
+        "/api/rollouts",
+        {"json": {"artifact_sha256": w.artifact_sha, "site_id": SITE, "device_ids": ["cam-a"]}},
+    ),
+    ("GET", "/api/rollouts"): _fixed("/api/rollouts"),
+    ("GET", "/api/rollouts/{rollout_id}"): lambda w, _r: (f"/api/rollouts/{w.rollout_id}", {}),
+    ("POST", "/api/rollouts/{rollout_id}/pause"): lambda w, _r: (
+        f"/api/rollouts/{w.new_rollout()}/pause",
+        {},
+    ),
+    ("POST", "/api/rollouts/{rollout_id}/resume"): lambda w, _r: (
+        f"/api/rollouts/{w.new_rollout('pause')}/resume",
+        {},
+    ),
+    ("POST", "/api/rollouts/{rollout_id}/cancel"): lambda w, _r: (
+        f"/api/rollouts/{w.new_rollout()}/cancel",
+        {},
+    ),
+    ("GET", "/api/public/places/{token}"): lambda w, _r: (f"/api/public/places/{w.qr()}", {}),
+    ("GET", "/api/public/places/{token}/challenge"): lambda w, _r: (
+        f"/api/public/places/{w.qr()}/challenge",
+        {},
+    ),
+    ("POST", "/api/public/places/{token}/reports"): lambda w, _r: (
+        f"/api/public/places/{w.qr()}/reports",
+        {"data": w.solved_report()},
+    ),
+    ("GET", "/api/public/track/{token}"): lambda w, _r: (
+        f"/api/public/track/{w.resolved_report()}",
+        {},
+    ),
+    ("POST", "/api/public/track/{token}/rating"): lambda w, _r: (
+        f"/api/public/track/{w.resolved_report()}/rating",
+        {"json": {"rating": 5}},
+    ),
+    ("POST", "/api/sites/{site_id}/reports"): _fixed(
+        f"/api/sites/{SITE}/reports",
+        json={
+            "place_id": "b3-lobby",
+            "channel": "wechat",
+            "category": "litter",
+            "description": "x",
+        },
+    ),
+    ("GET", "/api/tickets/{ticket_id}/report"): lambda w, _r: (
+        f"/api/tickets/{w.report_ticket()}/report",
+        {},
+    ),
+    ("GET", "/api/sites/{site_id}/rounds/today"): _fixed(f"/api/sites/{SITE}/rounds/today"),
+    ("GET", "/api/sites/{site_id}/rounds/checkpoints/{tag_id}"): _fixed(
+        f"/api/sites/{SITE}/rounds/checkpoints/tag-ext1"
+    ),
+    ("POST", "/api/sites/{site_id}/rounds/scans"): _fixed(
+        f"/api/sites/{SITE}/rounds/scans",
+        data={"tag_id": "tag-ext1", "results": '{"pressure": true, "seal": true}'},
+    ),
+    ("GET", "/api/figures"): _fixed("/api/figures", params={"start": 0, "end": 86400 * 365}),
+    ("GET", "/api/figures/monthly/{site_id}"): _fixed(
+        f"/api/figures/monthly/{SITE}", params={"month": "2026-03"}
+    ),
+    ("GET", "/api/figures/export"): _fixed(
+        "/api/figures/export", params={"start": 0, "end": 86400 * 365, "format": "xlsx"}
+    ),
     # The console: pages and form posts by session cookie (see console_headers).
     ("GET", "/console/login"): _fixed("/console/login"),
     ("POST", "/console/login"): _fixed(
@@ -344,7 +497,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
 
 
 @pytest.fixture
-def world(sqlite_url: str, mqtt_broker: MosquittoBroker) -> Iterator[World]:
+def world(sqlite_url: str, mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[World]:
     seed_users(sqlite_url)
     store = Store(sqlite_url)
     seed_site(store, SITE, ("cam-a", "cam-move"))
@@ -363,17 +516,43 @@ def world(sqlite_url: str, mqtt_broker: MosquittoBroker) -> Iterator[World]:
     mqtt = MqttSettings(
         host=mqtt_broker.host, port=mqtt_broker.port, client_id="gw-roles-" + uuid.uuid4().hex
     )
-    settings = settings_for(sqlite_url, ingest_enabled=True, mqtt=mqtt)
+    key = generate_key()
+    artifact_path = tmp_path / "tiny.gjm"
+    artifact_sha = tiny_artifact(artifact_path, key)
+    models = ModelRegistrySettings(
+        store_dir=tmp_path / "models",
+        trusted_keys=[key.public.text()],
+        public_url="http://127.0.0.1:9",
+    )
+    settings = settings_for(
+        sqlite_url,
+        ingest_enabled=True,
+        mqtt=mqtt,
+        models=models,
+        sites_dir=write_sites(tmp_path / "sites"),
+        residents=ResidentSettings(pow_bits=8),
+    )
     # A 500 must come back as a status to compare, not as an exception out of the client.
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         ingest = client.app.state.ingest  # type: ignore[attr-defined]
         wait_for(ingest.connected.is_set, 15, "the gateway's MQTT connection")
         admin = token(client, "admin")
-        read_ticket = client.get("/api/tickets", headers=admin).json()["items"][0]["id"]
+        tickets = client.get("/api/tickets", headers=admin, params={"device_id": "cam-a"})
+        read_ticket = tickets.json()["items"][0]["id"]
         files = {"file": ("p.jpg", JPEG, "image/jpeg")}
         r = client.post(f"/api/tickets/{read_ticket}/photos", headers=admin, files=files)
         assert r.status_code == 201, r.text
-        yield World(client, store, handler, admin, read_ticket, r.json()["url"])
+        world = World(client, store, handler, admin, read_ticket, r.json()["url"])
+        world.artifact = artifact_path.read_bytes()
+        world.artifact_sha = artifact_sha
+        up = client.post(
+            "/api/models",
+            headers={**admin, "Content-Type": "application/octet-stream"},
+            content=world.artifact,
+        )
+        assert up.status_code == 201, up.text
+        world.rollout_id = world.new_rollout()
+        yield world
     store.close()
 
 
@@ -389,23 +568,28 @@ def test_every_route_answers_each_role_exactly_as_the_table_says(world: World) -
         permission = _permission_of(route)
         console = route.path.startswith("/console")
         url, kwargs = RECIPES[key](world, Role.ADMIN)
+        extra = kwargs.pop("headers_extra", {})
         client.cookies.clear()  # only the headers below speak for the caller
-        nobody = console_headers(None) if console else {}
+        nobody = {**(console_headers(None) if console else {}), **extra}
         anonymous = client.request(
             method, url, headers=nobody, follow_redirects=False, **kwargs
         ).status_code
+        open_route = key in PUBLIC or key in SIGNED_URL
         # The console sends a browser without a session to its login page (303).
         refused = 303 if console else 401
-        if anonymous != (success if key in PUBLIC else refused):
+        if anonymous != (success if open_route else refused):
             wrong.append(f"{method} {route.path} without a token: {anonymous}")
-        if key in PUBLIC:
+        if open_route:
             continue
         for role in Role:
             allowed = permission is None or role in PERMISSIONS[permission]
             url, kwargs = RECIPES[key](world, role)
+            extra = kwargs.pop("headers_extra", {})
             client.cookies.clear()
             auth = console_headers(USER_OF[role]) if console else headers[role]
-            r = client.request(method, url, headers=auth, follow_redirects=False, **kwargs)
+            r = client.request(
+                method, url, headers={**auth, **extra}, follow_redirects=False, **kwargs
+            )
             expected = success if allowed else 403
             if r.status_code != expected:
                 wrong.append(

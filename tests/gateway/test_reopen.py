@@ -165,3 +165,16 @@ def test_two_replicas_escalate_each_breach_once_per_cycle(db_url: str) -> None:
     finally:
         for replica in replicas:
             replica.close()
+
+
+def test_sla_clock_runs_past_a_recorded_cut_off_escalation(
+    handler: IngestHandler, store: Store
+) -> None:
+    """A relay cut-off nobody confirmed is recorded as an escalations row (breach
+    'cut_off'), which is no SLA breach; the SLA clock must still escalate the ticket (it
+    used to raise on that row at every tick, and no ticket escalated any more)."""
+    send(handler, event(SITE, "cam-a", "ev-00000001"), T0)
+    active_key = store.list_tickets().items[0]
+    key = f"{SITE}|cam-a|{active_key.category.value}|{active_key.zone_id}"
+    assert store.escalate_unconfirmed_cutoff(key, "relay still on", T0 + M) is not None
+    assert escalate(store, T0 + 21 * M) == [("ack", 2, 3)]

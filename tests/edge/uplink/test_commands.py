@@ -89,7 +89,7 @@ def command(
     [
         (command("ping"), c.CommandStatus.OK, None),
         (command("reboot"), c.CommandStatus.UNSUPPORTED, "unknown command 'reboot'"),
-        (command("model_update"), c.CommandStatus.UNSUPPORTED, "not implemented"),
+        (command("model_update"), c.CommandStatus.UNSUPPORTED, "model updates are not enabled"),
         (command("ping", issued_by="stranger"), c.CommandStatus.REJECTED, "unauthorised"),
         (command("ping", issued_by=None), c.CommandStatus.REJECTED, "unauthorised"),
         (command("ping", expires_at=NOW - 1), c.CommandStatus.EXPIRED, "expired"),

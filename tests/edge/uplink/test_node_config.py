@@ -114,7 +114,7 @@ def test_anonymous_only_when_asked() -> None:
 
 
 def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(NodeConfigError, match="cannot read node config"):
+    with pytest.raises(NodeConfigError, match=r"missing\.yaml: cannot read"):
         load_node_config(tmp_path / "missing.yaml")
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(NodeConfigError, match="top level must be a mapping"):
@@ -163,3 +163,46 @@ def test_ack_settings_reach_the_delivery(tmp_path: Path) -> None:
         assert node.uplink.link.options.session_expiry_s == 3600
     finally:
         node.outbox.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("site_id: [\n", "bad.yaml: not valid YAML at line 2, column 1: "),
+        (
+            "site_id: s\ndevice_id: d\nmqtt: {host: h, port: x, allow_anonymous: true}\n"
+            "outbox: {path: o.db}\n",
+            "bad.yaml: mqtt.port: Input should be a valid integer",
+        ),
+        ("site_id: s\ndevice_id: d\nmqtt: {host: h, allow_anonymous: true}\n", "outbox: required"),
+        (
+            "site_id: s\ndevice_id: d\nmqtt: {host: h, allow_anonymous: true}\n"
+            "outbox: {path: o.db}\ncolour: red\n",
+            "colour: unknown key",
+        ),
+    ],
+)
+def test_node_config_errors_are_one_line(tmp_path: Path, text: str, expected: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(NodeConfigError) as caught:
+        load_node_config(bad)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(str(bad))
+    assert expected in message
+
+
+def test_shipped_demo_node_resolves_every_path_against_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = Path(__file__).resolve().parents[3] / "firmware_configs" / "nodes"
+    monkeypatch.chdir(tmp_path)  # anywhere but the file's own folder
+    config = load_node_config(shipped / "demo-local.yaml")
+    assert config.cameras[0].inline is not None
+    assert config.cameras[0].inline["source"] == str(shipped / "guanjia-demo" / "frames")
+    assert config.outbox.path == shipped / "guanjia-demo" / "outbox.db"
+    assert config.model is not None
+    assert config.model.manifest.resolve() == (shipped / "../../models").resolve() / (
+        "yolox_nano.manifest.json"
+    )

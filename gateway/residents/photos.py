@@ -1,0 +1,57 @@
+"""Resident photos: checked, then re-encoded without any metadata. The one module that
+imports Pillow.
+
+A phone photo carries EXIF: the GPS position of the resident's home, the phone's model and
+serial, the time. The bytes are first checked structurally (`gateway.images.sniff_image`:
+JPEG, PNG or WebP, else refused), then decoded with a pixel bound (a small file can declare a
+huge image), turned upright by its EXIF orientation, scaled down to `max_side`, and written
+as a fresh JPEG from the pixels alone: no EXIF (GPS included), no XMP, no ICC, no comments.
+"""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from gateway.images import JPEG, sniff_image
+
+MAX_PIXELS = 40_000_000
+"""Largest image decoded (a 12 MP phone photo is 12,000,000)."""
+MAX_SIDE = 2000
+"""Stored photos are at most this many pixels on their long side (a 12 MP 4000 x 3000 phone
+photo decodes straight to 2000 x 1500)."""
+
+
+class PhotoError(ValueError):
+    """A file that is not a usable photo (the message is for the resident)."""
+
+
+def clean_photo(data: bytes, *, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE) -> bytes:
+    """A metadata-free JPEG of the photo in `data`, or PhotoError."""
+    if sniff_image(data) is None:
+        raise PhotoError("not a JPEG, PNG or WebP photo")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > max_pixels:
+                raise PhotoError(f"photo larger than {max_pixels} pixels")
+            # A JPEG decodes straight at 1/2, 1/4 or 1/8 scale when that still covers the
+            # stored size (libjpeg's DCT scaling): a 12 MP photo costs a quarter of a decode.
+            scale = max_side / max(image.width, image.height)
+            if scale < 1:
+                image.draft("RGB", (int(image.width * scale), int(image.height * scale)))
+            upright = ImageOps.exif_transpose(image)
+            pixels = upright.convert("RGB")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise PhotoError("the photo could not be read") from exc
+    pixels.thumbnail((max_side, max_side))
+    # convert() and thumbnail() carry `info` (EXIF, XMP, comments, ICC) along, and save()
+    # writes some of it back unless told otherwise: only the pixels go out.
+    pixels.info = {}
+    out = io.BytesIO()
+    pixels.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+CLEAN_TYPE = JPEG
+"""What `clean_photo` returns."""
