@@ -31,7 +31,6 @@ class Permission(StrEnum):
     READ_DEAD_LETTERS = "read_dead_letters"
     WRITE_WEBHOOKS = "write_webhooks"
     STREAM = "stream"
-    READ_REPORTS = "read_reports"  # SLA performance across grids and categories
     PUBLISH_MODELS = "publish_models"  # upload a signed model artifact to the registry
     ROLL_OUT_MODELS = "roll_out_models"  # start, pause, resume, cancel a rollout in one's sites
     ENTER_REPORTS = "enter_reports"  # enter hotline / WeChat-group reports for residents
@@ -63,7 +62,6 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.READ_DEAD_LETTERS: frozenset({_A, _S}),
     Permission.WRITE_WEBHOOKS: frozenset({_A}),
     Permission.STREAM: _ALL,
-    Permission.READ_REPORTS: frozenset({_A, _S}),
     Permission.PUBLISH_MODELS: frozenset({_A}),
     Permission.ROLL_OUT_MODELS: frozenset({_A, _S}),
     Permission.ENTER_REPORTS: frozenset({_A, _S, _O}),

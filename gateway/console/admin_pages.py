@@ -94,7 +94,7 @@ def bin_labels(t: Translator, edges: tuple[float, ...]) -> list[str]:
 async def sla(
     request: Request,
     runtime: RuntimeDep,
-    principal: Annotated[Principal, Depends(page(Permission.READ_REPORTS))],
+    principal: Annotated[Principal, Depends(page(Permission.READ_FIGURES))],
     days: Annotated[int, Query(ge=1, le=30)] = 7,
 ) -> HTMLResponse:
     """Response and resolution time distributions, the share within the field's targets,

@@ -47,7 +47,7 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
     ("nav.queue", "/console/queue", Permission.READ_TICKETS),
     ("nav.my", "/console/my", Permission.WORK),
     ("nav.devices", "/console/devices", Permission.READ_DEVICES),
-    ("nav.sla", "/console/sla", Permission.READ_REPORTS),
+    ("nav.sla", "/console/sla", Permission.READ_FIGURES),
     ("nav.dead_letters", "/console/dead-letters", Permission.READ_DEAD_LETTERS),
 )
 """Menu entries: each shown only to roles holding the permission its page checks."""
