@@ -61,7 +61,7 @@ def _cards(store: Store, ids: list[int]) -> float:
     context = {
         "t": Translator("zh-CN"),
         "csrf": "x" * 64,
-        "zone_of": ConsoleSettings().zone_of,
+        "zone_of": lambda _site: ConsoleSettings().zone(),
         "local_time": views.local_time,
         "views": views,
         "principal": principal,

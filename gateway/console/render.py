@@ -5,9 +5,11 @@ connections from this origin only, no inline script or style, no framing)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -73,6 +75,19 @@ def translator(request: Request) -> Translator:
     )
 
 
+def zone_of(runtime: Runtime) -> Callable[[str], ZoneInfo]:
+    """Each site's time zone: its site file's `timezone` (`gateway.sites`), else the
+    console's `time_zone`."""
+    files = runtime.figures.sites if runtime.figures is not None else {}
+    default = runtime.settings.console.zone()
+
+    def zone(site_id: str) -> ZoneInfo:
+        found = files.get(site_id)
+        return found.tz if found is not None else default
+
+    return zone
+
+
 def base_context(request: Request, principal: Principal | None) -> dict[str, Any]:
     """What every template gets: the translator, the caller, the CSRF field, the menu and
     the time helpers (the SSE stream renders its cards with this too)."""
@@ -95,7 +110,7 @@ def base_context(request: Request, principal: Principal | None) -> dict[str, Any
             for label, href, permission in NAV
             if principal is not None and views.may(principal, permission)
         ],
-        "zone_of": settings.console.zone_of,
+        "zone_of": zone_of(runtime),
         "local_time": views.local_time,
         "views": views,
     }

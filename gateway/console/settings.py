@@ -24,10 +24,8 @@ class ConsoleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     time_zone: str = Field(
-        default="Asia/Shanghai", description="Time zone of sites not listed in site_time_zones."
-    )
-    site_time_zones: dict[str, str] = Field(
-        default_factory=dict, description="Site id → IANA time zone its times are shown in."
+        default="Asia/Shanghai",
+        description="Time zone of sites without a site file (a site file's `timezone` wins).",
     )
     session_ttl_s: int = Field(
         default=12 * 3600,
@@ -49,13 +47,6 @@ class ConsoleSettings(BaseModel):
     def _check_zone(cls, value: str) -> str:
         return _zone(value)
 
-    @field_validator("site_time_zones")
-    @classmethod
-    def _check_zones(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value.values():
-            _zone(name)
-        return value
-
-    def zone_of(self, site_id: str) -> ZoneInfo:
-        """The time zone `site_id`'s times are shown in."""
-        return ZoneInfo(self.site_time_zones.get(site_id, self.time_zone))
+    def zone(self) -> ZoneInfo:
+        """The time zone of sites without a site file."""
+        return ZoneInfo(self.time_zone)

@@ -96,3 +96,20 @@ def test_refusals_become_catalogue_keys() -> None:
     assert notice_for("cannot acknowledge a ticket that is dispatched") == "notice.wrong_state"
     assert notice_for("something new") == "notice.refused"
     assert time.time() > 0
+
+
+def test_a_site_files_time_zone_wins_over_the_console_default() -> None:
+    from types import SimpleNamespace
+
+    from gateway.console.render import zone_of
+    from gateway.console.settings import ConsoleSettings
+    from gateway.sites import SiteConfig
+
+    berlin = SiteConfig(site_id="s1", name="A", timezone="Europe/Berlin")
+    runtime = SimpleNamespace(
+        figures=SimpleNamespace(sites={"s1": berlin}),
+        settings=SimpleNamespace(console=ConsoleSettings()),
+    )
+    zone = zone_of(runtime)  # type: ignore[arg-type]
+    assert zone("s1") == ZoneInfo("Europe/Berlin")
+    assert zone("s2") == ZoneInfo("Asia/Shanghai")
