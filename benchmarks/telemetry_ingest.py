@@ -60,8 +60,8 @@ from gateway.mqtt import MqttIngest, Outbound
 from gateway.runtime import Runtime
 from gateway.store import migrate
 from gateway.telemetry.settings import TelemetrySettings
-from tests.gateway.factories import event
 from tests.support.broker import MosquittoBroker
+from tests.support.messages import event
 from tests.support.victoria import VictoriaMetrics
 
 SITE = "bench"

@@ -51,6 +51,8 @@ API_AUDIENCE = "guanjia-api"
 """`aud` of API tokens: accepted only in the Authorization header."""
 STREAM_AUDIENCE = "guanjia-stream"
 """`aud` of stream tickets: accepted only by the SSE stream, in its URL."""
+CONSOLE_AUDIENCE = "guanjia-console"
+"""`aud` of console sessions: accepted only from the console's HttpOnly cookie."""
 
 
 def hash_password(password: str) -> str:
@@ -97,6 +99,19 @@ def issue_stream_ticket(username: str, key: str, now: float, ttl_s: float) -> st
     """A short-lived ticket that opens the SSE stream for `username` and nothing else
     (EventSource cannot send headers, so this is the one credential that goes in a URL)."""
     return _issue(username, STREAM_AUDIENCE, key, now, ttl_s)
+
+
+def issue_console_session(username: str, key: str, now: float, ttl_s: float) -> str:
+    """A console session for `username` (kept in an HttpOnly cookie, refused by the API);
+    like an API token it carries no role: the database is read on every request."""
+    return _issue(username, CONSOLE_AUDIENCE, key, now, ttl_s)
+
+
+def session_issued_at(token: str, key: str) -> float:
+    """When a valid console session was issued (for sliding renewal), or TokenError."""
+    read_token(token, key, CONSOLE_AUDIENCE)
+    claims = jwt.decode(token, key, algorithms=["HS256"], audience=CONSOLE_AUDIENCE)
+    return float(claims.get("iat", 0))
 
 
 def read_token(token: str, key: str, audience: str = API_AUDIENCE) -> str:

@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
 from contract.topics import DEVICE_CHANNELS, Channel, check_segment, subscription
+from gateway.console.settings import ConsoleSettings
 from gateway.residents.settings import ResidentSettings
 from gateway.sla import DEFAULT_POLICIES, CategoryPolicy, TicketCategory
 from gateway.telemetry.esphome import subscriptions as esphome_filters
@@ -257,6 +258,7 @@ class GatewaySettings(BaseSettings):
     )
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     models: ModelRegistrySettings = Field(default_factory=ModelRegistrySettings)
     telemetry_tick_s: float = Field(
         default=1.0, gt=0, le=60, description="Period of the sensor offline / cut-off check."

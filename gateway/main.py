@@ -41,6 +41,7 @@ from gateway.api.headers import SecurityHeadersMiddleware
 from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimitMiddleware, BodyRule
 from gateway.auth import bearer_is_valid
 from gateway.config import GatewaySettings
+from gateway.console import app as console
 from gateway.figures_service import FiguresService
 from gateway.ingest import IngestHandler, IngestQuotas, Outcome
 from gateway.login_limiter import LoginLimiter
@@ -78,8 +79,9 @@ ROUTE_MODULES = (
     rounds_api,
     figures_api,
     ports,
+    *console.ROUTERS,
 )
-"""Every module whose `router` the app serves: one per resource."""
+"""Every module whose `router` the app serves: one per resource (then the console's pages)."""
 CHANGES_RETENTION_S = 24 * 3600.0
 """The change feed keeps a day: a console away longer reloads through the REST API."""
 
@@ -383,6 +385,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     for module in ROUTE_MODULES:
         app.include_router(module.router)
+    console.install(app)
     key = settings.signing_key()
     upload = BodyRule(
         tickets.PHOTO_UPLOAD_PATH,
@@ -402,7 +405,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware,
         default_limit=settings.max_body_bytes,
-        rules=[upload, artifact, public_report, scan],
+        rules=[
+            upload,
+            artifact,
+            public_report,
+            scan,
+            console.upload_rule(settings.max_photo_bytes, key),
+        ],
         authenticate=lambda header: bearer_is_valid(header, key),
     )
     app.add_middleware(SecurityHeadersMiddleware)

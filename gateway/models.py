@@ -271,3 +271,17 @@ class FeedEntry(_Record):
     kind: str
     site_id: str
     data: str
+
+
+class SlaFact(_Record):
+    """What SLA performance is computed from, for one ticket."""
+
+    ticket_id: int
+    site_id: str
+    grid_id: str | None
+    category: str
+    severity: str
+    created_at: float
+    acknowledged_at: float | None
+    resolved_at: float | None
+    breaches: int = Field(description="SLA breaches recorded for the ticket (all cycles).")

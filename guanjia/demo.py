@@ -269,6 +269,7 @@ class Demo:
             {"username": OPERATOR, "password": secrets.operator_password}, separators=(",", ":")
         )
         self.console.print(
+            f"  console  {base}/console  (control room and butler phone view)\n"
             f"  API      {base}/api  (OpenAPI: {base}/docs, live stream: {base}/api/stream)\n"
             f"  operator {OPERATOR} / {secrets.operator_password}\n"
             f"  butler   {BUTLER} / {secrets.butler_password}  (on duty in {GRID_ID})\n"

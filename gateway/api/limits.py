@@ -15,7 +15,7 @@ hundreds of MiB. This pure-ASGI middleware sits in front of the router:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fastapi import HTTPException, status
@@ -34,6 +34,12 @@ class BodyRule:
     path: re.Pattern[str]
     limit: int
     authenticated: bool = False
+    check: Callable[[Mapping[bytes, bytes]], bool] | None = None
+    """The rule's own credential check on the raw headers (the console's session cookie);
+    None: the middleware's bearer-token check."""
+    refusal: ASGIApp | None = None
+    """What answers a request that fails `check` (the console: 303 to its login page);
+    None: 401."""
 
 
 class BodyLimitMiddleware:
@@ -63,7 +69,14 @@ class BodyLimitMiddleware:
         headers = {k.lower(): v for k, v in scope["headers"]}
         if rule is not None and rule.authenticated:
             raw = headers.get(b"authorization")
-            if not self.authenticate(raw.decode("latin-1") if raw is not None else None):
+            if rule.check is not None:
+                ok = rule.check(headers)
+            else:
+                ok = self.authenticate(raw.decode("latin-1") if raw is not None else None)
+            if not ok and rule.refusal is not None:
+                await rule.refusal(scope, receive, send)
+                return
+            if not ok:
                 await _answer(
                     scope, receive, send, status.HTTP_401_UNAUTHORIZED, "not authenticated"
                 )

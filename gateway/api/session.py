@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
@@ -15,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.api.deps import ClientAddressDep, PrincipalDep, RuntimeDep, require
 from gateway.api.permissions import Permission
 from gateway.auth import Principal, check_login, issue_stream_ticket, issue_token
-from gateway.models import FeedEntry
+from gateway.models import FeedEntry, UserPublic
+from gateway.runtime import Runtime
 
 router = APIRouter()
 
@@ -49,9 +51,22 @@ async def login(
     """Exchange a username and password for an API token (see `gateway.login_limiter` for
     the limits: per user and address, per address, and a slow-down per user)."""
     now = time.time()
+    user = await check_credentials(runtime, body.username, body.password, address, now)
+    response.headers["Cache-Control"] = "no-store"  # a credential (RFC 6749 §5.1)
+    ttl = runtime.settings.jwt_ttl_s
+    token = issue_token(user.username, runtime.settings.signing_key(), now, ttl)
+    return TokenPublic(access_token=token, expires_at=now + ttl, role=user.role.value)
+
+
+async def check_credentials(
+    runtime: Runtime, username: str, password: str, address: str, now: float
+) -> UserPublic:
+    """The enabled user `username` if `password` opens the account, within the login
+    limits; HTTPException 429 (with Retry-After) or 401 otherwise. The API's login and the
+    console's both come through here, so they share one set of counters."""
     # Counted before argon2 runs (an in-flight slot), so concurrent guesses cannot all pass
     # the check before any failure is counted; a success gives the slot back.
-    decision = runtime.limiter.attempt(body.username, address, now)
+    decision = runtime.limiter.attempt(username, address, now)
     if decision.retry_after is not None:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -60,21 +75,15 @@ async def login(
         )
     if decision.delay_s:
         await asyncio.sleep(decision.delay_s)
-    found = await asyncio.to_thread(runtime.store.user_credentials, body.username)
+    found = await asyncio.to_thread(runtime.store.user_credentials, username)
     usable = found if found is not None and not found[0].disabled else None
     # Exactly one argon2 verification whatever the user: a dummy hash stands in for unknown
     # and disabled users, so the answer's timing does not reveal which names exist.
-    ok = await asyncio.to_thread(
-        check_login, usable[1] if usable is not None else None, body.password
-    )
+    ok = await asyncio.to_thread(check_login, usable[1] if usable is not None else None, password)
     if not ok or usable is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
-    runtime.limiter.succeeded(body.username, address, now)
-    response.headers["Cache-Control"] = "no-store"  # a credential (RFC 6749 §5.1)
-    user = usable[0]
-    ttl = runtime.settings.jwt_ttl_s
-    token = issue_token(user.username, runtime.settings.signing_key(), now, ttl)
-    return TokenPublic(access_token=token, expires_at=now + ttl, role=user.role.value)
+    runtime.limiter.succeeded(username, address, now)
+    return usable[0]
 
 
 class StreamTicketPublic(BaseModel):
@@ -157,6 +166,47 @@ async def stream(
     for clients that poll.
     """
     resume = _resume_from(request.headers.get("last-event-id"), last_event_id)
+    feed = follow_feed(request, runtime, principal, resume)
+
+    async def events() -> AsyncIterator[str]:
+        sent = 0
+        async for item in feed:
+            if max_events is not None and sent >= max_events:
+                return
+            if isinstance(item, FeedHello):
+                hello = {"user": principal.username, "last_event_id": item.last_event_id}
+                yield f"event: hello\ndata: {json.dumps(hello)}\n\n"
+            elif item == "reset":
+                yield "event: reset\ndata: {}\n\n"
+            elif item == "keepalive":
+                yield ": keepalive\n\n"
+                continue
+            elif isinstance(item, FeedEntry):
+                yield _sse(item)
+            sent += 1
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@dataclass(frozen=True)
+class FeedHello:
+    """First item of `follow_feed`: where the stream starts."""
+
+    last_event_id: int
+
+
+async def follow_feed(
+    request: Request, runtime: Runtime, principal: Principal, resume: int | None
+) -> AsyncIterator[FeedHello | FeedEntry | str]:
+    """The change feed as the caller may see it, for an SSE route: a `FeedHello`, then what a
+    reconnecting client missed since `resume` (with "reset" if part of it was pruned), then
+    live entries; "keepalive" every `KEEPALIVE_S` of silence. Entries of sites outside the
+    caller's scope are never yielded. Ends when the client goes away. The API's stream and
+    the console's both come through here."""
     # Subscribe before reading the backlog, so nothing committed in between is missed; the
     # id check below drops what both paths deliver.
     queue = runtime.hub.subscribe()
@@ -175,47 +225,32 @@ async def stream(
                 last = entry.id
                 yield entry
 
-    async def events() -> AsyncIterator[str]:
-        sent = 0
-        last = start if resume is None else resume
-        try:
-            hello = {"user": principal.username, "last_event_id": last}
-            yield f"event: hello\ndata: {json.dumps(hello)}\n\n"
-            sent += 1
-            if last < start:
-                async for missed in backlog(last):
-                    if max_events is not None and sent >= max_events:
-                        return
-                    if missed is None:
-                        yield "event: reset\ndata: {}\n\n"
-                        sent += 1
-                        continue
-                    last = missed.id
-                    if principal.can_see(missed.site_id):
-                        yield _sse(missed)
-                        sent += 1
-            while max_events is None or sent < max_events:
-                try:
-                    entry = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        return
-                    yield ": keepalive\n\n"
+    last = start if resume is None else resume
+    try:
+        yield FeedHello(last)
+        if last < start:
+            async for missed in backlog(last):
+                if missed is None:
+                    yield "reset"
                     continue
-                if entry.id <= last:
-                    continue  # already sent from the backlog
-                last = entry.id
-                if principal.can_see(entry.site_id):
-                    yield _sse(entry)
-                    sent += 1
-        finally:
-            runtime.hub.unsubscribe(queue)
-
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+                last = missed.id
+                if principal.can_see(missed.site_id):
+                    yield missed
+        while True:
+            try:
+                entry = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return
+                yield "keepalive"
+                continue
+            if entry.id <= last:
+                continue  # already sent from the backlog
+            last = entry.id
+            if principal.can_see(entry.site_id):
+                yield entry
+    finally:
+        runtime.hub.unsubscribe(queue)
 
 
 class Health(BaseModel):

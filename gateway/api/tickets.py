@@ -18,6 +18,7 @@ from gateway.auth import Principal, Role
 from gateway.images import sniff_image
 from gateway.lifecycle import Action, TicketState, TransitionError
 from gateway.models import AttachmentPublic, TicketDetail, TicketPage, TicketPublic
+from gateway.runtime import Runtime
 from gateway.sla import TicketCategory
 from gateway.store import ConflictError, NotFoundError
 
@@ -74,13 +75,15 @@ async def list_tickets(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
-def _ensure_may_work_on(principal: Principal, ticket: TicketPublic) -> None:
+def ensure_may_work_on(principal: Principal, ticket: TicketPublic) -> None:
     """Workers hold the WORK permission for their own tickets only (403 otherwise)."""
     if principal.role is Role.WORKER and ticket.assignee != principal.username:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "workers act only on their own tickets")
 
 
-async def _load(runtime: RuntimeDep, principal: Principal, ticket_id: int) -> TicketDetail:
+async def load_ticket(runtime: Runtime, principal: Principal, ticket_id: int) -> TicketDetail:
+    """The ticket, or 404 when it is missing or outside the caller's sites (the API and the
+    console both read tickets through here)."""
     try:
         ticket = await asyncio.to_thread(runtime.store.get_ticket, ticket_id)
     except NotFoundError:
@@ -92,18 +95,21 @@ async def _load(runtime: RuntimeDep, principal: Principal, ticket_id: int) -> Ti
 @router.get("/{ticket_id}", response_model=TicketDetail)
 async def get_ticket(ticket_id: RowId, runtime: RuntimeDep, principal: Reader) -> TicketDetail:
     """A ticket with its evidence, audit log, escalations and photos."""
-    return await _load(runtime, principal, ticket_id)
+    return await load_ticket(runtime, principal, ticket_id)
 
 
-async def _transition(
-    runtime: RuntimeDep,
+async def apply_transition(
+    runtime: Runtime,
     principal: Principal,
     ticket_id: int,
     action: Action,
     body: TransitionBody | None,
 ) -> TicketPublic:
-    ticket = await _load(runtime, principal, ticket_id)
-    _ensure_may_work_on(principal, ticket)
+    """Apply `action` as `principal` (role checked by the caller's route; site scope, a
+    worker's own tickets, the assignee's membership and the state machine checked here):
+    404, 403, 422 or 409 as HTTPException."""
+    ticket = await load_ticket(runtime, principal, ticket_id)
+    ensure_may_work_on(principal, ticket)
     body = body or TransitionBody()
     if action is Action.DISPATCH and body.assignee is not None:
         await ensure_member(runtime, body.assignee, ticket.site_id, "assignee")
@@ -134,7 +140,7 @@ def _transition_route(action: Action, permission: Permission) -> None:
         principal: PrincipalDep,
         body: TransitionBody | None = None,
     ) -> TicketPublic:
-        return await _transition(runtime, principal, ticket_id, action, body)
+        return await apply_transition(runtime, principal, ticket_id, action, body)
 
     route.__name__ = f"{action.value}_ticket"
     route.__doc__ = f"Apply `{action.value}` to a ticket (audit-logged)."
@@ -188,10 +194,18 @@ async def upload_photo(
 ) -> AttachmentPublic:
     """Attach a site photo: a real JPEG, PNG or WebP (checked from its bytes, stored as the
     type found there), at most `max_photo_bytes` (5 MiB)."""
-    ticket = await _load(runtime, principal, ticket_id)
-    _ensure_may_work_on(principal, ticket)
+    data = await file.read(runtime.settings.max_photo_bytes + 1)
+    return await attach_photo(runtime, principal, ticket_id, data)
+
+
+async def attach_photo(
+    runtime: Runtime, principal: Principal, ticket_id: int, data: bytes
+) -> AttachmentPublic:
+    """Store `data` as a photo of the ticket after the scope, own-ticket, size and image
+    checks (413, 415 as HTTPException); the API and the console upload through here."""
+    ticket = await load_ticket(runtime, principal, ticket_id)
+    ensure_may_work_on(principal, ticket)
     limit = runtime.settings.max_photo_bytes
-    data = await file.read(limit + 1)
     if len(data) > limit or not data:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"photo must be 1 to {limit} bytes")
     content_type = await asyncio.to_thread(sniff_image, data)
@@ -214,6 +228,13 @@ async def get_attachment(
     ticket_id: RowId, attachment_id: RowId, runtime: RuntimeDep, principal: Reader
 ) -> Response:
     """A ticket photo."""
+    return await attachment_response(runtime, principal, ticket_id, attachment_id)
+
+
+async def attachment_response(
+    runtime: Runtime, principal: Principal, ticket_id: int, attachment_id: int
+) -> Response:
+    """A ticket photo as `user_content`, or 404 (missing or outside the caller's sites)."""
     try:
         _, data, site_id = await asyncio.to_thread(
             runtime.store.attachment, ticket_id, attachment_id
@@ -229,7 +250,14 @@ async def get_snapshot(
     ticket_id: RowId, snapshot_id: str, runtime: RuntimeDep, principal: Reader
 ) -> Response:
     """An evidence snapshot (JPEG from the edge) referenced by this ticket."""
-    ticket = await _load(runtime, principal, ticket_id)
+    return await snapshot_response(runtime, principal, ticket_id, snapshot_id)
+
+
+async def snapshot_response(
+    runtime: Runtime, principal: Principal, ticket_id: int, snapshot_id: str
+) -> Response:
+    """An evidence snapshot of the ticket as `user_content`, or 404."""
+    ticket = await load_ticket(runtime, principal, ticket_id)
     if snapshot_id not in {e.snapshot_id for e in ticket.evidence}:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such snapshot on this ticket")
     try:

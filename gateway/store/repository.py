@@ -14,6 +14,7 @@ aggregate, each in its own module:
 | `WebhookStore` | `webhooks.py` | webhooks and the delivery ledger |
 | `CommandStore` | `commands.py` | the audit of commands sent to devices through the API |
 | `SensorNodeStore` | `sensors.py` | sensor devices' telemetry profiles |
+| `ReportStore` | `reports.py` | facts for reports (SLA performance) |
 | `RolloutStore` | `rollouts.py` | model artifacts, rollouts, each device's rollout state |
 | `ResidentStore` | `residents.py` | resident reports, spent challenges, ratings |
 | `RoundStore` | `rounds.py` | patrol scans and the tickets rounds open |
@@ -47,6 +48,7 @@ from gateway.store.escalations import EscalationStore
 from gateway.store.figures import FigureStore
 from gateway.store.grids import GridStore
 from gateway.store.inbox import InboxStore
+from gateway.store.reports import ReportStore
 from gateway.store.residents import ResidentStore
 from gateway.store.rollouts import RolloutStore
 from gateway.store.rounds import RoundStore
@@ -66,6 +68,7 @@ class Store(
     WebhookStore,
     CommandStore,
     SensorNodeStore,
+    ReportStore,
     RolloutStore,
     ResidentStore,
     RoundStore,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Row, and_, case, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.lifecycle import (
@@ -41,8 +41,26 @@ RESIDENT_ACTOR = "public:resident"
 """Who a resident's own report photos are uploaded by (`gateway.store.residents`); a colon
 no username may contain, so no console user can pass for a resident."""
 
-SORTABLE = ("id", "created_at", "updated_at", "ack_due_at", "resolve_due_at", "tier", "state")
-"""Columns `list_tickets` sorts by (a whitelist: the name comes from the query string)."""
+SORTABLE = (
+    "id",
+    "created_at",
+    "updated_at",
+    "ack_due_at",
+    "resolve_due_at",
+    "tier",
+    "state",
+    "deadline",
+)
+"""Columns `list_tickets` sorts by (a whitelist: the name comes from the query string);
+`deadline` is the clock that runs now (`DEADLINE`)."""
+NO_DEADLINE = 1e18
+"""`deadline` of a resolved or closed ticket: after every running clock."""
+DEADLINE = case(
+    (tickets.c.state == TicketState.NEW.value, tickets.c.ack_due_at),
+    (tickets.c.state.in_(OPEN_STATE_VALUES), tickets.c.resolve_due_at),
+    else_=literal(NO_DEADLINE),
+)
+"""The clock that runs now: acknowledge for a new ticket, resolve for an open one."""
 
 
 def _attachment_url(ticket_id: int, attachment_id: int) -> str:
@@ -270,7 +288,7 @@ class TicketStore(StoreBase):
         column_name = sort.lstrip("-")
         if column_name not in SORTABLE:
             raise ValueError(f"cannot sort by {column_name!r}; choose from {', '.join(SORTABLE)}")
-        column = tickets.c[column_name]
+        column = DEADLINE if column_name == "deadline" else tickets.c[column_name]
         order = column.desc() if sort.startswith("-") else column.asc()
         conditions: list[ColumnElement[bool]] = []
         if sites is not None:

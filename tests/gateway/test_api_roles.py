@@ -28,8 +28,9 @@ from fastapi.testclient import TestClient
 
 import contract as c
 from gateway.api.permissions import PERMISSIONS, Permission
-from gateway.auth import Role
+from gateway.auth import Role, issue_console_session
 from gateway.config import ModelRegistrySettings, MqttSettings
+from gateway.console.session import CSRF_COOKIE, SESSION_COOKIE, csrf_token
 from gateway.ingest import IngestHandler
 from gateway.main import ROUTE_MODULES, create_app
 from gateway.residents import pow
@@ -57,13 +58,31 @@ PUBLIC = {
     ("POST", "/api/public/places/{token}/reports"),
     ("GET", "/api/public/track/{token}"),
     ("POST", "/api/public/track/{token}/rating"),
+    ("GET", "/console/login"),
+    ("POST", "/console/login"),
+    ("POST", "/console/logout"),
+    ("GET", "/console/lang"),
 }
-SIGNED_IN = {("GET", "/api/me")}  # any valid token; no permission to check
+SIGNED_IN = {("GET", "/api/me"), ("GET", "/console")}  # any valid token or console session
 # No token: the short-lived link a rollout sends a device is the credential (a bad one: 403).
 SIGNED_URL = {("GET", "/api/models/{sha256}/download")}
 USER_OF = {Role.ADMIN: "admin", Role.SUPERVISOR: "sup", Role.OPERATOR: "op", Role.WORKER: "worker"}
 JPEG = encoded(".jpg")
 GRID = f"g-{SITE}"
+KEY = settings_for("sqlite://").signing_key()
+CSRF_COOKIE_VALUE = "csrf-cookie-of-the-role-matrix"
+CSRF = csrf_token(KEY, CSRF_COOKIE_VALUE)
+"""The console's form field for the CSRF cookie every console request below carries."""
+
+
+def console_headers(username: str | None) -> dict[str, str]:
+    """The cookies a browser signed in as `username` (None: nobody) sends to the console:
+    the console authenticates by session cookie, never by an Authorization header."""
+    cookie = f"{CSRF_COOKIE}={CSRF_COOKIE_VALUE}"
+    if username is not None:
+        session = issue_console_session(username, KEY, time.time(), 3600)
+        cookie += f"; {SESSION_COOKIE}={session}"
+    return {"Cookie": cookie}
 
 
 def _routes() -> list[tuple[str, APIRoute]]:
@@ -261,6 +280,32 @@ COMMAND = {"name": "ping", "args": {}, "expires_in_s": 30}
 Recipe = Callable[[World, Role], tuple[str, dict[str, Any]]]
 
 
+def _console_form(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """An API request's body as the console's form: fields plus the CSRF field."""
+    data = {"csrf": CSRF, **kwargs.get("json", {})}
+    out: dict[str, Any] = {"data": data}
+    if "files" in kwargs:
+        out["files"] = kwargs["files"]
+    return out
+
+
+def _console_action(action: str) -> Recipe:
+    def recipe(world: World, _role: Role) -> tuple[str, dict[str, Any]]:
+        ticket_id = world.new_ticket()
+        world.admin_does(ticket_id, *BEFORE[action])
+        return f"/console/tickets/{ticket_id}/{action}", _console_form(
+            TRANSITION_BODY.get(action, {})
+        )
+
+    return recipe
+
+
+def _my_ticket(world: World, _role: Role) -> tuple[str, dict[str, Any]]:
+    ticket_id = world.new_ticket()
+    world.admin_does(ticket_id, "dispatch")  # to "worker": the one worker may open it
+    return f"/console/my/{ticket_id}", {}
+
+
 def _ticket_action(action: str) -> Recipe:
     def recipe(world: World, _role: Role) -> tuple[str, dict[str, Any]]:
         ticket_id = world.new_ticket()
@@ -414,6 +459,43 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/api/figures/export"): _fixed(
         "/api/figures/export", params={"start": 0, "end": 86400 * 365, "format": "xlsx"}
     ),
+    # The console: pages and form posts by session cookie (see console_headers).
+    ("GET", "/console/login"): _fixed("/console/login"),
+    ("POST", "/console/login"): _fixed(
+        "/console/login", data={"username": "op", "password": PASSWORD, "csrf": CSRF}
+    ),
+    ("POST", "/console/logout"): _fixed("/console/logout", data={"csrf": CSRF}),
+    ("GET", "/console/lang"): _fixed("/console/lang", params={"lang": "en"}),
+    ("GET", "/console"): _fixed("/console"),
+    ("GET", "/console/wall"): _fixed("/console/wall"),
+    ("GET", "/console/wall/cards"): _fixed("/console/wall/cards"),
+    ("GET", "/console/wall/cards/{ticket_id}"): lambda w, _r: (
+        f"/console/wall/cards/{w.read_ticket}",
+        {},
+    ),
+    ("GET", "/console/stream"): _fixed("/console/stream", params={"max_events": 1}),
+    ("GET", "/console/queue"): _fixed("/console/queue"),
+    ("GET", "/console/tickets/{ticket_id}"): lambda w, _r: (
+        f"/console/tickets/{w.read_ticket}",
+        {},
+    ),
+    **{
+        ("POST", f"/console/tickets/{{ticket_id}}/{action}"): _console_action(action)
+        for action in BEFORE
+    },
+    ("GET", "/console/tickets/{ticket_id}/snapshots/{snapshot_id}"): lambda w, _r: (
+        f"/console/tickets/{w.read_ticket}/snapshots/snap-1",
+        {},
+    ),
+    ("GET", "/console/tickets/{ticket_id}/attachments/{attachment_id}"): lambda w, _r: (
+        w.attachment_url.replace("/api/", "/console/"),
+        {},
+    ),
+    ("GET", "/console/my"): _fixed("/console/my"),
+    ("GET", "/console/my/{ticket_id}"): _my_ticket,
+    ("GET", "/console/devices"): _fixed("/console/devices"),
+    ("GET", "/console/dead-letters"): _fixed("/console/dead-letters"),
+    ("GET", "/console/sla"): _fixed("/console/sla"),
 }
 
 
@@ -488,11 +570,18 @@ def test_every_route_answers_each_role_exactly_as_the_table_says(world: World) -
         key = (method, route.path)
         success = route.status_code or 200
         permission = _permission_of(route)
+        console = route.path.startswith("/console")
         url, kwargs = RECIPES[key](world, Role.ADMIN)
         extra = kwargs.pop("headers_extra", {})
-        anonymous = client.request(method, url, headers=extra, **kwargs).status_code
+        client.cookies.clear()  # only the headers below speak for the caller
+        nobody = {**(console_headers(None) if console else {}), **extra}
+        anonymous = client.request(
+            method, url, headers=nobody, follow_redirects=False, **kwargs
+        ).status_code
         open_route = key in PUBLIC or key in SIGNED_URL
-        if anonymous != (success if open_route else 401):
+        # The console sends a browser without a session to its login page (303).
+        refused = 303 if console else 401
+        if anonymous != (success if open_route else refused):
             wrong.append(f"{method} {route.path} without a token: {anonymous}")
         if open_route:
             continue
@@ -500,7 +589,11 @@ def test_every_route_answers_each_role_exactly_as_the_table_says(world: World) -
             allowed = permission is None or role in PERMISSIONS[permission]
             url, kwargs = RECIPES[key](world, role)
             extra = kwargs.pop("headers_extra", {})
-            r = client.request(method, url, headers={**headers[role], **extra}, **kwargs)
+            client.cookies.clear()
+            auth = console_headers(USER_OF[role]) if console else headers[role]
+            r = client.request(
+                method, url, headers={**auth, **extra}, follow_redirects=False, **kwargs
+            )
             expected = success if allowed else 403
             if r.status_code != expected:
                 wrong.append(

@@ -1,0 +1,79 @@
+"""Mounting the console on the gateway app: its static files, its answers to a missing
+session (303 to the login page) and to refused requests (an HTML page instead of JSON on
+console paths), and the upload body rule authenticated by the session cookie."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.api.limits import MULTIPART_OVERHEAD, BodyRule
+from gateway.console import admin_pages, auth_pages, butler, ticket_pages, wall
+from gateway.console.deps import LoginRequiredError
+from gateway.console.render import STATIC, render
+from gateway.console.session import session_is_valid
+
+ROUTERS = (auth_pages, wall, ticket_pages, butler, admin_pages)
+"""The console's route modules (in `gateway.main.ROUTE_MODULES`, so the role matrix checks
+them like the API's)."""
+PHOTO_UPLOAD_PATH = re.compile(r"/console/tickets/[^/]+/photos/?")
+STATIC_PATH = "/console/static"
+
+
+def upload_rule(max_photo_bytes: int, key: str) -> BodyRule:
+    """The console's photo upload: the photo limit, and a valid session cookie before the
+    body is read (as the API's upload wants a valid token)."""
+    return BodyRule(
+        PHOTO_UPLOAD_PATH,
+        max_photo_bytes + MULTIPART_OVERHEAD,
+        authenticated=True,
+        check=lambda headers: session_is_valid(headers, key),
+        # Like every console page without a session: to the login page. The body is unread,
+        # so the connection cannot carry another request.
+        refusal=RedirectResponse(
+            "/console/login", status_code=303, headers={"Connection": "close"}
+        ),
+    )
+
+
+def _is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+async def _login_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LoginRequiredError)
+    query = urlencode({"next": exc.next_path}) if request.method == "GET" else ""
+    target = f"/console/login?{query}" if query else "/console/login"
+    if _is_htmx(request):
+        # htmx follows redirects inside XHR; tell it to navigate instead.
+        return Response(status_code=401, headers={"HX-Redirect": "/console/login"})
+    return RedirectResponse(target, status_code=303)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if not request.url.path.startswith("/console") or request.url.path.startswith(STATIC_PATH):
+        return await http_exception_handler(request, exc)
+    key = {403: "error.forbidden", 404: "error.not_found"}.get(exc.status_code, "error.other")
+    page = render(
+        request,
+        "error.html",
+        {"message": key, "code": exc.status_code},
+        status_code=exc.status_code,
+    )
+    for name, value in (exc.headers or {}).items():
+        page.headers[name] = value
+    return page
+
+
+def install(app: FastAPI) -> None:
+    """Serve the console's static files and its error pages on `app`."""
+    app.mount(STATIC_PATH, StaticFiles(directory=STATIC), name="console-static")
+    app.add_exception_handler(LoginRequiredError, _login_required)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
