@@ -82,8 +82,9 @@ def from_detection(event: DetectionEvent) -> Alert:
             "dwell_s": event.dwell_s,
             "started_at": event.started_at,
             "ended_at": event.ended_at,
-            "boxes": [b.model_dump() for b in event.boxes],
-            "model": event.model.model_dump(),
+            # Built by hand: model_dump per box was a fifth of the decode cost in ingest.
+            "boxes": [{"ts": b.ts, "box": b.box, "score": b.score} for b in event.boxes],
+            "model": {"name": event.model.name, "version": event.model.version},
         },
     )
 
