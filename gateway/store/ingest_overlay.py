@@ -1,0 +1,109 @@
+"""What one ingest transaction has read and written, as the transaction sees it.
+
+Message and event ids are the device's choice, so they are keyed by (site, device, id).
+What the batch writes and later reads again (processed ids, event links, open tickets by
+key, devices) is kept here, so message 7 of a batch sees what message 3 did exactly as if
+each had committed; what a batch will need is read up front with one ``IN (…)`` query per
+table (`preload`), anything else when first needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from gateway.store import ingest_sql as sql
+
+Key = tuple[str, str, str]
+"""(site, device, id): a device-chosen id (msg_id, event_id) with its owner."""
+
+
+@dataclass
+class Link:
+    """An event's ticket, as the transaction currently sees it."""
+
+    ticket_id: int
+    ended: bool
+    last_seq: int
+    new: bool
+    dirty: bool = False
+
+
+@dataclass
+class DeviceSeen:
+    """A device as the transaction currently sees it."""
+
+    site_id: str
+    online: bool
+    last_status_ts: float | None
+
+
+class Overlay:
+    """The transaction's view of processed ids, event links, open tickets and devices."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.processed: dict[Key, bool] = {}  # (site, device, msg id) → already processed?
+        self.links: dict[Key, Link | None] = {}
+        self.active: dict[str, tuple[int, str] | None] = {}  # active key → (id, state)
+        self.devices: dict[str, DeviceSeen | None] = {}
+
+    def preload(
+        self,
+        *,
+        msg_keys: Iterable[Key] = (),
+        event_keys: Iterable[Key] = (),
+        active_keys: Iterable[str] = (),
+        device_ids: Iterable[str] = (),
+    ) -> None:
+        """Read what a batch will need in one query per table (optional: anything not
+        preloaded is read when first needed). Message and event ids are looked up by id
+        alone (the index) and matched to their device here."""
+        wanted_msgs = set(msg_keys) - self.processed.keys()
+        if wanted_msgs:
+            ids = sorted({key[2] for key in wanted_msgs})
+            done = {tuple(r) for r in self.conn.execute(sql.PROCESSED_IN, {"ids": ids})}
+            self.processed.update((key, key in done) for key in wanted_msgs)
+        wanted_events = set(event_keys) - self.links.keys()
+        if wanted_events:
+            self.links.update(dict.fromkeys(wanted_events))
+            ids = sorted({key[2] for key in wanted_events})
+            for r in self.conn.execute(sql.LINKS_IN, {"ids": ids}):
+                key = (r.site_id, r.device_id, r.event_id)
+                if key in wanted_events:
+                    self.links[key] = Link(
+                        int(r.ticket_id), bool(r.ended), int(r.last_seq), new=False
+                    )
+        keys = sorted(set(active_keys) - self.active.keys())
+        if keys:
+            self.active.update(dict.fromkeys(keys))
+            for t in self.conn.execute(sql.ACTIVE_IN, {"keys": keys}):
+                self.active[t.active_key] = (int(t.id), t.state)
+        wanted = sorted(set(device_ids) - self.devices.keys())
+        if wanted:
+            self.devices.update(dict.fromkeys(wanted))
+            for d in self.conn.execute(sql.DEVICES_IN, {"ids": wanted}):
+                self.devices[d.device_id] = DeviceSeen(d.site_id, bool(d.online), d.last_status_ts)
+
+    def link(self, key: Key) -> Link | None:
+        if key not in self.links:
+            self.preload(event_keys=[key])
+        return self.links[key]
+
+    def open_ticket(self, key: str) -> tuple[int, str] | None:
+        if key not in self.active:
+            self.preload(active_keys=[key])
+        return self.active[key]
+
+    def device(self, device_id: str) -> DeviceSeen | None:
+        if device_id not in self.devices:
+            self.preload(device_ids=[device_id])
+        return self.devices[device_id]
+
+    def is_processed(self, key: Key) -> bool:
+        """Whether the message id `key` is processed (in the database or by this batch)."""
+        if key not in self.processed:
+            self.preload(msg_keys=[key])
+        return self.processed[key]
