@@ -98,6 +98,15 @@ class MqttSettings(BaseModel):
         le=0.1,
         description="Wait this long for more messages before committing a short batch.",
     )
+    ingest_processes: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="1: the gateway process ingests everything. N > 1: N worker processes "
+        "(one core each) share the DetectionEvent subscription and the gateway process "
+        "keeps the other channels (needs share_group; with a username, worker N logs in "
+        "as <username>-wN). See docs/gateway.md, 'Ingest on several cores'.",
+    )
 
     @model_validator(mode="after")
     def _one_identity(self) -> MqttSettings:
@@ -117,6 +126,11 @@ class MqttSettings(BaseModel):
                     "mqtt.telemetry_username: must differ from mqtt.username (the broker "
                     "uses the username as the client id: one would kick the other off)"
                 )
+        if self.ingest_processes > 1 and not self.share_group:
+            raise ValueError(
+                "mqtt.ingest_processes: more than 1 needs mqtt.share_group (the processes "
+                "share one subscription)"
+            )
         for site in self.sites:
             check_segment(site, "mqtt.sites")
         if len(set(self.sites)) != len(self.sites):
@@ -177,6 +191,37 @@ class MqttSettings(BaseModel):
                 }
             )
         return self.model_copy(update={"client_id": f"{self.session_id}-telemetry"})
+
+    def ingest_worker(self, index: int) -> MqttSettings:
+        """Settings of ingest worker `index` (1…ingest_processes): its own session
+        (``<session id>-w<index>``, its own broker account when there are accounts) on the
+        shared DetectionEvent subscription only. Everything whose order matters per device
+        (status, heartbeats) or that has its own pipeline (telemetry, snapshots, command
+        results) stays with the gateway process, so only events can be applied out of
+        order across processes, and the ticket rules give one track's start, updates and
+        end the same outcome in any order (tests/gateway/test_ingest_workers.py)."""
+        name = f"{self.session_id}-w{index}"
+        return self.model_copy(
+            update={
+                "username": name if self.username is not None else None,
+                "client_id": None if self.username is not None else name,
+                "telemetry_session": False,
+                "ingest_processes": 1,
+            }
+        )
+
+    @property
+    def worker_filters(self) -> list[str]:
+        """What an ingest worker subscribes to: every site's (or its sites') events."""
+        return self._shared([subscription(Channel.EVENT, site_id=s) for s in self.sites or ["+"]])
+
+    def gateway_filters(self, filters: list[str]) -> list[str]:
+        """The gateway process's `filters`, less the events when workers take them
+        (``ingest_processes > 1``)."""
+        if self.ingest_processes == 1:
+            return filters
+        events = set(self.worker_filters)
+        return [f for f in filters if f not in events]
 
     @property
     def esphome_subscriptions(self) -> list[str]:

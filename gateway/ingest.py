@@ -167,7 +167,9 @@ class IngestHandler:
         if len(items) == 1:
             return [self._apply_one(items[0], now)]
         try:
-            return self.store.ingest(lambda tx: self._apply_all(tx, items), now, attempts=1)
+            # Two attempts: another replica (or ingest worker) may win a unique-key race
+            # once, and the rerun sees its rows; a batch that fails again is split.
+            return self.store.ingest(lambda tx: self._apply_all(tx, items), now, attempts=2)
         except StoreUnavailableError:
             raise
         except Exception as exc:

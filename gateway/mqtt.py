@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
@@ -184,8 +184,17 @@ class MqttIngest:
         *,
         filters: Sequence[str] | None = None,
         unsubscribe: Sequence[str] = (),
+        mqtt5: bool = True,
     ) -> None:
         self.settings = settings
+        self.mqtt5 = mqtt5
+        """False: MQTT 3.1.1, for event-only ingest workers (`gateway.ingest_workers`):
+        paho decodes an MQTT 5 PUBLISH at about twice the CPU of a 3.1.1 one (its
+        properties), measured ~85 µs more per message. The session persists the same way
+        (clean session off); what 3.1.1 lacks is retain-as-published, so a retained event
+        published live arrives unflagged and is applied once like any event (its msg_id
+        keeps it once), while its replays at (re)subscribe still arrive flagged and are
+        refused."""
         self.unsubscribe = list(unsubscribe)
         """Filters this persistent session may hold from an earlier configuration and must
         drop (telemetry moved to a session of its own)."""
@@ -227,8 +236,15 @@ class MqttIngest:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho is untyped here
-        properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+        session: dict[str, Any] = {"clean_session": False}
+        if self.mqtt5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho is untyped here
+            properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+            session = {
+                "protocol": aiomqtt.ProtocolVersion.V5,
+                "clean_start": False,
+                "properties": properties,
+            }
         inboxes: list[_Inbox] = []
 
         class Inbox(_Inbox):
@@ -242,12 +258,10 @@ class MqttIngest:
             username=s.username,
             password=s.password.get_secret_value() if s.password else None,
             identifier=s.session_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
-            properties=properties,
             keepalive=s.keepalive_s,
             max_inflight_messages=100,
             queue_type=Inbox,
+            **session,
         )
         self._inbox = inboxes[0]
         # Acks are published without awaiting each PUBACK: up to MAX_PENDING_PUBLISHES is normal.
@@ -308,7 +322,10 @@ class MqttIngest:
         filters = self.filters
         if self.unsubscribe:
             await client.unsubscribe(self.unsubscribe)
-        granted = await client.subscribe([(f, options) for f in filters])
+        if self.mqtt5:
+            granted = await client.subscribe([(f, options) for f in filters])
+        else:
+            granted = await client.subscribe([(f, 1) for f in filters])
         refused = [f for f, code in zip(filters, granted, strict=True) if _failed(code)]
         if refused:
             raise SubscriptionRefusedError(

@@ -40,6 +40,16 @@ class DeviceSeen:
     last_status_ts: float | None
 
 
+@dataclass
+class TicketSeen:
+    """The columns of a ticket that clearing reads, as the transaction currently sees them."""
+
+    site_id: str
+    category: str
+    state: str
+    active_key: str | None
+
+
 class Overlay:
     """The transaction's view of processed ids, event links, open tickets and devices."""
 
@@ -49,6 +59,9 @@ class Overlay:
         self.links: dict[Key, Link | None] = {}
         self.active: dict[str, tuple[int, str] | None] = {}  # active key → (id, state)
         self.devices: dict[str, DeviceSeen | None] = {}
+        self.tickets: dict[int, TicketSeen] = {}
+        self._by_ticket: dict[int, set[Key]] = {}  # this transaction's links, per ticket
+        self._db_unended: dict[int, set[Key]] = {}  # the database's unended events, read once
 
     def preload(
         self,
@@ -73,8 +86,8 @@ class Overlay:
             for r in self.conn.execute(sql.LINKS_IN, {"ids": ids}):
                 key = (r.site_id, r.device_id, r.event_id)
                 if key in wanted_events:
-                    self.links[key] = Link(
-                        int(r.ticket_id), bool(r.ended), int(r.last_seq), new=False
+                    self.add_link(
+                        key, Link(int(r.ticket_id), bool(r.ended), int(r.last_seq), new=False)
                     )
         keys = sorted(set(active_keys) - self.active.keys())
         if keys:
@@ -107,3 +120,40 @@ class Overlay:
         if key not in self.processed:
             self.preload(msg_keys=[key])
         return self.processed[key]
+
+    def add_link(self, key: Key, link: Link) -> None:
+        """Record the event `key`'s link (read, or made by this transaction)."""
+        self.links[key] = link
+        self._by_ticket.setdefault(link.ticket_id, set()).add(key)
+
+    def new_ticket(self, ticket_id: int, ticket: TicketSeen) -> None:
+        """A ticket this transaction inserted: no event of it is in the database yet."""
+        self.tickets[ticket_id] = ticket
+        self._db_unended[ticket_id] = set()
+
+    def ticket(self, ticket_id: int) -> TicketSeen:
+        """The ticket's clearing columns (read once per transaction)."""
+        seen = self.tickets.get(ticket_id)
+        if seen is None:
+            row = self.conn.execute(sql.TICKET, {"tid": ticket_id}).one()
+            seen = TicketSeen(row.site_id, row.category, row.state, row.active_key)
+            self.tickets[ticket_id] = seen
+        return seen
+
+    def unended(self, ticket_id: int) -> set[Key]:
+        """Events of `ticket_id` not yet ended: the database's (read once per ticket),
+        corrected by what this transaction did to them."""
+        db = self._db_unended.get(ticket_id)
+        if db is None:
+            rows = self.conn.execute(sql.UNENDED, {"tid": ticket_id})
+            db = self._db_unended[ticket_id] = {(r.site_id, r.device_id, r.event_id) for r in rows}
+        links = self.links
+        active: set[Key] = set()
+        for key in db | self._by_ticket.get(ticket_id, set()):
+            link = links.get(key)
+            if link is None:
+                if key in db:  # untouched by this transaction: as the database has it
+                    active.add(key)
+            elif link.ticket_id == ticket_id and not link.ended:
+                active.add(key)
+        return active

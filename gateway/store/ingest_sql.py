@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from gateway.lifecycle import TicketState
 from gateway.store.schema import devices, processed_messages, ticket_events, tickets
@@ -103,6 +103,7 @@ AUTO_RESOLVE = (
         active_key=None,
         resolution_note="condition cleared (auto-resolved on end)",
         updated_at=bindparam("now"),
+        condition_cleared_at=func.coalesce(tickets.c.condition_cleared_at, bindparam("now")),
     )
 )
 UPDATE_LINK = (

@@ -39,7 +39,7 @@ from gateway.store.bulk_rows import BulkRows
 from gateway.store.command_results import record_result
 from gateway.store.dead_letter_tx import DeadLetterLedger, storable
 from gateway.store.grid_routing import GridRouter
-from gateway.store.ingest_overlay import Key, Link, Overlay
+from gateway.store.ingest_overlay import Key, Link, Overlay, TicketSeen
 from gateway.store.outbox import Outbox
 from gateway.store.sla_clock import reopened_clock
 from gateway.store.snapshot_tx import SnapshotLedger, SnapshotOutcome
@@ -246,9 +246,8 @@ class IngestTx:
         else:
             ticket_id, created, opened = self._find_or_open(alert, policy, cooldown_s)
             changes += opened
-            self.seen.links[event_key] = Link(
-                ticket_id, alert.phase is EventPhase.END, alert.seq, new=True
-            )
+            link = Link(ticket_id, alert.phase is EventPhase.END, alert.seq, new=True)
+            self.seen.add_link(event_key, link)
         snapshot_id, detail = alert.snapshot_id, alert.detail
         if snapshot_id is not None:
             assert alert.snapshot_sha256 is not None
@@ -339,6 +338,9 @@ class IngestTx:
         assert result.inserted_primary_key is not None
         ticket_id = int(result.inserted_primary_key[0])
         self.seen.active[key] = (ticket_id, TicketState.NEW.value)
+        self.seen.new_ticket(
+            ticket_id, TicketSeen(alert.site_id, alert.category.value, TicketState.NEW.value, key)
+        )
         self.audit(
             ticket_id,
             "system:ingest",
@@ -375,6 +377,7 @@ class IngestTx:
             return None
         ticket_id = int(recent.id)
         self.seen.active[key] = (ticket_id, TicketState.NEW.value)
+        self.seen.tickets.pop(ticket_id, None)  # read again if it needs clearing
         self.audit(
             ticket_id,
             "system:ingest",
