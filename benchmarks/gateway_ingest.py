@@ -60,7 +60,6 @@ from tests.support.broker import MosquittoBroker
 SITE = "bench"
 CAMERAS = tuple(f"cam-{i:03d}" for i in range(200))
 ZONES = ("z0", "z1", "z2")
-GROUP = "bench"
 SQLITE_LIMITS = {"ratio": 0.6, "eps": 5100.0}
 POSTGRES_LIMITS = {"ratio": 0.4, "eps": 0.0}
 
@@ -236,7 +235,6 @@ def prepare_db(db_url: str) -> None:
 
 def gateway_settings(processes: int) -> dict[str, Any]:
     return {
-        "mqtt__share_group": GROUP,
         "mqtt__ingest_processes": processes,
         "sla_tick_s": 5.0,
         "mqtt__batch_max": 1000,

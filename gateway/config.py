@@ -37,6 +37,11 @@ DEFAULT_CLIENT_ID = "guanjia-gateway-1"
 """The session id of a gateway without a broker account (a development broker)."""
 
 
+WORKER_SHARE_GROUP = "guanjia-ingest"
+"""The shared group of ingest workers when `share_group` is unset: the gateway process's
+own subscriptions stay plain (kept across a broker restart), only the workers share."""
+
+
 class MqttSettings(BaseModel):
     """How the ingest connects to the broker and what it subscribes to.
 
@@ -103,9 +108,10 @@ class MqttSettings(BaseModel):
         ge=1,
         le=8,
         description="1: the gateway process ingests everything. N > 1: N worker processes "
-        "(one core each) share the DetectionEvent subscription and the gateway process "
-        "keeps the other channels (needs share_group; with a username, worker N logs in "
-        "as <username>-wN). See docs/gateway.md, 'Ingest on several cores'.",
+        "(one core each) share the DetectionEvent subscription ($share/<share_group, or "
+        "guanjia-ingest>/…) and the gateway process keeps the other channels (with a "
+        "username, worker N logs in as <username>-wN). See docs/gateway.md, 'Ingest on "
+        "several cores'.",
     )
 
     @model_validator(mode="after")
@@ -126,11 +132,6 @@ class MqttSettings(BaseModel):
                     "mqtt.telemetry_username: must differ from mqtt.username (the broker "
                     "uses the username as the client id: one would kick the other off)"
                 )
-        if self.ingest_processes > 1 and not self.share_group:
-            raise ValueError(
-                "mqtt.ingest_processes: more than 1 needs mqtt.share_group (the processes "
-                "share one subscription)"
-            )
         for site in self.sites:
             check_segment(site, "mqtt.sites")
         if len(set(self.sites)) != len(self.sites):
@@ -213,15 +214,18 @@ class MqttSettings(BaseModel):
     @property
     def worker_filters(self) -> list[str]:
         """What an ingest worker subscribes to: every site's (or its sites') events."""
-        return self._shared([subscription(Channel.EVENT, site_id=s) for s in self.sites or ["+"]])
+        group = self.share_group or WORKER_SHARE_GROUP
+        return [
+            f"$share/{group}/{subscription(Channel.EVENT, site_id=s)}" for s in self.sites or ["+"]
+        ]
 
     def gateway_filters(self, filters: list[str]) -> list[str]:
         """The gateway process's `filters`, less the events when workers take them
         (``ingest_processes > 1``)."""
         if self.ingest_processes == 1:
             return filters
-        events = set(self.worker_filters)
-        return [f for f in filters if f not in events]
+        events = {subscription(Channel.EVENT, site_id=s) for s in self.sites or ["+"]}
+        return [f for f in filters if f.split("/", 2)[-1] not in events and f not in events]
 
     @property
     def esphome_subscriptions(self) -> list[str]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Row
 
 from gateway.store import ingest_sql as sql
 
@@ -60,6 +61,7 @@ class Overlay:
         self.active: dict[str, tuple[int, str] | None] = {}  # active key → (id, state)
         self.devices: dict[str, DeviceSeen | None] = {}
         self.tickets: dict[int, TicketSeen] = {}
+        self.recent: dict[str, Row[Any] | None] = {}  # key → its latest auto-resolved ticket
         self._by_ticket: dict[int, set[Key]] = {}  # this transaction's links, per ticket
         self._db_unended: dict[int, set[Key]] = {}  # the database's unended events, read once
 
@@ -70,6 +72,7 @@ class Overlay:
         event_keys: Iterable[Key] = (),
         active_keys: Iterable[str] = (),
         device_ids: Iterable[str] = (),
+        reopen_since: float | None = None,
     ) -> None:
         """Read what a batch will need in one query per table (optional: anything not
         preloaded is read when first needed). Message and event ids are looked up by id
@@ -92,8 +95,12 @@ class Overlay:
         keys = sorted(set(active_keys) - self.active.keys())
         if keys:
             self.active.update(dict.fromkeys(keys))
-            for t in self.conn.execute(sql.ACTIVE_IN, {"keys": keys}):
-                self.active[t.active_key] = (int(t.id), t.state)
+            for a in self.conn.execute(sql.ACTIVE_IN, {"keys": keys}):
+                self.active[a.active_key] = (int(a.id), a.state)
+                self.tickets[int(a.id)] = TicketSeen(a.site_id, a.category, a.state, a.active_key)
+        if reopen_since is not None:
+            self._preload_recent(active_keys, reopen_since)
+        self._preload_unended()
         wanted = sorted(set(device_ids) - self.devices.keys())
         if wanted:
             self.devices.update(dict.fromkeys(wanted))
@@ -120,6 +127,29 @@ class Overlay:
         if key not in self.processed:
             self.preload(msg_keys=[key])
         return self.processed[key]
+
+    def _preload_recent(self, keys: Iterable[str], since: float) -> None:
+        # Keys with no open ticket may reopen the one auto-resolved latest since `since`.
+        closed = sorted({k for k in keys if self.active.get(k) is None} - self.recent.keys())
+        if not closed:
+            return
+        self.recent.update(dict.fromkeys(closed))
+        for row in self.conn.execute(sql.RECENT_IN, {"keys": closed, "since": since}):
+            latest = self.recent[row.dedup_key]
+            if latest is None or row.resolved_at > latest.resolved_at:
+                self.recent[row.dedup_key] = row
+
+    def _preload_unended(self) -> None:
+        # The unended events of every ticket the batch's links and keys name, in one query.
+        tids = {link.ticket_id for link in self.links.values() if link is not None}
+        tids |= {t[0] for t in self.active.values() if t is not None}
+        tids -= self._db_unended.keys()
+        if not tids:
+            return
+        unended: dict[int, set[Key]] = {tid: set() for tid in tids}
+        for r in self.conn.execute(sql.UNENDED_IN, {"tids": sorted(tids)}):
+            unended[int(r.ticket_id)].add((r.site_id, r.device_id, r.event_id))
+        self._db_unended.update(unended)
 
     def add_link(self, key: Key, link: Link) -> None:
         """Record the event `key`'s link (read, or made by this transaction)."""
@@ -157,3 +187,12 @@ class Overlay:
             elif link.ticket_id == ticket_id and not link.ended:
                 active.add(key)
         return active
+
+    def recent_resolved(self, key: str, since: float) -> Row[Any] | None:
+        """The ticket of `key` auto-resolved most recently at or after `since` (its id,
+        `resolved_at` and clock columns), or None; from `preload` when it read that key."""
+        if key in self.recent:
+            return self.recent[key]
+        row = self.conn.execute(sql.RECENT_AUTO_RESOLVED, {"key": key, "since": since}).first()
+        self.recent[key] = row
+        return row

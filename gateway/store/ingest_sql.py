@@ -32,8 +32,22 @@ LINKS_IN = select(
     ticket_events.c.ended,
     ticket_events.c.last_seq,
 ).where(in_list(ticket_events.c.event_id, "ids"))
-ACTIVE_IN = select(tickets.c.id, tickets.c.state, tickets.c.active_key).where(
-    in_list(tickets.c.active_key, "keys")
+ACTIVE_IN = select(
+    tickets.c.id, tickets.c.state, tickets.c.active_key, tickets.c.site_id, tickets.c.category
+).where(in_list(tickets.c.active_key, "keys"))
+UNENDED_IN = select(
+    ticket_events.c.ticket_id,
+    ticket_events.c.site_id,
+    ticket_events.c.device_id,
+    ticket_events.c.event_id,
+).where(in_list(ticket_events.c.ticket_id, "tids"), ticket_events.c.ended.is_(False))
+RECENT_IN = select(
+    tickets.c.id, tickets.c.dedup_key, tickets.c.resolved_at, *(tickets.c[n] for n in CLOCK_COLUMNS)
+).where(
+    in_list(tickets.c.dedup_key, "keys"),
+    tickets.c.state == TicketState.RESOLVED.value,
+    tickets.c.resolved_by == "system",
+    tickets.c.resolved_at >= bindparam("since"),
 )
 DEVICES_IN = select(
     devices.c.device_id, devices.c.site_id, devices.c.online, devices.c.last_status_ts
@@ -49,7 +63,12 @@ TICKET = select(
     tickets.c.condition_cleared_at,
 ).where(tickets.c.id == bindparam("tid"))
 RECENT_AUTO_RESOLVED = (
-    select(tickets.c.id, *(tickets.c[name] for name in CLOCK_COLUMNS))
+    select(
+        tickets.c.id,
+        tickets.c.dedup_key,
+        tickets.c.resolved_at,
+        *(tickets.c[name] for name in CLOCK_COLUMNS),
+    )
     .where(
         tickets.c.dedup_key == bindparam("key"),
         tickets.c.state == TicketState.RESOLVED.value,

@@ -78,10 +78,15 @@ class IngestTx:
         event_keys: Iterable[Key] = (),
         active_keys: Iterable[str] = (),
         device_ids: Iterable[str] = (),
+        reopen_since: float | None = None,
     ) -> None:
         """Read what a batch will need in one query per table (`Overlay.preload`)."""
         self.seen.preload(
-            msg_keys=msg_keys, event_keys=event_keys, active_keys=active_keys, device_ids=device_ids
+            msg_keys=msg_keys,
+            event_keys=event_keys,
+            active_keys=active_keys,
+            device_ids=device_ids,
+            reopen_since=reopen_since,
         )
 
     # ------------------------------------------------------------------ messages
@@ -362,9 +367,7 @@ class IngestTx:
         """Reopen the ticket auto-resolved for this key within the cool-down (flapping), in a
         new SLA cycle; its id, or None when there is none."""
         key = alert.dedup_key
-        recent = self.conn.execute(
-            sql.RECENT_AUTO_RESOLVED, {"key": key, "since": self.now - cooldown_s}
-        ).first()
+        recent = self.seen.recent_resolved(key, self.now - cooldown_s)
         if recent is None:
             return None
         clock = reopened_clock(recent, policy, self.now)
@@ -378,6 +381,7 @@ class IngestTx:
         ticket_id = int(recent.id)
         self.seen.active[key] = (ticket_id, TicketState.NEW.value)
         self.seen.tickets.pop(ticket_id, None)  # read again if it needs clearing
+        self.seen.recent[key] = None  # open again: nothing to reopen until it resolves
         self.audit(
             ticket_id,
             "system:ingest",
@@ -395,51 +399,51 @@ class IngestTx:
         return ticket_id
 
     def _unended_events(self, ticket_id: int) -> set[Key]:
-        """Events of `ticket_id` not yet ended: the database's, corrected by the overlay."""
-        rows = self.conn.execute(sql.UNENDED, {"tid": ticket_id})
-        active: set[Key] = {(r.site_id, r.device_id, r.event_id) for r in rows}
-        for key, link in self.seen.links.items():
-            if link is None:
-                continue
-            if link.ticket_id == ticket_id and not link.ended:
-                active.add(key)
-            else:
-                active.discard(key)
-        return active
+        """Events of `ticket_id` not yet ended (`Overlay.unended`)."""
+        return self.seen.unended(ticket_id)
 
     def _maybe_clear(self, ticket_id: int, policy: CategoryPolicy) -> list[Change]:
         if self._unended_events(ticket_id):
             return []
-        row = self.conn.execute(sql.TICKET, {"tid": ticket_id}).one()
+        ticket = self.seen.ticket(ticket_id)
         now = self.now
-        self.conn.execute(sql.CLEARED, {"tid": ticket_id, "now": now})
-        if policy.auto_resolve_on_end and row.state in OPEN_STATE_VALUES:
+        from_state = ticket.state
+        if policy.auto_resolve_on_end and from_state in OPEN_STATE_VALUES:
+            # One statement clears the condition and resolves (conditional on the state).
             done = self.conn.execute(
-                sql.AUTO_RESOLVE, {"tid": ticket_id, "from_state": row.state, "now": now}
+                sql.AUTO_RESOLVE, {"tid": ticket_id, "from_state": from_state, "now": now}
             ).rowcount
             if not done:
+                # Someone changed the ticket meanwhile (another replica, a person): only
+                # the condition is recorded as cleared; the ticket's state is theirs.
+                self.conn.execute(sql.CLEARED, {"tid": ticket_id, "now": now})
+                self.seen.tickets.pop(ticket_id, None)
                 return []
-            if row.active_key is not None:
-                self.seen.active[row.active_key] = None
+            if ticket.active_key is not None:
+                self.seen.active[ticket.active_key] = None
+                # Now the key's latest auto-resolved ticket: read it again if reopened.
+                self.seen.recent.pop(ticket.active_key, None)
+            ticket.state, ticket.active_key = TicketState.RESOLVED.value, None
             self.audit(
                 ticket_id,
                 "system:ingest",
                 "auto_resolve",
-                from_state=row.state,
+                from_state=from_state,
                 to_state=TicketState.RESOLVED.value,
             )
             action, state = "resolved", TicketState.RESOLVED.value
         else:
+            self.conn.execute(sql.CLEARED, {"tid": ticket_id, "now": now})
             self.audit(ticket_id, "system:ingest", "condition_cleared")
-            action, state = "cleared", row.state
+            action, state = "cleared", from_state
         return [
             Change(
                 kind="ticket",
                 action=action,
-                site_id=row.site_id,
+                site_id=ticket.site_id,
                 ticket_id=ticket_id,
                 state=state,
-                category=row.category,
+                category=ticket.category,
                 at=now,
             )
         ]
