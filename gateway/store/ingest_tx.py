@@ -21,7 +21,6 @@ which the caller rolls back and retries in smaller pieces (`IngestHandler`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,7 @@ from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory, start_clock
 from gateway.store import feed
 from gateway.store import ingest_sql as sql
-from gateway.store.bulk_rows import BulkRows
+from gateway.store.bulk_rows import BulkRows, to_json
 from gateway.store.command_results import record_result
 from gateway.store.dead_letter_tx import DeadLetterLedger, storable
 from gateway.store.grid_routing import GridRouter
@@ -278,7 +277,7 @@ class IngestTx:
                 alert.seq,
                 alert.ts,
                 snapshot_id,
-                json.dumps(detail),
+                to_json(detail),
             ),
         )
         if alert.phase is EventPhase.END:
@@ -461,7 +460,7 @@ class IngestTx:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Queue an audit-log line (the shape of `audit.entry`)."""
-        row = (ticket_id, self.now, actor, action, from_state, to_state, json.dumps(detail or {}))
+        row = (ticket_id, self.now, actor, action, from_state, to_state, to_json(detail or {}))
         self.rows.add("audit_log", row)
 
     def notify(self, ticket_id: int, *, grid_id: str | None, category: str, text: str) -> None:
