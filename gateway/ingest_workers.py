@@ -39,6 +39,26 @@ RESTART_CHECK_S = 1.0
 """How often the gateway process checks its workers."""
 
 
+MAX_WORKERS = 8
+"""The most workers `mqtt.ingest_processes` allows (its bound)."""
+
+
+async def drop_stale_worker_sessions(settings: GatewaySettings) -> list[str]:
+    """End the sessions of workers beyond `mqtt.ingest_processes` (all of them when it is 1),
+    left by an earlier configuration: in the shared group they would be handed events that no
+    process reads. Returns the sessions ended."""
+    from gateway.mqtt import drop_session
+
+    mqtt = settings.mqtt
+    first = mqtt.ingest_processes + 1 if mqtt.ingest_processes > 1 else 1
+    ended = []
+    for index in range(first, MAX_WORKERS + 1):
+        worker = mqtt.ingest_worker(index)
+        if await drop_session(worker):
+            ended.append(worker.session_id)
+    return ended
+
+
 class IngestWorkers:
     """The gateway process's side: start, watch, restart and stop the workers."""
 

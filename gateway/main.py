@@ -37,7 +37,7 @@ from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimitMiddleware, BodyRule
 from gateway.auth import bearer_is_valid
 from gateway.config import GatewaySettings
 from gateway.ingest import IngestHandler, IngestQuotas, Outcome
-from gateway.ingest_workers import IngestWorkers
+from gateway.ingest_workers import IngestWorkers, drop_stale_worker_sessions
 from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt import IngestState, MqttIngest, Outbound, Refused
@@ -269,6 +269,31 @@ async def sla_step(runtime: Runtime, now: float | None = None) -> None:
         await asyncio.to_thread(runtime.telemetry.prune, now)
 
 
+def _start_workers(
+    settings: GatewaySettings, runtime: Runtime, tasks: list[asyncio.Task[None]]
+) -> IngestWorkers | None:
+    """Start the ingest workers (`mqtt.ingest_processes > 1`), and end the sessions of
+    workers an earlier configuration had."""
+    tasks.append(asyncio.create_task(_drop_stale_workers(settings)))
+    if settings.mqtt.ingest_processes == 1:
+        return None
+    # More cores for events: workers on the event subscription, sharing it.
+    workers = IngestWorkers(settings, runtime.feed.wake)
+    workers.start()
+    tasks.append(asyncio.create_task(workers.supervise()))
+    return workers
+
+
+async def _drop_stale_workers(settings: GatewaySettings) -> None:
+    try:
+        ended = await drop_stale_worker_sessions(settings)
+    except Exception:  # best effort: a stale session only queues events nobody reads
+        log.exception("could not end stale ingest worker sessions")
+        return
+    if ended:
+        log.warning("ended the sessions of ingest workers no longer configured: %s", ended)
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     """The gateway application for `settings`."""
 
@@ -318,13 +343,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 )
                 app.state.telemetry_ingest = readings
                 tasks.append(asyncio.create_task(supervise(readings)))
-        workers = None
-        if settings.ingest_enabled and settings.mqtt.ingest_processes > 1:
-            # More cores for events: workers on the same shared subscription.
-            workers = IngestWorkers(settings, runtime.feed.wake)
-            workers.start()
-            app.state.ingest_workers = workers
-            tasks.append(asyncio.create_task(workers.supervise()))
+        workers = _start_workers(settings, runtime, tasks) if settings.ingest_enabled else None
+        app.state.ingest_workers = workers
         if runtime.telemetry is not None:
             found = app.state.ingest if settings.ingest_enabled else None
             tasks.append(

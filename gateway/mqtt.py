@@ -449,6 +449,30 @@ class MqttIngest:
             self._failures_unlogged = 0
 
 
+async def drop_session(settings: MqttSettings) -> bool:
+    """End the persistent session `settings` names at the broker (connect with clean start and
+    no expiry, then leave): its subscriptions and queued messages go. False when the broker
+    refused the login (no such account) or could not be reached.
+
+    Used for ingest workers no longer configured: a stale worker session would stay in the
+    shared group and be handed events that nobody consumes."""
+    client = aiomqtt.Client(
+        settings.host,
+        settings.port,
+        username=settings.username,
+        password=settings.password.get_secret_value() if settings.password else None,
+        identifier=settings.session_id,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=True,
+        timeout=5,
+    )
+    try:
+        async with client:
+            return True
+    except aiomqtt.MqttError:
+        return False
+
+
 def _code(code: object) -> int | None:
     value = getattr(code, "value", code)
     return value if isinstance(value, int) else None
