@@ -233,8 +233,10 @@ def prepare_db(db_url: str) -> None:
     store.close()
 
 
-def gateway_settings(processes: int) -> dict[str, Any]:
+def gateway_settings(processes: int, tag: str) -> dict[str, Any]:
     return {
+        # A group per run: the sessions of an earlier round's workers stay in theirs.
+        "mqtt__share_group": f"bench-{tag}",
         "mqtt__ingest_processes": processes,
         "sla_tick_s": 5.0,
         "mqtt__batch_max": 1000,
@@ -252,7 +254,7 @@ async def gateway(  # noqa: PLR0917
     """The gateway drains `messages` parked while it was stopped; timed by its Acks."""
     prepare_db(db_url)
     client_id = f"gw-{tag}"
-    process = start_gateway(tmp, db_url, broker, client_id, **gateway_settings(processes))
+    process = start_gateway(tmp, db_url, broker, client_id, **gateway_settings(processes, tag))
     counter = AckCounter(msg_ids(messages))
     listener = listen_acks(broker, counter, tag)
     try:
@@ -328,7 +330,7 @@ async def live(  # noqa: PLR0917
     """Publish `messages` at `rate` to a running gateway; committed/s and final lag."""
     prepare_db(db_url)
     process: GatewayProcess = start_gateway(
-        tmp, db_url, broker, "gw-live", **gateway_settings(processes)
+        tmp, db_url, broker, "gw-live", **gateway_settings(processes, "live")
     )
     counter = AckCounter(msg_ids(messages))
     listener = listen_acks(broker, counter, "live")
