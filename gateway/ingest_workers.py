@@ -1,20 +1,23 @@
 """Ingest worker processes: more cores for DetectionEvents (`mqtt.ingest_processes`).
 
 One Python process cannot drain a broker at its pace (receiving, decoding and applying a
-message each cost tens of µs, all under one GIL), so with ``ingest_processes = N`` the
-gateway process starts N - 1 workers. Each is a full ingest replica for events only: its
-own persistent MQTT session in the shared group (`MqttSettings.ingest_worker`), its own
+message each cost tens of µs, all under one GIL), so with ``ingest_processes = N > 1`` the
+gateway process starts N workers and leaves the events to them (it keeps the other
+channels). Each is a full ingest replica for events only: its own persistent MQTT 3.1.1
+session in the shared group (`MqttSettings.ingest_worker`, `MqttIngest.mqtt5`), its own
 database connection, its own transactions, and it publishes its own end-to-end Acks and
 acknowledges to the broker only after its commit, exactly as the gateway process does. The
 unique keys that already arbitrate between replicas (processed ids, event links, one open
 ticket per key) keep every event applied once; SQLite serialises the writers
-(``BEGIN IMMEDIATE``), PostgreSQL retries a batch that lost a race.
+(``BEGIN IMMEDIATE``, taking turns on a file lock first: `StoreBase.ingest_tx`), PostgreSQL
+reruns a batch that lost a race.
 
 A worker that committed changes writes one byte to its pipe; the gateway process then reads
 the change feed at once (`ChangeFeed.wake`) instead of at its next poll, so consoles see a
 worker's tickets as soon as the gateway's own. A worker exits when the gateway process is
 gone (it checks its parent every `PARENT_CHECK_S`); the gateway process restarts a worker
-that died. Workers' metrics are their own (not on /metrics).
+that died, and at start ends the sessions of workers no longer configured
+(`drop_stale_worker_sessions`). Workers' metrics are their own (not on /metrics).
 """
 
 from __future__ import annotations
