@@ -32,7 +32,7 @@ from gateway.residents.models import (
     TrackingView,
 )
 from gateway.residents.photos import CLEAN_TYPE, PhotoError, clean_photo
-from gateway.residents.ratelimit import SlidingWindow
+from gateway.residents.ratelimit import SlidingWindow, address_key
 from gateway.residents.settings import ResidentSettings
 from gateway.residents.tokens import (
     PlaceRef,
@@ -127,7 +127,7 @@ class ResidentService:
         return site, place
 
     def _limit_reads(self, client: str, now: float) -> None:
-        if not self._reads.allow(client, now):
+        if not self._reads.allow(address_key(client), now):
             raise ReportRefusedError("rate_limited", "too many requests; wait a minute")
 
     # -- the resident page ---------------------------------------------------------------
@@ -168,7 +168,7 @@ class ResidentService:
     def allow_report(self, client: str, now: float) -> None:
         """Count a report attempt from `client` (before its body is read): ReportRefusedError
         ("rate_limited") over the hourly limit."""
-        if not self._reports.allow(client, now):
+        if not self._reports.allow(address_key(client), now):
             raise ReportRefusedError(
                 "rate_limited", "too many reports from this connection; try again later"
             )
