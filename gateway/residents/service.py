@@ -2,7 +2,7 @@
 
 Every public method checks what it can before it costs anything, in this order: the client
 address's rate limit (memory), the place token (one HMAC), the form's fields, the
-proof-of-work (one hash), the photos (decoded and re-encoded: the expensive part), and last
+proof-of-work (one hash) and whether its challenge was spent (one read), the photos (decoded and re-encoded: the expensive part), and last
 the database (challenge spent, the place's hourly quota, the ticket). Synchronous: routes call
 it through ``asyncio.to_thread``.
 """
@@ -44,8 +44,14 @@ from gateway.residents.tokens import (
 )
 from gateway.sites import Place, SiteConfig
 from gateway.sla import CategoryPolicy, TicketCategory
-from gateway.store import NotFoundError, Store
-from gateway.store.residents import RESIDENT_ACTOR, FlaggedReport, NewReport, ReportRow
+from gateway.store import ConflictError, NotFoundError, Store
+from gateway.store.residents import (
+    RESIDENT_ACTOR,
+    SPENT,
+    FlaggedReport,
+    NewReport,
+    ReportRow,
+)
 
 _PHONE_CHARS = set("0123456789+- ")
 
@@ -196,6 +202,8 @@ class ResidentService:
             )
         except pow.ProofError as exc:
             raise ReportRefusedError("proof", str(exc)) from None
+        if self.store.challenge_spent(challenge_id):  # before the costly photos, not instead
+            raise ConflictError(SPENT)
         cleaned = [self._photo(n, data) for n, data in enumerate(photos)]
         token_out = new_tracking_token()
         hashed = tracking_hash(token_out)

@@ -116,6 +116,23 @@ def test_a_replayed_or_unsolved_proof_of_work_is_refused(resident_app: ResidentA
     assert app.client.post(url, data=missing).status_code == 403
 
 
+def test_a_replayed_proof_is_refused_before_its_photos_are_decoded(
+    resident_app: ResidentApp,
+) -> None:
+    """Decoding photos is the costly step: one solved challenge must not buy a photo
+    decode per replay (a non-photo shows which check came first: 409, not 415)."""
+    app = resident_app
+    url = f"/api/public/places/{app.qr_token()}/reports"
+    form = _solved(app)
+    assert app.client.post(url, data=form).status_code == 201
+    junk = {"photos": ("x.jpg", b"<html></html>", "image/jpeg")}
+    replay = app.client.post(url, data=form, files=junk)
+    assert (replay.status_code, replay.json()["detail"]) == (
+        409,
+        "challenge: already used; fetch a new one",
+    )
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
