@@ -2,9 +2,9 @@
 
 Every public method checks what it can before it costs anything, in this order: the client
 address's rate limit (memory), the place token (one HMAC), the form's fields, the
-proof-of-work (one hash) and whether its challenge was spent (one read), the photos (decoded and re-encoded: the expensive part), and last
-the database (challenge spent, the place's hourly quota, the ticket). Synchronous: routes call
-it through ``asyncio.to_thread``.
+proof-of-work (one hash) and whether its challenge was spent (one read), the photos (decoded
+and re-encoded: the expensive part), and last the database (challenge spent, the place's
+hourly quota, the ticket). Synchronous: routes call it through ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
