@@ -30,6 +30,17 @@ class SlidingWindow:
         with self._lock:
             return self._allow(key, now)
 
+    def wait_s(self, key: str, now: float) -> float:
+        """Seconds until `key` may have another event (0 when it may now)."""
+        with self._lock:
+            times = self._seen.get(key)
+            if times is None:
+                return 0.0
+            live = [t for t in times if t > now - self.window_s]
+            if len(live) < self.limit:
+                return 0.0
+            return live[len(live) - self.limit] + self.window_s - now
+
     def _allow(self, key: str, now: float) -> bool:
         times = self._seen.get(key)
         if times is None:

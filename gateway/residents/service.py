@@ -64,9 +64,10 @@ class ReportNotFoundError(LookupError):
 class ReportRefusedError(ValueError):
     """A report refused; `kind` tells the route which status to answer."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.kind = kind  # rate_limited | invalid | proof | photo_type | photo_size
+        self.retry_after_s = retry_after_s  # rate_limited: when the window lets one in
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,11 @@ class ResidentService:
         return site, place
 
     def _limit_reads(self, client: str, now: float) -> None:
-        if not self._reads.allow(address_key(client), now):
-            raise ReportRefusedError("rate_limited", "too many requests; wait a minute")
+        key = address_key(client)
+        if not self._reads.allow(key, now):
+            raise ReportRefusedError(
+                "rate_limited", "too many requests; wait a minute", self._reads.wait_s(key, now)
+            )
 
     # -- the resident page ---------------------------------------------------------------
 
@@ -174,9 +178,12 @@ class ResidentService:
     def allow_report(self, client: str, now: float) -> None:
         """Count a report attempt from `client` (before its body is read): ReportRefusedError
         ("rate_limited") over the hourly limit."""
-        if not self._reports.allow(address_key(client), now):
+        key = address_key(client)
+        if not self._reports.allow(key, now):
             raise ReportRefusedError(
-                "rate_limited", "too many reports from this connection; try again later"
+                "rate_limited",
+                "too many reports from this connection; try again later",
+                self._reports.wait_s(key, now),
             )
 
     def check_place(self, token: str) -> None:

@@ -55,7 +55,8 @@ def test_a_thousand_reports_from_one_address_are_rate_limited_without_flooding_t
     assert codes.count(429) == 1000 - limit
     assert _count_reports(app) == limit
     refused = app.client.post(url, data=_solved(app))
-    assert refused.headers["retry-after"] == "60"
+    # The limit is hourly: the first of the 10 leaves the window an hour after it came.
+    assert 3600 - 60 <= int(refused.headers["retry-after"]) <= 3600
     assert "too many reports" in refused.json()["detail"]
     print(f"1000 reports from one address: {elapsed:.2f} s")
 

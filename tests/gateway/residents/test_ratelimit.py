@@ -29,6 +29,15 @@ def test_sliding_window_limits_per_key_and_forgets_old_events() -> None:
     assert window.allow("b", 61)
 
 
+def test_the_wait_is_until_the_oldest_event_leaves_the_window() -> None:
+    window = SlidingWindow(limit=2, window_s=3600.0)
+    assert window.wait_s("a", 0.0) == 0.0
+    window.allow("a", 10.0)
+    window.allow("a", 20.0)
+    assert window.wait_s("a", 100.0) == 3610.0 - 100.0
+    assert window.wait_s("a", 3611.0) == 0.0
+
+
 def test_concurrent_callers_never_get_more_than_the_limit() -> None:
     window = SlidingWindow(limit=50, window_s=60.0)
     allowed: list[bool] = []
