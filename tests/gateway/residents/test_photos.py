@@ -114,7 +114,12 @@ def test_photos_are_decoded_a_few_at_a_time() -> None:
     taken = [photos.DECODE_SLOTS.acquire(blocking=False) for _ in range(photos.DECODE_WORKERS)]
     assert all(taken)
     done = threading.Event()
-    worker = threading.Thread(target=lambda: (clean_photo(phone_jpeg()), done.set()))
+
+    def clean() -> None:
+        clean_photo(phone_jpeg())
+        done.set()
+
+    worker = threading.Thread(target=clean)
     worker.start()
     try:
         assert not done.wait(0.5)  # every slot is taken: it waits
