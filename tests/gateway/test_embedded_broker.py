@@ -30,6 +30,7 @@ from gateway.embedded_broker import (
 )
 from gateway.provisioning import mosquitto_hash
 from tests.support.broker import free_port
+from tests.support.mqtt_raw import CONNACK_ACCEPTED, connect_with_will
 
 
 def guanjia(*args: str) -> str:
@@ -296,8 +297,10 @@ async def test_a_last_will_on_another_device_topic_is_refused(
                 pass
         # Its own topic is fine, and the will is sent when the connection drops.
         status_a = str(c.status_topic("s1", "dev-a"))
-        reader, writer = await _raw_connect(broker, "dev-a", pw["dev-a"], will=(status_a, b"gone"))
-        assert await reader.readexactly(4) == b"\x20\x02\x00\x00"  # CONNACK accepted
+        reader, writer = await connect_with_will(
+            broker.host, broker.port, "dev-a", pw["dev-a"], will=(status_a, b"gone")
+        )
+        assert await reader.readexactly(4) == CONNACK_ACCEPTED
         writer.transport.abort()  # no DISCONNECT: the will goes out
         async with asyncio.timeout(5):
             message = await anext(gateway.messages)
@@ -326,35 +329,15 @@ async def test_a_refused_connect_cannot_plant_a_will_in_another_session(
             clean_session=False,
         )
         async with victim:
-            reader, writer = await _raw_connect(
-                broker, "dev-b", "wrong", will=(event_b, b'{"forged":true}'), clean=False
+            reader, writer = await connect_with_will(
+                broker.host,
+                broker.port,
+                "dev-b",
+                "wrong",
+                will=(event_b, b'{"forged":true}'),
+                clean=False,
             )
             with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
                 await reader.read(4)
             writer.close()
             await _no_message_within(gateway, 1.5)
-
-
-async def _raw_connect(
-    broker: EmbeddedBroker,
-    user: str,
-    password: str,
-    *,
-    will: tuple[str, bytes],
-    clean: bool = True,
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A hand-made MQTT 3.1.1 CONNECT with a QoS 1 will (paho cannot leave without sending a
-    DISCONNECT, which cancels the will)."""
-
-    def field(raw: bytes) -> bytes:
-        return len(raw).to_bytes(2, "big") + raw
-
-    flags = 0x80 | 0x40 | 0x08 | 0x04 | (0x02 if clean else 0)  # user, pw, will QoS 1, will
-    body = field(b"MQTT") + bytes([4, flags]) + (60).to_bytes(2, "big")
-    body += field(user.encode()) + field(will[0].encode()) + field(will[1])
-    body += field(user.encode()) + field(password.encode())
-    assert len(body) < 128
-    reader, writer = await asyncio.open_connection(broker.host, broker.port)
-    writer.write(bytes([0x10, len(body)]) + body)
-    await writer.drain()
-    return reader, writer
