@@ -78,6 +78,26 @@ def _load_object(payload: bytes | str, limit: int) -> dict[str, Any]:
     return data
 
 
+def _nul_field(value: object, path: str = "") -> str | None:
+    """The dotted path of the first string (key or value) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return (path or "(message)") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return where
+            found = _nul_field(item, where)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_field(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
+
+
 def _field_error(exc: ValidationError) -> MessageFieldError:
     errors = exc.errors(include_url=False)
     first = errors[0]
@@ -137,6 +157,12 @@ def decode_careful(model: type[M], payload: bytes | str, *, limit: int = MAX_MES
         # Builders get a fresh msg_id by default; a message off the wire without one could not
         # be de-duplicated, so it is missing rather than defaulted.
         raise MissingFieldError("msg_id", "required: receivers drop redeliveries by it")
+    # NUL is valid JSON (``\u0000``) but no database stores it in text (PostgreSQL refuses
+    # it): a message carrying one is bad input, refused like any other invalid field.
+    text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+    nul = _nul_field(data) if "\\u0000" in text or "\x00" in text else None
+    if nul is not None:
+        raise InvalidFieldError(nul, "NUL characters are not allowed in text")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

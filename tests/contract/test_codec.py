@@ -167,6 +167,30 @@ def test_command_result_needs_reason_unless_ok() -> None:
         c.decode(c.CommandResult, json.dumps(data))
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("command_id", "cmd\x00-1"), ("reason", "bad\x00"), ("name", "\x00")],
+)
+@pytest.mark.parametrize("as_bytes", [True, False])
+def test_decode_refuses_nul_in_text(field: str, value: str, as_bytes: bool) -> None:
+    # PostgreSQL cannot store NUL in text: a poison message, refused as an invalid field
+    # (found by the ingest fuzz test, where it failed the whole batch on PostgreSQL).
+    data = example("command_result")
+    data["status"] = "rejected"
+    data["reason"] = "busy"
+    data[field] = value
+    payload = json.dumps(data)
+    with pytest.raises(c.InvalidFieldError, match="NUL characters") as info:
+        c.decode(c.CommandResult, payload.encode() if as_bytes else payload)
+    assert info.value.field == field
+
+
+def test_decode_keeps_an_escaped_backslash_u0000_text() -> None:
+    data = example("command_result")
+    data["command_id"] = "cmd\\u0000-1"  # the six characters \u0000, not a NUL
+    assert c.decode(c.CommandResult, json.dumps(data).encode()).command_id == "cmd\\u0000-1"
+
+
 def test_manifest_class_map_must_name_model_classes() -> None:
     data = json.loads((REPO / "models" / "yolox_nano.manifest.json").read_text())
     data["class_map"]["e-bike"] = "two_wheeler"
