@@ -14,16 +14,25 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.api.limits import MULTIPART_OVERHEAD, BodyRule
-from gateway.console import admin_pages, auth_pages, butler, ticket_pages, wall
+from gateway.console import (
+    admin_pages,
+    auth_pages,
+    butler,
+    resident_pages,
+    ticket_pages,
+    wall,
+)
 from gateway.console.deps import LoginRequiredError
 from gateway.console.render import STATIC, render
 from gateway.console.session import session_is_valid
 
-ROUTERS = (auth_pages, wall, ticket_pages, butler, admin_pages)
+ROUTERS = (auth_pages, wall, ticket_pages, butler, admin_pages, resident_pages)
 """The console's route modules (in `gateway.main.ROUTE_MODULES`, so the role matrix checks
 them like the API's)."""
 PHOTO_UPLOAD_PATH = re.compile(r"/console/tickets/[^/]+/photos/?")
 STATIC_PATH = "/console/static"
+RESIDENT_PREFIX = "/r/"
+"""The residents' public pages (`resident_pages`): refused requests get an HTML page too."""
 
 
 def upload_rule(max_photo_bytes: int, key: str) -> BodyRule:
@@ -58,9 +67,10 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    if not request.url.path.startswith("/console") or request.url.path.startswith(STATIC_PATH):
+    path = request.url.path
+    if not path.startswith(("/console", RESIDENT_PREFIX)) or path.startswith(STATIC_PATH):
         return await http_exception_handler(request, exc)
-    key = {403: "error.forbidden", 404: "error.not_found"}.get(exc.status_code, "error.other")
+    key = {403: "error.forbidden", 404: "error.not_found", 429: "error.rate_limited"}.get(exc.status_code, "error.other")
     page = render(
         request,
         "error.html",
