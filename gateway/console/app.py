@@ -31,6 +31,7 @@ ROUTERS = (auth_pages, wall, ticket_pages, butler, admin_pages, resident_pages)
 them like the API's)."""
 PHOTO_UPLOAD_PATH = re.compile(r"/console/tickets/[^/]+/photos/?")
 STATIC_PATH = "/console/static"
+ERROR_MESSAGES = {403: "error.forbidden", 404: "error.not_found", 429: "error.rate_limited"}
 RESIDENT_PREFIX = "/r/"
 """The residents' public pages (`resident_pages`): refused requests get an HTML page too."""
 
@@ -70,7 +71,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     path = request.url.path
     if not path.startswith(("/console", RESIDENT_PREFIX)) or path.startswith(STATIC_PATH):
         return await http_exception_handler(request, exc)
-    key = {403: "error.forbidden", 404: "error.not_found", 429: "error.rate_limited"}.get(exc.status_code, "error.other")
+    key = ERROR_MESSAGES.get(exc.status_code, "error.other")
     page = render(
         request,
         "error.html",

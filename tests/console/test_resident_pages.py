@@ -67,7 +67,8 @@ def test_report_page_shows_the_place_in_chinese_with_the_strict_policy(
     assert page.status_code == 200
     assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     assert "龙海家园 · 3号楼大堂" in page.text
-    assert "消防通道堵塞" in page.text and "设施损坏报修" in page.text
+    assert "消防通道堵塞" in page.text
+    assert "设施损坏报修" in page.text
     assert '<script src="/console/static/resident.js" defer></script>' in page.text
     assert "<script>" not in page.text  # nothing inline
     client.cookies.set("guanjia_lang", "en")
@@ -102,7 +103,8 @@ def test_tracking_shows_progress_without_anyones_data_and_takes_one_rating(
     assert re.fullmatch(r"/r/track/[A-Za-z0-9_-]{40,}", path)
     page = client.get(path)
     assert page.status_code == 200
-    assert "已受理" in page.text and "垃圾杂物" in page.text
+    assert "已受理" in page.text
+    assert "垃圾杂物" in page.text
     assert 'id="rate"' not in page.text  # not resolved yet
     admin = token(client, "admin")
     tickets = client.get("/api/tickets", headers=admin, params={"device_id": "place:b3-lobby"})
@@ -116,7 +118,8 @@ def test_tracking_shows_progress_without_anyones_data_and_takes_one_rating(
         assert r.status_code in (200, 201), r.text
     client.headers.pop("authorization", None)
     page = client.get(path)
-    assert "已处理" in page.text and 'id="rate"' in page.text
+    assert "已处理" in page.text
+    assert 'id="rate"' in page.text
     for secret in ("13800000000", "东单元门口", "清运完毕", "worker", "admin", f"#{ticket['id']}"):
         assert secret not in page.text, secret
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
@@ -127,11 +130,14 @@ def test_tracking_shows_progress_without_anyones_data_and_takes_one_rating(
     assert rated.status_code == 303
     assert rated.headers["location"] == f"{path}?notice=resident.rated_low"  # site file: flag
     page = client.get(rated.headers["location"])
-    assert "主管跟进" in page.text and "2 星" in page.text and 'id="rate"' not in page.text
+    assert "主管跟进" in page.text
+    assert "2 星" in page.text
+    assert 'id="rate"' not in page.text
     again = client.post(f"{path}/rating", data={"rating": "5", "csrf": csrf[1]})
     assert again.headers["location"].endswith("notice=resident.rate_refused")
     flagged = client.get(f"/api/tickets/{ticket['id']}/report", headers=admin).json()
-    assert flagged["rating"] == 2 and flagged["flagged_at"] is not None
+    assert flagged["rating"] == 2
+    assert flagged["flagged_at"] is not None
 
 
 def test_an_unknown_tracking_link_is_a_404_page(client: TestClient) -> None:
