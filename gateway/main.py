@@ -411,6 +411,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             public_report,
             scan,
             console.upload_rule(settings.max_photo_bytes, key),
+            console.scan_rule(MAX_SCAN_PHOTO_BYTES, key),
         ],
         authenticate=lambda header: bearer_is_valid(header, key),
     )

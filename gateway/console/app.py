@@ -19,6 +19,7 @@ from gateway.console import (
     auth_pages,
     butler,
     resident_pages,
+    rounds_pages,
     ticket_pages,
     wall,
 )
@@ -26,10 +27,11 @@ from gateway.console.deps import LoginRequiredError
 from gateway.console.render import STATIC, render
 from gateway.console.session import session_is_valid
 
-ROUTERS = (auth_pages, wall, ticket_pages, butler, admin_pages, resident_pages)
+ROUTERS = (auth_pages, wall, ticket_pages, butler, admin_pages, resident_pages, rounds_pages)
 """The console's route modules (in `gateway.main.ROUTE_MODULES`, so the role matrix checks
 them like the API's)."""
 PHOTO_UPLOAD_PATH = re.compile(r"/console/tickets/[^/]+/photos/?")
+SCAN_PATH = re.compile(r"/console/rounds/[^/]+/scans/?")
 STATIC_PATH = "/console/static"
 ERROR_MESSAGES = {403: "error.forbidden", 404: "error.not_found", 429: "error.rate_limited"}
 RESIDENT_PREFIX = "/r/"
@@ -46,6 +48,20 @@ def upload_rule(max_photo_bytes: int, key: str) -> BodyRule:
         check=lambda headers: session_is_valid(headers, key),
         # Like every console page without a session: to the login page. The body is unread,
         # so the connection cannot carry another request.
+        refusal=RedirectResponse(
+            "/console/login", status_code=303, headers={"Connection": "close"}
+        ),
+    )
+
+
+def scan_rule(max_photo_bytes: int, key: str) -> BodyRule:
+    """The butler's checkpoint scan (a photo with the ticks): the rounds' photo limit, and a
+    valid session cookie before the body is read, as the ticket photo upload."""
+    return BodyRule(
+        SCAN_PATH,
+        max_photo_bytes + MULTIPART_OVERHEAD,
+        authenticated=True,
+        check=lambda headers: session_is_valid(headers, key),
         refusal=RedirectResponse(
             "/console/login", status_code=303, headers={"Connection": "close"}
         ),
