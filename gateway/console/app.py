@@ -18,6 +18,8 @@ from gateway.console import (
     admin_pages,
     auth_pages,
     butler,
+    figures_pages,
+    report_pages,
     resident_pages,
     rounds_pages,
     ticket_pages,
@@ -27,7 +29,17 @@ from gateway.console.deps import LoginRequiredError
 from gateway.console.render import STATIC, render
 from gateway.console.session import session_is_valid
 
-ROUTERS = (auth_pages, wall, ticket_pages, butler, admin_pages, resident_pages, rounds_pages)
+ROUTERS = (
+    auth_pages,
+    wall,
+    ticket_pages,
+    butler,
+    admin_pages,
+    resident_pages,
+    rounds_pages,
+    figures_pages,
+    report_pages,
+)
 """The console's route modules (in `gateway.main.ROUTE_MODULES`, so the role matrix checks
 them like the API's)."""
 PHOTO_UPLOAD_PATH = re.compile(r"/console/tickets/[^/]+/photos/?")

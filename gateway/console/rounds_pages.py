@@ -115,6 +115,7 @@ async def checkpoint(
     site_id: str,
     tag_id: str,
     request: Request,
+    *,
     runtime: RuntimeDep,
     principal: Reader,
     notice: Annotated[str | None, Query(max_length=40)] = None,
