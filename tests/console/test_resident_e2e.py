@@ -91,6 +91,18 @@ def test_resident_reports_with_a_photo_tracks_and_rates(
     assert "您的评价：5 星" in resident.inner_text("#rated")
     shots(resident, "resident-rated")
 
+    # The rating shows in the figures (and on the ticket page's resident part).
+    operator.goto(f"{console.url}/console/figures?site=site-1&group_by=category")
+    litter = operator.locator("#figures tr", has_text="乱堆乱放").first
+    assert "5.00 (1)" in litter.inner_text()
+    operator.locator(".chart[data-drawn='1']").first.wait_for()
+    shots(operator, "figures")
+    operator.goto(console.url + ticket_path)
+    part = operator.inner_text("#resident-report")
+    for shown in (DESCRIPTION, PHONE_NUMBER, "扫码随手拍", "5 星"):
+        assert shown in part, shown
+    shots(operator, "ticket-resident-report")
+
     for page in (resident, operator, butler):
         assert_clean(page)
     for context in (resident.context, operator.context, butler.context):

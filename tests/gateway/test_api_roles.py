@@ -500,6 +500,30 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/console/devices"): _fixed("/console/devices"),
     ("GET", "/console/dead-letters"): _fixed("/console/dead-letters"),
     ("GET", "/console/sla"): _fixed("/console/sla"),
+    ("GET", "/console/rounds"): _fixed("/console/rounds"),
+    ("GET", "/console/rounds/{site_id}/checkpoints/{tag_id}"): _fixed(
+        f"/console/rounds/{SITE}/checkpoints/tag-ext1"
+    ),
+    ("POST", "/console/rounds/{site_id}/scans"): _fixed(
+        f"/console/rounds/{SITE}/scans",
+        data={"csrf": CSRF, "tag_id": "tag-ext1", "item.pressure": "pass", "item.seal": "pass"},
+    ),
+    ("GET", "/console/figures"): _fixed("/console/figures"),
+    ("GET", "/console/figures/export"): _fixed(
+        "/console/figures/export", params={"start": 0, "end": 86400 * 365, "format": "csv"}
+    ),
+    ("GET", "/console/reports/new"): _fixed("/console/reports/new"),
+    ("POST", "/console/reports"): _fixed(
+        "/console/reports",
+        data={
+            "csrf": CSRF,
+            "site_id": SITE,
+            "place_id": "b3-lobby",
+            "channel": "wechat",
+            "category": "litter",
+            "description": "x",
+        },
+    ),
     ("GET", "/r/{token}"): lambda w, _r: (f"/r/{w.qr()}", {}),
     ("GET", "/r/track/{token}"): lambda w, _r: (f"/r/track/{w.resolved_report()}", {}),
     ("POST", "/r/track/{token}/rating"): lambda w, _r: (
