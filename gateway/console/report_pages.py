@@ -95,8 +95,8 @@ async def enter_report(
     try:
         body = OperatorReport(
             place_id=values.get("place_id", ""),
-            channel=values.get("channel", ""),  # type: ignore[arg-type]
-            category=values.get("category", ""),  # type: ignore[arg-type]
+            channel=values.get("channel", ""),
+            category=values.get("category", ""),
             description=values.get("description", ""),
             phone=values.get("phone") or None,
         )

@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -40,17 +41,22 @@ def client(sqlite_url: str, tmp_path: Path) -> Iterator[TestClient]:
         yield test_client
 
 
+def _key(client: TestClient) -> str:
+    key: str = client.app.state.runtime.settings.signing_key()  # type: ignore[attr-defined]
+    return key
+
+
 def _as(client: TestClient, username: str) -> str:
     """Sign the client in as `username` (a session cookie as the login form sets); the form's
     CSRF field."""
-    key = client.app.state.runtime.settings.signing_key()  # type: ignore[attr-defined]
+    key = _key(client)
     client.cookies.clear()
     client.cookies.set(SESSION_COOKIE, issue_console_session(username, key, time.time(), 3600))
     client.cookies.set(CSRF_COOKIE, CSRF_VALUE)
     return csrf_token(key, CSRF_VALUE)
 
 
-def _enter(client: TestClient, csrf: str, **changes: str) -> object:
+def _enter(client: TestClient, csrf: str, **changes: str) -> Any:
     form = {
         "csrf": csrf,
         "site_id": SITE,
@@ -71,8 +77,8 @@ def test_operator_enters_a_hotline_call_and_gets_the_tracking_link(client: TestC
     assert "东侧通道" in form.text
     assert "设施损坏报修" in form.text
     created = _enter(client, csrf)
-    assert created.status_code == 201, created.text  # type: ignore[attr-defined]
-    text = created.text  # type: ignore[attr-defined]
+    assert created.status_code == 201, created.text
+    text = created.text
     url = re.search(r'value="(https://guanjia\.example\.cn/r/track/[A-Za-z0-9_-]+)"', text)
     assert url, text
     ticket_id = re.search(r'href="/console/tickets/(\d+)"', text)
@@ -95,29 +101,29 @@ def test_operator_enters_a_hotline_call_and_gets_the_tracking_link(client: TestC
 def test_entry_form_checks_fields_role_and_site(client: TestClient) -> None:
     csrf = _as(client, "op")
     bad = _enter(client, csrf, phone="call me")
-    assert bad.status_code == 422  # type: ignore[attr-defined]
-    assert "手机号 5–20 位数字" in bad.text  # type: ignore[attr-defined]
-    assert _enter(client, csrf, channel="qr").status_code == 422  # type: ignore[attr-defined]
-    assert _enter(client, csrf, place_id="nowhere").status_code == 422  # type: ignore[attr-defined]
-    assert _enter(client, "forged").status_code == 403  # type: ignore[attr-defined]
+    assert bad.status_code == 422
+    assert "手机号 5–20 位数字" in bad.text
+    assert _enter(client, csrf, channel="qr").status_code == 422
+    assert _enter(client, csrf, place_id="nowhere").status_code == 422
+    assert _enter(client, "forged").status_code == 403
     csrf = _as(client, "op2")  # an operator of site-2
-    assert _enter(client, csrf).status_code == 404  # type: ignore[attr-defined]
+    assert _enter(client, csrf).status_code == 404
     csrf = _as(client, "worker")
-    assert _enter(client, csrf).status_code == 403  # type: ignore[attr-defined]
+    assert _enter(client, csrf).status_code == 403
     assert client.get("/console/reports/new").status_code == 403
 
 
 def test_a_ticket_no_resident_reported_has_no_resident_part(client: TestClient) -> None:
     csrf = _as(client, "op")
     created = _enter(client, csrf)
-    ticket_id = re.search(r'href="/console/tickets/(\d+)"', created.text)  # type: ignore[attr-defined]
+    ticket_id = re.search(r'href="/console/tickets/(\d+)"', created.text)
     assert ticket_id
     # A rounds ticket (a failed checklist item) is a ticket at a place no resident reported.
     _as(client, "worker")
     scan = client.post(
         f"/console/rounds/{SITE}/scans",
         data={
-            "csrf": csrf_token(client.app.state.runtime.settings.signing_key(), CSRF_VALUE),  # type: ignore[attr-defined]
+            "csrf": csrf_token(_key(client), CSRF_VALUE),
             "tag_id": "tag-ext1",
             "item.pressure": "fail",
             "item.seal": "pass",
@@ -138,13 +144,13 @@ def test_a_ticket_no_resident_reported_has_no_resident_part(client: TestClient) 
 def test_figures_page_downloads_and_low_ratings(client: TestClient) -> None:
     csrf = _as(client, "op")
     created = _enter(client, csrf)
-    text = created.text  # type: ignore[attr-defined]
+    text = created.text
     ticket_id = re.search(r'href="/console/tickets/(\d+)"', text)
     track = re.search(r'value="https://guanjia\.example\.cn(/r/track/[A-Za-z0-9_-]+)"', text)
     assert ticket_id
     assert track
     _as(client, "sup")
-    csrf = csrf_token(client.app.state.runtime.settings.signing_key(), CSRF_VALUE)  # type: ignore[attr-defined]
+    csrf = csrf_token(_key(client), CSRF_VALUE)
     for step, data in (("dispatch", {"assignee": "worker"}),):
         r = client.post(f"/console/tickets/{ticket_id[1]}/{step}", data={"csrf": csrf, **data})
         assert r.status_code == 303, r.text
