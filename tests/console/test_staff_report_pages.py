@@ -194,3 +194,23 @@ def test_figures_page_downloads_and_low_ratings(client: TestClient) -> None:
     _as(client, "worker")
     assert client.get("/console/figures").status_code == 403
     assert client.get(link[1].replace("&amp;", "&")).status_code == 403
+
+
+def test_the_scan_upload_wants_a_session_before_its_body_and_has_a_limit(
+    client: TestClient,
+) -> None:
+    big = b"\xff" * (9 * 1024 * 1024)
+    files = {"file": ("p.jpg", big, "image/jpeg")}
+    client.cookies.clear()
+    anonymous = client.post(f"/console/rounds/{SITE}/scans", files=files)
+    assert anonymous.status_code == 303
+    assert anonymous.headers["location"] == "/console/login"
+    csrf = _as(client, "worker")
+    data = {"csrf": csrf, "tag_id": "tag-door1", "item.closes": "pass"}
+    too_big = client.post(f"/console/rounds/{SITE}/scans", data=data, files=files)
+    assert too_big.status_code == 413
+    no_photo = client.post(f"/console/rounds/{SITE}/scans", data=data)
+    assert no_photo.status_code == 422
+    assert "需要照片" in no_photo.text
+    csrf = _as(client, "op2")  # another site's staff: no such site
+    assert client.get(f"/console/rounds/{SITE}/checkpoints/tag-door1").status_code == 404
