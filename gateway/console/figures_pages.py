@@ -24,7 +24,7 @@ from gateway.api.deps import RuntimeDep, site_scope
 from gateway.api.permissions import Permission
 from gateway.auth import Principal
 from gateway.console.deps import page
-from gateway.console.render import PAGE_HEADERS, render
+from gateway.console.render import PAGE_HEADERS, render, translator
 from gateway.figures import GroupBy
 from gateway.sla import TicketCategory
 
@@ -79,6 +79,11 @@ async def figures_page(  # noqa: PLR0917 - FastAPI maps each query parameter to 
     satisfaction = [
         sum(g.satisfaction_distribution.get(str(n), 0) for g in report.groups) for n in range(1, 6)
     ]
+    t = translator(request)
+    labels = [
+        t.label("category", g.group) if group_by is GroupBy.CATEGORY else g.group
+        for g in report.groups
+    ]
     sites = sorted(runtime.figures.sites) if runtime.figures is not None else []
     return render(
         request,
@@ -101,6 +106,7 @@ async def figures_page(  # noqa: PLR0917 - FastAPI maps each query parameter to 
                 for f in ("csv", "xlsx")
             },
             "satisfaction": satisfaction,
+            "labels": labels,
             "flagged": flagged,
         },
     )
