@@ -1,6 +1,7 @@
 """Alert → ticket committed → pushed on the SSE stream: p50/p99 at a fixed alert rate.
 
-    python -m benchmarks.gateway_latency [--rate 200] [--seconds 10] [--database-url URL]
+    python -m benchmarks.gateway_latency [--rate 200] [--seconds 10] [--processes 1]
+                                         [--database-url URL]
 
 Starts its own Mosquitto and a real `guanjia gateway run` (SQLite in a temp dir, or
 PostgreSQL in a private schema dropped afterwards), logs in, opens
@@ -8,24 +9,30 @@ PostgreSQL in a private schema dropped afterwards), logs in, opens
 ticket). Latency is publish time → the `opened` change arriving on the stream (single
 gateway: changes arrive in publish order). The limit measured in the same run is the bare
 broker hop: publish → a plain subscriber receiving the same messages. Prints p50/p99 of
-both and their ratio. The machine is shared, so the tail is noisy.
+both and their ratio, with the load average. `--processes N` runs the gateway with N ingest
+workers (`mqtt.ingest_processes`), as the ingest benchmark does: an alert then commits in a
+worker and reaches the stream through the gateway process's feed wake-up. The machine is
+shared, so the tail is noisy.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 import contract as c
+from benchmarks.support.stats import percentile
 from gateway.auth import Role, hash_password
 from gateway.store import Store, migrate
 from tests.gateway.conftest import _isolated_postgres
@@ -35,11 +42,6 @@ from tests.support.broker import MosquittoBroker
 
 SITE = "bench"
 PASSWORD = "benchmark password"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def read_stream(
@@ -88,20 +90,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--processes", type=int, default=1, help="mqtt.ingest_processes")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
     args = parser.parse_args()
     n = int(args.rate * args.seconds)
+    before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if args.database_url is None:
-            sent, arrivals, bare_arrivals = run(tmp, f"sqlite:///{tmp / 'gw.db'}", n, args.rate)
+            db = f"sqlite:///{tmp / 'gw.db'}"
+            sent, arrivals, bare_arrivals = run(tmp, db, n, args.rate, args.processes)
         else:
             for db in _isolated_postgres(args.database_url):
-                sent, arrivals, bare_arrivals = run(tmp, db, n, args.rate)
+                sent, arrivals, bare_arrivals = run(tmp, db, n, args.rate, args.processes)
     report(n, args.rate, sent, arrivals, bare_arrivals)
+    print(
+        f"gateway processes: {args.processes}; load before {before[0]:.2f}, after "
+        f"{os.getloadavg()[0]:.2f}"
+    )
 
 
-def run(tmp: Path, db: str, n: int, rate: float) -> tuple[list[float], list[float], list[float]]:
+def run(
+    tmp: Path, db: str, n: int, rate: float, processes: int = 1
+) -> tuple[list[float], list[float], list[float]]:
     """Send `n` alerts at `rate`; returns send times, stream arrivals, bare arrivals."""
     broker = MosquittoBroker(tmp / "broker")
     broker.start()
@@ -110,9 +121,18 @@ def run(tmp: Path, db: str, n: int, rate: float) -> tuple[list[float], list[floa
     seed_site(store, SITE, ("cam-a",))
     store.create_user("bench", hash_password(PASSWORD), Role.ADMIN, ["*"])
     store.close()
-    gateway = start_gateway(tmp, db, broker, "gw-lat", sla_tick_s=5.0)
+    workers: dict[str, Any] = {"mqtt__ingest_processes": processes}
+    gateway = start_gateway(
+        tmp, db, broker, "gw-lat", sla_tick_s=5.0, **(workers if processes > 1 else {})
+    )
     try:
         gateway.wait_ready()
+        log = broker.log_path
+        deadline = time.monotonic() + 30
+        while processes > 1 and time.monotonic() < deadline:
+            if all(f"as gw-lat-w{i}" in log.read_text() for i in range(1, processes + 1)):
+                break
+            time.sleep(0.1)
         token = httpx.post(
             f"{gateway.url}/api/login", json={"username": "bench", "password": PASSWORD}
         ).json()["access_token"]
@@ -152,9 +172,10 @@ def report(
     gw = [(a - s) * 1000 for s, a in zip(sent, arrivals, strict=True)]
     hop = [(a - s) * 1000 for s, a in zip(sent, bare_arrivals, strict=False)]
     print(f"alerts: {n} at {rate:g}/s")
-    print(f"broker hop (limit):      p50 {pct(hop, 0.5):7.2f} ms  p99 {pct(hop, 0.99):7.2f} ms")
-    print(f"alert → ticket → stream: p50 {pct(gw, 0.5):7.2f} ms  p99 {pct(gw, 0.99):7.2f} ms")
-    print(f"ratio p50 gateway / hop: {pct(gw, 0.5) / pct(hop, 0.5):.1f}")
+    for name, values in (("broker hop (limit):     ", hop), ("alert → ticket → stream:", gw)):
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        print(f"{name} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms")
+    print(f"ratio p50 gateway / hop: {percentile(gw, 50) / percentile(hop, 50):.1f}")
     print(f"mean {statistics.fmean(gw):.2f} ms")
 
 

@@ -93,8 +93,42 @@ def _field_error(exc: ValidationError) -> MessageFieldError:
     return InvalidFieldError(field, detail)
 
 
+_CAREFUL_PATH_TEXTS = (b"NaN", b"Infinity", b"schema_", b"\\u")
+"""Texts that send a payload down the careful path even when they sit inside a string:
+pydantic's JSON parser accepts the constants NaN and Infinity, which the contract refuses,
+and validation by field name would accept ``schema_`` (written plainly or through a
+``\\u`` escape) where the contract requires the key ``schema``."""
+
+
+def _decode_fast(model: type[M], payload: bytes) -> M | None:
+    """The common case in one pass: pydantic validates straight from the bytes, building no
+    intermediate dict. None whenever the careful path must decide (any validation error, a
+    missing `schema` or `msg_id`, a possible NaN/Infinity), so both paths accept exactly
+    the same payloads and every refusal carries the careful path's typed error."""
+    if any(text in payload for text in _CAREFUL_PATH_TEXTS):
+        return None
+    try:
+        message = model.model_validate_json(payload)
+    except ValidationError:
+        return None
+    fields = message.model_fields_set
+    if "schema_" not in fields or (issubclass(model, Message) and "msg_id" not in fields):
+        return None
+    return message
+
+
 def decode(model: type[M], payload: bytes | str, *, limit: int = MAX_MESSAGE_BYTES) -> M:
     """Parse `payload` as `model` or raise the ContractError subclass that names the problem."""
+    if isinstance(payload, bytes) and len(payload) <= limit:
+        fast = _decode_fast(model, payload)
+        if fast is not None:
+            return fast
+    return decode_careful(model, payload, limit=limit)
+
+
+def decode_careful(model: type[M], payload: bytes | str, *, limit: int = MAX_MESSAGE_BYTES) -> M:
+    """`decode` without the fast path: JSON to a dict, then each check in turn, so a refusal
+    names its problem. `decode` falls back to it; tests compare the two."""
     data = _load_object(payload, limit)
     schema = data.get("schema")
     if schema != model.SCHEMA:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from contract import DetectionEvent, EventPhase, Severity, TelemetryBatch
+from contract import DetectionEvent, EventCategory, EventPhase, Severity, TelemetryBatch
 from gateway.sla import TicketCategory
 
 SMOKE_METRIC = "smoke_obscuration"
@@ -58,13 +58,17 @@ def dedup_key(
     return f"{site_id}|{device_id}|{category.value}|{zone_id or '-'}"
 
 
+_TICKET_CATEGORY = {c: TicketCategory(c.value) for c in EventCategory}
+"""Each detection category's ticket category (looked up, not converted, per event)."""
+
+
 def from_detection(event: DetectionEvent) -> Alert:
     """The alert an edge DetectionEvent carries."""
     return Alert(
         msg_id=event.msg_id,
         site_id=event.site_id,
         device_id=event.device_id,
-        category=TicketCategory(event.category.value),
+        category=_TICKET_CATEGORY[event.category],
         zone_id=event.zone_id,
         severity=event.severity,
         event_id=event.event_id,
@@ -82,8 +86,9 @@ def from_detection(event: DetectionEvent) -> Alert:
             "dwell_s": event.dwell_s,
             "started_at": event.started_at,
             "ended_at": event.ended_at,
-            "boxes": [b.model_dump() for b in event.boxes],
-            "model": event.model.model_dump(),
+            # Built by hand: model_dump per box was a fifth of the decode cost in ingest.
+            "boxes": [{"ts": b.ts, "box": b.box, "score": b.score} for b in event.boxes],
+            "model": {"name": event.model.name, "version": event.model.version},
         },
     )
 

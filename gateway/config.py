@@ -41,6 +41,11 @@ DEFAULT_CLIENT_ID = "guanjia-gateway-1"
 """The session id of a gateway without a broker account (a development broker)."""
 
 
+WORKER_SHARE_GROUP = "guanjia-ingest"
+"""The shared group of ingest workers when `share_group` is unset: the gateway process's
+own subscriptions stay plain (kept across a broker restart), only the workers share."""
+
+
 class MqttSettings(BaseModel):
     """How the ingest connects to the broker and what it subscribes to.
 
@@ -107,6 +112,16 @@ class MqttSettings(BaseModel):
         ge=0,
         le=0.1,
         description="Wait this long for more messages before committing a short batch.",
+    )
+    ingest_processes: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="1: the gateway process ingests everything. N > 1: N worker processes "
+        "(one core each) share the DetectionEvent subscription ($share/<share_group, or "
+        "guanjia-ingest>/…) and the gateway process keeps the other channels (with a "
+        "username, worker N logs in as <username>-wN). See docs/gateway.md, 'Ingest on "
+        "several cores'.",
     )
 
     @model_validator(mode="after")
@@ -189,6 +204,40 @@ class MqttSettings(BaseModel):
                 }
             )
         return self.model_copy(update={"client_id": f"{self.session_id}-telemetry"})
+
+    def ingest_worker(self, index: int) -> MqttSettings:
+        """Settings of ingest worker `index` (1…ingest_processes): its own session
+        (``<session id>-w<index>``, its own broker account when there are accounts) on the
+        shared DetectionEvent subscription only. Everything whose order matters per device
+        (status, heartbeats) or that has its own pipeline (telemetry, snapshots, command
+        results) stays with the gateway process, so only events can be applied out of
+        order across processes, and the ticket rules give one track's start, updates and
+        end the same outcome in any order (tests/gateway/test_ingest_workers.py)."""
+        name = f"{self.session_id}-w{index}"
+        return self.model_copy(
+            update={
+                "username": name if self.username is not None else None,
+                "client_id": None if self.username is not None else name,
+                "telemetry_session": False,
+                "ingest_processes": 1,
+            }
+        )
+
+    @property
+    def worker_filters(self) -> list[str]:
+        """What an ingest worker subscribes to: every site's (or its sites') events."""
+        group = self.share_group or WORKER_SHARE_GROUP
+        return [
+            f"$share/{group}/{subscription(Channel.EVENT, site_id=s)}" for s in self.sites or ["+"]
+        ]
+
+    def gateway_filters(self, filters: list[str]) -> list[str]:
+        """The gateway process's `filters`, less the events when workers take them
+        (``ingest_processes > 1``)."""
+        if self.ingest_processes == 1:
+            return filters
+        events = {subscription(Channel.EVENT, site_id=s) for s in self.sites or ["+"]}
+        return [f for f in filters if f.split("/", 2)[-1] not in events and f not in events]
 
     @property
     def esphome_subscriptions(self) -> list[str]:

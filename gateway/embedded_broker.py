@@ -245,9 +245,17 @@ class MosquittoFilesAuth(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is unty
         self._accounts = _accounts(self.config.passwd_file, self.config.acl_file)
 
     async def authenticate(self, *, session: Session) -> bool | None:
-        """True only for a provisioned account whose client id is its username."""
+        """True only for a provisioned account whose client id is its username and whose
+        last will, if any, is on a topic it may publish to (Mosquitto 2 refuses such a
+        CONNECT too: amqtt sends a will without the publish check)."""
         ok = self._accounts.login(session.username, session.password, session.client_id)
+        if ok and session.will_flag:
+            ok = self._accounts.allowed(session.username, session.will_topic or "", Action.PUBLISH)
         if not ok:
+            # amqtt has already copied this CONNECT's will into the existing session of its
+            # client id, and a take-over then ends that session as if it failed, which sends
+            # the will: a refused CONNECT must leave none behind.
+            session.will_flag = False
             log.warning(
                 "refused the login of %r (client id %r)", session.username, session.client_id
             )

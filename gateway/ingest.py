@@ -169,7 +169,9 @@ class IngestHandler:
         if len(items) == 1:
             return [self._apply_one(items[0], now)]
         try:
-            return self.store.ingest(lambda tx: self._apply_all(tx, items), now, attempts=1)
+            # Two attempts: another replica (or ingest worker) may win a unique-key race
+            # once, and the rerun sees its rows; a batch that fails again is split.
+            return self.store.ingest(lambda tx: self._apply_all(tx, items, now), now, attempts=2)
         except StoreUnavailableError:
             raise
         except Exception as exc:
@@ -267,7 +269,7 @@ class IngestHandler:
             topic, payload, parsed.channel.value, parsed, message, alerts, committed=committed
         )
 
-    def _apply_all(self, tx: IngestTx, items: list[_Decoded]) -> list[IngestResult]:
+    def _apply_all(self, tx: IngestTx, items: list[_Decoded], now: float) -> list[IngestResult]:
         # One query per table for what the whole batch needs, instead of one per message.
         msg_keys: list[tuple[str, str, str]] = []
         devices: list[str] = []
@@ -282,6 +284,7 @@ class IngestHandler:
             event_keys=[(a.site_id, a.device_id, a.event_id) for a in alerts],
             active_keys=[a.dedup_key for a in alerts],
             device_ids=devices,
+            reopen_since=now - self.cooldown_s if self.cooldown_s > 0 else None,
         )
         return [self._apply(tx, item) for item in items]
 

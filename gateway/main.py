@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -44,6 +45,7 @@ from gateway.config import GatewaySettings
 from gateway.console import app as console
 from gateway.figures_service import FiguresService
 from gateway.ingest import IngestHandler, IngestQuotas, Outcome
+from gateway.ingest_workers import IngestWorkers, drop_stale_worker_sessions
 from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt import IngestState, MqttIngest, Outbound, Refused
@@ -150,9 +152,14 @@ def build_runtime(
     )
 
 
-async def ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
-    """Apply a batch of MQTT messages (one transaction), push what it changed, and return
-    the end-to-end Acks for what the commit holds (published by the MQTT edge)."""
+async def ingest_batch(
+    runtime: Runtime,
+    batch: Sequence[tuple[str, bytes]],
+    changed: Callable[[], None] | None = None,
+) -> list[Outbound]:
+    """Apply a batch of MQTT messages (one transaction), push what it changed (`changed`,
+    by default this process's change feed), and return the end-to-end Acks for what the
+    commit holds (published by the MQTT edge)."""
     outbound: list[Outbound] = []
     if runtime.telemetry is not None:
         # Readings (TelemetryBatch, ESPHome) take the telemetry path (gateway.readings).
@@ -163,21 +170,23 @@ async def ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> 
             if not batch:
                 return outbound
     async with runtime.ingest_lock:
-        return outbound + await _ingest_batch(runtime, batch)
+        return outbound + await _ingest_batch(runtime, batch, changed or runtime.feed.wake)
 
 
-async def _ingest_batch(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
+async def _ingest_batch(
+    runtime: Runtime, batch: Sequence[tuple[str, bytes]], wake: Callable[[], None]
+) -> list[Outbound]:
     now = time.time()
     outbound: list[Outbound] = []
     results = await asyncio.to_thread(runtime.handler.handle_batch, batch, now) if batch else []
-    changed = False
-    for result in results:
-        runtime.metrics.messages.labels(result.channel, result.outcome.value).inc()
-        if result.outcome is Outcome.DEAD_LETTER:
-            runtime.metrics.dead_letters.labels(result.channel).inc()
-        changed = changed or bool(result.changes)
-    if changed:
-        runtime.feed.wake()
+    # Counted per batch, not per message: a labelled counter costs a few µs per call.
+    outcomes = Counter((r.channel, r.outcome) for r in results)
+    for (channel, outcome), n in outcomes.items():
+        runtime.metrics.messages.labels(channel, outcome.value).inc(n)
+        if outcome is Outcome.DEAD_LETTER:
+            runtime.metrics.dead_letters.labels(channel).inc(n)
+    if any(r.changes for r in results):
+        wake()
     committed = [r.committed for r in results if r.committed is not None]
     return outbound + [
         Outbound(str(ack_topic(a.site_id, a.device_id)), encode(a))
@@ -300,6 +309,52 @@ async def residents_step(runtime: Runtime, now: float) -> None:
     await asyncio.to_thread(runtime.store.prune_spent_challenges, now - 2 * ttl)
 
 
+def _start_workers(
+    settings: GatewaySettings, runtime: Runtime, tasks: list[asyncio.Task[None]]
+) -> IngestWorkers | None:
+    """Start the ingest workers (`mqtt.ingest_processes > 1`), and end the sessions of
+    workers an earlier configuration had."""
+    tasks.append(asyncio.create_task(_drop_stale_workers(settings)))
+    if settings.mqtt.ingest_processes == 1:
+        return None
+    # More cores for events: workers on the event subscription, sharing it.
+    workers = IngestWorkers(settings, runtime.feed.wake)
+    workers.start()
+    tasks.append(asyncio.create_task(workers.supervise()))
+    return workers
+
+
+async def _drop_stale_workers(settings: GatewaySettings) -> None:
+    try:
+        ended = await drop_stale_worker_sessions(settings)
+    except Exception:  # best effort: a stale session only queues events nobody reads
+        log.exception("could not end stale ingest worker sessions")
+        return
+    if ended:
+        log.warning("ended the sessions of ingest workers no longer configured: %s", ended)
+
+
+def _body_rules(settings: GatewaySettings, key: str) -> list[BodyRule]:
+    """The routes allowed a body larger than `max_body_bytes`, and their limits."""
+    return [
+        BodyRule(
+            tickets.PHOTO_UPLOAD_PATH,
+            settings.max_photo_bytes + MULTIPART_OVERHEAD,
+            authenticated=True,
+        ),
+        BodyRule(models.UPLOAD_PATH, settings.models.max_artifact_bytes, authenticated=True),
+        BodyRule(
+            residents.REPORT_PATH,
+            settings.residents.max_photos * settings.residents.max_photo_bytes + MULTIPART_OVERHEAD,
+        ),
+        BodyRule(
+            rounds_api.SCAN_PATH, MAX_SCAN_PHOTO_BYTES + MULTIPART_OVERHEAD, authenticated=True
+        ),
+        console.upload_rule(settings.max_photo_bytes, key),
+        console.scan_rule(MAX_SCAN_PHOTO_BYTES, key),
+    ]
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     """The gateway application for `settings` (SiteConfigError for a bad site file)."""
     sites = load_sites(settings.sites_dir)
@@ -323,13 +378,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             asyncio.create_task(runtime.feed.run()),
         ]
         if settings.ingest_enabled:
-            split = settings.mqtt.telemetry_split and runtime.telemetry is not None
+            mqtt = settings.mqtt
+            split = mqtt.telemetry_split and runtime.telemetry is not None
+            everything = mqtt.subscriptions + mqtt.esphome_subscriptions
+            filters = mqtt.event_filters if split else everything
             ingest = MqttIngest(
                 settings.mqtt,
                 lambda batch: ingest_batch(runtime, batch),
                 lambda refused: refuse(runtime, refused),
                 runtime.metrics.ack_publish_failures.inc,
-                filters=settings.mqtt.event_filters if split else None,
+                # With ingest workers, they take the events (`gateway.ingest_workers`).
+                filters=mqtt.gateway_filters(filters),
                 unsubscribe=settings.mqtt.telemetry_filters if split else (),
             )
             app.state.ingest = ingest
@@ -353,6 +412,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 _every(settings.models.tick_s, lambda: rollout_step(service, publish), "rollouts")
             )
         )
+        workers = _start_workers(settings, runtime, tasks) if settings.ingest_enabled else None
+        app.state.ingest_workers = workers
         if runtime.telemetry is not None:
             found = app.state.ingest if settings.ingest_enabled else None
             tasks.append(
@@ -372,6 +433,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if workers is not None:
+                await asyncio.to_thread(workers.stop)
             await sender.aclose()
             if runtime.telemetry is not None:
                 await asyncio.to_thread(runtime.telemetry.close)
@@ -387,32 +450,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.include_router(module.router)
     console.install(app)
     key = settings.signing_key()
-    upload = BodyRule(
-        tickets.PHOTO_UPLOAD_PATH,
-        settings.max_photo_bytes + MULTIPART_OVERHEAD,
-        authenticated=True,
-    )
-    public_report = BodyRule(
-        residents.REPORT_PATH,
-        settings.residents.max_photos * settings.residents.max_photo_bytes + MULTIPART_OVERHEAD,
-    )
-    scan = BodyRule(
-        rounds_api.SCAN_PATH, MAX_SCAN_PHOTO_BYTES + MULTIPART_OVERHEAD, authenticated=True
-    )
     # Body limits wrap the router (before parsing and auth); security headers wrap everything,
     # so the limits' own 401/413 answers carry them too.
-    artifact = BodyRule(models.UPLOAD_PATH, settings.models.max_artifact_bytes, authenticated=True)
     app.add_middleware(
         BodyLimitMiddleware,
         default_limit=settings.max_body_bytes,
-        rules=[
-            upload,
-            artifact,
-            public_report,
-            scan,
-            console.upload_rule(settings.max_photo_bytes, key),
-            console.scan_rule(MAX_SCAN_PHOTO_BYTES, key),
-        ],
+        rules=_body_rules(settings, key),
         authenticate=lambda header: bearer_is_valid(header, key),
     )
     app.add_middleware(SecurityHeadersMiddleware)

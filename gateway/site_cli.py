@@ -82,6 +82,26 @@ def qr(
     ]
     pages = write_sheet(out, f"{site.name} ({site.site_id})", codes, font)
     typer.echo(f"{len(codes)} codes for {site_id} on {pages} page(s): {out}")
+    if _is_local(base):
+        typer.echo(
+            f"warning: GUANJIA_GATEWAY_RESIDENTS__PUBLIC_BASE_URL: {base} is this machine "
+            "only; phones cannot open these codes",
+            err=True,
+        )
+
+
+def _is_local(url: str) -> bool:
+    """Whether `url` names this machine (loopback), which no resident's phone can reach."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @site_app.command("check")

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
 from gateway.api.deps import RuntimeDep, require, site_scope
+from gateway.api.params import SiteIdPath, SiteIdQuery
 from gateway.api.permissions import Permission
 from gateway.api.scope import ensure_site_in_scope
 from gateway.auth import Principal
@@ -33,7 +34,7 @@ async def figures(
     *,
     start: Annotated[float, Query(ge=0, description="Period start (Unix seconds).")],
     end: Annotated[float, Query(gt=0, description="Period end, exclusive.")],
-    site_id: str | None = None,
+    site_id: SiteIdQuery = None,
     grid_id: str | None = None,
     category: TicketCategory | None = None,
     group_by: GroupBy = GroupBy.SITE,
@@ -50,7 +51,7 @@ async def export_figures(
     start: Annotated[float, Query(ge=0, description="Period start (Unix seconds).")],
     end: Annotated[float, Query(gt=0, description="Period end, exclusive.")],
     format: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
-    site_id: str | None = None,
+    site_id: SiteIdQuery = None,
     grid_id: str | None = None,
     category: TicketCategory | None = None,
     group_by: GroupBy = GroupBy.SITE,
@@ -67,7 +68,7 @@ async def export_figures(
 
 @router.get("/monthly/{site_id}")
 async def monthly_report(
-    site_id: str,
+    site_id: SiteIdPath,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(require(Permission.READ_FIGURES))],
     month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM, site time.")],

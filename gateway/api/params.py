@@ -21,3 +21,13 @@ Offset = Annotated[int, Query(ge=0, le=INT32_MAX, description="Rows to skip (at 
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many rows (1 to 1000).")]
 """How many rows a registry list returns (tickets cap theirs at 500)."""
+
+
+SITE_ID = r"^[A-Za-z0-9_-]{1,64}$"
+"""What a site id is (as in the site files and device registrations)."""
+
+SiteIdPath = Annotated[str, Path(pattern=SITE_ID, description="A site id.")]
+"""A site id in the URL (it may end up in a download's file name: nothing else passes)."""
+
+SiteIdQuery = Annotated[str | None, Query(pattern=SITE_ID, description="A site id.")]
+"""An optional site id in the query."""

@@ -10,6 +10,7 @@ proof of work, the photos, and last the database (see `gateway.residents.service
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from typing import Annotated
@@ -66,7 +67,9 @@ def _service(runtime: Runtime) -> ResidentService:
 
 
 def _refused(exc: ReportRefusedError) -> HTTPException:
-    headers = {"Retry-After": "60"} if exc.kind == "rate_limited" else None
+    headers = None
+    if exc.retry_after_s is not None:
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     return HTTPException(_STATUS[exc.kind], str(exc), headers=headers)
 
 

@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from gateway.api import figures as figures_api
 from gateway.api.deps import RuntimeDep, site_scope
+from gateway.api.params import SiteIdQuery
 from gateway.api.permissions import Permission
 from gateway.auth import Principal
 from gateway.console.deps import page
@@ -46,7 +47,7 @@ async def figures_page(  # noqa: PLR0917 - FastAPI maps each query parameter to 
     runtime: RuntimeDep,
     principal: Reader,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
-    site: Annotated[str | None, Query(max_length=64)] = None,
+    site: SiteIdQuery = None,
     grid: Annotated[str | None, Query(max_length=64)] = None,
     category: Annotated[TicketCategory | None, Query()] = None,
     group_by: Annotated[GroupBy, Query()] = GroupBy.SITE,
@@ -119,7 +120,7 @@ async def export(  # noqa: PLR0917 - FastAPI maps each query parameter to one
     start: Annotated[float, Query(ge=0)],
     end: Annotated[float, Query(gt=0)],
     format: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
-    site_id: Annotated[str | None, Query(max_length=64)] = None,
+    site_id: SiteIdQuery = None,
     grid_id: Annotated[str | None, Query(max_length=64)] = None,
     category: Annotated[TicketCategory | None, Query()] = None,
     group_by: Annotated[GroupBy, Query()] = GroupBy.SITE,

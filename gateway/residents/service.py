@@ -2,9 +2,9 @@
 
 Every public method checks what it can before it costs anything, in this order: the client
 address's rate limit (memory), the place token (one HMAC), the form's fields, the
-proof-of-work (one hash), the photos (decoded and re-encoded: the expensive part), and last
-the database (challenge spent, the place's hourly quota, the ticket). Synchronous: routes call
-it through ``asyncio.to_thread``.
+proof-of-work (one hash) and whether its challenge was spent (one read), the photos (decoded
+and re-encoded: the expensive part), and last the database (challenge spent, the place's
+hourly quota, the ticket). Synchronous: routes call it through ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from gateway.residents.models import (
     TrackingView,
 )
 from gateway.residents.photos import CLEAN_TYPE, PhotoError, clean_photo
-from gateway.residents.ratelimit import SlidingWindow
+from gateway.residents.ratelimit import SlidingWindow, address_key
 from gateway.residents.settings import ResidentSettings
 from gateway.residents.tokens import (
     PlaceRef,
@@ -44,8 +44,14 @@ from gateway.residents.tokens import (
 )
 from gateway.sites import Place, SiteConfig
 from gateway.sla import CategoryPolicy, TicketCategory
-from gateway.store import NotFoundError, Store
-from gateway.store.residents import RESIDENT_ACTOR, FlaggedReport, NewReport, ReportRow
+from gateway.store import ConflictError, NotFoundError, Store
+from gateway.store.residents import (
+    RESIDENT_ACTOR,
+    SPENT,
+    FlaggedReport,
+    NewReport,
+    ReportRow,
+)
 
 _PHONE_CHARS = set("0123456789+- ")
 
@@ -58,9 +64,10 @@ class ReportNotFoundError(LookupError):
 class ReportRefusedError(ValueError):
     """A report refused; `kind` tells the route which status to answer."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.kind = kind  # rate_limited | invalid | proof | photo_type | photo_size
+        self.retry_after_s = retry_after_s  # rate_limited: when the window lets one in
 
 
 @dataclass(frozen=True)
@@ -127,8 +134,11 @@ class ResidentService:
         return site, place
 
     def _limit_reads(self, client: str, now: float) -> None:
-        if not self._reads.allow(client, now):
-            raise ReportRefusedError("rate_limited", "too many requests; wait a minute")
+        key = address_key(client)
+        if not self._reads.allow(key, now):
+            raise ReportRefusedError(
+                "rate_limited", "too many requests; wait a minute", self._reads.wait_s(key, now)
+            )
 
     # -- the resident page ---------------------------------------------------------------
 
@@ -168,9 +178,12 @@ class ResidentService:
     def allow_report(self, client: str, now: float) -> None:
         """Count a report attempt from `client` (before its body is read): ReportRefusedError
         ("rate_limited") over the hourly limit."""
-        if not self._reports.allow(client, now):
+        key = address_key(client)
+        if not self._reports.allow(key, now):
             raise ReportRefusedError(
-                "rate_limited", "too many reports from this connection; try again later"
+                "rate_limited",
+                "too many reports from this connection; try again later",
+                self._reports.wait_s(key, now),
             )
 
     def check_place(self, token: str) -> None:
@@ -196,6 +209,8 @@ class ResidentService:
             )
         except pow.ProofError as exc:
             raise ReportRefusedError("proof", str(exc)) from None
+        if self.store.challenge_spent(challenge_id):  # before the costly photos, not instead
+            raise ConflictError(SPENT)
         cleaned = [self._photo(n, data) for n, data in enumerate(photos)]
         token_out = new_tracking_token()
         hashed = tracking_hash(token_out)

@@ -38,18 +38,25 @@ _OLDEST = select(func.min(changes.c.id))
 _PRUNE = delete(changes).where(changes.c.at < bindparam("older_than"))
 
 
+def lock(conn: Connection) -> None:
+    """On PostgreSQL, take the feed lock: the last thing before the feed insert and COMMIT."""
+    conn.execute(_LOCK, {"key": FEED_LOCK_KEY})
+
+
+def row(change: Change) -> tuple[float, str, str, str]:
+    """The feed row (at, kind, site_id, body) of `change`."""
+    return (change.at, change.kind, change.site_id, change.model_dump_json())
+
+
 def record(conn: Connection, entries: Sequence[Change], *, postgres: bool) -> None:
     """Append `entries` to the feed; call as the transaction's last statement."""
     if not entries:
         return
     if postgres:
-        conn.execute(_LOCK, {"key": FEED_LOCK_KEY})
+        lock(conn)
     conn.execute(
         _INSERT,
-        [
-            {"at": c.at, "kind": c.kind, "site_id": c.site_id, "body": c.model_dump_json()}
-            for c in entries
-        ],
+        [dict(zip(("at", "kind", "site_id", "body"), row(c), strict=True)) for c in entries],
     )
 
 

@@ -29,6 +29,9 @@ RESIDENT_ACTOR = tickets_store.RESIDENT_ACTOR
 """The audit actor of what a resident does (never their phone or address)."""
 
 
+SPENT = "challenge: already used; fetch a new one"
+
+
 class PlaceLimitError(ConflictError):
     """The place's QR code took its hourly quota of reports."""
 
@@ -113,7 +116,7 @@ class ResidentStore(StoreBase):
                     with conn.begin_nested():
                         conn.execute(insert(pow_spent).values(challenge_id=challenge_id, at=now))
                 except IntegrityError:
-                    raise ConflictError("challenge: already used; fetch a new one") from None
+                    raise ConflictError(SPENT) from None
             if per_place_per_hour is not None:
                 recent = conn.execute(
                     select(func.count())
@@ -168,6 +171,15 @@ class ResidentStore(StoreBase):
                 )
             feed.record(conn, [opened.change], postgres=not self.is_sqlite)
         return opened.ticket_id, [opened.change]
+
+    def challenge_spent(self, challenge_id: str) -> bool:
+        """Whether a report already spent this challenge (a read before the photos are
+        decoded; `create_report` still spends it atomically)."""
+        with self._read() as conn:
+            found = conn.execute(
+                select(pow_spent.c.challenge_id).where(pow_spent.c.challenge_id == challenge_id)
+            ).first()
+        return found is not None
 
     def report_by_tracking(self, tracking_hash: str) -> ReportRow:
         """The report a tracking token's hash names, or NotFoundError."""

@@ -54,6 +54,7 @@ class Credentials(BaseModel):
         if self.api_password is not None:
             data["api_password"] = self.api_password.get_secret_value()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # the mode of open() applies only to a file it creates
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=1)
 

@@ -7,6 +7,7 @@ is refused, a newly provisioned device gets in without a restart, loopback only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
@@ -29,6 +30,7 @@ from gateway.embedded_broker import (
 )
 from gateway.provisioning import mosquitto_hash
 from tests.support.broker import free_port
+from tests.support.mqtt_raw import CONNACK_ACCEPTED, connect_with_will
 
 
 def guanjia(*args: str) -> str:
@@ -258,3 +260,84 @@ def test_gateway_run_with_embedded_broker_turns_an_event_into_a_ticket(
         output, _ = proc.communicate(timeout=30)
     assert "broker: embedded amqtt (MQTT 3.1.1, loopback only)" in output
     assert "Traceback" not in output
+
+
+async def _no_message_within(subscriber: aiomqtt.Client, seconds: float) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            message = await anext(subscriber.messages)
+    except TimeoutError:
+        return
+    pytest.fail(f"got {message.topic}: {message.payload!r}")
+
+
+async def test_a_last_will_on_another_device_topic_is_refused(
+    broker: EmbeddedBroker, provisioned: tuple[list[str], dict[str, str]]
+) -> None:
+    """amqtt sends a will without the publish check: dev-a's will on dev-b's event topic would
+    reach the gateway as dev-b's event. The CONNECT is refused, as Mosquitto 2 does."""
+    _, pw = provisioned
+    event_b = str(c.event_topic("s1", "dev-b"))
+    async with client(broker, "gw-1", pw["gw-1"]) as gateway:
+        for wanted in ("guanjia/v1/+/+/event", "guanjia/v1/+/+/status"):
+            granted = await gateway.subscribe(wanted, qos=1)
+            assert getattr(granted[0], "value", granted[0]) == 1, wanted
+        forged = aiomqtt.Will(event_b, b'{"forged":true}', qos=1)
+        dev_a = aiomqtt.Client(
+            broker.host,
+            broker.port,
+            username="dev-a",
+            password=pw["dev-a"],
+            identifier="dev-a",
+            protocol=aiomqtt.ProtocolVersion.V311,
+            will=forged,
+        )
+        with pytest.raises(aiomqtt.MqttError):
+            async with dev_a:
+                pass
+        # Its own topic is fine, and the will is sent when the connection drops.
+        status_a = str(c.status_topic("s1", "dev-a"))
+        reader, writer = await connect_with_will(
+            broker.host, broker.port, "dev-a", pw["dev-a"], will=(status_a, b"gone")
+        )
+        assert await reader.readexactly(4) == CONNACK_ACCEPTED
+        writer.transport.abort()  # no DISCONNECT: the will goes out
+        async with asyncio.timeout(5):
+            message = await anext(gateway.messages)
+        assert (str(message.topic), message.payload) == (status_a, b"gone")
+
+
+async def test_a_refused_connect_cannot_plant_a_will_in_another_session(
+    broker: EmbeddedBroker, provisioned: tuple[list[str], dict[str, str]]
+) -> None:
+    """amqtt copies a CONNECT's will into the existing session of its client id before
+    authenticating it, and a take-over then drops that session as if it failed: a client with
+    no password must not get its will published as dev-b's."""
+    _, pw = provisioned
+    event_b = str(c.event_topic("s1", "dev-b"))
+    async with client(broker, "gw-1", pw["gw-1"]) as gateway:
+        for wanted in ("guanjia/v1/+/+/event", "guanjia/v1/+/+/status"):
+            granted = await gateway.subscribe(wanted, qos=1)
+            assert getattr(granted[0], "value", granted[0]) == 1, wanted
+        victim = aiomqtt.Client(
+            broker.host,
+            broker.port,
+            username="dev-b",
+            password=pw["dev-b"],
+            identifier="dev-b",
+            protocol=aiomqtt.ProtocolVersion.V311,
+            clean_session=False,
+        )
+        async with victim:
+            reader, writer = await connect_with_will(
+                broker.host,
+                broker.port,
+                "dev-b",
+                "wrong",
+                will=(event_b, b'{"forged":true}'),
+                clean=False,
+            )
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                await reader.read(4)
+            writer.close()
+            await _no_message_within(gateway, 1.5)

@@ -6,6 +6,7 @@ with a PBKDF2 cost far above mosquitto_passwd 2.0's 101 rounds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import grp
 import os
 import re
@@ -28,6 +29,7 @@ from gateway.provisioning import (
 from gateway.store import Store
 from tests.conftest import missing
 from tests.support.broker import MosquittoBroker, free_port, mosquitto_binary
+from tests.support.mqtt_raw import connect_with_will
 
 pytestmark = pytest.mark.mqtt
 
@@ -197,6 +199,56 @@ async def test_device_add_real_broker_device_a_cannot_publish_as_b(
         # A wrong password is refused outright.
         with pytest.raises(aiomqtt.MqttError):
             await _connect_and_probe(broker, "dev-a", pw_b, [], [])
+    finally:
+        broker.stop()
+
+
+@pytest.mark.parametrize("kind", ["mosquitto", "embedded"])
+async def test_a_device_last_will_cannot_speak_as_another(
+    kind: str, tmp_path: Path, site_id: str
+) -> None:
+    """dev-a's last will on dev-b's event topic, its connection then dropped: the gateway
+    must not get it as dev-b's event, on either broker (Mosquitto 2 refuses the CONNECT or
+    the will; the embedded broker refuses the CONNECT)."""
+    if kind == "mosquitto" and mosquitto_binary() is None:
+        missing("the mosquitto binary")
+    db = f"sqlite:///{tmp_path / 'gw.db'}"
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    files = ["--database-url", db, "--passwd-file", str(passwd), "--acl-file", str(acl)]
+    pw_a = password_of(
+        guanjia("device", "add", "dev-a", "--site", site_id, "--kind", "camera", *files)
+    )
+    guanjia("device", "add", "dev-b", "--site", site_id, "--kind", "camera", *files)
+    pw_gw = password_of(guanjia("gateway", "mqtt-account", "gw-1", *files))
+    broker: MosquittoBroker | EmbeddedBroker
+    if kind == "mosquitto":
+        broker = MosquittoBroker(tmp_path / "broker", passwd_file=passwd, acl_file=acl)
+    else:
+        broker = EmbeddedBroker(free_port(), passwd, acl)
+    broker.start()
+    try:
+        async with aiomqtt.Client(
+            broker.host,
+            broker.port,
+            username="gw-1",
+            password=pw_gw,
+            identifier="gw-1",
+            protocol=aiomqtt.ProtocolVersion.V311,
+        ) as gateway:
+            await gateway.subscribe(f"guanjia/v1/{site_id}/+/event", qos=1)
+            as_b = str(c.event_topic(site_id, "dev-b"))
+            own = str(c.event_topic(site_id, "dev-a"))
+            for topic in (as_b, own):  # the forged will first, then a will dev-a may send
+                reader, writer = await connect_with_will(
+                    broker.host, broker.port, "dev-a", pw_a, will=(topic, topic.encode())
+                )
+                with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                    await reader.readexactly(4)
+                writer.transport.abort()
+            async with asyncio.timeout(5):
+                message = await anext(gateway.messages)
+            # Only dev-a's will on its own topic came (so the forged one was not merely late).
+            assert (str(message.topic), message.payload) == (own, own.encode())
     finally:
         broker.stop()
 

@@ -54,6 +54,8 @@ def test_provision_registers_devices_accounts_and_profiles(tmp_path: Path) -> No
 def test_credentials_file_is_private_and_round_trips(tmp_path: Path) -> None:
     creds = provision(SPEC, f"sqlite:///{tmp_path / 'gw.db'}", tmp_path / "p", tmp_path / "a")
     path = tmp_path / "creds.json"
+    path.write_text("{}")
+    path.chmod(0o644)  # an earlier file, readable by all: saving over it makes it private
     creds.save(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     loaded = Credentials.load(path)

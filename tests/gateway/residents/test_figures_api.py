@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import time
+from urllib.parse import quote
 
+import pytest
 from openpyxl import load_workbook
 
 from tests.gateway.apphelpers import SITE
@@ -146,3 +148,23 @@ def test_the_monthly_report_is_a_four_page_pdf_of_the_months_figures(
         f"/api/figures/monthly/{SITE}", headers=app.headers("op2"), params={"month": month}
     )
     assert other.status_code == 404
+
+
+@pytest.mark.parametrize("site_id", ['a"b', "a\r\nX-Injected: 1", "园区一"])
+def test_a_site_id_that_cannot_be_a_file_name_is_refused(
+    resident_app: ResidentApp, site_id: str
+) -> None:
+    """The site id goes into the download's file name (a header): anything but a site id is
+    422, not a broken or failed answer (an admin may name any site)."""
+    app = resident_app
+    admin = app.headers("admin")
+    export = app.client.get(
+        "/api/figures/export", headers=admin, params={**_period(), "site_id": site_id}
+    )
+    assert export.status_code == 422, export.text
+    monthly = app.client.get(
+        f"/api/figures/monthly/{quote(site_id, safe='')}",
+        headers=admin,
+        params={"month": "2026-03"},
+    )
+    assert monthly.status_code == 422, monthly.text

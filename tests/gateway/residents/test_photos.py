@@ -4,11 +4,13 @@ The JPEG with GPS EXIF is made here with Pillow, as a phone would write it."""
 from __future__ import annotations
 
 import io
+import threading
 
 import pytest
 from PIL import Image
 
 from gateway.images import sniff_image
+from gateway.residents import photos
 from gateway.residents.photos import PhotoError, clean_photo
 
 GPS_IFD = 0x8825
@@ -85,3 +87,44 @@ def test_large_photos_are_scaled_down() -> None:
     Image.new("RGB", (3000, 1000), (9, 9, 9)).save(out, format="JPEG")
     with Image.open(io.BytesIO(clean_photo(out.getvalue(), max_side=600))) as image:
         assert image.size == (600, 200)
+
+
+def _png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("L", (width, height)).save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def test_a_small_png_declaring_a_huge_picture_is_refused() -> None:
+    """A PNG or WebP decodes whole (no reduced-scale decode as for a JPEG): a few KiB of
+    PNG declaring 20 MP would cost the server ~0.8 s and ~150 MB for each of 3 photos, far
+    more than the sender's proof of work."""
+    bomb = _png(5000, 4000)
+    assert len(bomb) < 64 * 1024
+    with pytest.raises(PhotoError, match="larger than"):
+        clean_photo(bomb)
+    out = io.BytesIO()
+    Image.new("RGB", (5000, 4000)).save(out, format="JPEG")  # a 20 MP phone JPEG is fine
+    assert sniff_image(clean_photo(out.getvalue())) == "image/jpeg"
+
+
+def test_photos_are_decoded_a_few_at_a_time() -> None:
+    """However many reports arrive at once, at most `DECODE_SLOTS` photos are in memory
+    decoded: the rest wait their turn."""
+    taken = [photos.DECODE_SLOTS.acquire(blocking=False) for _ in range(photos.DECODE_WORKERS)]
+    assert all(taken)
+    done = threading.Event()
+
+    def clean() -> None:
+        clean_photo(phone_jpeg())
+        done.set()
+
+    worker = threading.Thread(target=clean)
+    worker.start()
+    try:
+        assert not done.wait(0.5)  # every slot is taken: it waits
+    finally:
+        for _ in taken:
+            photos.DECODE_SLOTS.release()
+    assert done.wait(10)
+    worker.join()

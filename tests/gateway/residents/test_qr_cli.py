@@ -94,3 +94,19 @@ def test_gateway_run_with_a_bad_site_file_is_one_error_line(tmp_path: Path) -> N
         f"error: {sites}/{SITE}.yaml: places[0]: give zone_id or grid_id "
         "(where reports from here are routed)"
     )
+
+
+def test_codes_for_a_loopback_address_come_with_a_warning(tmp_path: Path) -> None:
+    """The default public URL is this machine's loopback: codes posted on a wall would lead
+    every phone nowhere. Printed anyway (a test sheet), with one line saying so."""
+    sites = write_sites(tmp_path / "sites")
+    out = tmp_path / "sheet.png"
+    args = ("site", "qr", SITE, "--out", str(out), "--sites-dir", str(sites))
+    local = _run(*args, GUANJIA_GATEWAY_RESIDENTS__PUBLIC_BASE_URL="http://127.0.0.1:8080")
+    assert local.exit_code == 0, local.output
+    assert (
+        "warning: GUANJIA_GATEWAY_RESIDENTS__PUBLIC_BASE_URL: http://127.0.0.1:8080 is this "
+        "machine only; phones cannot open these codes" in local.output
+    )
+    public = _run(*args)
+    assert "warning" not in public.output
