@@ -219,6 +219,6 @@ def test_the_scan_upload_wants_a_session_before_its_body_and_has_a_limit(
 def test_a_site_id_that_is_not_one_is_refused_before_the_download(client: TestClient) -> None:
     _as(client, "admin")
     bad = 'x"\r\nSet-Cookie: a=b'
-    params = {"start": 0, "end": 86400, "format": "csv", "site_id": bad}
+    params: dict[str, str | int] = {"start": 0, "end": 86400, "format": "csv", "site_id": bad}
     assert client.get("/console/figures/export", params=params).status_code == 422
     assert client.get("/console/figures", params={"site": bad}).status_code == 422
