@@ -351,6 +351,7 @@ def _body_rules(settings: GatewaySettings, key: str) -> list[BodyRule]:
             rounds_api.SCAN_PATH, MAX_SCAN_PHOTO_BYTES + MULTIPART_OVERHEAD, authenticated=True
         ),
         console.upload_rule(settings.max_photo_bytes, key),
+        console.scan_rule(MAX_SCAN_PHOTO_BYTES, key),
     ]
 
 

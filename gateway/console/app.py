@@ -14,16 +14,40 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.api.limits import MULTIPART_OVERHEAD, BodyRule
-from gateway.console import admin_pages, auth_pages, butler, ticket_pages, wall
+from gateway.console import (
+    admin_pages,
+    auth_pages,
+    butler,
+    figures_pages,
+    report_pages,
+    resident_pages,
+    rounds_pages,
+    ticket_pages,
+    wall,
+)
 from gateway.console.deps import LoginRequiredError
 from gateway.console.render import STATIC, render
 from gateway.console.session import session_is_valid
 
-ROUTERS = (auth_pages, wall, ticket_pages, butler, admin_pages)
+ROUTERS = (
+    auth_pages,
+    wall,
+    ticket_pages,
+    butler,
+    admin_pages,
+    resident_pages,
+    rounds_pages,
+    figures_pages,
+    report_pages,
+)
 """The console's route modules (in `gateway.main.ROUTE_MODULES`, so the role matrix checks
 them like the API's)."""
 PHOTO_UPLOAD_PATH = re.compile(r"/console/tickets/[^/]+/photos/?")
+SCAN_PATH = re.compile(r"/console/rounds/[^/]+/scans/?")
 STATIC_PATH = "/console/static"
+ERROR_MESSAGES = {403: "error.forbidden", 404: "error.not_found", 429: "error.rate_limited"}
+RESIDENT_PREFIX = "/r/"
+"""The residents' public pages (`resident_pages`): refused requests get an HTML page too."""
 
 
 def upload_rule(max_photo_bytes: int, key: str) -> BodyRule:
@@ -36,6 +60,20 @@ def upload_rule(max_photo_bytes: int, key: str) -> BodyRule:
         check=lambda headers: session_is_valid(headers, key),
         # Like every console page without a session: to the login page. The body is unread,
         # so the connection cannot carry another request.
+        refusal=RedirectResponse(
+            "/console/login", status_code=303, headers={"Connection": "close"}
+        ),
+    )
+
+
+def scan_rule(max_photo_bytes: int, key: str) -> BodyRule:
+    """The butler's checkpoint scan (a photo with the ticks): the rounds' photo limit, and a
+    valid session cookie before the body is read, as the ticket photo upload."""
+    return BodyRule(
+        SCAN_PATH,
+        max_photo_bytes + MULTIPART_OVERHEAD,
+        authenticated=True,
+        check=lambda headers: session_is_valid(headers, key),
         refusal=RedirectResponse(
             "/console/login", status_code=303, headers={"Connection": "close"}
         ),
@@ -58,9 +96,10 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    if not request.url.path.startswith("/console") or request.url.path.startswith(STATIC_PATH):
+    path = request.url.path
+    if not path.startswith(("/console", RESIDENT_PREFIX)) or path.startswith(STATIC_PATH):
         return await http_exception_handler(request, exc)
-    key = {403: "error.forbidden", 404: "error.not_found"}.get(exc.status_code, "error.other")
+    key = ERROR_MESSAGES.get(exc.status_code, "error.other")
     page = render(
         request,
         "error.html",

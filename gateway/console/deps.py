@@ -28,9 +28,9 @@ class LoginRequiredError(Exception):
 
 
 def safe_next(value: str | None, default: str = "/console") -> str:
-    """A redirect target from a form or query: console paths only (no other site, no
-    scheme-relative `//host`), else `default`."""
-    if not value or not value.startswith("/console") or value.startswith("//"):
+    """A redirect target from a form or query: console paths and the residents' pages
+    (`/r/…`) only (no other site, no scheme-relative `//host`), else `default`."""
+    if not value or not value.startswith(("/console", "/r/")) or value.startswith("//"):
         return default
     if any(c in value for c in "\\\r\n"):
         return default

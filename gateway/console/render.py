@@ -48,8 +48,11 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
     ("nav.wall", "/console/wall", Permission.ACKNOWLEDGE),
     ("nav.queue", "/console/queue", Permission.READ_TICKETS),
     ("nav.my", "/console/my", Permission.WORK),
+    ("nav.enter_report", "/console/reports/new", Permission.ENTER_REPORTS),
+    ("nav.rounds", "/console/rounds", Permission.READ_ROUNDS),
     ("nav.devices", "/console/devices", Permission.READ_DEVICES),
     ("nav.sla", "/console/sla", Permission.READ_FIGURES),
+    ("nav.figures", "/console/figures", Permission.READ_FIGURES),
     ("nav.dead_letters", "/console/dead-letters", Permission.READ_DEAD_LETTERS),
 )
 """Menu entries: each shown only to roles holding the permission its page checks."""

@@ -32,8 +32,10 @@ from gateway.console.deps import ConsolePrincipalDep, form_action, page, safe_ne
 from gateway.console.render import render
 from gateway.console.views import ACTION_PERMISSION, actions_for
 from gateway.lifecycle import OPEN_STATE_VALUES, Action, TicketState
+from gateway.residents.models import ResidentReportPublic
 from gateway.runtime import Runtime
 from gateway.sla import TicketCategory
+from gateway.store import NotFoundError
 
 router = APIRouter(prefix="/console", tags=["console"])
 
@@ -178,8 +180,9 @@ async def ticket_detail(
 ) -> HTMLResponse:
     """Snapshot with boxes, the event timeline, the actions this role may take now, photos
     and the audit trail."""
-    ticket = await load_ticket(runtime, principal, ticket_id)
+    ticket = await load_ticket(runtime, principal, ticket_id)  # checks the site first
     actions = [a.value for a in actions_for(principal, ticket)]
+    report = await _resident_report(runtime, ticket_id)
     assignees = (
         await _assignees(runtime, principal, ticket.site_id, ticket.grid_id)
         if "dispatch" in actions
@@ -194,8 +197,20 @@ async def ticket_detail(
             "assignees": assignees,
             "notice": notice,
             "snapshots": [e for e in ticket.evidence if e.snapshot_id],
+            "report": report,
         },
     )
+
+
+async def _resident_report(runtime: Runtime, ticket_id: int) -> ResidentReportPublic | None:
+    """What a resident reported on the ticket (the caller checked its site); None for a
+    ticket no resident reported."""
+    if runtime.residents is None:
+        return None
+    try:
+        return await asyncio.to_thread(runtime.residents.report_of, ticket_id)
+    except NotFoundError:
+        return None
 
 
 def _action_route(action: Action) -> None:

@@ -97,3 +97,22 @@ def assert_clean(page: Any) -> None:
         if "ERR_CONNECTION_REFUSED" not in e and not ("404" in e and "/snapshots/" in e)
     ]
     assert found == [], found
+
+
+@pytest.fixture(scope="session")
+def sites_console(
+    mosquitto_available: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Console]:
+    """A console whose gateway reads a site file (places with QR codes, patrol rounds) and
+    has grid g-site-1 (zone-a, `worker` on duty): the residents' and rounds pages' tests.
+    Its own gateway, so the rounds' missed-round tickets never reach the shared console."""
+    from tests.gateway.residents.conftest import seed_grid
+    from tests.gateway.residents.sitefiles import write_sites
+
+    workdir = tmp_path_factory.mktemp("sites-console")
+    sites = write_sites(workdir / "sites")
+    # Low proof-of-work difficulty: the page's script still solves it, only faster.
+    running = start_console(workdir, SITES_DIR=str(sites), RESIDENTS__POW_BITS=12)
+    seed_grid(running.db_url)
+    yield running
+    running.close()

@@ -62,6 +62,10 @@ PUBLIC = {
     ("POST", "/console/login"),
     ("POST", "/console/logout"),
     ("GET", "/console/lang"),
+    # The residents' own pages (console): the same limits as the public API.
+    ("GET", "/r/{token}"),
+    ("GET", "/r/track/{token}"),
+    ("POST", "/r/track/{token}/rating"),
 }
 SIGNED_IN = {("GET", "/api/me"), ("GET", "/console")}  # any valid token or console session
 # No token: the short-lived link a rollout sends a device is the credential (a bad one: 403).
@@ -496,6 +500,39 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/console/devices"): _fixed("/console/devices"),
     ("GET", "/console/dead-letters"): _fixed("/console/dead-letters"),
     ("GET", "/console/sla"): _fixed("/console/sla"),
+    ("GET", "/console/rounds"): _fixed("/console/rounds"),
+    ("GET", "/console/rounds/{site_id}/checkpoints/{tag_id}"): _fixed(
+        f"/console/rounds/{SITE}/checkpoints/tag-ext1"
+    ),
+    ("POST", "/console/rounds/{site_id}/scans"): _fixed(
+        f"/console/rounds/{SITE}/scans",
+        data={"csrf": CSRF, "tag_id": "tag-ext1", "item.pressure": "pass", "item.seal": "pass"},
+    ),
+    ("GET", "/console/figures"): _fixed("/console/figures"),
+    ("GET", "/console/figures/export"): _fixed(
+        "/console/figures/export", params={"start": 0, "end": 86400 * 365, "format": "csv"}
+    ),
+    ("GET", "/console/reports/new"): _fixed("/console/reports/new"),
+    ("POST", "/console/reports"): _fixed(
+        "/console/reports",
+        data={
+            "csrf": CSRF,
+            "site_id": SITE,
+            "place_id": "b3-lobby",
+            "channel": "wechat",
+            "category": "litter",
+            "description": "x",
+        },
+    ),
+    ("GET", "/r/{token}"): lambda w, _r: (f"/r/{w.qr()}", {}),
+    ("GET", "/r/track/{token}"): lambda w, _r: (f"/r/track/{w.resolved_report()}", {}),
+    ("POST", "/r/track/{token}/rating"): lambda w, _r: (
+        f"/r/track/{w.resolved_report()}/rating",
+        {
+            "data": {"rating": "5", "csrf": CSRF},
+            "headers_extra": {"Cookie": f"{CSRF_COOKIE}={CSRF_COOKIE_VALUE}"},
+        },
+    ),
 }
 
 
