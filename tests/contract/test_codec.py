@@ -188,7 +188,9 @@ def test_decode_refuses_nul_in_text(field: str, value: str, as_bytes: bool) -> N
 def test_decode_keeps_an_escaped_backslash_u0000_text() -> None:
     data = example("command_result")
     data["command_id"] = "cmd\\u0000-1"  # the six characters \u0000, not a NUL
-    assert c.decode(c.CommandResult, json.dumps(data).encode()).command_id == "cmd\\u0000-1"
+    result = c.decode(c.CommandResult, json.dumps(data).encode())
+    assert isinstance(result, c.CommandResult)
+    assert result.command_id == "cmd\\u0000-1"
 
 
 def test_manifest_class_map_must_name_model_classes() -> None:
