@@ -37,7 +37,6 @@ import os
 import platform
 import random
 import signal
-import statistics
 import tempfile
 import threading
 import time
@@ -51,11 +50,15 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 import contract as c
+from benchmarks.support.machine import loadavg
+from benchmarks.support.result import emit, make
+from benchmarks.support.stats import percentile
 from gateway.store import Store, migrate
-from tests.gateway.conftest import _isolated_postgres
-from tests.gateway.factories import event, seed_site
-from tests.gateway.proc import GatewayProcess, start_gateway
 from tests.support.broker import MosquittoBroker
+from tests.support.gateway_process import GatewayProcess, start_gateway
+from tests.support.messages import event
+from tests.support.postgres import isolated_schema
+from tests.support.seed import seed_site
 
 SITE = "bench"
 CAMERAS = tuple(f"cam-{i:03d}" for i in range(200))
@@ -385,7 +388,12 @@ def load() -> str:
     return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
+def _median(values: Iterable[float]) -> float:
+    return percentile(list(values), 50)
+
+
 async def main_async(args: argparse.Namespace) -> None:
+    load0 = loadavg()
     postgres = args.database_url is not None
     limits = POSTGRES_LIMITS if postgres else SQLITE_LIMITS
     print(f"machine: {machine()}")
@@ -423,16 +431,16 @@ async def main_async(args: argparse.Namespace) -> None:
                     )
         finally:
             broker.stop()
-    bare_eps = statistics.median(b.eps for b in bares)
-    gw_eps = statistics.median(g.eps for g in gws)
-    ratio = statistics.median(g.eps / b.eps for b, g in zip(bares, gws, strict=True))
+    bare_eps = _median(b.eps for b in bares)
+    gw_eps = _median(g.eps for g in gws)
+    ratio = _median(g.eps / b.eps for b, g in zip(bares, gws, strict=True))
     print(
         f"bare aiomqtt subscriber (the limit): {bare_eps:8,.0f} events/s, "
-        f"{statistics.median(b.cpu_us for b in bares):4.0f} µs CPU/msg (median of {len(bares)})"
+        f"{_median(b.cpu_us for b in bares):4.0f} µs CPU/msg (median of {len(bares)})"
     )
     print(
         f"gateway, committed and acked:       {gw_eps:8,.0f} events/s, "
-        f"{statistics.median(g.cpu_us for g in gws):4.0f} µs CPU/msg (median of {len(gws)})"
+        f"{_median(g.cpu_us for g in gws):4.0f} µs CPU/msg (median of {len(gws)})"
     )
     print(
         f"ratio gateway / bare: {ratio:.3f} (median of per-round ratios; limit ≥ "
@@ -441,6 +449,25 @@ async def main_async(args: argparse.Namespace) -> None:
     if limits["eps"]:
         met = "MET" if gw_eps >= limits["eps"] else "MISSED"
         print(f"gateway events/s: {gw_eps:,.0f} (limit ≥ {limits['eps']:,.0f}) {met}")
+    database = "PostgreSQL" if postgres else "SQLite"
+    emit(
+        make(
+            benchmark="gateway_ingest",
+            name=f"events committed and acked/s, {database}, {args.processes} ingest processes",
+            figure=gw_eps,
+            unit="events/s",
+            limit=bare_eps,
+            limit_name="bare aiomqtt QoS 1 subscriber draining the same parked backlog",
+            target=f"ratio >= {limits['ratio']}"
+            + (f", >= {limits['eps']:,.0f} events/s" if limits["eps"] else ""),
+            cpu_us_per_item=_median(g.cpu_us for g in gws),
+            limit_cpu_us_per_item=_median(b.cpu_us for b in bares),
+            rounds=len(gws),
+            size=f"{args.events} events, 200 cameras x 3 zones, start/updates/end",
+            loadavg_start=load0,
+            notes=f"median of per-round ratios {ratio:.3f}",
+        )
+    )
     if live_run is not None:
         print(
             f"live: published at {live_run.rate:,.0f}/s → committed {live_run.eps:,.0f}/s, "
@@ -454,10 +481,10 @@ def databases(url: str | None, sqlite_path: Path) -> Iterable[str]:
     afterwards)."""
     if url is None:
         return [f"sqlite:///{sqlite_path}"]
-    return _isolated_postgres(url)
+    return isolated_schema(url)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
@@ -468,7 +495,12 @@ def main() -> None:
         default=None,
         help="default: SQLite in a temp dir; PostgreSQL runs in a private schema",
     )
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--quick", action="store_true", help="The report size (the default).")
+    parser.add_argument("--smoke", action="store_true", help="Smallest run (not a figure).")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.events, args.rounds, args.live_rate = 300, 1, 0.0
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

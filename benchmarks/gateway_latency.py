@@ -32,13 +32,16 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 import contract as c
+from benchmarks.support.machine import loadavg
+from benchmarks.support.result import emit, make
 from benchmarks.support.stats import percentile
 from gateway.auth import Role, hash_password
 from gateway.store import Store, migrate
-from tests.gateway.conftest import _isolated_postgres
-from tests.gateway.factories import event, seed_site
-from tests.gateway.proc import start_gateway
 from tests.support.broker import MosquittoBroker
+from tests.support.gateway_process import start_gateway
+from tests.support.messages import event
+from tests.support.postgres import isolated_schema
+from tests.support.seed import seed_site
 
 SITE = "bench"
 PASSWORD = "benchmark password"
@@ -86,24 +89,44 @@ def publish_at_rate(broker: MosquittoBroker, messages: list[bytes], rate: float)
     return sent
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--processes", type=int, default=1, help="mqtt.ingest_processes")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="The report size (the default).")
+    parser.add_argument("--smoke", action="store_true", help="Smallest run (not a figure).")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rate, args.seconds = 50.0, 1.0
     n = int(args.rate * args.seconds)
     before = os.getloadavg()
+    load0 = loadavg()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if args.database_url is None:
             db = f"sqlite:///{tmp / 'gw.db'}"
             sent, arrivals, bare_arrivals = run(tmp, db, n, args.rate, args.processes)
         else:
-            for db in _isolated_postgres(args.database_url):
+            for db in isolated_schema(args.database_url):
                 sent, arrivals, bare_arrivals = run(tmp, db, n, args.rate, args.processes)
-    report(n, args.rate, sent, arrivals, bare_arrivals)
+    gw, hop = report(n, args.rate, sent, arrivals, bare_arrivals)
+    for q in (50, 99):
+        emit(
+            make(
+                benchmark="gateway_latency",
+                name=f"alert → ticket → SSE p{q} at {args.rate:g} alerts/s",
+                figure=percentile(gw, q),
+                unit="ms",
+                better="lower",
+                limit=percentile(hop, q),
+                limit_name="the same alerts' broker hop to a bare paho subscriber",
+                rounds=1,
+                size=f"{n} alerts, {args.processes} ingest process(es)",
+                loadavg_start=load0,
+            )
+        )
     print(
         f"gateway processes: {args.processes}; load before {before[0]:.2f}, after "
         f"{os.getloadavg()[0]:.2f}"
@@ -165,7 +188,7 @@ def run(
 
 def report(
     n: int, rate: float, sent: list[float], arrivals: list[float], bare_arrivals: list[float]
-) -> None:
+) -> tuple[list[float], list[float]]:
     """Print p50/p99 of both paths and their ratio."""
     if len(arrivals) != n:
         raise SystemExit(f"only {len(arrivals)} of {n} tickets reached the stream")
@@ -177,6 +200,7 @@ def report(
         print(f"{name} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms")
     print(f"ratio p50 gateway / hop: {percentile(gw, 50) / percentile(hop, 50):.1f}")
     print(f"mean {statistics.fmean(gw):.2f} ms")
+    return gw, hop
 
 
 if __name__ == "__main__":

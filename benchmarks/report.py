@@ -62,6 +62,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("gateway_rss", timeout_s=180),
     Benchmark("telemetry_ingest", timeout_s=240),
     Benchmark("residents_abuse", timeout_s=120),
+    Benchmark("console_cards", timeout_s=120),
     # Owned with the gateway ingest path; they plug in by printing RESULT lines.
     Benchmark("gateway_ingest", timeout_s=240),
     Benchmark("gateway_latency", timeout_s=120),

@@ -19,11 +19,13 @@ from benchmarks.support.result import BenchResult
 from tests.conftest import missing
 
 EDGE = {"edge_streams", "edge_pipeline_overhead", "edge_motion_gate", "edge_facade"}
-BROKER = {"uplink_throughput", "gateway_rss", "telemetry_ingest", "gateway_ingest"}
-BROKER |= {"gateway_latency"}
-# Owned with the gateway ingest path and not yet printing RESULT lines: strict, so the day
-# they do, this list must shrink.
-PENDING = {"gateway_ingest", "gateway_latency"}
+BROKER = {
+    "uplink_throughput",
+    "gateway_rss",
+    "telemetry_ingest",
+    "gateway_ingest",
+    "gateway_latency",
+}
 
 
 def _check(result: BenchResult, bench: Benchmark) -> None:
@@ -43,19 +45,7 @@ def _check(result: BenchResult, bench: Benchmark) -> None:
     assert result.date.endswith("Z")
 
 
-@pytest.mark.parametrize(
-    "bench",
-    [
-        pytest.param(
-            b,
-            id=b.name,
-            marks=[pytest.mark.xfail(strict=True, reason="no RESULT lines yet")]
-            if b.name in PENDING
-            else [],
-        )
-        for b in BENCHMARKS
-    ],
-)
+@pytest.mark.parametrize("bench", BENCHMARKS, ids=lambda b: b.name)
 def test_benchmark_smallest_run_emits_well_formed_results(
     bench: Benchmark, request: pytest.FixtureRequest
 ) -> None:

@@ -1,4 +1,4 @@
-"""Browser fixtures: Debian's Chromium driven by Playwright (one browser per session, never
+"""Browser fixtures: Debian's Chromium driven by Playwright (one browser for this package, never
 `playwright install`), and a real console to point it at (one per session)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tests.console.harness import PASSWORD, Console, artifacts_dir, start_consol
 CHROMIUM = os.environ.get("GUANJIA_CHROMIUM", "/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     """Headless Chromium; skipped locally without it (or without Playwright), fails in CI."""
     try:

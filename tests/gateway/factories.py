@@ -6,11 +6,10 @@ import hashlib
 from typing import Literal
 
 import contract as c
-from gateway.models import GridPublic
-from gateway.store import Store
 
 # Contract-only builders live in tests.support (benchmarks use them too); re-exported here.
 from tests.support.messages import T0, event, heartbeat
+from tests.support.seed import seed_site
 
 __all__ = [
     "T0",
@@ -38,21 +37,6 @@ def topic_of(message: c.Message) -> str:
     if isinstance(message, c.CommandResult):
         return str(c.command_result_topic(message.site_id, message.device_id))
     raise TypeError(type(message))
-
-
-def seed_site(store: Store, site_id: str, devices: tuple[str, ...] = ("cam-a",)) -> None:
-    """One grid `g-<site>` (supervisor `sup-1`) owning zone-a, and the given devices in it."""
-    store.upsert_grid(
-        GridPublic(
-            grid_id=f"g-{site_id}",
-            site_id=site_id,
-            name="Grid 1",
-            supervisor="sup-1",
-            zones=["zone-a"],
-        )
-    )
-    for device_id in devices:
-        store.upsert_device(device_id, site_id, "camera", grid_id=f"g-{site_id}", now=T0)
 
 
 def status(

@@ -98,7 +98,8 @@ def test_edge_run_publishes_events_and_stops_cleanly_on_sigterm(
 
 def test_edge_run_bad_config_exits_2_naming_the_problem(tmp_path: Path) -> None:
     node = tmp_path / "node.yaml"
-    node.write_text(yaml.safe_dump({"site_id": "s", "device_id": "d", "mqtt": {"host": "x"}}))
+    mqtt = {"host": "x", "password_env": "GUANJIA_TEST_UNSET"}
+    node.write_text(yaml.safe_dump({"site_id": "s", "device_id": "d", "mqtt": mqtt}))
     result = subprocess.run(
         [sys.executable, "-m", "guanjia", "edge", "run", "--config", str(node)],
         cwd=REPO,
