@@ -8,7 +8,6 @@ SLA/heartbeat loop, webhook delivery and the change feed that drives the console
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -314,13 +313,13 @@ def _start_workers(
 ) -> IngestWorkers | None:
     """Start the ingest workers (`mqtt.ingest_processes > 1`), and end the sessions of
     workers an earlier configuration had."""
-    tasks.append(asyncio.create_task(_drop_stale_workers(settings)))
+    tasks.append(asyncio.create_task(_drop_stale_workers(settings), name="drop-stale-workers"))
     if settings.mqtt.ingest_processes == 1:
         return None
     # More cores for events: workers on the event subscription, sharing it.
     workers = IngestWorkers(settings, runtime.feed.wake)
     workers.start()
-    tasks.append(asyncio.create_task(workers.supervise()))
+    tasks.append(asyncio.create_task(workers.supervise(), name="ingest-workers"))
     return workers
 
 
@@ -332,6 +331,27 @@ async def _drop_stale_workers(settings: GatewaySettings) -> None:
         return
     if ended:
         log.warning("ended the sessions of ingest workers no longer configured: %s", ended)
+
+
+SHUTDOWN_GRACE_S = 10.0
+"""How long shutdown waits for the background loops to end once cancelled."""
+
+
+async def _stop_tasks(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancel the background loops and wait for them, but not forever: a loop that does not
+    end must not keep the process from exiting (SIGTERM, a test's teardown); it is logged."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+    if pending:
+        log.warning(
+            "shutdown: %d background task(s) did not stop within %.0f s: %s",
+            len(pending),
+            SHUTDOWN_GRACE_S,
+            ", ".join(sorted(t.get_name() for t in pending)),
+        )
 
 
 def _body_rules(settings: GatewaySettings, key: str) -> list[BodyRule]:
@@ -373,9 +393,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             settings.webhook_max_attempts,
         )
         tasks = [
-            asyncio.create_task(_every(settings.sla_tick_s, lambda: sla_step(runtime), "sla")),
-            asyncio.create_task(_every(settings.webhook_tick_s, sender.tick, "webhooks")),
-            asyncio.create_task(runtime.feed.run()),
+            asyncio.create_task(
+                _every(settings.sla_tick_s, lambda: sla_step(runtime), "sla"), name="sla"
+            ),
+            asyncio.create_task(
+                _every(settings.webhook_tick_s, sender.tick, "webhooks"), name="webhooks"
+            ),
+            asyncio.create_task(runtime.feed.run(), name="feed"),
         ]
         if settings.ingest_enabled:
             mqtt = settings.mqtt
@@ -392,7 +416,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 unsubscribe=settings.mqtt.telemetry_filters if split else (),
             )
             app.state.ingest = ingest
-            tasks.append(asyncio.create_task(supervise(ingest)))
+            tasks.append(asyncio.create_task(supervise(ingest), name="ingest"))
             if settings.mqtt.telemetry_split and runtime.telemetry is not None:
                 # Readings on a session of their own: a flood of them is queued at the
                 # broker behind other readings, never in front of an event.
@@ -404,7 +428,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     filters=settings.mqtt.telemetry_filters,
                 )
                 app.state.telemetry_ingest = readings
-                tasks.append(asyncio.create_task(supervise(readings)))
+                tasks.append(asyncio.create_task(supervise(readings), name="readings"))
         publish = app.state.ingest.publish if settings.ingest_enabled else None
         service = rollouts.service_of(runtime)
         tasks.append(
@@ -428,11 +452,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _stop_tasks(tasks)
             if workers is not None:
                 await asyncio.to_thread(workers.stop)
             await sender.aclose()
