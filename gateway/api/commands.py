@@ -27,6 +27,7 @@ from gateway.api.permissions import Permission
 from gateway.auth import Principal
 from gateway.models import CommandCreate, CommandPublic
 from gateway.mqtt import MqttIngest, PublishUnavailableError
+from gateway.runtime import Runtime
 from gateway.store.commands import PENDING, SENT, UNAVAILABLE
 
 router = APIRouter(prefix="/api/devices", tags=["commands"])
@@ -89,6 +90,19 @@ async def send_command(
     payload = _build(record)
     topic = str(command_topic(record.site_id, record.device_id, record.name))
     await asyncio.to_thread(runtime.store.record_command, record)
+    return await publish_recorded(request, runtime, record, topic, payload, "command not sent")
+
+
+async def publish_recorded(  # noqa: PLR0917 - the recorded command and where it goes
+    request: Request,
+    runtime: Runtime,
+    record: CommandPublic,
+    topic: str,
+    payload: bytes,
+    refusal: str,
+) -> CommandPublic:
+    """Publish a command already in the audit and record the outcome there: `sent`, or
+    `unavailable` and a 503 starting with `refusal` when the broker cannot take it."""
     ingest: MqttIngest | None = getattr(request.app.state, "ingest", None)
     try:
         if ingest is None:
@@ -96,9 +110,7 @@ async def send_command(
         await ingest.publish(topic, payload, qos=1)
     except PublishUnavailableError as exc:
         await asyncio.to_thread(runtime.store.finish_command, record.command_id, UNAVAILABLE)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"command not sent: {exc}"
-        ) from None
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{refusal}: {exc}") from None
     await asyncio.to_thread(runtime.store.finish_command, record.command_id, SENT)
     return record.model_copy(update={"state": SENT})
 

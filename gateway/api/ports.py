@@ -24,14 +24,13 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract import Command, command_topic, encode
-from gateway.api.commands import ISSUER_PREFIX
+from gateway.api.commands import ISSUER_PREFIX, publish_recorded
 from gateway.api.deps import RuntimeDep, require
 from gateway.api.devices import device_in_scope
 from gateway.api.permissions import Permission
 from gateway.auth import Principal
 from gateway.models import CommandPublic
-from gateway.mqtt import MqttIngest, PublishUnavailableError
-from gateway.store.commands import PENDING, SENT, UNAVAILABLE
+from gateway.store.commands import PENDING
 from gateway.telemetry.esphome import relay_command_topic
 from gateway.telemetry.pipeline import RELAY_COMMAND
 
@@ -119,16 +118,6 @@ async def enable_port(
         body.reason,
         now,
     )
-    ingest: MqttIngest | None = getattr(request.app.state, "ingest", None)
-    try:
-        if ingest is None:
-            raise PublishUnavailableError("MQTT is not enabled on this gateway")
-        await ingest.publish(topic, payload, qos=1)
-    except PublishUnavailableError as exc:
-        await asyncio.to_thread(runtime.store.finish_command, record.command_id, UNAVAILABLE)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"port not switched on: {exc}"
-        ) from None
-    await asyncio.to_thread(runtime.store.finish_command, record.command_id, SENT)
+    sent = await publish_recorded(request, runtime, record, topic, payload, "port not switched on")
     await asyncio.to_thread(telemetry.port_enabled, device.device_id, port)
-    return record.model_copy(update={"state": SENT})
+    return sent
