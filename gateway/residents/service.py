@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from gateway.lifecycle import Action, TicketState
+from gateway.lifecycle import TicketState
 from gateway.models import Change
 from gateway.residents import pow
 from gateway.residents.models import (
@@ -46,7 +46,6 @@ from gateway.sites import Place, SiteConfig
 from gateway.sla import CategoryPolicy, TicketCategory
 from gateway.store import ConflictError, NotFoundError, Store
 from gateway.store.residents import (
-    RESIDENT_ACTOR,
     SPENT,
     FlaggedReport,
     NewReport,
@@ -345,22 +344,14 @@ class ResidentService:
         report = self._report(token)
         site = self.sites.get(report.site_id)
         low = site is not None and body.rating <= site.residents.low_rating_at_or_below
-        action = site.residents.low_rating_action if site is not None and low else None
-        changes = self.store.record_rating(
-            report.ticket_id, body.rating, body.comment, now, flag=action == "flag"
+        outcome, changes = self.store.record_rating(
+            report.ticket_id,
+            body.rating,
+            body.comment,
+            now,
+            low=site.residents.low_rating_action if site is not None and low else None,
+            policy=self.policies[report.category],
         )
-        outcome = "flagged" if action == "flag" else "recorded"
-        if action == "reopen":
-            _, more = self.store.transition(
-                report.ticket_id,
-                Action.REOPEN,
-                RESIDENT_ACTOR,
-                now,
-                note=f"resident rated {body.rating}/5",
-                policy=self.policies[report.category],
-            )
-            changes += more
-            outcome = "reopened"
         return RatingResult(rating=body.rating, outcome=outcome), changes
 
 

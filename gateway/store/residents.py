@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.lifecycle import TicketState
+from gateway.lifecycle import Action, TicketState
 from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory
 from gateway.store import audit, feed
@@ -24,6 +24,10 @@ from gateway.store.base import ConflictError, NotFoundError, StoreBase
 from gateway.store.outbox import Outbox
 from gateway.store.place_tickets import PlaceTicket, open_place_ticket
 from gateway.store.schema import attachments, audit_log, pow_spent, resident_reports, tickets
+
+LowRatingAction = Literal["flag", "reopen"]
+"""What a low rating causes, as the site file says."""
+RatingOutcome = Literal["recorded", "flagged", "reopened"]
 
 RESIDENT_ACTOR = tickets_store.RESIDENT_ACTOR
 """The audit actor of what a resident does (never their phone or address)."""
@@ -233,12 +237,22 @@ class ResidentStore(StoreBase):
         return [(r.at, _STEP[r.action]) for r in rows]
 
     def record_rating(
-        self, ticket_id: int, rating: int, comment: str | None, now: float, *, flag: bool
-    ) -> list[Change]:
-        """Store the one rating of a resolved (or closed) report; `flag` marks it for the
-        supervisor (webhook notice to the grid, audit line). ConflictError when already rated
-        or not resolved."""
+        self,
+        ticket_id: int,
+        rating: int,
+        comment: str | None,
+        now: float,
+        *,
+        low: LowRatingAction | None,
+        policy: CategoryPolicy,
+    ) -> tuple[RatingOutcome, list[Change]]:
+        """Store the one rating of a resolved (or closed) report and what a low one causes
+        (`low`), in one transaction: a crash never leaves a low rating without its reopen or
+        flag, and a reopen that fails (the ticket changed meanwhile) takes the rating back, so
+        the resident can rate again. A flag is a webhook notice to the grid and an audit line.
+        ConflictError when already rated, not resolved, or changed meanwhile."""
         resolved = (TicketState.RESOLVED.value, TicketState.CLOSED.value)
+        flag = low == "flag"
         with self._tx() as conn:
             ticket = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).one()
             if ticket.state not in resolved:
@@ -267,6 +281,17 @@ class ResidentStore(StoreBase):
                     detail={"rating": rating, "flagged": flag},
                 ),
             )
+            reopened = None
+            if low == "reopen":
+                _, reopened = tickets_store.apply_transition(
+                    conn,
+                    ticket_id,
+                    Action.REOPEN,
+                    RESIDENT_ACTOR,
+                    now,
+                    note=f"resident rated {rating}/5",
+                    policy=policy,
+                )
             changes = [
                 Change(
                     kind="ticket",
@@ -278,6 +303,8 @@ class ResidentStore(StoreBase):
                     at=now,
                 )
             ]
+            if reopened is not None:
+                changes.append(reopened)
             if flag:
                 outbox = Outbox(conn, now)
                 outbox.notify(
@@ -288,7 +315,10 @@ class ResidentStore(StoreBase):
                 )
                 outbox.flush()
             feed.record(conn, changes, postgres=not self.is_sqlite)
-        return changes
+        outcome: RatingOutcome = (
+            "reopened" if reopened is not None else "flagged" if flag else "recorded"
+        )
+        return outcome, changes
 
     def flagged_reports(self, sites: Sequence[str] | None, limit: int = 200) -> list[FlaggedReport]:
         """Low ratings flagged for supervisors at `sites` (None: all), newest first."""

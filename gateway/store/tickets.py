@@ -11,7 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, case, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    and_,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from gateway.lifecycle import (
@@ -119,6 +130,90 @@ def _sla_detail(values: dict[str, Any]) -> dict[str, Any]:
     return {k: values[k] for k in ("sla_cycle", "ack_due_at", "resolve_due_at") if k in values}
 
 
+def apply_transition(
+    conn: Connection,
+    ticket_id: int,
+    action: Action,
+    actor: str,
+    now: float,
+    *,
+    assignee: str | None = None,
+    note: str | None = None,
+    policy: CategoryPolicy,
+) -> tuple[TicketPublic, Change]:
+    """Apply a person's transition inside the caller's transaction (a resident's rating and
+    the reopen it causes commit together); the caller records the change in the feed.
+    TransitionError if not allowed, ConflictError if the ticket changed under them."""
+    row = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).first()
+    if row is None:
+        raise NotFoundError(f"ticket {ticket_id} does not exist")
+    current = TicketState(row.state)
+    target = target_state(action, current)
+    has_photo = bool(
+        conn.execute(
+            select(func.count())
+            .select_from(attachments)
+            # A resident's own photo shows the problem, not the work: a butler's
+            # photo from the site is still needed to resolve.
+            .where(
+                attachments.c.ticket_id == ticket_id,
+                attachments.c.uploaded_by != RESIDENT_ACTOR,
+            )
+        ).scalar_one()
+    )
+    check_requirements(
+        action,
+        assignee=assignee,
+        note=note,
+        has_photo=has_photo,
+        field_work=policy.field_work,
+        needs_plan=policy.resolve_class is ResolveClass.MAJOR,
+    )
+    values = _transition_values(
+        action, target, row, actor=actor, assignee=assignee, note=note, policy=policy, now=now
+    )
+    try:
+        # A savepoint: the unique active_key may clash (reopening while another
+        # ticket for the same key is open), and that must not end the transaction.
+        with conn.begin_nested():
+            done = conn.execute(
+                update(tickets)
+                .where(tickets.c.id == ticket_id, tickets.c.state == current.value)
+                .values(values)
+            ).rowcount
+    except IntegrityError:
+        raise ConflictError(
+            "another ticket for the same device, category and zone is open: work on that one"
+        ) from None
+    if not done:
+        raise ConflictError("the ticket changed meanwhile; reload and retry")
+    audit.write(
+        conn,
+        audit.entry(
+            ticket_id,
+            now,
+            actor,
+            action.value,
+            from_state=current.value,
+            to_state=target.value,
+            detail={k: v for k, v in (("assignee", assignee), ("note", note)) if v}
+            | _sla_detail(values),
+        ),
+    )
+    updated = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).one()
+    ticket = from_row(TicketPublic, updated)
+    change = Change(
+        kind="ticket",
+        action=action.value,
+        site_id=ticket.site_id,
+        ticket_id=ticket_id,
+        state=target.value,
+        category=ticket.category.value,
+        at=now,
+    )
+    return ticket, change
+
+
 class TicketStore(StoreBase):
     """Reading tickets, people's transitions, photos and evidence snapshots."""
 
@@ -136,80 +231,8 @@ class TicketStore(StoreBase):
         """Apply a person's transition; TransitionError if not allowed, ConflictError if the
         ticket changed under them."""
         with self._tx() as conn:
-            row = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).first()
-            if row is None:
-                raise NotFoundError(f"ticket {ticket_id} does not exist")
-            current = TicketState(row.state)
-            target = target_state(action, current)
-            has_photo = bool(
-                conn.execute(
-                    select(func.count())
-                    .select_from(attachments)
-                    # A resident's own photo shows the problem, not the work: a butler's
-                    # photo from the site is still needed to resolve.
-                    .where(
-                        attachments.c.ticket_id == ticket_id,
-                        attachments.c.uploaded_by != RESIDENT_ACTOR,
-                    )
-                ).scalar_one()
-            )
-            check_requirements(
-                action,
-                assignee=assignee,
-                note=note,
-                has_photo=has_photo,
-                field_work=policy.field_work,
-                needs_plan=policy.resolve_class is ResolveClass.MAJOR,
-            )
-            values = _transition_values(
-                action,
-                target,
-                row,
-                actor=actor,
-                assignee=assignee,
-                note=note,
-                policy=policy,
-                now=now,
-            )
-            try:
-                # A savepoint: the unique active_key may clash (reopening while another
-                # ticket for the same key is open), and that must not end the transaction.
-                with conn.begin_nested():
-                    done = conn.execute(
-                        update(tickets)
-                        .where(tickets.c.id == ticket_id, tickets.c.state == current.value)
-                        .values(values)
-                    ).rowcount
-            except IntegrityError:
-                raise ConflictError(
-                    "another ticket for the same device, category and zone is open: "
-                    "work on that one"
-                ) from None
-            if not done:
-                raise ConflictError("the ticket changed meanwhile; reload and retry")
-            audit.write(
-                conn,
-                audit.entry(
-                    ticket_id,
-                    now,
-                    actor,
-                    action.value,
-                    from_state=current.value,
-                    to_state=target.value,
-                    detail={k: v for k, v in (("assignee", assignee), ("note", note)) if v}
-                    | _sla_detail(values),
-                ),
-            )
-            updated = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).one()
-            ticket = from_row(TicketPublic, updated)
-            change = Change(
-                kind="ticket",
-                action=action.value,
-                site_id=ticket.site_id,
-                ticket_id=ticket_id,
-                state=target.value,
-                category=ticket.category.value,
-                at=now,
+            ticket, change = apply_transition(
+                conn, ticket_id, action, actor, now, assignee=assignee, note=note, policy=policy
             )
             feed.record(conn, [change], postgres=not self.is_sqlite)
         return ticket, [change]
