@@ -277,7 +277,11 @@ class ModelRegistrySettings(BaseModel):
         default=300 * 1024 * 1024, ge=1024, description="Largest artifact an upload may be."
     )
     link_ttl_s: int = Field(
-        default=3600, ge=60, le=7 * 86400, description="Lifetime of a device's download link."
+        default=3600,
+        ge=60,
+        le=7 * 86400,
+        description="Shortest lifetime of a device's download link; a link lives as long as "
+        "its install command (the rollout's device_timeout_s) when that is longer.",
     )
     tick_s: float = Field(default=2.0, gt=0, le=300, description="Rollout planning period.")
 

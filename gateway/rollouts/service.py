@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -57,6 +58,13 @@ class RolloutService:
         artifact = facts.artifact
         recorded: list[SentCommand] = []
         outgoing: list[Outgoing] = []
+        # The device's command is valid for `device_timeout_s`; its link must be too, or a
+        # device that starts late (offline when sent, a QoS 1 delivery on reconnect) or
+        # resumes a cut download after `link_ttl_s` is refused (403) while the rollout still
+        # waits for it. As in hawkBit, the download is authorised as long as the action is
+        # open: never shorter than the command, and never longer than `link_ttl_s` needs.
+        command_expires = now + facts.policy.device_timeout_s
+        link_expires = math.ceil(max(now + self.settings.link_ttl_s, command_expires))
         for send in sends:
             args: dict[str, object] = {"action": send.action, "sha256": artifact.sha256}
             if send.action == "install":
@@ -69,7 +77,7 @@ class RolloutService:
                         artifact.sha256,
                         site_id=facts.site_id,
                         device_id=send.device_id,
-                        expires=int(now + self.settings.link_ttl_s),
+                        expires=link_expires,
                     ),
                     "size": artifact.size,
                     "name": artifact.name,
@@ -77,7 +85,7 @@ class RolloutService:
                     "probation_s": facts.policy.probation_s,
                 }
             command_id = uuid.uuid4().hex
-            expires = now + facts.policy.device_timeout_s
+            expires = command_expires
             command = Command(
                 ts=now,
                 site_id=facts.site_id,
