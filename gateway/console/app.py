@@ -9,10 +9,12 @@ from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.api.errors import one_line
 from gateway.api.limits import MULTIPART_OVERHEAD, BodyRule
 from gateway.console import (
     admin_pages,
@@ -111,8 +113,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return page
 
 
+async def _invalid(request: Request, exc: Exception) -> Response:
+    """Bad input, as one line without the input (`gateway.api.errors`): JSON on API paths,
+    the error page on console paths, like any other refusal."""
+    assert isinstance(exc, RequestValidationError)
+    return await _http_error(request, StarletteHTTPException(422, one_line(exc.errors())))
+
+
 def install(app: FastAPI) -> None:
-    """Serve the console's static files and its error pages on `app`."""
+    """Serve the console's static files and the app's answers to refused requests: the
+    console's error pages, and one-line validation errors everywhere."""
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC), name="console-static")
     app.add_exception_handler(LoginRequiredError, _login_required)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
