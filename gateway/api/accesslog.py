@@ -5,6 +5,11 @@ API accepts in a URL are the stream ticket (`?stream_ticket=`) and a device's mo
 link (`?sig=`, `gateway.rollouts.links`), but clients send others by mistake
 (`?access_token=` used to work), so the values of every credential-like parameter are
 replaced, and anything shaped like a JWT is masked wherever it appears in the line.
+
+One credential travels in the path: a resident's tracking token (`/api/public/track/{token}`,
+`/r/track/{token}`), the only thing needed to follow and rate their report. The database keeps
+only its hash (`gateway.residents.tokens`); the log must not keep it whole either. A place
+token (the QR code's) is printed on a wall: not a secret.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ _SECRET_PARAM = re.compile(
     re.IGNORECASE,
 )
 _JWT = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
+_TRACKING = re.compile(r"(?P<route>/(?:api/public|r)/track/)[A-Za-z0-9_-]+")
 LOGGERS = ("uvicorn.access", "uvicorn.error")
 
 
 def redact(text: str) -> str:
-    """`text` with credential-like query values and JWT-shaped strings masked."""
+    """`text` with credential-like query values, tracking tokens and JWT-shaped strings
+    masked."""
     text = _SECRET_PARAM.sub(lambda m: m.group("name") + REDACTED, text)
+    text = _TRACKING.sub(lambda m: m.group("route") + REDACTED, text)
     return _JWT.sub(REDACTED, text)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from gateway.api.accesslog import REDACTED, RedactCredentialsFilter, redact
+from gateway.residents.tokens import new_tracking_token
 from gateway.rollouts.links import signed_url
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJvcCJ9.c2lnbmF0dXJl"
@@ -48,3 +49,19 @@ def test_a_model_download_link_is_logged_without_its_signature() -> None:
     assert sig not in line
     assert f"sig={REDACTED}" in line
     assert "device=cam-1" in line  # who fetched stays visible
+
+
+def test_a_residents_tracking_token_is_masked_in_the_path() -> None:
+    tracking = new_tracking_token()
+    for path in (
+        f"/api/public/track/{tracking}",
+        f"/api/public/track/{tracking}/rating",
+        f"/r/track/{tracking}",
+        f"/r/track/{tracking}/rating",
+    ):
+        line = redact(f'127.0.0.1:5 - "GET {path} HTTP/1.1" 200')
+        assert tracking not in line, path
+        assert "/track/[redacted]" in line
+    # A QR code's place token is on a wall for anyone to read: kept, so the log says where.
+    place = "/api/public/places/site-1.b3-lobby.AAAAAAAAAAAAAAAAAAAAAA/reports"
+    assert redact(place) == place
