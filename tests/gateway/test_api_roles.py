@@ -9,6 +9,9 @@ table says, and the docs print that table.
   a failure, and a route without a request recipe here fails too.
 - docs/gateway.md (and any doc printing the table) lists each route's permission and each
   permission's roles exactly as the code does.
+- Everything `app.routes` holds is in that table: a route added on the app itself, or in a
+  router included outside ROUTE_MODULES (even hidden from the OpenAPI schema, which the
+  first test compares against), fails `test_the_app_serves_only_routes_in_the_role_table`.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
+from starlette.routing import Mount, Route
 
 import contract as c
 from gateway.api.permissions import PERMISSIONS, Permission
@@ -638,3 +644,70 @@ def test_every_route_answers_each_role_exactly_as_the_table_says(world: World) -
                     f"(expected {expected}) {r.text[:100]}"
                 )
     assert wrong == []
+
+
+# -- every route the app serves is in the table above ----------------------------------------
+
+FRAMEWORK = {
+    # FastAPI's own pages, public by design (docs/gateway.md: "OpenAPI is served at /docs").
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+}
+MOUNTS = {"/console/static"}  # the console's CSS and scripts: public files
+
+
+def _unlisted(app: FastAPI) -> list[str]:
+    """What `app` serves that the role table (`_routes`, from ROUTE_MODULES) does not know:
+    a route added on the app itself, a router included outside ROUTE_MODULES (even one
+    hidden from the OpenAPI schema), a mount or a plain route. Only public types are looked
+    at: an included router is whatever is not a route or a mount, and there must be no more
+    of those than ROUTE_MODULES has (FastAPI ≥ 0.165 keeps them unflattened; older versions
+    flatten them into APIRoutes, which must then each be in the table)."""
+    table = {(method, route.path) for method, route in _routes()}
+    found: list[str] = []
+    routers = 0
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            found += [
+                f"{m} {route.path}"
+                for m in sorted(route.methods or ())
+                if (m, route.path) not in table
+            ]
+        elif isinstance(route, Route):
+            found += [
+                f"{m} {route.path}"
+                for m in sorted(route.methods or ())
+                if m != "HEAD" and (m, route.path) not in FRAMEWORK
+            ]
+        elif isinstance(route, Mount):
+            if route.path not in MOUNTS:
+                found.append(f"mount {route.path}")
+        else:
+            routers += 1
+    if routers > len(ROUTE_MODULES):
+        found.append(f"{routers - len(ROUTE_MODULES)} router(s) included outside ROUTE_MODULES")
+    return found
+
+
+def test_the_app_serves_only_routes_in_the_role_table() -> None:
+    assert _unlisted(create_app(settings_for("sqlite://"))) == []
+
+
+def test_a_route_added_outside_the_table_is_found() -> None:
+    app = create_app(settings_for("sqlite://"))
+
+    async def sneaky() -> dict[str, str]:
+        return {}
+
+    app.add_api_route("/api/sneaky", sneaky, methods=["POST"])
+    hidden = APIRouter()
+    hidden.add_api_route("/api/hidden", sneaky, include_in_schema=False)
+    app.include_router(hidden)
+    app.add_route("/plain", sneaky)
+    app.mount("/files", StaticFiles(directory=REPO / "docs"))
+    found = _unlisted(app)
+    assert {"POST /api/sneaky", "GET /plain", "mount /files"} <= set(found)
+    # The hidden router: counted (FastAPI ≥ 0.165) or its route named (older, flattened).
+    assert "GET /api/hidden" in found or "1 router(s) included outside ROUTE_MODULES" in found
