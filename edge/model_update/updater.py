@@ -131,6 +131,10 @@ class ModelUpdater:
                     f"busy: installing {job.sha256[:12]} ({job.state})",
                 )
             job.command_id = command_id  # a retried command: later reports name it
+            if args.url is not None:
+                # A new rollout of the same artifact comes with a fresh link; the old one
+                # may have expired with its rollout's command (`_download` switches over).
+                job.url = args.url
             self._save()
             return self._as_report(job, job.state if job.state != "switching" else "probation")
         if state.known_good is not None and state.known_good.sha256 == args.sha256:
@@ -239,19 +243,7 @@ class ModelUpdater:
             return
         part = self.files.part_path(job.sha256)
         if job.state == "downloading":
-            try:
-                download(
-                    job.url,
-                    part,
-                    size=job.size,
-                    sha256=job.sha256,
-                    timeout_s=self._timeout,
-                    should_stop=self._stop.is_set,
-                )
-            except DownloadError as exc:
-                if self._stop.is_set():
-                    raise _StoppedError from exc
-                self._locked_fail(job, str(exc))
+            if not self._download(job, part):
                 return
             self._checkpoint(job, "verifying")
         target = self.files.store_dir(job.sha256)
@@ -280,6 +272,33 @@ class ModelUpdater:
             log.info("self-test of %s %s passed: %s", job.name, job.version, result.summary())
             self._checkpoint(job, "switching")
         self._switch_to(job)
+
+    def _download(self, job: Job, part: Path) -> bool:
+        """Fetch the artifact into `part`; False when the job failed. A download refused
+        after the gateway sent a fresh link meanwhile (`_install`: the same artifact
+        commanded again) goes on with that link, resuming where it stopped."""
+        while True:
+            url = job.url
+            try:
+                download(
+                    url,
+                    part,
+                    size=job.size,
+                    sha256=job.sha256,
+                    timeout_s=self._timeout,
+                    should_stop=self._stop.is_set,
+                )
+            except DownloadError as exc:
+                if self._stop.is_set():
+                    raise _StoppedError from exc
+                with self._lock:
+                    fresh = job.url != url
+                if fresh:
+                    log.info("model download: continuing with the fresh link")
+                    continue
+                self._locked_fail(job, str(exc))
+                return False
+            return True
 
     def _switch_to(self, job: Job) -> None:
         with self._lock:

@@ -333,3 +333,40 @@ def test_a_manifest_that_does_not_match_the_outputs_fails_the_self_test(  # noqa
     assert "self-test: model does not load as its manifest says" in (last.reason or "")
     assert h.switched == []
     assert StateFile(tmp_path / "models").load().active is None
+
+
+def test_a_download_cut_after_its_link_expired_goes_on_with_the_fresh_link_sent_meanwhile(
+    tmp_path: Path, files: FileServer, real_artifact: Path, signing_key: SigningKey
+) -> None:
+    # The first rollout's link ("old") stops working (removed: the server answers 404, as
+    # the gateway answers 403 to an expired link) after a new rollout of the same artifact
+    # sent a fresh one ("new"); then the connection is cut. The node resumes with the fresh
+    # link instead of failing the new rollout's command.
+    served = files.root
+    shutil.copy(real_artifact, served / "old.gjm")
+    shutil.copy(real_artifact, served / "new.gjm")
+    size = real_artifact.stat().st_size
+    files.behaviour.bytes_per_s = 1_000_000
+    files.behaviour.cut_after = size // 4
+    files.behaviour.cut_first = 1
+    h = Harness(tmp_path / "models", signing_key)
+    args = {
+        "sha256": sha256_file(real_artifact),
+        "size": size,
+        "name": "yolox_nano",
+        "version": "2.0.0",
+        "probation_s": 0.0,
+    }
+    first = h.updater.command("cmd-00000001", ModelUpdateArgs(url=files.url("old.gjm"), **args))
+    assert first.state == "downloading"
+    deadline = time.monotonic() + 10
+    while not files.behaviour.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    again = h.updater.command("cmd-00000002", ModelUpdateArgs(url=files.url("new.gjm"), **args))
+    assert again.state == "downloading"
+    (served / "old.gjm").unlink()
+    reached = h.wait()
+    h.updater.close()
+    assert (reached.command_id, reached.state) == ("cmd-00000002", "probation"), h.reports
+    assert "failed" not in h.states()
+    assert files.behaviour.requests[-1] == f"bytes={size // 4}-"  # resumed, not restarted
