@@ -148,7 +148,9 @@ def _build_history(store: Store) -> None:
                 policy=policy,
             )
             if n % 2 == 0:
-                store.record_rating(ticket_id, 1 + n % 5, None, opened + 5000, flag=False)
+                store.record_rating(
+                    ticket_id, 1 + n % 5, None, opened + 5000, low=None, policy=policy
+                )
     store.open_round_tickets(
         SITE,
         [
