@@ -78,8 +78,13 @@ async def series_buckets(
     *,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(require(Permission.READ_DEVICES))],
-    start: Annotated[float | None, Query(description="Epoch s; default end - 1 h.")] = None,
-    end: Annotated[float | None, Query(description="Epoch s; default now.")] = None,
+    # A NaN bound slips past every comparison below and came back as a 200 with nulls.
+    start: Annotated[
+        float | None, Query(allow_inf_nan=False, description="Epoch s; default end - 1 h.")
+    ] = None,
+    end: Annotated[
+        float | None, Query(allow_inf_nan=False, description="Epoch s; default now.")
+    ] = None,
     bucket_s: Annotated[float, Query(ge=1, le=86_400, description="Bucket width, s.")] = 60,
 ) -> SeriesPublic:
     """Min, max and mean of one series (``port2_temperature``) per bucket over [start, end)."""

@@ -5,13 +5,16 @@ new user's password included); console forms get the console's error page."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from gateway.api.errors import MAX_ERRORS, one_line
 from gateway.main import create_app
-from tests.gateway.apphelpers import seed_users, settings_for, token
+from gateway.store import Store
+from gateway.telemetry.settings import TelemetrySettings
+from tests.gateway.apphelpers import SITE, seed_users, settings_for, token
 from tests.gateway.test_api_roles import console_headers
 
 SHORT_PASSWORD = "hunter2!x"  # 9 characters: under the minimum of 10
@@ -59,3 +62,21 @@ def test_a_console_form_with_bad_input_gets_the_error_page(client: TestClient) -
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("text/html")
     assert "<!doctype html>" in r.text
+
+
+def test_a_telemetry_range_bound_that_is_not_a_number_is_refused(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'gw.db'}"
+    seed_users(db)
+    store = Store(db)
+    store.upsert_device("meter-1", SITE, "circuit")
+    store.set_sensor_node("meter-1", "circuit_meter", esphome=False)
+    store.close()
+    settings = settings_for(db, telemetry=TelemetrySettings(path=tmp_path / "t.db"))
+    with TestClient(create_app(settings)) as client:
+        op = token(client, "op")
+        url = "/api/devices/meter-1/metrics/power"
+        for bounds in ({"start": "nan"}, {"end": "nan"}, {"start": "nan", "end": "nan"}):
+            r = client.get(url, params=bounds, headers=op)
+            assert r.status_code == 422, (bounds, r.text)
+            assert r.json()["detail"].startswith(next(iter(bounds)) + ": ")
+        assert client.get(url, headers=op).status_code == 200
