@@ -49,11 +49,11 @@ from edge.camera_config import CameraConfigError
 from edge.camera_worker import CameraWorker, resolve_cameras
 from edge.commands import CommandHandler, ConfigRejectedError
 from edge.heartbeat import HeartbeatBuilder
+from edge.link_options import LinkOptions
 from edge.model_update.probation import HealthSample
 from edge.model_update.reporting import UpdateReporting
 from edge.model_update.state import ModelSlot
 from edge.model_update.updater import ModelUpdater
-from edge.mqtt_link import LinkOptions
 from edge.node_config import (
     CameraRef,
     HttpActionSettings,

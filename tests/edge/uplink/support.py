@@ -16,7 +16,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 import contract as c
-from edge.mqtt_link import LinkOptions
+from edge.link_options import LinkOptions
 from edge.outbox import Outbox
 from edge.uplink import Uplink
 from tests.support.broker import MosquittoBroker
