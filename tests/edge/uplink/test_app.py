@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 import contract as c
-from edge.app import EdgeNode, RunOptions, load_runtime
+from edge.app import EdgeNode, RunOptions
 from edge.node_config import CameraRef, RuntimeConfig, load_node_config
+from edge.runtime_store import load_runtime
 from tests.edge.uplink.support import Subscriber, lift_camera, lift_clip, wait_until
 from tests.support.ack_gateway import AckingGateway
 from tests.support.broker import MosquittoBroker
