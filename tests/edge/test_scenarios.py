@@ -17,8 +17,9 @@ from contract import DetectionEvent, EventCategory, EventPhase, Severity, decode
 from edge.actions import LoggingActionSink
 from edge.camera_config import parse_camera_config
 from edge.detector import Detection, OnnxDetector
+from edge.events import EventOut
 from edge.imaging import ImageError, decode_image
-from edge.pipeline import CameraPipeline, EventOut
+from edge.pipeline import CameraPipeline
 from guanjia import scenes as S  # noqa: N812 - short name for many scenario calls
 
 T0 = 1_800_000_000.0

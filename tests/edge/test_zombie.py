@@ -13,8 +13,9 @@ from contract import EventCategory, EventPhase, ObjectCategory, Severity
 from edge.actions import LoggingActionSink
 from edge.camera_config import parse_camera_config
 from edge.detector import OnnxDetector
+from edge.events import EventOut
 from edge.imaging import decode_image
-from edge.pipeline import CameraPipeline, EventOut
+from edge.pipeline import CameraPipeline
 from edge.stationary_memory import MemoryFileError, Remembered, StationaryMemory
 from guanjia import scenes as S  # noqa: N812 - short name for many scenario calls
 from guanjia import zombie_scenes as Z  # noqa: N812 - the story's names
