@@ -21,7 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guanjia.scenes import W, _crop, _read, paste, resize, resolve_images_dir
+from guanjia.scene_clips import paste
+from guanjia.scene_photos import W, cached_crop, read_photo, resize, resolve_images_dir
 
 __all__ = [
     "COLUMNS",
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from guanjia.scenes import Image
+    from guanjia.scene_photos import Image
 
 FPS = 20.0
 G = 9.81
@@ -105,7 +106,7 @@ def y_of_height(h_m: float) -> float:
 def _facade(images_dir: Path) -> Image:
     import numpy as np
 
-    photo = _read(images_dir / _PHOTO)
+    photo = read_photo(images_dir / _PHOTO)
     y1, y2, x1, x2 = _STOREY
     storey = photo[y1:y2, x1:x2]
     frame = np.zeros((H, W, 3), dtype=np.uint8)
@@ -237,7 +238,7 @@ class FacadeClip:
         for mover in self.movers:
             for kind, x, y in mover(t):
                 if kind == "person":
-                    person = _crop("person", resolve_images_dir(self.images_dir))
+                    person = cached_crop("person", resolve_images_dir(self.images_dir))
                     paste(frame, person, round(x), round(y))
                 else:
                     _paste_sprite(frame, _sprite(kind), x, y)

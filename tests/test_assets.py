@@ -44,7 +44,7 @@ def test_catalogue_pins_every_file() -> None:
     manifest = (assets.CATALOG_PATH.parent / model.manifest).read_text()
     assert model.sha256 in manifest  # catalogue and manifest agree
     assert model.file in manifest
-    from guanjia.scenes import needed_photos
+    from guanjia.scene_photos import needed_photos
 
     assert {p.file for p in catalog.photos} == needed_photos()
     for photo in catalog.photos:
@@ -112,7 +112,7 @@ def test_photos_from_a_partial_mirror_and_the_server(
         folder = assets.ensure_photos()
         assert "/testdata/images/dog.jpg" not in server.stats.requests  # the mirror had it
     assert folder == isolated / "cache" / "testdata" / "images"
-    from guanjia.scenes import resolve_images_dir
+    from guanjia.scene_photos import resolve_images_dir
 
     assert resolve_images_dir(folder) == folder  # every photo the clips need
 
