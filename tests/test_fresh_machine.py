@@ -33,7 +33,7 @@ import pytest
 
 from tests.conftest import missing
 from tests.support.broker import mosquitto_binary
-from tests.support.download_site import FileServer
+from tests.support.http_files import FileServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"
@@ -172,7 +172,7 @@ def fresh_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], FileServer]]:
         env |= {
             "GUANJIA_DATA_DIR": str(tmp_path / "empty-mirror"),
             "GUANJIA_CACHE_DIR": str(tmp_path / "cache"),
-            "GUANJIA_DOWNLOAD_URL": server.url,
+            "GUANJIA_DOWNLOAD_URL": server.base_url,
             "TMPDIR": str(tmp_path),
         }
         yield env, server
@@ -204,7 +204,7 @@ def run_first_command(
         butler = out.wait_for(r"butler +wang\.butler / (\S+)", 5, proc)[1]
         workdir = out.wait_for(r"work dir (\S+)", 5, proc)[1]
         # The model and every photo came from the (stand-in) download site, sha256-verified.
-        assert "/models/yolox_nano.onnx" in server.stats.requests
+        assert "/models/yolox_nano.onnx" in server.behaviour.paths
         cache = Path(env["GUANJIA_CACHE_DIR"])
         assert (cache / "models" / "yolox_nano.onnx").stat().st_size == 3_660_092
 
