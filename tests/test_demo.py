@@ -22,9 +22,7 @@ from guanjia.demo import sla_deadline
 from guanjia.demo_camera import BOUNDARY, CameraServer, Clip
 from guanjia.demo_client import parse_counter
 from guanjia.demo_setup import broker_config, scale_camera_config
-
-PID_LINE = re.compile(r"started (mosquitto|gateway|edge node) .*?\(pid (\d+)\)")
-
+from tests.support.processes import alive, child_pids, processes_mentioning
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -43,34 +41,6 @@ def demo_env(model_dir: Path, testdata_images: Path, tmp_path: Path) -> dict[str
 
 def demo(*args: str) -> list[str]:
     return [sys.executable, "-m", "guanjia", "demo", "--port", "0", *args]
-
-
-def child_pids(output: str) -> dict[str, int]:
-    return {name: int(pid) for name, pid in PID_LINE.findall(output)}
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for its parent counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that mention `text` (a demo's work dir)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline and alive(int(proc.name)):
-            found.append(f"{proc.name}: {cmdline}")
-    return found
 
 
 def wait_gone(pids: dict[str, int], timeout: float) -> list[str]:
