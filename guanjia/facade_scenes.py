@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guanjia.scene_clips import paste
+from guanjia.scene_clips import exposed, gain_at, paste
 from guanjia.scene_photos import W, cached_crop, read_photo, resize, resolve_images_dir
 
 __all__ = [
@@ -228,7 +228,6 @@ class FacadeClip:
 
     def frame(self, i: int) -> Image:
         """Frame `i` (BGR, 640x480)."""
-        import numpy as np
 
         t = i / self.fps
         frame = facade(self.images_dir).copy()
@@ -242,14 +241,7 @@ class FacadeClip:
                     paste(frame, person, round(x), round(y))
                 else:
                     _paste_sprite(frame, _sprite(kind), x, y)
-        gain = 1.0
-        for start, g in self.gain:
-            if t >= start:
-                gain = g
-        rng = np.random.default_rng(self.seed * 100_003 + i)
-        noise = rng.standard_normal(frame.shape, dtype=np.float32) * np.float32(2.0)
-        noisy = frame.astype(np.float32) * np.float32(gain) + noise
-        return np.clip(noisy, 0, 255).astype(np.uint8)
+        return exposed(frame, gain_at(self.gain, t), 2.0, self.seed * 100_003 + i)
 
     def frames(self) -> Iterator[tuple[float, Image]]:
         """(clip time, frame) for every frame."""

@@ -54,6 +54,29 @@ def paste(frame: Image, piece: Image, x: int, y: int) -> None:
     frame[fy1:fy2, fx1:fx2] = piece[fy1 - y : fy2 - y, fx1 - x : fx2 - x]
 
 
+def gain_at(steps: list[tuple[float, float]], t: float) -> float:
+    """The brightness gain at clip time `t` of steps (from t, gain); 1.0 before the first."""
+    gain = 1.0
+    for start, g in steps:
+        if t >= start:
+            gain = g
+    return gain
+
+
+def exposed(frame: Image, gain: float, noise: float, seed: int) -> Image:
+    """`frame` under `gain`, with seeded sensor noise of standard deviation `noise` (float32).
+
+    The facade and zombie clips' sensor; `Scenario` keeps its own float64 noise, so that the
+    scenario clips the tests were tuned on stay the same to the pixel.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    grain = rng.standard_normal(frame.shape, dtype=np.float32) * np.float32(noise)
+    noisy = frame.astype(np.float32) * np.float32(gain) + grain
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A clip: duration, moving objects, optional lighting gain steps, noise seed.
@@ -87,12 +110,8 @@ class Scenario:
             pos = path.at(t)
             if pos is not None:
                 paste(frame, cached_crop(path.obj, images_dir), *pos)
-        gain = 1.0
-        for start, g in self.gain:
-            if t >= start:
-                gain = g
         rng = np.random.default_rng(self.seed * 100_003 + i)
-        noisy = frame.astype(np.int16) * gain + rng.normal(0, 2.0, frame.shape)
+        noisy = frame.astype(np.int16) * gain_at(self.gain, t) + rng.normal(0, 2.0, frame.shape)
         return np.clip(noisy, 0, 255).astype(np.uint8)
 
     def frames(self) -> Iterator[tuple[float, Image]]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guanjia.scene_clips import FPS, Path2D, paste
+from guanjia.scene_clips import FPS, Path2D, exposed, paste
 from guanjia.scene_photos import cached_background, cached_crop, resolve_images_dir
 from guanjia.scenes import PARK_SPOT
 
@@ -42,16 +42,12 @@ class Shot:
 
     def frame(self, images_dir: Path | None = None) -> Image:
         """The frame (BGR, 640x480)."""
-        import numpy as np
 
         folder = resolve_images_dir(images_dir)
         frame = cached_background(folder).copy()
         for x, y in self.cars:
             paste(frame, cached_crop("car", folder), round(x), round(y))
-        rng = np.random.default_rng(self.seed)
-        noise = rng.standard_normal(frame.shape, dtype=np.float32) * np.float32(self.noise)
-        noisy = frame.astype(np.float32) * np.float32(self.gain) + noise
-        return np.clip(noisy, 0, 255).astype(np.uint8)
+        return exposed(frame, self.gain, self.noise, self.seed)
 
 
 def _light(t: float) -> tuple[float, float]:
