@@ -25,7 +25,7 @@ from edge.camera_config import parse_camera_config
 from edge.capture import open_source
 from edge.facade_pipeline import FacadePipeline
 from guanjia import facade_scenes as fs
-from guanjia import scenes as sc
+from guanjia import scene_clips
 
 CORES = 2
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         scene = fs.drops()
         if args.seconds is not None:
             scene = dataclasses.replace(scene, duration_s=min(scene.duration_s, args.seconds))
-        clip = sc.write_clip(scene, Path(tmp) / "facade.avi")
+        clip = scene_clips.write_clip(scene, Path(tmp) / "facade.avi")
         rounds = interleave(
             args.rounds, {"decode": lambda _: measure(False), "falls": lambda _: measure(True)}
         )

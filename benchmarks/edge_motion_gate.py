@@ -23,11 +23,12 @@ from edge.camera_config import parse_camera_config
 from edge.detector import OnnxDetector, load_detector
 from edge.model_dir import default_manifest_path, resolve_model_dir
 from edge.pipeline import CameraPipeline
+from guanjia import scene_clips
 from guanjia import scenes as sc
 
 
 def _run(
-    clip: sc.Scenario, config: dict[str, Any], detector: OnnxDetector, gate: bool
+    clip: scene_clips.Scenario, config: dict[str, Any], detector: OnnxDetector, gate: bool
 ) -> tuple[list[tuple[str, str, int, str, str, float]], int, int]:
     cfg = parse_camera_config({**config, "motion": {"enabled": gate}})
     pipeline = CameraPipeline(cfg, detector, LoggingActionSink(), site_id="b", device_id="b")
@@ -64,18 +65,21 @@ def main(argv: list[str] | None = None) -> None:
         (sc.car_parks(park_s=180.0, tail_s=20.0), sc.lane_config()),
         (sc.moto_rides_lift(ride_s=39.0, tail_s=19.0), sc.cabin_config()),
         (
-            sc.Scenario(
+            scene_clips.Scenario(
                 "bike_left",
                 150.0,
                 [
-                    sc.Path2D(
+                    scene_clips.Path2D(
                         "bicycle", [(3.0, 640.0, 300.0), (4.0, 150.0, 300.0), (150.0, 150.0, 300.0)]
                     )
                 ],
             ),
             sc.garbage_config(),
         ),
-        (sc.Scenario("lights", 60.0, [], gain=[(20.0, 1.4), (40.0, 1.0)]), sc.lane_config()),
+        (
+            scene_clips.Scenario("lights", 60.0, [], gain=[(20.0, 1.4), (40.0, 1.0)]),
+            sc.lane_config(),
+        ),
     ]
     sets = [("short test clips", short), ("realistic stays", realistic)]
     if args.short_only:

@@ -46,11 +46,12 @@ from edge.capture import Frame, FrameSource, open_source
 from edge.detector import OnnxDetector, load_detector
 from edge.model_dir import default_manifest_path, resolve_model_dir
 from edge.pipeline import CameraPipeline
+from guanjia import scene_clips
 from guanjia import scenes as sc
 
 FPS = 5.0
 WORKERS = 2
-SCENES: list[Callable[[], sc.Scenario]] = [
+SCENES: list[Callable[[], scene_clips.Scenario]] = [
     sc.car_parks,
     sc.car_drives_through,
     sc.moto_enters_cabin,
@@ -75,7 +76,7 @@ def write_clips(folder: Path, count: int = len(SCENES)) -> list[Clip]:
     clips = []
     for make_scene in SCENES[:count]:
         scene = make_scene()
-        path = sc.write_clip(scene, folder / f"{scene.name}.avi")
+        path = scene_clips.write_clip(scene, folder / f"{scene.name}.avi")
         config = parse_camera_config(sc.camera_config(scene, source=str(path)))
         clips.append(Clip(scene.name, config))
     return clips

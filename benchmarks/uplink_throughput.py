@@ -39,7 +39,7 @@ from benchmarks.support.machine import loadavg
 from benchmarks.support.result import BenchResult, emit, make
 from benchmarks.support.rounds import Rounds, interleave
 from benchmarks.support.stats import percentile
-from edge.mqtt_link import LinkOptions
+from edge.link_options import LinkOptions
 from edge.outbox import Outbox
 from edge.uplink import Uplink
 from tests.support.ack_gateway import AckingGateway

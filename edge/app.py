@@ -25,9 +25,7 @@ operator edited NODE.yaml on purpose).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -35,16 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from pydantic import JsonValue, ValidationError
+from pydantic import JsonValue
 
-from contract import Channel, Manifest, ModelRef, subscription
-from edge.actions import (
-    ActionSink,
-    FanOutActionSink,
-    HttpActionSink,
-    LoggingActionSink,
-    MqttActionSink,
-)
+from contract import Manifest, ModelRef
 from edge.camera_config import CameraConfigError
 from edge.camera_worker import CameraWorker, resolve_cameras
 from edge.commands import CommandHandler, ConfigRejectedError
@@ -53,66 +44,18 @@ from edge.model_update.probation import HealthSample
 from edge.model_update.reporting import UpdateReporting
 from edge.model_update.state import ModelSlot
 from edge.model_update.updater import ModelUpdater
-from edge.mqtt_link import LinkOptions
-from edge.node_config import (
-    CameraRef,
-    HttpActionSettings,
-    LogActionSettings,
-    ModelUpdateSettings,
-    MqttActionSettings,
-    NodeConfig,
-    RuntimeConfig,
-)
+from edge.node_config import CameraRef, ModelUpdateSettings, NodeConfig, RuntimeConfig
+from edge.node_links import MissingTokenError, action_sinks, link_options
 from edge.outbox import Outbox
+from edge.runtime_store import load_runtime, save_runtime
 from edge.system_health import read_system_health
 from edge.uplink import AckPolicy, Uplink
 
 log = logging.getLogger(__name__)
 
-RUNTIME_FILE = "runtime_config.json"
-
 
 class NodeStartError(RuntimeError):
     """The node cannot start: bad camera, missing model, unreadable secret, unusable outbox."""
-
-
-# -- runtime config persistence ----------------------------------------------------------------
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself must survive a power cut
-    finally:
-        os.close(fd)
-
-
-def load_runtime(config: NodeConfig) -> RuntimeConfig:
-    """The applied runtime config from data_dir, unless NODE.yaml's version moved on."""
-    path = config.data_dir / RUNTIME_FILE
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        if stored.get("base_version") == config.config_version:
-            return RuntimeConfig.model_validate(stored["runtime"])
-        log.info("NODE.yaml config_version changed: ignoring the applied config in %s", path)
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, KeyError, ValidationError) as exc:
-        log.warning("ignoring unreadable %s: %s", path, exc)
-    return config.runtime
-
-
-def save_runtime(config: NodeConfig, runtime: RuntimeConfig) -> None:
-    """Persist an applied runtime config atomically (tmp file, fsync, rename, fsync dir)."""
-    body = {"base_version": config.config_version, "runtime": runtime.model_dump(mode="json")}
-    _write_atomically(config.data_dir / RUNTIME_FILE, json.dumps(body, indent=2).encode())
 
 
 # -- the node --------------------------------------------------------------------------------
@@ -150,29 +93,7 @@ class EdgeNode:
             max_bytes=int(config.outbox.max_mb * 1024 * 1024),
             synchronous=config.outbox.synchronous,
         )
-        tls = config.mqtt.tls
-        options = LinkOptions(
-            host=config.mqtt.host,
-            port=config.mqtt.port,
-            site_id=config.site_id,
-            device_id=config.device_id,
-            software_version=software_version,
-            username=config.mqtt_username,
-            password=password,
-            tls=tls is not None,
-            ca_file=None if tls is None or tls.ca_file is None else str(tls.ca_file),
-            cert_file=None if tls is None or tls.cert_file is None else str(tls.cert_file),
-            key_file=None if tls is None or tls.key_file is None else str(tls.key_file),
-            keepalive_s=config.mqtt.keepalive_s,
-            reconnect_min_s=config.mqtt.reconnect_min_s,
-            reconnect_max_s=config.mqtt.reconnect_max_s,
-            inflight=config.mqtt.inflight,
-            session_expiry_s=config.mqtt.session_expiry_s,
-            protocol=config.mqtt.protocol,
-            subscriptions=(
-                subscription(Channel.CMD, site_id=config.site_id, device_id=config.device_id),
-            ),
-        )
+        options = link_options(config, password=password, software_version=software_version)
         self.uplink = Uplink(
             options,
             self.outbox,
@@ -182,8 +103,10 @@ class EdgeNode:
                 window=config.outbox.awaiting_ack_max,
             ),
         )
-        self._http_sinks: list[HttpActionSink] = []
-        self.actions = self._build_actions()
+        try:
+            self.actions, self._http_sinks = action_sinks(config, self.uplink.link)
+        except MissingTokenError as exc:
+            raise NodeStartError(str(exc)) from exc
         self.runtime = load_runtime(config)
         self.manifest: Manifest | None = None
         self.model_dir: Path | None = None
@@ -215,37 +138,6 @@ class EdgeNode:
         )
 
     # -- building ------------------------------------------------------------------------
-
-    def _build_actions(self) -> ActionSink:
-        sinks: list[ActionSink] = []
-        for settings in self.config.actions:
-            if isinstance(settings, LogActionSettings):
-                sinks.append(LoggingActionSink())
-            elif isinstance(settings, MqttActionSettings):
-                sinks.append(
-                    MqttActionSink(
-                        self.uplink.link,
-                        settings.topic,
-                        site_id=self.config.site_id,
-                        device_id=self.config.device_id,
-                        qos=settings.qos,
-                    )
-                )
-            elif isinstance(settings, HttpActionSettings):
-                token = os.environ.get(settings.token_env) if settings.token_env else None
-                if settings.token_env and not token:
-                    raise NodeStartError(f"environment variable {settings.token_env} is not set")
-                sink = HttpActionSink(
-                    settings.url,
-                    site_id=self.config.site_id,
-                    device_id=self.config.device_id,
-                    timeout_s=settings.timeout_s,
-                    token=token,
-                    queue_size=settings.queue_size,
-                )
-                self._http_sinks.append(sink)
-                sinks.append(sink)
-        return sinks[0] if len(sinks) == 1 else FanOutActionSink(sinks)
 
     def _build_updater(
         self, settings: ModelUpdateSettings, reporting: UpdateReporting

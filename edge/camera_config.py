@@ -2,8 +2,8 @@
 
 One YAML file per camera (examples in ``firmware_configs/cameras/``). Every model forbids
 unknown keys, so a typo fails loudly instead of silently running with a default. The zone
-models live in `edge.zone_config` (re-exported here). `load_camera_config` turns every problem
-into a `CameraConfigError` that names the file and the dotted field path.
+models live in `edge.zone_config` and its neighbours (re-exported here). `load_camera_config`
+turns every problem into a `CameraConfigError` that names the file and the dotted field path.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from contract.messages import Segment
 from edge.config_errors import yaml_problem
+from edge.config_model import ConfigModel
+from edge.facade_calibration import FacadeCalibration, FacadeColumn, FacadeFloor
+from edge.polygons import polygon_problem
 from edge.zone_config import (
     DAY_S,
-    ConfigModel,
     ElevatorZone,
-    FacadeCalibration,
-    FacadeColumn,
-    FacadeFloor,
     FireLaneZone,
     IllegalParkingZone,
     LitterZone,
@@ -33,10 +32,8 @@ from edge.zone_config import (
     TimeWindow,
     ZombieVehicleZone,
     Zone,
-    ZoneFieldError,
-    expand_zones,
-    polygon_problem,
 )
+from edge.zone_shorthands import ZoneFieldError, expand_zones
 
 __all__ = [
     "CameraConfig",

@@ -17,7 +17,6 @@ floor 7, column C") and on the snapshot.
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from dataclasses import dataclass
 
@@ -34,9 +33,10 @@ from contract import (
 )
 from edge import imaging, snapshot
 from edge.camera_config import CameraConfig, MotionConfig, ThrownObjectZone
+from edge.events import EventOut, digest
 from edge.falls import Blob, FallTrack, FallTracker, Verdict, judge
 from edge.motion import MotionGate
-from edge.pipeline import EventOut, PipelineStats
+from edge.pipeline import PipelineStats
 from edge.stationary_memory import StationaryMemory
 from edge.zones import point_in_polygon
 
@@ -138,15 +138,15 @@ class FacadePipeline:
         self, zone: ThrownObjectZone, track: FallTrack, verdict: Verdict, frame: imaging.Image
     ) -> list[EventOut]:
         t0, t1 = track.points[0][0], track.points[-1][0]
-        digest = _digest(self._site_id, self._device_id, self.config.camera_id, zone.id, t0)
-        event_id = f"ev-{digest[:20]}"
+        root = digest(self._site_id, self._device_id, self.config.camera_id, zone.id, t0)
+        event_id = f"ev-{root[:20]}"
         where = f"object from floor {verdict.floor}"
         if verdict.column is not None:
             where += f", column {verdict.column}"
         jpeg, ref = None, None
         if self.config.snapshot.enabled:
             image = self._evidence(zone, track, verdict, frame, where)
-            jpeg, ref = snapshot.encode(image, self.config.snapshot, f"snap-{digest[:20]}-0")
+            jpeg, ref = snapshot.encode(image, self.config.snapshot, f"snap-{root[:20]}-0")
         step = max(1, len(track.points) // _MAX_BOXES + 1)
         boxes = [BoxEvidence(ts=t, box=_dot(x, y), score=1.0) for t, x, y in track.points[::step]][
             :_MAX_BOXES
@@ -170,7 +170,7 @@ class FacadePipeline:
             "model": _MODEL,
         }
         start = DetectionEvent(
-            msg_id=_digest(event_id, 0)[:32],
+            msg_id=digest(event_id, 0)[:32],
             ts=t1,
             phase=EventPhase.START,
             seq=0,
@@ -178,7 +178,7 @@ class FacadePipeline:
             **common,
         )
         end = DetectionEvent(
-            msg_id=_digest(event_id, 1)[:32],
+            msg_id=digest(event_id, 1)[:32],
             ts=t1,
             phase=EventPhase.END,
             seq=1,
@@ -225,10 +225,6 @@ class FacadePipeline:
             lighting_changes=self._lighting,
             tracks=len(self._tracker.tracks),
         )
-
-
-def _digest(*parts: object) -> str:
-    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
 
 
 def _dot(x: float, y: float) -> tuple[float, float, float, float]:

@@ -33,32 +33,19 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import SecretStr
 
 from contract import Status, encode, status_topic
+from edge.link_options import LinkListener, LinkOptions, Outcome
+from edge.publish_acks import PendingAcks, Token, Waiting
 
 log = logging.getLogger(__name__)
-
-Outcome = Callable[[bool, str | None], None]
-"""Told once whether a `publish_now` reached the broker: (True, None) or (False, why)."""
-
-
-@dataclass(frozen=True)
-class _Waiting:
-    """A `publish_now` whose caller wants the broker's verdict."""
-
-    topic: str
-    outcome: Outcome
-
 
 # MQTT 5 PUBACK 0x10: accepted, but no subscription matched. For a controller topic that means
 # nobody (no controller) received the action.
@@ -76,52 +63,6 @@ def _no_delay(client: paho.Client, userdata: object, sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class LinkListener(Protocol):
-    """Receives the link's events. Called on paho's network thread: return quickly."""
-
-    def link_up(self, generation: int) -> None:
-        """Connected (again); `generation` counts connections. Replay from the outbox head."""
-
-    def link_down(self) -> None:
-        """The connection is gone; nothing in flight will be acknowledged."""
-
-    def published(self, generation: int, token: int) -> None:
-        """The broker acknowledged the message published with `token` on `generation`."""
-
-    def message(self, topic: str, payload: bytes, ack: Callable[[], None]) -> None:
-        """A message arrived on a subscribed topic; call `ack` once it is safely handled.
-
-        Until `ack` is called the broker keeps a QoS 1 message and redelivers it after a
-        reconnect, so a command is never lost between arrival and its ledger entry.
-        """
-
-
-@dataclass(frozen=True)
-class LinkOptions:
-    """Everything the link needs to connect (built from the node config by the app)."""
-
-    host: str
-    port: int
-    site_id: str
-    device_id: str
-    software_version: str
-    username: str | None = None
-    password: SecretStr | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    tls: bool = False
-    keepalive_s: int = 30
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 30.0
-    inflight: int = 64
-    subscriptions: tuple[str, ...] = ()
-    session_expiry_s: int = 7 * 24 * 3600
-    protocol: str = "5"
-    """"5", or "3.1.1" for the embedded broker: a persistent session (clean session off) that
-    the broker keeps until it stops, and PUBACKs without a reason code."""
-
-
 class MqttLink:
     """One paho client with a background network thread and automatic reconnect."""
 
@@ -134,11 +75,7 @@ class MqttLink:
         self._stopping = False
         self._unacked_subscribes: set[int] = set()
         self._send_window = options.inflight
-        # mid -> caller token (None for untracked publishes), and acks that arrived before
-        # `publish` recorded their mid. Both reset on every connect with paho's queue.
-        self._acks_lock = threading.Lock()
-        self._tokens: dict[int, int | _Waiting | None] = {}
-        self._early_acks: dict[int, ReasonCode] = {}
+        self._acks: PendingAcks[ReasonCode] = PendingAcks()
         self._status_topic = str(status_topic(options.site_id, options.device_id))
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -260,7 +197,7 @@ class MqttLink:
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return False
-            early = self._track(info.mid, token)
+            early = self._acks.track(info.mid, token)
         if early is not None:
             self._deliver(token, early)
         return True
@@ -286,21 +223,13 @@ class MqttLink:
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return False
-            waiting = None if on_outcome is None else _Waiting(topic, on_outcome)
-            early = None if qos == 0 else self._track(info.mid, waiting)
+            waiting = None if on_outcome is None else Waiting(topic, on_outcome)
+            early = None if qos == 0 else self._acks.track(info.mid, waiting)
         if waiting is not None and (qos == 0 or early is not None):
             self._deliver(waiting, early)
         return True
 
-    def _track(self, mid: int, token: int | _Waiting | None) -> ReasonCode | None:
-        """Remember what `mid` stands for; its reason code if the ack already arrived."""
-        with self._acks_lock:
-            if mid in self._early_acks:
-                return self._early_acks.pop(mid)
-            self._tokens[mid] = token
-            return None
-
-    def _deliver(self, token: int | _Waiting | None, code: ReasonCode | None) -> None:
+    def _deliver(self, token: Token, code: ReasonCode | None) -> None:
         """Tell whoever waits for this publish how the broker answered (None: QoS 0, no answer)."""
         if token is None:
             return
@@ -365,19 +294,14 @@ class MqttLink:
             # Paho would resend its in-flight copies after this callback; the outbox replays
             # them instead, in order, so drop paho's copies first.
             client.drop_out_messages()
-            with self._acks_lock:
-                lost = [
-                    t for t in self._tokens.values() if t is not None and not isinstance(t, int)
-                ]
-                self._tokens.clear()
-                self._early_acks.clear()
+            lost = self._acks.reset()
             self._generation += 1
             self._connected = True
             generation = self._generation
             info = client.publish(
                 self._status_topic, self._status("online", None), qos=1, retain=True
             )
-            self._track(info.mid, None)
+            self._acks.track(info.mid, None)
             self._unacked_subscribes.clear()
             for topic in self.options.subscriptions:
                 _, mid = client.subscribe(topic, qos=1)
@@ -407,10 +331,7 @@ class MqttLink:
             was_connected = self._connected
             self._connected = False
             stopping = self._stopping
-        with self._acks_lock:
-            lost = [t for t in self._tokens.values() if isinstance(t, _Waiting)]
-            for mid in [m for m, t in self._tokens.items() if isinstance(t, _Waiting)]:
-                del self._tokens[mid]
+        lost = self._acks.drop_waiting()
         for waiting in lost:
             waiting.outcome(
                 False, f"connection lost before the broker confirmed the publish to {waiting.topic}"
@@ -429,14 +350,10 @@ class MqttLink:
         properties: Any,
     ) -> None:
         # Called with paho's out-message lock held: never take self._lock here (publish holds
-        # it while waiting for paho's lock); the small acks lock is never held around paho.
-        with self._acks_lock:
-            if mid not in self._tokens:
-                # The ack beat `publish` to recording the mid; `_track` delivers it.
-                self._early_acks[mid] = reason_code
-                return
-            token = self._tokens.pop(mid)
-        self._deliver(token, reason_code)
+        # it while waiting for paho's lock); the acks' own small lock is never held around paho.
+        found, token = self._acks.acked(mid, reason_code)
+        if found:  # else the ack beat `publish` to recording the mid; `track` returns it
+            self._deliver(token, reason_code)
 
     def _on_subscribe(
         self,

@@ -16,8 +16,6 @@ from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     StringConstraints,
@@ -29,13 +27,10 @@ from pydantic import (
 from contract.messages import Segment
 from edge.actions import ActionName
 from edge.config_errors import validation_problem, yaml_problem
+from edge.config_model import ConfigModel
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsSettings(_Config):
+class TlsSettings(ConfigModel):
     """TLS to the broker. Without `ca_file` the system trust store is used."""
 
     ca_file: Path | None = Field(default=None, description="CA bundle that signed the broker.")
@@ -49,7 +44,7 @@ class TlsSettings(_Config):
         return self
 
 
-class MqttSettings(_Config):
+class MqttSettings(ConfigModel):
     """How the node reaches the broker. The client id is always the device id."""
 
     host: str = Field(description="Broker host name or address.")
@@ -121,7 +116,7 @@ class MqttSettings(_Config):
         return None
 
 
-class OutboxSettings(_Config):
+class OutboxSettings(ConfigModel):
     """Where the durable outbox lives and how big it may grow."""
 
     path: Path = Field(description="SQLite file; put it on the data partition.")
@@ -158,7 +153,7 @@ class OutboxSettings(_Config):
         return self
 
 
-class ModelSettings(_Config):
+class ModelSettings(ConfigModel):
     """Which detector to load (threads are per camera: ``detector_threads`` in its config)."""
 
     dir: Path | None = Field(
@@ -167,7 +162,7 @@ class ModelSettings(_Config):
     manifest: Path = Field(description="Model manifest JSON (guanjia.model_manifest/1).")
 
 
-class ModelUpdateSettings(_Config):
+class ModelUpdateSettings(ConfigModel):
     """Signed model updates (``model_update`` commands); absent: the node refuses them."""
 
     trusted_keys: list[
@@ -194,13 +189,13 @@ class ModelUpdateSettings(_Config):
         return value
 
 
-class LogActionSettings(_Config):
+class LogActionSettings(ConfigModel):
     """Log local actions (always safe; the default)."""
 
     type: Literal["log"] = "log"
 
 
-class MqttActionSettings(_Config):
+class MqttActionSettings(ConfigModel):
     """Publish local actions as JSON to a controller's topic on the node's broker."""
 
     type: Literal["mqtt"] = "mqtt"
@@ -208,7 +203,7 @@ class MqttActionSettings(_Config):
     qos: Literal[0, 1] = 1
 
 
-class HttpActionSettings(_Config):
+class HttpActionSettings(ConfigModel):
     """POST local actions as JSON to a controller's HTTP endpoint."""
 
     type: Literal["http"] = "http"
@@ -233,7 +228,7 @@ def _log_only() -> list[ActionSettings]:
     return [LogActionSettings()]
 
 
-class CommandSettings(_Config):
+class CommandSettings(ConfigModel):
     """Who may command this node and what it may do."""
 
     allowed_issuers: list[str] = Field(
@@ -252,7 +247,7 @@ class CommandSettings(_Config):
     )
 
 
-class CameraRef(_Config):
+class CameraRef(ConfigModel):
     """A camera: a path to its YAML (relative to the node file) or the config inline."""
 
     path: Path | None = None
@@ -265,7 +260,7 @@ class CameraRef(_Config):
         return self
 
 
-class RuntimeConfig(_Config):
+class RuntimeConfig(ConfigModel):
     """What a ``config`` command may replace at run time, as a whole (never a partial patch)."""
 
     config_version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -273,7 +268,7 @@ class RuntimeConfig(_Config):
     cameras: list[CameraRef] = Field(default_factory=list, max_length=16)
 
 
-class NodeConfig(_Config):
+class NodeConfig(ConfigModel):
     """One edge node. Loaded from ``NODE.yaml`` by `load_node_config`."""
 
     site_id: Segment

@@ -10,30 +10,29 @@ the motion gate disabled it runs on every frame.
 An event ends when its object is gone: a stationary object that the detector misses is gone
 when its place looks like the empty scene again (`edge.vacancy`), not when its track expires.
 
-Event ids, message ids and snapshot ids are derived from (device, camera, zone, rule, track,
-start time), so replaying the same clip with the same ``--start`` yields identical ids.
+What a transition publishes (ids, evidence, snapshot) is built by `edge.events`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import zoneinfo
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import JsonValue
 
-from contract import BoxEvidence, DetectionEvent, EventCategory, EventPhase, ObjectCategory
-from edge import imaging, snapshot
+from contract import EventPhase, ObjectCategory
+from edge import imaging
 from edge.actions import ActionRequest, ActionSink
 from edge.boxes import RelBox, area, containment, iou
 from edge.camera_config import CameraConfig, ElevatorZone
 from edge.detector import Detection, Detector
+from edge.events import BestSighting, EventBuilder, EventIdFactory, EventOut
 from edge.motion import MotionGate
 from edge.rules import Condition, EventLifecycle, RuleContext, Transition, ZoneRule, make_rule
 from edge.rules.base import is_gone
@@ -45,9 +44,6 @@ from edge.zones import ZoneMemberships
 
 log = logging.getLogger(__name__)
 
-# Sightings an event carries as evidence: enough to show the track's path, few enough to
-# keep the event a few KB (the contract allows 32).
-_EVIDENCE_BOXES = 8
 # A conditioned box this much inside a larger conditioned box is a part of that object.
 _PART_OF = 0.8
 # Inference percentiles cover the last calls: ~40 s at 5 fps, recent enough for a heartbeat.
@@ -66,14 +62,6 @@ RuleKey = tuple[str, str]
 
 
 @dataclass(frozen=True)
-class EventOut:
-    """One event to publish, and its JPEG (publish the snapshot first) if it has one."""
-
-    event: DetectionEvent
-    snapshot: bytes | None
-
-
-@dataclass(frozen=True)
 class PipelineStats:
     """Counters since the pipeline was built; timings over the last 200 detector calls."""
 
@@ -85,19 +73,6 @@ class PipelineStats:
     events_published: int
     lighting_changes: int
     tracks: int
-
-
-@dataclass
-class _Best:
-    score: float
-    frame: npt.NDArray[np.uint8]
-    box: RelBox
-    others: list[tuple[RelBox, str]]
-    persons: list[RelBox]
-
-
-def _digest(*parts: object) -> str:
-    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
 
 
 class CameraPipeline:
@@ -136,7 +111,7 @@ class CameraPipeline:
         self._end_after_s = max(
             (zone.end_after_s for zone in config.zones), default=_DEFAULT_END_AFTER_S
         )
-        self._best: dict[tuple[RuleKey, int], _Best] = {}
+        self._best: dict[tuple[RuleKey, int], BestSighting] = {}
         self._judgeable: dict[int, bool] = {}
         """Per stationary track: can its absence be seen (`_check_vacancy`)?"""
         self._scene_since = float("-inf")
@@ -147,12 +122,13 @@ class CameraPipeline:
         self._lighting = 0
         self._timings: deque[float] = deque(maxlen=_TIMING_WINDOW)
         self._size: tuple[int, int] | None = None
+        self._builder = EventBuilder(config, site_id, device_id)
 
-    def _event_id_factory(self, zone_id: str, rule: str) -> _EventIdFactory:
+    def _event_id_factory(self, zone_id: str, rule: str) -> EventIdFactory:
         # A zone with one rule keeps the ids it always had; a second rule of the same zone
         # must not produce the same id for the same track.
         shared = sum(1 for z in self.config.zones if z.id == zone_id) > 1
-        return _EventIdFactory(
+        return EventIdFactory(
             self._site_id,
             self._device_id,
             self.config.camera_id,
@@ -318,7 +294,7 @@ class CameraPipeline:
             if t.track_id != track_id and t.confirmed and t.category is not ObjectCategory.PERSON
         ]
         persons = [t.box for t in self._tracker.tracks if t.category is ObjectCategory.PERSON]
-        self._best[key] = _Best(track.score, frame.copy(), track.box, others, persons)
+        self._best[key] = BestSighting(track.score, frame.copy(), track.box, others, persons)
 
     def _publish(
         self,
@@ -328,64 +304,18 @@ class CameraPipeline:
         frame: npt.NDArray[np.uint8],
         now: float,
     ) -> EventOut:
-        track = self._track_for(tr.track_id)
-        zone = self._zones[key]
-        jpeg: bytes | None = None
-        ref = None
-        if self.config.snapshot.enabled and tr.phase is not EventPhase.UPDATE:
-            best = self._best.get((key, tr.track_id))
-            if tr.phase is EventPhase.START and best is not None:
-                image, box, others, persons = best.frame, best.box, best.others, best.persons
-            else:
-                image, box = frame, track.box if track else (0.0, 0.0, 0.0, 0.0)
-                others = []
-                persons = [
-                    t.box for t in self._tracker.tracks if t.category is ObjectCategory.PERSON
-                ]
-            label = f"{track.class_name if track else '?'} {rule.category.value}"
-            rendered = snapshot.render(
-                image,
-                snapshot.Overlay(zone.polygon, box, label, others, persons),
-                self.config.snapshot,
-            )
-            before = self.memory.linked(tr.track_id)
-            if (
-                tr.phase is EventPhase.START
-                and rule.category is EventCategory.ZOMBIE_VEHICLE
-                and before is not None
-                and before.photo is not None
-            ):
-                # A ticket about days needs the first day too: the photo kept when it stopped.
-                rendered = imaging.side_by_side(
-                    imaging.decode_image(before.photo), rendered, (_when(before.since), "now")
-                )
-            snap_id = f"snap-{tr.event_id[3:]}-{tr.seq}"
-            jpeg, ref = snapshot.encode(rendered, self.config.snapshot, snap_id)
-        evidence = list(track.history)[-_EVIDENCE_BOXES:] if track else []
-        event = DetectionEvent(
-            msg_id=_digest(tr.event_id, tr.seq)[:32],
-            ts=now,
-            site_id=self._site_id,
-            device_id=self._device_id,
-            event_id=tr.event_id,
-            phase=tr.phase,
-            seq=tr.seq,
-            category=rule.category,
-            severity=rule.severity,
-            camera_id=self.config.camera_id,
-            zone_id=rule.zone_id,
-            track_id=tr.track_id,
-            object_class=track.class_name if track else "unknown",
-            object_category=track.category if track else ObjectCategory.VEHICLE,
-            score=min(1.0, track.best_score) if track else 0.0,
-            boxes=[BoxEvidence(ts=s.ts, box=s.box, score=min(1.0, s.score)) for s in evidence],
-            dwell_s=tr.dwell_s,
-            started_at=tr.started_at,
-            ended_at=tr.ended_at,
+        return self._builder.build(
+            rule,
+            self._zones[key],
+            tr,
+            track=self._track_for(tr.track_id),
+            frame=frame,
+            now=now,
+            best=self._best.get((key, tr.track_id)),
+            tracks=self._tracker.tracks,
+            before=self.memory.linked(tr.track_id),
             model=self._detector.manifest.ref,
-            snapshot=ref,
         )
-        return EventOut(event=event, snapshot=jpeg)
 
     def _track_for(self, track_id: int) -> Track | None:
         for track in self._tracker.tracks:
@@ -432,24 +362,6 @@ class CameraPipeline:
             lighting_changes=self._lighting,
             tracks=len(self._tracker.tracks),
         )
-
-
-@dataclass(frozen=True)
-class _EventIdFactory:
-    site_id: str
-    device_id: str
-    camera_id: str
-    zone_id: str
-
-    def __call__(self, track_id: int, since: float) -> str:
-        digest = _digest(
-            self.site_id, self.device_id, self.camera_id, self.zone_id, track_id, f"{since:.3f}"
-        )
-        return f"ev-{digest[:20]}"
-
-
-def _when(ts: float) -> str:
-    return "since " + datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _grown(box: RelBox) -> RelBox:

@@ -41,7 +41,8 @@ from contract import (
     snapshot_topic,
 )
 from edge.delivery import AckPolicy, Delivery
-from edge.mqtt_link import LinkOptions, MqttLink
+from edge.link_options import LinkOptions
+from edge.mqtt_link import MqttLink
 from edge.outbox import CommandClaim, Outbox, OutboxItem, OutboxStats, Priority
 
 __all__ = ["AckPolicy", "SnapshotMismatchError", "Uplink", "UplinkStats"]

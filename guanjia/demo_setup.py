@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guanjia import scenes
+from guanjia import scene_clips, scenes
 
 SITE_ID = "demo"
 DEVICE_ID = "edge-demo-01"
@@ -28,7 +28,7 @@ ROSTER_HOURS = 8.0
 LANE_CAMERA = "cam-lane"
 CABIN_CAMERA = "cam-lift"
 ZONES = ("no-parking-a", "fire-lane-1", "cabin")
-CLIP_FPS = scenes.FPS
+CLIP_FPS = scene_clips.FPS
 
 # Keys of a camera config that are not durations although they end in "_s".
 _NOT_DURATIONS = frozenset({"reconnect"})
@@ -52,21 +52,21 @@ class DemoSecrets:
 # -- scenarios -------------------------------------------------------------------------------
 
 
-def lane_scenario() -> scenes.Scenario:
+def lane_scenario() -> scene_clips.Scenario:
     """The village lane: one car parks in the no-parking zone and leaves after 12 s; another
     stops in the fire lane and stays."""
     y = scenes.PARK_SPOT[1]
     parks = [(0.0, -150.0, y), (2.0, scenes.PARK_SPOT[0], y), (14.0, 110.0, y), (16.0, -150.0, y)]
     blocks = [(0.0, 640.0, y), (3.0, 345.0, y), (20.0, 345.0, y)]
-    return scenes.Scenario(
+    return scene_clips.Scenario(
         "demo_lane",
         20.0,
-        [scenes.Path2D("car", parks), scenes.Path2D("car", blocks)],
+        [scene_clips.Path2D("car", parks), scene_clips.Path2D("car", blocks)],
         camera="lane",
     )
 
 
-def demo_scenarios() -> list[scenes.Scenario]:
+def demo_scenarios() -> list[scene_clips.Scenario]:
     """The clips the demo plays: the lane (parking, fire lane) and the lift cabin (motorcycle)."""
     return [lane_scenario(), scenes.moto_enters_cabin()]
 
@@ -234,5 +234,5 @@ def write_clips(folder: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for scenario in demo_scenarios():
         camera_id = scenes.camera_config(scenario)["camera_id"]
-        out[camera_id] = scenes.write_clip(scenario, folder / camera_id)
+        out[camera_id] = scene_clips.write_clip(scenario, folder / camera_id)
     return out

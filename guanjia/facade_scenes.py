@@ -21,7 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guanjia.scenes import W, _crop, _read, paste, resize, resolve_images_dir
+from guanjia.scene_clips import exposed, gain_at, paste
+from guanjia.scene_photos import W, cached_crop, read_photo, resize, resolve_images_dir
 
 __all__ = [
     "COLUMNS",
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from guanjia.scenes import Image
+    from guanjia.scene_photos import Image
 
 FPS = 20.0
 G = 9.81
@@ -105,7 +106,7 @@ def y_of_height(h_m: float) -> float:
 def _facade(images_dir: Path) -> Image:
     import numpy as np
 
-    photo = _read(images_dir / _PHOTO)
+    photo = read_photo(images_dir / _PHOTO)
     y1, y2, x1, x2 = _STOREY
     storey = photo[y1:y2, x1:x2]
     frame = np.zeros((H, W, 3), dtype=np.uint8)
@@ -227,7 +228,6 @@ class FacadeClip:
 
     def frame(self, i: int) -> Image:
         """Frame `i` (BGR, 640x480)."""
-        import numpy as np
 
         t = i / self.fps
         frame = facade(self.images_dir).copy()
@@ -237,18 +237,11 @@ class FacadeClip:
         for mover in self.movers:
             for kind, x, y in mover(t):
                 if kind == "person":
-                    person = _crop("person", resolve_images_dir(self.images_dir))
+                    person = cached_crop("person", resolve_images_dir(self.images_dir))
                     paste(frame, person, round(x), round(y))
                 else:
                     _paste_sprite(frame, _sprite(kind), x, y)
-        gain = 1.0
-        for start, g in self.gain:
-            if t >= start:
-                gain = g
-        rng = np.random.default_rng(self.seed * 100_003 + i)
-        noise = rng.standard_normal(frame.shape, dtype=np.float32) * np.float32(2.0)
-        noisy = frame.astype(np.float32) * np.float32(gain) + noise
-        return np.clip(noisy, 0, 255).astype(np.uint8)
+        return exposed(frame, gain_at(self.gain, t), 2.0, self.seed * 100_003 + i)
 
     def frames(self) -> Iterator[tuple[float, Image]]:
         """(clip time, frame) for every frame."""

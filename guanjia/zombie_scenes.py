@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guanjia.scenes import FPS, PARK_SPOT, Path2D, _background, _crop, paste, resolve_images_dir
+from guanjia.scene_clips import FPS, Path2D, exposed, paste
+from guanjia.scene_photos import cached_background, cached_crop, resolve_images_dir
+from guanjia.scenes import PARK_SPOT
 
 if TYPE_CHECKING:
-    from guanjia.scenes import Image
+    from guanjia.scene_photos import Image
 
 ZOMBIE_T0 = 1_798_761_600.0
 """2027-01-01 08:00 in Asia/Shanghai (00:00 UTC): the story's first frame."""
@@ -40,16 +42,12 @@ class Shot:
 
     def frame(self, images_dir: Path | None = None) -> Image:
         """The frame (BGR, 640x480)."""
-        import numpy as np
 
         folder = resolve_images_dir(images_dir)
-        frame = _background(folder).copy()
+        frame = cached_background(folder).copy()
         for x, y in self.cars:
-            paste(frame, _crop("car", folder), round(x), round(y))
-        rng = np.random.default_rng(self.seed)
-        noise = rng.standard_normal(frame.shape, dtype=np.float32) * np.float32(self.noise)
-        noisy = frame.astype(np.float32) * np.float32(self.gain) + noise
-        return np.clip(noisy, 0, 255).astype(np.uint8)
+            paste(frame, cached_crop("car", folder), round(x), round(y))
+        return exposed(frame, self.gain, self.noise, self.seed)
 
 
 def _light(t: float) -> tuple[float, float]:

@@ -14,7 +14,7 @@ import pytest
 
 from guanjia import assets
 from tests.conftest import missing
-from tests.support.download_site import FileServer
+from tests.support.http_files import FileServer
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 
@@ -44,7 +44,7 @@ def test_catalogue_pins_every_file() -> None:
     manifest = (assets.CATALOG_PATH.parent / model.manifest).read_text()
     assert model.sha256 in manifest  # catalogue and manifest agree
     assert model.file in manifest
-    from guanjia.scenes import needed_photos
+    from guanjia.scene_photos import needed_photos
 
     assert {p.file for p in catalog.photos} == needed_photos()
     for photo in catalog.photos:
@@ -61,8 +61,9 @@ def test_mirror_copies_match_the_catalogue(shared: Path) -> None:
 def test_download_resume_and_reuse(isolated: Path, shared: Path, monkeypatch) -> None:
     asset = assets.model_asset(assets.load_catalog(), "yolox_nano")
     with FileServer(shared) as server:
-        monkeypatch.setenv(assets.DOWNLOAD_ENV, server.url)
-        server.stats.cut_after = 1_000_000  # the first attempt drops after 1 MB
+        monkeypatch.setenv(assets.DOWNLOAD_ENV, server.base_url)
+        server.behaviour.cut_after = 1_000_000  # the first attempt drops after 1 MB
+        server.behaviour.cut_first = 1
         with pytest.raises(assets.AssetError, match=r"models/yolox_nano\.onnx: cannot download"):
             assets.ensure(asset)
         part = isolated / "cache" / "models" / ".yolox_nano.onnx.part"
@@ -72,13 +73,13 @@ def test_download_resume_and_reuse(isolated: Path, shared: Path, monkeypatch) ->
         assert outcome.how == "downloaded"
         assert outcome.path == isolated / "cache" / "models" / "yolox_nano.onnx"
         assert assets.sha256_of(outcome.path) == asset.sha256
-        assert server.stats.ranges == ["bytes=1000000-"]  # resumed, not restarted
-        assert server.stats.bytes_sent == 3_660_092
+        assert server.behaviour.requests == [None, "bytes=1000000-"]  # resumed, not restarted
+        assert server.behaviour.bytes_sent == 3_660_092
         assert seen[-1] == 3_660_092
         assert not part.exists()
         again = assets.ensure(asset)
         assert again.how == "cache"
-        assert len(server.stats.requests) == 2  # nothing fetched the second time
+        assert len(server.behaviour.paths) == 2  # nothing fetched the second time
 
 
 def test_wrong_bytes_are_refused_and_removed(isolated: Path, monkeypatch) -> None:
@@ -87,7 +88,7 @@ def test_wrong_bytes_are_refused_and_removed(isolated: Path, monkeypatch) -> Non
     (fake / "yolox_nano.onnx").write_bytes(b"not a model" * 1000)
     asset = assets.model_asset(assets.load_catalog(), "yolox_nano")
     with FileServer(isolated / "site") as server:
-        monkeypatch.setenv(assets.DOWNLOAD_ENV, server.url)
+        monkeypatch.setenv(assets.DOWNLOAD_ENV, server.base_url)
         with pytest.raises(assets.AssetError, match="wrong sha256"):
             assets.ensure(asset)
     assert not list((isolated / "cache" / "models").iterdir())
@@ -108,11 +109,11 @@ def test_photos_from_a_partial_mirror_and_the_server(
     (isolated / "mirror" / "testdata" / "images").mkdir(parents=True)
     shutil.copy(shared / "testdata/images/dog.jpg", isolated / "mirror/testdata/images/dog.jpg")
     with FileServer(shared) as server:
-        monkeypatch.setenv(assets.DOWNLOAD_ENV, server.url)
+        monkeypatch.setenv(assets.DOWNLOAD_ENV, server.base_url)
         folder = assets.ensure_photos()
-        assert "/testdata/images/dog.jpg" not in server.stats.requests  # the mirror had it
+        assert "/testdata/images/dog.jpg" not in server.behaviour.paths  # the mirror had it
     assert folder == isolated / "cache" / "testdata" / "images"
-    from guanjia.scenes import resolve_images_dir
+    from guanjia.scene_photos import resolve_images_dir
 
     assert resolve_images_dir(folder) == folder  # every photo the clips need
 
@@ -141,7 +142,7 @@ def test_cli_fetch_offline_is_one_line_then_downloads(isolated: Path, shared: Pa
     assert lines[0].startswith("error: models/yolox_nano.onnx: cannot download")
     assert f"under {isolated / 'cache'}" in lines[0]
     with FileServer(shared) as server:
-        env[assets.DOWNLOAD_ENV] = server.url
+        env[assets.DOWNLOAD_ENV] = server.base_url
         done = run_cli("model", "fetch", "yolox_nano", env=env)
         assert done.returncode == 0, done.stderr
         assert "downloaded, sha256 verified" in done.stdout

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,7 @@ from guanjia.demo import sla_deadline
 from guanjia.demo_camera import BOUNDARY, CameraServer, Clip
 from guanjia.demo_client import parse_counter
 from guanjia.demo_setup import broker_config, scale_camera_config
-
-PID_LINE = re.compile(r"started (mosquitto|gateway|edge node) .*?\(pid (\d+)\)")
-
+from tests.support.processes import alive, child_pids, processes_mentioning
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -45,34 +43,6 @@ def demo(*args: str) -> list[str]:
     return [sys.executable, "-m", "guanjia", "demo", "--port", "0", *args]
 
 
-def child_pids(output: str) -> dict[str, int]:
-    return {name: int(pid) for name, pid in PID_LINE.findall(output)}
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for its parent counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that mention `text` (a demo's work dir)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline and alive(int(proc.name)):
-            found.append(f"{proc.name}: {cmdline}")
-    return found
-
-
 def wait_gone(pids: dict[str, int], timeout: float) -> list[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -81,19 +51,6 @@ def wait_gone(pids: dict[str, int], timeout: float) -> list[str]:
             return []
         time.sleep(0.1)
     return [name for name, pid in pids.items() if alive(pid)]
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[str]]]:
-    """Demo processes a test started; killed (with their process groups) if still running."""
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def read_until(proc: subprocess.Popen[str], pattern: str, timeout: float) -> str:
@@ -109,6 +66,32 @@ def read_until(proc: subprocess.Popen[str], pattern: str, timeout: float) -> str
         if re.search(pattern, line):
             return "".join(lines)
     raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(lines)}")
+
+
+StartDemo = Callable[[str, float], tuple[subprocess.Popen[str], str]]
+"""Start `guanjia demo` in the background; (process, its output up to a line matching the
+pattern, read within the timeout)."""
+
+
+@pytest.fixture
+def start_demo(demo_env: dict[str, str]) -> Iterator[StartDemo]:
+    """Starts demos; each is killed (with its process group) at teardown if still running."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(pattern: str, timeout: float) -> tuple[subprocess.Popen[str], str]:
+        proc = subprocess.Popen(
+            demo(), env=demo_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        procs.append(proc)
+        return proc, read_until(proc, pattern, timeout=timeout)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 # -- end to end ------------------------------------------------------------------------------
@@ -190,15 +173,9 @@ def test_demo_opens_the_expected_tickets_and_leaves_no_process(
 
 @pytest.mark.mqtt
 def test_demo_sigterm_stops_every_child_and_removes_its_temp_dir(
-    mosquitto_available: None,
-    demo_env: dict[str, str],
-    started: list[subprocess.Popen[str]],
+    mosquitto_available: None, start_demo: StartDemo
 ) -> None:
-    proc = subprocess.Popen(
-        demo(), env=demo_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    started.append(proc)
-    head = read_until(proc, r"started edge node", timeout=90)
+    proc, head = start_demo(r"started edge node", 90)
     workdir = re.search(r"work dir (\S+)", head)
     assert workdir is not None, head
     assert Path(workdir[1]).is_dir()
@@ -217,15 +194,9 @@ def test_demo_sigterm_stops_every_child_and_removes_its_temp_dir(
 
 @pytest.mark.mqtt
 def test_demo_killed_with_sigkill_takes_its_children_along(
-    mosquitto_available: None,
-    demo_env: dict[str, str],
-    started: list[subprocess.Popen[str]],
+    mosquitto_available: None, start_demo: StartDemo
 ) -> None:
-    proc = subprocess.Popen(
-        demo(), env=demo_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    started.append(proc)
-    head = read_until(proc, r"started gateway", timeout=60)
+    proc, head = start_demo(r"started gateway", 60)
     pids = child_pids(head)
     assert set(pids) == {"mosquitto", "gateway"}, head
     assert all(alive(pid) for pid in pids.values())
@@ -237,15 +208,9 @@ def test_demo_killed_with_sigkill_takes_its_children_along(
 
 @pytest.mark.mqtt
 def test_demo_whose_broker_dies_says_so_and_stops_the_rest(
-    mosquitto_available: None,
-    demo_env: dict[str, str],
-    started: list[subprocess.Popen[str]],
+    mosquitto_available: None, start_demo: StartDemo
 ) -> None:
-    proc = subprocess.Popen(
-        demo(), env=demo_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    started.append(proc)
-    head = read_until(proc, r"started gateway", timeout=60)
+    proc, head = start_demo(r"started gateway", 60)
     pids = child_pids(head)
     workdir = re.search(r"work dir (\S+)", head)
     assert workdir is not None, head

@@ -33,12 +33,12 @@ import pytest
 
 from tests.conftest import missing
 from tests.support.broker import mosquitto_binary
-from tests.support.download_site import FileServer
+from tests.support.http_files import FileServer
+from tests.support.processes import alive, child_pids, processes_mentioning
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"
 TICKET_WITHIN_S = 60.0
-PID_LINE = re.compile(r"started (gateway|edge node) .*?\(pid (\d+)\)")
 
 
 @dataclass
@@ -77,28 +77,6 @@ def follow(proc: subprocess.Popen[str]) -> Output:
     out.thread = threading.Thread(target=pump, daemon=True)
     out.thread.start()
     return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def processes_mentioning(text: str) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline and alive(int(proc.name)):
-            found.append(f"{proc.name}: {cmdline}")
-    return found
 
 
 def listening(port: int) -> bool:
@@ -172,7 +150,7 @@ def fresh_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], FileServer]]:
         env |= {
             "GUANJIA_DATA_DIR": str(tmp_path / "empty-mirror"),
             "GUANJIA_CACHE_DIR": str(tmp_path / "cache"),
-            "GUANJIA_DOWNLOAD_URL": server.url,
+            "GUANJIA_DOWNLOAD_URL": server.base_url,
             "TMPDIR": str(tmp_path),
         }
         yield env, server
@@ -204,7 +182,7 @@ def run_first_command(
         butler = out.wait_for(r"butler +wang\.butler / (\S+)", 5, proc)[1]
         workdir = out.wait_for(r"work dir (\S+)", 5, proc)[1]
         # The model and every photo came from the (stand-in) download site, sha256-verified.
-        assert "/models/yolox_nano.onnx" in server.stats.requests
+        assert "/models/yolox_nano.onnx" in server.behaviour.paths
         cache = Path(env["GUANJIA_CACHE_DIR"])
         assert (cache / "models" / "yolox_nano.onnx").stat().st_size == 3_660_092
 
@@ -243,7 +221,7 @@ def run_first_command(
         for before, after in (("new", "acknowledged"), ("in_progress", "resolved")):
             out.wait_for(rf"ticket #{ticket['id']} \S+: {before} → {after}", 10, proc)
 
-        pids = {name: int(pid) for name, pid in PID_LINE.findall(out.text())}
+        pids = child_pids(out.text())
         assert set(pids) == {"gateway", "edge node"}, out.text()
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 0, out.text()

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from gateway.api.deps import RuntimeDep, require, site_scope
 from gateway.api.params import Limit, Offset
 from gateway.api.permissions import Permission
-from gateway.api.scope import ensure_site_in_scope, ensure_visible, not_found
+from gateway.api.scope import ensure_site_in_scope, load_visible
 from gateway.auth import Principal
 from gateway.models import DeviceCreate, DeviceMove, DevicePublic
 from gateway.runtime import Runtime
@@ -31,12 +31,9 @@ router = APIRouter(prefix="/api/devices", tags=["devices"])
 
 async def device_in_scope(runtime: Runtime, principal: Principal, device_id: str) -> DevicePublic:
     """The device, or 404 when it is missing or outside the caller's sites."""
-    try:
-        device = await asyncio.to_thread(runtime.store.get_device, device_id)
-    except NotFoundError:
-        raise not_found("device", device_id) from None
-    ensure_visible(principal, device.site_id, "device", device_id)
-    return device
+    return await load_visible(
+        principal, "device", device_id, lambda: runtime.store.get_device(device_id)
+    )
 
 
 @router.get("", response_model=list[DevicePublic])

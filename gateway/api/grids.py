@@ -15,23 +15,18 @@ from fastapi import APIRouter, Depends, HTTPException, status
 
 from gateway.api.deps import RuntimeDep, require, site_scope
 from gateway.api.permissions import Permission
-from gateway.api.scope import ensure_member, ensure_site_in_scope, ensure_visible, not_found
+from gateway.api.scope import ensure_member, ensure_site_in_scope, load_visible
 from gateway.auth import Principal
 from gateway.models import GridPublic
 from gateway.runtime import Runtime
-from gateway.store import ConflictError, NotFoundError
+from gateway.store import ConflictError
 
 router = APIRouter(prefix="/api/grids", tags=["grids"])
 
 
 async def grid_in_scope(runtime: Runtime, principal: Principal, grid_id: str) -> GridPublic:
     """The grid, or 404 when it is missing or outside the caller's sites."""
-    try:
-        grid = await asyncio.to_thread(runtime.store.get_grid, grid_id)
-    except NotFoundError:
-        raise not_found("grid", grid_id) from None
-    ensure_visible(principal, grid.site_id, "grid", grid_id)
-    return grid
+    return await load_visible(principal, "grid", grid_id, lambda: runtime.store.get_grid(grid_id))
 
 
 @router.get("", response_model=list[GridPublic])

@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 from gateway.api.deps import ClientAddressDep, RuntimeDep, require
 from gateway.api.params import RowId
 from gateway.api.permissions import Permission
-from gateway.api.scope import ensure_site_in_scope, ensure_visible, not_found
+from gateway.api.scope import ensure_site_in_scope, load_visible, not_found
 from gateway.auth import Principal
 from gateway.residents.models import (
     ChallengePublic,
@@ -230,11 +230,7 @@ async def ticket_report(
 ) -> ResidentReportPublic:
     """What the resident reported on this ticket: channel, place, description, phone, the
     operator who entered it, the rating (404 for tickets no resident reported)."""
-    try:
-        ticket = await asyncio.to_thread(runtime.store.get_ticket, ticket_id)
-    except NotFoundError:
-        raise not_found("ticket", ticket_id) from None
-    ensure_visible(principal, ticket.site_id, "ticket", ticket_id)
+    await load_visible(principal, "ticket", ticket_id, lambda: runtime.store.get_ticket(ticket_id))
     try:
         return await asyncio.to_thread(_service(runtime).report_of, ticket_id)
     except NotFoundError:

@@ -129,57 +129,54 @@ async def get_rollout(
     return await _visible(runtime, principal, rollout_id)
 
 
-async def _move(
-    runtime: Runtime,
-    principal: Principal,
+async def _managed(
     rollout_id: str,
-    allowed: tuple[RolloutState, ...],
-    to: RolloutState,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(require(Permission.ROLL_OUT_MODELS))],
 ) -> RolloutPublic:
-    rollout = await _visible(runtime, principal, rollout_id)
+    return await _visible(runtime, principal, rollout_id)
+
+
+ManagedRollout = Annotated[RolloutPublic, Depends(_managed)]
+"""The rollout of the path, for a caller who may roll out models at its site (404 otherwise)."""
+
+
+async def _move(
+    runtime: Runtime, rollout: RolloutPublic, allowed: tuple[RolloutState, ...], to: RolloutState
+) -> RolloutPublic:
     moved = await asyncio.to_thread(
-        runtime.store.set_rollout_state, rollout_id, allowed, to, time.time()
+        runtime.store.set_rollout_state, rollout.rollout_id, allowed, to, time.time()
     )
     if not moved:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"rollout is {rollout.state.value}; cannot {to.value}"
         )
-    return await asyncio.to_thread(runtime.store.get_rollout, rollout_id)
+    return await asyncio.to_thread(runtime.store.get_rollout, rollout.rollout_id)
 
 
 @router.post("/{rollout_id}/pause", response_model=RolloutPublic)
-async def pause_rollout(
-    rollout_id: str,
-    runtime: RuntimeDep,
-    principal: Annotated[Principal, Depends(require(Permission.ROLL_OUT_MODELS))],
-) -> RolloutPublic:
+async def pause_rollout(rollout: ManagedRollout, runtime: RuntimeDep) -> RolloutPublic:
     """Send no further commands; devices already on their way go on and report."""
-    return await _move(runtime, principal, rollout_id, (RolloutState.RUNNING,), RolloutState.PAUSED)
+    return await _move(runtime, rollout, (RolloutState.RUNNING,), RolloutState.PAUSED)
 
 
 @router.post("/{rollout_id}/resume", response_model=RolloutPublic)
-async def resume_rollout(
-    rollout_id: str,
-    runtime: RuntimeDep,
-    principal: Annotated[Principal, Depends(require(Permission.ROLL_OUT_MODELS))],
-) -> RolloutPublic:
+async def resume_rollout(rollout: ManagedRollout, runtime: RuntimeDep) -> RolloutPublic:
     """Continue a paused rollout where it stopped."""
-    return await _move(runtime, principal, rollout_id, (RolloutState.PAUSED,), RolloutState.RUNNING)
+    return await _move(runtime, rollout, (RolloutState.PAUSED,), RolloutState.RUNNING)
 
 
 @router.post("/{rollout_id}/cancel", response_model=RolloutPublic)
 async def cancel_rollout(
-    rollout_id: str,
-    request: Request,
-    runtime: RuntimeDep,
-    principal: Annotated[Principal, Depends(require(Permission.ROLL_OUT_MODELS))],
+    rollout: ManagedRollout, request: Request, runtime: RuntimeDep
 ) -> RolloutPublic:
     """End the rollout now (running, paused): unsent devices are cancelled, devices on their
     way are told to stop; 409 once it has ended."""
-    await _visible(runtime, principal, rollout_id)
     try:
-        outgoing = await asyncio.to_thread(service_of(runtime).cancel, rollout_id, time.time())
+        outgoing = await asyncio.to_thread(
+            service_of(runtime).cancel, rollout.rollout_id, time.time()
+        )
     except ConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     await send_all(runtime.store, outgoing, _publisher(request))
-    return await asyncio.to_thread(runtime.store.get_rollout, rollout_id)
+    return await asyncio.to_thread(runtime.store.get_rollout, rollout.rollout_id)

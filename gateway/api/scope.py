@@ -12,6 +12,8 @@ Each resource's own rules live in its route module; these are the pieces they sh
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from fastapi import HTTPException, status
 
@@ -19,6 +21,7 @@ from gateway.api.permissions import may_grant
 from gateway.auth import ALL_SITES, Principal, Role
 from gateway.models import UserPublic
 from gateway.runtime import Runtime
+from gateway.store import NotFoundError
 
 
 def not_found(kind: str, object_id: str | int) -> HTTPException:
@@ -30,6 +33,27 @@ def ensure_visible(principal: Principal, site_id: str, kind: str, object_id: str
     """404 (`not_found`) unless the caller's sites include `site_id`."""
     if not principal.can_see(site_id):
         raise not_found(kind, object_id)
+
+
+class _OfSite(Protocol):
+    @property
+    def site_id(self) -> str: ...
+
+
+_Object = TypeVar("_Object", bound=_OfSite)
+
+
+async def load_visible(
+    principal: Principal, kind: str, object_id: str | int, load: Callable[[], _Object]
+) -> _Object:
+    """What `load` returns (run in a worker thread), or the one 404 (`not_found`) when it
+    raises `NotFoundError` or the object lies outside the caller's sites."""
+    try:
+        found = await asyncio.to_thread(load)
+    except NotFoundError:
+        raise not_found(kind, object_id) from None
+    ensure_visible(principal, found.site_id, kind, object_id)
+    return found
 
 
 def ensure_site_in_scope(principal: Principal, site_id: str) -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.api.deps import PrincipalDep, RuntimeDep, ensure_site, require, site_scope
 from gateway.api.params import Offset, RowId
 from gateway.api.permissions import Permission
-from gateway.api.scope import ensure_member, ensure_visible, not_found
+from gateway.api.scope import ensure_member, ensure_visible, load_visible, not_found
 from gateway.auth import Principal, Role
 from gateway.images import sniff_image
 from gateway.lifecycle import Action, TicketState, TransitionError
@@ -84,12 +84,9 @@ def ensure_may_work_on(principal: Principal, ticket: TicketPublic) -> None:
 async def load_ticket(runtime: Runtime, principal: Principal, ticket_id: int) -> TicketDetail:
     """The ticket, or 404 when it is missing or outside the caller's sites (the API and the
     console both read tickets through here)."""
-    try:
-        ticket = await asyncio.to_thread(runtime.store.get_ticket, ticket_id)
-    except NotFoundError:
-        raise not_found("ticket", ticket_id) from None
-    ensure_visible(principal, ticket.site_id, "ticket", ticket_id)
-    return ticket
+    return await load_visible(
+        principal, "ticket", ticket_id, lambda: runtime.store.get_ticket(ticket_id)
+    )
 
 
 @router.get("/{ticket_id}", response_model=TicketDetail)

@@ -179,6 +179,13 @@ def test_figures_page_downloads_and_low_ratings(client: TestClient) -> None:
     row = re.search(r"<tr>\s*<th scope=\"row\">设施报修</th>.*?</tr>", figures.text, re.DOTALL)
     assert row, figures.text
     assert "1.00 (1)" in row[0]  # satisfaction average (ratings)
+    # The charts sla.js draws: the one rating counted under "1", one bar per group.
+    chart = re.search(r"<div class=\"chart\" id=\"chart-satisfaction\"([^>]*)>", figures.text)
+    assert chart, figures.text
+    assert "data-counts='[1, 0, 0, 0, 0]'" in chart[1]
+    assert 'data-labels=\'["1", "2", "3", "4", "5"]\'' in chart[1]
+    assert '<div class="chart" id="chart-tickets"' in figures.text
+    assert "/console/static/sla.js" in figures.text
     flagged = re.search(r'<table id="flagged">.*?</table>', figures.text, re.DOTALL)
     assert flagged
     assert "灯还是不亮" in flagged[0]

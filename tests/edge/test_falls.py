@@ -10,10 +10,10 @@ import pytest
 
 from contract import EventCategory, EventPhase, Severity
 from edge.camera_config import CameraConfigError, ThrownObjectZone, parse_camera_config
+from edge.events import EventOut
 from edge.facade_pipeline import FacadePipeline
 from edge.falls import Blob, FallTrack, FallTracker, judge
 from edge.imaging import decode_image
-from edge.pipeline import EventOut
 from guanjia import facade_scenes as F  # noqa: N812 - short name for many clip calls
 
 T0 = 1_800_000_000.0

@@ -17,15 +17,17 @@ from contract import DetectionEvent, EventCategory, EventPhase, Severity, decode
 from edge.actions import LoggingActionSink
 from edge.camera_config import parse_camera_config
 from edge.detector import Detection, OnnxDetector
+from edge.events import EventOut
 from edge.imaging import ImageError, decode_image
-from edge.pipeline import CameraPipeline, EventOut
+from edge.pipeline import CameraPipeline
+from guanjia import scene_clips
 from guanjia import scenes as S  # noqa: N812 - short name for many scenario calls
 
 T0 = 1_800_000_000.0
 
 
 def run(
-    scenario: S.Scenario,
+    scenario: scene_clips.Scenario,
     config: dict[str, Any],
     detector: Any,
     actions: LoggingActionSink | None = None,
@@ -259,7 +261,7 @@ def test_bicycle_dumped_at_garbage_point_is_litter_after_dwell(detector: OnnxDet
 
 def test_lighting_change_causes_no_detector_storm(detector: OnnxDetector) -> None:
     lit, lit_pipe = run(S.lighting_change(), S.lane_config(), detector)
-    steady = S.Scenario("steady", 10.0, [])
+    steady = scene_clips.Scenario("steady", 10.0, [])
     _, steady_pipe = run(steady, S.lane_config(), detector)
     assert lit == []
     assert lit_pipe.stats().lighting_changes == 2

@@ -13,10 +13,11 @@ from contract import EventCategory, EventPhase, ObjectCategory, Severity
 from edge.actions import LoggingActionSink
 from edge.camera_config import parse_camera_config
 from edge.detector import OnnxDetector
+from edge.events import EventOut
 from edge.imaging import decode_image
-from edge.pipeline import CameraPipeline, EventOut
+from edge.pipeline import CameraPipeline
 from edge.stationary_memory import MemoryFileError, Remembered, StationaryMemory
-from guanjia import scenes as S  # noqa: N812 - short name for many scenario calls
+from guanjia import scene_photos
 from guanjia import zombie_scenes as Z  # noqa: N812 - the story's names
 
 DAY = Z.DAY
@@ -24,7 +25,7 @@ DAY = Z.DAY
 
 def _centre_x(out: EventOut) -> float:
     x1, _, x2, _ = out.event.boxes[-1].box
-    return (x1 + x2) / 2 * S.W
+    return (x1 + x2) / 2 * scene_photos.W
 
 
 def test_zombie_car_one_event_after_seven_days_across_a_restart(

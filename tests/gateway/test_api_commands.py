@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 import contract as c
 from edge.actions import LoggingActionSink
 from edge.commands import CommandHandler
-from edge.mqtt_link import LinkOptions
+from edge.link_options import LinkOptions
 from edge.node_config import CommandSettings
 from edge.outbox import Outbox
 from edge.uplink import Uplink

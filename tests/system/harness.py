@@ -26,7 +26,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 import contract as c
-from edge.mqtt_link import LinkOptions
+from edge.link_options import LinkOptions
 from edge.outbox import Outbox
 from edge.uplink import Uplink
 from tests.gateway.factories import event, jpeg

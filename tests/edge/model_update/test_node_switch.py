@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import JsonValue
 
 import contract as c
 from edge.app import EdgeNode, RunOptions
 from edge.node_config import load_node_config
 from guanjia.artifacts import SigningKey, sha256_file
-from tests.edge.uplink.support import lift_camera, lift_clip, wait_until
+from tests.edge.uplink.support import command_message, lift_camera, lift_clip, wait_until
 from tests.support.broker import MosquittoBroker
 from tests.support.http_files import FileServer
 
@@ -50,19 +51,6 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _command(site: str, args: dict[str, Any], command_id: str) -> tuple[str, bytes]:
-    command = c.Command(
-        ts=time.time(),
-        site_id=site,
-        device_id=DEVICE,
-        command_id=command_id,
-        name="model_update",
-        args=args,
-        issued_by="gateway",
-    )
-    return str(c.command_topic(site, DEVICE, "model_update")), c.encode(command)
 
 
 def _reports(node: EdgeNode) -> list[c.CommandResult]:
@@ -109,7 +97,7 @@ def test_a_running_camera_switches_reports_and_the_next_boot_keeps_it(  # noqa: 
         assert node.manifest is not None
         assert node.manifest.version != "2.0.0"
         sha = sha256_file(real_artifact)
-        args = {
+        args: dict[str, JsonValue] = {
             "sha256": sha,
             "url": files.url("a.gjm"),
             "size": real_artifact.stat().st_size,
@@ -117,7 +105,9 @@ def test_a_running_camera_switches_reports_and_the_next_boot_keeps_it(  # noqa: 
             "version": "2.0.0",
             "probation_s": 1,
         }
-        answer = node.commands.handle(*_command(site_id, args, "cmd-node-0001"), time.time())
+        answer = node.commands.handle(
+            *command_message(site_id, DEVICE, "model_update", "cmd-node-0001", args), time.time()
+        )
         assert answer is not None
         assert answer.status is c.CommandStatus.OK
         assert answer.detail["state"] == "downloading"

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.mqtt_link import LinkOptions
+from edge.link_options import LinkOptions
 from edge.outbox import Outbox
 from edge.uplink import Uplink
 from tests.edge.uplink.support import DEVICE

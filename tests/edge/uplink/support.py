@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -13,15 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as paho
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from pydantic import JsonValue
 
 import contract as c
-from edge.mqtt_link import LinkOptions
+from edge.link_options import LinkOptions
 from edge.outbox import Outbox
 from edge.uplink import Uplink
 from tests.support.broker import MosquittoBroker
 
 DEVICE = "edge-test-01"
+REPO = Path(__file__).resolve().parents[3]
 
 
 def fake_jpeg(index: int, size: int = 2048) -> bytes:
@@ -98,6 +103,63 @@ def lift_camera(clip: Path) -> dict[str, object]:
             }
         ],
     }
+
+
+def node_yaml(
+    path: Path, broker: MosquittoBroker, site_id: str, device_id: str, **extra: object
+) -> Path:
+    """A NODE.yaml at `path` for an anonymous test broker (quick reconnects, 1 s heartbeats,
+    outbox and state under ``state/``); `extra` adds or replaces top-level keys."""
+    config: dict[str, object] = {
+        "site_id": site_id,
+        "device_id": device_id,
+        "data_dir": "state",
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "allow_anonymous": True,
+            "keepalive_s": 5,
+            "reconnect_max_s": 1,
+        },
+        "outbox": {"path": "state/outbox.db"},
+        "heartbeat_interval_s": 1,
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return path
+
+
+def edge_run(node: Path, *args: str) -> subprocess.Popen[str]:
+    """``guanjia edge run --config node`` as a process, stdout and stderr in one text pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "guanjia", "edge", "run", "--config", str(node), *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def command_message(
+    site_id: str,
+    device_id: str,
+    name: str,
+    command_id: str,
+    args: dict[str, JsonValue] | None = None,
+    *,
+    ts: float | None = None,
+) -> tuple[str, bytes]:
+    """(topic, payload) of a gateway command to a node; `ts` defaults to now."""
+    command = c.Command(
+        ts=time.time() if ts is None else ts,
+        site_id=site_id,
+        device_id=device_id,
+        command_id=command_id,
+        name=name,
+        args=args or {},
+        issued_by="gateway",
+    )
+    return str(c.command_topic(site_id, device_id, name)), c.encode(command)
 
 
 def link_options(

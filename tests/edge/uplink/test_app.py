@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,17 @@ import pytest
 import yaml
 
 import contract as c
-from edge.app import EdgeNode, RunOptions, load_runtime
+from edge.app import EdgeNode, RunOptions
 from edge.node_config import CameraRef, RuntimeConfig, load_node_config
-from tests.edge.uplink.support import Subscriber, lift_camera, lift_clip, wait_until
+from edge.runtime_store import load_runtime
+from tests.edge.uplink.support import (
+    Subscriber,
+    command_message,
+    lift_camera,
+    lift_clip,
+    node_yaml,
+    wait_until,
+)
 from tests.support.ack_gateway import AckingGateway
 from tests.support.broker import MosquittoBroker
 
@@ -26,25 +33,9 @@ DEVICE = "edge-lift-01"
 
 
 def write_node(tmp_path: Path, broker: MosquittoBroker, site_id: str, **extra: Any) -> Path:
-    config: dict[str, Any] = {
-        "site_id": site_id,
-        "device_id": DEVICE,
-        "config_version": "v1",
-        "data_dir": "state",
-        "mqtt": {
-            "host": broker.host,
-            "port": broker.port,
-            "allow_anonymous": True,
-            "keepalive_s": 5,
-            "reconnect_max_s": 1,
-        },
-        "outbox": {"path": "state/outbox.db"},
-        "heartbeat_interval_s": 1,
-    }
-    config.update(extra)
-    path = tmp_path / "node.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True))
-    return path
+    return node_yaml(
+        tmp_path / "node.yaml", broker, site_id, DEVICE, **{"config_version": "v1", **extra}
+    )
 
 
 def start_in_thread(node: EdgeNode, options: RunOptions | None = None) -> threading.Thread:
@@ -128,16 +119,7 @@ def test_node_heartbeat_and_config_command(
         assert beat.cameras == []
 
         def send(command_id: str, args: dict[str, Any]) -> None:
-            body = c.Command(
-                ts=time.time(),
-                site_id=site_id,
-                device_id=DEVICE,
-                command_id=command_id,
-                name="config",
-                args=args,
-                issued_by="gateway",
-            )
-            sub.publish(str(c.command_topic(site_id, DEVICE, "config")), c.encode(body))
+            sub.publish(*command_message(site_id, DEVICE, "config", command_id, args))
 
         # A camera with a typo: rejected as a whole, nothing changes.
         send(

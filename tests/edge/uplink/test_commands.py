@@ -12,7 +12,7 @@ import pytest
 import contract as c
 from edge.actions import LoggingActionSink
 from edge.commands import CommandHandler, ConfigRejectedError
-from edge.mqtt_link import LinkOptions
+from edge.link_options import LinkOptions
 from edge.node_config import CommandSettings, RuntimeConfig
 from edge.outbox import Outbox
 from edge.uplink import Uplink

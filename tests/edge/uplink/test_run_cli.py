@@ -13,7 +13,7 @@ import yaml
 
 import contract as c
 from edge.outbox import Outbox
-from tests.edge.uplink.support import Subscriber, lift_camera, lift_clip, wait_until
+from tests.edge.uplink.support import Subscriber, edge_run, lift_camera, lift_clip, wait_until
 from tests.support.ack_gateway import AckingGateway
 from tests.support.broker import MosquittoBroker
 
@@ -59,13 +59,7 @@ def test_edge_run_publishes_events_and_stops_cleanly_on_sigterm(
     )
     sub = Subscriber(mqtt_broker, [c.subscription(site_id=site_id)]).start()
     gateway = AckingGateway(mqtt_broker, site_id).start()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "guanjia", "edge", "run", "--config", str(node)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = edge_run(node)
     try:
         wait_until(lambda: bool(sub.received("event")), 60, "an event from edge run")
         wait_until(lambda: bool(sub.received("heartbeat")), 10, "a heartbeat")

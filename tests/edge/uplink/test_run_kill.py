@@ -9,17 +9,22 @@ to re-send after the kill and fails this test.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 import contract as c
 from edge.outbox import Outbox
-from tests.edge.uplink.support import Subscriber, lift_camera, lift_clip, wait_until
+from tests.edge.uplink.support import (
+    Subscriber,
+    command_message,
+    edge_run,
+    lift_camera,
+    lift_clip,
+    node_yaml,
+    wait_until,
+)
 from tests.support.ack_gateway import AckingGateway
 from tests.support.broker import MosquittoBroker
 
@@ -28,48 +33,6 @@ pytestmark = pytest.mark.mqtt
 REPO = Path(__file__).resolve().parents[3]
 DEVICE = "edge-kill-01"
 PINGS = 30
-
-
-def _node_yaml(path: Path, broker: MosquittoBroker, site_id: str, **extra: Any) -> Path:
-    config: dict[str, Any] = {
-        "site_id": site_id,
-        "device_id": DEVICE,
-        "data_dir": "state",
-        "mqtt": {
-            "host": broker.host,
-            "port": broker.port,
-            "allow_anonymous": True,
-            "keepalive_s": 5,
-            "reconnect_max_s": 1,
-        },
-        "outbox": {"path": "state/outbox.db"},
-        "heartbeat_interval_s": 1,
-        **extra,
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _edge_run(node: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "guanjia", "edge", "run", "--config", str(node), *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _ping(site_id: str, n: int) -> tuple[str, bytes]:
-    command = c.Command(
-        ts=1_795_300_000.0,
-        site_id=site_id,
-        device_id=DEVICE,
-        command_id=f"ping-{n:06d}",
-        name="ping",
-        issued_by="gateway",
-    )
-    return str(c.command_topic(site_id, DEVICE, "ping")), c.encode(command)
 
 
 def test_edge_run_kill_9_with_messages_in_flight_then_restart_delivers_every_one(
@@ -82,16 +45,23 @@ def test_edge_run_kill_9_with_messages_in_flight_then_restart_delivers_every_one
     clip = lift_clip(tmp_path / "frames", testdata_images, frames=10)
     (tmp_path / "cam.yaml").write_text(yaml.safe_dump(lift_camera(clip)))
     model = {"dir": str(model_dir), "manifest": str(REPO / "models/yolox_nano.manifest.json")}
-    with_camera = _node_yaml(
-        tmp_path / "node.yaml", mqtt_broker, site_id, model=model, cameras=[{"path": "cam.yaml"}]
+    with_camera = node_yaml(
+        tmp_path / "node.yaml",
+        mqtt_broker,
+        site_id,
+        DEVICE,
+        model=model,
+        cameras=[{"path": "cam.yaml"}],
     )
     gateway = AckingGateway(mqtt_broker, site_id, acking=False).start()
     operator = Subscriber(mqtt_broker, [str(c.status_topic(site_id, DEVICE))]).start()
-    first = _edge_run(with_camera)
+    first = edge_run(with_camera)
     try:
         wait_until(lambda: bool(gateway.received_msg_ids), 60, "a first event from edge run")
         for n in range(PINGS):
-            operator.publish(*_ping(site_id, n))
+            operator.publish(
+                *command_message(site_id, DEVICE, "ping", f"ping-{n:06d}", ts=1_795_300_000.0)
+            )
         wait_until(
             lambda: len(gateway.received_msg_ids) >= PINGS + 1, 20, "results received, unacked"
         )
@@ -110,8 +80,8 @@ def test_edge_run_kill_9_with_messages_in_flight_then_restart_delivers_every_one
 
     # Restart the same node (same device, same outbox) without cameras; the gateway now acks.
     gateway.set_acking(True)
-    restart = _node_yaml(tmp_path / "restart.yaml", mqtt_broker, site_id)
-    second = _edge_run(restart, "--exit-when-clips-end")
+    restart = node_yaml(tmp_path / "restart.yaml", mqtt_broker, site_id, DEVICE)
+    second = edge_run(restart, "--exit-when-clips-end")
     try:
         output, _ = second.communicate(timeout=60)
     finally:
