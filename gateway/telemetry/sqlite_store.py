@@ -71,6 +71,9 @@ INSERT OR IGNORE INTO derived VALUES ('points', 0);
 
 _INSERT_POINT = "INSERT INTO points (site_id, device_id, series, value, ts) VALUES (?, ?, ?, ?, ?)"
 _INSERT_STORED = "INSERT INTO stored_messages VALUES (?, ?, ?, ?)"
+_NEWEST = (
+    "SELECT value, ts FROM points WHERE device_id = ? AND series = ? ORDER BY ts DESC LIMIT 1"
+)
 
 _ROLLUP = """
 INSERT INTO minutes (site_id, device_id, series, minute, vmin, vmax, vsum, n)
@@ -184,12 +187,16 @@ class SqliteTelemetryStore:
         *,
         recheck: Collection[MsgKey] = (),
         now: float = 0.0,
+        states: Sequence[tuple[Point, float]] = (),
     ) -> list[Point]:
         """Store messages' points in one transaction, each message at most once.
 
         A message with a key is recorded with its points; a key in `recheck` (one the
         gateway found already processed: a redelivery) is looked up first and skipped if
-        this store has it. Returns the points written."""
+        this store has it. `states` are (point, window) pairs of ESPHome, which has no
+        message id: one is skipped when its series' newest point has the same value and is
+        less than `window` seconds older (the same state delivered again). Returns the
+        points written."""
         rows: list[Point] = []
         keys: list[tuple[str, str, str, float]] = []
         with self._lock:
@@ -204,6 +211,8 @@ class SqliteTelemetryStore:
                         have.add(key)
                         keys.append((*key, now))
                     rows += points
+                if states:
+                    rows += self._new_states(states)
                 conn.executemany(_INSERT_POINT, rows)
                 if keys:
                     conn.executemany(_INSERT_STORED, keys)
@@ -213,6 +222,24 @@ class SqliteTelemetryStore:
                 raise
             self.written += len(rows)
         return rows
+
+    def _new_states(self, states: Sequence[tuple[Point, float]]) -> list[Point]:
+        """The states that are not a repeat (ESPHome: a few per node a minute, so one
+        indexed lookup each is cheap)."""
+        newest: dict[tuple[str, str], tuple[float, float]] = {}
+        out: list[Point] = []
+        for point, window in states:
+            series = (point.device_id, point.series)
+            last = newest.get(series)
+            if last is None:
+                row = self._conn.execute(_NEWEST, series).fetchone()
+                last = (float(row[0]), float(row[1])) if row is not None else None
+            newest[series] = (point.value, point.ts)
+            if last is not None and last[0] == point.value and 0 <= point.ts - last[1] < window:
+                newest[series] = last  # the window runs from the first delivery
+                continue
+            out.append(point)
+        return out
 
     def _stored(self, keys: Collection[MsgKey]) -> set[MsgKey]:
         found: set[MsgKey] = set()
