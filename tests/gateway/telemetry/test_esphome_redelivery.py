@@ -137,3 +137,10 @@ def test_a_repeated_state_is_skipped_only_within_its_window(tmp_path: Path) -> N
     assert len(store.write_messages([], states=[state(31.5, t0 + 12)])) == 1
     assert store.count() == 4
     store.close()
+
+
+def test_the_telemetry_session_speaks_mqtt_3_1_1_unless_its_subscriptions_are_shared() -> None:
+    assert MqttSettings().telemetry_connection().protocol == "3.1.1"
+    assert MqttSettings(telemetry_protocol="5").telemetry_connection().protocol == "5"
+    shared = MqttSettings(share_group="g").telemetry_connection()
+    assert shared.protocol == "5"  # shared subscriptions need MQTT 5
