@@ -71,9 +71,7 @@ INSERT OR IGNORE INTO derived VALUES ('points', 0);
 
 _INSERT_POINT = "INSERT INTO points (site_id, device_id, series, value, ts) VALUES (?, ?, ?, ?, ?)"
 _INSERT_STORED = "INSERT INTO stored_messages VALUES (?, ?, ?, ?)"
-_NEWEST = (
-    "SELECT value, ts FROM points WHERE device_id = ? AND series = ? ORDER BY ts DESC LIMIT 1"
-)
+_NEWEST = "SELECT value, ts FROM points WHERE device_id = ? AND series = ? ORDER BY ts DESC LIMIT 1"
 
 _ROLLUP = """
 INSERT INTO minutes (site_id, device_id, series, minute, vmin, vmax, vsum, n)
