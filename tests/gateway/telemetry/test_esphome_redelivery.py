@@ -54,7 +54,13 @@ def _runtime(sqlite_url: str, path: Path, broker: MosquittoBroker, site_id: str)
     return runtime
 
 
-async def _session(runtime: Runtime, *, die_after_store: bool, seen: list[Batch]) -> None:
+async def _session(
+    runtime: Runtime,
+    *,
+    die_after_store: bool,
+    seen: list[Batch],
+    subscribed: asyncio.Event | None = None,
+) -> None:
     """Run the telemetry session until a batch was applied; with `die_after_store`, the
     process dies after the points are written and before the broker learns of it."""
     mqtt = runtime.settings.mqtt
@@ -71,6 +77,9 @@ async def _session(runtime: Runtime, *, die_after_store: bool, seen: list[Batch]
     ingest = MqttIngest(mqtt.telemetry_connection(), on_batch, filters=mqtt.telemetry_filters)
     task = asyncio.create_task(ingest.run())
     try:
+        await asyncio.wait_for(ingest.connected.wait(), 20)
+        if subscribed is not None:
+            subscribed.set()
         await asyncio.wait_for(done.wait(), 20)
         await asyncio.sleep(0.3)  # the broker acknowledgement (when not dying) goes out
     finally:
@@ -100,10 +109,11 @@ def test_an_esphome_state_delivered_twice_is_stored_once(
     async def scenario() -> None:
         runtime = _runtime(sqlite_url, path, mqtt_broker, site_id)
         # Register the persistent session, then deliver the state to it.
+        subscribed = asyncio.Event()
         registering = asyncio.create_task(
-            _session(runtime, die_after_store=not retained, seen=first)
+            _session(runtime, die_after_store=not retained, seen=first, subscribed=subscribed)
         )
-        await asyncio.sleep(1.0)  # subscribed
+        await asyncio.wait_for(subscribed.wait(), 20)
         _publish(mqtt_broker, topic, b"31.5", retain=retained)
         await registering
         assert runtime.telemetry is not None
