@@ -16,12 +16,11 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from contract import encode
-from contract.topics import ack_topic
-from gateway.acks import Committed, build_acks
+from gateway.acks import Committed
 from gateway.ingest import IngestResult, Outcome
 from gateway.mqtt import Outbound
 from gateway.runtime import Runtime
+from gateway.telemetry.acks import ack_messages
 
 
 async def ingest_readings(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
@@ -54,7 +53,4 @@ async def ingest_readings(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) 
     committed: list[Committed] = prepared.acked
     committed += [r.committed for r in results if r.committed is not None]
     outbound = [Outbound(c.topic, c.payload) for c in telemetry.take_commands()]
-    return outbound + [
-        Outbound(str(ack_topic(a.site_id, a.device_id)), encode(a))
-        for a in build_acks(committed, now)
-    ]
+    return outbound + [Outbound(topic, payload) for topic, payload in ack_messages(committed, now)]

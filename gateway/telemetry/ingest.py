@@ -74,7 +74,8 @@ class Prepared:
     now: float
     readings: list[Reading] = field(default_factory=list)
     esphome_alerts: list[Alert] = field(default_factory=list)
-    esphome_points: list[Point] = field(default_factory=list)
+    esphome_points: list[tuple[Point, float]] = field(default_factory=list)
+    """ESPHome states and their repeat windows (no message id: `SqliteTelemetryStore`)."""
     esphome_messages: list[tuple[str, bytes]] = field(default_factory=list)
     dead: list[tuple[str, bytes, str, str]] = field(default_factory=list)
     fallback: list[tuple[str, bytes]] = field(default_factory=list)
@@ -146,7 +147,7 @@ def _esphome(
         out.dead.append((topic, payload, type(exc).__name__, str(exc)))
         return
     out.esphome_alerts += result.alerts
-    out.esphome_points += result.points
+    out.esphome_points += [(p, result.repeat_within_s) for p in result.points]
     out.commands += result.commands
     out.flagged += len(result.flagged)
 
@@ -199,15 +200,16 @@ def _apply(
     return tx.apply_alert(alert, policies[alert.category], cooldown_s).changes
 
 
-def stored_messages(prepared: Prepared) -> list[tuple[MsgKey | None, Sequence[Point]]]:
+def stored_messages(
+    prepared: Prepared,
+) -> tuple[list[tuple[MsgKey | None, Sequence[Point]]], list[tuple[Point, float]]]:
     """Step 3's input: the committed messages' points (a redelivery's too: the embedded
-    store writes each message once), and ESPHome's (no message id)."""
+    store writes each message once), and ESPHome's states (no message id: stored unless
+    they repeat the series' newest point within their window)."""
     if not prepared.committed:
-        return []
+        return [], []
     keep = set(prepared.fresh) | set(prepared.duplicates)
     items: list[tuple[MsgKey | None, Sequence[Point]]] = [
         (r.key, r.points) for r in prepared.readings if r.key in keep
     ]
-    if prepared.esphome_points:
-        items.append((None, prepared.esphome_points))
-    return items
+    return items, prepared.esphome_points

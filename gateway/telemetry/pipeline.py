@@ -33,6 +33,11 @@ from gateway.telemetry.profiles import DeviceProfile
 from gateway.telemetry.rules import DeviceRules, Reading, Transition
 from gateway.telemetry.wire import WireBatch
 
+ESPHOME_REPEAT_FRACTION = 0.8
+"""An ESPHome state repeated within this fraction of its node's reporting interval is the
+same state delivered again (a broker redelivery, a retained replay, ESPHome republishing on
+reconnect): a node reports a sensor at most once an interval (docs/sensors.md)."""
+
 RELAY_COMMAND = "relay"
 """The contract command name of a relay switch on our own nodes."""
 
@@ -68,6 +73,9 @@ class Outcome:
     overdue: list[Cutoff] = field(default_factory=list)
     flagged: list[str] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
+    repeat_within_s: float = 0.0
+    """ESPHome only: a state equal to its series' newest stored point less than this long
+    before it is the same state again, not a new reading (`SqliteTelemetryStore`)."""
 
 
 class UnknownNodeError(LookupError):
@@ -131,7 +139,9 @@ class TelemetryPipeline:
             reason = f"{parsed.object_id}: not a metric (or port) of {node.profile.name}"
             return self._apply(node, rules, [], flagged=[reason], msg_id=msg, now=now)
         reading = Reading(resolved[0], parsed.value, now, resolved[1])
-        return self._apply(node, rules, [reading], flagged=[], msg_id=msg, now=now)
+        out = self._apply(node, rules, [reading], flagged=[], msg_id=msg, now=now)
+        out.repeat_within_s = node.profile.reporting_interval_s * ESPHOME_REPEAT_FRACTION
+        return out
 
     def _apply(
         self,

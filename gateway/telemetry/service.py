@@ -150,10 +150,10 @@ class TelemetryService:
 
     def store_points(self, prepared: ingest.Prepared) -> int:
         """Step 3, after the commit: the points of the committed messages (each once)."""
-        items = ingest.stored_messages(prepared)
-        if not items:
+        items, states = ingest.stored_messages(prepared)
+        if not items and not states:
             return 0
-        return self.sink.store(items, recheck=prepared.duplicates, now=prepared.now)
+        return self.sink.store(items, recheck=prepared.duplicates, now=prepared.now, states=states)
 
     def handle(self, messages: Sequence[tuple[str, bytes]], now: float) -> ingest.Prepared:
         """All three steps (tests and tools; the gateway runs them in `gateway.readings`)."""

@@ -43,12 +43,13 @@ class TelemetrySink:
         *,
         recheck: Collection[MsgKey] = (),
         now: float = 0.0,
+        states: Sequence[tuple[Point, float]] = (),
     ) -> int:
         """Write committed messages' points (each message once); points written.
 
         Raises what the embedded store raises (a full or broken disk): the caller must then
         not acknowledge the messages, so they come again."""
-        written = self.embedded.write_messages(messages, recheck=recheck, now=now)
+        written = self.embedded.write_messages(messages, recheck=recheck, now=now, states=states)
         if written and self.remote is not None:
             self.remote.write(written)
         return len(written)

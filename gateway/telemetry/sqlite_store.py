@@ -2,7 +2,9 @@
 
 Raw points are kept for a window (default 7 days); minute rollups (min, max, sum, count) for
 longer (default 90 days), so a chart over a month reads rollups; `latest` keeps the newest
-value of every series. Writes come in batches (`executemany` of prebuilt statements on the
+value of every series. A raw point is (series id, value, time): each series (site, device,
+series) is named once, in `series` (`gateway.telemetry.sqlite_schema`, which also upgrades
+older files in place). Writes come in batches (`executemany` of prebuilt statements on the
 plain sqlite3 driver, one transaction per batch): a transaction per point, or per-row ORM
 work, would cap the store at a few thousand points per second.
 
@@ -30,53 +32,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.telemetry.points import MsgKey, Point
+from gateway.telemetry.sqlite_schema import upgrade
 
 DAY_S = 86_400.0
 RAW_RETENTION_S = 7 * DAY_S
 ROLLUP_RETENTION_S = 90 * DAY_S
-SCHEMA_VERSION = 2
 DERIVE_CHUNK = 200_000
 """Raw rows derived per transaction (bounds how long a reader or writer waits on `derive`)."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS points (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    site_id TEXT NOT NULL, device_id TEXT NOT NULL, series TEXT NOT NULL,
-    value REAL NOT NULL, ts REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS points_by_series ON points (device_id, series, ts);
-CREATE INDEX IF NOT EXISTS points_by_ts ON points (ts);
-CREATE TABLE IF NOT EXISTS minutes (
-    site_id TEXT NOT NULL, device_id TEXT NOT NULL, series TEXT NOT NULL,
-    minute INTEGER NOT NULL, vmin REAL NOT NULL, vmax REAL NOT NULL,
-    vsum REAL NOT NULL, n INTEGER NOT NULL,
-    PRIMARY KEY (device_id, series, minute)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS latest (
-    device_id TEXT NOT NULL, series TEXT NOT NULL, site_id TEXT NOT NULL,
-    ts REAL NOT NULL, value REAL NOT NULL,
-    PRIMARY KEY (device_id, series)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS stored_messages (
-    site_id TEXT NOT NULL, device_id TEXT NOT NULL, msg_id TEXT NOT NULL,
-    stored_at REAL NOT NULL,
-    PRIMARY KEY (site_id, device_id, msg_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS stored_messages_by_time ON stored_messages (stored_at);
-CREATE TABLE IF NOT EXISTS derived (
-    name TEXT PRIMARY KEY, upto INTEGER NOT NULL
-) WITHOUT ROWID;
-INSERT OR IGNORE INTO derived VALUES ('points', 0);
-"""
-
-_INSERT_POINT = "INSERT INTO points (site_id, device_id, series, value, ts) VALUES (?, ?, ?, ?, ?)"
+_INSERT_POINT = "INSERT INTO points (sid, value, ts) VALUES (?, ?, ?)"
 _INSERT_STORED = "INSERT INTO stored_messages VALUES (?, ?, ?, ?)"
+_NEWEST = "SELECT value, ts FROM points WHERE sid = ? ORDER BY ts DESC LIMIT 1"
+_SIDS = "SELECT sid FROM series WHERE device_id = ? AND series = ?"
+SID_CACHE = 100_000
+"""Series ids kept in memory (names come from devices: bounded, emptied when full)."""
 
 _ROLLUP = """
 INSERT INTO minutes (site_id, device_id, series, minute, vmin, vmax, vsum, n)
-SELECT site_id, device_id, series, CAST(ts / 60 AS INTEGER) AS m, min(value), max(value),
-       sum(value), count(*)
-FROM points WHERE id > ? AND id <= ? GROUP BY device_id, series, m
+SELECT s.site_id, s.device_id, s.series, CAST(p.ts / 60 AS INTEGER) AS m, min(p.value),
+       max(p.value), sum(p.value), count(*)
+FROM points AS p JOIN series AS s ON s.sid = p.sid
+WHERE p.id > ? AND p.id <= ? GROUP BY s.device_id, s.series, m
 ON CONFLICT (device_id, series, minute) DO UPDATE SET
     vmin = min(vmin, excluded.vmin), vmax = max(vmax, excluded.vmax),
     vsum = vsum + excluded.vsum, n = n + excluded.n
@@ -85,8 +61,9 @@ ON CONFLICT (device_id, series, minute) DO UPDATE SET
 # SQLite: with max(), the bare columns come from the row holding the maximum.
 _LATEST = """
 INSERT INTO latest (device_id, series, site_id, ts, value)
-SELECT device_id, series, site_id, max(ts), value
-FROM points WHERE id > ? AND id <= ? GROUP BY device_id, series
+SELECT s.device_id, s.series, s.site_id, max(p.ts), p.value
+FROM points AS p JOIN series AS s ON s.sid = p.sid
+WHERE p.id > ? AND p.id <= ? GROUP BY p.sid
 ON CONFLICT (device_id, series) DO UPDATE SET ts = excluded.ts, value = excluded.value
 WHERE excluded.ts >= latest.ts
 """
@@ -130,7 +107,8 @@ class SqliteTelemetryStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = self._connect()
-        self._upgrade()
+        upgrade(self._conn)
+        self._sids: dict[tuple[str, str, str], int] = {}
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -140,38 +118,6 @@ class SqliteTelemetryStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
-
-    def _upgrade(self) -> None:
-        conn = self._conn
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version >= SCHEMA_VERSION:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            old = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'points'"
-            ).fetchone()
-            if old is not None and version < 2:
-                # Version 1 had no row id to derive from; its rollups and latest values
-                # already count its rows, so they start below the watermark.
-                conn.execute("DROP INDEX IF EXISTS points_by_series")
-                conn.execute("DROP INDEX IF EXISTS points_by_ts")
-                conn.execute("ALTER TABLE points RENAME TO points_v1")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            if old is not None and version < 2:
-                conn.execute(
-                    "INSERT INTO points (site_id, device_id, series, value, ts)"
-                    " SELECT site_id, device_id, series, value, ts FROM points_v1"
-                )
-                conn.execute("DROP TABLE points_v1")
-                conn.execute("UPDATE derived SET upto = (SELECT coalesce(max(id), 0) FROM points)")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def write(self, points: Sequence[Point]) -> None:
         """Store a batch in one transaction (readings with no message id: ESPHome's)."""
@@ -184,16 +130,21 @@ class SqliteTelemetryStore:
         *,
         recheck: Collection[MsgKey] = (),
         now: float = 0.0,
+        states: Sequence[tuple[Point, float]] = (),
     ) -> list[Point]:
         """Store messages' points in one transaction, each message at most once.
 
         A message with a key is recorded with its points; a key in `recheck` (one the
         gateway found already processed: a redelivery) is looked up first and skipped if
-        this store has it. Returns the points written."""
+        this store has it. `states` are (point, window) pairs of ESPHome, which has no
+        message id: one is skipped when its series' newest point has the same value and is
+        less than `window` seconds older (the same state delivered again). Returns the
+        points written."""
         rows: list[Point] = []
         keys: list[tuple[str, str, str, float]] = []
         with self._lock:
             conn = self._conn
+            new: dict[tuple[str, str, str], int] = {}  # cached only once committed
             conn.execute("BEGIN")
             try:
                 have = self._stored(recheck) if recheck else set()
@@ -204,15 +155,67 @@ class SqliteTelemetryStore:
                         have.add(key)
                         keys.append((*key, now))
                     rows += points
-                conn.executemany(_INSERT_POINT, rows)
+                if states:
+                    rows += self._new_states(states, new)
+                conn.executemany(_INSERT_POINT, self._bind(rows, new))
                 if keys:
                     conn.executemany(_INSERT_STORED, keys)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            if len(self._sids) + len(new) > SID_CACHE:
+                self._sids.clear()
+            self._sids.update(new)
             self.written += len(rows)
         return rows
+
+    def _sid(self, name: tuple[str, str, str], new: dict[tuple[str, str, str], int]) -> int:
+        """The id of series `name` (site, device, series), made if it is new."""
+        sid = self._sids.get(name)
+        if sid is None:
+            sid = new.get(name)
+        if sid is None:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO series (site_id, device_id, series) VALUES (?, ?, ?)", name
+            )
+            row = self._conn.execute(
+                "SELECT sid FROM series WHERE site_id = ? AND device_id = ? AND series = ?", name
+            ).fetchone()
+            sid = new[name] = int(row[0])
+        return sid
+
+    def _bind(
+        self, points: Sequence[Point], new: dict[tuple[str, str, str], int]
+    ) -> list[tuple[int, float, float]]:
+        sids, rows = self._sids, []
+        for site, device, series, value, ts in points:
+            sid = sids.get((site, device, series))
+            if sid is None:
+                sid = self._sid((site, device, series), new)
+            rows.append((sid, value, ts))
+        return rows
+
+    def _new_states(
+        self, states: Sequence[tuple[Point, float]], new: dict[tuple[str, str, str], int]
+    ) -> list[Point]:
+        """The states that are not a repeat (ESPHome: a few per node a minute, so one
+        indexed lookup each is cheap)."""
+        newest: dict[tuple[str, str], tuple[float, float]] = {}
+        out: list[Point] = []
+        for point, window in states:
+            series = (point.device_id, point.series)
+            last = newest.get(series)
+            if last is None:
+                sid = self._sid((point.site_id, point.device_id, point.series), new)
+                row = self._conn.execute(_NEWEST, (sid,)).fetchone()
+                last = (float(row[0]), float(row[1])) if row is not None else None
+            newest[series] = (point.value, point.ts)
+            if last is not None and last[0] == point.value and 0 <= point.ts - last[1] < window:
+                newest[series] = last  # the window runs from the first delivery
+                continue
+            out.append(point)
+        return out
 
     def _stored(self, keys: Collection[MsgKey]) -> set[MsgKey]:
         found: set[MsgKey] = set()
@@ -281,17 +284,19 @@ class SqliteTelemetryStore:
         inside the raw window; minute rollups before it (buckets of at least a minute)."""
         with self._lock:
             self._derive()
+            # A device that moved to another site has a series id per site.
+            sids = [int(r[0]) for r in self._conn.execute(_SIDS, (device_id, series))]
+            marks = ",".join("?" * len(sids))
             oldest_raw = self._conn.execute(
-                "SELECT min(ts) FROM points WHERE device_id = ? AND series = ?",
-                (device_id, series),
+                f"SELECT min(ts) FROM points WHERE sid IN ({marks})",  # noqa: S608 (placeholders only)
+                sids,
             ).fetchone()[0]
             if oldest_raw is not None and start >= oldest_raw:
                 rows = self._conn.execute(
-                    "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, min(value), max(value),"
-                    " sum(value), count(*) FROM points"
-                    " WHERE device_id = ? AND series = ? AND ts >= ? AND ts < ?"
-                    " GROUP BY b ORDER BY b",
-                    (start, bucket_s, device_id, series, start, end),
+                    "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, min(value), max(value),"  # noqa: S608 (placeholders only)
+                    f" sum(value), count(*) FROM points WHERE sid IN ({marks})"
+                    " AND ts >= ? AND ts < ? GROUP BY b ORDER BY b",
+                    (start, bucket_s, *sids, start, end),
                 ).fetchall()
             else:
                 rows = self._conn.execute(

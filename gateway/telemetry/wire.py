@@ -60,6 +60,8 @@ def decode_fast(site_id: str, device_id: str, payload: bytes) -> WireBatch | Non
     (then the contract's decoder decides)."""
     if len(payload) > MAX_MESSAGE_BYTES:
         return None
+    if b"\\u0000" in payload or b"\x00" in payload:
+        return None  # the contract refuses a NUL in any text, and names the field
     try:
         batch = _DECODER.decode(payload)
     except (msgspec.ValidationError, msgspec.DecodeError):

@@ -198,3 +198,43 @@ def test_influx_writer_buffers_while_server_is_down_and_bounds_the_buffer(
     # the oldest of the flood were dropped; the newest 1,000 arrived after the outage
     assert values == [float(i) for i in range(100)] + [float(i) for i in range(500, 1500)]
     writer.close()
+
+
+def test_sqlite_store_upgrades_a_version_2_file_keeping_its_row_ids(tmp_path: Path) -> None:
+    """Version 2 (a text series per point) to 3 (series ids): the rows keep their ids, so
+    what was derived before is not counted again and what was not is counted once."""
+    path = tmp_path / "v2.sqlite"
+    t0 = 1_800_000_000.0
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE points (id INTEGER PRIMARY KEY AUTOINCREMENT, site_id TEXT NOT NULL,"
+            " device_id TEXT NOT NULL, series TEXT NOT NULL, value REAL NOT NULL,"
+            " ts REAL NOT NULL);"
+            "CREATE INDEX points_by_series ON points (device_id, series, ts);"
+            "CREATE INDEX points_by_ts ON points (ts);"
+            "CREATE TABLE minutes (site_id TEXT NOT NULL, device_id TEXT NOT NULL,"
+            " series TEXT NOT NULL, minute INTEGER NOT NULL, vmin REAL NOT NULL,"
+            " vmax REAL NOT NULL, vsum REAL NOT NULL, n INTEGER NOT NULL,"
+            " PRIMARY KEY (device_id, series, minute)) WITHOUT ROWID;"
+            "CREATE TABLE derived (name TEXT PRIMARY KEY, upto INTEGER NOT NULL) WITHOUT ROWID;"
+            "PRAGMA user_version = 2;"
+        )
+        # ids from 11: the rows before were pruned
+        rows = [(11 + i, "s1", "d", "power", float(i), t0 + i) for i in range(4)]
+        conn.executemany("INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)", rows)
+        # the first two rows were derived into the rollups before the upgrade
+        conn.execute(
+            "INSERT INTO minutes VALUES ('s1', 'd', 'power', ?, 0, 1, 1, 2)", (int(t0 // 60),)
+        )
+        conn.execute("INSERT INTO derived VALUES ('points', 12)")
+    conn.close()
+    store = SqliteTelemetryStore(path)
+    store.write([Point("s1", "d", "power", 9.0, t0 + 5), Point("s1", "d", "energy", 1.0, t0 + 5)])
+    assert store.count() == 6
+    [minute] = store.buckets("d", "power", t0 - 3600, t0 + 60, 60)  # raw: each point once
+    assert (minute.min, minute.max, minute.count) == (0.0, 9.0, 5)
+    store.prune(t0 + 30 * DAY_S)  # the raw rows go; the rollups keep every row once
+    [old] = store.buckets("d", "power", t0 - 60, t0 + 60, 60)
+    assert (old.min, old.max, old.count) == (0.0, 9.0, 5)
+    assert {x.series: x.value for x in store.latest("d")} == {"power": 9.0, "energy": 1.0}
+    store.close()

@@ -1,0 +1,189 @@
+"""The benchmark's consumers of one parked backlog: the bare drain (the limit), the MQTT
+edge publishing Acks and nothing else, and the gateway's telemetry session."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from pydantic import SecretStr
+
+from benchmarks.telemetry.workload import (
+    DRAIN_TIMEOUT_S,
+    SITE,
+    forget_session,
+    never_expires,
+    publish,
+    register_session,
+)
+from gateway.acks import Committed
+from gateway.config import GatewaySettings, MqttSettings
+from gateway.main import build_runtime, ingest_batch
+from gateway.mqtt import MqttIngest, Outbound
+from gateway.runtime import Runtime
+from gateway.store import migrate
+from gateway.telemetry.acks import ack_messages
+from gateway.telemetry.settings import TelemetrySettings
+from tests.support.broker import MosquittoBroker
+from tests.support.victoria import VictoriaMetrics
+
+
+async def bare(
+    broker: MosquittoBroker, messages: list[tuple[str, bytes]], name: str, *, v311: bool = False
+) -> tuple[float, float]:
+    """Seconds for a bare subscriber (MQTT 5, or 3.1.1 as the gateway's telemetry session
+    speaks) to drain the parked messages, and its CPU µs/msg."""
+    await register_session(broker, name, f"guanjia/v1/{SITE}/+/telemetry")
+    await asyncio.to_thread(publish, broker.host, broker.port, messages, name)
+    n, got = len(messages), 0
+    session: dict[str, Any] = {"clean_session": False}
+    if not v311:
+        session = {
+            "protocol": aiomqtt.ProtocolVersion.V5,
+            "clean_start": False,
+            "properties": never_expires(),
+        }
+    cpu0, start = time.process_time(), time.perf_counter()
+    async with aiomqtt.Client(
+        broker.host,
+        broker.port,
+        identifier=name,
+        max_inflight_messages=100,
+        **session,
+    ) as client:
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            async for _ in client.messages:
+                got += 1
+                if got == n:
+                    break
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    await forget_session(broker, name)
+    return elapsed, cpu / n * 1e6
+
+
+def make_runtime(
+    tmp: Path, broker: MosquittoBroker, name: str, nodes: int, vm: VictoriaMetrics | None
+) -> Runtime:
+    db = f"sqlite:///{tmp / f'{name}.db'}"
+    migrate(db)
+    influx: dict[str, object] = {}
+    if vm is not None:
+        influx = {
+            "influx_url": vm.url,
+            "influx_org": "guanjia",
+            "influx_bucket": "telemetry",
+            "influx_token": SecretStr("bench"),
+            "influx_flush_interval_s": 0.5,
+        }
+    settings = GatewaySettings(
+        database_url=db,
+        jwt_secret="bench-secret-0123456789abcdef-0123456789",
+        mqtt=MqttSettings(host=broker.host, port=broker.port, client_id=name, sites=[SITE]),
+        telemetry=TelemetrySettings(path=tmp / f"{name}.telemetry.db", **influx),
+    )
+    runtime = build_runtime(settings)
+    for i in range(nodes):
+        runtime.store.upsert_device(f"shed-{i}", SITE, "charging")
+        runtime.store.set_sensor_node(f"shed-{i}", "charging_monitor", esphome=False)
+    runtime.store.upsert_device("cam-0", SITE, "camera")
+    return runtime
+
+
+def close_runtime(runtime: Runtime) -> None:
+    assert runtime.telemetry is not None
+    runtime.telemetry.close()
+    runtime.store.close()
+
+
+async def edge_only(
+    runtime: Runtime, broker: MosquittoBroker, messages: list[tuple[str, bytes]]
+) -> tuple[float, float]:
+    """Seconds for the MQTT edge alone to drain the messages, publishing their Acks; its
+    CPU µs/msg."""
+    mqtt = runtime.settings.mqtt.telemetry_connection()
+    await register_session(broker, mqtt.session_id, f"guanjia/v1/{SITE}/+/telemetry")
+    await asyncio.to_thread(publish, broker.host, broker.port, messages, mqtt.session_id)
+    n, got = len(messages), 0
+    done = asyncio.Event()
+
+    async def acks_only(batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
+        nonlocal got
+        got += len(batch)
+        if got >= n:
+            done.set()
+        committed = [
+            Committed(SITE, topic.split("/")[3], msg_id=json.loads(payload)["msg_id"])
+            for topic, payload in batch
+        ]
+        return [Outbound(t, p) for t, p in ack_messages(committed, time.time())]
+
+    ingest = MqttIngest(mqtt, acks_only, filters=runtime.settings.mqtt.telemetry_filters)
+    cpu0, start = time.process_time(), time.perf_counter()
+    task = asyncio.create_task(ingest.run())
+    async with asyncio.timeout(DRAIN_TIMEOUT_S):
+        await done.wait()
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await forget_session(broker, mqtt.session_id)
+    return elapsed, cpu / n * 1e6
+
+
+async def gateway(
+    runtime: Runtime,
+    broker: MosquittoBroker,
+    messages: list[tuple[str, bytes]],
+    points: int,
+    nodes: int,
+) -> dict[str, float]:
+    """Drain the parked messages through the gateway's telemetry session."""
+    mqtt = runtime.settings.mqtt.telemetry_connection()
+    await register_session(broker, mqtt.session_id, f"guanjia/v1/{SITE}/+/telemetry")
+    await asyncio.to_thread(publish, broker.host, broker.port, messages, mqtt.session_id)
+    n = len(messages)
+    telemetry = runtime.telemetry
+    assert telemetry is not None
+    done = asyncio.Event()
+    committed = 0
+
+    async def counted(batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
+        nonlocal committed
+        out = await ingest_batch(runtime, batch)  # committed and stored when it returns
+        committed += len(batch)
+        if committed >= n:
+            done.set()
+        return out
+
+    # Steady state: a node's profile is looked up once per REGISTRY_CACHE_S (500 nodes: 17
+    # queries a second), not 500 queries inside a two-second drain.
+    for i in range(nodes):
+        telemetry.node(f"shed-{i}")
+    ingest = MqttIngest(mqtt, counted, filters=runtime.settings.mqtt.telemetry_filters)
+    cpu0, start = time.process_time(), time.perf_counter()
+    task = asyncio.create_task(ingest.run())
+    async with asyncio.timeout(DRAIN_TIMEOUT_S):
+        await done.wait()
+        stored_s = time.perf_counter() - start
+        influx_s = 0.0
+        if telemetry.influx is not None:
+            while telemetry.influx.written < n * points:  # noqa: ASYNC110 (another thread counts)
+                await asyncio.sleep(0.01)
+            influx_s = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await forget_session(broker, mqtt.session_id)
+    assert telemetry.sqlite.count() == n * points, telemetry.sqlite.count()
+    return {
+        "stored_s": stored_s,
+        "both_s": max(stored_s, influx_s),
+        "cpu_us": cpu / n * 1e6,
+        "dropped": float(telemetry.influx.dropped if telemetry.influx else 0),
+    }
