@@ -142,7 +142,9 @@ def handler_run(messages: Messages, batch: int, db_url: str, prepare: Callable[[
 
 
 @contextmanager
-def _database(url: str | None, path: Path, schemas: Callable[[str], Iterable[str]]) -> Iterator[str]:
+def _database(
+    url: str | None, path: Path, schemas: Callable[[str], Iterable[str]]
+) -> Iterator[str]:
     if url is None:
         yield f"sqlite:///{path}"
         return
