@@ -53,6 +53,9 @@ RECENT_AUTO_RESOLVED = (
 )
 
 # Plain statements (`plain_sql`): the per-batch reads and the per-ticket writes.
+INGEST_LOCK_KEY = 0x6775616E6A6961 + 1
+"""The PostgreSQL advisory lock ingest transactions take first (one after `feed.FEED_LOCK_KEY`)."""
+INGEST_LOCK = Plain("SELECT pg_advisory_xact_lock(?)")
 PROCESSED_IN = Plain(
     "SELECT site_id, device_id, msg_id FROM processed_messages WHERE msg_id {in_list}"
 )

@@ -62,6 +62,13 @@ class IngestTx:
         self.now = now
         self.postgres = postgres
         self.plain = Driver(conn, postgres=postgres)
+        if postgres:
+            # Ingest transactions take turns, like SQLite's (`Store._writer_turn`): workers
+            # draining one shared subscription get the same ticket keys in every batch, and
+            # run concurrently they waited on each other's row locks and lost unique-key races
+            # (the whole batch rolled back and ran again), so two workers ingested less than
+            # one. Decoding still runs in parallel, before the transaction.
+            self.plain.rows(sql.INGEST_LOCK, (sql.INGEST_LOCK_KEY,))
         self.seen = Overlay(conn, self.plain)
         self.rows = BulkRows(conn, postgres=postgres)
         self._touches: dict[int, int] = {}  # ticket id → events merged
