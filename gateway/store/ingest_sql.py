@@ -27,14 +27,21 @@ def in_list(column: Any, name: str) -> Any:
     return column.in_(bindparam(name, expanding=True))
 
 
-RECENT_IN = select(
-    tickets.c.id, tickets.c.dedup_key, tickets.c.resolved_at, *(tickets.c[n] for n in CLOCK_COLUMNS)
-).where(
-    in_list(tickets.c.dedup_key, "keys"),
-    tickets.c.state == TicketState.RESOLVED.value,
-    tickets.c.resolved_by == "system",
-    tickets.c.resolved_at >= bindparam("since"),
-)
+RECENT_IN = (
+    select(
+        tickets.c.id,
+        tickets.c.dedup_key,
+        tickets.c.resolved_at,
+        *(tickets.c[n] for n in CLOCK_COLUMNS),
+    )
+    .where(
+        in_list(tickets.c.dedup_key, "keys"),
+        tickets.c.state == TicketState.RESOLVED.value,
+        tickets.c.resolved_by == "system",
+        tickets.c.resolved_at >= bindparam("since"),
+    )
+    .with_for_update()
+)  # reopened by a deferred update (see ACTIVE_IN)
 RECENT_AUTO_RESOLVED = (
     select(
         tickets.c.id,
@@ -50,6 +57,7 @@ RECENT_AUTO_RESOLVED = (
     )
     .order_by(tickets.c.resolved_at.desc())
     .limit(1)
+    .with_for_update()
 )
 
 # Plain statements (`plain_sql`): the per-batch reads and the per-ticket writes.
@@ -63,8 +71,12 @@ LINKS_IN = Plain(
     "SELECT site_id, device_id, event_id, ticket_id, ended, last_seq FROM ticket_events "
     "WHERE event_id {in_list}"
 )
+# Tickets the transaction may update are read with a lock on PostgreSQL (``FOR UPDATE``;
+# SQLite's writer holds the database), so the conditional updates that follow are certain
+# to apply and can be deferred (`plain_sql.Driver.defer`).
 ACTIVE_IN = Plain(
-    "SELECT id, state, active_key, site_id, category FROM tickets WHERE active_key {in_list}"
+    "SELECT id, state, active_key, site_id, category FROM tickets WHERE active_key {in_list}",
+    lock=True,
 )
 UNENDED_IN = Plain(
     "SELECT ticket_id, site_id, device_id, event_id FROM ticket_events "
@@ -76,7 +88,7 @@ DEVICES_IN = Plain(
 UNENDED = Plain(
     "SELECT site_id, device_id, event_id FROM ticket_events WHERE ticket_id = ? AND NOT ended"
 )
-TICKET = Plain("SELECT site_id, category, state, active_key FROM tickets WHERE id = ?")
+TICKET = Plain("SELECT site_id, category, state, active_key FROM tickets WHERE id = ?", lock=True)
 TICKET_COLUMNS = (
     "site_id",
     "device_id",

@@ -419,9 +419,9 @@ class IngestTx:
             recent.sla_cycle,
         )
         # Conditional on the state and cycle, and the unique active_key: a concurrent opener
-        # turns this into an IntegrityError and a retry merges into theirs.
-        if not self.plain.run(sql.REOPEN, params):
-            return None
+        # turns this into an IntegrityError and a retry merges into theirs. The row was read
+        # locked, so it is still as read: deferred, sent with the next statement.
+        self.plain.defer(sql.REOPEN, params)
         ticket_id = int(recent.id)
         self.seen.active[key] = (ticket_id, TicketState.NEW.value)
         self.seen.tickets.pop(ticket_id, None)  # read again if it needs clearing
@@ -454,13 +454,10 @@ class IngestTx:
         from_state = ticket.state
         if policy.auto_resolve_on_end and from_state in OPEN_STATE_VALUES:
             # One statement clears the condition and resolves (conditional on the state).
-            done = self.plain.run(sql.AUTO_RESOLVE, (now, now, now, ticket_id, from_state))
-            if not done:
-                # Someone changed the ticket meanwhile (another replica, a person): only
-                # the condition is recorded as cleared; the ticket's state is theirs.
-                self.plain.run(sql.CLEARED, (now, ticket_id))
-                self.seen.tickets.pop(ticket_id, None)
-                return []
+            # The ticket's row was read locked in this transaction (`ingest_sql.ACTIVE_IN`),
+            # so a person's change either came before and was read, or waits for the commit:
+            # certain to apply, so deferred (a stale row fails the transaction, which reruns).
+            self.plain.defer(sql.AUTO_RESOLVE, (now, now, now, ticket_id, from_state))
             if ticket.active_key is not None:
                 self.seen.active[ticket.active_key] = None
                 # Now the key's latest auto-resolved ticket: read it again if reopened.
@@ -475,7 +472,7 @@ class IngestTx:
             )
             action, state = "resolved", TicketState.RESOLVED.value
         else:
-            self.plain.run(sql.CLEARED, (now, ticket_id))
+            self.plain.defer(sql.CLEARED, (now, ticket_id), expect=None)
             self.audit(ticket_id, "system:ingest", "condition_cleared")
             action, state = "cleared", from_state
         return [
@@ -521,6 +518,7 @@ class IngestTx:
     def flush(self) -> None:
         """Write every buffered row; the feed goes last (`BulkRows.flush`)."""
         conn = self.conn
+        self.plain.sync()
         self._dead.flush()
         self.plain.many(sql.TOUCH, [(n, self.now, t) for t, n in self._touches.items()])
         changed = []
@@ -536,4 +534,5 @@ class IngestTx:
         self._outbox.flush()
         if self._heartbeats:
             conn.execute(sql.HEARTBEAT, list(self._heartbeats.values()))
+        self.plain.sync()  # before the COPYs, which use the driver connection directly
         self.rows.flush()
