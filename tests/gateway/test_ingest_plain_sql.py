@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 import contract as c
-from gateway.ingest import IngestHandler, Outcome
 from gateway.alerts import dedup_key
+from gateway.ingest import IngestHandler, Outcome
 from gateway.sla import DEFAULT_POLICIES, TicketCategory
 from gateway.store import Store
 from gateway.store import ingest_sql as sql
