@@ -5,6 +5,8 @@ open, merge, update, clear and reopen tickets, mark devices online and offline, 
 message ids. It owns those decisions only; the rest is in modules of their own:
 
 - `ingest_sql`: every statement, built once at import and executed with bound parameters;
+  the per-batch reads and per-ticket writes as plain SQL on the driver (`plain_sql.Driver`),
+  whose certain UPDATEs are deferred into one PostgreSQL pipeline;
 - `ingest_overlay.Overlay`: what the transaction has read and written (processed ids, event
   links, open tickets by key, devices), preloaded with one ``IN (…)`` query per table, so
   message 7 of a batch sees what message 3 did exactly as if each had committed;
