@@ -90,8 +90,11 @@ class IngestTx:
         active_keys: Iterable[str] = (),
         device_ids: Iterable[str] = (),
         reopen_since: float | None = None,
+        alerts: Iterable[Alert] = (),
     ) -> None:
-        """Read what a batch will need in one query per table (`Overlay.preload`)."""
+        """Read what a batch will need in one query per table (`Overlay.preload`), and the
+        routing facts of its alerts (`GridRouter.prefetch`)."""
+        self._router.prefetch(alerts)
         self.seen.preload(
             msg_keys=msg_keys,
             event_keys=event_keys,
