@@ -36,9 +36,14 @@ async def test_failed_ack_publishes_are_counted_and_logged_once_a_minute(
         committed.set()
         return [Outbound(f"guanjia/v1/s/cam-{i}/ack", b"{}") for i in range(3)]
 
-    ingest = MqttIngest(
-        settings, commit_while_the_broker_dies, None, metrics.ack_publish_failures.inc
-    )
+    three_failed = asyncio.Event()
+
+    def failed() -> None:
+        metrics.ack_publish_failures.inc()
+        if ingest.publish_failures >= 3:
+            three_failed.set()
+
+    ingest = MqttIngest(settings, commit_while_the_broker_dies, None, failed)
     task = asyncio.create_task(ingest.run())
     try:
         await asyncio.wait_for(ingest.connected.wait(), 10)
