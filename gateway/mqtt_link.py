@@ -173,6 +173,7 @@ class MqttLink:
     def _detach(self, sock: Any) -> None:
         with contextlib.suppress(ValueError, OSError):
             self._loop.remove_reader(sock)
+        with contextlib.suppress(ValueError, OSError):
             self._loop.remove_writer(sock)
         self._sock = None
 
