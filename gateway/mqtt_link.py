@@ -36,6 +36,9 @@ messages) however long the gateway is away; it is this replica's for good."""
 MAX_INFLIGHT = 100
 """QoS 1 publishes on the wire at once; paho queues the rest until PUBACKs come back."""
 
+MAX_PENDING = 1000
+"""Publishes awaiting their PUBACK at once; beyond this the ingest waits (`room`)."""
+
 READS_PER_WAKEUP = 1000
 """Packets read in one readable callback at most (paho's `loop_read` reads one PUBLISH at
 a time), so a flood cannot starve the loop's other work."""
@@ -382,6 +385,3 @@ class MqttLink:
             self._detach(sock)
             sock.close()
 
-
-MAX_PENDING = 1000
-"""Publishes awaiting their PUBACK at once; beyond this the ingest waits (`room`)."""
