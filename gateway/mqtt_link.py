@@ -384,4 +384,3 @@ class MqttLink:
         if sock is not None:
             self._detach(sock)
             sock.close()
-
