@@ -39,9 +39,10 @@ MAX_INFLIGHT = 100
 MAX_PENDING = 1000
 """Publishes awaiting their PUBACK at once; beyond this the ingest waits (`room`)."""
 
-READS_PER_WAKEUP = 1000
-"""Packets read in one readable callback at most (paho's `loop_read` reads one PUBLISH at
-a time), so a flood cannot starve the loop's other work."""
+READS_PER_WAKEUP = 100
+"""Packets read in one readable callback at most (paho's `loop_read` reads one PUBLISH at a
+time): enough to take a burst with one wake-up of the ingest, few enough (~5 ms of MQTT 5
+decoding) that the loop's other work, the console's stream among it, is not held up."""
 
 MISC_EVERY_S = 1.0
 """How often paho's `loop_misc` runs: keepalive pings and the keepalive timeout."""
