@@ -132,17 +132,17 @@ def test_a_stream_closes_right_after_max_events(
     seed_users(sqlite_url)
     with running_app(settings_for(sqlite_url)) as client:
         op = token(client, "op")
-        answers: list[httpx.Response] = []
+        answers: list[str] = []
         reader = threading.Thread(
             target=lambda: answers.append(
-                client.get("/api/stream", params={"max_events": 1}, headers=op)
+                client.get("/api/stream", params={"max_events": 1}, headers=op).text
             ),
             daemon=True,
         )
         reader.start()
         reader.join(30)
         assert answers, "GET /api/stream?max_events=1 stayed open after its hello"
-        assert [e.name for e in parse(answers[0].text)] == ["hello"]
+        assert [e.name for e in parse(answers[0])] == ["hello"]
 
 
 class StreamReader(threading.Thread):
