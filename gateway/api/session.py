@@ -19,6 +19,7 @@ from gateway.api.permissions import Permission
 from gateway.auth import Principal, check_login, issue_stream_ticket, issue_token
 from gateway.models import FeedEntry, UserPublic
 from gateway.runtime import Runtime
+from gateway.store import StoreUnavailableError
 
 router = APIRouter()
 
@@ -177,8 +178,6 @@ async def stream(
     async def events() -> AsyncIterator[str]:
         sent = 0
         async for item in feed:
-            if max_events is not None and sent >= max_events:
-                return
             if isinstance(item, FeedHello):
                 hello = {"user": principal.username, "last_event_id": item.last_event_id}
                 yield f"event: hello\ndata: {json.dumps(hello)}\n\n"
@@ -193,6 +192,10 @@ async def stream(
             elif isinstance(item, FeedEntry):
                 yield _sse(item)
             sent += 1
+            # Checked after sending, not before the next item: a poll for `hello` alone
+            # must not wait for a keepalive to close.
+            if max_events is not None and sent >= max_events:
+                return
 
     return sse_response(runtime, principal, events())
 
@@ -259,7 +262,10 @@ async def withdrawn(runtime: Runtime, principal: Principal) -> str | None:
     """Why `principal` may no longer hold its stream open, or None: the user is disabled or
     gone, or has another role or other sites (the stream ends either way; a reconnect, if
     still allowed, gets the new scope, so a stream never has to be re-scoped in place)."""
-    found = await asyncio.to_thread(runtime.store.user_credentials, principal.username)
+    try:
+        found = await asyncio.to_thread(runtime.store.user_credentials, principal.username)
+    except StoreUnavailableError:  # the database away is not a reason to cut everyone off
+        return None
     if found is None or found[0].disabled:
         return "user is disabled or gone"
     user = found[0]

@@ -63,7 +63,10 @@ def open_stream(stack: ExitStack, gateway: GatewayProcess, bearer: dict[str, str
         httpx.stream("GET", f"{gateway.url}/api/stream", headers=bearer, timeout=TIMEOUT)
     )
     if response.status_code == 200:
-        assert next(events_of(response))[0] == "hello"
+        events = events_of(response)
+        assert next(events)[0] == "hello"
+        # Held with the stack: a reader dropped would close the connection (httpx does).
+        stack.callback(events.close)
     return response.status_code
 
 
