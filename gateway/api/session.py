@@ -312,37 +312,50 @@ async def follow_feed(
                 last = missed.id
                 if principal.can_see(missed.site_id):
                     yield missed
-        loop = asyncio.get_running_loop()
-        recheck_s = runtime.settings.stream_recheck_s
-        next_check = loop.time() + recheck_s
-        quiet_until = loop.time() + KEEPALIVE_S
-        while True:
-            # Checked between entries too, not only when idle: a busy stream would otherwise
-            # never reach a quiet moment to notice a disabled user.
-            if loop.time() >= next_check:
-                reason = await withdrawn(runtime, principal)
-                if reason is not None:
-                    yield FeedEnd(reason)
-                    return
-                next_check = loop.time() + recheck_s
-            wait = max(0.0, min(next_check, quiet_until) - loop.time())
-            try:
-                entry = await asyncio.wait_for(queue.get(), wait)
-            except TimeoutError:
-                if loop.time() >= quiet_until:
-                    if await request.is_disconnected():
-                        return
-                    yield "keepalive"
-                    quiet_until = loop.time() + KEEPALIVE_S
-                continue
-            if entry.id <= last:
-                continue  # already sent from the backlog
-            last = entry.id
-            if principal.can_see(entry.site_id):
-                yield entry
-                quiet_until = loop.time() + KEEPALIVE_S
+        async for item in _live(request, runtime, principal, queue, last):
+            yield item
     finally:
         runtime.hub.unsubscribe(queue)
+
+
+async def _live(
+    request: Request,
+    runtime: Runtime,
+    principal: Principal,
+    queue: asyncio.Queue[FeedEntry],
+    last: int,
+) -> AsyncIterator[FeedEntry | FeedEnd | str]:
+    """`follow_feed`'s live part: entries after `last` from `queue`, keepalives, and the
+    periodic re-read of the user (`withdrawn`)."""
+    loop = asyncio.get_running_loop()
+    recheck_s = runtime.settings.stream_recheck_s
+    next_check = loop.time() + recheck_s
+    quiet_until = loop.time() + KEEPALIVE_S
+    while True:
+        # Checked between entries too, not only when idle: a busy stream would otherwise
+        # never reach a quiet moment to notice a disabled user.
+        if loop.time() >= next_check:
+            reason = await withdrawn(runtime, principal)
+            if reason is not None:
+                yield FeedEnd(reason)
+                return
+            next_check = loop.time() + recheck_s
+        wait = max(0.0, min(next_check, quiet_until) - loop.time())
+        try:
+            entry = await asyncio.wait_for(queue.get(), wait)
+        except TimeoutError:
+            if loop.time() >= quiet_until:
+                if await request.is_disconnected():
+                    return
+                yield "keepalive"
+                quiet_until = loop.time() + KEEPALIVE_S
+            continue
+        if entry.id <= last:
+            continue  # already sent from the backlog
+        last = entry.id
+        if principal.can_see(entry.site_id):
+            yield entry
+            quiet_until = loop.time() + KEEPALIVE_S
 
 
 class Health(BaseModel):

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from sqlalchemy import create_engine, update
 from sqlalchemy.engine import make_url
 

@@ -50,9 +50,7 @@ def site_of(db_url: str, device_id: str) -> str | None:
         store.close()
 
 
-def test_move_needs_the_target_site_in_the_callers_scope(
-    client: TestClient, db_url: str
-) -> None:
+def test_move_needs_the_target_site_in_the_callers_scope(client: TestClient, db_url: str) -> None:
     as_admin_of(client, SITE)
     r = client.put("/api/devices/cam-a/site", json={"site_id": OTHER_SITE, "grid_id": "south"})
     assert r.status_code == 404, r.text
@@ -60,9 +58,7 @@ def test_move_needs_the_target_site_in_the_callers_scope(
     assert site_of(db_url, "cam-a") == SITE
 
 
-def test_move_needs_the_current_site_in_the_callers_scope(
-    client: TestClient, db_url: str
-) -> None:
+def test_move_needs_the_current_site_in_the_callers_scope(client: TestClient, db_url: str) -> None:
     as_admin_of(client, SITE)
     r = client.put("/api/devices/cam-c/site", json={"site_id": SITE, "grid_id": "north"})
     assert r.status_code == 404, r.text

@@ -11,7 +11,7 @@ show):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ def set_user(db_url: str, username: str, **values: Any) -> None:
     engine.dispose()
 
 
-def events_of(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+def events_of(response: httpx.Response) -> Generator[tuple[str, dict[str, Any]]]:
     """(event name, data) of each event until the server closes the stream."""
     buffer = ""
     for chunk in response.iter_text():
@@ -146,4 +146,3 @@ def test_stream_ends_when_its_user_is_disabled_or_changed(tmp_path: Path, db_url
         assert opens(gateway, bearers["op2"])
     finally:
         gateway.stop()
-
