@@ -396,6 +396,27 @@ class GatewaySettings(BaseSettings):
         description="How often the stream reads the shared change feed for other replicas' "
         "changes (this replica's own are pushed at once).",
     )
+    stream_max_per_user: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Open live streams (GET /api/stream and /console/stream together) one "
+        "user may hold on this replica; one more is refused with 429.",
+    )
+    stream_max_total: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="Open live streams on this replica, all users together; one more is "
+        "refused with 429.",
+    )
+    stream_recheck_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="How often an open stream re-reads its user (one primary-key read) and "
+        "ends once the user is disabled, gone, or has another role or other sites.",
+    )
     cooldown_s: float = Field(
         default=600.0,
         ge=0,

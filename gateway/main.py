@@ -58,7 +58,7 @@ from gateway.runtime import Runtime
 from gateway.sites import SiteConfig, load_sites
 from gateway.sla import TicketCategory
 from gateway.store import IngestTx, Store, StoreUnavailableError, migrate
-from gateway.stream import ChangeFeed, ChangeHub
+from gateway.stream import ChangeFeed, ChangeHub, StreamSlots
 from gateway.telemetry.ingest import takes as takes_reading
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,7 @@ def build_runtime(
             window_s=settings.login_window_s,
             max_tracked=settings.login_tracked_max,
         ),
+        streams=StreamSlots(settings.stream_max_per_user, settings.stream_max_total),
         telemetry=telemetry,
         residents=ResidentService(
             store, sites, settings.signing_key(), settings.policies, settings.residents

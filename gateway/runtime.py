@@ -14,7 +14,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.residents.service import ResidentService
 from gateway.rounds.service import RoundsService
 from gateway.store import Store
-from gateway.stream import ChangeFeed, ChangeHub
+from gateway.stream import ChangeFeed, ChangeHub, StreamSlots
 
 if TYPE_CHECKING:
     from gateway.telemetry.service import TelemetryService
@@ -31,6 +31,7 @@ class Runtime:
     metrics: GatewayMetrics
     handler: IngestHandler
     limiter: LoginLimiter
+    streams: StreamSlots
     telemetry: TelemetryService | None = None
     residents: ResidentService | None = None
     rounds: RoundsService | None = None

@@ -57,6 +57,52 @@ class ChangeHub:
                 queue.put_nowait(entry)
 
 
+class StreamSlots:
+    """Bounds the open streams of this replica, per user and in all, so a script cannot hold
+    thousands of connections (each a queue of up to `QUEUE_LIMIT` entries and a task).
+
+    Counted per replica, in memory: a stream lives on one process, and its slot must come
+    back however the stream ends (client gone, user disabled, server stopping), which a
+    shared counter could not guarantee after a crash."""
+
+    def __init__(self, per_user: int, total: int) -> None:
+        self.per_user = per_user
+        self.total = total
+        self._open: dict[str, int] = {}
+        self._count = 0
+
+    def acquire(self, username: str) -> str | None:
+        """Take a slot for `username`; None on success, else the one-line reason."""
+        if self._count >= self.total:
+            return f"too many open streams on this server (limit {self.total}); try later"
+        held = self._open.get(username, 0)
+        if held >= self.per_user:
+            return f"too many open streams for this user (limit {self.per_user}); close one"
+        self._open[username] = held + 1
+        self._count += 1
+        return None
+
+    def release(self, username: str) -> None:
+        """Give a slot back (once per successful `acquire`)."""
+        held = self._open.get(username, 0)
+        if held <= 0:
+            return
+        if held == 1:
+            del self._open[username]
+        else:
+            self._open[username] = held - 1
+        self._count -= 1
+
+    def held(self, username: str) -> int:
+        """Open streams of `username`."""
+        return self._open.get(username, 0)
+
+    @property
+    def count(self) -> int:
+        """Open streams in all."""
+        return self._count
+
+
 class ChangeFeed:
     """Reads the shared change feed in id order and publishes it to the hub."""
 

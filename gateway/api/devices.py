@@ -6,7 +6,9 @@ Scope rules:
 - `POST /api/devices` registers or updates a device of the caller's sites and never moves
   one: an id registered at a site outside them is 409 "taken" (nothing more is said), at
   another site of theirs 409 naming the move route; its grid must be a grid of its site (422);
-- `PUT /api/devices/{id}/site` (admins) is the one way a device changes site.
+- `PUT /api/devices/{id}/site` (admins) is the one way a device changes site; like every
+  write it checks site scope, on both ends: the device's current site and the target site
+  must both be the caller's (404 otherwise, as for any object outside them).
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from gateway.api.deps import RuntimeDep, require, site_scope
 from gateway.api.params import Limit, Offset
 from gateway.api.permissions import Permission
-from gateway.api.scope import ensure_site_in_scope, load_visible
+from gateway.api.scope import ensure_site_in_scope, load_visible, not_found
 from gateway.auth import Principal
 from gateway.models import DeviceCreate, DeviceMove, DevicePublic
 from gateway.runtime import Runtime
 from gateway.store import ConflictError, NotFoundError
-from gateway.store.scope import SiteChangeError
+from gateway.store.scope import OutOfScopeError, SiteChangeError
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
 
@@ -95,6 +97,7 @@ async def move_device(
     `guanjia gateway mqtt-account` rewrites it) and reconfigure the node for its new site.
     """
     await device_in_scope(runtime, principal, device_id)
+    ensure_site_in_scope(principal, body.site_id)
     try:
         await asyncio.to_thread(
             runtime.store.move_device,
@@ -102,7 +105,10 @@ async def move_device(
             body.site_id,
             grid_id=body.grid_id,
             zone_id=body.zone_id,
+            scope=site_scope(principal),
         )
+    except OutOfScopeError:  # left the caller's sites since the check above
+        raise not_found("device", device_id) from None
     except NotFoundError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     return await asyncio.to_thread(runtime.store.get_device, device_id)

@@ -5,25 +5,29 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Receive, Scope, Send
 
 from gateway.api.deps import ClientAddressDep, PrincipalDep, RuntimeDep, require
 from gateway.api.permissions import Permission
 from gateway.auth import Principal, check_login, issue_stream_ticket, issue_token
 from gateway.models import FeedEntry, UserPublic
 from gateway.runtime import Runtime
+from gateway.store import StoreUnavailableError
 
 router = APIRouter()
 
 KEEPALIVE_S = 15.0
-"""A comment line this often keeps proxies from closing an idle stream, and lets the server
-notice a client that went away."""
+"""A comment line after this long without a line keeps proxies from closing an idle stream,
+and lets the server notice a client that went away."""
+RETRY_AFTER_S = 5
+"""Retry-After of a stream refused for lack of a slot."""
 
 
 class LoginBody(BaseModel):
@@ -157,7 +161,10 @@ async def stream(
 ) -> StreamingResponse:
     """Server-sent events: ticket and device changes in the caller's sites, from every
     replica, in commit order. Authenticate with a Bearer token, or (EventSource) with
-    `?stream_ticket=` from POST /api/stream-ticket; the user is checked when the stream opens.
+    `?stream_ticket=` from POST /api/stream-ticket; the user is checked when the stream opens
+    and re-read every `stream_recheck_s`: once disabled, gone, or given another role or
+    other sites, the stream sends `end` (with the reason) and closes. At most
+    `stream_max_per_user` open streams per user and `stream_max_total` in all (429 beyond).
 
     The first event is `hello`; each change carries its feed id as the SSE `id`. A client
     that reconnects with `Last-Event-ID` (or `?last_event_id=`) first gets every change it
@@ -179,6 +186,9 @@ async def stream(
             elif item == "keepalive":
                 yield ": keepalive\n\n"
                 continue
+            elif isinstance(item, FeedEnd):
+                yield f"event: end\ndata: {json.dumps({'reason': item.reason})}\n\n"
+                return
             elif isinstance(item, FeedEntry):
                 yield _sse(item)
             sent += 1
@@ -187,11 +197,51 @@ async def stream(
             if max_events is not None and sent >= max_events:
                 return
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(runtime, principal, events())
+
+
+class _SlotResponse(StreamingResponse):
+    """An SSE response that gives its stream slot back when it ends, however it ends: the
+    events ran out, the client went away, or the body never started (a generator's
+    `finally` does not run then, so the slot is not released there)."""
+
+    def __init__(self, content: AsyncIterator[str], release: Callable[[], None]) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+def sse_response(
+    runtime: Runtime, principal: Principal, events: AsyncIterator[str]
+) -> StreamingResponse:
+    """`events` as an SSE response holding one of the replica's stream slots for the
+    caller (`stream_max_per_user`, `stream_max_total`), or 429 with the reason when none is
+    free. The API's stream and the console's both come through here."""
+    reason = runtime.streams.acquire(principal.username)
+    if reason is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            reason,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            runtime.streams.release(principal.username)
+
+    return _SlotResponse(events, release)
 
 
 @dataclass(frozen=True)
@@ -201,14 +251,38 @@ class FeedHello:
     last_event_id: int
 
 
+@dataclass(frozen=True)
+class FeedEnd:
+    """Last item of `follow_feed` when the caller may no longer hold the stream."""
+
+    reason: str
+
+
+async def withdrawn(runtime: Runtime, principal: Principal) -> str | None:
+    """Why `principal` may no longer hold its stream open, or None: the user is disabled or
+    gone, or has another role or other sites (the stream ends either way; a reconnect, if
+    still allowed, gets the new scope, so a stream never has to be re-scoped in place)."""
+    try:
+        found = await asyncio.to_thread(runtime.store.user_credentials, principal.username)
+    except StoreUnavailableError:  # the database away is not a reason to cut everyone off
+        return None
+    if found is None or found[0].disabled:
+        return "user is disabled or gone"
+    user = found[0]
+    if Principal(user.username, user.role, frozenset(user.sites)) != principal:
+        return "role or sites changed; reconnect"
+    return None
+
+
 async def follow_feed(
     request: Request, runtime: Runtime, principal: Principal, resume: int | None
-) -> AsyncIterator[FeedHello | FeedEntry | str]:
+) -> AsyncIterator[FeedHello | FeedEntry | FeedEnd | str]:
     """The change feed as the caller may see it, for an SSE route: a `FeedHello`, then what a
     reconnecting client missed since `resume` (with "reset" if part of it was pruned), then
-    live entries; "keepalive" every `KEEPALIVE_S` of silence. Entries of sites outside the
-    caller's scope are never yielded. Ends when the client goes away. The API's stream and
-    the console's both come through here."""
+    live entries; "keepalive" after `KEEPALIVE_S` of silence. Entries of sites outside the
+    caller's scope are never yielded. Ends when the client goes away, and with a `FeedEnd`
+    when a re-read of the user every `stream_recheck_s` finds them `withdrawn`. The API's
+    stream and the console's both come through here."""
     # Subscribe before reading the backlog, so nothing committed in between is missed; the
     # id check below drops what both paths deliver.
     queue = runtime.hub.subscribe()
@@ -238,21 +312,50 @@ async def follow_feed(
                 last = missed.id
                 if principal.can_see(missed.site_id):
                     yield missed
-        while True:
-            try:
-                entry = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-            except TimeoutError:
+        async for item in _live(request, runtime, principal, queue, last):
+            yield item
+    finally:
+        runtime.hub.unsubscribe(queue)
+
+
+async def _live(
+    request: Request,
+    runtime: Runtime,
+    principal: Principal,
+    queue: asyncio.Queue[FeedEntry],
+    last: int,
+) -> AsyncIterator[FeedEntry | FeedEnd | str]:
+    """`follow_feed`'s live part: entries after `last` from `queue`, keepalives, and the
+    periodic re-read of the user (`withdrawn`)."""
+    loop = asyncio.get_running_loop()
+    recheck_s = runtime.settings.stream_recheck_s
+    next_check = loop.time() + recheck_s
+    quiet_until = loop.time() + KEEPALIVE_S
+    while True:
+        # Checked between entries too, not only when idle: a busy stream would otherwise
+        # never reach a quiet moment to notice a disabled user.
+        if loop.time() >= next_check:
+            reason = await withdrawn(runtime, principal)
+            if reason is not None:
+                yield FeedEnd(reason)
+                return
+            next_check = loop.time() + recheck_s
+        wait = max(0.0, min(next_check, quiet_until) - loop.time())
+        try:
+            entry = await asyncio.wait_for(queue.get(), wait)
+        except TimeoutError:
+            if loop.time() >= quiet_until:
                 if await request.is_disconnected():
                     return
                 yield "keepalive"
-                continue
-            if entry.id <= last:
-                continue  # already sent from the backlog
-            last = entry.id
-            if principal.can_see(entry.site_id):
-                yield entry
-    finally:
-        runtime.hub.unsubscribe(queue)
+                quiet_until = loop.time() + KEEPALIVE_S
+            continue
+        if entry.id <= last:
+            continue  # already sent from the backlog
+        last = entry.id
+        if principal.can_see(entry.site_id):
+            yield entry
+            quiet_until = loop.time() + KEEPALIVE_S
 
 
 class Health(BaseModel):

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from gateway.api.deps import RuntimeDep, site_scope
 from gateway.api.params import RowId
 from gateway.api.permissions import Permission
-from gateway.api.session import FeedHello, follow_feed
+from gateway.api.session import FeedEnd, FeedHello, follow_feed, sse_response
 from gateway.api.tickets import load_ticket
 from gateway.auth import Principal
 from gateway.console.deps import page
@@ -124,7 +124,7 @@ async def stream(
         data = "".join(f"data: {line}\n" for line in html.splitlines() if line.strip())
         return f"id: {entry.id}\nevent: card\n{data}\n"
 
-    async def text_of(item: FeedHello | FeedEntry | str) -> str | None:
+    async def text_of(item: FeedHello | FeedEntry | FeedEnd | str) -> str | None:
         if isinstance(item, FeedHello):
             return f"event: hello\ndata: {json.dumps({'last_event_id': item.last_event_id})}\n\n"
         if item == "reset":
@@ -143,6 +143,11 @@ async def stream(
             if item == "keepalive":
                 yield ": keepalive\n\n"
                 continue
+            if isinstance(item, FeedEnd):
+                # The user was disabled or changed: end here; the browser's reconnect then
+                # meets the login page (or the new scope) like any other request.
+                yield f"event: end\ndata: {json.dumps({'reason': item.reason})}\n\n"
+                return
             text = await text_of(item)
             if text is None:
                 continue
@@ -151,8 +156,4 @@ async def stream(
             if max_events is not None and sent >= max_events:
                 return
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(runtime, principal, events())

@@ -110,16 +110,32 @@ class DeviceStore(StoreBase):
             raise ConflictError(f"device {device.device_id!r} was registered meanwhile") from None
 
     def move_device(
-        self, device_id: str, site_id: str, *, grid_id: str | None, zone_id: str | None
+        self,
+        device_id: str,
+        site_id: str,
+        *,
+        grid_id: str | None,
+        zone_id: str | None,
+        scope: Sequence[str] | None = None,
     ) -> None:
         """Move a device to another site (the admin path), with its broker account's site,
-        so the next rendering of the broker ACL lets it publish there."""
+        so the next rendering of the broker ACL lets it publish there. For a caller whose
+        sites are `scope` (None: all), both the device's current site and `site_id` must be
+        in it (OutOfScopeError otherwise; the current site is read locked, so a concurrent
+        move cannot slip a device out of scope between the API's check and this write)."""
+        if scope is not None and site_id not in scope:
+            raise OutOfScopeError("site", site_id)
         with self._tx() as conn:
             found = conn.execute(
-                select(devices.c.device_id).where(devices.c.device_id == device_id)
+                _locked(
+                    select(devices.c.site_id).where(devices.c.device_id == device_id),
+                    postgres=not self.is_sqlite,
+                )
             ).first()
             if found is None:
                 raise NotFoundError(f"device {device_id!r} not found")
+            if scope is not None and found.site_id not in scope:
+                raise OutOfScopeError("device", device_id)
             check_grid_of_site(conn, grid_id, site_id)
             conn.execute(
                 update(devices)

@@ -1,5 +1,6 @@
 """The wall left alone: it never holds more than its limit of cards, an urgent alert plays
-the cue unless muted, and it keeps working when the gateway restarts under it."""
+the cue unless muted, and it keeps working when the gateway restarts under it; the wall of a
+user disabled meanwhile does not stay live (its stream re-reads the user and ends)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, update
+from sqlalchemy.engine import make_url
 
 import contract as c
+from gateway.auth import Role, hash_password
+from gateway.store import Store
+from gateway.store.schema import users
 from tests.console.conftest import assert_clean, sign_in
-from tests.console.harness import DEVICE_A, WALL, Console, start_console
+from tests.console.harness import DEVICE_A, PASSWORD, SITE_A, WALL, Console, start_console
 
 pytestmark = pytest.mark.mqtt
 
@@ -32,7 +38,9 @@ COUNT_PLAYS = """() => {
 def small_wall(
     mosquitto_available: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Console]:
-    running = start_console(tmp_path_factory.mktemp("wall"), CONSOLE__WALL_CARDS=MAX_CARDS)
+    running = start_console(
+        tmp_path_factory.mktemp("wall"), CONSOLE__WALL_CARDS=MAX_CARDS, STREAM_RECHECK_S=0.5
+    )
     yield running
     running.close()
 
@@ -101,4 +109,21 @@ def test_the_wall_keeps_working_when_the_gateway_restarts(
     card.get_by_role("button", name="确认").click()
     page.locator("article.card.state-acknowledged", has_text=after).wait_for(timeout=5000)
     assert_clean(page)
+    page.context.close()
+
+
+def test_the_wall_of_a_disabled_user_goes_to_the_login_page(
+    browser: Any, small_wall: Console
+) -> None:
+    store = Store(small_wall.db_url)
+    store.create_user("op-leaving", hash_password(PASSWORD), Role.OPERATOR, [SITE_A])
+    store.close()
+    page = sign_in(browser, small_wall, "op-leaving", WALL)
+    page.wait_for_selector("#live.live-on", timeout=10_000)
+    engine = create_engine(make_url(small_wall.db_url))
+    with engine.begin() as conn:
+        conn.execute(update(users).where(users.c.username == "op-leaving").values(disabled=True))
+    engine.dispose()
+    # The stream ends with `end`; the page reloads and meets the login page.
+    page.wait_for_url(lambda url: "/console/login" in url, timeout=15_000)
     page.context.close()

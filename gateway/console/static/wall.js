@@ -102,6 +102,9 @@
       if (source && !source.guanjiaReset) {
         source.guanjiaReset = true;
         source.addEventListener("reset", reload);
+        // The server ended the stream: the user was disabled or got another role or other
+        // sites. Reload the page, which then shows the login page or the new scope.
+        source.addEventListener("end", function () { window.location.reload(); });
       }
     });
     wall.addEventListener("htmx:sseError", function () { setLive(false); });
