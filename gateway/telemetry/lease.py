@@ -95,6 +95,14 @@ class LeaseKeeper:
             return Claim(False, None, 0.0)  # another replica was quicker: read again later
         return Claim(True, self.me, decision.write.expires_at, decision.resume)
 
+    def release(self, now: float) -> bool:
+        """End this replica's term at `now` (a clean stop), so another takes over at its next
+        claim instead of after the expiry. False when the lease was not ours."""
+        row = self.store.lease(self.name)
+        if row is None or row.holder != self.me or row.expires_at <= now:
+            return False
+        return self.store.swap_lease(self.name, row, LeaseRow(self.me, now, row.taken_at))
+
 
 def lease_name(sites: Sequence[str]) -> str:
     """One lease per telemetry subscription: replicas with the same sites compete for it;
@@ -170,3 +178,7 @@ async def own_telemetry(
             session.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await session
+            # Stopping (not killed): hand over now rather than after the expiry. The
+            # persistent session stays: this replica resumes it if it is next to hold.
+            with contextlib.suppress(StoreUnavailableError):
+                await asyncio.to_thread(keeper.release, clock())

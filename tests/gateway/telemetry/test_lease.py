@@ -30,6 +30,7 @@ TTL = 15.0
     ],
 )
 def test_decide(
+    *,
     row: LeaseRow | None,
     me: str,
     now: float,
@@ -60,13 +61,16 @@ def test_two_replicas_one_holder_then_expiry_hands_over(store: Store) -> None:
     a = LeaseKeeper(store, "telemetry:*", "gw-a", TTL)
     b = LeaseKeeper(store, "telemetry:*", "gw-b", TTL)
     first = a.claim(100.0)
-    assert first.held and first.expires_at == 115.0
+    assert first.held
+    assert first.expires_at == 115.0
     refused = b.claim(101.0)
-    assert not refused.held and refused.holder == "gw-a"
+    assert not refused.held
+    assert refused.holder == "gw-a"
     assert a.claim(105.0).held  # renewed to 120
     assert not b.claim(119.0).held
     taken = b.claim(120.5)
-    assert taken.held and not taken.resume
+    assert taken.held
+    assert not taken.resume
     assert not a.claim(121.0).held  # the old holder is refused now
     assert store.lease("telemetry:*") == LeaseRow("gw-b", 135.5, 120.5)
 
@@ -81,3 +85,15 @@ def test_compare_and_set_lets_one_of_two_racing_takers_win(store: Store) -> None
     assert store.swap_lease(name, seen, LeaseRow("gw-b", 135.0, 120.0))
     assert not store.swap_lease(name, seen, LeaseRow("gw-c", 135.0, 120.0))
     assert store.lease(name) == LeaseRow("gw-b", 135.0, 120.0)
+
+
+def test_a_clean_stop_releases_the_lease_at_once(store: Store) -> None:
+    a = LeaseKeeper(store, "telemetry:*", "gw-a", TTL)
+    b = LeaseKeeper(store, "telemetry:*", "gw-b", TTL)
+    assert a.claim(100.0).held
+    assert not b.release(101.0)  # not b's to release
+    assert not b.claim(102.0).held
+    assert a.release(103.0)
+    taken = b.claim(103.5)
+    assert taken.held
+    assert taken.expires_at == 118.5
