@@ -39,12 +39,12 @@ class Node:
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
         topic = f"{esphome.prefix(site_id, DEVICE)}/switch/+/command"
-        self.client.subscribe(topic, qos=1)[1]
+        self.client.subscribe(topic, qos=1)
         time.sleep(0.5)  # SUBACK before anything can be commanded
 
     def _received(self, _c: object, _u: object, message: paho.MQTTMessage) -> None:
         with self._lock:
-            self.commands.append((message.topic, message.payload))
+            self.commands.append((message.topic, bytes(message.payload)))
 
     def offs(self, port: int) -> int:
         topic = esphome.relay_command_topic(self.site_id, DEVICE, f"port{port}_relay")
