@@ -58,10 +58,12 @@ def decide(row: LeaseRow | None, me: str, now: float, ttl_s: float) -> Decision:
     within ttl/3, the holder's margin: NTP does far better)."""
     if row is not None and row.holder != me and row.expires_at > now:
         return Decision(Verdict.REFUSED, None, resume=False)
-    mine = row is not None and row.holder == me
-    if mine and row is not None and row.expires_at > now:
+    if row is not None and row.holder == me and row.expires_at > now:
         return Decision(Verdict.RENEW, LeaseRow(me, now + ttl_s, row.taken_at), resume=True)
-    return Decision(Verdict.TAKE, LeaseRow(me, now + ttl_s, now), resume=mine)
+    # Never held (a first start, or an upgrade from before the lease): nobody else had our
+    # session's backlog, so it is resumed like our own.
+    resume = row is None or row.holder == me
+    return Decision(Verdict.TAKE, LeaseRow(me, now + ttl_s, now), resume=resume)
 
 
 @dataclass(frozen=True)
@@ -122,22 +124,23 @@ async def own_telemetry(
     keeper: LeaseKeeper,
     *,
     run_session: Callable[[], Coroutine[Any, Any, None]],
-    end_session: Callable[[], Awaitable[object]],
+    end_session: Callable[[], Awaitable[bool]],
     reset: Callable[[], None],
     clock: Callable[[], float] = time.time,
 ) -> None:
     """Hold the lease and run the telemetry session while it is ours; until cancelled.
 
     `run_session` runs the telemetry MQTT session (until cancelled); `end_session` ends its
-    persistent session at the broker (subscriptions and queue); `reset` forgets the rule
-    state (a new term starts empty: another holder had the readings in between)."""
+    persistent session at the broker (subscriptions and queue; False when it could not);
+    `reset` forgets the rule state (a new term starts empty: another holder had the
+    readings in between)."""
     period = keeper.ttl_s / 3
     session: asyncio.Task[None] | None = None
     held_until = 0.0
-    first = True
+    ended = False  # our broker session is known to be gone
 
     async def stop(why: str) -> None:
-        nonlocal session
+        nonlocal session, ended
         if session is not None:
             log.warning("telemetry: %s; stopping the telemetry session", why)
             session.cancel()
@@ -147,7 +150,7 @@ async def own_telemetry(
             reset()
         # No subscription must outlive the term: a plain one would queue every reading for
         # nobody, a resumed one would replay them to a later term.
-        await end_session()
+        ended = await end_session()  # False: the broker was away; tried again next round
 
     try:
         while True:
@@ -163,15 +166,15 @@ async def own_telemetry(
                 if session is None:
                     log.info("telemetry lease %s: taken by %s", keeper.name, keeper.me)
                     reset()
-                    if not claim.resume:
+                    if not claim.resume and not ended:
                         await end_session()  # a fresh subscription, not an old backlog
                     session = asyncio.create_task(run_session(), name="telemetry-session")
+                    ended = False
             elif session is not None and (claim is not None or now >= held_until - period):
                 held = "held by another replica" if claim is not None else "not renewed"
                 await stop(f"lease {keeper.name} {held}")
-            elif first and claim is not None:
-                await end_session()  # a session left from a term before a crash
-            first = False
+            elif session is None and claim is not None and not ended:
+                await stop("another replica holds the lease")  # a session from before a crash
             await asyncio.sleep(period)
     finally:
         if session is not None:
