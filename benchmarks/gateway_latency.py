@@ -1,16 +1,19 @@
-"""Alert → ticket committed → pushed on the SSE stream: p50/p99 at a fixed alert rate.
+"""Alert → ticket committed → pushed on the SSE stream: p50/p99 at fixed alert rates.
 
-    python -m benchmarks.gateway_latency [--rate 200] [--seconds 10] [--processes 1]
-                                         [--database-url URL]
+    python -m benchmarks.gateway_latency [--rate 200 --rate 2000] [--seconds 2]
+                                         [--rounds 3] [--processes 1] [--database-url URL]
 
-Starts its own Mosquitto and a real `guanjia gateway run` (SQLite in a temp dir, or
-PostgreSQL in a private schema dropped afterwards), logs in, opens
-`/api/stream`, then publishes DetectionEvents at `--rate` per second (each opens a new
-ticket). Latency is publish time → the `opened` change arriving on the stream (single
-gateway: changes arrive in publish order). The limit measured in the same run is the bare
-broker hop: publish → a plain subscriber receiving the same messages. Prints p50/p99 of
-both and their ratio, with the load average. `--processes N` runs the gateway with N ingest
-workers (`mqtt.ingest_processes`), as the ingest benchmark does: an alert then commits in a
+For each round and each `--rate` (default 200 and 2,000 alerts/s, interleaved round by
+round), starts its own Mosquitto and a real `guanjia gateway run` (SQLite in a temp dir, or
+PostgreSQL in a private schema dropped afterwards), logs in, opens `/api/stream`, then
+publishes DetectionEvents at the rate for `--seconds` (each opens a new ticket). Latency is
+publish time → the `opened` change of that alert's ticket arriving on the stream (matched
+by the ticket's zone, so it holds with several ingest processes too, whose commits need
+not follow publish order). The limit measured in the same run is the bare broker hop:
+publish → a plain paho subscriber receiving the same messages. Prints each run and the
+medians over the rounds of p50/p99 of both, their ratio, the gateway's CPU µs per alert
+(its whole process tree while the alerts flow) and the load average. `--processes N` runs
+the gateway with N ingest workers (`mqtt.ingest_processes`): an alert then commits in a
 worker and reaches the stream through the gateway process's feed wake-up. The machine is
 shared, so the tail is noisy.
 """
@@ -19,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import tempfile
 import threading
 import time
@@ -30,13 +31,16 @@ from typing import Any
 import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import create_engine, text
 
 import contract as c
+from benchmarks.gateway_ingest import cpu_seconds
 from benchmarks.support.machine import loadavg
 from benchmarks.support.result import emit, make
+from benchmarks.support.rounds import Rounds
 from benchmarks.support.stats import percentile
 from gateway.auth import Role, hash_password
-from gateway.store import Store, migrate
+from gateway.store import Store, database_url, migrate
 from tests.support.broker import MosquittoBroker
 from tests.support.gateway_process import start_gateway
 from tests.support.messages import event
@@ -48,9 +52,9 @@ PASSWORD = "benchmark password"
 
 
 def read_stream(
-    url: str, token: str, n: int, arrivals: list[float], ready: threading.Event
+    url: str, token: str, n: int, arrivals: list[tuple[float, int]], ready: threading.Event
 ) -> None:
-    """Record the arrival time of each `opened` ticket change until `n` arrived."""
+    """Record (arrival time, ticket id) of each `opened` ticket change until `n` arrived."""
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.stream("GET", f"{url}/api/stream", headers=headers, timeout=None) as response:
         event_name = ""
@@ -59,12 +63,12 @@ def read_stream(
                 event_name = line[7:]
                 if event_name == "hello":
                     ready.set()
-            elif (
-                line.startswith("data: ")
-                and event_name == "ticket"
-                and json.loads(line[6:])["action"] == "opened"
-            ):
-                arrivals.append(time.perf_counter())
+            elif line.startswith("data: ") and event_name == "ticket":
+                now = time.perf_counter()
+                change = json.loads(line[6:])
+                if change["action"] != "opened":
+                    continue
+                arrivals.append((now, int(change["ticket_id"])))
                 if len(arrivals) == n:
                     return
 
@@ -91,52 +95,75 @@ def publish_at_rate(broker: MosquittoBroker, messages: list[bytes], rate: float)
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--rate", type=float, action="append", help="alerts/s (repeat; default 200 and 2000)"
+    )
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1, help="mqtt.ingest_processes")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
     parser.add_argument("--quick", action="store_true", help="The report size (the default).")
     parser.add_argument("--smoke", action="store_true", help="Smallest run (not a figure).")
     args = parser.parse_args(argv)
+    rates: list[float] = args.rate or [200.0, 2000.0]
     if args.smoke:
-        args.rate, args.seconds = 50.0, 1.0
-    n = int(args.rate * args.seconds)
-    before = os.getloadavg()
+        rates, args.seconds, args.rounds = [50.0], 1.0, 1
     load0 = loadavg()
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        if args.database_url is None:
-            db = f"sqlite:///{tmp / 'gw.db'}"
-            sent, arrivals, bare_arrivals = run(tmp, db, n, args.rate, args.processes)
-        else:
-            for db in isolated_schema(args.database_url):
-                sent, arrivals, bare_arrivals = run(tmp, db, n, args.rate, args.processes)
-    gw, hop = report(n, args.rate, sent, arrivals, bare_arrivals)
-    for q in (50, 99):
-        emit(
-            make(
-                benchmark="gateway_latency",
-                name=f"alert → ticket → SSE p{q} at {args.rate:g} alerts/s",
-                figure=percentile(gw, q),
-                unit="ms",
-                better="lower",
-                limit=percentile(hop, q),
-                limit_name="the same alerts' broker hop to a bare paho subscriber",
-                rounds=1,
-                size=f"{n} alerts, {args.processes} ingest process(es)",
-                loadavg_start=load0,
+    rounds = Rounds()
+    for number in range(1, args.rounds + 1):
+        for rate in rates:  # interleaved: each rate once per round
+            n = int(rate * args.seconds)
+            before = loadavg()
+            with tempfile.TemporaryDirectory() as tmp_name:
+                tmp = Path(tmp_name)
+                if args.database_url is None:
+                    db = f"sqlite:///{tmp / 'gw.db'}"
+                    values = run(tmp, db, n, rate, args.processes)
+                else:
+                    for db in isolated_schema(args.database_url):
+                        values = run(tmp, db, n, rate, args.processes)
+            rounds.add(f"{rate:g}", values)
+            print(
+                f"round {number}, {rate:>6g} alerts/s: gateway p50 {values['p50']:8.2f} ms "
+                f"p99 {values['p99']:8.2f} ms | hop p50 {values['hop_p50']:6.2f} ms p99 "
+                f"{values['hop_p99']:6.2f} ms | {values['cpu_us']:5.0f} µs CPU/alert | "
+                f"{values['arrived']:.0f}/{n} on the stream | load {before[0]:.2f} → "
+                f"{loadavg()[0]:.2f}",
+                flush=True,
             )
-        )
-    print(
-        f"gateway processes: {args.processes}; load before {before[0]:.2f}, after "
-        f"{os.getloadavg()[0]:.2f}"
-    )
+    for rate in rates:
+        key = f"{rate:g}"
+        n = int(rate * args.seconds)
+        cpu = rounds.median(key, "cpu_us")
+        print(f"{key} alerts/s, median of {args.rounds} rounds:")
+        for q in (50, 99):
+            figure, hop = rounds.median(key, f"p{q}"), rounds.median(key, f"hop_p{q}")
+            print(
+                f"  p{q}: alert → ticket → stream {figure:8.2f} ms, broker hop (limit) "
+                f"{hop:6.2f} ms, ratio hop/gateway {hop / figure:.3f}"
+            )
+            emit(
+                make(
+                    benchmark="gateway_latency",
+                    name=f"alert → ticket → SSE p{q} at {key} alerts/s",
+                    figure=figure,
+                    unit="ms",
+                    better="lower",
+                    limit=hop,
+                    limit_name="the same alerts' broker hop to a bare paho subscriber",
+                    rounds=args.rounds,
+                    size=f"{n} alerts, {args.processes} ingest process(es)",
+                    loadavg_start=load0,
+                    cpu_us_per_item=cpu,
+                )
+            )
+        print(f"  gateway CPU {cpu:.0f} µs per alert (its process tree)")
+    print(f"gateway processes: {args.processes}; load at start {load0}, at the end {loadavg()}")
 
 
-def run(
-    tmp: Path, db: str, n: int, rate: float, processes: int = 1
-) -> tuple[list[float], list[float], list[float]]:
-    """Send `n` alerts at `rate`; returns send times, stream arrivals, bare arrivals."""
+def run(tmp: Path, db: str, n: int, rate: float, processes: int = 1) -> dict[str, float]:
+    """Send `n` alerts at `rate`; returns the latency percentiles of both paths (ms), the
+    gateway's CPU µs per alert and how many tickets reached the stream."""
     broker = MosquittoBroker(tmp / "broker")
     broker.start()
     migrate(db)
@@ -149,7 +176,7 @@ def run(
         tmp, db, broker, "gw-lat", sla_tick_s=5.0, **(workers if processes > 1 else {})
     )
     try:
-        gateway.wait_ready()
+        gateway.wait_ready(120)  # start-up on a loaded box is not what is measured
         log = broker.log_path
         deadline = time.monotonic() + 30
         while processes > 1 and time.monotonic() < deadline:
@@ -159,7 +186,7 @@ def run(
         token = httpx.post(
             f"{gateway.url}/api/login", json={"username": "bench", "password": PASSWORD}
         ).json()["access_token"]
-        arrivals: list[float] = []
+        arrivals: list[tuple[float, int]] = []
         bare_arrivals: list[float] = []
         ready = threading.Event()
 
@@ -177,30 +204,38 @@ def run(
         messages = [
             c.encode(event(SITE, "cam-a", f"ev-lat-{i:06d}", zone_id=f"z{i}")) for i in range(n)
         ]
+        cpu0 = cpu_seconds(gateway.process.pid)
         sent = publish_at_rate(broker, messages, rate)
         reader.join(timeout=120)
+        cpu = cpu_seconds(gateway.process.pid) - cpu0
         bare.loop_stop()
     finally:
         gateway.stop()
         broker.stop()
-    return sent, arrivals, bare_arrivals
-
-
-def report(
-    n: int, rate: float, sent: list[float], arrivals: list[float], bare_arrivals: list[float]
-) -> tuple[list[float], list[float]]:
-    """Print p50/p99 of both paths and their ratio."""
-    if len(arrivals) != n:
-        raise SystemExit(f"only {len(arrivals)} of {n} tickets reached the stream")
-    gw = [(a - s) * 1000 for s, a in zip(sent, arrivals, strict=True)]
+    zones = ticket_zones(db)
+    gw = [(at - sent[zones[ticket]]) * 1000 for at, ticket in arrivals if ticket in zones]
     hop = [(a - s) * 1000 for s, a in zip(sent, bare_arrivals, strict=False)]
-    print(f"alerts: {n} at {rate:g}/s")
-    for name, values in (("broker hop (limit):     ", hop), ("alert → ticket → stream:", gw)):
-        p50, p99 = percentile(values, 50), percentile(values, 99)
-        print(f"{name} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms")
-    print(f"ratio p50 gateway / hop: {percentile(gw, 50) / percentile(hop, 50):.1f}")
-    print(f"mean {statistics.fmean(gw):.2f} ms")
-    return gw, hop
+    if not gw:
+        raise SystemExit(f"no ticket reached the stream at {rate:g}/s")
+    return {
+        "p50": percentile(gw, 50),
+        "p99": percentile(gw, 99),
+        "hop_p50": percentile(hop, 50),
+        "hop_p99": percentile(hop, 99),
+        "cpu_us": cpu / n * 1e6,
+        "arrived": len(gw),
+    }
+
+
+def ticket_zones(db: str) -> dict[int, int]:
+    """Ticket id → the index of the alert that opened it (its zone is ``z<index>``)."""
+    engine = create_engine(database_url(db))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, zone_id FROM tickets")).all()
+    finally:
+        engine.dispose()
+    return {int(row[0]): int(str(row[1])[1:]) for row in rows if str(row[1]).startswith("z")}
 
 
 if __name__ == "__main__":

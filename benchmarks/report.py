@@ -65,7 +65,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("console_cards", timeout_s=120),
     # Owned with the gateway ingest path; they plug in by printing RESULT lines.
     Benchmark("gateway_ingest", timeout_s=240),
-    Benchmark("gateway_latency", timeout_s=120),
+    Benchmark("gateway_latency", timeout_s=240),  # 3 rounds x 2 rates, a gateway each
 )
 
 

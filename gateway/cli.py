@@ -241,6 +241,16 @@ def _provision(
     return len(accounts), secret
 
 
+def _gateway_accounts(store: Store, username: str, password_hash: str) -> None:
+    from gateway.provisioning import gateway_accounts
+
+    names = gateway_accounts(username)
+    for name in names:  # all or none: a device already named <username>-wN refuses them all
+        store.check_mqtt_role(name, "gateway")
+    for name in names:
+        store.set_mqtt_credential(name, password_hash, "gateway", None)
+
+
 @gateway_app.command("mqtt-account")
 def mqtt_account(
     username: str,
@@ -252,12 +262,14 @@ def mqtt_account(
     ] = None,
 ) -> None:
     """Create or rotate one gateway replica's broker account (one per replica, e.g.
-    gateway-1, gateway-2: the username is also its MQTT client id). It reads every device
-    channel and writes commands and acks."""
+    gateway-1, gateway-2: the username is also its MQTT client id) and its ingest workers'
+    (USERNAME-w1 … -w8, same password). They read every device channel and write commands
+    and acks."""
     from contract.topics import check_segment
 
     try:
         check_segment(username, "username")
+        check_segment(f"{username}-w8", "username")  # its workers' accounts too
     except ValueError as exc:
         _fail("USERNAME", str(exc))
     from gateway.store import ConflictError
@@ -268,11 +280,14 @@ def mqtt_account(
             passwd_file,
             acl_file,
             password,
-            lambda store, hashed: store.set_mqtt_credential(username, hashed, "gateway", None),
+            lambda store, hashed: _gateway_accounts(store, username, hashed),
         )
     except ConflictError as exc:  # a device's account: never turned into a gateway's
         _fail("USERNAME", str(exc))
-    typer.echo(f"gateway account {username} written ({count} accounts in {passwd_file})")
+    typer.echo(
+        f"gateway account {username} and its ingest workers' {username}-w1…w8 written "
+        f"({count} accounts in {passwd_file})"
+    )
     if password is None:
         typer.echo(f"password (shown once): {secret}")
 

@@ -285,6 +285,7 @@ class IngestHandler:
             active_keys=[a.dedup_key for a in alerts],
             device_ids=devices,
             reopen_since=now - self.cooldown_s if self.cooldown_s > 0 else None,
+            alerts=alerts,
         )
         return [self._apply(tx, item) for item in items]
 

@@ -12,18 +12,21 @@ ticket per key) keep every event applied once; SQLite serialises the writers
 (``BEGIN IMMEDIATE``, taking turns on a file lock first: `StoreBase.ingest_tx`), PostgreSQL
 reruns a batch that lost a race.
 
-A worker that committed changes writes one byte to its pipe; the gateway process then reads
-the change feed at once (`ChangeFeed.wake`) instead of at its next poll, so consoles see a
-worker's tickets as soon as the gateway's own. A worker exits when the gateway process is
-gone (it checks its parent every `PARENT_CHECK_S`); the gateway process restarts a worker
+Each worker has one pipe to the gateway process, of lines: an empty line when it committed
+changes (the gateway process then reads the change feed at once, `ChangeFeed.wake`, instead
+of at its next poll, so consoles see a worker's tickets as soon as the gateway's own), and
+every `REPORT_EVERY_S` a JSON line of its counters' totals, served on the gateway's
+/metrics with a ``worker`` label (`WorkerCounters`). A worker exits when the gateway process
+is gone (it checks its parent every `PARENT_CHECK_S`); the gateway process restarts a worker
 that died, and at start ends the sessions of workers no longer configured
-(`drop_stale_worker_sessions`). Workers' metrics are their own (not on /metrics).
+(`drop_stale_worker_sessions`). Broker accounts: `gateway.provisioning.gateway_accounts`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import multiprocessing
 import os
@@ -32,6 +35,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from gateway.config import GatewaySettings
+from gateway.metrics import CounterSample, WorkerCounters
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,13 @@ PARENT_CHECK_S = 1.0
 
 RESTART_CHECK_S = 1.0
 """How often the gateway process checks its workers."""
+
+REPORT_EVERY_S = 1.0
+"""How often a worker sends its counters (when they changed)."""
+
+MAX_REPORT_BYTES = 4096
+"""A report fits in one atomic pipe write (POSIX PIPE_BUF >= 512; 4096 on Linux); a
+worker's few counter series take a fraction of it. A longer one is not sent."""
 
 
 MAX_WORKERS = 8
@@ -65,13 +76,20 @@ async def drop_stale_worker_sessions(settings: GatewaySettings) -> list[str]:
 class IngestWorkers:
     """The gateway process's side: start, watch, restart and stop the workers."""
 
-    def __init__(self, settings: GatewaySettings, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        wake: Callable[[], None],
+        counters: WorkerCounters | None = None,
+    ) -> None:
         self.settings = settings
         self.wake = wake
+        self.counters = counters if counters is not None else WorkerCounters()
         self.count = settings.mqtt.ingest_processes
         self._context = multiprocessing.get_context("spawn")
         self._processes: dict[int, BaseProcess] = {}
         self._pipes: dict[int, Connection] = {}
+        self._partial: dict[int, bytes] = {}
         self.restarts = 0
 
     def start(self) -> None:
@@ -92,12 +110,13 @@ class IngestWorkers:
         old = self._pipes.pop(index, None)
         if old is not None:
             self._unwatch(old)
+        self._partial.pop(index, None)
         self._processes[index] = process
         self._pipes[index] = reader
         os.set_blocking(reader.fileno(), False)
-        asyncio.get_running_loop().add_reader(reader.fileno(), self._woken, reader)
+        asyncio.get_running_loop().add_reader(reader.fileno(), self._heard, index, reader)
 
-    def _woken(self, reader: Connection) -> None:
+    def _heard(self, index: int, reader: Connection) -> None:
         try:
             data = os.read(reader.fileno(), 65536)
         except BlockingIOError:
@@ -105,7 +124,23 @@ class IngestWorkers:
         if not data:  # the worker's end closed: it died; `supervise` restarts it
             self._unwatch(reader)
             return
-        self.wake()
+        *lines, self._partial[index] = (self._partial.get(index, b"") + data).split(b"\n")
+        if any(not line for line in lines):
+            self.wake()
+        for line in lines:
+            if line:
+                self._report(index, line)
+
+    def _report(self, index: int, line: bytes) -> None:
+        try:
+            samples = [
+                (str(n), {str(k): str(v) for k, v in lb.items()}, float(v))
+                for n, lb, v in json.loads(line)
+            ]
+        except (ValueError, TypeError, AttributeError):
+            log.warning("ingest worker %d sent an unreadable report; ignored", index)
+            return
+        self.counters.update(index, samples)
 
     def _unwatch(self, reader: Connection) -> None:
         with contextlib.suppress(ValueError, OSError):
@@ -122,6 +157,7 @@ class IngestWorkers:
                         "ingest worker %d exited (code %s); restarting it", index, process.exitcode
                     )
                     self.restarts += 1
+                    self.counters.restarted(index)
                     self._start(index)
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -160,9 +196,10 @@ async def _run_worker(settings: GatewaySettings, index: int, wake: Connection, p
     runtime = build_runtime(worker_settings)
 
     def changed() -> None:
-        # One byte is enough: the gateway reads the whole feed when woken.
+        # An empty line is enough: the gateway reads the whole feed when woken. A full pipe
+        # holds wake-ups it has not read yet, so this one is not needed.
         with contextlib.suppress(BlockingIOError, BrokenPipeError):
-            os.write(wake.fileno(), b"\0")
+            os.write(wake.fileno(), b"\n")
 
     ingest = MqttIngest(
         mqtt,
@@ -173,12 +210,40 @@ async def _run_worker(settings: GatewaySettings, index: int, wake: Connection, p
         mqtt5=False,
     )
     task = asyncio.create_task(supervise(ingest))
+    reporter = asyncio.create_task(_report_counters(runtime.metrics.counter_samples, wake))
     try:
         # `supervise` never returns; the loop ends when the parent is gone.
         while os.getppid() == parent:  # noqa: ASYNC110 (no event says "parent died")
             await asyncio.sleep(PARENT_CHECK_S)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for running in (task, reporter):
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
         runtime.store.close()
+
+
+def report_line(samples: list[CounterSample]) -> bytes | None:
+    """One report for the pipe, or None when it would not fit one atomic write."""
+    line = json.dumps(samples, separators=(",", ":")).encode() + b"\n"
+    return line if len(line) <= MAX_REPORT_BYTES else None
+
+
+async def _report_counters(samples: Callable[[], list[CounterSample]], pipe: Connection) -> None:
+    sent: list[CounterSample] | None = None
+    while True:
+        await asyncio.sleep(REPORT_EVERY_S)
+        now = samples()
+        if now == sent:
+            continue
+        line = report_line(now)
+        if line is None:
+            log.warning("counters report too long for the pipe (%d series); not sent", len(now))
+            continue
+        try:
+            os.write(pipe.fileno(), line)
+        except BlockingIOError:
+            continue  # the gateway is behind on reading: the next report has the totals
+        except BrokenPipeError:
+            return
+        sent = now

@@ -318,7 +318,7 @@ def _start_workers(
     if settings.mqtt.ingest_processes == 1:
         return None
     # More cores for events: workers on the event subscription, sharing it.
-    workers = IngestWorkers(settings, runtime.feed.wake)
+    workers = IngestWorkers(settings, runtime.feed.wake, runtime.metrics.workers)
     workers.start()
     tasks.append(asyncio.create_task(workers.supervise(), name="ingest-workers"))
     return workers

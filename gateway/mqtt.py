@@ -1,4 +1,5 @@
-"""The gateway's MQTT edge: the only module that imports aiomqtt (and paho, under it).
+"""The gateway's MQTT ingest: sessions, batches, acks after commit (the connection itself,
+and paho, are `gateway.mqtt_link`'s).
 
 `MqttIngest.run` keeps one persistent MQTT 5 session (clean start off, a session that never
 expires, client id = the replica's broker username) subscribed at QoS 1 to the device
@@ -18,37 +19,35 @@ retain-as-published, so a live retained publish is flagged too): they go to `on_
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
-
-import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
+from typing import TypeVar
 
 from contract.topics import Channel
 from gateway.config import MqttSettings
+from gateway.mqtt_link import (
+    MAX_PENDING,
+    LinkError,
+    LinkPublishError,
+    LinkRefusedError,
+    MqttLink,
+    Received,
+)
 from gateway.store import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SESSION_NEVER_EXPIRES = 0xFFFFFFFF
-"""MQTT 5 session expiry: the broker keeps the session (subscriptions, queued QoS 1
-messages) however long the gateway is away; it is this replica's for good."""
-
 RECOVERED_AFTER_S = 5.0
 """After a failure, a connection this long without a new one counts as recovered (when no
 batch arrived to prove it sooner)."""
 
-MAX_PENDING_PUBLISHES = 1000
+MAX_PENDING_PUBLISHES = MAX_PENDING
 """Acks in flight at once; beyond this the ingest waits for PUBACKs before the next batch."""
 
 PUBLISH_FAILURE_LOG_EVERY_S = 60.0
@@ -129,45 +128,6 @@ def refusal(topic: str, retain: bool) -> str | None:
     return f"retained message on channel {channel!r}: only 'status' may be retained"
 
 
-def _payload_bytes(payload: object) -> bytes:
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    if payload is None:
-        return b""
-    return str(payload).encode()
-
-
-def enable_manual_ack(client: aiomqtt.Client) -> None:
-    """Switch the client to acknowledging QoS 1 messages only when `ack` is called.
-
-    aiomqtt 2.x acknowledges on receipt and has no public manual-ack option (upstream issue
-    empicano/aiomqtt#345, PR #346), so this reaches into its private paho client,
-    `client._client`. Acking after the commit is what makes a kill -9 lose nothing; if an
-    aiomqtt upgrade moves that attribute, this raises at connect time, and
-    tests/gateway/test_mqtt_ack.py (a message must be redelivered to a gateway that died
-    before committing it) fails. Call before connecting: a persistent session's backlog
-    arrives right after CONNACK.
-    """
-    client._client.manual_ack_set(True)
-
-
-def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-    """Acknowledge one QoS 1 message (see `enable_manual_ack`)."""
-    if message.qos > 0:
-        client._client.ack(message.mid, message.qos)
-
-
-class _Inbox(asyncio.Queue[aiomqtt.Message]):
-    """The client's incoming-message queue (aiomqtt's public `queue_type`), kept so a batch
-    can be drained with `get_nowait`: `client.messages` makes one Task and one
-    `asyncio.wait` per message, which profiling put at a third of the ingest's cost."""
-
-    def drain(self, into: list[aiomqtt.Message], limit: int) -> None:
-        """Move what has already arrived into `into`, up to `limit` messages in all."""
-        while len(into) < limit and not self.empty():
-            into.append(self.get_nowait())
-
-
 class PublishUnavailableError(RuntimeError):
     """The gateway is not connected to the broker, so nothing can be published now."""
 
@@ -191,12 +151,12 @@ class MqttIngest:
         # The embedded broker speaks only 3.1.1 (settings.protocol); workers choose it too.
         self.mqtt5 = mqtt5 and settings.protocol == "5"
         """False: MQTT 3.1.1, for event-only ingest workers (`gateway.ingest_workers`):
-        paho decodes an MQTT 5 PUBLISH at about twice the CPU of a 3.1.1 one (its
-        properties), measured ~85 µs more per message. The session persists the same way
-        (clean session off); what 3.1.1 lacks is retain-as-published, so a retained event
-        published live arrives unflagged and is applied once like any event (its msg_id
-        keeps it once), while its replays at (re)subscribe still arrive flagged and are
-        refused."""
+        paho decodes an MQTT 5 PUBLISH at about twice the CPU of a 3.1.1 one (a
+        `Properties` object per message), measured ~85 µs more per message. The session
+        persists the same way (clean session off); what 3.1.1 lacks is
+        retain-as-published, so a retained event published live arrives unflagged and is
+        applied once like any event (its msg_id keeps it once), while its replays at
+        (re)subscribe still arrive flagged and are refused."""
         self.unsubscribe = list(unsubscribe)
         """Filters this persistent session may hold from an earlier configuration and must
         drop (telemetry moved to a session of its own)."""
@@ -219,79 +179,46 @@ class MqttIngest:
         """Messages delivered to this replica and not yet acknowledged (held uncommitted)."""
         self.failure: str | None = None
         """The last error that stopped the ingest (set by the supervisor), until it recovers."""
-        self._client_now: aiomqtt.Client | None = None
-        self._inbox: _Inbox | None = None
-        self._publishing: set[asyncio.Task[None]] = set()
+        self.received = 0
+        """Messages received since start (each redelivery counts again)."""
+        self.batches = 0
+        """Batches handed to `on_batch` / `on_refused` since start."""
+        self._link: MqttLink | None = None
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
         """Publish on the ingest's connection (commands, acks); waits for the PUBACK at QoS 1.
 
         Raises PublishUnavailableError while disconnected.
         """
-        client = self._client_now
-        if client is None or not self.connected.is_set():
+        link = self._link
+        if link is None or not self.connected.is_set():
             raise PublishUnavailableError("the gateway is not connected to the MQTT broker")
         try:
-            await client.publish(topic, payload, qos=qos)
-        except aiomqtt.MqttError as exc:
+            await link.publish(topic, payload, qos)
+        except LinkPublishError as exc:
             raise PublishUnavailableError(f"publish failed: {exc}") from exc
 
-    def _client(self) -> aiomqtt.Client:
+    async def connect(self) -> MqttLink:
+        """One connection of this replica's session (persistent; the CONNACK received)."""
         s = self.settings
-        session: dict[str, Any] = {"clean_session": False}
-        if self.mqtt5:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho is untyped here
-            properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
-            session = {
-                "protocol": aiomqtt.ProtocolVersion.V5,
-                "clean_start": False,
-                "properties": properties,
-            }
-        inboxes: list[_Inbox] = []
-
-        class Inbox(_Inbox):
-            def __init__(self, maxsize: int = 0) -> None:
-                super().__init__(maxsize)
-                inboxes.append(self)
-
-        client = aiomqtt.Client(
+        return await MqttLink.open(
             s.host,
             s.port,
+            s.session_id,
             username=s.username,
             password=s.password.get_secret_value() if s.password else None,
-            identifier=s.session_id,
             keepalive=s.keepalive_s,
-            max_inflight_messages=100,
-            queue_type=Inbox,
-            # Acks and PUBACKs are small packets: without TCP_NODELAY, Nagle's algorithm holds
-            # each behind the broker's delayed ACK (~40 ms), which bounds a batch's round trip.
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            **session,
+            mqtt5=self.mqtt5,
         )
-        self._inbox = inboxes[0]
-        # Acks are published without awaiting each PUBACK: up to MAX_PENDING_PUBLISHES is normal.
-        client.pending_calls_threshold = MAX_PENDING_PUBLISHES
-        enable_manual_ack(client)
-        return client
 
     async def run(self) -> None:
         """Run until cancelled; raises what is not a connection error (see `supervise`)."""
         try:
             while True:
                 try:
-                    client = self._client()
-                    async with client:
-                        await self._subscribe(client)
-                        self._client_now = client
-                        self.connected.set()
-                        if self.state is not IngestState.FAILED:
-                            # After a failure, only a committed batch (or a quiet while, in
-                            # `_consume`) shows the cause is gone.
-                            self.state = IngestState.RUNNING
-                        log.info("ingest subscribed as %s", self.settings.session_id)
-                        await self._consume(client)
-                except MqttConnectError as exc:
-                    if _code(exc.rc) in LOGIN_REFUSED_CODES:
+                    link = await self.connect()
+                except LinkRefusedError as exc:
+                    if exc.code in LOGIN_REFUSED_CODES:
                         raise LoginRefusedError(
                             f"the broker refused the login of {self.settings.session_id!r} "
                             f"({exc}): check mqtt.username / mqtt.password and the broker "
@@ -300,84 +227,77 @@ class MqttIngest:
                     self._disconnected()
                     log.warning("MQTT connection refused (%s); reconnecting", exc)
                     await asyncio.sleep(self.settings.reconnect_s)
-                except aiomqtt.MqttError as exc:
+                    continue
+                except LinkError as exc:
+                    self._disconnected()
+                    log.warning("MQTT connection failed (%s); reconnecting", exc)
+                    await asyncio.sleep(self.settings.reconnect_s)
+                    continue
+                try:
+                    await self._subscribe(link)
+                    self._link = link
+                    self.connected.set()
+                    if self.state is not IngestState.FAILED:
+                        # After a failure, only a committed batch (or a quiet while, in
+                        # `_consume`) shows the cause is gone.
+                        self.state = IngestState.RUNNING
+                    log.info("ingest subscribed as %s", self.settings.session_id)
+                    await self._consume(link)
+                except LinkError as exc:
                     self._disconnected()
                     log.warning("MQTT connection lost (%s); reconnecting", exc)
                     await asyncio.sleep(self.settings.reconnect_s)
+                finally:
+                    link.close()
         finally:
             self._disconnected()
-            for task in list(self._publishing):
-                task.cancel()  # acks not yet out: the devices re-send, and get them later
 
     def _disconnected(self) -> None:
         self.connected.clear()
-        self._client_now = None
+        self._link = None
         self.pending = 0
         if self.state is not IngestState.FAILED:
             self.state = IngestState.CONNECTING
 
-    async def _subscribe(self, client: aiomqtt.Client) -> None:
-        # Retain-as-published keeps the retain flag on live deliveries too, so a retained
-        # event is refused whether it arrives live or at (re)subscribe.
-        # Retain handling 1: retained copies come only with a NEW subscription, so resuming
-        # the persistent session does not replay every device's retained messages again.
-        options = SubscribeOptions(
-            qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
-        )
-        filters = self.filters
+    async def _subscribe(self, link: MqttLink) -> None:
         if self.unsubscribe:
-            await client.unsubscribe(self.unsubscribe)
-        if self.mqtt5:
-            granted = await client.subscribe([(f, options) for f in filters])
-        else:
-            granted = await client.subscribe([(f, 1) for f in filters])
-        refused = [f for f, code in zip(filters, granted, strict=True) if _failed(code)]
+            await link.unsubscribe(self.unsubscribe)
+        granted = await link.subscribe(self.filters, mqtt5=self.mqtt5)
+        refused = [f for f, code in zip(self.filters, granted, strict=True) if code >= 0x80]
         if refused:
             raise SubscriptionRefusedError(
                 f"the broker refused subscriptions {refused} for {self.settings.session_id!r}: "
                 "check the gateway account's ACL (guanjia gateway mqtt-account)"
             )
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
-        messages = client.messages
+    async def _consume(self, link: MqttLink) -> None:
         limit = self.settings.batch_max
-        waiting: asyncio.Task[aiomqtt.Message] | None = None
-        try:
-            while True:
-                if waiting is None:
-                    waiting = asyncio.ensure_future(anext(messages))
-                # After a failure, a quiet connection shows recovery too (no batch may come).
-                quiet = RECOVERED_AFTER_S if self.state is IngestState.FAILED else None
-                done, _ = await asyncio.wait({waiting}, timeout=quiet)
-                if not done:
-                    self._recovered()
-                    continue
-                batch, waiting = [waiting.result()], None
-                # Drain what has already arrived; under load the queue fills while the
-                # previous batch commits, so batches grow exactly when one transaction per
-                # message would fall behind. An optional linger trades a little latency for
-                # bigger batches.
-                if self.settings.batch_linger_s > 0 and len(messages) < limit - 1:
-                    await asyncio.sleep(self.settings.batch_linger_s)
-                assert self._inbox is not None
-                self._inbox.drain(batch, limit)
-                self.pending = len(batch)
-                await self._deliver(client, batch)
-                # Only now, with the commit done and its acks handed to the client, does the
-                # broker learn that this replica has the messages.
-                for message in batch:
-                    ack(client, message)
-                self.pending = 0
-        finally:
-            if waiting is not None:
-                waiting.cancel()
+        linger = self.settings.batch_linger_s
+        while True:
+            # After a failure, a quiet connection shows recovery too (no batch may come).
+            quiet = RECOVERED_AFTER_S if self.state is IngestState.FAILED else None
+            if not await link.wait_received(quiet):
+                self._recovered()
+                continue
+            # What has arrived is taken whole: under load it piles up while the previous
+            # batch commits, so batches grow exactly when one transaction per message would
+            # fall behind. An optional linger trades a little latency for bigger batches.
+            if linger > 0 and link.waiting() < limit:
+                await asyncio.sleep(linger)
+            batch = link.take(limit)
+            self.pending = len(batch)
+            self.received += len(batch)
+            await self._deliver(link, batch)
+            # Only now, with the commit done and its acks handed to paho (queued ahead of
+            # these PUBACKs), does the broker learn that this replica has the messages.
+            link.ack(batch)
+            self.pending = 0
 
-    async def _deliver(self, client: aiomqtt.Client, batch: Sequence[aiomqtt.Message]) -> None:
+    async def _deliver(self, link: MqttLink, batch: Sequence[Received]) -> None:
         accepted: list[tuple[str, bytes]] = []
         refused: list[Refused] = []
-        for m in batch:
-            topic, payload = str(m.topic), _payload_bytes(m.payload)
-            reason = refusal(topic, bool(m.retain))
+        for topic, payload, retain, _mid in batch:
+            reason = refusal(topic, retain) if retain else None
             if reason is None:
                 accepted.append((topic, payload))
             else:
@@ -389,7 +309,8 @@ class MqttIngest:
         if accepted:
             result = await self._retry_while_store_down(lambda: self.on_batch(accepted))
             outbound = result or ()
-        await self._publish_after_commit(client, outbound)
+        self.batches += 1
+        await self._publish_after_commit(link, outbound)
 
     async def _retry_while_store_down(self, attempt: Callable[[], Awaitable[T]]) -> T:
         # The database being away is not the messages' fault: hold them (unacknowledged) and
@@ -411,29 +332,25 @@ class MqttIngest:
         self.state = IngestState.RUNNING
         self.failure = None
 
-    async def _publish_after_commit(
-        self, client: aiomqtt.Client, outbound: Sequence[Outbound]
-    ) -> None:
-        """Start publishing `outbound` without waiting for each PUBACK (an ack lost on the
-        way is harmless: the device re-sends, the database drops the copy, a new ack goes)."""
-        while len(self._publishing) >= MAX_PENDING_PUBLISHES:
-            await asyncio.wait(self._publishing, return_when=asyncio.FIRST_COMPLETED)
+    async def _publish_after_commit(self, link: MqttLink, outbound: Sequence[Outbound]) -> None:
+        """Hand `outbound` to paho without waiting for each PUBACK (an ack lost on the way
+        is harmless: the device re-sends, the database drops the copy, a new ack goes).
+        paho queues them in order, ahead of the PUBACKs the caller sends next."""
+        await link.room()
         for item in outbound:
-            task = asyncio.create_task(self._publish_one(client, item))
-            self._publishing.add(task)
-            task.add_done_callback(self._publishing.discard)
-        if outbound:
-            # Let each task hand its message to the client (queued in order) before the
-            # caller acknowledges the batch.
-            await asyncio.sleep(0)
+            try:
+                future = link.publish(item.topic, item.payload, 1)
+            except LinkPublishError as exc:
+                self._publish_failed(item, exc)
+                continue
+            future.add_done_callback(functools.partial(self._published, item))
 
-    async def _publish_one(self, client: aiomqtt.Client, item: Outbound) -> None:
-        try:
-            await client.publish(item.topic, item.payload, qos=1)
-        except aiomqtt.MqttError as exc:
+    def _published(self, item: Outbound, future: asyncio.Future[None]) -> None:
+        exc = future.exception() if not future.cancelled() else None
+        if exc is not None:
             self._publish_failed(item, exc)
 
-    def _publish_failed(self, item: Outbound, exc: aiomqtt.MqttError) -> None:
+    def _publish_failed(self, item: Outbound, exc: BaseException) -> None:
         # Not a loss (the device re-sends until an Ack arrives, and gets one then), but it
         # must be visible: counted every time, logged at most every PUBLISH_FAILURE_LOG_EVERY_S.
         self.publish_failures += 1
@@ -461,28 +378,19 @@ async def drop_session(settings: MqttSettings) -> bool:
 
     Used for ingest workers no longer configured: a stale worker session would stay in the
     shared group and be handed events that nobody consumes."""
-    client = aiomqtt.Client(
-        settings.host,
-        settings.port,
-        username=settings.username,
-        password=settings.password.get_secret_value() if settings.password else None,
-        identifier=settings.session_id,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        clean_start=True,
-        timeout=5,
-    )
     try:
-        async with client:
-            return True
-    except aiomqtt.MqttError:
+        link = await MqttLink.open(
+            settings.host,
+            settings.port,
+            settings.session_id,
+            username=settings.username,
+            password=settings.password.get_secret_value() if settings.password else None,
+            keepalive=settings.keepalive_s,
+            mqtt5=settings.protocol == "5",
+            persistent=False,
+            timeout_s=5.0,
+        )
+    except LinkError:
         return False
-
-
-def _code(code: object) -> int | None:
-    value = getattr(code, "value", code)
-    return value if isinstance(value, int) else None
-
-
-def _failed(code: object) -> bool:
-    value = _code(code)
-    return value is not None and value >= 0x80
+    link.close()
+    return True

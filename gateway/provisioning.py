@@ -44,6 +44,19 @@ ROLES = ("device", "gateway", "esphome")
 
 ESPHOME_ROOT = "esphome"
 
+INGEST_WORKER_ACCOUNTS = 8
+"""Worker accounts provisioned with each gateway account: the most workers
+`mqtt.ingest_processes` allows (`gateway.ingest_workers.MAX_WORKERS`)."""
+
+
+def gateway_accounts(username: str) -> list[str]:
+    """A gateway replica's broker accounts: its own and its ingest workers'
+    (``<username>-w1`` … ``-w8``, as `MqttSettings.ingest_worker` names them), all with the
+    replica's password and role. Provisioned together, so raising `mqtt.ingest_processes`
+    needs no new account, and the gateway's start (which ends the sessions of workers no
+    longer configured, logging in as each) meets no refused login."""
+    return [username] + [f"{username}-w{i}" for i in range(1, INGEST_WORKER_ACCOUNTS + 1)]
+
 
 @dataclass(frozen=True)
 class BrokerAccount:

@@ -186,7 +186,12 @@ def provision(
     edge node's broker accounts, and write Mosquitto's password file and ACL."""
     from gateway.auth import Role, hash_password
     from gateway.models import GridPublic, ShiftPublic
-    from gateway.provisioning import BrokerAccount, mosquitto_hash, write_broker_files
+    from gateway.provisioning import (
+        BrokerAccount,
+        gateway_accounts,
+        mosquitto_hash,
+        write_broker_files,
+    )
     from gateway.store import Store, migrate
 
     migrate(database_url)
@@ -214,9 +219,9 @@ def provision(
         store.upsert_device(
             DEVICE_ID, SITE_ID, "camera", location="demo lane and lift", grid_id=GRID_ID, now=now
         )
-        store.set_mqtt_credential(
-            GATEWAY_MQTT_USER, mosquitto_hash(demo.gateway_mqtt_password), "gateway", None
-        )
+        gateway_hash = mosquitto_hash(demo.gateway_mqtt_password)
+        for name in gateway_accounts(GATEWAY_MQTT_USER):  # its ingest workers' too
+            store.set_mqtt_credential(name, gateway_hash, "gateway", None)
         store.set_mqtt_credential(
             DEVICE_ID, mosquitto_hash(demo.device_password), "device", SITE_ID
         )

@@ -165,6 +165,8 @@ def test_demo_opens_the_expected_tickets_and_leaves_no_process(
     broker_log = (workdir / "logs" / "mosquitto.log").read_text()
     assert "as edge-demo-01 (" in broker_log
     assert "u'edge-demo-01'" in broker_log
+    # The gateway's start (ending its ingest workers' old sessions) met no refused login.
+    assert "not authorised" not in broker_log.lower(), broker_log
     # The gateway's log says what it did (not one line per API poll of the demo).
     gateway_log = (workdir / "logs" / "gateway.log").read_text()
     assert "ingest subscribed as demo-gateway" in gateway_log

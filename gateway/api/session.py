@@ -171,8 +171,6 @@ async def stream(
     async def events() -> AsyncIterator[str]:
         sent = 0
         async for item in feed:
-            if max_events is not None and sent >= max_events:
-                return
             if isinstance(item, FeedHello):
                 hello = {"user": principal.username, "last_event_id": item.last_event_id}
                 yield f"event: hello\ndata: {json.dumps(hello)}\n\n"
@@ -184,6 +182,10 @@ async def stream(
             elif isinstance(item, FeedEntry):
                 yield _sse(item)
             sent += 1
+            # Close right after the last one: waiting for the next item would hold a polling
+            # client until the next change or keepalive (up to KEEPALIVE_S).
+            if max_events is not None and sent >= max_events:
+                return
 
     return StreamingResponse(
         events(),

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Row
 
 from gateway.store import ingest_sql as sql
+from gateway.store.plain_sql import Driver
 
 Key = tuple[str, str, str]
 """(site, device, id): a device-chosen id (msg_id, event_id) with its owner."""
@@ -54,8 +55,9 @@ class TicketSeen:
 class Overlay:
     """The transaction's view of processed ids, event links, open tickets and devices."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, driver: Driver) -> None:
         self.conn = conn
+        self.driver = driver
         self.processed: dict[Key, bool] = {}  # (site, device, msg id) → already processed?
         self.links: dict[Key, Link | None] = {}
         self.active: dict[str, tuple[int, str] | None] = {}  # active key → (id, state)
@@ -80,32 +82,36 @@ class Overlay:
         wanted_msgs = set(msg_keys) - self.processed.keys()
         if wanted_msgs:
             ids = sorted({key[2] for key in wanted_msgs})
-            done = {tuple(r) for r in self.conn.execute(sql.PROCESSED_IN, {"ids": ids})}
+            done = set(self.driver.rows_in(sql.PROCESSED_IN, ids))
             self.processed.update((key, key in done) for key in wanted_msgs)
         wanted_events = set(event_keys) - self.links.keys()
         if wanted_events:
             self.links.update(dict.fromkeys(wanted_events))
             ids = sorted({key[2] for key in wanted_events})
-            for r in self.conn.execute(sql.LINKS_IN, {"ids": ids}):
-                key = (r.site_id, r.device_id, r.event_id)
+            for site_id, device_id, event_id, ticket_id, ended, last_seq in self.driver.rows_in(
+                sql.LINKS_IN, ids
+            ):
+                key = (site_id, device_id, event_id)
                 if key in wanted_events:
-                    self.add_link(
-                        key, Link(int(r.ticket_id), bool(r.ended), int(r.last_seq), new=False)
-                    )
+                    self.add_link(key, Link(int(ticket_id), bool(ended), int(last_seq), new=False))
         keys = sorted(set(active_keys) - self.active.keys())
         if keys:
             self.active.update(dict.fromkeys(keys))
-            for a in self.conn.execute(sql.ACTIVE_IN, {"keys": keys}):
-                self.active[a.active_key] = (int(a.id), a.state)
-                self.tickets[int(a.id)] = TicketSeen(a.site_id, a.category, a.state, a.active_key)
+            for tid, state, active_key, site_id, category in self.driver.rows_in(
+                sql.ACTIVE_IN, keys
+            ):
+                self.active[active_key] = (int(tid), state)
+                self.tickets[int(tid)] = TicketSeen(site_id, category, state, active_key)
         if reopen_since is not None:
             self._preload_recent(active_keys, reopen_since)
         self._preload_unended()
         wanted = sorted(set(device_ids) - self.devices.keys())
         if wanted:
             self.devices.update(dict.fromkeys(wanted))
-            for d in self.conn.execute(sql.DEVICES_IN, {"ids": wanted}):
-                self.devices[d.device_id] = DeviceSeen(d.site_id, bool(d.online), d.last_status_ts)
+            for device_id, site_id, online, last_status_ts in self.driver.rows_in(
+                sql.DEVICES_IN, wanted
+            ):
+                self.devices[device_id] = DeviceSeen(site_id, bool(online), last_status_ts)
 
     def link(self, key: Key) -> Link | None:
         if key not in self.links:
@@ -147,8 +153,8 @@ class Overlay:
         if not tids:
             return
         unended: dict[int, set[Key]] = {tid: set() for tid in tids}
-        for r in self.conn.execute(sql.UNENDED_IN, {"tids": sorted(tids)}):
-            unended[int(r.ticket_id)].add((r.site_id, r.device_id, r.event_id))
+        for tid, site_id, device_id, event_id in self.driver.rows_in(sql.UNENDED_IN, sorted(tids)):
+            unended[int(tid)].add((site_id, device_id, event_id))
         self._db_unended.update(unended)
 
     def add_link(self, key: Key, link: Link) -> None:
@@ -165,8 +171,8 @@ class Overlay:
         """The ticket's clearing columns (read once per transaction)."""
         seen = self.tickets.get(ticket_id)
         if seen is None:
-            row = self.conn.execute(sql.TICKET, {"tid": ticket_id}).one()
-            seen = TicketSeen(row.site_id, row.category, row.state, row.active_key)
+            (row,) = self.driver.rows(sql.TICKET, (ticket_id,))
+            seen = TicketSeen(*row)
             self.tickets[ticket_id] = seen
         return seen
 
@@ -175,8 +181,8 @@ class Overlay:
         corrected by what this transaction did to them."""
         db = self._db_unended.get(ticket_id)
         if db is None:
-            rows = self.conn.execute(sql.UNENDED, {"tid": ticket_id})
-            db = self._db_unended[ticket_id] = {(r.site_id, r.device_id, r.event_id) for r in rows}
+            rows = self.driver.rows(sql.UNENDED, (ticket_id,))
+            db = self._db_unended[ticket_id] = {(r[0], r[1], r[2]) for r in rows}
         links = self.links
         active: set[Key] = set()
         for key in db | self._by_ticket.get(ticket_id, set()):

@@ -5,6 +5,8 @@ open, merge, update, clear and reopen tickets, mark devices online and offline, 
 message ids. It owns those decisions only; the rest is in modules of their own:
 
 - `ingest_sql`: every statement, built once at import and executed with bound parameters;
+  the per-batch reads and per-ticket writes as plain SQL on the driver (`plain_sql.Driver`),
+  whose certain UPDATEs are deferred into one PostgreSQL pipeline;
 - `ingest_overlay.Overlay`: what the transaction has read and written (processed ids, event
   links, open tickets by key, devices), preloaded with one ``IN (…)`` query per table, so
   message 7 of a batch sees what message 3 did exactly as if each had committed;
@@ -40,6 +42,7 @@ from gateway.store.dead_letter_tx import DeadLetterLedger, storable
 from gateway.store.grid_routing import GridRouter
 from gateway.store.ingest_overlay import Key, Link, Overlay, TicketSeen
 from gateway.store.outbox import Outbox
+from gateway.store.plain_sql import Driver
 from gateway.store.rollout_reports import record_report
 from gateway.store.sla_clock import reopened_clock
 from gateway.store.snapshot_tx import SnapshotLedger, SnapshotOutcome
@@ -60,7 +63,15 @@ class IngestTx:
         self.conn = conn
         self.now = now
         self.postgres = postgres
-        self.seen = Overlay(conn)
+        self.plain = Driver(conn, postgres=postgres)
+        if postgres:
+            # Ingest transactions take turns, like SQLite's (`Store._writer_turn`): workers
+            # draining one shared subscription get the same ticket keys in every batch, and
+            # run concurrently they waited on each other's row locks and lost unique-key races
+            # (the whole batch rolled back and ran again), so two workers ingested less than
+            # one. Decoding still runs in parallel, before the transaction.
+            self.plain.rows(sql.INGEST_LOCK, (sql.INGEST_LOCK_KEY,))
+        self.seen = Overlay(conn, self.plain)
         self.rows = BulkRows(conn, postgres=postgres)
         self._touches: dict[int, int] = {}  # ticket id → events merged
         self._heartbeats: dict[str, dict[str, Any]] = {}
@@ -79,8 +90,11 @@ class IngestTx:
         active_keys: Iterable[str] = (),
         device_ids: Iterable[str] = (),
         reopen_since: float | None = None,
+        alerts: Iterable[Alert] = (),
     ) -> None:
-        """Read what a batch will need in one query per table (`Overlay.preload`)."""
+        """Read what a batch will need in one query per table (`Overlay.preload`), and the
+        routing facts of its alerts (`GridRouter.prefetch`)."""
+        self._router.prefetch(alerts)
         self.seen.preload(
             msg_keys=msg_keys,
             event_keys=event_keys,
@@ -347,30 +361,28 @@ class IngestTx:
                 return reopened, False, [self._ticket_change(alert, reopened, "reopened", "new")]
         grid_id, assignee = self._router.route(alert)
         clock = start_clock(policy, alert.severity, now)
-        result = self.conn.execute(
+        ticket_id = self.plain.insert_id(
             sql.INSERT_TICKET,
-            {
-                "site_id": alert.site_id,
-                "device_id": alert.device_id,
-                "category": alert.category.value,
-                "zone_id": alert.zone_id,
-                "grid_id": grid_id,
-                "severity": alert.severity.value,
-                "state": TicketState.NEW.value,
-                "tier": int(clock.tier),
-                "sla_cycle": clock.cycle,
-                "assignee": assignee,
-                "dedup_key": key,
-                "active_key": key,
-                "event_count": 1,
-                "created_at": now,
-                "updated_at": now,
-                "ack_due_at": clock.ack_due_at,
-                "resolve_due_at": clock.resolve_due_at,
-            },
+            (  # in `sql.TICKET_COLUMNS` order
+                alert.site_id,
+                alert.device_id,
+                alert.category.value,
+                alert.zone_id,
+                grid_id,
+                alert.severity.value,
+                TicketState.NEW.value,
+                int(clock.tier),
+                clock.cycle,
+                assignee,
+                key,
+                key,
+                1,
+                now,
+                now,
+                clock.ack_due_at,
+                clock.resolve_due_at,
+            ),
         )
-        assert result.inserted_primary_key is not None
-        ticket_id = int(result.inserted_primary_key[0])
         self.seen.active[key] = (ticket_id, TicketState.NEW.value)
         self.seen.new_ticket(
             ticket_id, TicketSeen(alert.site_id, alert.category.value, TicketState.NEW.value, key)
@@ -400,13 +412,21 @@ class IngestTx:
         if recent is None:
             return None
         clock = reopened_clock(recent, policy, self.now)
-        params = {"tid": recent.id, "key": key, "now": self.now, "from_cycle": recent.sla_cycle}
+        params = (
+            key,
+            self.now,
+            clock["sla_cycle"],
+            clock["tier"],
+            clock["ack_due_at"],
+            clock["resolve_due_at"],
+            clock["acknowledged_at"],
+            recent.id,
+            recent.sla_cycle,
+        )
         # Conditional on the state and cycle, and the unique active_key: a concurrent opener
-        # turns this into an IntegrityError and a retry merges into theirs.
-        if not self.conn.execute(
-            sql.REOPEN, params | {f"b_{name}": value for name, value in clock.items()}
-        ).rowcount:
-            return None
+        # turns this into an IntegrityError and a retry merges into theirs. The row was read
+        # locked, so it is still as read: deferred, sent with the next statement.
+        self.plain.defer(sql.REOPEN, params)
         ticket_id = int(recent.id)
         self.seen.active[key] = (ticket_id, TicketState.NEW.value)
         self.seen.tickets.pop(ticket_id, None)  # read again if it needs clearing
@@ -439,15 +459,10 @@ class IngestTx:
         from_state = ticket.state
         if policy.auto_resolve_on_end and from_state in OPEN_STATE_VALUES:
             # One statement clears the condition and resolves (conditional on the state).
-            done = self.conn.execute(
-                sql.AUTO_RESOLVE, {"tid": ticket_id, "from_state": from_state, "now": now}
-            ).rowcount
-            if not done:
-                # Someone changed the ticket meanwhile (another replica, a person): only
-                # the condition is recorded as cleared; the ticket's state is theirs.
-                self.conn.execute(sql.CLEARED, {"tid": ticket_id, "now": now})
-                self.seen.tickets.pop(ticket_id, None)
-                return []
+            # The ticket's row was read locked in this transaction (`ingest_sql.ACTIVE_IN`),
+            # so a person's change either came before and was read, or waits for the commit:
+            # certain to apply, so deferred (a stale row fails the transaction, which reruns).
+            self.plain.defer(sql.AUTO_RESOLVE, (now, now, now, ticket_id, from_state))
             if ticket.active_key is not None:
                 self.seen.active[ticket.active_key] = None
                 # Now the key's latest auto-resolved ticket: read it again if reopened.
@@ -462,7 +477,7 @@ class IngestTx:
             )
             action, state = "resolved", TicketState.RESOLVED.value
         else:
-            self.conn.execute(sql.CLEARED, {"tid": ticket_id, "now": now})
+            self.plain.defer(sql.CLEARED, (now, ticket_id), expect=None)
             self.audit(ticket_id, "system:ingest", "condition_cleared")
             action, state = "cleared", from_state
         return [
@@ -508,11 +523,9 @@ class IngestTx:
     def flush(self) -> None:
         """Write every buffered row; the feed goes last (`BulkRows.flush`)."""
         conn = self.conn
+        self.plain.sync()
         self._dead.flush()
-        if self._touches:
-            conn.execute(
-                sql.TOUCH, [{"tid": t, "n": n, "now": self.now} for t, n in self._touches.items()]
-            )
+        self.plain.many(sql.TOUCH, [(n, self.now, t) for t, n in self._touches.items()])
         changed = []
         for (site_id, device_id, event_id), link in self.seen.links.items():
             if link is None:
@@ -521,18 +534,10 @@ class IngestTx:
                 row = (event_id, site_id, device_id, link.ticket_id, link.ended, link.last_seq)
                 self.rows.add("ticket_events", row)
             elif link.dirty:
-                changed.append(
-                    {
-                        "b_site_id": site_id,
-                        "b_device_id": device_id,
-                        "b_event_id": event_id,
-                        "b_ended": link.ended,
-                        "b_last_seq": link.last_seq,
-                    }
-                )
-        if changed:
-            conn.execute(sql.UPDATE_LINK, changed)
+                changed.append((link.ended, link.last_seq, event_id, site_id, device_id))
+        self.plain.many(sql.UPDATE_LINK, changed)
         self._outbox.flush()
         if self._heartbeats:
             conn.execute(sql.HEARTBEAT, list(self._heartbeats.values()))
+        self.plain.sync()  # before the COPYs, which use the driver connection directly
         self.rows.flush()

@@ -89,7 +89,7 @@ def provision(
     from gateway.auth import Role as UserRole
     from gateway.auth import hash_password
     from gateway.models import GridPublic
-    from gateway.provisioning import mosquitto_hash, write_broker_files
+    from gateway.provisioning import gateway_accounts, mosquitto_hash, write_broker_files
     from gateway.store import ConflictError, Store, migrate
 
     migrate(database_url)
@@ -125,7 +125,9 @@ def provision(
             creds.devices[device_id] = DeviceCredential(role=role, password=SecretStr(password))
         for username in gateways:
             password = _password()
-            store.set_mqtt_credential(username, mosquitto_hash(password), "gateway", None)
+            hashed = mosquitto_hash(password)
+            for name in gateway_accounts(username):  # its ingest workers' too
+                store.set_mqtt_credential(name, hashed, "gateway", None)
             creds.gateways[username] = SecretStr(password)
         if api_user is not None:
             password = _password()

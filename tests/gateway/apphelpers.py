@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -11,7 +12,8 @@ from fastapi.testclient import TestClient
 from gateway.auth import Role, hash_password
 from gateway.config import GatewaySettings, MqttSettings
 from gateway.main import create_app
-from gateway.store import Store, migrate
+from gateway.store import Store
+from tests.support.migrated import migrate_fast
 
 PASSWORD = "correct horse battery"
 SITE = "site-1"
@@ -38,10 +40,16 @@ def settings_for(db_url: str, **overrides: Any) -> GatewaySettings:
     return GatewaySettings(**values)
 
 
+@cache
+def password_hash() -> str:
+    """One argon2 hash of PASSWORD for every seeded user and test (a hash costs ~0.2 s)."""
+    return hash_password(PASSWORD)
+
+
 def seed_users(db_url: str) -> None:
-    migrate(db_url)
+    migrate_fast(db_url)
     store = Store(db_url)
-    hashed = hash_password(PASSWORD)
+    hashed = password_hash()
     for name, (role, sites) in USERS.items():
         store.create_user(name, hashed, role, sites)
     store.close()

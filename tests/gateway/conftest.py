@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from gateway.store import Store, migrate
+from tests.support.migrated import migrate_fast
 
 
 def _isolated_postgres(base_url: str) -> Iterator[str]:
@@ -33,7 +34,7 @@ def _isolated_postgres(base_url: str) -> Iterator[str]:
 def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[str]:
     """A fresh, migrated database URL: SQLite in tmp_path, or a private PostgreSQL schema."""
     if request.param == "sqlite":
-        migrate(sqlite_url)
+        migrate_fast(sqlite_url)
         yield sqlite_url
         return
     base = request.getfixturevalue("postgres_url")

@@ -1,27 +1,23 @@
 """Acks whose publish fails are not a loss (the device re-sends until it gets one), but they
 are visible: counted in `guanjia_ack_publish_failures_total` and logged, at most once a
-minute. Real broker: the gateway's connection is cut by killing it, then acks go out."""
+minute. Real broker: it is killed while the batch commits, so the batch's acks go out on a
+connection that is gone."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-import aiomqtt
 import pytest
 
 from gateway.config import MqttSettings
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt import MqttIngest, Outbound
+from tests.gateway.test_mqtt_ack import publish
 from tests.support.broker import MosquittoBroker
 
 pytestmark = pytest.mark.mqtt
-
-
-async def _no_batch(batch: object) -> None:
-    raise AssertionError("no message is delivered in this test")
 
 
 async def test_failed_ack_publishes_are_counted_and_logged_once_a_minute(
@@ -29,22 +25,35 @@ async def test_failed_ack_publishes_are_counted_and_logged_once_a_minute(
 ) -> None:
     broker = broker_factory()
     metrics = GatewayMetrics()
-    settings = MqttSettings(host=broker.host, port=broker.port, client_id="gw-ackfail")
-    ingest = MqttIngest(settings, _no_batch, None, metrics.ack_publish_failures.inc)
-    client = ingest._client()
-    with contextlib.suppress(aiomqtt.MqttError):
-        async with client:
-            broker.kill()
-            async with asyncio.timeout(10):
-                # paho's connection flag has no event to wait on
-                while client._client.is_connected():  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
-            acks = [Outbound(f"guanjia/v1/s/cam-{i}/ack", b"{}") for i in range(3)]
-            with caplog.at_level(logging.WARNING, logger="gateway.mqtt"):
-                await ingest._publish_after_commit(client, acks)
-                async with asyncio.timeout(30):
-                    while ingest._publishing:
-                        await asyncio.wait(ingest._publishing)
+    settings = MqttSettings(
+        host=broker.host, port=broker.port, client_id="gw-ackfail", sites=["s"], reconnect_s=30
+    )
+    committed = asyncio.Event()
+
+    async def commit_while_the_broker_dies(batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
+        broker.kill()
+        await asyncio.sleep(0.5)  # the loss reaches the connection before the acks go
+        committed.set()
+        return [Outbound(f"guanjia/v1/s/cam-{i}/ack", b"{}") for i in range(3)]
+
+    three_failed = asyncio.Event()
+
+    def failed() -> None:
+        metrics.ack_publish_failures.inc()
+        if ingest.publish_failures >= 3:
+            three_failed.set()
+
+    ingest = MqttIngest(settings, commit_while_the_broker_dies, None, failed)
+    task = asyncio.create_task(ingest.run())
+    try:
+        await asyncio.wait_for(ingest.connected.wait(), 10)
+        with caplog.at_level(logging.WARNING, logger="gateway.mqtt"):
+            await asyncio.to_thread(publish, broker, "guanjia/v1/s/cam-0/event", [b"{}"])
+            await asyncio.wait_for(committed.wait(), 10)
+            await asyncio.wait_for(three_failed.wait(), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     assert ingest.publish_failures == 3
     assert "guanjia_ack_publish_failures_total 3.0" in metrics.render().decode()
     lines = [r.getMessage() for r in caplog.records if "ack publish" in r.getMessage()]

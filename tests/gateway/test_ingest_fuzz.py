@@ -6,7 +6,7 @@ being away may raise), no input ends as a ``ProcessingError`` dead letter (that 
 the gateway itself broke on the input), an unmutated message is accepted, and every dead
 letter the database holds can be read back (excerpt and reason storable on every database).
 
-The default profile runs a few hundred examples per database (a few seconds each);
+The default profile runs 200 examples per database (a few seconds each);
 ``GUANJIA_FUZZ_EXAMPLES`` raises it, and the slow-marked variant runs 10,000.
 """
 
@@ -31,7 +31,7 @@ SITE = "fz-site"
 DEVICES = ("cam-a", "cam-b")
 EXAMPLES = Path(__file__).resolve().parent.parent / "contract" / "examples"
 NOW = 1_795_300_100.0
-DEFAULT_EXAMPLES = int(os.environ.get("GUANJIA_FUZZ_EXAMPLES", "400"))
+DEFAULT_EXAMPLES = int(os.environ.get("GUANJIA_FUZZ_EXAMPLES", "200"))
 FIELD_ERRORS = {"InvalidFieldError", "MissingFieldError", "UnknownFieldError"}
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, text
 import contract as c
 from gateway.config import MqttSettings
 from gateway.ingest import IngestHandler
+from gateway.metrics import WorkerCounters
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store, database_url, migrate
 from tests.gateway.factories import T0, event, seed_site, topic_of
@@ -69,6 +70,16 @@ async def stale_worker_session(broker: MosquittoBroker, client_id: str) -> None:
         broker.host, broker.port, identifier=client_id, clean_session=False
     ) as client:
         await client.subscribe(MqttSettings().ingest_worker(3).worker_filters[0], qos=1)
+
+
+def worker_events(metrics: str) -> dict[str, float]:
+    """Events each worker counted, from the gateway's /metrics text."""
+    found: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith("guanjia_worker_ingest_messages_total{") and 'channel="event"' in line:
+            worker = line.split('worker="', 1)[1].split('"', 1)[0]
+            found[worker] = found.get(worker, 0.0) + float(line.rsplit(" ", 1)[1])
+    return found
 
 
 def apply_in_order(db_url: str, messages: list[tuple[str, bytes]]) -> None:
@@ -170,6 +181,12 @@ def test_two_workers_apply_every_event_once_and_ack_it_after_the_commit(
             "an Ack for every event",
         )
         publisher.close()
+        # The workers report their counters to the gateway process, which serves them.
+        wait_for(
+            lambda: sum(worker_events(gateway.metrics()).values()) >= len(messages),
+            30,
+            "the workers' counters on /metrics",
+        )
         metrics = gateway.metrics()
     finally:
         gateway.stop()
@@ -177,11 +194,30 @@ def test_two_workers_apply_every_event_once_and_ack_it_after_the_commit(
             listener.close()
         engine.dispose()
     assert all(all(lst.committed_at_arrival) for lst in listeners.values())
-    # The gateway process's own session takes no events while workers do (the workers
-    # count theirs in their own metrics).
-    assert 'channel="event"' not in metrics
+    # The gateway process's own session takes no events while workers do; each worker's
+    # count is served with its label, and together they count every event once.
+    assert 'guanjia_ingest_messages_total{channel="event"' not in metrics
+    per_worker = worker_events(metrics)
+    assert set(per_worker) == {"1", "2"}, metrics
+    assert sum(per_worker.values()) == len(messages)
     expected_url = sqlite_url.removesuffix(".db") + "-expected.db"
     migrate(expected_url)
     apply_in_order(expected_url, messages)
     got, expected = final_state(sqlite_url), final_state(expected_url)
     assert got == expected
+
+
+def test_a_restarted_workers_counters_carry_on_from_its_last_report() -> None:
+    counters = WorkerCounters()
+    applied = ("guanjia_ingest_messages", {"channel": "event", "outcome": "applied"})
+    counters.update(1, [(*applied, 40.0)])
+    counters.update(2, [(*applied, 7.0), ("not_a_worker_counter", {}, 1.0)])
+    counters.restarted(1)  # worker 1 died; its successor counts from zero
+    counters.update(1, [(*applied, 5.0)])
+    samples = {
+        (s.labels["worker"], s.labels.get("outcome")): s.value
+        for family in counters.collect()
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
+    assert samples == {("1", "applied"): 45.0, ("2", "applied"): 7.0}

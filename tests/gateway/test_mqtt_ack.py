@@ -1,9 +1,10 @@
 """Acknowledge after commit, against a real Mosquitto; end-to-end Acks only after commit.
 
-aiomqtt has no public manual acknowledgement (empicano/aiomqtt#345), so `gateway.mqtt`
-switches its private paho client to manual acks. These tests fail if that stops working:
-messages a gateway received but never committed must come back after it dies, and messages
-it committed must not. The device's Ack (…/ack, naming committed msg ids) must never leave
+`gateway.mqtt_link` uses paho's public manual acknowledgement (``Client(manual_ack=True)``,
+``ack(mid, qos)``) and `gateway.mqtt` acks each message only after its commit. These tests
+fail if that stops working (an ack before the commit turns two of them red): messages a
+gateway received but never committed must come back after it dies, and messages it
+committed must not. The device's Ack (…/ack, naming committed msg ids) must never leave
 the gateway before the commit: a device deletes what an Ack names.
 """
 

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 import contract as c
+from gateway.api import session
 from gateway.ingest import IngestHandler
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store
@@ -120,6 +121,28 @@ def test_last_event_id_replays_what_was_missed_in_own_sites(db_url: str) -> None
         )
         assert [e.name for e in pruned] == ["hello", "reset"]
     store.close()
+
+
+def test_a_stream_closes_right_after_max_events(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`max_events` ends the stream with its last event: a polling client is not held until
+    the next change or keepalive (made an hour here, so a stream left open hangs the read)."""
+    monkeypatch.setattr(session, "KEEPALIVE_S", 3600.0)
+    seed_users(sqlite_url)
+    with running_app(settings_for(sqlite_url)) as client:
+        op = token(client, "op")
+        answers: list[str] = []
+        reader = threading.Thread(
+            target=lambda: answers.append(
+                client.get("/api/stream", params={"max_events": 1}, headers=op).text
+            ),
+            daemon=True,
+        )
+        reader.start()
+        reader.join(30)
+        assert answers, "GET /api/stream?max_events=1 stayed open after its hello"
+        assert [e.name for e in parse(answers[0])] == ["hello"]
 
 
 class StreamReader(threading.Thread):

@@ -33,6 +33,11 @@ def test_provision_registers_devices_accounts_and_profiles(tmp_path: Path) -> No
         assert accounts["sim-cam-001"].role == "device"
         assert accounts["sim-esp-001"].role == "esphome"
         assert accounts["gateway-1"].role == "gateway"
+        # Its ingest workers' accounts come with it (no refused login when workers start).
+        assert {a.username for a in accounts.values() if a.role == "gateway"} == {
+            "gateway-1",
+            *(f"gateway-1-w{i}" for i in range(1, 9)),
+        }
         assert {d.device_id: d.site_id for d in store.list_devices(limit=100)} == dict.fromkeys(
             creds.devices, "s1"
         )

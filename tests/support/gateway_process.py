@@ -44,7 +44,7 @@ class GatewayProcess:
     def resume(self) -> None:
         os.kill(self.process.pid, signal.SIGCONT)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
