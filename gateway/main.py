@@ -11,8 +11,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -47,7 +48,7 @@ from gateway.ingest import IngestHandler, IngestQuotas, Outcome
 from gateway.ingest_workers import IngestWorkers, drop_stale_worker_sessions
 from gateway.login_limiter import LoginLimiter
 from gateway.metrics import GatewayMetrics
-from gateway.mqtt import IngestState, MqttIngest, Outbound, Refused
+from gateway.mqtt import IngestState, MqttIngest, Outbound, Refused, drop_session
 from gateway.notify import WebhookSender
 from gateway.readings import ingest_readings
 from gateway.residents.service import ResidentService
@@ -376,6 +377,39 @@ def _body_rules(settings: GatewaySettings, key: str) -> list[BodyRule]:
     ]
 
 
+def _owned_readings(app: FastAPI, runtime: Runtime) -> Coroutine[Any, Any, None]:
+    """The telemetry session, run only while this replica holds the telemetry lease
+    (`gateway.telemetry.lease`: one rule owner per telemetry subscription)."""
+    from gateway.telemetry.lease import unshared
+
+    mqtt = runtime.settings.mqtt
+    shared = [f for f in mqtt.telemetry_filters if f.startswith("$share/")]
+    readings = MqttIngest(
+        mqtt.telemetry_connection(),
+        lambda batch: ingest_batch(runtime, batch),
+        lambda refused: refuse(runtime, refused),
+        runtime.metrics.ack_publish_failures.inc,
+        filters=unshared(mqtt.telemetry_filters),
+        unsubscribe=shared,
+    )
+    app.state.telemetry_ingest = readings
+    return _own_readings(runtime, readings)
+
+
+async def _own_readings(runtime: Runtime, readings: MqttIngest) -> None:
+    from gateway.telemetry.lease import LeaseKeeper, lease_name, own_telemetry
+
+    telemetry, connection = runtime.telemetry, readings.settings
+    assert telemetry is not None
+    name, ttl_s = lease_name(connection.sites), telemetry.settings.lease_s
+    await own_telemetry(
+        LeaseKeeper(runtime.store, name, connection.session_id, ttl_s),
+        run_session=lambda: supervise(readings),
+        end_session=lambda: drop_session(connection),
+        reset=telemetry.reset,
+    )
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     """The gateway application for `settings` (SiteConfigError for a bad site file)."""
     sites = load_sites(settings.sites_dir)
@@ -421,15 +455,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             if settings.mqtt.telemetry_split and runtime.telemetry is not None:
                 # Readings on a session of their own: a flood of them is queued at the
                 # broker behind other readings, never in front of an event.
-                readings = MqttIngest(
-                    settings.mqtt.telemetry_connection(),
-                    lambda batch: ingest_batch(runtime, batch),
-                    lambda refused: refuse(runtime, refused),
-                    runtime.metrics.ack_publish_failures.inc,
-                    filters=settings.mqtt.telemetry_filters,
-                )
-                app.state.telemetry_ingest = readings
-                tasks.append(asyncio.create_task(supervise(readings), name="readings"))
+                # Only the holder of the telemetry lease runs this session and the rules.
+                owned = _owned_readings(app, runtime)
+                tasks.append(asyncio.create_task(owned, name="readings"))
         publish = app.state.ingest.publish if settings.ingest_enabled else None
         service = rollouts.service_of(runtime)
         tasks.append(

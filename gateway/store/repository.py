@@ -48,6 +48,7 @@ from gateway.store.escalations import EscalationStore
 from gateway.store.figures import FigureStore
 from gateway.store.grids import GridStore
 from gateway.store.inbox import InboxStore
+from gateway.store.leases import LeaseStore
 from gateway.store.reports import ReportStore
 from gateway.store.residents import ResidentStore
 from gateway.store.rollouts import RolloutStore
@@ -73,6 +74,7 @@ class Store(
     ResidentStore,
     RoundStore,
     FigureStore,
+    LeaseStore,
 ):
     """The gateway database. Build one per process with `Store(url)`; `close()` at exit."""
 

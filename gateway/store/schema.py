@@ -438,3 +438,14 @@ round_tickets = Table(
     Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False),
     Column("at", Float, nullable=False),
 )
+
+telemetry_leases = Table(
+    "telemetry_leases",
+    metadata,
+    # Which replica runs the sensor rules for one telemetry subscription (its sites), until
+    # when: renewed by its holder with a compare-and-set UPDATE (gateway.telemetry.lease).
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("taken_at", Float, nullable=False),
+)

@@ -107,6 +107,13 @@ class TelemetryService:
         with self._lock:
             return self._lookup(device_id)
 
+    def reset(self) -> None:
+        """Forget every device's rule state and cut-off (the telemetry lease changed hands:
+        `gateway.telemetry.lease`); the next readings start it again."""
+        with self._lock:
+            self.pipeline = TelemetryPipeline(self._lookup)
+            self._commands = []
+
     def port_enabled(self, device_id: str, port: int) -> None:
         """A person switched a port on again (the API audited it): forget its cut-off."""
         with self._lock:

@@ -31,6 +31,14 @@ class TelemetrySettings(BaseModel):
     influx_batch_size: int = Field(default=5000, ge=1, le=100_000)
     influx_flush_interval_s: float = Field(default=1.0, gt=0, le=60)
     influx_max_buffer: int = Field(default=200_000, ge=1000, description="Points held while away.")
+    lease_s: float = Field(
+        default=15.0,
+        ge=1,
+        le=300,
+        description="The rule owner's lease: one replica runs the sensor rules and holds the "
+        "telemetry subscription, renewing every third of this; when it dies another takes "
+        "over within about 4/3 of it (docs/sensors.md, 'One rule owner').",
+    )
 
     @model_validator(mode="after")
     def _influx_all_or_none(self) -> TelemetrySettings:
