@@ -16,7 +16,7 @@ session while it was away (`benchmarks/telemetry/workload.py`; the consumers are
    acks) publishing the end-to-end Acks and doing nothing else — what the contract's
    delivery guarantee costs before any reading is read;
 2. the gateway's telemetry session with the embedded store: `MqttIngest` →
-   `gateway.main.ingest_batch` → `gateway.readings` (decode, rules, one transaction of
+   `gateway.ingest_loop.ingest_batch` → `gateway.readings` (decode, rules, one transaction of
    msg-id claims per batch, points written after the commit, end-to-end Acks), timed until
    every message is committed and every point is in the SQLite store (the nodes' profiles
    looked up before the clock starts: in steady state each is cached for 30 s);

@@ -186,7 +186,8 @@ def worker_main(settings: GatewaySettings, index: int, wake: Connection, parent:
 
 async def _run_worker(settings: GatewaySettings, index: int, wake: Connection, parent: int) -> None:
     # Imported here: gateway.main imports this module to start the workers.
-    from gateway.main import build_runtime, ingest_batch, refuse, supervise
+    from gateway.ingest_loop import ingest_batch, refuse, supervise
+    from gateway.main import build_runtime
     from gateway.mqtt import MqttIngest
 
     mqtt = settings.mqtt.ingest_worker(index)

@@ -23,7 +23,8 @@ from benchmarks.telemetry.workload import (
 )
 from gateway.acks import Committed
 from gateway.config import GatewaySettings, MqttSettings
-from gateway.main import build_runtime, ingest_batch
+from gateway.ingest_loop import ingest_batch
+from gateway.main import build_runtime
 from gateway.mqtt import MqttIngest, Outbound
 from gateway.runtime import Runtime
 from gateway.store import migrate

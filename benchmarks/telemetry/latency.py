@@ -20,7 +20,7 @@ import contract as c
 from benchmarks.support.stats import percentile
 from benchmarks.telemetry.drains import close_runtime, make_runtime
 from benchmarks.telemetry.workload import SITE
-from gateway.main import ingest_batch
+from gateway.ingest_loop import ingest_batch
 from gateway.mqtt import MqttIngest, Outbound
 from gateway.runtime import Runtime
 from tests.support.broker import MosquittoBroker

@@ -74,7 +74,7 @@ def announce_escalation(
 
 
 class EscalationStore(StoreBase):
-    """The SLA loop's writes (`gateway.main.sla_step` drives it on the real clock)."""
+    """The SLA loop's writes (`gateway.periodic.sla_step` drives it on the real clock)."""
 
     def run_escalations(
         self, now: float, policies: dict[TicketCategory, CategoryPolicy]

@@ -8,7 +8,8 @@ import pytest
 import contract as c
 from gateway.config import GatewaySettings
 from gateway.ingest import IngestHandler, IngestQuotas, Outcome
-from gateway.main import build_runtime, sla_step
+from gateway.main import build_runtime
+from gateway.periodic import sla_step
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import NotFoundError, Store
 from tests.gateway.factories import T0, jpeg, seed_site

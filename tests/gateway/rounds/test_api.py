@@ -71,7 +71,7 @@ def test_the_sla_loop_opens_missed_round_tickets_once(resident_app: ResidentApp)
     import asyncio
     import time
 
-    from gateway.main import sla_step
+    from gateway.periodic import sla_step
 
     app = resident_app
     params: dict[str, str | int] = {"category": "round_missed", "limit": 500}

@@ -19,7 +19,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import MqttSettings
-from gateway.main import build_runtime, ingest_batch
+from gateway.ingest_loop import ingest_batch
+from gateway.main import build_runtime
 from gateway.mqtt import MqttIngest, Outbound
 from gateway.runtime import Runtime
 from gateway.store import migrate
