@@ -28,7 +28,6 @@ from enum import StrEnum
 from typing import TypeVar
 
 from contract.topics import Channel
-from gateway.config import MqttSettings
 from gateway.mqtt_link import (
     MAX_PENDING,
     LinkError,
@@ -37,6 +36,7 @@ from gateway.mqtt_link import (
     MqttLink,
     Received,
 )
+from gateway.mqtt_settings import MqttSettings
 from gateway.store import StoreUnavailableError
 
 log = logging.getLogger(__name__)

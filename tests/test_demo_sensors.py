@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import MqttSettings
+from gateway.mqtt_settings import MqttSettings
 from gateway.sla import TicketCategory
 from gateway.store import Store
 from gateway.telemetry.settings import TelemetrySettings

@@ -16,7 +16,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from gateway.config import GatewaySettings, MqttSettings
+from gateway.config import GatewaySettings
+from gateway.mqtt_settings import MqttSettings
 from tests.support.broker import free_port, mosquitto_binary
 
 DOCKER = Path(__file__).resolve().parent.parent / "docker"

@@ -22,10 +22,11 @@ from benchmarks.telemetry.workload import (
     register_session,
 )
 from gateway.acks import Committed
-from gateway.config import GatewaySettings, MqttSettings
+from gateway.config import GatewaySettings
 from gateway.ingest_loop import ingest_batch
 from gateway.main import build_runtime
 from gateway.mqtt import MqttIngest, Outbound
+from gateway.mqtt_settings import MqttSettings
 from gateway.runtime import Runtime
 from gateway.store import migrate
 from gateway.telemetry.acks import ack_messages

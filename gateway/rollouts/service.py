@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from contract import Command, command_topic, encode
-from gateway.config import ModelRegistrySettings
 from gateway.mqtt import PublishUnavailableError
 from gateway.rollouts import plan
 from gateway.rollouts.links import signed_url, without_signature
+from gateway.rollouts.settings import ModelRegistrySettings
 from gateway.store import Store
 from gateway.store.base import ConflictError
 from gateway.store.rollouts import RolloutFacts, SentCommand

@@ -10,8 +10,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from gateway.auth import Role, hash_password
-from gateway.config import GatewaySettings, MqttSettings
+from gateway.config import GatewaySettings
 from gateway.main import create_app
+from gateway.mqtt_settings import MqttSettings
 from gateway.store import Store
 from tests.support.migrated import migrate_fast
 

@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from gateway.config import MqttSettings
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt import MqttIngest, Outbound
+from gateway.mqtt_settings import MqttSettings
 from tests.gateway.test_mqtt_ack import publish
 from tests.support.broker import MosquittoBroker
 

@@ -24,8 +24,8 @@ from edge.link_options import LinkOptions
 from edge.node_config import CommandSettings
 from edge.outbox import Outbox
 from edge.uplink import Uplink
-from gateway.config import MqttSettings
 from gateway.main import create_app
+from gateway.mqtt_settings import MqttSettings
 from gateway.store import Store
 from tests.gateway.apphelpers import OTHER_SITE, SITE, seed_users, settings_for, token
 from tests.gateway.factories import seed_site

@@ -35,13 +35,14 @@ from starlette.routing import Mount, Route
 import contract as c
 from gateway.api.permissions import PERMISSIONS, Permission
 from gateway.auth import Role, issue_console_session
-from gateway.config import ModelRegistrySettings, MqttSettings
 from gateway.console.session import CSRF_COOKIE, SESSION_COOKIE, csrf_token
 from gateway.ingest import IngestHandler
 from gateway.main import ROUTE_MODULES, create_app
+from gateway.mqtt_settings import MqttSettings
 from gateway.residents import pow
 from gateway.residents.settings import ResidentSettings
 from gateway.rollouts.links import signed_url
+from gateway.rollouts.settings import ModelRegistrySettings
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store
 from guanjia.artifacts import generate_key

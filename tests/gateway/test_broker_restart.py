@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import contract as c
-from gateway.config import MqttSettings
 from gateway.mqtt import MqttIngest
+from gateway.mqtt_settings import MqttSettings
 from tests.gateway.factories import event
 from tests.gateway.proc import GatewayProcess, Publisher, start_gateway, wait_for
 from tests.gateway.test_multiprocess import counts, prepare, rows

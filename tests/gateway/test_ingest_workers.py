@@ -25,9 +25,9 @@ from pydantic import ValidationError
 from sqlalchemy import create_engine, text
 
 import contract as c
-from gateway.config import MqttSettings
 from gateway.ingest import IngestHandler
 from gateway.metrics import WorkerCounters
+from gateway.mqtt_settings import MqttSettings
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store, database_url, migrate
 from tests.gateway.factories import T0, event, seed_site, topic_of

@@ -19,8 +19,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 import contract as c
-from gateway.config import MqttSettings
 from gateway.mqtt import MqttIngest
+from gateway.mqtt_settings import MqttSettings
 from gateway.store import StoreUnavailableError
 from tests.gateway.factories import event
 from tests.gateway.proc import AckListener, SqliteWriteLock, start_gateway, wait_for

@@ -10,8 +10,8 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from gateway.config import MqttSettings
 from gateway.mqtt import refusal
+from gateway.mqtt_settings import MqttSettings
 
 
 def test_client_id_follows_the_username() -> None:

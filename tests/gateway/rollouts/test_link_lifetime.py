@@ -15,9 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 import contract as c
-from gateway.config import ModelRegistrySettings, MqttSettings
 from gateway.main import create_app
+from gateway.mqtt_settings import MqttSettings
 from gateway.rollouts.links import check_link
+from gateway.rollouts.settings import ModelRegistrySettings
 from gateway.store import Store
 from guanjia.artifacts import generate_key
 from tests.gateway.apphelpers import SITE, seed_users, settings_for, token

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.auth import issue_token
-from gateway.config import ModelRegistrySettings
 from gateway.main import create_app
 from gateway.rollouts.links import signed_url
+from gateway.rollouts.settings import ModelRegistrySettings
 from gateway.store import Store
 from guanjia.artifacts import SigningKey, generate_key
 from tests.gateway.apphelpers import OTHER_SITE, SITE, seed_users, settings_for

@@ -11,12 +11,12 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 import contract as c
-from gateway.config import ModelRegistrySettings
 from gateway.ingest import IngestHandler
 from gateway.rollouts.links import check_link
 from gateway.rollouts.plan import RolloutPolicy, plan_waves
 from gateway.rollouts.records import ArtifactPublic
 from gateway.rollouts.service import RolloutService, rollout_step, send_all
+from gateway.rollouts.settings import ModelRegistrySettings
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store
 from tests.gateway.factories import seed_site

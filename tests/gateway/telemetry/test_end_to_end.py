@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
 import contract as c
-from gateway.config import MqttSettings
+from gateway.mqtt_settings import MqttSettings
 from gateway.sla import TicketCategory
 from gateway.store import Store, migrate
 from gateway.telemetry.profiles import PROFILES_DIR

@@ -18,10 +18,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.config import MqttSettings
 from gateway.ingest_loop import ingest_batch
 from gateway.main import build_runtime
 from gateway.mqtt import MqttIngest, Outbound
+from gateway.mqtt_settings import MqttSettings
 from gateway.runtime import Runtime
 from gateway.store import migrate
 from gateway.telemetry.points import Point

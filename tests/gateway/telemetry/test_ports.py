@@ -14,7 +14,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.auth import Role, hash_password
-from gateway.config import MqttSettings
+from gateway.mqtt_settings import MqttSettings
 from gateway.sla import TicketCategory
 from gateway.store import Store
 from gateway.telemetry.settings import TelemetrySettings
