@@ -2,7 +2,7 @@
 
     python -m benchmarks.gateway_ingest [--events 10000] [--rounds 3] [--processes 2]
                                         [--database-url URL] [--live-rate 3000]
-    python -m benchmarks.gateway_ingest --handler-only [--batch 100] (`ingest_handler`)
+    python -m benchmarks.gateway_ingest --handler-only [--batch 100] (`benchmarks.ingest.handler`)
 
 Starts its own Mosquitto. The workload is realistic in its keys: 200 cameras with 3 zones
 each (600 (device, zone) ticket keys), tracks of one start, 0–3 updates and one end, laid
@@ -51,7 +51,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 import contract as c
-from benchmarks import ingest_handler
+from benchmarks.ingest import handler as ingest_handler
 from benchmarks.support.machine import loadavg
 from benchmarks.support.result import emit, make
 from benchmarks.support.stats import percentile
@@ -500,7 +500,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="The report size (the default).")
     parser.add_argument("--smoke", action="store_true", help="Smallest run (not a figure).")
     parser.add_argument(
-        "--handler-only", action="store_true", help="No MQTT: `benchmarks.ingest_handler`."
+        "--handler-only", action="store_true", help="No MQTT: `benchmarks.ingest.handler`."
     )
     parser.add_argument("--batch", type=int, default=100, help="--handler-only batch size")
     args = parser.parse_args(argv)

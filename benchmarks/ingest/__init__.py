@@ -1,0 +1,1 @@
+"""Parts of `benchmarks.gateway_ingest`."""
