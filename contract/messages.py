@@ -321,7 +321,8 @@ class Ack(Message):
 
     Sent after the database commit that holds the messages' effects (or their dead letters,
     or found them already committed). A device deletes a queued message only when an Ack
-    names it: `msg_ids` for events and command results, `snapshot_ids` for snapshots.
+    names it: `msg_ids` for events, telemetry batches and command results, `snapshot_ids`
+    for snapshots.
     """
 
     SCHEMA: ClassVar[str] = "guanjia.ack/1"
