@@ -75,8 +75,17 @@ def test_the_sla_loop_opens_missed_round_tickets_once(resident_app: ResidentApp)
 
     app = resident_app
     params: dict[str, str | int] = {"category": "round_missed", "limit": 500}
-    first = app.client.get("/api/tickets", headers=app.headers("admin"), params=params).json()
+    # The first pass runs in the app's background loop: wait until it has committed (the
+    # list and its total are two reads, so a pass committing between them was seen in CI
+    # as total 6 with no items).
+    deadline = time.monotonic() + 20
+    while True:
+        first = app.client.get("/api/tickets", headers=app.headers("admin"), params=params).json()
+        if len(first["items"]) >= 6 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert first["total"] >= 6  # at least yesterday's six rounds
+    assert len(first["items"]) == first["total"]
     assert {t["assignee"] for t in first["items"]} == {"sup"}
     runtime = app.client.app.state.runtime  # type: ignore[attr-defined]
     runtime.rounds.tick_every_s = 0  # no throttle: the keys alone must keep them single
