@@ -26,9 +26,11 @@ class Committed:
     snapshot_id: str | None = None
 
 
-def build_acks(committed: Iterable[Committed], now: float) -> list[Ack]:
-    """One Ack per device (more when a device has over MAX_ACK_IDS ids), ids in order,
-    each id once."""
+def ids_by_device(
+    committed: Iterable[Committed],
+) -> dict[tuple[str, str], tuple[dict[str, None], dict[str, None]]]:
+    """(site, device) → (message ids, snapshot ids) of `committed`, in order, each once
+    (dicts as ordered sets)."""
     by_device: dict[tuple[str, str], tuple[dict[str, None], dict[str, None]]] = {}
     for item in committed:
         msg_ids, snapshot_ids = by_device.setdefault((item.site_id, item.device_id), ({}, {}))
@@ -36,6 +38,13 @@ def build_acks(committed: Iterable[Committed], now: float) -> list[Ack]:
             msg_ids[item.msg_id] = None
         if item.snapshot_id is not None:
             snapshot_ids[item.snapshot_id] = None
+    return by_device
+
+
+def build_acks(committed: Iterable[Committed], now: float) -> list[Ack]:
+    """One Ack per device (more when a device has over MAX_ACK_IDS ids), ids in order,
+    each id once."""
+    by_device = ids_by_device(committed)
     acks: list[Ack] = []
     for (site_id, device_id), (msg_ids, snapshot_ids) in by_device.items():
         mids, sids = list(msg_ids), list(snapshot_ids)
