@@ -11,6 +11,7 @@ lease-owned telemetry session in `gateway.readings_owner`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -82,6 +83,19 @@ ROUTE_MODULES = (
     *console.ROUTERS,
 )
 """Every module whose `router` the app serves: one per resource (then the console's pages)."""
+
+
+def freeze_heap() -> None:
+    """Leave what startup built out of the garbage collector's full passes (`gc.freeze`).
+
+    The process holds a few hundred thousand long-lived objects (FastAPI, pydantic,
+    SQLAlchemy, profiles); a full collection walks all of them, ~100 ms here, and the
+    readings' survivors (rule histories, the InfluxDB buffer) trigger one every few thousand
+    messages: ~30 µs per telemetry message, a third of its processing (BENCHMARKS.md).
+    Objects freed by their reference count still go; `gc.unfreeze()` at shutdown hands the
+    rest back (tests build many apps in one process)."""
+    gc.collect()
+    gc.freeze()
 
 
 def build_runtime(
@@ -252,9 +266,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     )
                 )
             )
+        freeze_heap()
         try:
             yield
         finally:
+            gc.unfreeze()
             await stop_tasks(tasks)
             if workers is not None:
                 await asyncio.to_thread(workers.stop)
