@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.telemetry.influx import InfluxOptions, InfluxWriter, line
+from gateway.telemetry.influx import InfluxOptions, InfluxWriter, _Lines, line
 from gateway.telemetry.points import Point
 from gateway.telemetry.sqlite_store import DAY_S, SqliteTelemetryStore
 from tests.support.victoria import VictoriaMetrics
@@ -140,6 +140,19 @@ def test_influx_line_protocol_escapes_and_ports() -> None:
     assert (
         line(Point("s", "d", "battery", 90.0, 2.5)) == "telemetry,site=s,device=d battery=90.0 2500"
     )
+
+
+def test_influx_body_is_the_lines_of_its_points_with_shared_timestamps() -> None:
+    # The body writes a timestamp once per run of equal ones: every line must still carry
+    # its own point's timestamp, whatever the order.
+    stamps = [1.0, 1.0, 1.0, 2.5, 2.5, 1.0, 3.0004, 3.0004]
+    points = [
+        Point("s", f"d{i % 3}", f"port{1 + i % 2}_current", i * 0.5, ts)
+        for i, ts in enumerate(stamps)
+    ]
+    body = _Lines()(points).decode()
+    assert body == "".join(line(p) + "\n" for p in points)
+    assert _Lines()(points[:1]) + _Lines()(points[1:]) == body.encode()  # batches join too
 
 
 def fast_options(url: str, **kw: float) -> InfluxOptions:
