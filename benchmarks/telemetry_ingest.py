@@ -29,9 +29,9 @@ Prints, per round and as medians: messages/s and points/s, the ratio to the bare
 the same round, and the gateway's CPU µs per message (this process, all threads: the
 broker and VictoriaMetrics are other processes) and the garbage collector's share of it.
 After each drain, off the clock, the devices' Ack session (parked during the drain) must
-hold an Ack for every message, and no Ack publish may have failed. Then the event → ticket latency (publish
-to commit), with the gateway running both sessions as `gateway.main` does: alone, and during
-a flood of `--flood` readings published by another process
+hold an Ack for every message, and no Ack publish may have failed. Then the event → ticket
+latency (publish to commit), with the gateway running both sessions as `gateway.main` does:
+alone, and during a flood of `--flood` readings published by another process
 (`benchmarks/telemetry/latency.py`). And the load average.
 """
 

@@ -123,7 +123,7 @@ async def event_latency(
         # lost (closed)"), the benchmark's teardown and not the gateway.
         readings = sessions[1]
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while readings.received < flood or readings.pending:  # noqa: ASYNC110 (counters)
+        while readings.received < flood or readings.pending:
             assert time.monotonic() < deadline, "the flood was not drained"
             await asyncio.sleep(0.05)
     await asyncio.sleep(SETTLE_S)

@@ -92,9 +92,7 @@ class TelemetryPipeline:
         self._rules: dict[str, DeviceRules] = {}
         # (profile, wire name, port tag) → (metric, port, stored series name): the same few
         # names, every message.
-        self._resolved: dict[
-            tuple[str, str, str | None], tuple[str, int | None, str] | None
-        ] = {}
+        self._resolved: dict[tuple[str, str, str | None], tuple[str, int | None, str] | None] = {}
         self._nodes: dict[str, SensorNode] = {}
 
     def _node(

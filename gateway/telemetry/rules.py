@@ -20,9 +20,9 @@ Besides the profile's rules, every device has three built-in conditions:
 from __future__ import annotations
 
 from collections import deque
-from operator import itemgetter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import NamedTuple
 
 from contract import Severity
