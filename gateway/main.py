@@ -91,7 +91,7 @@ def freeze_heap() -> None:
     The process holds a few hundred thousand long-lived objects (FastAPI, pydantic,
     SQLAlchemy, profiles); a full collection walks all of them, ~100 ms here, and the
     readings' survivors (rule histories, the InfluxDB buffer) trigger one every few thousand
-    messages: ~30 µs per telemetry message, a third of its processing (BENCHMARKS.md).
+    messages: ~30 µs per telemetry message, a fifth of its cost (docs/sensors.md, Figures).
     Objects freed by their reference count still go; `gc.unfreeze()` at shutdown hands the
     rest back (tests build many apps in one process)."""
     gc.collect()
