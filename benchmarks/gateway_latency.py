@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import create_engine, text
 
 import contract as c
-from benchmarks.gateway_ingest import cpu_seconds
+from benchmarks.ingest.processes import cpu_seconds
 from benchmarks.support.machine import loadavg
 from benchmarks.support.result import emit, make
 from benchmarks.support.rounds import Rounds

@@ -11,7 +11,6 @@ lease-owned telemetry session in `gateway.readings_owner`.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -43,6 +42,7 @@ from gateway.auth import bearer_is_valid
 from gateway.config import GatewaySettings
 from gateway.console import app as console
 from gateway.figures_service import FiguresService
+from gateway.heap import settled
 from gateway.ingest import IngestHandler, IngestQuotas
 from gateway.ingest_loop import ingest_batch, refuse, supervise
 from gateway.ingest_workers import IngestWorkers, drop_stale_worker_sessions
@@ -83,20 +83,6 @@ ROUTE_MODULES = (
     *console.ROUTERS,
 )
 """Every module whose `router` the app serves: one per resource (then the console's pages)."""
-
-
-def freeze_heap() -> None:
-    """Leave what startup built out of the garbage collector's full passes (`gc.freeze`).
-
-    The process holds a few hundred thousand long-lived objects (FastAPI, pydantic,
-    SQLAlchemy, profiles); a full collection walks all of them, ~100 ms here, and the
-    readings' survivors (rule histories, the InfluxDB buffer) trigger one every few thousand
-    messages: ~30 µs per telemetry message, a fifth of its cost (docs/sensors.md, Figures).
-    Objects freed by their reference count still go; `gc.unfreeze()` at shutdown hands the
-    rest back (tests build many apps in one process). No `gc.collect()` first: freezing is
-    a pointer swap, a collection ~90 ms per app start (a test suite starts hundreds); the
-    few startup cycles already garbage wait for shutdown instead."""
-    gc.freeze()
 
 
 def build_runtime(
@@ -267,11 +253,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     )
                 )
             )
-        freeze_heap()
         try:
-            yield
+            # Start-up is done: its objects stay out of every collection (`gateway.heap`).
+            # No collection first: tests build hundreds of apps in one process.
+            with settled(collect=False):
+                yield
         finally:
-            gc.unfreeze()
             await stop_tasks(tasks)
             if workers is not None:
                 await asyncio.to_thread(workers.stop)

@@ -26,8 +26,9 @@ from benchmarks.telemetry.workload import (
 )
 from gateway.acks import Committed
 from gateway.config import GatewaySettings
+from gateway.heap import settle
 from gateway.ingest_loop import ingest_batch
-from gateway.main import build_runtime, freeze_heap
+from gateway.main import build_runtime
 from gateway.mqtt import MqttIngest, Outbound
 from gateway.mqtt_settings import MqttSettings
 from gateway.runtime import Runtime
@@ -127,7 +128,7 @@ def make_runtime(
         runtime.store.upsert_device(f"shed-{i}", SITE, "charging")
         runtime.store.set_sensor_node(f"shed-{i}", "charging_monitor", esphome=False)
     runtime.store.upsert_device("cam-0", SITE, "camera")
-    freeze_heap()  # as the gateway's lifespan does once started
+    settle(collect=False)  # as the gateway's lifespan does once started (`gateway.heap`)
     return runtime
 
 
