@@ -117,7 +117,7 @@ def run(  # noqa: PLR0917 - typer maps each CLI option to a parameter
         settings, broker = _embedded_broker(settings, passwd_file, acl_file)
     try:
         try:
-            app = create_app(settings)
+            app = create_app(settings, freeze_heap=True)
         except SiteConfigError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from gateway import heap
 from gateway.config import GatewaySettings
 from gateway.metrics import CounterSample, WorkerCounters
 
@@ -195,6 +196,7 @@ async def _run_worker(settings: GatewaySettings, index: int, wake: Connection, p
         update={"mqtt": mqtt, "telemetry": settings.telemetry.model_copy(update={"enabled": False})}
     )
     runtime = build_runtime(worker_settings)
+    heap.settle()  # its own process: the same pauses as the gateway's (gateway.heap)
 
     def changed() -> None:
         # An empty line is enough: the gateway reads the whole feed when woken. A full pipe

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from gateway import heap
 from gateway.api import (
     accesslog,
     commands,
@@ -184,8 +185,10 @@ def _body_rules(settings: GatewaySettings, key: str) -> list[BodyRule]:
     ]
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
-    """The gateway application for `settings` (SiteConfigError for a bad site file)."""
+def create_app(settings: GatewaySettings, *, freeze_heap: bool = False) -> FastAPI:
+    """The gateway application for `settings` (SiteConfigError for a bad site file).
+    `freeze_heap`: once started, take the process's heap out of the garbage collector's
+    scans (`gateway.heap`); the server process does, an app inside a test process must not."""
     sites = load_sites(settings.sites_dir)
 
     @asynccontextmanager
@@ -252,6 +255,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     )
                 )
             )
+        if freeze_heap:
+            heap.settle()
         try:
             yield
         finally:
