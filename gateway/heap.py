@@ -3,7 +3,7 @@
 A started gateway holds ~200,000 objects that live as long as the process (modules, the
 FastAPI app and its models, SQLAlchemy's tables and compiled statements). CPython's oldest
 generation is collected from time to time by scanning all of them, which stops every thread
-for that long: measured 115 ms of CPU (315 ms of wall time on the shared 2-core box) in the
+for that long: measured 114 ms of CPU (315 ms of wall time on the shared 2-core box) in the
 middle of a 200 alerts/s run, so the 60 alerts behind it waited, which was the whole p99.
 `gc.freeze()` moves what exists now out of the collector's reach (it stays reachable and
 reference-counted as ever); later collections scan only what was made since (measured: a
