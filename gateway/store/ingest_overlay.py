@@ -61,12 +61,32 @@ class Resolved:
 
 @dataclass
 class TicketSeen:
-    """The columns of a ticket that clearing reads, as the transaction currently sees them."""
+    """The columns of a ticket that clearing (and reopening what it auto-resolved) reads,
+    as the transaction currently sees them, in `ingest_sql.TICKET_SEEN` order."""
 
     site_id: str
     category: str
     state: str
     active_key: str | None
+    sla_cycle: int
+    tier: int
+    severity: str
+    ack_due_at: float
+    resolve_due_at: float
+
+    def resolved(self, ticket_id: int, key: str, at: float) -> Resolved:
+        """This ticket as `RECENT_IN` would read it once auto-resolved at `at`."""
+        return Resolved(
+            ticket_id,
+            key,
+            at,
+            "resolved",
+            self.sla_cycle,
+            self.tier,
+            self.severity,
+            self.ack_due_at,
+            self.resolve_due_at,
+        )
 
 
 class Overlay:
@@ -114,11 +134,11 @@ class Overlay:
         keys = sorted(set(active_keys) - self.active.keys())
         if keys:
             self.active.update(dict.fromkeys(keys))
-            for tid, state, active_key, site_id, category in self.driver.rows_in(
-                sql.ACTIVE_IN, keys
-            ):
-                self.active[active_key] = (int(tid), state)
-                self.tickets[int(tid)] = TicketSeen(site_id, category, state, active_key)
+            for tid, *columns in self.driver.rows_in(sql.ACTIVE_IN, keys):
+                ticket = TicketSeen(*columns)
+                assert ticket.active_key is not None
+                self.active[ticket.active_key] = (int(tid), ticket.state)
+                self.tickets[int(tid)] = ticket
         if reopen_since is not None:
             self._preload_recent(active_keys, reopen_since)
         self._preload_unended()
@@ -172,6 +192,7 @@ class Overlay:
         # The unended events of every ticket the batch's links and keys name, in one query.
         tids = {link.ticket_id for link in self.links.values() if link is not None}
         tids |= {t[0] for t in self.active.values() if t is not None}
+        tids |= {r.id for r in self.recent.values() if r is not None}  # may be reopened
         tids -= self._db_unended.keys()
         if not tids:
             return

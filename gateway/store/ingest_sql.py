@@ -46,9 +46,11 @@ LINKS_IN = probe(
 # Tickets the transaction may update are read with a lock on PostgreSQL (``FOR UPDATE``;
 # SQLite's writer holds the database), so the conditional updates that follow are certain
 # to apply and can be deferred (`plain_sql.Driver.defer`).
-ACTIVE_IN = probe(
-    "id, state, active_key, site_id, category", "tickets", "active_key", "text", lock=True
+TICKET_SEEN = (
+    "site_id, category, state, active_key, sla_cycle, tier, severity, ack_due_at, resolve_due_at"
 )
+"""The columns of `ingest_overlay.TicketSeen`, in order."""
+ACTIVE_IN = probe(f"id, {TICKET_SEEN}", "tickets", "active_key", "text", lock=True)
 UNENDED_IN = probe(
     "ticket_id, site_id, device_id, event_id", "ticket_events", "ticket_id", "int", "NOT ended"
 )
@@ -56,7 +58,7 @@ DEVICES_IN = probe("device_id, site_id, online, last_status_ts", "devices", "dev
 UNENDED = Plain(
     "SELECT site_id, device_id, event_id FROM ticket_events WHERE ticket_id = ? AND NOT ended"
 )
-TICKET = Plain("SELECT site_id, category, state, active_key FROM tickets WHERE id = ?", lock=True)
+TICKET = Plain(f"SELECT {TICKET_SEEN} FROM tickets WHERE id = ?", lock=True)  # noqa: S608
 TICKET_COLUMNS = (
     "site_id",
     "device_id",

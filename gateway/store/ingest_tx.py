@@ -384,9 +384,18 @@ class IngestTx:
             ),
         )
         self.seen.active[key] = (ticket_id, TicketState.NEW.value)
-        self.seen.new_ticket(
-            ticket_id, TicketSeen(alert.site_id, alert.category.value, TicketState.NEW.value, key)
+        seen = TicketSeen(
+            alert.site_id,
+            alert.category.value,
+            TicketState.NEW.value,
+            key,
+            clock.cycle,
+            int(clock.tier),
+            alert.severity.value,
+            clock.ack_due_at,
+            clock.resolve_due_at,
         )
+        self.seen.new_ticket(ticket_id, seen)
         self.audit(
             ticket_id,
             "system:ingest",
@@ -429,7 +438,19 @@ class IngestTx:
         self.plain.defer(sql.REOPEN, params)
         ticket_id = int(recent.id)
         self.seen.active[key] = (ticket_id, TicketState.NEW.value)
-        self.seen.tickets.pop(ticket_id, None)  # read again if it needs clearing
+        # As the row now is (the reopened ticket is the alert's: its key names site and
+        # category), so clearing it later in the batch need not read it again.
+        self.seen.tickets[ticket_id] = TicketSeen(
+            alert.site_id,
+            alert.category.value,
+            TicketState.NEW.value,
+            key,
+            clock["sla_cycle"],
+            clock["tier"],
+            recent.severity,
+            clock["ack_due_at"],
+            clock["resolve_due_at"],
+        )
         self.seen.recent[key] = None  # open again: nothing to reopen until it resolves
         self.audit(
             ticket_id,
@@ -465,8 +486,10 @@ class IngestTx:
             self.plain.defer(sql.AUTO_RESOLVE, (now, now, now, ticket_id, from_state))
             if ticket.active_key is not None:
                 self.seen.active[ticket.active_key] = None
-                # Now the key's latest auto-resolved ticket: read it again if reopened.
-                self.seen.recent.pop(ticket.active_key, None)
+                # Now the key's latest auto-resolved ticket (none resolved later than now),
+                # as reading it back would find it: the row is locked, so still as read.
+                key = ticket.active_key
+                self.seen.recent[key] = ticket.resolved(ticket_id, key, now)
             ticket.state, ticket.active_key = TicketState.RESOLVED.value, None
             self.audit(
                 ticket_id,
@@ -521,9 +544,10 @@ class IngestTx:
         self.rows.add("changes", feed.row(change))
 
     def flush(self) -> None:
-        """Write every buffered row; the feed goes last (`BulkRows.flush`)."""
+        """Write every buffered row; the feed goes last (`BulkRows.flush`). On PostgreSQL
+        the plain driver's writes are deferred and go in one pipeline before the COPYs (any
+        SQLAlchemy statement between them sends what was queued before it first)."""
         conn = self.conn
-        self.plain.sync()
         self._dead.flush()
         self.plain.many(sql.TOUCH, [(n, self.now, t) for t, n in self._touches.items()])
         changed = []

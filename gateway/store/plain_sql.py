@@ -168,14 +168,15 @@ class Driver:
 
     def many(self, stmt: Plain, params: Sequence[Sequence[Any]]) -> None:
         """Execute once per parameter row; on PostgreSQL one statement over the rows'
-        columns as arrays when the statement has one (`Plain.postgres_many`), else
-        pipelined by psycopg (one round trip, one statement per row)."""
+        columns as arrays when the statement has one (`Plain.postgres_many`), deferred like
+        `defer` (any number of rows may change), else pipelined by psycopg (one round trip,
+        one statement per row)."""
         if not params:
             return
         if self.postgres and stmt.postgres_many is not None:
+            # Nothing waits for its answer: sent with the next statement that needs one.
             columns = [list(column) for column in zip(*params, strict=True)]
-            many = stmt.postgres_many
-            self._send(lambda cursor: cursor.execute(many, columns))
+            self._queue.append((stmt.postgres_many, columns, None))
             return
         self._send(lambda cursor: cursor.executemany(self._text(stmt), params))
 
