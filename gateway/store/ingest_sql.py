@@ -9,8 +9,6 @@ back within the transaction are not here: they go through the driver directly (`
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import bindparam, update
 
 from gateway.lifecycle import TicketState
@@ -94,6 +92,16 @@ _REOPEN = (
     "updated_at = ?, sla_cycle = ?, tier = ?, ack_due_at = ?, resolve_due_at = ?, "
     "acknowledged_at = ? WHERE id = ? AND "
 )
+INSERT_TICKET_ID = Plain(
+    "INSERT INTO tickets (id, site_id, device_id, category, zone_id, grid_id, severity, state, "
+    "tier, sla_cycle, assignee, dedup_key, active_key, event_count, created_at, updated_at, "
+    "ack_due_at, resolve_due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+"""`INSERT_TICKET` with the id first, drawn before (`NEXT_IDS`; PostgreSQL only)."""
+NEXT_IDS = Plain(
+    "SELECT nextval(pg_get_serial_sequence('tickets', 'id')) FROM generate_series(1, ?)"
+)
+"""As many new ticket ids as the parameter says, in ascending order (PostgreSQL only)."""
 REOPEN = Plain(
     # A new SLA cycle (`sla_clock.reopened_clock`); conditional on the state and cycle.
     _REOPEN + "state = 'resolved' AND sla_cycle = ?",

@@ -70,7 +70,7 @@ class Plain:
         object.__setattr__(self, "postgres", text)
 
 
-def probe(  # noqa: PLR0913 - the parts of one SELECT
+def probe(
     columns: str, table: str, key: str, array_type: str, where: str = "", *, lock: bool = False
 ) -> Plain:
     """``SELECT columns FROM table WHERE key IN (…) [AND where]``, on PostgreSQL as one index
