@@ -65,8 +65,9 @@ class IngestTx:
             # draining one shared subscription get the same ticket keys in every batch, and
             # run concurrently they waited on each other's row locks and lost unique-key races
             # (the whole batch rolled back and ran again), so two workers ingested less than
-            # one. Decoding still runs in parallel, before the transaction.
-            self.plain.rows(sql.INGEST_LOCK, (sql.INGEST_LOCK_KEY,))
+            # one. Decoding still runs in parallel, before the transaction. Deferred: it is
+            # sent first, in one pipeline with the batch's first read.
+            self.plain.defer(sql.INGEST_LOCK, (sql.INGEST_LOCK_KEY,), expect=None)
         self.seen = Overlay(conn, self.plain)
         self.rows = BulkRows(conn, postgres=postgres)
         self.snapshots = SnapshotLedger(conn, now)
@@ -92,7 +93,6 @@ class IngestTx:
         routing facts of its alerts (`GridRouter.prefetch`) and, on PostgreSQL, the ids of
         the tickets they may open (`TicketRules.draw_ids`)."""
         batch = list(alerts)
-        self.router.prefetch(batch)
         self.seen.preload(
             msg_keys=msg_keys,
             event_keys=event_keys,
@@ -100,6 +100,7 @@ class IngestTx:
             device_ids=device_ids,
             reopen_since=reopen_since,
         )
+        self.router.prefetch(batch)
         if self.postgres and batch:
             self.tickets.draw_ids(batch)
 
