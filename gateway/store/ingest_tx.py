@@ -71,7 +71,7 @@ class IngestTx:
         self.seen = Overlay(conn, self.plain)
         self.rows = BulkRows(conn, postgres=postgres)
         self.snapshots = SnapshotLedger(conn, now)
-        self.router = GridRouter(conn, now)
+        self.router = GridRouter(conn, now, self.plain)
         self._dead = DeadLetterLedger(conn, now)
         self._outbox = Outbox(conn, now)
         self.tickets = TicketRules(self)
