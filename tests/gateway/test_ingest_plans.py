@@ -19,6 +19,7 @@ TICKETS = 20
 ENDED = 100  # ended events per ticket: its history
 OPEN = 2  # unended events per ticket
 
+
 def fill(run: Callable[[str, Sequence[Any]], object], mark: str) -> None:
     """Tickets whose events have mostly ended, as on a site that has run for a while."""
     for ticket_id in range(1, TICKETS + 1):
