@@ -69,16 +69,17 @@ class GridRouter:
             (a.site_id, a.zone_id) for a in batch if a.zone_id is not None
         } - self._zone_grid.keys()
         device_ids = {a.device_id for a in batch} - self._device_grid.keys()
-        if zone_keys:
-            self._zone_grid.update(dict.fromkeys(zone_keys))
-            sites = sorted({site_id for site_id, _ in zone_keys})
-            for site_id, zone_id, grid_id in driver.rows_in(_ZONES_IN, sites):
-                if (site_id, zone_id) in zone_keys:
-                    self._zone_grid[(site_id, zone_id)] = grid_id
-        if device_ids:
-            self._device_grid.update(dict.fromkeys(device_ids))
-            for device_id, grid_id in driver.rows_in(_DEVICE_GRIDS_IN, sorted(device_ids)):
-                self._device_grid[device_id] = grid_id
+        sites = sorted({site_id for site_id, _ in zone_keys})
+        zones, device_grids = driver.rows_in_all(
+            [(_ZONES_IN, sites, ()), (_DEVICE_GRIDS_IN, sorted(device_ids), ())]
+        )
+        self._zone_grid.update(dict.fromkeys(zone_keys))
+        for site_id, zone_id, grid_id in zones:
+            if (site_id, zone_id) in zone_keys:
+                self._zone_grid[(site_id, zone_id)] = grid_id
+        self._device_grid.update(dict.fromkeys(device_ids))
+        for device_id, grid_id in device_grids:
+            self._device_grid[device_id] = grid_id
         wanted = {
             g for g in (*self._zone_grid.values(), *self._device_grid.values()) if g is not None
         } - self._grid.keys()
@@ -86,11 +87,12 @@ class GridRouter:
             return
         self._grid.update(dict.fromkeys(wanted))
         self._shifts.update((grid_id, []) for grid_id in wanted)
-        for grid_id, supervisor in driver.rows_in(_GRIDS_IN, sorted(wanted)):
+        grids, shifts = driver.rows_in_all(
+            [(_GRIDS_IN, sorted(wanted), ()), (_SHIFTS_IN, sorted(wanted), (self.now, self.now))]
+        )
+        for grid_id, supervisor in grids:
             self._grid[grid_id] = GridInfo(grid_id, supervisor)
-        for grid_id, username, starts_at, ends_at in driver.rows_in(
-            _SHIFTS_IN, sorted(wanted), (self.now, self.now)
-        ):
+        for grid_id, username, starts_at, ends_at in shifts:
             self._shifts[grid_id].append(Shift(grid_id, username, starts_at, ends_at))
 
     def route(self, alert: Alert) -> tuple[str | None, str | None]:

@@ -115,39 +115,38 @@ class Overlay:
         """Read what a batch will need in one query per table (optional: anything not
         preloaded is read when first needed). Message and event ids are looked up by id
         alone (the index) and matched to their device here."""
+        # The reads that depend on nothing else go together (one round trip on PostgreSQL).
         wanted_msgs = set(msg_keys) - self.processed.keys()
-        if wanted_msgs:
-            ids = sorted({key[2] for key in wanted_msgs})
-            done = set(self.driver.rows_in(sql.PROCESSED_IN, ids))
-            self.processed.update((key, key in done) for key in wanted_msgs)
         wanted_events = set(event_keys) - self.links.keys()
-        if wanted_events:
-            self.links.update(dict.fromkeys(wanted_events))
-            ids = sorted({key[2] for key in wanted_events})
-            for site_id, device_id, event_id, ticket_id, ended, last_seq in self.driver.rows_in(
-                sql.LINKS_IN, ids
-            ):
-                key = (site_id, device_id, event_id)
-                if key in wanted_events:
-                    self.add_link(key, Link(int(ticket_id), bool(ended), int(last_seq), new=False))
         keys = sorted(set(active_keys) - self.active.keys())
-        if keys:
-            self.active.update(dict.fromkeys(keys))
-            for tid, *columns in self.driver.rows_in(sql.ACTIVE_IN, keys):
-                ticket = TicketSeen(*columns)
-                assert ticket.active_key is not None
-                self.active[ticket.active_key] = (int(tid), ticket.state)
-                self.tickets[int(tid)] = ticket
+        wanted = sorted(set(device_ids) - self.devices.keys())
+        processed, links, active, devices = self.driver.rows_in_all(
+            [
+                (sql.PROCESSED_IN, sorted({key[2] for key in wanted_msgs}), ()),
+                (sql.LINKS_IN, sorted({key[2] for key in wanted_events}), ()),
+                (sql.ACTIVE_IN, keys, ()),
+                (sql.DEVICES_IN, wanted, ()),
+            ]
+        )
+        done = set(processed)
+        self.processed.update((key, key in done) for key in wanted_msgs)
+        self.links.update(dict.fromkeys(wanted_events))
+        for site_id, device_id, event_id, ticket_id, ended, last_seq in links:
+            key = (site_id, device_id, event_id)
+            if key in wanted_events:
+                self.add_link(key, Link(int(ticket_id), bool(ended), int(last_seq), new=False))
+        self.active.update(dict.fromkeys(keys))
+        for tid, *columns in active:
+            ticket = TicketSeen(*columns)
+            assert ticket.active_key is not None
+            self.active[ticket.active_key] = (int(tid), ticket.state)
+            self.tickets[int(tid)] = ticket
+        self.devices.update(dict.fromkeys(wanted))
+        for device_id, site_id, online, last_status_ts in devices:
+            self.devices[device_id] = DeviceSeen(site_id, bool(online), last_status_ts)
         if reopen_since is not None:
             self._preload_recent(active_keys, reopen_since)
         self._preload_unended()
-        wanted = sorted(set(device_ids) - self.devices.keys())
-        if wanted:
-            self.devices.update(dict.fromkeys(wanted))
-            for device_id, site_id, online, last_status_ts in self.driver.rows_in(
-                sql.DEVICES_IN, wanted
-            ):
-                self.devices[device_id] = DeviceSeen(site_id, bool(online), last_status_ts)
 
     def link(self, key: Key) -> Link | None:
         if key not in self.links:

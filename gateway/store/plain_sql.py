@@ -142,10 +142,11 @@ class Driver:
         if self._queue:
             self._send(lambda _cursor: None)
 
-    def _send(self, last: Callable[[Any], None]) -> None:
-        """Run `last` on the cursor, after the deferred writes and in one pipeline with them."""
+    def _send(self, last: Callable[[Any], None], *, pipeline: bool = False) -> None:
+        """Run `last` on the cursor, after the deferred writes and in one pipeline with them
+        (in a pipeline even with none deferred if `pipeline`)."""
         queue, self._queue = self._queue, []
-        if not queue:
+        if not queue and not pipeline:
             with self._clashes():
                 last(self.cursor)
             return
@@ -201,18 +202,45 @@ class Driver:
         follow it."""
         if not values:
             return []
-        if self.postgres:
-            text = stmt.postgres_in or stmt.postgres.replace(IN_LIST, "= ANY(%s)")
-            params: list[Any] = [list(values), *after]
-        else:
-            key = (stmt.sqlite, len(values))
-            text = _IN_LISTS.get(key, "")
-            if not text:
-                marks = ", ".join("?" * len(values))
-                text = _IN_LISTS[key] = stmt.sqlite.replace(IN_LIST, f"IN ({marks})")
-            params = [*values, *after]
+        text, params = self._in_list(stmt, values, after)
         self._send(lambda cursor: cursor.execute(text, params))
         return list(self.cursor.fetchall())
+
+    def rows_in_all(
+        self, queries: Sequence[tuple[Plain, Sequence[Any], Sequence[Any]]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """`rows_in` of each (statement, values, after), the answers in the same order; on
+        PostgreSQL the queries that have values go in one pipeline (with the deferred
+        writes), so independent reads cost one round trip, not one each."""
+        wanted = [(stmt, values, after) for stmt, values, after in queries if values]
+        if not self.postgres or len(wanted) < 2:
+            return [self.rows_in(stmt, values, after) for stmt, values, after in queries]
+        raw = self.raw
+        cursors: list[Any] = []
+
+        def execute(_cursor: Any) -> None:
+            for stmt, values, after in wanted:
+                cursor = raw.cursor()
+                cursor.execute(*self._in_list(stmt, values, after))
+                cursors.append(cursor)
+
+        self._send(execute, pipeline=True)
+        answers = iter(cursors)
+        return [list(next(answers).fetchall()) if values else [] for _, values, _ in queries]
+
+    def _in_list(
+        self, stmt: Plain, values: Sequence[Any], after: Sequence[Any]
+    ) -> tuple[str, list[Any]]:
+        """The text and parameters of `stmt` with `values` as its `IN_LIST`."""
+        if self.postgres:
+            text = stmt.postgres_in or stmt.postgres.replace(IN_LIST, "= ANY(%s)")
+            return text, [list(values), *after]
+        key = (stmt.sqlite, len(values))
+        text = _IN_LISTS.get(key, "")
+        if not text:
+            marks = ", ".join("?" * len(values))
+            text = _IN_LISTS[key] = stmt.sqlite.replace(IN_LIST, f"IN ({marks})")
+        return text, [*values, *after]
 
 
 def _check(expect: int | None, rowcount: int) -> None:

@@ -70,3 +70,30 @@ def test_a_unique_key_clash_on_the_driver_is_the_integrity_error_ingest_reruns_o
         store.ingest(clash, T0 + 1, attempts=2)
     assert len(runs) == 2
     assert [t.id for t in store.list_tickets().items] == [ticket_id]
+
+
+def test_reads_sent_together_answer_each_query_in_order_after_the_deferred_writes(
+    store: Store,
+) -> None:
+    """`Driver.rows_in_all`: one pipeline on PostgreSQL, sent after the writes deferred
+    before it (they apply first), each query's rows in its place, an empty list no query."""
+    ticket_id = open_ticket(store)
+    ticket = store.get_ticket(ticket_id)
+    key = dedup_key(SITE, "cam-a", TicketCategory(ticket.category), ticket.zone_id)
+
+    def read(tx: IngestTx) -> list[list[tuple[object, ...]]]:
+        tx.plain.defer(sql.AUTO_RESOLVE, (T0, T0, T0, ticket_id, "new"))
+        return tx.plain.rows_in_all(
+            [
+                (sql.DEVICES_IN, ["cam-a", "cam-none"], ()),
+                (sql.PROCESSED_IN, [], ()),
+                (sql.ACTIVE_IN, [key], ()),  # no longer open: resolved by the deferred write
+                (sql.RECENT_IN, [key], (T0,)),
+            ]
+        )
+
+    devices, processed, active, recent = store.ingest(read, T0 + 1)
+    assert [row[:2] for row in devices] == [("cam-a", SITE)]
+    assert processed == []
+    assert active == []
+    assert [(row[0], row[1], row[3]) for row in recent] == [(ticket_id, key, "resolved")]
