@@ -10,6 +10,7 @@ module-scoped fixtures are set up before the test's value is set, so they never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -49,10 +50,8 @@ def marked(value: str) -> dict[int, str]:
 def _reap(pid: int) -> None:
     """Collect our own dead child, so no zombie stays (a Popen polling it later gets ECHILD
     and counts it as finished)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def kill_leaked(value: str, grace: float = 5.0) -> dict[int, str]:
