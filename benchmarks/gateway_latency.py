@@ -9,7 +9,8 @@ PostgreSQL in a private schema dropped afterwards), logs in, opens `/api/stream`
 publishes DetectionEvents at the rate for `--seconds` (each opens a new ticket). Latency is
 publish time → the `opened` change of that alert's ticket arriving on the stream (matched
 by the ticket's zone, so it holds with several ingest processes too, whose commits need
-not follow publish order). The limit measured in the same run is the bare broker hop:
+not follow publish order); this process does no garbage collection while it timestamps.
+The limit measured in the same run is the bare broker hop:
 publish → a plain paho subscriber receiving the same messages. Prints each run and the
 medians over the rounds of p50/p99 of both, their ratio, the gateway's CPU µs per alert
 (its whole process tree while the alerts flow) and the load average. `--processes N` runs
@@ -21,10 +22,13 @@ shared, so the tail is noisy.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import create_engine, text
 
 import contract as c
-from benchmarks.gateway_ingest import cpu_seconds
+from benchmarks.ingest.processes import cpu_seconds
 from benchmarks.support.machine import loadavg
 from benchmarks.support.result import emit, make
 from benchmarks.support.rounds import Rounds
@@ -71,6 +75,18 @@ def read_stream(
                 arrivals.append((now, int(change["ticket_id"])))
                 if len(arrivals) == n:
                     return
+
+
+@contextlib.contextmanager
+def no_collection() -> Iterator[None]:
+    """No garbage collection in this process meanwhile: a full one stops the stream reader's
+    thread for ~100 ms, which would be counted as the gateway's latency."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def publish_at_rate(broker: MosquittoBroker, messages: list[bytes], rate: float) -> list[float]:
@@ -205,8 +221,9 @@ def run(tmp: Path, db: str, n: int, rate: float, processes: int = 1) -> dict[str
             c.encode(event(SITE, "cam-a", f"ev-lat-{i:06d}", zone_id=f"z{i}")) for i in range(n)
         ]
         cpu0 = cpu_seconds(gateway.process.pid)
-        sent = publish_at_rate(broker, messages, rate)
-        reader.join(timeout=120)
+        with no_collection():
+            sent = publish_at_rate(broker, messages, rate)
+            reader.join(timeout=120)
         cpu = cpu_seconds(gateway.process.pid) - cpu0
         bare.loop_stop()
     finally:

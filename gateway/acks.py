@@ -50,7 +50,7 @@ def build_acks(committed: Iterable[Committed], now: float) -> list[Ack]:
         mids, sids = list(msg_ids), list(snapshot_ids)
         for start in range(0, max(len(mids), len(sids)), MAX_ACK_IDS):
             # Built without validation: every id comes from a message the contract already
-            # validated (or, for a dead letter, `_msg_id_in`'s identifier check), and
+            # validated (or, for a dead letter, `ingest_decoded.msg_id_in`'s identifier check), and
             # validating up to MAX_ACK_IDS ids again was a sixth of an ingest worker's time.
             acks.append(
                 Ack.model_construct(

@@ -30,28 +30,24 @@ fixed, and each re-send is one more dead letter within the per-device per-minute
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from contract import (
-    MAX_MESSAGE_BYTES,
     CommandResult,
     ContractError,
     DetectionEvent,
     Heartbeat,
-    Message,
     Status,
     TelemetryBatch,
     decode_for_topic,
 )
-from contract.errors import TopicError
-from contract.topics import Channel, Topic, parse_topic
+from contract.topics import Topic
 from gateway.acks import Committed
 from gateway.alerts import Alert, from_detection, from_telemetry
+from gateway.ingest_decoded import Decoded, dead
 from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory
 from gateway.store import IngestTx, SnapshotOutcome, Store, StoreUnavailableError
@@ -70,13 +66,6 @@ MODEL_UPDATE = "model_update"
 ONCE_PER_MSG_ID = (DetectionEvent, TelemetryBatch, CommandResult)
 """Messages whose effect is keyed by their msg_id, so a redelivery is dropped by it
 (heartbeats and status are safe to apply twice; snapshots are keyed by their own id)."""
-
-RESENT_CHANNELS = frozenset(
-    {Channel.EVENT, Channel.TELEMETRY, Channel.CMD_RESULT, Channel.SNAPSHOT}
-)
-"""Device channels whose messages wait in the device's outbox for an Ack."""
-
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")  # the contract's msg_id pattern
 
 
 class Outcome(StrEnum):
@@ -111,20 +100,6 @@ class IngestResult:
     committed: Committed | None = None
 
 
-@dataclass(frozen=True)
-class _Decoded:
-    """A message after contract validation and the registry check, before any write."""
-
-    topic: str
-    payload: bytes
-    channel: str
-    parsed: Topic | None = None
-    message: Message | bytes | None = None
-    alerts: tuple[Alert, ...] = ()
-    dead: tuple[str, str] | None = None  # (error kind, reason)
-    committed: Committed | None = None  # what an Ack may name once this is committed
-
-
 class IngestHandler:
     """Validates messages against the contract and applies them to the store."""
 
@@ -157,6 +132,7 @@ class IngestHandler:
     def handle_batch(self, messages: Sequence[tuple[str, bytes]], now: float) -> list[IngestResult]:
         """Apply messages (topic, payload) in one transaction, with the same outcome per
         message as `handle`; a batch the database refuses is bisected (module docstring)."""
+        self._look_up_sites(messages, now)
         items = [self._decode_safely(topic, payload, now) for topic, payload in messages]
         results = self._apply_batch(items, now) if items else []
         self._count(results)
@@ -165,7 +141,7 @@ class IngestHandler:
     def _count(self, results: list[IngestResult]) -> None:
         self.dropped += sum(r.outcome is Outcome.DROPPED for r in results)
 
-    def _apply_batch(self, items: list[_Decoded], now: float) -> list[IngestResult]:
+    def _apply_batch(self, items: list[Decoded], now: float) -> list[IngestResult]:
         if len(items) == 1:
             return [self._apply_one(items[0], now)]
         try:
@@ -184,7 +160,7 @@ class IngestHandler:
         half = len(items) // 2
         return self._apply_batch(items[:half], now) + self._apply_batch(items[half:], now)
 
-    def _apply_one(self, item: _Decoded, now: float) -> IngestResult:
+    def _apply_one(self, item: Decoded, now: float) -> IngestResult:
         try:
             return self.store.ingest(lambda tx: self._apply(tx, item), now)
         except StoreUnavailableError:
@@ -193,7 +169,7 @@ class IngestHandler:
             log.exception("ingest failed on %r", item.topic[:200])
             return self._processing_error(item, f"{type(exc).__name__}: {exc}", now)
 
-    def _processing_error(self, item: _Decoded, reason: str, now: float) -> IngestResult:
+    def _processing_error(self, item: Decoded, reason: str, now: float) -> IngestResult:
         # The gateway's fault, not the input's: no Ack, so the device keeps its full copy
         # and re-sends it (a fixed gateway then applies it).
         kind = "ProcessingError"
@@ -214,6 +190,23 @@ class IngestHandler:
             ) from exc
         return IngestResult(Outcome.DEAD_LETTER, item.channel, f"{kind}: {reason}")
 
+    def _look_up_sites(self, messages: Sequence[tuple[str, bytes]], now: float) -> None:
+        """Fill the registry cache for the batch's devices in one query (one per device, at
+        a gateway's start, was a few µs of every message of a drain). Input only: a topic
+        that names no device is refused later, by `_decode`."""
+        sites = self._sites
+        missing = set()
+        for topic, _payload in messages:
+            parts = topic.split("/", 4)
+            if len(parts) == 5:
+                cached = sites.get(parts[3])
+                if cached is None or cached[1] <= now:
+                    missing.add(parts[3])
+        if missing:
+            expires = now + REGISTRY_CACHE_S
+            for device_id, site_id in self.store.device_sites(sorted(missing)).items():
+                sites[device_id] = (site_id, expires)
+
     def _registered_site(self, device_id: str, now: float) -> str | None:
         # Registry lookups are cached briefly (positive answers only, so a device registered
         # a moment ago is found at once). This only validates input; exactly-once decisions
@@ -227,7 +220,7 @@ class IngestHandler:
         self._sites[device_id] = (device.site_id, now + REGISTRY_CACHE_S)
         return device.site_id
 
-    def _decode_safely(self, topic: str, payload: bytes, now: float) -> _Decoded:
+    def _decode_safely(self, topic: str, payload: bytes, now: float) -> Decoded:
         try:
             return self._decode(topic, payload, now)
         except StoreUnavailableError:
@@ -235,25 +228,25 @@ class IngestHandler:
         except Exception as exc:  # a bug in validation: the message is kept with the reason
             log.exception("decoding failed on %r", topic[:200])
             reason = f"{type(exc).__name__}: {exc}"
-            return _dead(topic, payload, "ProcessingError", reason, acked=False)
+            return dead(topic, payload, "ProcessingError", reason, acked=False)
 
-    def _decode(self, topic: str, payload: bytes, now: float) -> _Decoded:
+    def _decode(self, topic: str, payload: bytes, now: float) -> Decoded:
         """Validate (pure but for the cached registry lookup); never writes."""
         try:
             parsed, message = decode_for_topic(topic, payload)
         except ContractError as exc:
-            return _dead(topic, payload, type(exc).__name__, str(exc), acked=True)
+            return dead(topic, payload, type(exc).__name__, str(exc), acked=True)
         # Registry refusals depend on the gateway's state, not the input: never acked.
         site_id = self._registered_site(parsed.device_id, now)
         if site_id is None:
             reason = f"device {parsed.device_id!r} is not registered"
-            return _dead(topic, payload, "UnknownDevice", reason, acked=False)
+            return dead(topic, payload, "UnknownDevice", reason, acked=False)
         if site_id != parsed.site_id:
             reason = (
                 f"device {parsed.device_id!r} is registered at site {site_id!r}, "
                 f"not {parsed.site_id!r}"
             )
-            return _dead(topic, payload, "UnknownDevice", reason, acked=False)
+            return dead(topic, payload, "UnknownDevice", reason, acked=False)
         alerts: tuple[Alert, ...] = ()
         committed = None
         if isinstance(message, DetectionEvent):
@@ -265,11 +258,11 @@ class IngestHandler:
             committed = Committed(parsed.site_id, parsed.device_id, msg_id=message.msg_id)
         elif isinstance(message, bytes):
             committed = Committed(parsed.site_id, parsed.device_id, snapshot_id=parsed.name)
-        return _Decoded(
+        return Decoded(
             topic, payload, parsed.channel.value, parsed, message, alerts, committed=committed
         )
 
-    def _apply_all(self, tx: IngestTx, items: list[_Decoded], now: float) -> list[IngestResult]:
+    def _apply_all(self, tx: IngestTx, items: list[Decoded], now: float) -> list[IngestResult]:
         # One query per table for what the whole batch needs, instead of one per message.
         msg_keys: list[tuple[str, str, str]] = []
         devices: list[str] = []
@@ -289,7 +282,7 @@ class IngestHandler:
         )
         return [self._apply(tx, item) for item in items]
 
-    def _apply(self, tx: IngestTx, item: _Decoded) -> IngestResult:
+    def _apply(self, tx: IngestTx, item: Decoded) -> IngestResult:
         if item.dead is not None:
             kind, reason = item.dead
             per_minute = self.quotas.dead_letters_per_minute
@@ -318,7 +311,7 @@ class IngestHandler:
         return IngestResult(Outcome.IGNORED, item.channel)
 
     def _apply_snapshot(
-        self, tx: IngestTx, item: _Decoded, topic: Topic, data: bytes
+        self, tx: IngestTx, item: Decoded, topic: Topic, data: bytes
     ) -> IngestResult:
         assert topic.name is not None
         quota = self.quotas.snapshot_bytes_per_hour
@@ -337,13 +330,12 @@ class IngestHandler:
         outcome = Outcome.DEAD_LETTER if stored else Outcome.DROPPED
         return IngestResult(outcome, item.channel, f"{kind}: {reason}", committed=item.committed)
 
-    def _apply_once(self, tx: IngestTx, item: _Decoded, msg_id: str, topic: Topic) -> IngestResult:
+    def _apply_once(self, tx: IngestTx, item: Decoded, msg_id: str, topic: Topic) -> IngestResult:
         """A message whose effect is keyed by its device's msg_id: alerts, or just the
         claim (command results, telemetry under every alarm threshold)."""
-        duplicate = IngestResult(Outcome.DUPLICATE, item.channel, committed=item.committed)
         if not item.alerts:
             if not tx.claim(topic.site_id, topic.device_id, msg_id):
-                return duplicate
+                return _duplicate(item)
             if isinstance(item.message, CommandResult):
                 # On the command's audit row, so the API shows the outcome (no row: the
                 # command did not come through the API, e.g. a script's; only claimed).
@@ -369,49 +361,13 @@ class IngestHandler:
         for alert in item.alerts:
             applied = tx.apply_alert(alert, self.policies[alert.category], self.cooldown_s)
             if applied.duplicate:
-                return duplicate
+                return _duplicate(item)
             found += applied.changes
         return IngestResult(
             Outcome.ACCEPTED, item.channel, changes=tuple(found), committed=item.committed
         )
 
 
-def _dead(topic: str, payload: bytes, kind: str, reason: str, *, acked: bool) -> _Decoded:
-    """A refused message; `acked` only when the input itself caused the refusal."""
-    committed = _resent(topic, payload) if acked else None
-    return _Decoded(topic, payload, _channel_of(topic), dead=(kind, reason), committed=committed)
-
-
-def _resent(topic: str, payload: bytes) -> Committed | None:
-    """For a refused message: what to ack so the device stops re-sending it — when its topic
-    is a device channel that waits for acks and its id can be read (best effort: the
-    payload is what was refused)."""
-    try:
-        parsed = parse_topic(topic)
-    except TopicError:
-        return None
-    if parsed.channel not in RESENT_CHANNELS:
-        return None
-    if parsed.channel is Channel.SNAPSHOT:
-        return Committed(parsed.site_id, parsed.device_id, snapshot_id=parsed.name)
-    msg_id = _msg_id_in(payload)
-    return None if msg_id is None else Committed(parsed.site_id, parsed.device_id, msg_id=msg_id)
-
-
-def _msg_id_in(payload: bytes) -> str | None:
-    """The msg_id of a refused JSON payload, if it has a well-formed one."""
-    if len(payload) > MAX_MESSAGE_BYTES:
-        return None
-    try:
-        body = json.loads(payload)
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
-        return None
-    msg_id = body.get("msg_id") if isinstance(body, dict) else None
-    return msg_id if isinstance(msg_id, str) and _IDENTIFIER.match(msg_id) else None
-
-
-def _channel_of(topic: str) -> str:
-    parts = topic.split("/")
-    if len(parts) >= 5 and parts[4] in Channel.__members__.values():
-        return parts[4]
-    return "unknown"
+def _duplicate(item: Decoded) -> IngestResult:
+    """A message whose effect an earlier commit holds (built only then: most are not)."""
+    return IngestResult(Outcome.DUPLICATE, item.channel, committed=item.committed)

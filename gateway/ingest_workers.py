@@ -35,6 +35,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from gateway.config import GatewaySettings
+from gateway.heap import settle
 from gateway.metrics import CounterSample, WorkerCounters
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ async def _run_worker(settings: GatewaySettings, index: int, wake: Connection, p
         update={"mqtt": mqtt, "telemetry": settings.telemetry.model_copy(update={"enabled": False})}
     )
     runtime = build_runtime(worker_settings)
+    settle()  # start-up is done: keep its objects out of every collection (`gateway.heap`)
 
     def changed() -> None:
         # An empty line is enough: the gateway reads the whole feed when woken. A full pipe

@@ -42,6 +42,7 @@ from gateway.auth import bearer_is_valid
 from gateway.config import GatewaySettings
 from gateway.console import app as console
 from gateway.figures_service import FiguresService
+from gateway.heap import settled
 from gateway.ingest import IngestHandler, IngestQuotas
 from gateway.ingest_loop import ingest_batch, refuse, supervise
 from gateway.ingest_workers import IngestWorkers, drop_stale_worker_sessions
@@ -253,7 +254,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 )
             )
         try:
-            yield
+            # Start-up is done: its objects stay out of every collection (`gateway.heap`).
+            # No collection first: tests build hundreds of apps in one process.
+            with settled(collect=False):
+                yield
         finally:
             await stop_tasks(tasks)
             if workers is not None:

@@ -162,6 +162,9 @@ def broker_config(*, port: int, passwd_file: Path, acl_file: Path, as_root: bool
         # As in every broker config we ship: the client id is the username, so no login can
         # take over another's session.
         "use_username_as_clientid true",
+        # As in the site broker's config: no Nagle, or a PUBLISH to a client that last got
+        # a PUBACK waits ~40 ms for its delayed TCP ACK (docs/gateway.md "Latency").
+        "set_tcp_nodelay true",
         "persistence false",
         "log_dest stderr",
         "log_type error",

@@ -225,6 +225,22 @@ def test_every_shipped_broker_config_ties_client_id_to_username(tmp_path: Path) 
         assert settings.get("allow_anonymous") == "false", name
 
 
+def test_every_shipped_broker_config_sends_without_nagle(tmp_path: Path) -> None:
+    """Mosquitto's default keeps Nagle on: a PUBLISH to the gateway (or an Ack to a device)
+    waited ~40 ms behind the client's delayed ACK of the last PUBACK (docs/gateway.md
+    "Latency")."""
+    from guanjia.demo_setup import broker_config
+
+    shipped = {
+        "docker": (DOCKER / "mosquitto" / "mosquitto.conf").read_text(),
+        "demo": broker_config(
+            port=1883, passwd_file=tmp_path / "p", acl_file=tmp_path / "a", as_root=False
+        ),
+    }
+    for name, conf in shipped.items():
+        assert _settings_of(conf).get("set_tcp_nodelay") == "true", name
+
+
 def test_site_broker_persists_sessions_and_autosaves() -> None:
     """What a broker restart may lose is bounded by these (docs/gateway.md)."""
     settings = _settings_of((DOCKER / "mosquitto" / "mosquitto.conf").read_text())

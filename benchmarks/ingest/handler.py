@@ -19,7 +19,7 @@ import argparse
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,15 +27,16 @@ from pathlib import Path
 import msgspec
 import psycopg
 
+from benchmarks.ingest.workload import Messages, prepare_db, workload
 from benchmarks.support.machine import loadavg
 from benchmarks.support.result import emit, make
 from benchmarks.support.stats import percentile
 from gateway.config import GatewaySettings
+from gateway.heap import settled
 from gateway.ingest import IngestHandler, Outcome
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store
-
-Messages = list[tuple[str, bytes]]
+from tests.support.postgres import isolated_schema
 
 _LIMIT_TABLE = (
     "CREATE TABLE bare_rows (msg_id TEXT PRIMARY KEY, site_id TEXT, device_id TEXT, "
@@ -119,9 +120,9 @@ def bare_limit(messages: Messages, batch: int, db_url: str) -> Run:
         return _timed(len(messages), work_pg)
 
 
-def handler_run(messages: Messages, batch: int, db_url: str, prepare: Callable[[str], None]) -> Run:
+def handler_run(messages: Messages, batch: int, db_url: str) -> Run:
     """The gateway's handler, as the gateway builds it, on a freshly seeded database."""
-    prepare(db_url)
+    prepare_db(db_url)
     cooldown_s = GatewaySettings.model_fields["cooldown_s"].default
     store = Store(db_url)
     handler = IngestHandler(store, dict(DEFAULT_POLICIES), cooldown_s)
@@ -134,7 +135,8 @@ def handler_run(messages: Messages, batch: int, db_url: str, prepare: Callable[[
             results = handler.handle_batch(chunk, now)
             accepted += sum(r.outcome is Outcome.ACCEPTED for r in results)
 
-    run = _timed(len(messages), work)
+    with settled():  # as the gateway's processes do once started (`gateway.heap`)
+        run = _timed(len(messages), work)
     store.close()
     if accepted != len(messages):
         raise SystemExit(f"error: handler accepted {accepted} of {len(messages)} messages")
@@ -142,21 +144,14 @@ def handler_run(messages: Messages, batch: int, db_url: str, prepare: Callable[[
 
 
 @contextmanager
-def _database(
-    url: str | None, path: Path, schemas: Callable[[str], Iterable[str]]
-) -> Iterator[str]:
+def _database(url: str | None, path: Path) -> Iterator[str]:
     if url is None:
         yield f"sqlite:///{path}"
         return
-    yield from schemas(url)
+    yield from isolated_schema(url)
 
 
-def run(
-    args: argparse.Namespace,
-    workload: Callable[[int, str, int], Messages],
-    prepare: Callable[[str], None],
-    schemas: Callable[[str], Iterable[str]],
-) -> None:
+def run(args: argparse.Namespace) -> None:
     """Interleaved rounds of the limit and the handler; prints and emits the medians."""
     load0 = loadavg()
     database = "PostgreSQL" if args.database_url else "SQLite"
@@ -167,10 +162,10 @@ def run(
         tmp = Path(tmp_name)
         for r in range(args.rounds):
             messages = workload(args.events, f"h{r}", r)
-            with _database(args.database_url, tmp / f"bare{r}.db", schemas) as url:
+            with _database(args.database_url, tmp / f"bare{r}.db") as url:
                 bare = bare_limit(messages, args.batch, url)
-            with _database(args.database_url, tmp / f"gw{r}.db", schemas) as url:
-                gw = handler_run(messages, args.batch, url, prepare)
+            with _database(args.database_url, tmp / f"gw{r}.db") as url:
+                gw = handler_run(messages, args.batch, url)
             limits.append(bare)
             handlers.append(gw)
             print(

@@ -18,8 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 import contract as c
 from benchmarks.support.stats import percentile
-from benchmarks.telemetry.drains import close_runtime, make_runtime
-from benchmarks.telemetry.workload import SITE
+from benchmarks.telemetry.drains import SETTLE_S, close_runtime, make_runtime
+from benchmarks.telemetry.workload import DRAIN_TIMEOUT_S, SITE
 from gateway.ingest_loop import ingest_batch
 from gateway.mqtt import MqttIngest, Outbound
 from gateway.runtime import Runtime
@@ -118,11 +118,22 @@ async def event_latency(
         await asyncio.sleep(0.05)
     if flooder is not None:
         await asyncio.to_thread(flooder.wait, 300)
+        # The telemetry session drains the rest of the flood before the sessions close:
+        # closing it mid-drain failed the Acks in flight ("ack publish failed … connection
+        # lost (closed)"), the benchmark's teardown and not the gateway.
+        readings = sessions[1]
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while readings.received < flood or readings.pending:
+            assert time.monotonic() < deadline, "the flood was not drained"
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(SETTLE_S)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     found = clock.latencies(ids)
     assert len(found) == events, f"only {len(found)} of {events} events reached a ticket"
+    failed = sum(s.publish_failures for s in sessions)
+    assert failed == 0, f"{failed} Ack publishes failed"
     return found, during
 
 

@@ -3,8 +3,11 @@ parked in, and the publisher (another paho client, so its CPU is counted apart).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -18,6 +21,7 @@ from tests.support.broker import MosquittoBroker
 SITE = "bench"
 T0 = time.time() - 3600
 DRAIN_TIMEOUT_S = 300.0
+ACK_TIMEOUT_S = 30.0
 
 
 def batches(n: int, points: int, nodes: int, tag: str) -> list[tuple[str, bytes]]:
@@ -49,15 +53,18 @@ def batches(n: int, points: int, nodes: int, tag: str) -> list[tuple[str, bytes]
     return out
 
 
-async def register_session(broker: MosquittoBroker, client_id: str, topic: str) -> None:
-    async with aiomqtt.Client(
-        broker.host,
-        broker.port,
-        identifier=client_id,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        clean_start=False,
-        properties=never_expires(),
-    ) as client:
+async def register_session(
+    broker: MosquittoBroker, client_id: str, topic: str, *, v311: bool = False
+) -> None:
+    """A persistent session subscribed to `topic` (QoS 1), left parked: the broker queues."""
+    session: dict[str, Any] = {"clean_session": False}
+    if not v311:
+        session = {
+            "protocol": aiomqtt.ProtocolVersion.V5,
+            "clean_start": False,
+            "properties": never_expires(),
+        }
+    async with aiomqtt.Client(broker.host, broker.port, identifier=client_id, **session) as client:
         await client.subscribe(topic, qos=1)
 
 
@@ -89,3 +96,28 @@ def publish(host: str, port: int, messages: Sequence[tuple[str, bytes]], tag: st
         info.wait_for_publish(120)
     pub.loop_stop()
     pub.disconnect()
+
+
+ACKS = f"guanjia/v1/{SITE}/+/ack"
+"""The devices' side of the end-to-end Acks (`park_acks`, `collect_acks`)."""
+
+
+async def collect_acks(broker: MosquittoBroker, client_id: str, n: int) -> int:
+    """Connect the devices' parked Ack session (`register_session(..., ACKS)` before the
+    drain, so the broker queued every Ack while the clock ran and no device client took CPU
+    from the gateway), read Acks until `n` distinct message ids are acknowledged; how many
+    were. Ends the session."""
+    acked: set[str] = set()
+    try:
+        async with aiomqtt.Client(
+            broker.host, broker.port, identifier=client_id, clean_session=False
+        ) as client:
+            async with asyncio.timeout(ACK_TIMEOUT_S):
+                async for message in client.messages:
+                    acked.update(json.loads(bytes(message.payload))["msg_ids"])
+                    if len(acked) >= n:
+                        break
+    except TimeoutError:
+        pass
+    await forget_session(broker, client_id)
+    return len(acked)

@@ -161,6 +161,20 @@ class DeviceStore(StoreBase):
             ).first()
         return None if row is None else DeviceRow(row.device_id, row.site_id)
 
+    def device_sites(self, device_ids: Sequence[str]) -> dict[str, str]:
+        """`device` for many devices in one query per 500: registered device id → its site
+        (ingest looks up a batch's devices at once)."""
+        found: dict[str, str] = {}
+        ids = list(dict.fromkeys(device_ids))
+        with self._read() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query = select(devices.c.device_id, devices.c.site_id).where(
+                    devices.c.device_id.in_(chunk)
+                )
+                found.update((row.device_id, row.site_id) for row in conn.execute(query))
+        return found
+
     def list_devices(
         self, sites: Sequence[str] | None = None, *, offset: int = 0, limit: int = 100
     ) -> list[DevicePublic]:

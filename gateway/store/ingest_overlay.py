@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection
 
+from gateway.lifecycle import TicketState
 from gateway.store import ingest_sql as sql
 from gateway.store.plain_sql import Driver
 
@@ -42,14 +42,50 @@ class DeviceSeen:
     last_status_ts: float | None
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """A ticket auto-resolved within the cool-down: what reopening it reads
+    (`sla_clock.reopened_clock`), in `ingest_sql.RECENT_COLUMNS` order."""
+
+    id: int
+    dedup_key: str
+    resolved_at: float
+    state: str
+    sla_cycle: int
+    tier: int
+    severity: str
+    ack_due_at: float
+    resolve_due_at: float
+
+
 @dataclass
 class TicketSeen:
-    """The columns of a ticket that clearing reads, as the transaction currently sees them."""
+    """The columns of a ticket that clearing (and reopening what it auto-resolved) reads,
+    as the transaction currently sees them, in `ingest_sql.TICKET_SEEN` order."""
 
     site_id: str
     category: str
     state: str
     active_key: str | None
+    sla_cycle: int
+    tier: int
+    severity: str
+    ack_due_at: float
+    resolve_due_at: float
+
+    def resolved(self, ticket_id: int, key: str, at: float) -> Resolved:
+        """This ticket as `RECENT_IN` would read it once auto-resolved at `at`."""
+        return Resolved(
+            ticket_id,
+            key,
+            at,
+            "resolved",
+            self.sla_cycle,
+            self.tier,
+            self.severity,
+            self.ack_due_at,
+            self.resolve_due_at,
+        )
 
 
 class Overlay:
@@ -63,7 +99,7 @@ class Overlay:
         self.active: dict[str, tuple[int, str] | None] = {}  # active key → (id, state)
         self.devices: dict[str, DeviceSeen | None] = {}
         self.tickets: dict[int, TicketSeen] = {}
-        self.recent: dict[str, Row[Any] | None] = {}  # key → its latest auto-resolved ticket
+        self.recent: dict[str, Resolved | None] = {}  # key → its latest auto-resolved ticket
         self._by_ticket: dict[int, set[Key]] = {}  # this transaction's links, per ticket
         self._db_unended: dict[int, set[Key]] = {}  # the database's unended events, read once
 
@@ -97,11 +133,11 @@ class Overlay:
         keys = sorted(set(active_keys) - self.active.keys())
         if keys:
             self.active.update(dict.fromkeys(keys))
-            for tid, state, active_key, site_id, category in self.driver.rows_in(
-                sql.ACTIVE_IN, keys
-            ):
-                self.active[active_key] = (int(tid), state)
-                self.tickets[int(tid)] = TicketSeen(site_id, category, state, active_key)
+            for tid, *columns in self.driver.rows_in(sql.ACTIVE_IN, keys):
+                ticket = TicketSeen(*columns)
+                assert ticket.active_key is not None
+                self.active[ticket.active_key] = (int(tid), ticket.state)
+                self.tickets[int(tid)] = ticket
         if reopen_since is not None:
             self._preload_recent(active_keys, reopen_since)
         self._preload_unended()
@@ -140,7 +176,13 @@ class Overlay:
         if not closed:
             return
         self.recent.update(dict.fromkeys(closed))
-        for row in self.conn.execute(sql.RECENT_IN, {"keys": closed, "since": since}):
+        self._read_recent(closed, since)
+
+    def _read_recent(self, keys: list[str], since: float) -> None:
+        for values in self.driver.rows_in(sql.RECENT_IN, keys, (since,)):
+            row = Resolved(*values)
+            if row.state != TicketState.RESOLVED.value:  # closed, or reopened since
+                continue
             latest = self.recent[row.dedup_key]
             if latest is None or row.resolved_at > latest.resolved_at:
                 self.recent[row.dedup_key] = row
@@ -149,6 +191,7 @@ class Overlay:
         # The unended events of every ticket the batch's links and keys name, in one query.
         tids = {link.ticket_id for link in self.links.values() if link is not None}
         tids |= {t[0] for t in self.active.values() if t is not None}
+        tids |= {r.id for r in self.recent.values() if r is not None}  # may be reopened
         tids -= self._db_unended.keys()
         if not tids:
             return
@@ -194,11 +237,10 @@ class Overlay:
                 active.add(key)
         return active
 
-    def recent_resolved(self, key: str, since: float) -> Row[Any] | None:
+    def recent_resolved(self, key: str, since: float) -> Resolved | None:
         """The ticket of `key` auto-resolved most recently at or after `since` (its id,
         `resolved_at` and clock columns), or None; from `preload` when it read that key."""
-        if key in self.recent:
-            return self.recent[key]
-        row = self.conn.execute(sql.RECENT_AUTO_RESOLVED, {"key": key, "since": since}).first()
-        self.recent[key] = row
-        return row
+        if key not in self.recent:
+            self.recent[key] = None
+            self._read_recent([key], since)
+        return self.recent[key]

@@ -1,15 +1,19 @@
 """The ingest write path: many messages applied in one transaction with few statements.
 
-`IngestTx` is what `Store.ingest` hands to a caller for one transaction: the rules that
-open, merge, update, clear and reopen tickets, mark devices online and offline, and claim
-message ids. It owns those decisions only; the rest is in modules of their own:
+`IngestTx` is what `Store.ingest` hands to a caller for one transaction. It holds what the
+transaction shares — the connection and its plain driver, the overlay, the buffered rows —
+and the small per-message steps (claiming message ids, command results, rollout reports,
+dead letters, snapshots); the rest is in modules named for what they own:
 
+- `ticket_rules.TicketRules`: alerts → tickets (open, merge, update, clear, reopen), the
+  per-ticket touches and, on PostgreSQL, the ticket ids drawn up front;
+- `device_liveness.Liveness`: heartbeats, status, going offline;
 - `ingest_sql`: every statement, built once at import and executed with bound parameters;
   the per-batch reads and per-ticket writes as plain SQL on the driver (`plain_sql.Driver`),
-  whose certain UPDATEs are deferred into one PostgreSQL pipeline;
+  whose certain writes are deferred into one PostgreSQL pipeline;
 - `ingest_overlay.Overlay`: what the transaction has read and written (processed ids, event
-  links, open tickets by key, devices), preloaded with one ``IN (…)`` query per table, so
-  message 7 of a batch sees what message 3 did exactly as if each had committed;
+  links, open tickets by key, devices), preloaded with one query per table, so message 7 of
+  a batch sees what message 3 did exactly as if each had committed;
 - `bulk_rows.BulkRows`: append-only rows nothing reads back (processed ids, evidence, audit
   lines, new event links, the change feed), written through the driver just before COMMIT;
 - routing facts and webhooks are read once per transaction (`GridRouter`, `Outbox`); dead
@@ -24,36 +28,28 @@ which the caller rolls back and retries in smaller pieces (`IngestHandler`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
 
-from contract import EventPhase
-from gateway.alerts import Alert, dedup_key, offline_alert, online_alert
-from gateway.lifecycle import OPEN_STATE_VALUES, TicketState
+from gateway.alerts import Alert
 from gateway.models import Change
-from gateway.sla import CategoryPolicy, TicketCategory, start_clock
+from gateway.sla import CategoryPolicy
 from gateway.store import feed
 from gateway.store import ingest_sql as sql
 from gateway.store.bulk_rows import BulkRows, to_json
 from gateway.store.command_results import record_result
 from gateway.store.dead_letter_tx import DeadLetterLedger, storable
+from gateway.store.device_liveness import Liveness
 from gateway.store.grid_routing import GridRouter
-from gateway.store.ingest_overlay import Key, Link, Overlay, TicketSeen
+from gateway.store.ingest_overlay import Key, Overlay
 from gateway.store.outbox import Outbox
 from gateway.store.plain_sql import Driver
 from gateway.store.rollout_reports import record_report
-from gateway.store.sla_clock import reopened_clock
 from gateway.store.snapshot_tx import SnapshotLedger, SnapshotOutcome
+from gateway.store.ticket_rules import AlertResult, TicketRules
 
-
-@dataclass(frozen=True)
-class AlertResult:
-    """What applying one alert did."""
-
-    duplicate: bool
-    changes: tuple[Change, ...] = ()
+__all__ = ["AlertResult", "IngestTx"]
 
 
 class IngestTx:
@@ -69,16 +65,17 @@ class IngestTx:
             # draining one shared subscription get the same ticket keys in every batch, and
             # run concurrently they waited on each other's row locks and lost unique-key races
             # (the whole batch rolled back and ran again), so two workers ingested less than
-            # one. Decoding still runs in parallel, before the transaction.
-            self.plain.rows(sql.INGEST_LOCK, (sql.INGEST_LOCK_KEY,))
+            # one. Decoding still runs in parallel, before the transaction. Deferred: it is
+            # sent first, in one pipeline with the batch's first read.
+            self.plain.defer(sql.INGEST_LOCK, (sql.INGEST_LOCK_KEY,), expect=None)
         self.seen = Overlay(conn, self.plain)
         self.rows = BulkRows(conn, postgres=postgres)
-        self._touches: dict[int, int] = {}  # ticket id → events merged
-        self._heartbeats: dict[str, dict[str, Any]] = {}
+        self.snapshots = SnapshotLedger(conn, now)
+        self.router = GridRouter(conn, now, self.plain)
         self._dead = DeadLetterLedger(conn, now)
-        self._snapshots = SnapshotLedger(conn, now)
-        self._router = GridRouter(conn, now)
         self._outbox = Outbox(conn, now)
+        self.tickets = TicketRules(self)
+        self.liveness = Liveness(self, self.tickets)
 
     # ------------------------------------------------------------------ reads up front
 
@@ -92,9 +89,10 @@ class IngestTx:
         reopen_since: float | None = None,
         alerts: Iterable[Alert] = (),
     ) -> None:
-        """Read what a batch will need in one query per table (`Overlay.preload`), and the
-        routing facts of its alerts (`GridRouter.prefetch`)."""
-        self._router.prefetch(alerts)
+        """Read what a batch will need in one query per table (`Overlay.preload`), the
+        routing facts of its alerts (`GridRouter.prefetch`) and, on PostgreSQL, the ids of
+        the tickets they may open (`TicketRules.draw_ids`)."""
+        batch = list(alerts)
         self.seen.preload(
             msg_keys=msg_keys,
             event_keys=event_keys,
@@ -102,6 +100,9 @@ class IngestTx:
             device_ids=device_ids,
             reopen_since=reopen_since,
         )
+        self.router.prefetch(batch)
+        if self.postgres and batch:
+            self.tickets.draw_ids(batch)
 
     # ------------------------------------------------------------------ messages
 
@@ -186,7 +187,9 @@ class IngestTx:
         bytes_per_hour: int | None = None,
     ) -> SnapshotOutcome:
         """Store an arriving JPEG under its device (`snapshot_tx.SnapshotLedger.store`)."""
-        return self._snapshots.store(site_id, device_id, snapshot_id, data, bytes_per_hour)
+        return self.snapshots.store(site_id, device_id, snapshot_id, data, bytes_per_hour)
+
+    # ------------------------------------------------------------------ devices, tickets
 
     def heartbeat(
         self,
@@ -195,302 +198,25 @@ class IngestTx:
         health: dict[str, Any],
         offline_policy: CategoryPolicy,
     ) -> list[Change]:
-        """A heartbeat: last seen, interval and health; marks the device online and clears
-        its `device_offline` ticket under `offline_policy` (the configured one)."""
-        device = self.seen.device(device_id)
-        if device is None:
-            return []
-        self._heartbeats[device_id] = {
-            "b_device_id": device_id,
-            "b_now": self.now,
-            "b_interval": interval_s,
-            "b_health": health,
-        }
-        if device.online:
-            return []
-        device.online = True
-        change = self._device_change(device.site_id, device_id, "online")
-        self._emit(change)
-        return [change, *self._clear_offline(device.site_id, device_id, offline_policy)]
+        """A heartbeat (`Liveness.heartbeat`)."""
+        return self.liveness.heartbeat(device_id, interval_s, health, offline_policy)
 
     def status(self, device_id: str, online: bool, offline_policy: CategoryPolicy) -> list[Change]:
-        """A status message, ordered by when the gateway received it (this transaction's
-        `now`), never by the device's own `ts`: a device clock in the year 3000 must not hide
-        later statuses, and the last will is stamped at connect time, before the "online"
-        it follows. A status received before the last one applied (another replica's, with
-        a later clock) is ignored; within one batch the later message wins. Online clears
-        the device's `device_offline` ticket under `offline_policy`."""
-        device = self.seen.device(device_id)
-        ts = self.now
-        if device is None or (device.last_status_ts is not None and ts < device.last_status_ts):
-            return []
-        # A heartbeat buffered earlier in the batch must land before this status does.
-        pending = self._heartbeats.pop(device_id, None)
-        if pending is not None:
-            self.conn.execute(sql.HEARTBEAT, pending)
-        params = {"b_device_id": device_id, "b_online": online, "b_ts": ts, "b_now": self.now}
-        self.conn.execute(sql.STATUS_ONLINE if online else sql.STATUS, params)
-        was_online, device.online, device.last_status_ts = device.online, online, ts
-        changes: list[Change] = []
-        if was_online != online:
-            action = "online" if online else "offline"
-            changes.append(self._device_change(device.site_id, device_id, action))
-            self.emit(changes)
-        if online:
-            changes += self._clear_offline(device.site_id, device_id, offline_policy)
-        return changes
+        """A status message (`Liveness.status`)."""
+        return self.liveness.status(device_id, online, offline_policy)
 
     def go_offline(
         self, site_id: str, device_id: str, last_seen: float, policy: CategoryPolicy
     ) -> list[Change]:
-        """A silent device goes offline and gets a maintenance ticket; conditional on it
-        still being online and unheard since `last_seen`, so this happens once."""
-        flipped = self.conn.execute(
-            sql.GO_OFFLINE, {"device": device_id, "b_last_seen": last_seen}
-        ).rowcount
-        if not flipped:
-            return []
-        self.seen.devices.pop(device_id, None)
-        change = self._device_change(site_id, device_id, "offline")
-        self._emit(change)
-        alert = offline_alert(site_id, device_id, last_seen, self.now)
-        return [change, *self.apply_alert(alert, policy).changes]
-
-    def _device_change(self, site_id: str, device_id: str, action: str) -> Change:
-        return Change(
-            kind="device", action=action, site_id=site_id, device_id=device_id, at=self.now
-        )
-
-    def _clear_offline(self, site_id: str, device_id: str, policy: CategoryPolicy) -> list[Change]:
-        ticket = self.seen.open_ticket(dedup_key(site_id, device_id, TicketCategory.DEVICE_OFFLINE))
-        if ticket is None:
-            return []
-        unended = self._unended_events(ticket[0])
-        if not unended:
-            return []
-        alert = online_alert(site_id, device_id, min(unended)[2], self.now)
-        # `policy` is the configured device_offline policy: its `auto_resolve_on_end` decides
-        # whether the device coming back resolves the ticket or leaves it for a person.
-        return list(self.apply_alert(alert, policy).changes)
-
-    # ------------------------------------------------------------------ alerts → tickets
+        """A silent device goes offline (`Liveness.go_offline`)."""
+        return self.liveness.go_offline(site_id, device_id, last_seen, policy)
 
     def apply_alert(
         self, alert: Alert, policy: CategoryPolicy, cooldown_s: float = 0.0
     ) -> AlertResult:
-        """Open, merge into, update or clear a ticket from one alert, once per msg_id."""
-        if not self.claim(alert.site_id, alert.device_id, alert.msg_id):
-            return AlertResult(duplicate=True)
-        changes: list[Change] = []
-        created = False
-        event_key = (alert.site_id, alert.device_id, alert.event_id)
-        link = self.seen.link(event_key)
-        if link is not None:
-            ticket_id = link.ticket_id
-            link.ended = link.ended or alert.phase is EventPhase.END
-            link.last_seq = max(link.last_seq, alert.seq)
-            link.dirty = True
-            self._touches[ticket_id] = self._touches.get(ticket_id, 0)
-        else:
-            ticket_id, created, opened = self._find_or_open(alert, policy, cooldown_s)
-            changes += opened
-            link = Link(ticket_id, alert.phase is EventPhase.END, alert.seq, new=True)
-            self.seen.add_link(event_key, link)
-        snapshot_id, detail = alert.snapshot_id, alert.detail
-        if snapshot_id is not None:
-            assert alert.snapshot_sha256 is not None
-            assert alert.snapshot_size is not None
-            refused = self._snapshots.link(
-                (alert.site_id, alert.device_id, snapshot_id),
-                alert.snapshot_sha256,
-                alert.snapshot_size,
-            )
-            if refused is not None:
-                # The alert stands (a real fire lane blocked matters more than its photo);
-                # the photo that does not match is not evidence, and a maintainer sees why.
-                snapshot_id, detail = None, {**detail, "snapshot_refused": refused}
-                topic = f"guanjia/v1/{alert.site_id}/{alert.device_id}/snapshot/{alert.snapshot_id}"
-                self.dead_letter(topic, b"", "SnapshotMismatch", refused)
-        self.rows.add(
-            "evidence",
-            (
-                ticket_id,
-                alert.event_id,
-                alert.msg_id,
-                alert.phase.value,
-                alert.seq,
-                alert.ts,
-                snapshot_id,
-                to_json(detail),
-            ),
-        )
-        if alert.phase is EventPhase.END:
-            changes += self._maybe_clear(ticket_id, policy)
-        if not created and not changes:
-            changes.append(self._ticket_change(alert, ticket_id, f"evidence_{alert.phase.value}"))
-        self.emit(changes)
-        return AlertResult(duplicate=False, changes=tuple(changes))
-
-    def _ticket_change(
-        self, alert: Alert, ticket_id: int, action: str, state: str | None = None
-    ) -> Change:
-        return Change(
-            kind="ticket",
-            action=action,
-            site_id=alert.site_id,
-            ticket_id=ticket_id,
-            state=state,
-            category=alert.category.value,
-            at=self.now,
-        )
-
-    def _find_or_open(
-        self, alert: Alert, policy: CategoryPolicy, cooldown_s: float
-    ) -> tuple[int, bool, list[Change]]:
-        key = alert.dedup_key
-        now = self.now
-        open_ticket = self.seen.open_ticket(key)
-        if open_ticket is not None:
-            ticket_id, state = open_ticket
-            self._touches[ticket_id] = self._touches.get(ticket_id, 0) + 1
-            self.audit(ticket_id, "system:ingest", "merge", detail={"event_id": alert.event_id})
-            return ticket_id, False, [self._ticket_change(alert, ticket_id, "merged", state)]
-        if cooldown_s > 0:
-            reopened = self._reopen_recent(alert, policy, cooldown_s)
-            if reopened is not None:
-                return reopened, False, [self._ticket_change(alert, reopened, "reopened", "new")]
-        grid_id, assignee = self._router.route(alert)
-        clock = start_clock(policy, alert.severity, now)
-        ticket_id = self.plain.insert_id(
-            sql.INSERT_TICKET,
-            (  # in `sql.TICKET_COLUMNS` order
-                alert.site_id,
-                alert.device_id,
-                alert.category.value,
-                alert.zone_id,
-                grid_id,
-                alert.severity.value,
-                TicketState.NEW.value,
-                int(clock.tier),
-                clock.cycle,
-                assignee,
-                key,
-                key,
-                1,
-                now,
-                now,
-                clock.ack_due_at,
-                clock.resolve_due_at,
-            ),
-        )
-        self.seen.active[key] = (ticket_id, TicketState.NEW.value)
-        self.seen.new_ticket(
-            ticket_id, TicketSeen(alert.site_id, alert.category.value, TicketState.NEW.value, key)
-        )
-        self.audit(
-            ticket_id,
-            "system:ingest",
-            "open",
-            to_state=TicketState.NEW.value,
-            detail={"event_id": alert.event_id, "assignee": assignee, "grid_id": grid_id},
-        )
-        self.notify(
-            ticket_id,
-            grid_id=grid_id,
-            category=alert.category.value,
-            text=f"[管家] New {alert.category.value} ticket #{ticket_id} at "
-            f"{alert.site_id}/{alert.zone_id or alert.device_id}"
-            + (f", assigned to {assignee}" if assignee else ""),
-        )
-        return ticket_id, True, [self._ticket_change(alert, ticket_id, "opened", "new")]
-
-    def _reopen_recent(self, alert: Alert, policy: CategoryPolicy, cooldown_s: float) -> int | None:
-        """Reopen the ticket auto-resolved for this key within the cool-down (flapping), in a
-        new SLA cycle; its id, or None when there is none."""
-        key = alert.dedup_key
-        recent = self.seen.recent_resolved(key, self.now - cooldown_s)
-        if recent is None:
-            return None
-        clock = reopened_clock(recent, policy, self.now)
-        params = (
-            key,
-            self.now,
-            clock["sla_cycle"],
-            clock["tier"],
-            clock["ack_due_at"],
-            clock["resolve_due_at"],
-            clock["acknowledged_at"],
-            recent.id,
-            recent.sla_cycle,
-        )
-        # Conditional on the state and cycle, and the unique active_key: a concurrent opener
-        # turns this into an IntegrityError and a retry merges into theirs. The row was read
-        # locked, so it is still as read: deferred, sent with the next statement.
-        self.plain.defer(sql.REOPEN, params)
-        ticket_id = int(recent.id)
-        self.seen.active[key] = (ticket_id, TicketState.NEW.value)
-        self.seen.tickets.pop(ticket_id, None)  # read again if it needs clearing
-        self.seen.recent[key] = None  # open again: nothing to reopen until it resolves
-        self.audit(
-            ticket_id,
-            "system:ingest",
-            "reopen",
-            from_state=TicketState.RESOLVED.value,
-            to_state=TicketState.NEW.value,
-            detail={
-                "event_id": alert.event_id,
-                "reason": "within cool-down",
-                "sla_cycle": clock["sla_cycle"],
-                "ack_due_at": clock["ack_due_at"],
-                "resolve_due_at": clock["resolve_due_at"],
-            },
-        )
-        return ticket_id
-
-    def _unended_events(self, ticket_id: int) -> set[Key]:
-        """Events of `ticket_id` not yet ended (`Overlay.unended`)."""
-        return self.seen.unended(ticket_id)
-
-    def _maybe_clear(self, ticket_id: int, policy: CategoryPolicy) -> list[Change]:
-        if self._unended_events(ticket_id):
-            return []
-        ticket = self.seen.ticket(ticket_id)
-        now = self.now
-        from_state = ticket.state
-        if policy.auto_resolve_on_end and from_state in OPEN_STATE_VALUES:
-            # One statement clears the condition and resolves (conditional on the state).
-            # The ticket's row was read locked in this transaction (`ingest_sql.ACTIVE_IN`),
-            # so a person's change either came before and was read, or waits for the commit:
-            # certain to apply, so deferred (a stale row fails the transaction, which reruns).
-            self.plain.defer(sql.AUTO_RESOLVE, (now, now, now, ticket_id, from_state))
-            if ticket.active_key is not None:
-                self.seen.active[ticket.active_key] = None
-                # Now the key's latest auto-resolved ticket: read it again if reopened.
-                self.seen.recent.pop(ticket.active_key, None)
-            ticket.state, ticket.active_key = TicketState.RESOLVED.value, None
-            self.audit(
-                ticket_id,
-                "system:ingest",
-                "auto_resolve",
-                from_state=from_state,
-                to_state=TicketState.RESOLVED.value,
-            )
-            action, state = "resolved", TicketState.RESOLVED.value
-        else:
-            self.plain.defer(sql.CLEARED, (now, ticket_id), expect=None)
-            self.audit(ticket_id, "system:ingest", "condition_cleared")
-            action, state = "cleared", from_state
-        return [
-            Change(
-                kind="ticket",
-                action=action,
-                site_id=ticket.site_id,
-                ticket_id=ticket_id,
-                state=state,
-                category=ticket.category,
-                at=now,
-            )
-        ]
+        """Open, merge into, update or clear a ticket from one alert, once per msg_id
+        (`TicketRules.apply_alert`)."""
+        return self.tickets.apply_alert(alert, policy, cooldown_s)
 
     # ------------------------------------------------------------------ buffered rows
 
@@ -521,11 +247,11 @@ class IngestTx:
         self.rows.add("changes", feed.row(change))
 
     def flush(self) -> None:
-        """Write every buffered row; the feed goes last (`BulkRows.flush`)."""
-        conn = self.conn
-        self.plain.sync()
+        """Write every buffered row; the feed goes last (`BulkRows.flush`). On PostgreSQL
+        the plain driver's writes are deferred and go in one pipeline before the COPYs (any
+        SQLAlchemy statement between them sends what was queued before it first)."""
         self._dead.flush()
-        self.plain.many(sql.TOUCH, [(n, self.now, t) for t, n in self._touches.items()])
+        self.tickets.flush()
         changed = []
         for (site_id, device_id, event_id), link in self.seen.links.items():
             if link is None:
@@ -537,7 +263,6 @@ class IngestTx:
                 changed.append((link.ended, link.last_seq, event_id, site_id, device_id))
         self.plain.many(sql.UPDATE_LINK, changed)
         self._outbox.flush()
-        if self._heartbeats:
-            conn.execute(sql.HEARTBEAT, list(self._heartbeats.values()))
+        self.liveness.flush()
         self.plain.sync()  # before the COPYs, which use the driver connection directly
         self.rows.flush()

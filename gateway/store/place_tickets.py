@@ -1,5 +1,5 @@
 """Opening a ticket that no device raised: a resident's report, a failed checklist item, a
-missed patrol round. The same ticket flow as an alert's (`IngestTx._find_or_open`): the SLA
+missed patrol round. The same ticket flow as an alert's (`TicketRules._find_or_open`): the SLA
 clock from the category policy, grid routing to the on-duty butler or the supervisor, an
 audit line, a webhook notice and a change for consoles, all in the caller's transaction.
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row
-
 from contract import Severity
 from gateway.sla import CategoryPolicy, SlaClock, Tier, restart_clock
 
@@ -18,8 +16,9 @@ CLOCK_COLUMNS = ("sla_cycle", "tier", "severity", "ack_due_at", "resolve_due_at"
 """The ticket columns `reopened_clock` reads."""
 
 
-def reopened_clock(row: Row[Any], policy: CategoryPolicy, now: float) -> dict[str, Any]:
-    """The columns to set on ticket `row` (it has `CLOCK_COLUMNS`) reopened at `now`: the
+def reopened_clock(row: Any, policy: CategoryPolicy, now: float) -> dict[str, Any]:
+    """The columns to set on ticket `row` (a table row, or any object with the attributes
+    `CLOCK_COLUMNS`) reopened at `now`: the
     next cycle's deadlines from `now`, the tier kept, and no acknowledgement, since the
     reopened job must be acknowledged again."""
     clock = restart_clock(

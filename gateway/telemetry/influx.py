@@ -86,6 +86,10 @@ class _Lines:
 
     def __call__(self, points: Sequence[Point]) -> bytes:
         prefixes, out = self._prefixes, []
+        # A message's points share its timestamp: written once per run of equal ones (half
+        # of a line's cost was the timestamp).
+        last_ts: float | None = None
+        stamp = ""
         for site, device, series, value, ts in points:
             prefix = prefixes.get((site, device, series))
             if prefix is None:
@@ -93,8 +97,10 @@ class _Lines:
                 if len(prefixes) >= self._limit:
                     prefixes.clear()
                 prefixes[(site, device, series)] = prefix
-            out.append(f"{prefix}{value!r} {round(ts * 1000)}")
-        return "\n".join(out).encode()
+            if ts != last_ts:
+                last_ts, stamp = ts, f" {round(ts * 1000)}\n"
+            out.append(f"{prefix}{value!r}{stamp}")
+        return "".join(out).encode()
 
 
 class InfluxWriter:

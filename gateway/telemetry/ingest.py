@@ -118,7 +118,7 @@ def prepare(
                 out.fallback.append((topic, payload))  # dead-lettered there, with the reason
                 continue
         try:
-            result = pipeline.batch(batch, now)
+            result = pipeline.batch(batch, now, node)
         except UnknownNodeError:  # moved since the lookup: the event ingest decides
             out.fallback.append((topic, payload))
             continue

@@ -90,13 +90,17 @@ class TelemetryPipeline:
         self.cutoffs = CutoffTracker()
         self.flagged_total = 0
         self._rules: dict[str, DeviceRules] = {}
-        # (profile, wire name, port tag) → (metric, port): the same few names, every message.
-        self._resolved: dict[tuple[str, str, str | None], tuple[str, int | None] | None] = {}
+        # (profile, wire name, port tag) → (metric, port, stored series name): the same few
+        # names, every message.
+        self._resolved: dict[tuple[str, str, str | None], tuple[str, int | None, str] | None] = {}
         self._nodes: dict[str, SensorNode] = {}
 
-    def _node(self, site_id: str, device_id: str, now: float) -> tuple[SensorNode, DeviceRules]:
-        node = self.lookup(device_id)
-        if node is None or node.site_id != site_id:
+    def _node(
+        self, site_id: str, device_id: str, now: float, node: SensorNode | None = None
+    ) -> tuple[SensorNode, DeviceRules]:
+        if node is None:
+            node = self.lookup(device_id)
+        if node is None or node.site_id != site_id or node.device_id != device_id:
             raise UnknownNodeError(f"device {device_id!r} is not a sensor node of site {site_id!r}")
         rules = self._rules.get(device_id)
         if rules is None or rules.profile is not node.profile:
@@ -104,25 +108,33 @@ class TelemetryPipeline:
         self._nodes[device_id] = node
         return node, rules
 
-    def batch(self, batch: WireBatch, now: float) -> Outcome:
-        """A contract TelemetryBatch (already validated: `gateway.telemetry.wire`)."""
-        node, rules = self._node(batch.site_id, batch.device_id, now)
+    def batch(self, batch: WireBatch, now: float, node: SensorNode | None = None) -> Outcome:
+        """A contract TelemetryBatch (already validated: `gateway.telemetry.wire`); `node`
+        when the caller has just looked it up (else `lookup` is asked)."""
+        node, rules = self._node(batch.site_id, batch.device_id, now, node)
         readings: list[Reading] = []
+        points: list[Point] = []
         flagged: list[str] = []
         profile = node.profile
+        site, device, resolved_names = node.site_id, node.device_id, self._resolved
         for point in batch.points:
-            key = (profile.name, point.metric, point.tags.get("port"))
-            if key in self._resolved:
-                resolved = self._resolved[key]
-            else:
-                resolved = profile.resolve(key[1], key[2])
-                if len(self._resolved) < 100_000:  # bounded: names come from devices
-                    self._resolved[key] = resolved
+            key = (profile.name, point.metric, point.tags.get("port") if point.tags else None)
+            resolved = resolved_names.get(key, _UNSEEN)
+            if resolved is _UNSEEN:
+                found = profile.resolve(key[1], key[2])
+                resolved = None if found is None else (*found, _series(*found))
+                if len(resolved_names) < 100_000:  # bounded: names come from devices
+                    resolved_names[key] = resolved
             if resolved is None:
                 flagged.append(f"{point.metric}: not a metric (or port) of {node.profile.name}")
                 continue
-            readings.append(Reading(resolved[0], point.value, point.ts, resolved[1]))
-        return self._apply(node, rules, readings, flagged=flagged, msg_id=batch.msg_id, now=now)
+            metric, port, series = resolved
+            value, ts = point.value, point.ts
+            readings.append(Reading(metric, value, ts, port))
+            points.append(Point(site, device, series, value, ts))
+        return self._apply(
+            node, rules, readings, flagged=flagged, msg_id=batch.msg_id, now=now, points=points
+        )
 
     def esphome(self, topic: str, payload: bytes, now: float) -> Outcome:
         """An ESPHome entity state or status. Raises `EsphomeError` / `UnknownNodeError`."""
@@ -152,14 +164,19 @@ class TelemetryPipeline:
         flagged: list[str],
         msg_id: str,
         now: float,
+        points: list[Point] | None = None,
     ) -> Outcome:
+        """`points`: the readings as stored, one for one, when the caller made them."""
         transitions = rules.observe(readings, now)
         refused = {id(r) for r, _ in rules.rejected}
         flagged += [problem for _, problem in rules.rejected]
         good = [r for r in readings if id(r) not in refused] if refused else readings
         self.flagged_total += len(flagged)
         site, device = node.site_id, node.device_id
-        points = [Point(site, device, r.series, r.value, r.ts) for r in good]
+        if points is None:
+            points = [Point(site, device, r.series, r.value, r.ts) for r in good]
+        elif refused:
+            points = [p for r, p in zip(readings, points, strict=True) if id(r) not in refused]
         out = Outcome(flagged=flagged, points=points)
         touched = {_condition_of(r) for r in readings} if rules.has_active else ()
         out.alerts = self._alerts(node, transitions, msg_id, now, rules=rules, touched=touched)
@@ -250,6 +267,14 @@ class TelemetryPipeline:
             out.alerts += self._alerts(node, rules.check_offline(now), f"tick-{now:.3f}", now)
         out.overdue = self.cutoffs.overdue(now)
         return out
+
+
+_UNSEEN: tuple[str, int | None, str] = ("", None, "")
+"""`TelemetryPipeline._resolved`'s "not looked up yet" (None means: not a metric)."""
+
+
+def _series(metric: str, port: int | None) -> str:
+    return Reading(metric, 0.0, 0.0, port).series
 
 
 def _condition_of(reading: Reading) -> tuple[str, int | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import contract as c
+from contract import topics
 
 
 @pytest.mark.parametrize(
@@ -64,3 +65,14 @@ def test_channel_specs_follow_contract() -> None:
     )
     assert c.CHANNEL_SPECS[c.Channel.HEARTBEAT].qos == 0
     assert c.CHANNEL_SPECS[c.Channel.SNAPSHOT].binary
+
+
+def test_parsed_topics_are_remembered_within_a_bound() -> None:
+    text = "guanjia/v1/site-1/cam-1/event"
+    assert c.parse_topic(text) is c.parse_topic(text)  # the second parse is the first's value
+    for i in range(topics.PARSED_CACHE_SIZE + 10):
+        assert c.parse_topic(f"guanjia/v1/site-1/cam-{i}/event").device_id == f"cam-{i}"
+    assert len(topics._parsed) <= topics.PARSED_CACHE_SIZE
+    for _ in range(2):  # a refused topic is refused every time, never remembered
+        with pytest.raises(c.TopicError, match="unknown channel"):
+            c.parse_topic("guanjia/v1/site-1/cam-1/nope")

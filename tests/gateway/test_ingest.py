@@ -9,6 +9,7 @@ import pytest
 import contract as c
 from gateway.ingest import IngestHandler, Outcome
 from gateway.lifecycle import TicketState
+from gateway.models import ShiftPublic
 from gateway.sla import DEFAULT_POLICIES, TicketCategory
 from gateway.store import Store
 from tests.gateway.factories import T0, event, heartbeat, seed_site, topic_of
@@ -38,6 +39,27 @@ def test_ingest_event_start_opens_one_ticket_routed_to_supervisor(
     assert ticket.assignee == "sup-1"  # nobody on duty: the grid supervisor
     assert ticket.ack_due_at == T0 + 20 * 60
     assert ticket.resolve_due_at == T0 + 30 * 60
+
+
+def test_a_batch_routes_new_tickets_to_whoever_is_on_duty_in_the_zones_grid(
+    handler: IngestHandler, store: Store
+) -> None:
+    # A batch reads its routing facts up front (`GridRouter.prefetch`): the zone's grid, its
+    # supervisor and the shifts covering `now` — an ended or future shift routes nothing.
+    store.add_shift(
+        ShiftPublic(grid_id=f"g-{SITE}", username="w-1", starts_at=T0 - 60, ends_at=T0 + 60)
+    )
+    store.add_shift(
+        ShiftPublic(grid_id=f"g-{SITE}", username="w-old", starts_at=T0 - 90, ends_at=T0 - 30)
+    )
+    store.add_shift(
+        ShiftPublic(grid_id=f"g-{SITE}", username="w-next", starts_at=T0 + 30, ends_at=T0 + 90)
+    )
+    batch = [event(SITE, cam, f"ev-duty-{cam}") for cam in ("cam-a", "cam-b")]
+    results = handler.handle_batch([(topic_of(m), c.encode(m)) for m in batch], T0)
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 2
+    tickets = store.list_tickets().items
+    assert [(t.grid_id, t.assignee) for t in tickets] == [(f"g-{SITE}", "w-1")] * 2
 
 
 def test_ingest_same_message_twice_is_one_ticket_one_evidence(

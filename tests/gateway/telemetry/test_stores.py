@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.telemetry.influx import InfluxOptions, InfluxWriter, line
+from gateway.telemetry.influx import InfluxOptions, InfluxWriter, _Lines, line
 from gateway.telemetry.points import Point
-from gateway.telemetry.sqlite_store import DAY_S, SqliteTelemetryStore
+from gateway.telemetry.sqlite_schema import SCHEMA, SCHEMA_VERSION
+from gateway.telemetry.sqlite_store import _PRUNE, DAY_S, SqliteTelemetryStore
 from tests.support.victoria import VictoriaMetrics
 
 NOW = time.time()  # VictoriaMetrics refuses points far from its own clock
@@ -133,6 +134,41 @@ def test_sqlite_store_upgrades_a_version_1_file(tmp_path: Path) -> None:
     store.close()
 
 
+def test_sqlite_store_upgrades_a_version_3_file_and_prunes_through_the_series_index(
+    tmp_path: Path,
+) -> None:
+    """Version 3 to 4 drops the index on time alone, in place (no copy: the rows keep their
+    ids), and retention finds old rows through (sid, ts), never by scanning the table."""
+    path = tmp_path / "v3.sqlite"
+    t0 = 1_800_000_000.0
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SCHEMA + "CREATE INDEX points_by_ts ON points (ts);")
+        conn.execute("PRAGMA user_version = 3")
+        conn.execute("INSERT INTO series VALUES (7, 's1', 'd', 'power')")
+        conn.executemany(
+            "INSERT INTO points VALUES (?, 7, ?, ?)",
+            [(40 + i, float(i), t0 + i * DAY_S) for i in range(3)],
+        )
+    conn.close()
+    store = SqliteTelemetryStore(path, raw_retention_s=DAY_S)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert "points_by_ts" not in names
+        assert "points_by_series" in names
+        assert [r[0] for r in conn.execute("SELECT id FROM points ORDER BY id")] == [40, 41, 42]
+        plan = " ".join(str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {_PRUNE}", (0.0,)))
+    conn.close()
+    assert "points_by_series" in plan
+    assert "SCAN points" not in plan
+    store.write([Point("s1", "d", "energy", 1.0, t0 + 2 * DAY_S)])
+    assert store.prune(t0 + 3 * DAY_S) == 2  # the two older power points, nothing else
+    assert store.count() == 2
+    [old] = store.buckets("d", "power", t0, t0 + 60, 60)  # in the rollups first
+    assert (old.min, old.count) == (0.0, 1)
+    store.close()
+
+
 def test_influx_line_protocol_escapes_and_ports() -> None:
     assert line(Point("s 1", "a,b", "port3_current", 1.5, 1.0)) == (
         r"telemetry,site=s\ 1,device=a\,b,port=3 current=1.5 1000"
@@ -140,6 +176,19 @@ def test_influx_line_protocol_escapes_and_ports() -> None:
     assert (
         line(Point("s", "d", "battery", 90.0, 2.5)) == "telemetry,site=s,device=d battery=90.0 2500"
     )
+
+
+def test_influx_body_is_the_lines_of_its_points_with_shared_timestamps() -> None:
+    # The body writes a timestamp once per run of equal ones: every line must still carry
+    # its own point's timestamp, whatever the order.
+    stamps = [1.0, 1.0, 1.0, 2.5, 2.5, 1.0, 3.0004, 3.0004]
+    points = [
+        Point("s", f"d{i % 3}", f"port{1 + i % 2}_current", i * 0.5, ts)
+        for i, ts in enumerate(stamps)
+    ]
+    body = _Lines()(points).decode()
+    assert body == "".join(line(p) + "\n" for p in points)
+    assert _Lines()(points[:1]) + _Lines()(points[1:]) == body.encode()  # batches join too
 
 
 def fast_options(url: str, **kw: float) -> InfluxOptions:
