@@ -6,6 +6,7 @@ developer's machine and fails them under ``CI=true``: CI must never go green by 
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 
 from tests.support.broker import GATEWAY_USER, MosquittoBroker, mosquitto_binary
+from tests.support.leaks import MARK, kill_leaked
+from tests.support.postgres import worker_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -33,6 +36,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+_test_numbers = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_process() -> Iterator[None]:
+    """Fail a test that leaves a process running after its fixtures are torn down (and end
+    that process): see tests/support/leaks.py."""
+    value = f"{os.getpid()}-{next(_test_numbers)}"
+    os.environ[MARK] = value
+    yield
+    leaked = kill_leaked(value)
+    if leaked:
+        lines = "\n".join(f"  {pid}: {cmd[:300]}" for pid, cmd in sorted(leaked.items()))
+        pytest.fail(f"the test left {len(leaked)} process(es) running (now killed):\n{lines}")
 
 
 def missing(what: str) -> None:
@@ -114,7 +133,7 @@ def postgres_url() -> str:
     if not url:
         missing("GUANJIA_TEST_POSTGRES_URL")
     assert url is not None
-    return url
+    return worker_database(url)
 
 
 @pytest.fixture(scope="session")

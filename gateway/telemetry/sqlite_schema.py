@@ -59,6 +59,12 @@ def upgrade(conn: sqlite3.Connection) -> None:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
+        # Read again under the write lock: a replica starting at the same moment may have
+        # upgraded the file while this one waited (its new `points` is no old table to copy).
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version >= SCHEMA_VERSION:
+            conn.execute("COMMIT")
+            return
         if version == 3:  # the same tables, one index less: no copy
             conn.execute("DROP INDEX IF EXISTS points_by_ts")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -11,6 +11,7 @@ messages across a restart, as a production broker does.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,11 +24,51 @@ GATEWAY_USER = "gateway"
 """The gateway account of the shared auth broker (more replicas: `MosquittoBroker.gateways`)."""
 
 
+def _port_range() -> range:
+    """This process's share of the ports below the kernel's ephemeral range.
+
+    A port from `free_port` is free only until its server binds it, which for a gateway
+    subprocess is a second or more later. Ports from below the ephemeral range are never
+    taken meanwhile by an outgoing connection, and each pytest-xdist worker has a share of its
+    own, so another worker cannot be handed the same port either.
+    """
+    low, count = 10000, 1
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    if worker:
+        count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1), index + 1)
+    share = (ephemeral - low) // count
+    return range(low + index * share, low + (index + 1) * share)
+
+
+_ports = _port_range()
+_next_port = [random.randrange(len(_ports))] if len(_ports) >= 100 else []
+"""Where `free_port` looks next: it walks its share, from a random start (another run on the
+machine starts elsewhere), so it hands out no port twice in a row."""
+
+
 def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that was free a moment ago on 127.0.0.1 (and that this process has not
+    handed out recently)."""
+    if not _next_port:  # no usable range below the ephemeral ports: any the kernel picks
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    for _ in range(len(_ports)):
+        port = _ports[_next_port[0]]
+        _next_port[0] = (_next_port[0] + 1) % len(_ports)
+        with socket.socket() as sock:
+            try:
+                # No SO_REUSEADDR: a port with a connection still in TIME_WAIT is passed over.
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_ports}")
 
 
 def mosquitto_binary() -> str | None:

@@ -287,3 +287,40 @@ def test_sqlite_store_upgrades_a_version_2_file_keeping_its_row_ids(tmp_path: Pa
     assert (old.min, old.max, old.count) == (0.0, 9.0, 5)
     assert {x.series: x.value for x in store.latest("d")} == {"power": 9.0, "energy": 1.0}
     store.close()
+
+
+def test_two_replicas_creating_the_file_at_once_both_start(tmp_path: Path) -> None:
+    """Two gateways started together on one new file: the second read the version (0) before
+    the first's upgrade committed, then waited for the write lock; under it the file is
+    current, so it has nothing to upgrade (it used to copy the new `points` as an old one)."""
+    from gateway.telemetry.sqlite_schema import upgrade
+
+    path = tmp_path / "t.db"
+    first = sqlite3.connect(path, isolation_level=None)
+    second = sqlite3.connect(path, isolation_level=None)
+
+    class ReadThenRaced:
+        """`second`, whose first version read is overtaken by `first`'s whole upgrade."""
+
+        raced = False
+
+        def execute(self, sql: str) -> sqlite3.Cursor:
+            cursor = second.execute(sql)
+            if sql == "PRAGMA user_version" and not self.raced:
+                self.raced = True
+                stale = cursor.fetchall()
+                upgrade(first)
+                return second.execute(f"SELECT {stale[0][0]}")
+            return cursor
+
+    try:
+        upgrade(ReadThenRaced())  # type: ignore[arg-type]
+        assert second.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert {r[0] for r in second.execute("SELECT name FROM sqlite_master")} >= {
+            "points",
+            "series",
+        }
+        assert "points_old" not in {r[0] for r in second.execute("SELECT name FROM sqlite_master")}
+    finally:
+        first.close()
+        second.close()
