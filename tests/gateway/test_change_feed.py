@@ -37,10 +37,10 @@ class _HeldEnd:
     def last_change_id(self) -> int:
         self.reading.set()
         self.release.wait(10)
-        return self.store.last_change_id()
+        return self.store.feed.last_change_id()
 
     def changes_after(self, last_id: int, limit: int = 500) -> list[object]:
-        return list(self.store.changes_after(last_id, limit))
+        return list(self.store.feed.changes_after(last_id, limit))
 
 
 async def test_no_stream_moves_to_the_end_and_a_later_stream_gets_what_follows(
@@ -53,13 +53,13 @@ async def test_no_stream_moves_to_the_end_and_a_later_stream_gets_what_follows(
     await feed.start()
     _open_tickets(store, "unread", 3)
     assert await feed.poll() == 0  # nobody listens: nothing read
-    assert feed.last_id == store.last_change_id() > 0
+    assert feed.last_id == store.feed.last_change_id() > 0
 
     queue = hub.subscribe()
     _open_tickets(store, "live", 2)
     assert await feed.poll() == 2
     got = [queue.get_nowait() for _ in range(queue.qsize())]
-    assert [e.id for e in got] == [e.id for e in store.changes_after(got[0].id - 1)]
+    assert [e.id for e in got] == [e.id for e in store.feed.changes_after(got[0].id - 1)]
     assert len(got) == 2
     assert {e.site_id for e in got} == {SITE}
     store.close()
@@ -82,6 +82,6 @@ async def test_a_stream_subscribing_while_the_end_is_read_misses_nothing(db_url:
     held.release.set()
     assert await polling == 3
     assert [queue.get_nowait().id for _ in range(queue.qsize())] == [
-        e.id for e in store.changes_after(start)
+        e.id for e in store.feed.changes_after(start)
     ]
     store.close()
