@@ -34,7 +34,7 @@ CHANGES_PER_S = 10.0
 
 
 def _seed(store: Store, tickets: int) -> list[int]:
-    store.upsert_device("cam-a", "site-1", "camera")
+    store.devices.upsert_device("cam-a", "site-1", "camera")
     handler = IngestHandler(store, dict(DEFAULT_POLICIES))
     now = time.time()
     for n in range(tickets):
@@ -48,13 +48,13 @@ def _seed(store: Store, tickets: int) -> list[int]:
             started_at=now - 60, model=c.ModelRef(name="yolox_nano", version="0.1"),
         )  # fmt: skip
         handler.handle(str(c.event_topic("site-1", "cam-a")), c.encode(message), now)
-    return [t.id for t in store.list_tickets(limit=tickets).items]
+    return [t.id for t in store.tickets.list_tickets(limit=tickets).items]
 
 
 def _api_json(store: Store, ids: list[int]) -> float:
     started = time.process_time()
     for ticket_id in ids:
-        store.get_ticket(ticket_id).model_dump_json()
+        store.tickets.get_ticket(ticket_id).model_dump_json()
     return (time.process_time() - started) * 1e6 / len(ids)
 
 
@@ -71,7 +71,7 @@ def _cards(store: Store, ids: list[int]) -> float:
     }
     started = time.process_time()
     for ticket_id in ids:
-        ticket = store.get_ticket(ticket_id)
+        ticket = store.tickets.get_ticket(ticket_id)
         template.render({**context, **card_context(principal, ticket), "now": time.time()})
     return (time.process_time() - started) * 1e6 / len(ids)
 

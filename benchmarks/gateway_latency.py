@@ -185,7 +185,7 @@ def run(tmp: Path, db: str, n: int, rate: float, processes: int = 1) -> dict[str
     migrate(db)
     store = Store(db)
     seed_site(store, SITE, ("cam-a",))
-    store.create_user("bench", hash_password(PASSWORD), Role.ADMIN, ["*"])
+    store.users.create_user("bench", hash_password(PASSWORD), Role.ADMIN, ["*"])
     store.close()
     workers: dict[str, Any] = {"mqtt__ingest_processes": processes}
     gateway = start_gateway(

@@ -201,7 +201,7 @@ def user_add(
         _fail("--role", f"{role!r}: use one of {', '.join(r.value for r in Role)}")
     with _open_store(database_url, migrate_first=True) as store:
         try:
-            store.create_user(username, hash_password(password), user_role, site)
+            store.users.create_user(username, hash_password(password), user_role, site)
         except ValueError as exc:  # '*' for a non-admin, or named sites for an admin
             _fail("--site", str(exc))
     typer.echo(f"user {username} ({role}) created")
@@ -225,7 +225,7 @@ def _provision(
     secret = password or new_password()
     with _open_store(database_url, migrate_first=True) as store:
         register(store, mosquitto_hash(secret))
-        accounts = store.mqtt_accounts()
+        accounts = store.devices.mqtt_accounts()
     try:
         readable = write_broker_files(accounts, passwd_file, acl_file)
     except OSError as exc:
@@ -246,9 +246,9 @@ def _gateway_accounts(store: Store, username: str, password_hash: str) -> None:
 
     names = gateway_accounts(username)
     for name in names:  # all or none: a device already named <username>-wN refuses them all
-        store.check_mqtt_role(name, "gateway")
+        store.devices.check_mqtt_role(name, "gateway")
     for name in names:
-        store.set_mqtt_credential(name, password_hash, "gateway", None)
+        store.devices.set_mqtt_credential(name, password_hash, "gateway", None)
 
 
 @gateway_app.command("mqtt-account")
@@ -362,11 +362,13 @@ def device_add(
         # Checked before anything is written: a refused account registers no device.
         # An ESPHome node speaks only ESPHome's topics: its ACL keeps it inside its prefix.
         role = "esphome" if esphome else "device"
-        store.check_mqtt_role(device_id, role)
-        store.upsert_device(device_id, site, kind, location=location, zone_id=zone, grid_id=grid)
-        store.set_mqtt_credential(device_id, hashed, role, site, grants)
+        store.devices.check_mqtt_role(device_id, role)
+        store.devices.upsert_device(
+            device_id, site, kind, location=location, zone_id=zone, grid_id=grid
+        )
+        store.devices.set_mqtt_credential(device_id, hashed, role, site, grants)
         if profile is not None:
-            store.set_sensor_node(device_id, profile, esphome=esphome)
+            store.sensors.set_sensor_node(device_id, profile, esphome=esphome)
 
     try:
         count, secret = _provision(database_url, passwd_file, acl_file, password, register)
@@ -400,7 +402,7 @@ def device_list(database_url: DbOption = DEFAULT_DATABASE_URL) -> None:
     from rich.table import Table
 
     with _open_store(database_url, migrate_first=True) as store:
-        rows = store.list_devices(limit=100_000)
+        rows = store.devices.list_devices(limit=100_000)
     table = Table("device", "site", "kind", "grid", "online", "last seen")
     for d in rows:
         table.add_row(

@@ -56,7 +56,7 @@ class FiguresService:
         now: float,
     ) -> FigureReport:
         """The figures of a period (`sites` None: every site)."""
-        facts = self.store.figure_facts(
+        facts = self.store.figures.figure_facts(
             sites=sites, start=start, end=end, grid_id=grid_id, category=category
         )
         one = self.sites.get(sites[0]) if sites is not None and len(sites) == 1 else None

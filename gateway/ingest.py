@@ -204,7 +204,7 @@ class IngestHandler:
                     missing.add(parts[3])
         if missing:
             expires = now + REGISTRY_CACHE_S
-            for device_id, site_id in self.store.device_sites(sorted(missing)).items():
+            for device_id, site_id in self.store.devices.device_sites(sorted(missing)).items():
                 sites[device_id] = (site_id, expires)
 
     def _registered_site(self, device_id: str, now: float) -> str | None:
@@ -214,7 +214,7 @@ class IngestHandler:
         cached = self._sites.get(device_id)
         if cached is not None and cached[1] > now:
             return cached[0]
-        device = self.store.device(device_id)
+        device = self.store.devices.find(device_id)
         if device is None:
             return None
         self._sites[device_id] = (device.site_id, now + REGISTRY_CACHE_S)

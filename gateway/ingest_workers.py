@@ -9,7 +9,7 @@ database connection, its own transactions, and it publishes its own end-to-end A
 acknowledges to the broker only after its commit, exactly as the gateway process does. The
 unique keys that already arbitrate between replicas (processed ids, event links, one open
 ticket per key) keep every event applied once; SQLite serialises the writers
-(``BEGIN IMMEDIATE``, taking turns on a file lock first: `StoreBase.ingest_tx`), PostgreSQL
+(``BEGIN IMMEDIATE``, taking turns on a file lock first: `Database.ingest_tx`), PostgreSQL
 reruns a batch that lost a race.
 
 Each worker has one pipe to the gateway process, of lines: an empty line when it committed

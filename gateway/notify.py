@@ -61,7 +61,7 @@ class WebhookSender:
 
     async def tick(self) -> int:
         """Deliver what is due now; returns how many were attempted."""
-        due = await asyncio.to_thread(self.store.claim_deliveries, time.time(), LEASE_S)
+        due = await asyncio.to_thread(self.store.webhooks.claim_deliveries, time.time(), LEASE_S)
         await asyncio.gather(*(self._send(d) for d in due))
         return len(due)
 
@@ -78,5 +78,5 @@ class WebhookSender:
         if error is not None:
             log.warning("webhook %d attempt %d failed: %s", delivery.id, attempts, error)
         await asyncio.to_thread(
-            self.store.finish_delivery, delivery.id, now, error=error, retry_at=retry_at
+            self.store.webhooks.finish_delivery, delivery.id, now, error=error, retry_at=retry_at
         )

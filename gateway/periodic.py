@@ -57,11 +57,11 @@ async def sla_step(runtime: Runtime, now: float | None = None) -> None:
     (retention of message ids, the feed, dead letters and snapshots). `now` for tests."""
     now = time.time() if now is None else now
     store, settings = runtime.store, runtime.settings
-    escalated = await asyncio.to_thread(store.run_escalations, now, settings.policies)
+    escalated = await asyncio.to_thread(store.escalations.run_escalations, now, settings.policies)
     for esc, change in escalated:
         runtime.metrics.sla_breaches.labels(esc.breach.value, change.category or "").inc()
     stale = await asyncio.to_thread(
-        store.mark_stale_devices,
+        store.devices.mark_stale_devices,
         now,
         settings.heartbeat_grace,
         settings.default_heartbeat_interval_s,
@@ -69,19 +69,19 @@ async def sla_step(runtime: Runtime, now: float | None = None) -> None:
     )
     if escalated or stale:
         runtime.feed.wake()
-    counts = await asyncio.to_thread(store.open_tickets_by_category)
+    counts = await asyncio.to_thread(store.tickets.open_tickets_by_category)
     for category in TicketCategory:
         runtime.metrics.open_tickets.labels(category.value).set(counts.get(category.value, 0))
-    await asyncio.to_thread(store.prune_processed, now - settings.processed_retention_s)
-    await asyncio.to_thread(store.prune_changes, now - CHANGES_RETENTION_S)
+    await asyncio.to_thread(store.inbox.prune_processed, now - settings.processed_retention_s)
+    await asyncio.to_thread(store.feed.prune_changes, now - CHANGES_RETENTION_S)
     await asyncio.to_thread(
-        store.prune_dead_letters,
+        store.inbox.prune_dead_letters,
         now - settings.dead_letter_retention_s,
         settings.dead_letters_kept_per_device,
     )
     # Announced snapshots that never came are kept as long as a redelivery could bring them.
     await asyncio.to_thread(
-        store.prune_snapshots,
+        store.inbox.prune_snapshots,
         orphaned_before=now - settings.snapshot_orphan_ttl_s,
         pending_before=now - settings.processed_retention_s,
     )
@@ -97,7 +97,7 @@ async def residents_step(runtime: Runtime, now: float) -> None:
         if opened:
             runtime.feed.wake()
     ttl = runtime.settings.residents.challenge_ttl_s
-    await asyncio.to_thread(runtime.store.prune_spent_challenges, now - 2 * ttl)
+    await asyncio.to_thread(runtime.store.residents.prune_spent_challenges, now - 2 * ttl)
 
 
 SHUTDOWN_GRACE_S = 10.0

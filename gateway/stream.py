@@ -120,7 +120,7 @@ class ChangeFeed:
 
     async def start(self) -> None:
         """Begin at the feed's current end (older entries are replayed per client)."""
-        self.last_id = await asyncio.to_thread(self.store.last_change_id)
+        self.last_id = await asyncio.to_thread(self.store.feed.last_change_id)
 
     def wake(self) -> None:
         """This replica just committed changes: read the feed now rather than at the tick."""
@@ -135,13 +135,15 @@ class ChangeFeed:
             # `last_id` and reads what it missed from the store. Both checks and the move
             # run in one step of the loop, so a stream that subscribes while the end is
             # read is seen by the second check and gets the entries the normal way.
-            newest = await asyncio.to_thread(self.store.last_change_id)
+            newest = await asyncio.to_thread(self.store.feed.last_change_id)
             if not self.hub.subscribers:
                 self.last_id = max(self.last_id, newest)
                 return 0
         total = 0
         while True:
-            entries = await asyncio.to_thread(self.store.changes_after, self.last_id, READ_LIMIT)
+            entries = await asyncio.to_thread(
+                self.store.feed.changes_after, self.last_id, READ_LIMIT
+            )
             if entries:
                 self.last_id = entries[-1].id
                 self.hub.publish(entries)

@@ -117,13 +117,13 @@ def provision(database_url: str, passwd_file: Path, acl_file: Path, now: float) 
             (SHED_ID, "charging", "charging_monitor", True, accounts.shed_password),
             (SMOKE_ID, "smoke", "smoke_detector", False, accounts.smoke_password),
         ):
-            store.upsert_device(device, SITE_ID, kind, grid_id=GRID_ID, now=now)
-            store.set_sensor_node(device, profile, esphome=esphome)
+            store.devices.upsert_device(device, SITE_ID, kind, grid_id=GRID_ID, now=now)
+            store.sensors.set_sensor_node(device, profile, esphome=esphome)
             role = "esphome" if esphome else "device"
-            store.set_mqtt_credential(device, mosquitto_hash(password), role, SITE_ID)
+            store.devices.set_mqtt_credential(device, mosquitto_hash(password), role, SITE_ID)
         found = [
             BrokerAccount(a.username, a.password_hash, a.role, a.site_id)
-            for a in store.mqtt_accounts()
+            for a in store.devices.mqtt_accounts()
         ]
     finally:
         store.close()

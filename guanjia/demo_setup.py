@@ -200,9 +200,11 @@ def provision(
     migrate(database_url)
     store = Store(database_url)
     try:
-        store.create_user(OPERATOR, hash_password(demo.operator_password), Role.OPERATOR, [SITE_ID])
-        store.create_user(BUTLER, hash_password(demo.butler_password), Role.WORKER, [SITE_ID])
-        store.upsert_grid(
+        store.users.create_user(
+            OPERATOR, hash_password(demo.operator_password), Role.OPERATOR, [SITE_ID]
+        )
+        store.users.create_user(BUTLER, hash_password(demo.butler_password), Role.WORKER, [SITE_ID])
+        store.grids.upsert_grid(
             GridPublic(
                 grid_id=GRID_ID,
                 site_id=SITE_ID,
@@ -211,7 +213,7 @@ def provision(
                 zones=list(ZONES),
             )
         )
-        store.add_shift(
+        store.grids.add_shift(
             ShiftPublic(
                 grid_id=GRID_ID,
                 username=BUTLER,
@@ -219,18 +221,18 @@ def provision(
                 ends_at=now + ROSTER_HOURS * 3600,
             )
         )
-        store.upsert_device(
+        store.devices.upsert_device(
             DEVICE_ID, SITE_ID, "camera", location="demo lane and lift", grid_id=GRID_ID, now=now
         )
         gateway_hash = mosquitto_hash(demo.gateway_mqtt_password)
         for name in gateway_accounts(GATEWAY_MQTT_USER):  # its ingest workers' too
-            store.set_mqtt_credential(name, gateway_hash, "gateway", None)
-        store.set_mqtt_credential(
+            store.devices.set_mqtt_credential(name, gateway_hash, "gateway", None)
+        store.devices.set_mqtt_credential(
             DEVICE_ID, mosquitto_hash(demo.device_password), "device", SITE_ID
         )
         accounts = [
             BrokerAccount(a.username, a.password_hash, a.role, a.site_id)
-            for a in store.mqtt_accounts()
+            for a in store.devices.mqtt_accounts()
         ]
     finally:
         store.close()

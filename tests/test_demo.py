@@ -126,7 +126,7 @@ def test_demo_opens_the_expected_tickets_and_leaves_no_process(
     # The gateway's database (kept: --workdir) has exactly the story of the clips.
     store = Store(f"sqlite:///{workdir / 'gateway.db'}")
     try:
-        tickets = store.list_tickets(sites=None, limit=100).items
+        tickets = store.tickets.list_tickets(sites=None, limit=100).items
         by_category: dict[str, list[Any]] = {}
         for ticket in tickets:
             by_category.setdefault(ticket.category.value, []).append(ticket)
@@ -151,7 +151,7 @@ def test_demo_opens_the_expected_tickets_and_leaves_no_process(
         # The printed operator credentials are the real ones.
         password = re.search(r"operator demo-operator / (\S+)", output)
         assert password is not None, output
-        found = store.user_credentials("demo-operator")
+        found = store.users.user_credentials("demo-operator")
         assert found is not None
         assert verify_password(found[1], password[1])
     finally:

@@ -54,10 +54,10 @@ def test_simulated_shed_is_cut_off_and_smoke_opens_a_fire_ticket(
     db = f"sqlite:///{tmp_path / 'gw.db'}"
     seed_users(db)
     store = Store(db)
-    store.upsert_device(SHED_ID, SITE, "charging")
-    store.set_sensor_node(SHED_ID, "charging_monitor", esphome=True)
-    store.upsert_device(SMOKE_ID, SITE, "smoke")
-    store.set_sensor_node(SMOKE_ID, "smoke_detector", esphome=False)
+    store.devices.upsert_device(SHED_ID, SITE, "charging")
+    store.sensors.set_sensor_node(SHED_ID, "charging_monitor", esphome=True)
+    store.devices.upsert_device(SMOKE_ID, SITE, "smoke")
+    store.sensors.set_sensor_node(SMOKE_ID, "smoke_detector", esphome=False)
     mqtt = MqttSettings(
         host=mqtt_broker.host, port=mqtt_broker.port, client_id="gw-" + uuid.uuid4().hex[:8]
     )
@@ -75,7 +75,7 @@ def test_simulated_shed_is_cut_off_and_smoke_opens_a_fire_ticket(
         try:
 
             def tickets(category: TicketCategory) -> list[object]:
-                return list(store.list_tickets(categories=[category.value]).items)
+                return list(store.tickets.list_tickets(categories=[category.value]).items)
 
             wait_for(lambda: bool(tickets(TicketCategory.CHARGING_HAZARD)), 30, "a charging ticket")
             wait_for(lambda: not sim.shed.relay_on, 15, "the cut-off to reach the shed")

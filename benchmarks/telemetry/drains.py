@@ -125,9 +125,9 @@ def make_runtime(
     )
     runtime = build_runtime(settings)
     for i in range(nodes):
-        runtime.store.upsert_device(f"shed-{i}", SITE, "charging")
-        runtime.store.set_sensor_node(f"shed-{i}", "charging_monitor", esphome=False)
-    runtime.store.upsert_device("cam-0", SITE, "camera")
+        runtime.store.devices.upsert_device(f"shed-{i}", SITE, "charging")
+        runtime.store.sensors.set_sensor_node(f"shed-{i}", "charging_monitor", esphome=False)
+    runtime.store.devices.upsert_device("cam-0", SITE, "camera")
     settle(collect=False)  # as the gateway's lifespan does once started (`gateway.heap`)
     return runtime
 

@@ -89,7 +89,7 @@ async def send_command(
     )
     payload = _build(record)
     topic = str(command_topic(record.site_id, record.device_id, record.name))
-    await asyncio.to_thread(runtime.store.record_command, record)
+    await asyncio.to_thread(runtime.store.commands.record_command, record)
     return await publish_recorded(request, runtime, record, topic, payload, "command not sent")
 
 
@@ -109,9 +109,11 @@ async def publish_recorded(  # noqa: PLR0917 - the recorded command and where it
             raise PublishUnavailableError("MQTT is not enabled on this gateway")
         await ingest.publish(topic, payload, qos=1)
     except PublishUnavailableError as exc:
-        await asyncio.to_thread(runtime.store.finish_command, record.command_id, UNAVAILABLE)
+        await asyncio.to_thread(
+            runtime.store.commands.finish_command, record.command_id, UNAVAILABLE
+        )
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{refusal}: {exc}") from None
-    await asyncio.to_thread(runtime.store.finish_command, record.command_id, SENT)
+    await asyncio.to_thread(runtime.store.commands.finish_command, record.command_id, SENT)
     return record.model_copy(update={"state": SENT})
 
 
@@ -126,5 +128,9 @@ async def list_commands(
     """The commands sent to a device, newest first: who, what, when, and its answer."""
     device = await device_in_scope(runtime, principal, device_id)
     return await asyncio.to_thread(
-        runtime.store.list_commands, device.site_id, device.device_id, offset=offset, limit=limit
+        runtime.store.commands.list_commands,
+        device.site_id,
+        device.device_id,
+        offset=offset,
+        limit=limit,
     )

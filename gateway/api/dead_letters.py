@@ -25,5 +25,5 @@ async def list_dead_letters(
 ) -> list[DeadLetterPublic]:
     """Refused messages of the caller's sites, newest first, with the reason."""
     return await asyncio.to_thread(
-        runtime.store.list_dead_letters, site_scope(principal), offset=offset, limit=limit
+        runtime.store.inbox.list_dead_letters, site_scope(principal), offset=offset, limit=limit
     )

@@ -56,7 +56,7 @@ async def _principal_of(runtime: Runtime, token: str, audience: str) -> Principa
         username = read_token(token, runtime.settings.signing_key(), audience)
     except TokenError:
         raise _unauthorized("invalid or expired token") from None
-    found = await asyncio.to_thread(runtime.store.user_credentials, username)
+    found = await asyncio.to_thread(runtime.store.users.user_credentials, username)
     if found is None or found[0].disabled:
         raise _unauthorized("user is disabled or gone")
     user = found[0]

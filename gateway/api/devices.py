@@ -34,7 +34,7 @@ router = APIRouter(prefix="/api/devices", tags=["devices"])
 async def device_in_scope(runtime: Runtime, principal: Principal, device_id: str) -> DevicePublic:
     """The device, or 404 when it is missing or outside the caller's sites."""
     return await load_visible(
-        principal, "device", device_id, lambda: runtime.store.get_device(device_id)
+        principal, "device", device_id, lambda: runtime.store.devices.get(device_id)
     )
 
 
@@ -47,7 +47,7 @@ async def list_devices(
 ) -> list[DevicePublic]:
     """Registered devices with online state and last health."""
     return await asyncio.to_thread(
-        runtime.store.list_devices, site_scope(principal), offset=offset, limit=limit
+        runtime.store.devices.list_devices, site_scope(principal), offset=offset, limit=limit
     )
 
 
@@ -71,7 +71,7 @@ async def register_device(
     `guanjia device add`). Never moves a device to another site: see `PUT …/site`."""
     ensure_site_in_scope(principal, body.site_id)
     try:
-        await asyncio.to_thread(runtime.store.register_device, body, site_scope(principal))
+        await asyncio.to_thread(runtime.store.devices.register_device, body, site_scope(principal))
     except SiteChangeError as exc:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -81,7 +81,7 @@ async def register_device(
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except NotFoundError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    return await asyncio.to_thread(runtime.store.get_device, body.device_id)
+    return await asyncio.to_thread(runtime.store.devices.get, body.device_id)
 
 
 @router.put("/{device_id}/site", response_model=DevicePublic)
@@ -100,7 +100,7 @@ async def move_device(
     ensure_site_in_scope(principal, body.site_id)
     try:
         await asyncio.to_thread(
-            runtime.store.move_device,
+            runtime.store.devices.move_device,
             device_id,
             body.site_id,
             grid_id=body.grid_id,
@@ -111,4 +111,4 @@ async def move_device(
         raise not_found("device", device_id) from None
     except NotFoundError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    return await asyncio.to_thread(runtime.store.get_device, device_id)
+    return await asyncio.to_thread(runtime.store.devices.get, device_id)

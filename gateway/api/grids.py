@@ -26,7 +26,9 @@ router = APIRouter(prefix="/api/grids", tags=["grids"])
 
 async def grid_in_scope(runtime: Runtime, principal: Principal, grid_id: str) -> GridPublic:
     """The grid, or 404 when it is missing or outside the caller's sites."""
-    return await load_visible(principal, "grid", grid_id, lambda: runtime.store.get_grid(grid_id))
+    return await load_visible(
+        principal, "grid", grid_id, lambda: runtime.store.grids.get_grid(grid_id)
+    )
 
 
 @router.get("", response_model=list[GridPublic])
@@ -35,7 +37,7 @@ async def list_grids(
     principal: Annotated[Principal, Depends(require(Permission.READ_GRIDS))],
 ) -> list[GridPublic]:
     """Micro-grids with their zones."""
-    return await asyncio.to_thread(runtime.store.list_grids, site_scope(principal))
+    return await asyncio.to_thread(runtime.store.grids.list_grids, site_scope(principal))
 
 
 @router.put("/{grid_id}", response_model=GridPublic)
@@ -52,7 +54,7 @@ async def put_grid(
     if body.supervisor is not None:
         await ensure_member(runtime, body.supervisor, body.site_id, "supervisor")
     try:
-        await asyncio.to_thread(runtime.store.upsert_grid, body, site_scope(principal))
+        await asyncio.to_thread(runtime.store.grids.upsert_grid, body, site_scope(principal))
     except ConflictError as exc:  # taken outside the caller's sites, or a change of site
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    return await asyncio.to_thread(runtime.store.get_grid, grid_id)
+    return await asyncio.to_thread(runtime.store.grids.get_grid, grid_id)

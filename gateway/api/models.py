@@ -112,7 +112,7 @@ async def upload_artifact(
         existed = target.exists()
         await asyncio.to_thread(shutil.move, incoming, target)
         try:
-            stored = await asyncio.to_thread(runtime.store.add_artifact, record)
+            stored = await asyncio.to_thread(runtime.store.rollouts.add_artifact, record)
         except ConflictError as exc:
             if not existed:  # no row will ever name these bytes
                 target.unlink(missing_ok=True)
@@ -130,7 +130,9 @@ async def list_artifacts(
     limit: Limit = 100,
 ) -> list[ArtifactPublic]:
     """Published artifacts, newest first."""
-    return await asyncio.to_thread(runtime.store.list_artifacts, offset=offset, limit=limit)
+    return await asyncio.to_thread(
+        runtime.store.rollouts.list_artifacts, offset=offset, limit=limit
+    )
 
 
 @router.get("/{sha256}/download", response_class=FileResponse)
@@ -153,7 +155,7 @@ async def download_artifact(
     ):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "download link invalid or expired")
     try:
-        await asyncio.to_thread(runtime.store.get_artifact, sha256)
+        await asyncio.to_thread(runtime.store.rollouts.get_artifact, sha256)
     except NotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found") from None
     path = artifact_file(runtime.settings.models.store_dir, sha256)

@@ -71,7 +71,7 @@ async def enable_port(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"port: {device_id!r} has ports 1-{node.profile.ports}",
         )
-    open_now = await asyncio.to_thread(runtime.store.open_port_hazards, device_id, port)
+    open_now = await asyncio.to_thread(runtime.store.sensors.open_port_hazards, device_id, port)
     if open_now:
         ticket_id, condition = open_now[0]
         raise HTTPException(
@@ -109,9 +109,9 @@ async def enable_port(
             str(command_topic(device.site_id, device.device_id, RELAY_COMMAND)),
             encode(command),
         )
-    await asyncio.to_thread(runtime.store.record_command, record)
+    await asyncio.to_thread(runtime.store.commands.record_command, record)
     await asyncio.to_thread(
-        runtime.store.note_port_enabled,
+        runtime.store.sensors.note_port_enabled,
         device.device_id,
         port,
         principal.username,

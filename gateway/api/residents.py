@@ -230,7 +230,9 @@ async def ticket_report(
 ) -> ResidentReportPublic:
     """What the resident reported on this ticket: channel, place, description, phone, the
     operator who entered it, the rating (404 for tickets no resident reported)."""
-    await load_visible(principal, "ticket", ticket_id, lambda: runtime.store.get_ticket(ticket_id))
+    await load_visible(
+        principal, "ticket", ticket_id, lambda: runtime.store.tickets.get_ticket(ticket_id)
+    )
     try:
         return await asyncio.to_thread(_service(runtime).report_of, ticket_id)
     except NotFoundError:

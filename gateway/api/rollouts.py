@@ -43,7 +43,7 @@ def _publisher(request: Request) -> Callable[[str, bytes], Awaitable[None]] | No
 
 async def _visible(runtime: Runtime, principal: Principal, rollout_id: str) -> RolloutPublic:
     try:
-        rollout = await asyncio.to_thread(runtime.store.get_rollout, rollout_id)
+        rollout = await asyncio.to_thread(runtime.store.rollouts.get_rollout, rollout_id)
     except NotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found") from None
     ensure_site(principal, rollout.site_id)
@@ -66,14 +66,16 @@ async def start_rollout(
             "models.public_url: not set; nodes could not download the artifact",
         )
     try:
-        await asyncio.to_thread(store.get_artifact, body.artifact_sha256)
+        await asyncio.to_thread(store.rollouts.get_artifact, body.artifact_sha256)
     except NotFoundError:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"artifact_sha256: {body.artifact_sha256} is not in the registry",
         ) from None
     if body.device_ids is not None:
-        found = await asyncio.to_thread(store.devices_at_site, body.site_id, body.device_ids)
+        found = await asyncio.to_thread(
+            store.rollouts.devices_at_site, body.site_id, body.device_ids
+        )
         unknown = sorted(set(body.device_ids) - found)
         if unknown:
             raise HTTPException(
@@ -82,7 +84,7 @@ async def start_rollout(
             )
         targets = list(body.device_ids)
     else:
-        targets = await asyncio.to_thread(store.devices_of_site, body.site_id, body.kind)
+        targets = await asyncio.to_thread(store.rollouts.devices_of_site, body.site_id, body.kind)
     if not targets:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -91,7 +93,7 @@ async def start_rollout(
     rollout_id = uuid.uuid4().hex
     now = time.time()
     await asyncio.to_thread(
-        store.create_rollout,
+        store.rollouts.create_rollout,
         rollout_id,
         body.site_id,
         body.artifact_sha256,
@@ -103,7 +105,7 @@ async def start_rollout(
     service = service_of(runtime)
     outgoing = await asyncio.to_thread(service.step, rollout_id, now)
     await send_all(store, outgoing, _publisher(request))
-    return await asyncio.to_thread(store.get_rollout, rollout_id)
+    return await asyncio.to_thread(store.rollouts.get_rollout, rollout_id)
 
 
 @router.get("", response_model=list[RolloutPublic])
@@ -115,7 +117,7 @@ async def list_rollouts(
 ) -> list[RolloutPublic]:
     """Rollouts of the caller's sites, newest first, with device counts per state."""
     return await asyncio.to_thread(
-        runtime.store.list_rollouts, site_scope(principal), offset=offset, limit=limit
+        runtime.store.rollouts.list_rollouts, site_scope(principal), offset=offset, limit=limit
     )
 
 
@@ -145,13 +147,13 @@ async def _move(
     runtime: Runtime, rollout: RolloutPublic, allowed: tuple[RolloutState, ...], to: RolloutState
 ) -> RolloutPublic:
     moved = await asyncio.to_thread(
-        runtime.store.set_rollout_state, rollout.rollout_id, allowed, to, time.time()
+        runtime.store.rollouts.set_rollout_state, rollout.rollout_id, allowed, to, time.time()
     )
     if not moved:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"rollout is {rollout.state.value}; cannot {to.value}"
         )
-    return await asyncio.to_thread(runtime.store.get_rollout, rollout.rollout_id)
+    return await asyncio.to_thread(runtime.store.rollouts.get_rollout, rollout.rollout_id)
 
 
 @router.post("/{rollout_id}/pause", response_model=RolloutPublic)
@@ -179,4 +181,4 @@ async def cancel_rollout(
     except ConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     await send_all(runtime.store, outgoing, _publisher(request))
-    return await asyncio.to_thread(runtime.store.get_rollout, rollout.rollout_id)
+    return await asyncio.to_thread(runtime.store.rollouts.get_rollout, rollout.rollout_id)

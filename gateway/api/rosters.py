@@ -42,7 +42,7 @@ async def list_shifts(
 ) -> list[ShiftPublic]:
     """The grid's duty roster."""
     await grid_in_scope(runtime, principal, grid_id)
-    return await asyncio.to_thread(runtime.store.list_shifts, grid_id)
+    return await asyncio.to_thread(runtime.store.grids.list_shifts, grid_id)
 
 
 @router.post("/{grid_id}/shifts", response_model=ShiftPublic, status_code=201)
@@ -57,6 +57,6 @@ async def add_shift(
     await ensure_member(runtime, body.username, grid.site_id, "username")
     shift = ShiftPublic(grid_id=grid_id, **body.model_dump())
     try:
-        return await asyncio.to_thread(runtime.store.add_shift, shift)
+        return await asyncio.to_thread(runtime.store.grids.add_shift, shift)
     except ConflictError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None

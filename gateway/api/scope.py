@@ -71,7 +71,7 @@ def is_member(user: UserPublic | None, site_id: str) -> bool:
 
 async def ensure_member(runtime: Runtime, username: str, site_id: str, field: str) -> None:
     """422 unless `username` is an enabled user of `site_id`."""
-    user = await asyncio.to_thread(runtime.store.user, username)
+    user = await asyncio.to_thread(runtime.store.users.user, username)
     if not is_member(user, site_id):
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -79,7 +79,7 @@ async def check_credentials(
         )
     if decision.delay_s:
         await asyncio.sleep(decision.delay_s)
-    found = await asyncio.to_thread(runtime.store.user_credentials, username)
+    found = await asyncio.to_thread(runtime.store.users.user_credentials, username)
     usable = found if found is not None and not found[0].disabled else None
     # Exactly one argon2 verification whatever the user: a dummy hash stands in for unknown
     # and disabled users, so the answer's timing does not reveal which names exist.
@@ -263,7 +263,7 @@ async def withdrawn(runtime: Runtime, principal: Principal) -> str | None:
     gone, or has another role or other sites (the stream ends either way; a reconnect, if
     still allowed, gets the new scope, so a stream never has to be re-scoped in place)."""
     try:
-        found = await asyncio.to_thread(runtime.store.user_credentials, principal.username)
+        found = await asyncio.to_thread(runtime.store.users.user_credentials, principal.username)
     except StoreUnavailableError:  # the database away is not a reason to cut everyone off
         return None
     if found is None or found[0].disabled:
@@ -290,11 +290,11 @@ async def follow_feed(
 
     async def backlog(last: int) -> AsyncIterator[FeedEntry | None]:
         """What a reconnecting client missed (None first if part of it was pruned)."""
-        oldest = await asyncio.to_thread(runtime.store.oldest_change_id)
+        oldest = await asyncio.to_thread(runtime.store.feed.oldest_change_id)
         if oldest is None or oldest > last + 1:
             yield None
         while last < start:
-            entries = await asyncio.to_thread(runtime.store.changes_after, last, 500)
+            entries = await asyncio.to_thread(runtime.store.feed.changes_after, last, 500)
             if not entries:
                 return
             for entry in entries:
@@ -373,7 +373,7 @@ class Health(BaseModel):
 async def healthz(request: Request, runtime: RuntimeDep, response: Response) -> Health:
     """200 when the database answers; reports whether ingest is connected."""
     try:
-        await asyncio.to_thread(runtime.store.user_count)
+        await asyncio.to_thread(runtime.store.users.user_count)
         database = True
     except Exception:  # any failure to answer is "not healthy", whatever the driver says
         database = False

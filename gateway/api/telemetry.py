@@ -60,7 +60,7 @@ class LatestPublic(_Record):
 
 async def _telemetry_of(runtime: Runtime, principal: Principal, device_id: str) -> TelemetryService:
     try:
-        device = await asyncio.to_thread(runtime.store.get_device, device_id)
+        device = await asyncio.to_thread(runtime.store.devices.get, device_id)
     except NotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found") from None
     ensure_site(principal, device.site_id)

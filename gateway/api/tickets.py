@@ -60,7 +60,7 @@ async def list_tickets(
         sites = [site_id]
     try:
         return await asyncio.to_thread(
-            runtime.store.list_tickets,
+            runtime.store.tickets.list_tickets,
             sites=sites,
             states=[s.value for s in state] if state else None,
             categories=[c.value for c in category] if category else None,
@@ -85,7 +85,7 @@ async def load_ticket(runtime: Runtime, principal: Principal, ticket_id: int) ->
     """The ticket, or 404 when it is missing or outside the caller's sites (the API and the
     console both read tickets through here)."""
     return await load_visible(
-        principal, "ticket", ticket_id, lambda: runtime.store.get_ticket(ticket_id)
+        principal, "ticket", ticket_id, lambda: runtime.store.tickets.get_ticket(ticket_id)
     )
 
 
@@ -112,7 +112,7 @@ async def apply_transition(
         await ensure_member(runtime, body.assignee, ticket.site_id, "assignee")
     try:
         updated, changes = await asyncio.to_thread(
-            runtime.store.transition,
+            runtime.store.tickets.transition,
             ticket_id,
             action,
             principal.username,
@@ -211,7 +211,7 @@ async def attach_photo(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "upload a whole JPEG, PNG or WebP image"
         )
     return await asyncio.to_thread(
-        runtime.store.add_attachment,
+        runtime.store.tickets.add_attachment,
         ticket_id,
         data,
         content_type=content_type,
@@ -234,7 +234,7 @@ async def attachment_response(
     """A ticket photo as `user_content`, or 404 (missing or outside the caller's sites)."""
     try:
         _, data, site_id = await asyncio.to_thread(
-            runtime.store.attachment, ticket_id, attachment_id
+            runtime.store.tickets.attachment, ticket_id, attachment_id
         )
     except NotFoundError:
         raise not_found("attachment", attachment_id) from None
@@ -259,7 +259,7 @@ async def snapshot_response(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such snapshot on this ticket")
     try:
         data = await asyncio.to_thread(
-            runtime.store.snapshot, ticket.site_id, ticket.device_id, snapshot_id
+            runtime.store.tickets.snapshot, ticket.site_id, ticket.device_id, snapshot_id
         )
     except NotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None

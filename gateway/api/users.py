@@ -30,7 +30,7 @@ async def list_users(
 ) -> list[UserPublic]:
     """Console users sharing a site with the caller (all of them for admins); a non-admin
     sees only the sites it shares with each user, not the others they work at."""
-    everyone = await asyncio.to_thread(runtime.store.list_users)
+    everyone = await asyncio.to_thread(runtime.store.users.list_users)
     if ALL_SITES in principal.sites:
         return everyone
     return [
@@ -51,7 +51,7 @@ async def create_user(
     password_hash = await asyncio.to_thread(hash_password, body.password)
     try:
         return await asyncio.to_thread(
-            runtime.store.create_user,
+            runtime.store.users.create_user,
             body.username,
             password_hash,
             body.role,

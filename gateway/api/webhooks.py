@@ -44,11 +44,11 @@ async def add_webhook(
     """Notify a WeCom / DingTalk / Feishu group of new tickets and escalations."""
     if body.grid_id is not None:
         try:
-            await asyncio.to_thread(runtime.store.get_grid, body.grid_id)
+            await asyncio.to_thread(runtime.store.grids.get_grid, body.grid_id)
         except NotFoundError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     hook_id = await asyncio.to_thread(
-        runtime.store.add_webhook,
+        runtime.store.webhooks.add_webhook,
         str(body.url),
         body.flavour,
         body.grid_id,

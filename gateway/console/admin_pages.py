@@ -52,7 +52,7 @@ async def devices(
     """Online state, last heartbeat, fps, inference time, outbox depth, model version, and a
     sensor's latest readings (when telemetry runs)."""
     found = await asyncio.to_thread(
-        runtime.store.list_devices, site_scope(principal), offset=0, limit=DEVICE_LIMIT
+        runtime.store.devices.list_devices, site_scope(principal), offset=0, limit=DEVICE_LIMIT
     )
     latest: dict[str, list[tuple[str, float]]] = {}
     telemetry = runtime.telemetry
@@ -73,7 +73,10 @@ async def dead_letters(
 ) -> HTMLResponse:
     """What devices sent that was refused, and why, newest first."""
     found = await asyncio.to_thread(
-        runtime.store.list_dead_letters, site_scope(principal), offset=0, limit=DEAD_LETTER_LIMIT
+        runtime.store.inbox.list_dead_letters,
+        site_scope(principal),
+        offset=0,
+        limit=DEAD_LETTER_LIMIT,
     )
     return render(request, "dead_letters.html", {"letters": found})
 
@@ -100,7 +103,9 @@ async def sla(
     """Response and resolution time distributions, the share within the field's targets,
     and breach rates per grid and category, over the last `days`."""
     facts = await asyncio.to_thread(
-        runtime.store.sla_facts, sites=site_scope(principal), since=time.time() - days * 86400
+        runtime.store.reports.sla_facts,
+        sites=site_scope(principal),
+        since=time.time() - days * 86400,
     )
     report = build_report(facts, runtime.settings.policies)
     t = translator(request)

@@ -31,7 +31,7 @@ MY_LIMIT = 100
 async def my_tickets(request: Request, runtime: RuntimeDep, principal: Worker) -> HTMLResponse:
     """Open tickets assigned to me, the nearest deadline first."""
     found = await asyncio.to_thread(
-        runtime.store.list_tickets,
+        runtime.store.tickets.list_tickets,
         sites=site_scope(principal),
         states=list(OPEN_STATE_VALUES),
         assignee=principal.username,

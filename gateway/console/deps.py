@@ -47,7 +47,7 @@ async def get_console_principal(request: Request, runtime: RuntimeDep) -> Princi
         username = read_token(token, runtime.settings.signing_key(), CONSOLE_AUDIENCE)
     except TokenError:
         raise LoginRequiredError(here) from None
-    found = await asyncio.to_thread(runtime.store.user_credentials, username)
+    found = await asyncio.to_thread(runtime.store.users.user_credentials, username)
     if found is None or found[0].disabled:
         raise LoginRequiredError(here)
     user = found[0]

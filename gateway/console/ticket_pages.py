@@ -117,7 +117,7 @@ async def queue(
     category_value = _known(category, TicketCategory)
     limit = runtime.settings.console.queue_page
     found = await asyncio.to_thread(
-        runtime.store.list_tickets,
+        runtime.store.tickets.list_tickets,
         sites=sites,
         states=states,
         categories=[category_value] if category_value else None,
@@ -161,10 +161,10 @@ async def _assignees(
     GET /api/grids/{id}/shifts) and, for roles that may list users, the site's workers."""
     names: set[str] = set()
     if grid_id:
-        shifts = await asyncio.to_thread(runtime.store.list_shifts, grid_id)
+        shifts = await asyncio.to_thread(runtime.store.grids.list_shifts, grid_id)
         names |= {s.username for s in shifts}
     if allowed(Permission.READ_USERS, principal.role):
-        users = await asyncio.to_thread(runtime.store.list_users)
+        users = await asyncio.to_thread(runtime.store.users.list_users)
         names |= {u.username for u in users if u.role is Role.WORKER and is_member(u, site_id)}
     return sorted(names)
 

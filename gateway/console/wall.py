@@ -57,7 +57,7 @@ def card_context(principal: Principal, ticket: TicketDetail | TicketPublic) -> d
 
 async def _open_tickets(runtime: Runtime, principal: Principal, limit: int) -> list[TicketDetail]:
     page_ = await asyncio.to_thread(
-        runtime.store.list_tickets,
+        runtime.store.tickets.list_tickets,
         sites=site_scope(principal),
         states=list(OPEN_STATE_VALUES),
         sort="-created_at",

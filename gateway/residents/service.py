@@ -208,13 +208,15 @@ class ResidentService:
             )
         except pow.ProofError as exc:
             raise ReportRefusedError("proof", str(exc)) from None
-        if self.store.challenge_spent(challenge_id):  # before the costly photos, not instead
+        if self.store.residents.challenge_spent(
+            challenge_id
+        ):  # before the costly photos, not instead
             raise ConflictError(SPENT)
         cleaned = [self._photo(n, data) for n, data in enumerate(photos)]
         token_out = new_tracking_token()
         hashed = tracking_hash(token_out)
         assert hashed is not None
-        _, changes = self.store.create_report(
+        _, changes = self.store.residents.create_report(
             _Draft(site, place, category, description, phone, Channel.QR, hashed, None).with_photos(
                 cleaned
             ),
@@ -276,7 +278,7 @@ class ResidentService:
         token_out = new_tracking_token()
         hashed = tracking_hash(token_out)
         assert hashed is not None
-        ticket_id, changes = self.store.create_report(
+        ticket_id, changes = self.store.residents.create_report(
             _Draft(
                 site, place, category, description, phone, body.channel, hashed, operator
             ).with_photos([]),
@@ -296,7 +298,7 @@ class ResidentService:
         if hashed is None:
             raise ReportNotFoundError("no such report")
         try:
-            return self.store.report_by_tracking(hashed)
+            return self.store.residents.report_by_tracking(hashed)
         except NotFoundError:
             raise ReportNotFoundError("no such report") from None
 
@@ -306,7 +308,7 @@ class ResidentService:
         report = self._report(token)
         site = self.sites.get(report.site_id)
         place = site.place(report.place_id) if site is not None else None
-        steps = self.store.report_steps(report.ticket_id)
+        steps = self.store.residents.report_steps(report.ticket_id)
         resolved = report.state in (TicketState.RESOLVED.value, TicketState.CLOSED.value)
         return TrackingView(
             site_name=site.name if site is not None else report.site_id,
@@ -323,7 +325,7 @@ class ResidentService:
     def report_of(self, ticket_id: int) -> ResidentReportPublic:
         """What the resident reported on a ticket, for staff (NotFoundError when the ticket
         is not a resident report; the caller checked the ticket's site)."""
-        row = self.store.report_of_ticket(ticket_id)
+        row = self.store.residents.report_of_ticket(ticket_id)
         site = self.sites.get(row["site_id"])
         place = site.place(row["place_id"]) if site is not None else None
         fields = {k: row[k] for k in ResidentReportPublic.model_fields if k in row}
@@ -333,7 +335,7 @@ class ResidentService:
 
     def flagged(self, sites: Sequence[str] | None) -> list[FlaggedReport]:
         """Low ratings flagged for supervisors (the console's list; `sites` None: all)."""
-        return self.store.flagged_reports(sites)
+        return self.store.residents.flagged_reports(sites)
 
     def rate(
         self, token: str, body: RatingBody, client: str, now: float
@@ -344,7 +346,7 @@ class ResidentService:
         report = self._report(token)
         site = self.sites.get(report.site_id)
         low = site is not None and body.rating <= site.residents.low_rating_at_or_below
-        outcome, changes = self.store.record_rating(
+        outcome, changes = self.store.residents.record_rating(
             report.ticket_id,
             body.rating,
             body.comment,

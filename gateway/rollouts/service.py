@@ -116,12 +116,12 @@ class RolloutService:
 
     def step(self, rollout_id: str, now: float) -> list[Outgoing]:
         """One planning pass over a rollout; the commands to publish (already recorded)."""
-        facts = self.store.rollout_facts(rollout_id)
+        facts = self.store.rollouts.rollout_facts(rollout_id)
         decided = plan.step(facts.state, facts.wave, facts.devices, facts.policy, now)
         if decided == plan.Step(facts.state, facts.wave):
             return []
         recorded, outgoing = self._commands(facts, decided.send, now)
-        if not self.store.apply_step(facts, decided, recorded, ISSUER, now):
+        if not self.store.rollouts.apply_step(facts, decided, recorded, ISSUER, now):
             return []  # another replica (or a person) moved it first: plan again next tick
         if decided.state is not facts.state:
             log.info("rollout %s: %s (%s)", rollout_id, decided.state.value, decided.reason)
@@ -131,12 +131,12 @@ class RolloutService:
         """End a rollout now, whatever its devices are doing; ConflictError when it has
         already ended."""
         for _ in range(5):
-            facts = self.store.rollout_facts(rollout_id)
+            facts = self.store.rollouts.rollout_facts(rollout_id)
             if facts.state in plan.FINAL:
                 raise ConflictError(f"rollout {rollout_id} has already ended ({facts.state})")
             decided = plan.cancel(facts.devices)
             recorded, outgoing = self._commands(facts, decided.send, now)
-            if self.store.apply_step(facts, decided, recorded, ISSUER, now):
+            if self.store.rollouts.apply_step(facts, decided, recorded, ISSUER, now):
                 return outgoing
         raise ConflictError(f"rollout {rollout_id} keeps changing; try again")
 
@@ -158,11 +158,11 @@ async def send_all(
             log.warning(
                 "rollout %s: %s to %s not sent: %s", out.rollout_id, out.action, out.device_id, exc
             )
-            await asyncio.to_thread(store.finish_command, out.command_id, "unavailable")
+            await asyncio.to_thread(store.commands.finish_command, out.command_id, "unavailable")
             if out.action == "install":
-                await asyncio.to_thread(store.unsend, out.rollout_id, [out.device_id])
+                await asyncio.to_thread(store.rollouts.unsend, out.rollout_id, [out.device_id])
             continue
-        await asyncio.to_thread(store.finish_command, out.command_id, "sent")
+        await asyncio.to_thread(store.commands.finish_command, out.command_id, "sent")
 
 
 async def rollout_step(
@@ -172,6 +172,6 @@ async def rollout_step(
 ) -> None:
     """The periodic step (gateway/main.py): every running or paused rollout, once."""
     now = time.time() if now is None else now
-    for rollout_id in await asyncio.to_thread(service.store.active_rollout_ids):
+    for rollout_id in await asyncio.to_thread(service.store.rollouts.active_rollout_ids):
         outgoing = await asyncio.to_thread(service.step, rollout_id, now)
         await send_all(service.store, outgoing, publish)

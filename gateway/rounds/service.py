@@ -101,7 +101,7 @@ class RoundsService:
         day = dt.datetime.fromtimestamp(now, site.tz).date()
         start = dt.datetime.combine(day, dt.time(0), site.tz).timestamp()
         end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), site.tz).timestamp()
-        scans = self.store.scans_between(site_id, start - 86400.0, end)
+        scans = self.store.rounds.scans_between(site_id, start - 86400.0, end)
         rounds: list[RoundPublic] = []
         for status in plan(site.rounds, site.tz, scans, start=start, end=end, now=now):
             slot = status.slot
@@ -182,7 +182,7 @@ class RoundsService:
         failed = frozenset(k for k, ok in results.items() if not ok)
         scan = Scan(0, route.route_id, checkpoint.checkpoint_id, now, username, failed)
         decisions = failed_item_decisions(route, checkpoint, scan)
-        recorded = self.store.record_scan(
+        recorded = self.store.rounds.record_scan(
             NewScan(
                 site_id=site_id,
                 route_id=route.route_id,
@@ -212,10 +212,10 @@ class RoundsService:
             if not site.rounds.schedules:
                 continue
             start = now - LOOKBACK_S
-            scans = self.store.scans_between(site.site_id, start - 86400.0, now + 1.0)
+            scans = self.store.rounds.scans_between(site.site_id, start - 86400.0, now + 1.0)
             statuses = plan(site.rounds, site.tz, scans, start=start, end=now, now=now)
             decisions = missed_decisions(site.rounds, statuses)
-            changes += self.store.open_round_tickets(
+            changes += self.store.rounds.open_round_tickets(
                 site.site_id,
                 [(d.key, _ticket(site.site_id, d)) for d in decisions],
                 self.policies,
@@ -226,7 +226,7 @@ class RoundsService:
     def completion(self, site_id: str, start: float, end: float, now: float) -> CompletionPublic:
         """Patrol completion of the rounds in [start, end) that are over at `now`."""
         site = self._site(site_id)
-        scans = self.store.scans_between(site_id, start - 86400.0, end + 86400.0)
+        scans = self.store.rounds.scans_between(site_id, start - 86400.0, end + 86400.0)
         statuses = [
             s
             for s in plan(site.rounds, site.tz, scans, start=start, end=end, now=now)

@@ -1,9 +1,12 @@
-"""`StoreBase`: the engine and the three kinds of transaction every part of `Store` uses.
+"""`Database`: the engine and the three kinds of transaction every part of `Store` uses.
 
-- `_read()`: a read-only transaction (on SQLite it takes no write lock);
-- `_tx()`: a short write transaction;
+- `read()`: a read-only transaction (on SQLite it takes no write lock);
+- `write()`: a short write transaction;
 - `ingest(work, now)`: a write transaction around an `IngestTx` (buffered rows flushed just
   before COMMIT), rerun from scratch when a unique key says another writer got there first.
+
+One `Database` per process; every part of `Store` (`Part`) holds the same one, so they all
+share one engine and one connection pool.
 
 A lost connection surfaces as `StoreUnavailableError` from all three, so callers can tell
 "retry later" from "this input is wrong". The errors the API maps to 404 and 409 live here
@@ -60,8 +63,8 @@ def _begin(engine: Engine) -> Iterator[Connection]:
         raise StoreUnavailableError(str(exc.orig)) from exc
 
 
-class StoreBase:
-    """The engine of one process; `Store` adds one part per aggregate on top of it."""
+class Database:
+    """The engine of one process, shared by every part of `Store`."""
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
@@ -89,16 +92,18 @@ class StoreBase:
             os.close(self._ingest_lock)
             self._ingest_lock = None
 
-    def _tx(self) -> AbstractContextManager[Connection]:
+    def write(self) -> AbstractContextManager[Connection]:
+        """A short write transaction."""
         return _begin(self.engine)
 
-    def _read(self) -> AbstractContextManager[Connection]:
+    def read(self) -> AbstractContextManager[Connection]:
+        """A read-only transaction (on SQLite it takes no write lock)."""
         return _begin(self._reader)
 
     @contextmanager
     def ingest_tx(self, now: float) -> Iterator[IngestTx]:
         """One ingest transaction: buffered rows are flushed just before COMMIT."""
-        with self._writer_turn(), self._tx() as conn:
+        with self._writer_turn(), self.write() as conn:
             tx = IngestTx(conn, now, postgres=not self.is_sqlite)
             yield tx
             tx.flush()
@@ -133,3 +138,20 @@ class StoreBase:
                 if attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")
+
+
+class Part:
+    """One aggregate's reads and writes (a part of `Store`) over the shared `Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self._db.is_sqlite
+
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return self._db.write()
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        return self._db.read()

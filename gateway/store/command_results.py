@@ -1,5 +1,5 @@
 """A device's CommandResult on the audit row of the command it answers, written by the
-ingest transaction (its own module: `commands` needs `StoreBase`, which needs the ingest
+ingest transaction (its own module: `commands` needs `Part`, which needs the ingest
 transaction)."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import insert, select, update
 
 from gateway.models import CommandPublic
-from gateway.store.base import StoreBase, from_row
+from gateway.store.base import Part, from_row
 from gateway.store.schema import commands
 
 PENDING = "pending"
@@ -20,7 +20,7 @@ SENT = "sent"
 UNAVAILABLE = "unavailable"
 
 
-class CommandStore(StoreBase):
+class CommandStore(Part):
     """Recording commands before they are published, and reading them back per device."""
 
     def record_command(self, command: CommandPublic) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway.models import Change, DeviceCreate, DevicePublic
 from gateway.provisioning import BrokerAccount
 from gateway.sla import CategoryPolicy
-from gateway.store.base import ConflictError, NotFoundError, StoreBase, from_row
+from gateway.store.base import ConflictError, NotFoundError, Part, from_row
 from gateway.store.grids import check_grid_of_site
 from gateway.store.ingest_tx import IngestTx
 from gateway.store.schema import devices, mqtt_credentials
@@ -55,7 +55,7 @@ class DeviceRow:
     site_id: str
 
 
-class DeviceStore(StoreBase):
+class DeviceStore(Part):
     """Registered devices, their online state, and the broker accounts provisioned for them."""
 
     def upsert_device(
@@ -151,8 +151,8 @@ class DeviceStore(StoreBase):
                 .values(site_id=site_id)
             )
 
-    def device(self, device_id: str) -> DeviceRow | None:
-        """The registry row ingest checks messages against."""
+    def find(self, device_id: str) -> DeviceRow | None:
+        """The registry row ingest checks messages against, or None (`get` raises instead)."""
         with self._read() as conn:
             row = conn.execute(
                 select(devices.c.device_id, devices.c.site_id).where(
@@ -162,7 +162,7 @@ class DeviceStore(StoreBase):
         return None if row is None else DeviceRow(row.device_id, row.site_id)
 
     def device_sites(self, device_ids: Sequence[str]) -> dict[str, str]:
-        """`device` for many devices in one query per 500: registered device id → its site
+        """`find` for many devices in one query per 500: registered device id → its site
         (ingest looks up a batch's devices at once)."""
         found: dict[str, str] = {}
         ids = list(dict.fromkeys(device_ids))
@@ -186,8 +186,8 @@ class DeviceStore(StoreBase):
             rows = conn.execute(query).all()
         return [from_row(DevicePublic, r) for r in rows]
 
-    def get_device(self, device_id: str) -> DevicePublic:
-        """One device or NotFoundError."""
+    def get(self, device_id: str) -> DevicePublic:
+        """One device as the API serves it, or NotFoundError (`find` returns None instead)."""
         with self._read() as conn:
             row = conn.execute(select(devices).where(devices.c.device_id == device_id)).first()
         if row is None:
@@ -210,7 +210,7 @@ class DeviceStore(StoreBase):
             ).all()
         changes: list[Change] = []
         for row in stale:
-            changes += self.ingest(
+            changes += self._db.ingest(
                 partial(
                     IngestTx.go_offline,
                     site_id=row.site_id,

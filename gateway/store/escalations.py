@@ -27,7 +27,7 @@ from gateway.sla import (
     due_escalations,
 )
 from gateway.store import audit, feed
-from gateway.store.base import StoreBase
+from gateway.store.base import Part
 from gateway.store.outbox import Outbox
 from gateway.store.schema import escalations, grids, tickets
 
@@ -73,7 +73,7 @@ def announce_escalation(
     return change
 
 
-class EscalationStore(StoreBase):
+class EscalationStore(Part):
     """The SLA loop's writes (`gateway.periodic.sla_step` drives it on the real clock)."""
 
     def run_escalations(

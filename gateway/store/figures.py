@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, exists, select
 
 from gateway.figures import TicketFacts
-from gateway.store.base import StoreBase
+from gateway.store.base import Part
 from gateway.store.schema import escalations, resident_reports, tickets
 
 
-class FigureStore(StoreBase):
+class FigureStore(Part):
     """Reads for the figures."""
 
     def figure_facts(

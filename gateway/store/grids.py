@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from gateway.models import GridPublic, ShiftPublic
-from gateway.store.base import ConflictError, NotFoundError, StoreBase
+from gateway.store.base import ConflictError, NotFoundError, Part
 from gateway.store.schema import grids, shifts, zones
 from gateway.store.scope import OutOfScopeError, SiteChangeError
 
@@ -49,7 +49,7 @@ def _grids(conn: Connection, *where: Any) -> list[GridPublic]:
     ]
 
 
-class GridStore(StoreBase):
+class GridStore(Part):
     """Grids, zones and shifts: what grid routing reads (`gateway.store.grid_routing`)."""
 
     def upsert_grid(self, grid: GridPublic, scope: Sequence[str] | None = None) -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 from sqlalchemy import and_, delete, func, or_, select
 
 from gateway.models import DeadLetterPublic
-from gateway.store.base import StoreBase, from_row
+from gateway.store.base import Part, from_row
 from gateway.store.schema import dead_letters, processed_messages, snapshots
 
 
-class InboxStore(StoreBase):
+class InboxStore(Part):
     """Dead letters in and out; forgetting processed ids once no redelivery can come, and
     snapshots no event wants."""
 
@@ -25,7 +25,7 @@ class InboxStore(StoreBase):
         self, topic: str, payload: bytes, error_kind: str, reason: str, now: float
     ) -> None:
         """Record a refused message with a bounded excerpt of its payload."""
-        self.ingest(lambda tx: tx.dead_letter(topic, payload, error_kind, reason), now)
+        self._db.ingest(lambda tx: tx.dead_letter(topic, payload, error_kind, reason), now)
 
     def list_dead_letters(
         self, sites: list[str] | None, *, offset: int = 0, limit: int = 100

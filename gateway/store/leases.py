@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.store.base import StoreBase
+from gateway.store.base import Part
 from gateway.store.schema import telemetry_leases
 
 
@@ -24,7 +24,7 @@ class LeaseRow:
     taken_at: float
 
 
-class LeaseStore(StoreBase):
+class LeaseStore(Part):
     """Read a lease; swap it only if nobody changed it since."""
 
     def lease(self, name: str) -> LeaseRow | None:

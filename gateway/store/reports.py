@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 
 from gateway.models import SlaFact
-from gateway.store.base import StoreBase
+from gateway.store.base import Part
 from gateway.store.schema import escalations, tickets
 
 MAX_FACTS = 20_000
 """Most tickets one report reads (newest first): a month of a large estate."""
 
 
-class ReportStore(StoreBase):
+class ReportStore(Part):
     """SLA facts per ticket."""
 
     def sla_facts(

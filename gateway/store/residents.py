@@ -20,7 +20,7 @@ from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory
 from gateway.store import audit, feed
 from gateway.store import tickets as tickets_store
-from gateway.store.base import ConflictError, NotFoundError, StoreBase
+from gateway.store.base import ConflictError, NotFoundError, Part
 from gateway.store.outbox import Outbox
 from gateway.store.place_tickets import PlaceTicket, open_place_ticket
 from gateway.store.schema import attachments, audit_log, pow_spent, resident_reports, tickets
@@ -99,7 +99,7 @@ _STEP = {
 }
 
 
-class ResidentStore(StoreBase):
+class ResidentStore(Part):
     """Resident reports, tracking and ratings."""
 
     def create_report(

@@ -1,5 +1,5 @@
 """A device's model_update report on its rollout row, written by the ingest transaction
-(its own module: `rollouts` needs `StoreBase`, which needs the ingest transaction).
+(its own module: `rollouts` needs `Part`, which needs the ingest transaction).
 
 Matched by site, device and one of the row's command ids (the install or the last one
 sent); a report older than the last one applied, by the device's clock, is ignored.

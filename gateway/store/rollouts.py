@@ -31,7 +31,7 @@ from gateway.rollouts.records import (
     RolloutDevicePublic,
     RolloutPublic,
 )
-from gateway.store.base import ConflictError, NotFoundError, StoreBase, from_row
+from gateway.store.base import ConflictError, NotFoundError, Part, from_row
 from gateway.store.schema import commands, devices, model_artifacts, rollout_devices, rollouts
 
 ACTIVE_STATES = (RolloutState.RUNNING.value, RolloutState.PAUSED.value)
@@ -74,7 +74,7 @@ def _undelivered(last_state: str | None, args: Any) -> Action | None:
     return action if action in ("install", "revert", "cancel") else None
 
 
-class RolloutStore(StoreBase):
+class RolloutStore(Part):
     """Artifacts, rollouts and rollout devices."""
 
     # -- registry -------------------------------------------------------------------------

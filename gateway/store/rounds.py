@@ -17,7 +17,7 @@ from gateway.models import Change
 from gateway.rounds.planning import Scan
 from gateway.sla import CategoryPolicy, TicketCategory
 from gateway.store import feed
-from gateway.store.base import StoreBase
+from gateway.store.base import Part
 from gateway.store.place_tickets import PlaceTicket, open_place_ticket
 from gateway.store.schema import round_scans, round_tickets
 
@@ -44,7 +44,7 @@ class ScanRecorded:
     changes: list[Change]
 
 
-class RoundStore(StoreBase):
+class RoundStore(Part):
     """Scans and the tickets rounds open."""
 
     def record_scan(

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway.models import Change
 from gateway.sla import Tier
 from gateway.store import audit
-from gateway.store.base import NotFoundError, StoreBase
+from gateway.store.base import NotFoundError, Part
 from gateway.store.escalations import announce_escalation
 from gateway.store.schema import devices, escalations, sensor_nodes, tickets
 
@@ -30,7 +30,7 @@ class SensorNodeRow:
     esphome: bool
 
 
-class SensorNodeStore(StoreBase):
+class SensorNodeStore(Part):
     """The profile of each sensor device (set by `guanjia device add --profile`)."""
 
     def set_sensor_node(self, device_id: str, profile: str, *, esphome: bool) -> None:

@@ -44,7 +44,7 @@ from gateway.models import (
 )
 from gateway.sla import CategoryPolicy, ResolveClass
 from gateway.store import audit, feed
-from gateway.store.base import ConflictError, NotFoundError, StoreBase, from_row
+from gateway.store.base import ConflictError, NotFoundError, Part, from_row
 from gateway.store.schema import attachments, audit_log, escalations, evidence, snapshots, tickets
 from gateway.store.sla_clock import reopened_clock
 
@@ -214,7 +214,7 @@ def apply_transition(
     return ticket, change
 
 
-class TicketStore(StoreBase):
+class TicketStore(Part):
     """Reading tickets, people's transitions, photos and evidence snapshots."""
 
     def transition(

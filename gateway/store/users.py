@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.auth import Role
 from gateway.models import UserPublic, check_user_sites
-from gateway.store.base import ConflictError, StoreBase
+from gateway.store.base import ConflictError, Part
 from gateway.store.schema import users
 
 
@@ -24,7 +24,7 @@ def _user(row: Row[Any]) -> UserPublic:
     )
 
 
-class UserStore(StoreBase):
+class UserStore(Part):
     """Users and their password hashes (which never leave this class but for login)."""
 
     def create_user(

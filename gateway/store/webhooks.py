@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from gateway.store.base import StoreBase
+from gateway.store.base import Part
 from gateway.store.schema import notifications, webhooks
 
 
@@ -27,7 +27,7 @@ class Delivery:
     attempts: int
 
 
-class WebhookStore(StoreBase):
+class WebhookStore(Part):
     """Registering webhooks; leasing, and recording, notification deliveries."""
 
     def add_webhook(

@@ -88,22 +88,22 @@ class LeaseKeeper:
 
     def claim(self, now: float) -> Claim:
         """Read, decide, compare-and-set (blocking: run it in a thread)."""
-        row = self.store.lease(self.name)
+        row = self.store.leases.lease(self.name)
         decision = decide(row, self.me, now, self.ttl_s)
         if decision.write is None:
             assert row is not None
             return Claim(False, row.holder, row.expires_at)
-        if not self.store.swap_lease(self.name, row, decision.write):
+        if not self.store.leases.swap_lease(self.name, row, decision.write):
             return Claim(False, None, 0.0)  # another replica was quicker: read again later
         return Claim(True, self.me, decision.write.expires_at, decision.resume)
 
     def release(self, now: float) -> bool:
         """End this replica's term at `now` (a clean stop), so another takes over at its next
         claim instead of after the expiry. False when the lease was not ours."""
-        row = self.store.lease(self.name)
+        row = self.store.leases.lease(self.name)
         if row is None or row.holder != self.me or row.expires_at <= now:
             return False
-        return self.store.swap_lease(self.name, row, LeaseRow(self.me, now, row.taken_at))
+        return self.store.leases.swap_lease(self.name, row, LeaseRow(self.me, now, row.taken_at))
 
 
 def lease_name(sites: Sequence[str]) -> str:

@@ -6,7 +6,7 @@ Built by `gateway.main.build_runtime` when telemetry is enabled. Entry points:
   and ESPHome topics; `gateway.telemetry.ingest`), which `gateway.readings` runs, the
   middle one under the gateway's ingest lock; `handle` runs all three (tests, tools);
 - `tick(now)`: offline by silence, and relay cut-offs not confirmed in time (the ticket
-  escalates one tier at once, `Store.escalate_unconfirmed_cutoff`).
+  escalates one tier at once, `Store.sensors.escalate_unconfirmed_cutoff`).
 
 Relay commands wait in `take_commands()` until a transaction committed after the batch
 that raised them (a batch that rolled back is retried and its command published then).
@@ -95,7 +95,7 @@ class TelemetryService:
         cached = self._cache.get(device_id)
         if cached is not None and cached[1] > now:
             return cached[0]
-        row = self.store.sensor_node(device_id)
+        row = self.store.sensors.sensor_node(device_id)
         node = None
         if row is not None and row.profile in self.profiles:
             node = SensorNode(row.site_id, row.device_id, self.profiles[row.profile], row.esphome)
@@ -202,7 +202,7 @@ class TelemetryService:
             key = dedup_key(
                 cutoff.site_id, cutoff.device_id, TicketCategory(cutoff.category), cutoff.condition
             )
-            change = self.store.escalate_unconfirmed_cutoff(key, reason, now)
+            change = self.store.sensors.escalate_unconfirmed_cutoff(key, reason, now)
             if change is not None:
                 changes.append(change)
         return changes

@@ -97,7 +97,7 @@ def provision(
     grid = f"g-{spec.site_id}"
     creds = Credentials(site_id=spec.site_id)
     try:
-        store.upsert_grid(
+        store.grids.upsert_grid(
             GridPublic(
                 grid_id=grid,
                 site_id=spec.site_id,
@@ -117,28 +117,30 @@ def provision(
         for device_id, role, kind, profile in devices:
             password = _password()
             mqtt_role = "esphome" if role == "esphome" else "device"
-            store.check_mqtt_role(device_id, mqtt_role)
-            store.upsert_device(device_id, spec.site_id, kind, grid_id=grid)
-            store.set_mqtt_credential(device_id, mosquitto_hash(password), mqtt_role, spec.site_id)
+            store.devices.check_mqtt_role(device_id, mqtt_role)
+            store.devices.upsert_device(device_id, spec.site_id, kind, grid_id=grid)
+            store.devices.set_mqtt_credential(
+                device_id, mosquitto_hash(password), mqtt_role, spec.site_id
+            )
             if profile is not None:
-                store.set_sensor_node(device_id, profile, esphome=role == "esphome")
+                store.sensors.set_sensor_node(device_id, profile, esphome=role == "esphome")
             creds.devices[device_id] = DeviceCredential(role=role, password=SecretStr(password))
         for username in gateways:
             password = _password()
             hashed = mosquitto_hash(password)
             for name in gateway_accounts(username):  # its ingest workers' too
-                store.set_mqtt_credential(name, hashed, "gateway", None)
+                store.devices.set_mqtt_credential(name, hashed, "gateway", None)
             creds.gateways[username] = SecretStr(password)
         if api_user is not None:
             password = _password()
             try:
-                store.create_user(
+                store.users.create_user(
                     api_user, hash_password(password), UserRole.OPERATOR, [spec.site_id]
                 )
             except ConflictError:
                 raise ValueError(f"--api-user: {api_user!r} exists; name a new user") from None
             creds.api_user, creds.api_password = api_user, SecretStr(password)
-        accounts = store.mqtt_accounts()
+        accounts = store.devices.mqtt_accounts()
     finally:
         store.close()
     write_broker_files(accounts, passwd_file, acl_file)

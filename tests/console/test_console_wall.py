@@ -116,7 +116,7 @@ def test_the_wall_of_a_disabled_user_goes_to_the_login_page(
     browser: Any, small_wall: Console
 ) -> None:
     store = Store(small_wall.db_url)
-    store.create_user("op-leaving", hash_password(PASSWORD), Role.OPERATOR, [SITE_A])
+    store.users.create_user("op-leaving", hash_password(PASSWORD), Role.OPERATOR, [SITE_A])
     store.close()
     page = sign_in(browser, small_wall, "op-leaving", WALL)
     page.wait_for_selector("#live.live-on", timeout=10_000)

@@ -52,7 +52,7 @@ def seed_users(db_url: str) -> None:
     store = Store(db_url)
     hashed = password_hash()
     for name, (role, sites) in USERS.items():
-        store.create_user(name, hashed, role, sites)
+        store.users.create_user(name, hashed, role, sites)
     store.close()
 
 

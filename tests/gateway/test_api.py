@@ -181,7 +181,9 @@ def test_reopen_through_api_restarts_the_sla_clock(client: TestClient, db_url: s
     opened_at = time.time() - 2 * 3600
     message = event(SITE, "cam-a", "ev-old-0001", zone_id="zone-b", ts=opened_at)
     IngestHandler(store, policies).handle(topic_of(message), c.encode(message), opened_at)
-    store.run_escalations(time.time(), policies)  # whatever the app's first SLA pass left
+    store.escalations.run_escalations(
+        time.time(), policies
+    )  # whatever the app's first SLA pass left
     op, sup = token(client, "op"), token(client, "sup")
     items = client.get("/api/tickets", headers=op, params={"sort": "created_at"}).json()["items"]
     tid = items[0]["id"]
@@ -205,8 +207,10 @@ def test_reopen_through_api_restarts_the_sla_clock(client: TestClient, db_url: s
     assert ticket["acknowledged_at"] is None
     assert (ticket["tier"], ticket["sla_cycle"]) == (3, 1)
     try:
-        assert store.run_escalations(reopened_at + 1, policies) == []
-        done = store.run_escalations(reopened_at + 20 * 60, policies)  # the fixture's too
+        assert store.escalations.run_escalations(reopened_at + 1, policies) == []
+        done = store.escalations.run_escalations(
+            reopened_at + 20 * 60, policies
+        )  # the fixture's too
         mine = [(e.cycle, e.breach.value, int(e.to_tier)) for e, _ in done if e.ticket_id == tid]
         assert mine == [(1, "ack", 3)]
     finally:

@@ -68,8 +68,8 @@ def test_a_telemetry_range_bound_that_is_not_a_number_is_refused(tmp_path: Path)
     db = f"sqlite:///{tmp_path / 'gw.db'}"
     seed_users(db)
     store = Store(db)
-    store.upsert_device("meter-1", SITE, "circuit")
-    store.set_sensor_node("meter-1", "circuit_meter", esphome=False)
+    store.devices.upsert_device("meter-1", SITE, "circuit")
+    store.sensors.set_sensor_node("meter-1", "circuit_meter", esphome=False)
     store.close()
     settings = settings_for(db, telemetry=TelemetrySettings(path=tmp_path / "t.db"))
     with TestClient(create_app(settings)) as client:

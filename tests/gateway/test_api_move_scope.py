@@ -28,9 +28,9 @@ def client(db_url: str) -> Iterator[TestClient]:
     seed_users(db_url)
     store = Store(db_url)
     for grid, site in (("north", SITE), ("south", OTHER_SITE), ("east", THIRD_SITE)):
-        store.upsert_grid(GridPublic(grid_id=grid, site_id=site, name=grid, supervisor=None))
-    store.upsert_device("cam-a", SITE, "camera", grid_id="north")
-    store.upsert_device("cam-c", THIRD_SITE, "camera", grid_id="east")
+        store.grids.upsert_grid(GridPublic(grid_id=grid, site_id=site, name=grid, supervisor=None))
+    store.devices.upsert_device("cam-a", SITE, "camera", grid_id="north")
+    store.devices.upsert_device("cam-c", THIRD_SITE, "camera", grid_id="east")
     store.close()
     with running_app(settings_for(db_url)) as test_client:
         yield test_client
@@ -44,7 +44,7 @@ def as_admin_of(client: TestClient, *sites: str) -> None:
 def site_of(db_url: str, device_id: str) -> str | None:
     store = Store(db_url)
     try:
-        found = store.device(device_id)
+        found = store.devices.find(device_id)
         return found.site_id if found is not None else None
     finally:
         store.close()
@@ -77,13 +77,13 @@ def test_the_store_checks_both_sites_in_the_moves_transaction(db_url: str) -> No
     seed_users(db_url)
     store = Store(db_url)
     try:
-        store.upsert_device("cam-a", SITE, "camera")
+        store.devices.upsert_device("cam-a", SITE, "camera")
         with pytest.raises(OutOfScopeError):
-            store.move_device("cam-a", OTHER_SITE, grid_id=None, zone_id=None, scope=[SITE])
+            store.devices.move_device("cam-a", OTHER_SITE, grid_id=None, zone_id=None, scope=[SITE])
         with pytest.raises(OutOfScopeError):
-            store.move_device("cam-a", SITE, grid_id=None, zone_id=None, scope=[OTHER_SITE])
+            store.devices.move_device("cam-a", SITE, grid_id=None, zone_id=None, scope=[OTHER_SITE])
         assert site_of(db_url, "cam-a") == SITE
-        store.move_device("cam-a", OTHER_SITE, grid_id=None, zone_id=None, scope=None)
+        store.devices.move_device("cam-a", OTHER_SITE, grid_id=None, zone_id=None, scope=None)
         assert site_of(db_url, "cam-a") == OTHER_SITE
     finally:
         store.close()

@@ -548,7 +548,7 @@ def world(sqlite_url: str, mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iter
     seed_users(sqlite_url)
     store = Store(sqlite_url)
     seed_site(store, SITE, ("cam-a", "cam-move", "shed-r"))
-    store.set_sensor_node("shed-r", "charging_monitor", esphome=True)
+    store.sensors.set_sensor_node("shed-r", "charging_monitor", esphome=True)
     handler = IngestHandler(store, dict(DEFAULT_POLICIES))
     now = time.time()
     snapshot = c.SnapshotRef(

@@ -60,15 +60,15 @@ def sites(db_url: str) -> Iterator[Sites]:
     store = Store(db_url)
     hashed = hash_password(PASSWORD)
     for name, (role, user_sites) in EXTRA_USERS.items():
-        store.create_user(name, hashed, role, user_sites)
-    store.upsert_grid(GridPublic(grid_id="north", site_id=SITE, name="N", supervisor="sup"))
-    store.upsert_grid(
+        store.users.create_user(name, hashed, role, user_sites)
+    store.grids.upsert_grid(GridPublic(grid_id="north", site_id=SITE, name="N", supervisor="sup"))
+    store.grids.upsert_grid(
         GridPublic(
             grid_id="south", site_id=OTHER_SITE, name="S", supervisor="sup-b", zones=["zone-s"]
         )
     )
-    store.upsert_device("cam-a", SITE, "camera", grid_id="north", zone_id="zone-n")
-    store.upsert_device("cam-b", OTHER_SITE, "camera", grid_id="south", zone_id="zone-s")
+    store.devices.upsert_device("cam-a", SITE, "camera", grid_id="north", zone_id="zone-n")
+    store.devices.upsert_device("cam-b", OTHER_SITE, "camera", grid_id="south", zone_id="zone-s")
     handler = IngestHandler(store, dict(DEFAULT_POLICIES))
     now = time.time()
     beat = heartbeat(OTHER_SITE, "cam-b", ts=now).model_copy(
@@ -245,11 +245,11 @@ def test_no_user_gets_more_sites_or_a_higher_role_than_its_creator(sites: Sites)
 def test_the_store_keeps_every_site_for_admins_only(store: Store) -> None:
     """The same rule for users made outside the API (`guanjia gateway user-add`)."""
     with pytest.raises(ValueError, match="only admins have"):
-        store.create_user("op-all", "x", Role.OPERATOR, ["*"])
+        store.users.create_user("op-all", "x", Role.OPERATOR, ["*"])
     with pytest.raises(ValueError, match="admins have exactly"):
-        store.create_user("admin-one", "x", Role.ADMIN, [SITE])
-    assert store.user("op-all") is None
-    assert store.create_user("op-one", "x", Role.OPERATOR, [SITE]).sites == [SITE]
+        store.users.create_user("admin-one", "x", Role.ADMIN, [SITE])
+    assert store.users.user("op-all") is None
+    assert store.users.create_user("op-one", "x", Role.OPERATOR, [SITE]).sites == [SITE]
 
 
 def test_another_sites_objects_answer_exactly_like_missing_ones(sites: Sites) -> None:

@@ -12,6 +12,7 @@ import contract as c
 from gateway.ingest import IngestHandler
 from gateway.sla import DEFAULT_POLICIES
 from gateway.store import Store
+from gateway.store.repository import FeedStore
 from gateway.stream import ChangeFeed, ChangeHub
 from tests.gateway.apphelpers import SITE
 from tests.gateway.factories import event, seed_site, topic_of
@@ -26,21 +27,21 @@ def _open_tickets(store: Store, tag: str, n: int) -> None:
 
 
 class _HeldEnd:
-    """A store whose `last_change_id` waits (in its worker thread) until released, so a test
-    can subscribe while the feed is reading the end."""
+    """A store's feed part whose `last_change_id` waits (in its worker thread) until
+    released, so a test can subscribe while the feed is reading the end."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, feed: FeedStore) -> None:
+        self.feed = feed
         self.reading = threading.Event()
         self.release = threading.Event()
 
     def last_change_id(self) -> int:
         self.reading.set()
         self.release.wait(10)
-        return self.store.last_change_id()
+        return self.feed.last_change_id()
 
     def changes_after(self, last_id: int, limit: int = 500) -> list[object]:
-        return list(self.store.changes_after(last_id, limit))
+        return list(self.feed.changes_after(last_id, limit))
 
 
 async def test_no_stream_moves_to_the_end_and_a_later_stream_gets_what_follows(
@@ -53,13 +54,13 @@ async def test_no_stream_moves_to_the_end_and_a_later_stream_gets_what_follows(
     await feed.start()
     _open_tickets(store, "unread", 3)
     assert await feed.poll() == 0  # nobody listens: nothing read
-    assert feed.last_id == store.last_change_id() > 0
+    assert feed.last_id == store.feed.last_change_id() > 0
 
     queue = hub.subscribe()
     _open_tickets(store, "live", 2)
     assert await feed.poll() == 2
     got = [queue.get_nowait() for _ in range(queue.qsize())]
-    assert [e.id for e in got] == [e.id for e in store.changes_after(got[0].id - 1)]
+    assert [e.id for e in got] == [e.id for e in store.feed.changes_after(got[0].id - 1)]
     assert len(got) == 2
     assert {e.site_id for e in got} == {SITE}
     store.close()
@@ -69,12 +70,12 @@ async def test_a_stream_subscribing_while_the_end_is_read_misses_nothing(db_url:
     store = Store(db_url)
     seed_site(store, SITE, ("cam-a",))
     hub = ChangeHub()
-    held = _HeldEnd(store)
+    held = _HeldEnd(store.feed)
     feed = ChangeFeed(store, hub, poll_s=60)
     await feed.start()
     start = feed.last_id
     _open_tickets(store, "racing", 3)
-    feed.store = held  # type: ignore[assignment]  # only the two reads poll makes
+    store.feed = held  # type: ignore[assignment]  # only the two reads poll makes
     polling = asyncio.create_task(feed.poll())
     await asyncio.to_thread(held.reading.wait, 10)
     queue = hub.subscribe()  # the stream starts from `start`, the id the feed is at
@@ -82,6 +83,6 @@ async def test_a_stream_subscribing_while_the_end_is_read_misses_nothing(db_url:
     held.release.set()
     assert await polling == 3
     assert [queue.get_nowait().id for _ in range(queue.qsize())] == [
-        e.id for e in store.changes_after(start)
+        e.id for e in store.feed.changes_after(start)
     ]
     store.close()

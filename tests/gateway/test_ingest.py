@@ -31,7 +31,7 @@ def test_ingest_event_start_opens_one_ticket_routed_to_supervisor(
     handler: IngestHandler, store: Store
 ) -> None:
     assert send(handler, event(SITE, "cam-a", "ev-00000001")) is Outcome.ACCEPTED
-    page = store.list_tickets()
+    page = store.tickets.list_tickets()
     assert page.total == 1
     ticket = page.items[0]
     assert ticket.state is TicketState.NEW
@@ -46,19 +46,19 @@ def test_a_batch_routes_new_tickets_to_whoever_is_on_duty_in_the_zones_grid(
 ) -> None:
     # A batch reads its routing facts up front (`GridRouter.prefetch`): the zone's grid, its
     # supervisor and the shifts covering `now` — an ended or future shift routes nothing.
-    store.add_shift(
+    store.grids.add_shift(
         ShiftPublic(grid_id=f"g-{SITE}", username="w-1", starts_at=T0 - 60, ends_at=T0 + 60)
     )
-    store.add_shift(
+    store.grids.add_shift(
         ShiftPublic(grid_id=f"g-{SITE}", username="w-old", starts_at=T0 - 90, ends_at=T0 - 30)
     )
-    store.add_shift(
+    store.grids.add_shift(
         ShiftPublic(grid_id=f"g-{SITE}", username="w-next", starts_at=T0 + 30, ends_at=T0 + 90)
     )
     batch = [event(SITE, cam, f"ev-duty-{cam}") for cam in ("cam-a", "cam-b")]
     results = handler.handle_batch([(topic_of(m), c.encode(m)) for m in batch], T0)
     assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 2
-    tickets = store.list_tickets().items
+    tickets = store.tickets.list_tickets().items
     assert [(t.grid_id, t.assignee) for t in tickets] == [(f"g-{SITE}", "w-1")] * 2
 
 
@@ -68,9 +68,9 @@ def test_ingest_same_message_twice_is_one_ticket_one_evidence(
     message = event(SITE, "cam-a", "ev-00000001")
     assert send(handler, message) is Outcome.ACCEPTED
     assert send(handler, message, T0 + 5) is Outcome.DUPLICATE
-    page = store.list_tickets()
+    page = store.tickets.list_tickets()
     assert page.total == 1
-    detail = store.get_ticket(page.items[0].id)
+    detail = store.tickets.get_ticket(page.items[0].id)
     assert len(detail.evidence) == 1
     assert [a.action for a in detail.audit] == ["open"]
 
@@ -81,7 +81,7 @@ def test_ingest_update_attaches_evidence_and_end_auto_resolves_parking(
     send(handler, event(SITE, "cam-a", "ev-00000001"))
     send(handler, event(SITE, "cam-a", "ev-00000001", phase=c.EventPhase.UPDATE, seq=1), T0 + 10)
     send(handler, event(SITE, "cam-a", "ev-00000001", phase=c.EventPhase.END, seq=2), T0 + 20)
-    ticket = store.get_ticket(store.list_tickets().items[0].id)
+    ticket = store.tickets.get_ticket(store.tickets.list_tickets().items[0].id)
     assert [e.phase for e in ticket.evidence] == ["start", "update", "end"]
     assert ticket.state is TicketState.RESOLVED
     assert ticket.resolved_by == "system"
@@ -96,7 +96,7 @@ def test_ingest_end_keeps_litter_open_for_a_person(handler: IngestHandler, store
         event(SITE, "cam-a", "ev-00000001", category=litter, phase=c.EventPhase.END, seq=1),
         T0 + 20,
     )
-    ticket = store.list_tickets().items[0]
+    ticket = store.tickets.list_tickets().items[0]
     assert ticket.state is TicketState.NEW
     assert ticket.condition_cleared_at == T0 + 20
 
@@ -107,7 +107,7 @@ def test_ingest_second_event_same_zone_merges_into_open_ticket(
     send(handler, event(SITE, "cam-a", "ev-00000001"))
     send(handler, event(SITE, "cam-a", "ev-00000002"), T0 + 30)
     send(handler, event(SITE, "cam-a", "ev-00000003", zone_id="zone-b"), T0 + 40)
-    page = store.list_tickets(sort="id")
+    page = store.tickets.list_tickets(sort="id")
     assert page.total == 2
     assert [t.event_count for t in page.items] == [2, 1]
 
@@ -118,18 +118,18 @@ def test_ingest_event_within_cooldown_reopens_auto_resolved_ticket(
     send(handler, event(SITE, "cam-a", "ev-00000001"))
     send(handler, event(SITE, "cam-a", "ev-00000001", phase=c.EventPhase.END, seq=1), T0 + 10)
     send(handler, event(SITE, "cam-a", "ev-00000002"), T0 + 100)  # within 600 s cool-down
-    assert store.list_tickets().total == 1
-    assert store.list_tickets().items[0].state is TicketState.NEW
+    assert store.tickets.list_tickets().total == 1
+    assert store.tickets.list_tickets().items[0].state is TicketState.NEW
     send(handler, event(SITE, "cam-a", "ev-00000002", phase=c.EventPhase.END, seq=1), T0 + 110)
     send(handler, event(SITE, "cam-a", "ev-00000003"), T0 + 110 + 601)  # after the cool-down
-    assert store.list_tickets().total == 2
+    assert store.tickets.list_tickets().total == 2
 
 
 def test_ingest_end_before_start_still_one_ticket(handler: IngestHandler, store: Store) -> None:
     # Two replicas may process a start and its end in either order.
     send(handler, event(SITE, "cam-a", "ev-00000001", phase=c.EventPhase.END, seq=1))
     send(handler, event(SITE, "cam-a", "ev-00000001"), T0 + 1)
-    page = store.list_tickets()
+    page = store.tickets.list_tickets()
     assert page.total == 1
     assert page.items[0].state is TicketState.RESOLVED
 
@@ -153,13 +153,13 @@ def test_ingest_bad_input_is_dead_lettered_with_reason(
 ) -> None:
     result = handler.handle(topic, payload, T0)
     assert result.outcome is Outcome.DEAD_LETTER
-    letters = store.list_dead_letters(None)
+    letters = store.inbox.list_dead_letters(None)
     assert len(letters) == 1
     assert letters[0].error_kind == kind
     assert letters[0].topic == topic
     assert letters[0].reason
     assert len(letters[0].payload_excerpt) <= 513
-    assert store.list_tickets().total == 0
+    assert store.tickets.list_tickets().total == 0
 
 
 def test_ingest_unknown_device_and_wrong_site_are_dead_lettered(
@@ -167,25 +167,27 @@ def test_ingest_unknown_device_and_wrong_site_are_dead_lettered(
 ) -> None:
     assert send(handler, event(SITE, "cam-zzz", "ev-00000001")) is Outcome.DEAD_LETTER
     assert send(handler, event("other-site", "cam-a", "ev-00000002")) is Outcome.DEAD_LETTER
-    reasons = [d.reason for d in store.list_dead_letters(None)]
+    reasons = [d.reason for d in store.inbox.list_dead_letters(None)]
     assert any("not registered" in r for r in reasons)
     assert any("registered at site" in r for r in reasons)
-    assert store.list_tickets().total == 0
+    assert store.tickets.list_tickets().total == 0
 
 
 def test_ingest_heartbeat_marks_online_and_timeout_opens_maintenance_ticket(
     handler: IngestHandler, store: Store
 ) -> None:
     assert send(handler, heartbeat(SITE, "cam-a"), T0) is Outcome.ACCEPTED
-    assert store.get_device("cam-a").online
+    assert store.devices.get("cam-a").online
     offline_policy = DEFAULT_POLICIES[TicketCategory.DEVICE_OFFLINE]
-    assert store.mark_stale_devices(T0 + 60, 3.0, 30.0, offline_policy) == []  # 60 s < 3 × 30 s
-    changes = store.mark_stale_devices(T0 + 91, 3.0, 30.0, offline_policy)
+    assert (
+        store.devices.mark_stale_devices(T0 + 60, 3.0, 30.0, offline_policy) == []
+    )  # 60 s < 3 × 30 s
+    changes = store.devices.mark_stale_devices(T0 + 91, 3.0, 30.0, offline_policy)
     assert [ch.action for ch in changes] == ["offline", "opened"]
-    assert not store.get_device("cam-a").online
-    assert store.mark_stale_devices(T0 + 200, 3.0, 30.0, offline_policy) == []
+    assert not store.devices.get("cam-a").online
+    assert store.devices.mark_stale_devices(T0 + 200, 3.0, 30.0, offline_policy) == []
     send(handler, heartbeat(SITE, "cam-a", ts=T0 + 300), T0 + 300)
-    ticket = store.list_tickets(categories=["device_offline"]).items[0]
+    ticket = store.tickets.list_tickets(categories=["device_offline"]).items[0]
     assert ticket.state is TicketState.RESOLVED
 
 
@@ -204,9 +206,9 @@ def test_ingest_snapshot_stored_and_linked_from_evidence(
     assert handler.handle(topic, jpeg, T0).outcome is Outcome.ACCEPTED
     assert handler.handle(topic, jpeg, T0).outcome is Outcome.DUPLICATE
     send(handler, event(SITE, "cam-a", "ev-00000001", snapshot=ref))
-    detail = store.get_ticket(store.list_tickets().items[0].id)
+    detail = store.tickets.get_ticket(store.tickets.list_tickets().items[0].id)
     assert detail.evidence[0].snapshot_id == "snap-1"
-    assert store.snapshot(SITE, "cam-a", "snap-1") == jpeg
+    assert store.tickets.snapshot(SITE, "cam-a", "snap-1") == jpeg
 
 
 def test_ingest_smoke_telemetry_opens_urgent_fire_alarm(
@@ -221,7 +223,7 @@ def test_ingest_smoke_telemetry_opens_urgent_fire_alarm(
     )
     assert send(handler, batch) is Outcome.ACCEPTED
     assert send(handler, batch) is Outcome.DUPLICATE
-    page = store.list_tickets(categories=["fire_alarm"])
+    page = store.tickets.list_tickets(categories=["fire_alarm"])
     assert page.total == 1
     assert page.items[0].ack_due_at == T0 + 60
 
@@ -240,7 +242,7 @@ def test_ingest_device_heard_again_honours_configured_offline_policy(
     policies = dict(DEFAULT_POLICIES) | {TicketCategory.DEVICE_OFFLINE: keep}
     handler = IngestHandler(store, policies, cooldown_s=600)
     send(handler, heartbeat(SITE, "cam-a"), T0)
-    assert [ch.action for ch in store.mark_stale_devices(T0 + 91, 3.0, 30.0, keep)] == [
+    assert [ch.action for ch in store.devices.mark_stale_devices(T0 + 91, 3.0, 30.0, keep)] == [
         "offline",
         "opened",
     ]
@@ -250,13 +252,13 @@ def test_ingest_device_heard_again_honours_configured_offline_policy(
         else c.Status(ts=T0 + 300, site_id=SITE, device_id="cam-a", state="online")
     )
     assert send(handler, back, T0 + 300) is Outcome.ACCEPTED
-    assert store.get_device("cam-a").online
-    ticket = store.list_tickets(categories=["device_offline"]).items[0]
+    assert store.devices.get("cam-a").online
+    ticket = store.tickets.list_tickets(categories=["device_offline"]).items[0]
     assert ticket.state is TicketState.NEW
     assert ticket.condition_cleared_at == T0 + 300
-    actions = [a.action for a in store.get_ticket(ticket.id).audit]
+    actions = [a.action for a in store.tickets.get_ticket(ticket.id).audit]
     assert actions == ["open", "condition_cleared"]
     # Silent again: the next outage lands on the same open ticket.
-    changes = store.mark_stale_devices(T0 + 300 + 91, 3.0, 30.0, keep)
+    changes = store.devices.mark_stale_devices(T0 + 300 + 91, 3.0, 30.0, keep)
     assert [ch.action for ch in changes] == ["offline", "merged"]
-    assert store.list_tickets(categories=["device_offline"]).total == 1
+    assert store.tickets.list_tickets(categories=["device_offline"]).total == 1

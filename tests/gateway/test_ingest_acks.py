@@ -143,4 +143,4 @@ def test_registry_dead_letters_over_the_quota_are_dropped_and_not_committed(
     results = handler.handle_batch(msgs, T0)
     assert [r.outcome for r in results] == [Outcome.DEAD_LETTER] * 3 + [Outcome.DROPPED] * 5
     assert all(r.committed is None for r in results)
-    assert len(store.list_dead_letters(None)) == 3
+    assert len(store.inbox.list_dead_letters(None)) == 3

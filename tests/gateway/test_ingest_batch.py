@@ -158,9 +158,9 @@ def test_same_message_twice_in_one_batch_is_one_ticket(db_url: str) -> None:
         # and once more, now against what the first batch committed
         again = handler.handle_batch([pair, (topic_of(message), b"{bad")], T0 + 1)
         assert [r.outcome for r in again] == [Outcome.DUPLICATE, Outcome.DEAD_LETTER]
-        page = store.list_tickets()
+        page = store.tickets.list_tickets()
         assert page.total == 1
-        assert len(store.get_ticket(page.items[0].id).evidence) == 1
+        assert len(store.tickets.get_ticket(page.items[0].id).evidence) == 1
     finally:
         store.close()
 
@@ -206,8 +206,8 @@ def test_poison_message_in_a_batch_is_dead_lettered_and_the_rest_land(db_url: st
         # The gateway's fault, not the input's: not acked, the device keeps re-sending it.
         assert results[4].committed is None
         assert all(r.committed is not None for r in results[:4] + results[5:])
-        assert store.list_tickets().total == 9
-        letters = store.list_dead_letters(None)
+        assert store.tickets.list_tickets().total == 9
+        letters = store.inbox.list_dead_letters(None)
         assert [d.error_kind for d in letters] == ["ProcessingError"]
         assert "poison evidence" in letters[0].reason
         # The poison message was not marked processed: a fix and a redelivery would apply it.

@@ -184,7 +184,7 @@ def _run(db_url: str, examples: int) -> None:
 
     try:
         run()
-        letters = store.list_dead_letters(None, limit=100_000)
+        letters = store.inbox.list_dead_letters(None, limit=100_000)
         assert letters
         assert all(d.reason and d.error_kind != "ProcessingError" for d in letters)
         # The generator must reach field validation, not stop at the topic or the JSON.

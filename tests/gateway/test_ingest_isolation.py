@@ -33,12 +33,12 @@ def test_ending_another_devices_event_id_does_not_touch_its_ticket(
     assert handler.handle(*pair(victim), T0).outcome is Outcome.ACCEPTED
     forged = event(SITE_A, "cam-a1", "ev-shared-0001", phase=c.EventPhase.END, seq=5)
     assert handler.handle(*pair(forged), T0 + 1).outcome is Outcome.ACCEPTED
-    tickets_b = store.list_tickets(sites=[SITE_B]).items
+    tickets_b = store.tickets.list_tickets(sites=[SITE_B]).items
     assert len(tickets_b) == 1
     assert tickets_b[0].state is TicketState.NEW
-    assert [e.phase for e in store.get_ticket(tickets_b[0].id).evidence] == ["start"]
+    assert [e.phase for e in store.tickets.get_ticket(tickets_b[0].id).evidence] == ["start"]
     # The forger's end landed on its own (new, resolved) ticket at its own site.
-    tickets_a = store.list_tickets(sites=[SITE_A]).items
+    tickets_a = store.tickets.list_tickets(sites=[SITE_A]).items
     assert [t.state for t in tickets_a] == [TicketState.RESOLVED]
 
 
@@ -52,7 +52,7 @@ def test_reusing_another_devices_msg_id_does_not_drop_its_event(
     assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.ACCEPTED]
     # and across transactions, the victim's own redelivery still is a duplicate
     assert handler.handle(*pair(victim), T0 + 1).outcome is Outcome.DUPLICATE
-    assert store.list_tickets(sites=[SITE_B]).total == 1
+    assert store.tickets.list_tickets(sites=[SITE_B]).total == 1
 
 
 def test_snapshot_ids_are_per_device(handler: IngestHandler, store: Store) -> None:
@@ -63,7 +63,7 @@ def test_snapshot_ids_are_per_device(handler: IngestHandler, store: Store) -> No
     assert handler.handle(topic_b, mine, T0).outcome is Outcome.ACCEPTED
     ev = event(SITE_B, "cam-b1", "ev-snap-0001", snapshot=snapshot_ref("snap-1", mine))
     handler.handle(*pair(ev), T0 + 1)
-    assert store.snapshot(SITE_B, "cam-b1", "snap-1") == mine
+    assert store.tickets.snapshot(SITE_B, "cam-b1", "snap-1") == mine
 
 
 def test_dead_letters_are_listed_only_to_their_site(handler: IngestHandler, store: Store) -> None:
@@ -71,14 +71,14 @@ def test_dead_letters_are_listed_only_to_their_site(handler: IngestHandler, stor
     handler.handle(f"guanjia/v1/{SITE_B}/cam-b1/event", b"{bad b", T0)
     handler.handle("guanjia/v1/no site here", b"{bad none", T0)
     handler.handle(f"guanjia/v2/{SITE_A}/cam-a1/event", b"{bad v2", T0)
-    everything = store.list_dead_letters(None)
+    everything = store.inbox.list_dead_letters(None)
     assert len(everything) == 4
-    only_a = store.list_dead_letters([SITE_A])
+    only_a = store.inbox.list_dead_letters([SITE_A])
     assert [(d.site_id, d.device_id) for d in only_a] == [(SITE_A, "cam-a1")]
     assert only_a[0].payload_excerpt == "{bad a"
-    assert [d.payload_excerpt for d in store.list_dead_letters([SITE_B])] == ["{bad b"]
-    assert store.list_dead_letters([]) == []
-    assert len(store.list_dead_letters([SITE_A, SITE_B], offset=1, limit=5)) == 1
+    assert [d.payload_excerpt for d in store.inbox.list_dead_letters([SITE_B])] == ["{bad b"]
+    assert store.inbox.list_dead_letters([]) == []
+    assert len(store.inbox.list_dead_letters([SITE_A, SITE_B], offset=1, limit=5)) == 1
 
 
 def test_dead_letter_route_lists_the_callers_sites_only(db_url: str) -> None:

@@ -28,7 +28,7 @@ def test_status_from_the_future_does_not_pin_a_device_online(
         Outcome.ACCEPTED
     )
     handler.handle(*pair(status(SITE, "cam-a", "offline", T0 + 10)), T0 + 10)
-    assert not store.get_device("cam-a").online
+    assert not store.devices.get("cam-a").online
 
 
 def test_last_will_stamped_before_online_still_takes_the_device_offline(
@@ -37,12 +37,12 @@ def test_last_will_stamped_before_online_still_takes_the_device_offline(
     """The LWT is built at connect time, so its ts is older than the "online" sent after."""
     will = status(SITE, "cam-a", "offline", T0)
     handler.handle_batch([pair(status(SITE, "cam-a", "online", T0 + 1))], T0 + 1)
-    assert store.get_device("cam-a").online
+    assert store.devices.get("cam-a").online
     handler.handle_batch([pair(will)], T0 + 500)
-    assert not store.get_device("cam-a").online
+    assert not store.devices.get("cam-a").online
     # In one batch, the later of two statuses wins too.
     handler.handle_batch([pair(status(SITE, "cam-a", "online", T0 + 900)), pair(will)], T0 + 900)
-    assert not store.get_device("cam-a").online
+    assert not store.devices.get("cam-a").online
 
 
 def test_heartbeat_clock_cannot_be_pushed_past_the_bounded_interval(
@@ -52,6 +52,6 @@ def test_heartbeat_clock_cannot_be_pushed_past_the_bounded_interval(
     grace × 3,600 s of silence (the gateway's clock, not the device's)."""
     beat = heartbeat(SITE, "cam-a", ts=YEAR_3000, interval_s=3600.0)
     assert handler.handle(*pair(beat), T0).outcome is Outcome.ACCEPTED
-    assert store.mark_stale_devices(T0 + 3 * 3600 - 1, 3.0, 30.0, OFFLINE_POLICY) == []
-    changes = store.mark_stale_devices(T0 + 3 * 3600 + 1, 3.0, 30.0, OFFLINE_POLICY)
+    assert store.devices.mark_stale_devices(T0 + 3 * 3600 - 1, 3.0, 30.0, OFFLINE_POLICY) == []
+    changes = store.devices.mark_stale_devices(T0 + 3 * 3600 + 1, 3.0, 30.0, OFFLINE_POLICY)
     assert [ch.action for ch in changes] == ["offline", "opened"]

@@ -24,7 +24,7 @@ def open_ticket(store: Store) -> int:
     handler = IngestHandler(store, dict(DEFAULT_POLICIES), cooldown_s=600)
     start = event(SITE, "cam-a", "ev-00001", phase=c.EventPhase.START)
     assert handler.handle(topic_of(start), c.encode(start), T0).outcome is Outcome.ACCEPTED
-    (ticket,) = store.list_tickets().items
+    (ticket,) = store.tickets.list_tickets().items
     return ticket.id
 
 
@@ -42,7 +42,7 @@ def test_a_deferred_update_whose_row_is_not_as_read_fails_and_reruns_the_transac
     with pytest.raises(IntegrityError):
         store.ingest(stale, T0 + 1, attempts=2)
     assert len(runs) == 2
-    assert store.get_ticket(ticket_id).state == "new"
+    assert store.tickets.get_ticket(ticket_id).state == "new"
 
 
 def test_a_deferred_update_that_applies_is_committed(store: Store) -> None:
@@ -50,14 +50,14 @@ def test_a_deferred_update_that_applies_is_committed(store: Store) -> None:
     store.ingest(
         lambda tx: tx.plain.defer(sql.AUTO_RESOLVE, (T0, T0, T0, ticket_id, "new")), T0 + 1
     )
-    assert store.get_ticket(ticket_id).state == "resolved"
+    assert store.tickets.get_ticket(ticket_id).state == "resolved"
 
 
 def test_a_unique_key_clash_on_the_driver_is_the_integrity_error_ingest_reruns_on(
     store: Store,
 ) -> None:
     ticket_id = open_ticket(store)
-    ticket = store.get_ticket(ticket_id)
+    ticket = store.tickets.get_ticket(ticket_id)
     key = dedup_key(SITE, "cam-a", TicketCategory(ticket.category), ticket.zone_id)
     row = (SITE, "cam-a", "illegal_parking", None, None, "normal", "new", 0, 0, None, key, key)
     runs = []
@@ -69,7 +69,7 @@ def test_a_unique_key_clash_on_the_driver_is_the_integrity_error_ingest_reruns_o
     with pytest.raises(IntegrityError):
         store.ingest(clash, T0 + 1, attempts=2)
     assert len(runs) == 2
-    assert [t.id for t in store.list_tickets().items] == [ticket_id]
+    assert [t.id for t in store.tickets.list_tickets().items] == [ticket_id]
 
 
 def test_reads_sent_together_answer_each_query_in_order_after_the_deferred_writes(
@@ -78,7 +78,7 @@ def test_reads_sent_together_answer_each_query_in_order_after_the_deferred_write
     """`Driver.rows_in_all`: one pipeline on PostgreSQL, sent after the writes deferred
     before it (they apply first), each query's rows in its place, an empty list no query."""
     ticket_id = open_ticket(store)
-    ticket = store.get_ticket(ticket_id)
+    ticket = store.tickets.get_ticket(ticket_id)
     key = dedup_key(SITE, "cam-a", TicketCategory(ticket.category), ticket.zone_id)
 
     def read(tx: IngestTx) -> list[list[tuple[object, ...]]]:

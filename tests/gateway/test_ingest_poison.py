@@ -60,7 +60,7 @@ def test_nasty_payload_is_dead_lettered_on_every_database(
         result = handler.handle(topic, payload, T0)
         assert result.outcome is Outcome.DEAD_LETTER
         assert not (result.reason or "").startswith("ProcessingError"), result.reason
-    letters = store.list_dead_letters(None)
+    letters = store.inbox.list_dead_letters(None)
     assert len(letters) == len(topics)
     for letter in letters:
         assert "\x00" not in letter.payload_excerpt + letter.reason + letter.topic
@@ -78,7 +78,7 @@ def test_nul_in_a_batch_keeps_the_batch_transaction(
     assert [r.outcome for r in results].count(Outcome.ACCEPTED) == 99
     assert results[50].outcome is Outcome.DEAD_LETTER
     assert calls == [1]
-    assert store.list_tickets().total == 99
+    assert store.tickets.list_tickets().total == 99
 
 
 def test_out_of_range_integer_in_a_batch_keeps_the_batch_transaction(
@@ -110,7 +110,7 @@ def test_a_batch_that_fails_in_the_database_is_bisected(
     outcomes = [r.outcome for r in results]
     assert outcomes.count(Outcome.ACCEPTED) == 99
     assert outcomes[37] is Outcome.DEAD_LETTER
-    assert store.list_tickets().total == 99
+    assert store.tickets.list_tickets().total == 99
     # log2(100) rounds of two halves, plus the poison's own dead letter: far below 100.
     assert len(calls) <= 2 * 7 + 2, len(calls)
 
@@ -149,4 +149,4 @@ def test_when_even_the_dead_letter_fails_the_batch_is_held_as_a_store_outage(
     # Nothing recorded the poison message: the MQTT edge must not let the broker forget it.
     with pytest.raises(StoreUnavailableError, match="cannot write even a dead letter"):
         handler.handle_batch([pair(poison), pair(good)], T0)
-    assert store.dead_letter_count() == 0
+    assert store.inbox.dead_letter_count() == 0

@@ -28,10 +28,10 @@ def test_dead_letters_expire_and_are_capped_per_device(store: Store) -> None:
     handler.handle_batch([_bad("cam-a")] * 10, T0)
     handler.handle_batch([_bad("cam-a")] * 30 + [_bad("cam-b")] * 3, T0 + 8 * DAY)
     handler.handle("not/a/device/topic", b"{bad", T0 + 8 * DAY)
-    assert store.dead_letter_count() == 44
-    removed = store.prune_dead_letters(older_than=T0 + DAY, per_device=10)
+    assert store.inbox.dead_letter_count() == 44
+    removed = store.inbox.prune_dead_letters(older_than=T0 + DAY, per_device=10)
     assert removed == 10 + 20
-    left = store.list_dead_letters(None, limit=1000)
+    left = store.inbox.list_dead_letters(None, limit=1000)
     assert sorted(d.device_id or "-" for d in left) == ["-"] + ["cam-a"] * 10 + ["cam-b"] * 3
     assert min(d.received_at for d in left) == T0 + 8 * DAY
 
@@ -48,7 +48,7 @@ def test_dead_letters_beyond_the_per_minute_quota_are_only_counted(store: Store)
         Outcome.DEAD_LETTER,
         Outcome.DROPPED,
     ]
-    assert store.dead_letter_count() == 6
+    assert store.inbox.dead_letter_count() == 6
     assert handler.dropped == 4
     assert handler.handle(*_bad("cam-a"), T0 + 61).outcome is Outcome.DEAD_LETTER
 
@@ -69,11 +69,11 @@ async def test_sla_step_prunes_by_the_configured_retention(db_url: str) -> None:
         topic = str(c.snapshot_topic(SITE, "cam-a", "orphan-1"))
         assert runtime.handler.handle(topic, jpeg(), T0).outcome is Outcome.ACCEPTED
         await sla_step(runtime, T0 + 3000.0)
-        assert store.dead_letter_count() == 1
-        assert store.snapshot(SITE, "cam-a", "orphan-1") == jpeg()
+        assert store.inbox.dead_letter_count() == 1
+        assert store.tickets.snapshot(SITE, "cam-a", "orphan-1") == jpeg()
         await sla_step(runtime, T0 + DAY + 1)
-        assert store.dead_letter_count() == 0
+        assert store.inbox.dead_letter_count() == 0
         with pytest.raises(NotFoundError):
-            store.snapshot(SITE, "cam-a", "orphan-1")
+            store.tickets.snapshot(SITE, "cam-a", "orphan-1")
     finally:
         store.close()

@@ -27,8 +27,8 @@ def _snap(handler: IngestHandler, snapshot_id: str, data: bytes, now: float = T0
 
 def _evidence(store: Store, event_id: str) -> list[tuple[str | None, dict[str, object]]]:
     out = []
-    for ticket in store.list_tickets(limit=500).items:
-        for e in store.get_ticket(ticket.id).evidence:
+    for ticket in store.tickets.list_tickets(limit=500).items:
+        for e in store.tickets.get_ticket(ticket.id).evidence:
             if e.event_id == event_id:
                 out.append((e.snapshot_id, e.detail))
     return out
@@ -48,7 +48,7 @@ def test_matching_snapshot_is_attached_in_either_order(
     [(snapshot_id, detail)] = _evidence(store, "ev-snap-0001")
     assert snapshot_id == "snap-1"
     assert "snapshot_refused" not in detail
-    assert store.snapshot(SITE, "cam-a", "snap-1") == data
+    assert store.tickets.snapshot(SITE, "cam-a", "snap-1") == data
 
 
 def test_snapshot_that_arrived_first_and_does_not_match_is_not_evidence(
@@ -61,7 +61,7 @@ def test_snapshot_that_arrived_first_and_does_not_match_is_not_evidence(
     [(snapshot_id, detail)] = _evidence(store, "ev-snap-0002")
     assert snapshot_id is None
     assert "sha256" in str(detail["snapshot_refused"])
-    assert [d.error_kind for d in store.list_dead_letters(None)] == ["SnapshotMismatch"]
+    assert [d.error_kind for d in store.inbox.list_dead_letters(None)] == ["SnapshotMismatch"]
 
 
 @pytest.mark.parametrize("wrong", ["bytes", "size"])
@@ -74,10 +74,10 @@ def test_snapshot_that_arrives_after_the_event_and_does_not_match_is_refused(
     sent = jpeg(b"fake", 300) if wrong == "bytes" else announced + b"\x00"
     assert _snap(handler, "snap-3", sent, T0 + 1) is Outcome.DEAD_LETTER
     with pytest.raises(NotFoundError):
-        store.snapshot(SITE, "cam-a", "snap-3")
+        store.tickets.snapshot(SITE, "cam-a", "snap-3")
     # The real one can still come.
     assert _snap(handler, "snap-3", announced, T0 + 2) is Outcome.ACCEPTED
-    assert store.snapshot(SITE, "cam-a", "snap-3") == announced
+    assert store.tickets.snapshot(SITE, "cam-a", "snap-3") == announced
 
 
 def test_orphan_snapshots_are_deleted_after_their_ttl(handler: IngestHandler, store: Store) -> None:
@@ -90,11 +90,11 @@ def test_orphan_snapshots_are_deleted_after_their_ttl(handler: IngestHandler, st
     assert {r.outcome for r in handler.handle_batch(batch, T0)} == {Outcome.ACCEPTED}
     ev = event(SITE, "cam-a", "ev-kept-0001", snapshot=snapshot_ref("kept", kept))
     handler.handle(*pair(ev), T0 + 10)
-    assert store.prune_snapshots(orphaned_before=T0 - 1, pending_before=T0 - 1) == 0
-    assert store.prune_snapshots(orphaned_before=T0 + 1, pending_before=T0 - 1) == 200
+    assert store.inbox.prune_snapshots(orphaned_before=T0 - 1, pending_before=T0 - 1) == 0
+    assert store.inbox.prune_snapshots(orphaned_before=T0 + 1, pending_before=T0 - 1) == 200
     with pytest.raises(NotFoundError):
-        store.snapshot(SITE, "cam-a", "orphan-7")
-    assert store.snapshot(SITE, "cam-a", "kept") == kept
+        store.tickets.snapshot(SITE, "cam-a", "orphan-7")
+    assert store.tickets.snapshot(SITE, "cam-a", "kept") == kept
 
 
 def test_snapshot_bytes_per_device_per_hour_are_capped(store: Store) -> None:
@@ -115,4 +115,4 @@ def test_snapshots_are_stored_only_under_contract_ids(
     result = handler.handle(f"guanjia/v1/{SITE}/cam-a/snapshot/{name}", jpeg(), T0)
     assert result.outcome is Outcome.DEAD_LETTER
     assert (result.reason or "").startswith("TopicError")
-    assert store.prune_snapshots(orphaned_before=T0 + 1, pending_before=T0 + 1) == 0
+    assert store.inbox.prune_snapshots(orphaned_before=T0 + 1, pending_before=T0 + 1) == 0

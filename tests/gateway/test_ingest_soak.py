@@ -76,11 +76,13 @@ def test_a_night_of_heartbeats_from_10k_devices(db_url: str) -> None:
                 beats = [pair(heartbeat(SITE, d, ts=now, interval_s=INTERVAL_S)) for d in chunk]
                 results = handler.handle_batch(beats, now)
                 assert {r.outcome for r in results} == {Outcome.ACCEPTED}
-            changes = store.mark_stale_devices(base + INTERVAL_S, GRACE, INTERVAL_S, OFFLINE)
+            changes = store.devices.mark_stale_devices(
+                base + INTERVAL_S, GRACE, INTERVAL_S, OFFLINE
+            )
             offline_seen |= {ch.device_id or "" for ch in changes if ch.action == "offline"}
             rss.append(_rss_mib())
         rows = _rows(db_url)
-        tickets = store.list_tickets(categories=["device_offline"], limit=1000).items
+        tickets = store.tickets.list_tickets(categories=["device_offline"], limit=1000).items
     finally:
         store.close()
     assert offline_seen == silent

@@ -148,7 +148,7 @@ async def test_device_add_real_broker_device_a_cannot_publish_as_b(
     assert pw_a not in passwd.read_text()
     assert f"dev-a:$7${PBKDF2_ITERATIONS}$" in passwd.read_text()
     store = Store(db)
-    assert [d.device_id for d in store.list_devices()] == ["dev-a", "dev-b"]
+    assert [d.device_id for d in store.devices.list_devices()] == ["dev-a", "dev-b"]
     store.close()
 
     broker: MosquittoBroker | EmbeddedBroker

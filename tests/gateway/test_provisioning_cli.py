@@ -59,7 +59,7 @@ def test_a_gateway_account_cannot_become_a_device(files: list[str]) -> None:
     assert _acl(files) == before
     store = Store(files[1])
     try:
-        assert store.list_devices() == []  # nothing registered either
+        assert store.devices.list_devices() == []  # nothing registered either
     finally:
         store.close()
     guanjia("gateway", "mqtt-account", "gw-x", *files)  # rotation keeps working
@@ -76,7 +76,9 @@ def test_a_grid_missing_or_of_another_site_is_one_line(files: list[str]) -> None
     migrate(db)
     store = Store(db)
     try:
-        store.upsert_grid(GridPublic(grid_id="grid-other", site_id="site-other", name="Other"))
+        store.grids.upsert_grid(
+            GridPublic(grid_id="grid-other", site_id="site-other", name="Other")
+        )
     finally:
         store.close()
     for grid in ("grid-missing", "grid-other"):

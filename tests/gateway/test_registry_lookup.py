@@ -1,4 +1,4 @@
-"""Ingest looks a batch's devices up in the registry at once (`Store.device_sites`), and a
+"""Ingest looks a batch's devices up in the registry at once (`Store.devices.device_sites`), and a
 batch's registry decisions are those of one message at a time."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ def test_device_sites_names_each_registered_device_once(db_url: str) -> None:
     seed_site(store, "site-1", cameras[:700])
     seed_site(store, "site-2", cameras[700:])
     asked = [*cameras, "cam-unknown", cameras[0]]
-    sites = store.device_sites(asked)
+    sites = store.devices.device_sites(asked)
     assert sites == {d: "site-1" if i < 700 else "site-2" for i, d in enumerate(cameras)}
-    assert store.device_sites([]) == {}
+    assert store.devices.device_sites([]) == {}
     store.close()
 
 

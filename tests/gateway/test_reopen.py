@@ -34,7 +34,7 @@ def send(handler: IngestHandler, message: c.Message, now: float) -> None:
 
 def escalate(store: Store, now: float) -> list[tuple[str, int, int]]:
     """Run the SLA clock once at `now`: (breach, from tier, to tier) recorded."""
-    done = store.run_escalations(now, dict(DEFAULT_POLICIES))
+    done = store.escalations.run_escalations(now, dict(DEFAULT_POLICIES))
     return [(e.breach.value, int(e.from_tier), int(e.to_tier)) for e, _ in done]
 
 
@@ -47,7 +47,7 @@ def test_cooldown_reopen_restarts_the_sla_clock_and_keeps_the_tier(
     send(handler, end, T0 + 22 * M)  # the car left: auto-resolved
     reopened_at = T0 + 25 * M
     send(handler, event(SITE, "cam-a", "ev-00000002"), reopened_at)  # back within the cool-down
-    page = store.list_tickets()
+    page = store.tickets.list_tickets()
     assert page.total == 1
     ticket = page.items[0]
     assert ticket.state is TicketState.NEW
@@ -64,7 +64,7 @@ def test_cooldown_reopen_restarts_the_sla_clock_and_keeps_the_tier(
     assert escalate(store, reopened_at + 20 * M) == [("ack", 2, 3)]
     assert escalate(store, reopened_at + 20 * M) == []  # once
     assert escalate(store, reopened_at + 30 * M) == [("resolve", 3, 3)]
-    detail = store.get_ticket(ticket.id)
+    detail = store.tickets.get_ticket(ticket.id)
     assert [(e.cycle, e.breach, e.to_tier) for e in detail.escalations] == [
         (0, "ack", 2),
         (1, "ack", 3),
@@ -81,12 +81,16 @@ def test_reopen_after_every_breach_escalates_again(handler: IngestHandler, store
     """Before: the (ticket, breach) rows of the first cycle blocked every later breach."""
     send(handler, event(SITE, "cam-a", "ev-00000001"), T0)
     assert escalate(store, T0 + 61 * M) == [("ack", 1, 2), ("resolve", 2, 3), ("resolve_2", 3, 3)]
-    tid = store.list_tickets().items[0].id
-    store.add_attachment(tid, JPEG, content_type="image/jpeg", actor="sup-1", now=T0 + 62 * M)
-    store.transition(tid, Action.RESOLVE, "sup-1", T0 + 62 * M, note="towed", policy=PARKING)
-    store.transition(tid, Action.CLOSE, "op", T0 + 63 * M, policy=PARKING)
+    tid = store.tickets.list_tickets().items[0].id
+    store.tickets.add_attachment(
+        tid, JPEG, content_type="image/jpeg", actor="sup-1", now=T0 + 62 * M
+    )
+    store.tickets.transition(
+        tid, Action.RESOLVE, "sup-1", T0 + 62 * M, note="towed", policy=PARKING
+    )
+    store.tickets.transition(tid, Action.CLOSE, "op", T0 + 63 * M, policy=PARKING)
     reopened_at = T0 + 3 * H
-    ticket, _ = store.transition(
+    ticket, _ = store.tickets.transition(
         tid, Action.REOPEN, "op", reopened_at, note="car is back", policy=PARKING
     )
     assert (ticket.ack_due_at, ticket.resolve_due_at) == (
@@ -106,13 +110,17 @@ def test_reopen_of_a_ticket_handled_in_time_does_not_escalate_at_once(
     """Before: acknowledged and resolved in time, reopened later: the first cycle's passed
     resolve deadline made it breach the moment it was reopened."""
     send(handler, event(SITE, "cam-a", "ev-00000001"), T0)
-    tid = store.list_tickets().items[0].id
-    store.transition(tid, Action.ACKNOWLEDGE, "op", T0 + 5 * M, policy=PARKING)
-    store.add_attachment(tid, JPEG, content_type="image/jpeg", actor="sup-1", now=T0 + 9 * M)
-    store.transition(tid, Action.RESOLVE, "sup-1", T0 + 10 * M, note="towed", policy=PARKING)
+    tid = store.tickets.list_tickets().items[0].id
+    store.tickets.transition(tid, Action.ACKNOWLEDGE, "op", T0 + 5 * M, policy=PARKING)
+    store.tickets.add_attachment(
+        tid, JPEG, content_type="image/jpeg", actor="sup-1", now=T0 + 9 * M
+    )
+    store.tickets.transition(
+        tid, Action.RESOLVE, "sup-1", T0 + 10 * M, note="towed", policy=PARKING
+    )
     assert escalate(store, T0 + 2 * H) == []
     reopened_at = T0 + 2 * H
-    ticket, _ = store.transition(
+    ticket, _ = store.tickets.transition(
         tid, Action.REOPEN, "op", reopened_at, note="car is back", policy=PARKING
     )
     assert escalate(store, reopened_at + 1) == []
@@ -159,8 +167,10 @@ def test_two_replicas_escalate_each_breach_once_per_cycle(db_url: str) -> None:
         recorded = sorted(found[0] + found[1])
         per_ticket = [("ack", 2, 3), ("resolve", 3, 3), ("resolve_2", 3, 3)]
         assert recorded == sorted(per_ticket * len(devices))
-        for ticket in replicas[0].list_tickets().items:
-            cycles = [(e.cycle, e.breach) for e in replicas[0].get_ticket(ticket.id).escalations]
+        for ticket in replicas[0].tickets.list_tickets().items:
+            cycles = [
+                (e.cycle, e.breach) for e in replicas[0].tickets.get_ticket(ticket.id).escalations
+            ]
             assert sorted(cycles) == [(0, "ack"), (1, "ack"), (1, "resolve"), (1, "resolve_2")]
     finally:
         for replica in replicas:
@@ -174,7 +184,7 @@ def test_sla_clock_runs_past_a_recorded_cut_off_escalation(
     'cut_off'), which is no SLA breach; the SLA clock must still escalate the ticket (it
     used to raise on that row at every tick, and no ticket escalated any more)."""
     send(handler, event(SITE, "cam-a", "ev-00000001"), T0)
-    active_key = store.list_tickets().items[0]
+    active_key = store.tickets.list_tickets().items[0]
     key = f"{SITE}|cam-a|{active_key.category.value}|{active_key.zone_id}"
-    assert store.escalate_unconfirmed_cutoff(key, "relay still on", T0 + M) is not None
+    assert store.sensors.escalate_unconfirmed_cutoff(key, "relay still on", T0 + M) is not None
     assert escalate(store, T0 + 21 * M) == [("ack", 2, 3)]

@@ -97,11 +97,11 @@ def test_the_store_reads_facts_in_scope_and_window(store: Store) -> None:
         assert handler.handle(topic_of(message), c.encode(message), now).outcome.value == (
             "accepted"
         )
-    page = store.list_tickets(sites=["site-a"], sort="id")
+    page = store.tickets.list_tickets(sites=["site-a"], sort="id")
     first, second = (t.id for t in page.items)
     policy = DEFAULT_POLICIES[TicketCategory.ILLEGAL_PARKING]
-    store.transition(first, Action.ACKNOWLEDGE, "op", now + 60, policy=policy)
-    store.transition(
+    store.tickets.transition(first, Action.ACKNOWLEDGE, "op", now + 60, policy=policy)
+    store.tickets.transition(
         first,
         Action.RESOLVE,
         "op",
@@ -109,17 +109,17 @@ def test_the_store_reads_facts_in_scope_and_window(store: Store) -> None:
         note="done",
         policy=policy.model_copy(update={"field_work": False}),
     )
-    escalated = store.run_escalations(now + 10 * 3600, dict(DEFAULT_POLICIES))
+    escalated = store.escalations.run_escalations(now + 10 * 3600, dict(DEFAULT_POLICIES))
     assert {e.breach for e, _ in escalated} >= {Breach.ACK}
 
-    facts = {f.ticket_id: f for f in store.sla_facts(sites=["site-a"], since=now - 60)}
+    facts = {f.ticket_id: f for f in store.reports.sla_facts(sites=["site-a"], since=now - 60)}
     assert set(facts) == {first, second}  # site-b's ticket is not in scope
     assert facts[first].acknowledged_at == now + 60
     assert facts[first].resolved_at == now + 120
     assert facts[first].breaches == 0
     assert facts[second].breaches >= 1
-    assert len(store.sla_facts(sites=None, since=now - 60)) == 3
-    assert store.sla_facts(sites=["site-a"], since=now + 60) == []  # before the window
+    assert len(store.reports.sla_facts(sites=None, since=now - 60)) == 3
+    assert store.reports.sla_facts(sites=["site-a"], since=now + 60) == []  # before the window
 
 
 def test_tickets_sort_by_the_running_deadline(store: Store) -> None:
@@ -132,7 +132,7 @@ def test_tickets_sort_by_the_running_deadline(store: Store) -> None:
             "site-a", "cam-a", f"ev-sort-{n:04d}", zone_id=f"z{n}", ts=now, category=category
         )
         handler.handle(topic_of(message), c.encode(message), now)
-    items = store.list_tickets(sort="deadline").items
+    items = store.tickets.list_tickets(sort="deadline").items
     dues = [t.ack_due_at for t in items]
     assert dues == sorted(dues)
     assert items[0].category is TicketCategory.FIRE_LANE_BLOCKED  # the shorter clock first

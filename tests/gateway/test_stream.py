@@ -113,7 +113,7 @@ def test_last_event_id_replays_what_was_missed_in_own_sites(db_url: str) -> None
         assert bad.status_code == 400
 
         # A client away longer than the feed is kept is told to reload.
-        store.prune_changes(now + 3600)
+        store.feed.prune_changes(now + 3600)
         pruned = parse(
             client.get(
                 "/api/stream", params={"max_events": 2}, headers={**op, "Last-Event-ID": "0"}

@@ -53,23 +53,23 @@ def bot() -> Iterator[Bot]:
 
 async def test_webhook_retried_until_delivered(store: Store, bot: Bot) -> None:
     seed_site(store, "site-1", ("cam-a",))
-    store.add_webhook(bot.url, "wecom", grid_id="g-site-1", category="illegal_parking")
-    store.add_webhook(bot.url, "feishu", grid_id="other-grid")  # must not fire
+    store.webhooks.add_webhook(bot.url, "wecom", grid_id="g-site-1", category="illegal_parking")
+    store.webhooks.add_webhook(bot.url, "feishu", grid_id="other-grid")  # must not fire
     message = event("site-1", "cam-a", "ev-hook-0001")
     IngestHandler(store, dict(DEFAULT_POLICIES)).handle(topic_of(message), c.encode(message), T0)
     sender = WebhookSender(store, GatewayMetrics(), timeout_s=5, max_attempts=3)
     try:
         assert await sender.tick() == 1  # HTTP 500
-        state = store.notification_states()[0]
+        state = store.webhooks.notification_states()[0]
         assert state["attempts"] == 1
         assert state["delivered_at"] is None
         assert state["last_error"] == "HTTP 500"
         assert await sender.tick() == 0  # backing off
-        store.finish_delivery(state["id"], 0, error="HTTP 500", retry_at=0.0)  # due now
+        store.webhooks.finish_delivery(state["id"], 0, error="HTTP 500", retry_at=0.0)  # due now
         assert await sender.tick() == 1
     finally:
         await sender.aclose()
-    final = store.notification_states()
+    final = store.webhooks.notification_states()
     assert len(final) == 1
     assert final[0]["delivered_at"] is not None
     assert len(bot.bodies) == 2

@@ -29,7 +29,7 @@ def test_provision_registers_devices_accounts_and_profiles(tmp_path: Path) -> No
     }
     store = Store(db)
     try:
-        accounts = {a.username: a for a in store.mqtt_accounts()}
+        accounts = {a.username: a for a in store.devices.mqtt_accounts()}
         assert accounts["sim-cam-001"].role == "device"
         assert accounts["sim-esp-001"].role == "esphome"
         assert accounts["gateway-1"].role == "gateway"
@@ -38,10 +38,10 @@ def test_provision_registers_devices_accounts_and_profiles(tmp_path: Path) -> No
             "gateway-1",
             *(f"gateway-1-w{i}" for i in range(1, 9)),
         }
-        assert {d.device_id: d.site_id for d in store.list_devices(limit=100)} == dict.fromkeys(
-            creds.devices, "s1"
-        )
-        nodes = {d: store.sensor_node(d) for d in ("sim-sensor-001", "sim-sensor-002")}
+        assert {
+            d.device_id: d.site_id for d in store.devices.list_devices(limit=100)
+        } == dict.fromkeys(creds.devices, "s1")
+        nodes = {d: store.sensors.sensor_node(d) for d in ("sim-sensor-001", "sim-sensor-002")}
         assert {d: n.profile for d, n in nodes.items() if n is not None} == {
             "sim-sensor-001": "smoke_detector",
             "sim-sensor-002": "charging_monitor",

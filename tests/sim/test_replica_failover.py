@@ -70,7 +70,7 @@ def test_three_replicas_one_killed_and_restarted_under_sim_load(
 ) -> None:
     site = sim_site_factory(failover_db, *RUN, gateways=REPLICAS)
     store = Store(failover_db)
-    store.add_webhook("http://127.0.0.1:9/hook", "wecom")  # nothing listens: rows stay
+    store.webhooks.add_webhook("http://127.0.0.1:9/hook", "wecom")  # nothing listens: rows stay
     store.close()
     settings = {"mqtt__share_group": "guanjia", "policies": POLICIES, "sla_tick_s": 0.3}
     gateways = {name: site.start_gateway(name, **settings) for name in REPLICAS}

@@ -9,7 +9,7 @@ from tests.support.messages import T0
 
 def seed_site(store: Store, site_id: str, devices: tuple[str, ...] = ("cam-a",)) -> None:
     """One grid `g-<site>` (supervisor `sup-1`) owning zone-a, and the given devices in it."""
-    store.upsert_grid(
+    store.grids.upsert_grid(
         GridPublic(
             grid_id=f"g-{site_id}",
             site_id=site_id,
@@ -19,4 +19,4 @@ def seed_site(store: Store, site_id: str, devices: tuple[str, ...] = ("cam-a",))
         )
     )
     for device_id in devices:
-        store.upsert_device(device_id, site_id, "camera", grid_id=f"g-{site_id}", now=T0)
+        store.devices.upsert_device(device_id, site_id, "camera", grid_id=f"g-{site_id}", now=T0)

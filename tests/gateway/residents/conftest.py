@@ -78,11 +78,11 @@ class ResidentApp:
 
 def seed_grid(db_url: str) -> None:
     store = Store(db_url)
-    store.upsert_grid(
+    store.grids.upsert_grid(
         GridPublic(grid_id=GRID, site_id=SITE, name="Grid 1", supervisor="sup", zones=["zone-a"])
     )
     now = time.time()
-    store.add_shift(
+    store.grids.add_shift(
         ShiftPublic(grid_id=GRID, username="worker", starts_at=now - 3600, ends_at=now + 86400)
     )
     store.close()

@@ -166,7 +166,7 @@ def test_a_low_rating_flags_or_reopens_as_the_site_file_says(
     assert after["state"] == state
     hashed = tracking_hash(tracking)
     assert hashed is not None
-    row = app.store.report_by_tracking(hashed)
+    row = app.store.residents.report_by_tracking(hashed)
     assert row.rating == 2
     detail = app.client.get(f"/api/tickets/{ticket['id']}", headers=admin).json()
     assert "rated" in [a["action"] for a in detail["audit"]]

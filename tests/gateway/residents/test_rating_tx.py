@@ -33,7 +33,7 @@ def _resolved_report(app: ResidentApp, action: str) -> tuple[str, int]:
     tracking = app.report().json()["tracking_token"]
     hashed = tracking_hash(tracking)
     assert hashed is not None
-    ticket_id = app.store.report_by_tracking(hashed).ticket_id
+    ticket_id = app.store.residents.report_by_tracking(hashed).ticket_id
     admin = app.headers("admin")
     files = {"file": ("fixed.jpg", phone_jpeg(), "image/jpeg")}
     app.client.post(f"/api/tickets/{ticket_id}/photos", headers=admin, files=files)

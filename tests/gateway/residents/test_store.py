@@ -48,7 +48,7 @@ def _report(n: int, category: TicketCategory, place: str = "b3-lobby") -> NewRep
 
 @pytest.fixture
 def site_store(store: Store) -> Store:
-    store.upsert_grid(
+    store.grids.upsert_grid(
         GridPublic(grid_id=GRID, site_id=SITE, name="G", supervisor="sup", zones=["zone-a"])
     )
     return store
@@ -58,18 +58,18 @@ def test_a_challenge_is_spent_once_and_the_place_quota_counts_every_sender(
     site_store: Store,
 ) -> None:
     policy = POLICIES[TicketCategory.LITTER]
-    site_store.create_report(
+    site_store.residents.create_report(
         _report(1, TicketCategory.LITTER), policy, T0, challenge_id="c1", per_place_per_hour=2
     )
     with pytest.raises(ConflictError, match="already used"):
-        site_store.create_report(
+        site_store.residents.create_report(
             _report(2, TicketCategory.LITTER), policy, T0, challenge_id="c1", per_place_per_hour=2
         )
-    site_store.create_report(
+    site_store.residents.create_report(
         _report(3, TicketCategory.LITTER), policy, T0 + 1, challenge_id="c3", per_place_per_hour=2
     )
     with pytest.raises(PlaceLimitError):
-        site_store.create_report(
+        site_store.residents.create_report(
             _report(4, TicketCategory.LITTER),
             policy,
             T0 + 2,
@@ -77,26 +77,26 @@ def test_a_challenge_is_spent_once_and_the_place_quota_counts_every_sender(
             per_place_per_hour=2,
         )
     # Another place has its own quota; an hour later the first place has room again.
-    site_store.create_report(
+    site_store.residents.create_report(
         _report(5, TicketCategory.LITTER, "lane-east"),
         policy,
         T0 + 3,
         challenge_id="c5",
         per_place_per_hour=2,
     )
-    site_store.create_report(
+    site_store.residents.create_report(
         _report(6, TicketCategory.LITTER),
         policy,
         T0 + 3601,
         challenge_id="c4",
         per_place_per_hour=2,
     )
-    assert site_store.list_tickets().total == 4
-    assert site_store.prune_spent_challenges(T0 + 2) == 2  # c1, c3
+    assert site_store.tickets.list_tickets().total == 4
+    assert site_store.residents.prune_spent_challenges(T0 + 2) == 2  # c1, c3
 
 
 def test_a_residents_photo_does_not_count_as_the_butlers_site_photo(site_store: Store) -> None:
-    ticket_id, _ = site_store.create_report(
+    ticket_id, _ = site_store.residents.create_report(
         _report(1, TicketCategory.LITTER),
         POLICIES[TicketCategory.LITTER],
         T0,
@@ -104,7 +104,7 @@ def test_a_residents_photo_does_not_count_as_the_butlers_site_photo(site_store: 
         per_place_per_hour=None,
     )
     with pytest.raises(ValueError, match="site photo"):
-        site_store.transition(
+        site_store.tickets.transition(
             ticket_id,
             Action.RESOLVE,
             "worker",
@@ -121,7 +121,7 @@ def _build_history(store: Store) -> None:
         category = TicketCategory.LITTER if n % 2 else TicketCategory.NOISE
         opened = T0 + n * 600 + (100 * 86400 if n >= 8 else 0)  # n >= 8: the second quarter
         place = "b3-lobby" if n % 4 else "lane-east"
-        ticket_id, _ = store.create_report(
+        ticket_id, _ = store.residents.create_report(
             _report(n, category, place),
             POLICIES[category],
             opened,
@@ -130,16 +130,16 @@ def _build_history(store: Store) -> None:
         )
         policy = POLICIES[category]
         if n % 5 != 4:
-            store.transition(
+            store.tickets.transition(
                 ticket_id, Action.ACKNOWLEDGE, "op", opened + 60 * (n + 1), policy=policy
             )
         if n == 9:  # escalated to tier 2 by the ack breach, then resolved
-            store.run_escalations(opened + 40 * 60, POLICIES)
+            store.escalations.run_escalations(opened + 40 * 60, POLICIES)
         if n % 3 != 2:
-            store.add_attachment(
+            store.tickets.add_attachment(
                 ticket_id, phone_jpeg(), content_type="image/jpeg", actor="worker", now=opened + 900
             )
-            store.transition(
+            store.tickets.transition(
                 ticket_id,
                 Action.RESOLVE,
                 "worker",
@@ -148,10 +148,10 @@ def _build_history(store: Store) -> None:
                 policy=policy,
             )
             if n % 2 == 0:
-                store.record_rating(
+                store.residents.record_rating(
                     ticket_id, 1 + n % 5, None, opened + 5000, low=None, policy=policy
                 )
-    store.open_round_tickets(
+    store.rounds.open_round_tickets(
         SITE,
         [
             (
@@ -171,7 +171,7 @@ def _build_history(store: Store) -> None:
         POLICIES,
         T0 + 30,
     )
-    store.run_escalations(T0 + 200 * 86400, POLICIES)
+    store.escalations.run_escalations(T0 + 200 * 86400, POLICIES)
 
 
 def _nearest_rank_p90(values: list[float]) -> float | None:

@@ -49,7 +49,7 @@ def store(db_url: str) -> Iterator[Store]:
     """SQLite and PostgreSQL (tests/gateway/conftest.py), migrated."""
     s = Store(db_url)
     seed_site(s, SITE, ("cam-a", "cam-b", "cam-c"))
-    s.add_artifact(
+    s.rollouts.add_artifact(
         ArtifactPublic(
             sha256=SHA,
             name="yolox_nano",
@@ -92,7 +92,9 @@ def _report(
 
 
 def _states(store: Store, rollout_id: str) -> dict[str, str]:
-    return {d.device_id: d.state.value for d in store.get_rollout(rollout_id).devices or []}
+    return {
+        d.device_id: d.state.value for d in store.rollouts.get_rollout(rollout_id).devices or []
+    }
 
 
 def test_waves_advance_on_reports_and_a_failure_halts(store: Store, tmp_path: Path) -> None:
@@ -100,7 +102,7 @@ def test_waves_advance_on_reports_and_a_failure_halts(store: Store, tmp_path: Pa
     service = RolloutService(store, settings, KEY)
     handler = IngestHandler(store, dict(DEFAULT_POLICIES))
     policy = RolloutPolicy(canary=1, waves=(0.5, 1.0), probation_s=10, device_timeout_s=100)
-    store.create_rollout(
+    store.rollouts.create_rollout(
         "r1", SITE, SHA, policy, plan_waves(["cam-a", "cam-b", "cam-c"], policy), "admin", T0
     )
     sent = Sent()
@@ -126,7 +128,7 @@ def test_waves_advance_on_reports_and_a_failure_halts(store: Store, tmp_path: Pa
         )
         is None
     )
-    audit = store.list_commands(SITE, "cam-a")
+    audit = store.commands.list_commands(SITE, "cam-a")
     assert [(a.name, a.state) for a in audit] == [("model_update", "sent")]
     # The audit (readable with read_devices) keeps the link without its credential.
     kept = urlparse(str(audit[0].args["url"]))
@@ -143,7 +145,7 @@ def test_waves_advance_on_reports_and_a_failure_halts(store: Store, tmp_path: Pa
     asyncio.run(rollout_step(service, sent, T0 + 16))
     [second] = sent.take()
     assert second.device_id == "cam-b"
-    assert store.get_rollout("r1").wave == 1
+    assert store.rollouts.get_rollout("r1").wave == 1
 
     _report(handler, second, "failed", T0 + 20, "verify: signature does not verify")
     asyncio.run(rollout_step(service, sent, T0 + 21))
@@ -152,7 +154,7 @@ def test_waves_advance_on_reports_and_a_failure_halts(store: Store, tmp_path: Pa
         ("cam-a", "revert"),
         ("cam-b", "revert"),
     ]
-    rollout = store.get_rollout("r1")
+    rollout = store.rollouts.get_rollout("r1")
     assert rollout.state.value == "halted"
     assert rollout.reason == "wave 2: 1 of 1 devices failed or rolled back (threshold 20%)"
     assert _states(store, "r1") == {"cam-a": "active", "cam-b": "failed", "cam-c": "cancelled"}
@@ -169,17 +171,19 @@ def test_a_silent_device_times_out_and_an_unreachable_broker_resends(
     settings = ModelRegistrySettings(store_dir=tmp_path, public_url="http://gw:8000")
     service = RolloutService(store, settings, KEY)
     policy = RolloutPolicy(canary=1, probation_s=10, device_timeout_s=100)
-    store.create_rollout("r2", SITE, SHA, policy, plan_waves(["cam-a"], policy), "admin", T0)
+    store.rollouts.create_rollout(
+        "r2", SITE, SHA, policy, plan_waves(["cam-a"], policy), "admin", T0
+    )
     asyncio.run(rollout_step(service, None, T0))  # no broker: recorded, not sent
     assert _states(store, "r2") == {"cam-a": "pending"}
-    assert [a.state for a in store.list_commands(SITE, "cam-a")] == ["unavailable"]
+    assert [a.state for a in store.commands.list_commands(SITE, "cam-a")] == ["unavailable"]
     sent = Sent()
     asyncio.run(rollout_step(service, sent, T0 + 1))
     assert [m.device_id for m in sent.take()] == ["cam-a"]  # sent again
     asyncio.run(rollout_step(service, sent, T0 + 50))
     assert _states(store, "r2") == {"cam-a": "pending"}
     asyncio.run(rollout_step(service, sent, T0 + 102))
-    rollout = store.get_rollout("r2")
+    rollout = store.rollouts.get_rollout("r2")
     assert rollout.state.value == "halted"
     [row] = rollout.devices or []
     assert row.state.value == "failed"
@@ -192,7 +196,7 @@ def test_a_device_that_never_answers_a_cancel_still_times_out(store: Store, tmp_
     handler = IngestHandler(store, dict(DEFAULT_POLICIES))
     policy = RolloutPolicy(canary=1, probation_s=10, device_timeout_s=100)
     waves = plan_waves(["cam-a", "cam-b"], policy)
-    store.create_rollout("r3", SITE, SHA, policy, waves, "admin", T0)
+    store.rollouts.create_rollout("r3", SITE, SHA, policy, waves, "admin", T0)
     sent = Sent()
     asyncio.run(rollout_step(service, sent, T0))
     [install] = sent.take()
@@ -203,11 +207,11 @@ def test_a_device_that_never_answers_a_cancel_still_times_out(store: Store, tmp_
     asyncio.run(rollout_step(service, sent, T0 + 50))
     assert _states(store, "r3")["cam-a"] == "downloading"  # within its time: no verdict
     asyncio.run(rollout_step(service, sent, T0 + 102))  # the node never answered
-    rollout = store.get_rollout("r3")
+    rollout = store.rollouts.get_rollout("r3")
     assert rollout.state.value == "cancelled"
     assert _states(store, "r3") == {"cam-a": "failed", "cam-b": "cancelled"}
     assert sent.take() == []  # an ended rollout sends nothing more
-    assert "r3" not in store.active_rollout_ids()  # settled: no longer looked at
+    assert "r3" not in store.rollouts.active_rollout_ids()  # settled: no longer looked at
 
 
 def test_a_revert_the_broker_did_not_take_is_sent_again(store: Store, tmp_path: Path) -> None:
@@ -216,15 +220,15 @@ def test_a_revert_the_broker_did_not_take_is_sent_again(store: Store, tmp_path: 
     handler = IngestHandler(store, dict(DEFAULT_POLICIES))
     policy = RolloutPolicy(canary=2, probation_s=10, device_timeout_s=100)
     waves = plan_waves(["cam-a", "cam-b", "cam-c"], policy)
-    store.create_rollout("r4", SITE, SHA, policy, waves, "admin", T0)
+    store.rollouts.create_rollout("r4", SITE, SHA, policy, waves, "admin", T0)
     sent = Sent()
     asyncio.run(rollout_step(service, sent, T0))
     first, second = sent.take()
     _report(handler, first, "probation", T0 + 2)
     _report(handler, second, "failed", T0 + 3, "self-test: detections differ")
     asyncio.run(rollout_step(service, None, T0 + 4))  # halts while the broker is away
-    assert store.get_rollout("r4").state.value == "halted"
-    audit = store.list_commands(SITE, "cam-a")
+    assert store.rollouts.get_rollout("r4").state.value == "halted"
+    audit = store.commands.list_commands(SITE, "cam-a")
     assert [(a.args["action"], a.state) for a in audit] == [
         ("revert", "unavailable"),
         ("install", "sent"),

@@ -32,10 +32,10 @@ PASS = {"pressure": True, "seal": True}
 
 @pytest.fixture
 def rounds(store: Store, tmp_path: Path) -> RoundsService:
-    store.upsert_grid(
+    store.grids.upsert_grid(
         GridPublic(grid_id=GRID, site_id=SITE, name="G", supervisor="sup", zones=["zone-a"])
     )
-    store.add_shift(
+    store.grids.add_shift(
         ShiftPublic(grid_id=GRID, username="worker", starts_at=0, ends_at=at(23, 59, 28))
     )
     # Rounds start on the 10th: the tick looks back two days, and nobody walked before.
@@ -46,7 +46,7 @@ def rounds(store: Store, tmp_path: Path) -> RoundsService:
 
 
 def _tickets(store: Store) -> list[tuple[str, str, str | None, str | None]]:
-    page = store.list_tickets(sort="id", limit=500)
+    page = store.tickets.list_tickets(sort="id", limit=500)
     return [(t.category.value, t.device_id, t.zone_id, t.assignee) for t in page.items]
 
 
@@ -100,7 +100,7 @@ def test_the_same_failure_again_merges_into_the_open_ticket(
         SITE, "tag-ext1", "w", results=failing, note=None, photo=None, now=at(10, 10)
     )
     assert first.ticket_ids == again.ticket_ids
-    assert store.get_ticket(first.ticket_ids[0]).event_count == 2
+    assert store.tickets.get_ticket(first.ticket_ids[0]).event_count == 2
 
 
 def test_a_round_nobody_walked_is_one_ticket_for_the_supervisor(
@@ -110,11 +110,13 @@ def test_a_round_nobody_walked_is_one_ticket_for_the_supervisor(
     rounds.tick(at(10, 6))
     assert _tickets(store) == [("round_missed", "round:fire", None, "sup")]  # the 08:00 round
     # Resolved (the supervisor found out why), it stays resolved: the round is not missed again.
-    (ticket,) = store.list_tickets().items
+    (ticket,) = store.tickets.list_tickets().items
     policy = DEFAULT_POLICIES[ticket.category]
-    store.transition(ticket.id, Action.RESOLVE, "sup", at(10, 7), note="病假", policy=policy)
+    store.tickets.transition(
+        ticket.id, Action.RESOLVE, "sup", at(10, 7), note="病假", policy=policy
+    )
     rounds.tick(at(10, 8))
-    assert store.list_tickets().total == 1
+    assert store.tickets.list_tickets().total == 1
 
 
 def test_today_shows_each_rounds_state(rounds: RoundsService) -> None:
@@ -152,7 +154,7 @@ def test_scans_must_tick_every_item_and_carry_required_photos(
         )
     with pytest.raises(UnknownError):
         rounds.record_scan(SITE, "tag-nope", "w", results={}, note=None, photo=None, now=at(9))
-    assert store.scans_between(SITE, 0, at(23)) == []
+    assert store.rounds.scans_between(SITE, 0, at(23)) == []
 
 
 def test_scan_photos_are_stored_without_exif(rounds: RoundsService, store: Store) -> None:

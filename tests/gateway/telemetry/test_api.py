@@ -17,8 +17,8 @@ def test_telemetry_api_buckets_latest_and_scope(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'gw.db'}"
     seed_users(db)
     store = Store(db)
-    store.upsert_device("meter-1", SITE, "circuit")
-    store.set_sensor_node("meter-1", "circuit_meter", esphome=False)
+    store.devices.upsert_device("meter-1", SITE, "circuit")
+    store.sensors.set_sensor_node("meter-1", "circuit_meter", esphome=False)
     store.close()
     path = tmp_path / "t.db"
     embedded = SqliteTelemetryStore(path)

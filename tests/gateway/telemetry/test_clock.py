@@ -31,13 +31,13 @@ def _battery(value: float, ts: float, seq: int) -> tuple[str, bytes]:
 
 
 def _tickets(store: Store, category: TicketCategory) -> list[tuple[str | None, str, bool]]:
-    page = store.list_tickets(categories=[category.value])
+    page = store.tickets.list_tickets(categories=[category.value])
     return [(t.zone_id, t.state.value, t.condition_cleared_at is not None) for t in page.items]
 
 
 def test_offline_and_low_battery_with_a_fake_clock(store: Store, tmp_path: Path) -> None:
-    store.upsert_device("smoke-1", SITE, "smoke")
-    store.set_sensor_node("smoke-1", "smoke_detector", esphome=False)
+    store.devices.upsert_device("smoke-1", SITE, "smoke")
+    store.sensors.set_sensor_node("smoke-1", "smoke_detector", esphome=False)
     service = TelemetryService(store, TelemetrySettings(), DEFAULT_POLICIES, path=tmp_path / "t.db")
     window = service.profiles["smoke_detector"].offline_after_s  # 3 × 60 s
     service.handle([_battery(80, T0, 1)], T0)

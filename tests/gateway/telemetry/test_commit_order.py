@@ -74,8 +74,8 @@ def _batch(device: str, i: int, t0: float) -> tuple[str, bytes]:
 @pytest.fixture
 def registered(store: Store) -> Store:
     for device in ("shed-1", "shed-2"):
-        store.upsert_device(device, SITE, "charging")
-        store.set_sensor_node(device, "charging_monitor", esphome=False)
+        store.devices.upsert_device(device, SITE, "charging")
+        store.sensors.set_sensor_node(device, "charging_monitor", esphome=False)
     return store
 
 
@@ -116,7 +116,7 @@ def test_gateway_dying_between_commit_and_point_write_loses_nothing(
     assert len(committed.fresh) == 3
     old.sqlite.close()  # ... and the process dies before writing the points
     old.store.close()
-    assert registered.dead_letter_count() == 0
+    assert registered.inbox.dead_letter_count() == 0
 
     new = _service(db_url, path)  # restarted; the broker redelivers everything unacked
     redelivered = new.handle(first + second, t0 + 60)

@@ -87,7 +87,7 @@ def nodes(mqtt_broker: MosquittoBroker, site_id: str) -> Iterator[dict[str, Node
 
 
 def tickets(store: Store, category: TicketCategory) -> list[Any]:
-    return store.list_tickets(categories=[category.value], limit=100).items
+    return store.tickets.list_tickets(categories=[category.value], limit=100).items
 
 
 @pytest.mark.timeout(120)
@@ -107,8 +107,8 @@ def test_sensors_over_the_broker_to_stores_tickets_and_relays(  # noqa: PLR0917 
         ("shed-2", "charging_monitor", True),
         ("smoke-1", "smoke_detector", True),
     ):
-        store.upsert_device(device, site_id, "esphome" if esphome else "charging")
-        store.set_sensor_node(device, profile, esphome=esphome)
+        store.devices.upsert_device(device, site_id, "esphome" if esphome else "charging")
+        store.sensors.set_sensor_node(device, profile, esphome=esphome)
     telemetry = TelemetrySettings(
         path=tmp_path / "telemetry.db",
         profiles_dir=profiles,
@@ -185,11 +185,11 @@ def test_sensors_over_the_broker_to_stores_tickets_and_relays(  # noqa: PLR0917 
                 if t.device_id == "shed-2" and t.tier == 2
             ]
         )
-        detail = store.get_ticket(escalated[0].id)
+        detail = store.tickets.get_ticket(escalated[0].id)
         [note] = [a for a in detail.audit if a.actor == "system:telemetry"]
         assert "not confirmed within 1 s" in str(note.detail)
         # the first shed, confirmed in time, stayed at tier 1
-        assert store.get_ticket(hazard.id).tier == 1
+        assert store.tickets.get_ticket(hazard.id).tier == 1
 
         # 3. An ESPHome smoke detector alarms: a fire ticket at once.
         smoke.send(f"esphome/{site_id}/smoke-1/sensor/battery/state", b"87")

@@ -53,7 +53,7 @@ async def test_esphome_node_acl_keeps_it_in_its_prefix(
     pw_gw = password_of(guanjia("gateway", "mqtt-account", "gw-1", *files))
     assert f"topic write {prefix(site_id, 'shed-a')}/#" in acl.read_text()
     store = Store(db)
-    node = store.sensor_node("shed-a")
+    node = store.sensors.sensor_node("shed-a")
     store.close()
     assert node is not None
     assert (node.site_id, node.profile, node.esphome) == (site_id, "charging_monitor", True)

@@ -50,8 +50,8 @@ def _runtime(sqlite_url: str, path: Path, broker: MosquittoBroker, site_id: str)
     )
     settings = settings_for(sqlite_url, mqtt=mqtt, telemetry=TelemetrySettings(path=path))
     runtime = build_runtime(settings)
-    runtime.store.upsert_device("shed-2", site_id, "esphome")
-    runtime.store.set_sensor_node("shed-2", "charging_monitor", esphome=True)
+    runtime.store.devices.upsert_device("shed-2", site_id, "esphome")
+    runtime.store.sensors.set_sensor_node("shed-2", "charging_monitor", esphome=True)
     return runtime
 
 

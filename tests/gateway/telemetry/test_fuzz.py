@@ -90,9 +90,9 @@ def runtime(db_url: str, tmp_path: Path) -> Iterator[Runtime]:
     )
     store = made.store
     for device, kind in (("shed-1", "esphome"), ("smoke-1", "smoke"), ("cam-1", "camera")):
-        store.upsert_device(device, SITE, kind)
-    store.set_sensor_node("shed-1", "charging_monitor", esphome=True)
-    store.set_sensor_node("smoke-1", "smoke_detector", esphome=False)
+        store.devices.upsert_device(device, SITE, kind)
+    store.sensors.set_sensor_node("shed-1", "charging_monitor", esphome=True)
+    store.sensors.set_sensor_node("smoke-1", "smoke_detector", esphome=False)
     yield made
     assert made.telemetry is not None
     made.telemetry.close()
@@ -118,7 +118,7 @@ def test_fuzz_telemetry_never_crashes_and_stores_only_valid_readings(
     """Through the gateway's real telemetry ingest, on SQLite and PostgreSQL."""
     store, telemetry = runtime.store, runtime.telemetry
     assert telemetry is not None
-    dead_before, flagged_before = store.dead_letter_count(), telemetry.flagged
+    dead_before, flagged_before = store.inbox.dead_letter_count(), telemetry.flagged
     over_quota_before = runtime.handler.dropped
     batch = c.TelemetryBatch(
         ts=T0, site_id=SITE, device_id=device, sensor_kind="smoke_detector", points=batch_points
@@ -126,7 +126,7 @@ def test_fuzz_telemetry_never_crashes_and_stores_only_valid_readings(
     good = (str(c.telemetry_topic(SITE, device)), c.encode(batch))
     bad = (str(c.telemetry_topic(SITE, "smoke-1")), raw)
     asyncio.run(ingest_readings(runtime, [*esp, good, bad]))
-    dead = store.dead_letter_count() - dead_before
+    dead = store.inbox.dead_letter_count() - dead_before
     # Unreadable ESPHome messages, the unreadable raw payload and an unknown device's batch
     # are dead letters with a reason; an ESPHome reading the profile does not know, or out
     # of range, is flagged (not stored).

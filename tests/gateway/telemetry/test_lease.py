@@ -83,19 +83,19 @@ def test_two_replicas_one_holder_then_expiry_hands_over(store: Store) -> None:
     assert taken.held
     assert not taken.resume
     assert not a.claim(121.0).held  # the old holder is refused now
-    assert store.lease("telemetry:*") == LeaseRow("gw-b", 135.5, 120.5)
+    assert store.leases.lease("telemetry:*") == LeaseRow("gw-b", 135.5, 120.5)
 
 
 def test_compare_and_set_lets_one_of_two_racing_takers_win(store: Store) -> None:
     # Both read the same (absent, then expired) row and decide to take it; one write wins.
     name = "telemetry:site-1"
-    assert store.swap_lease(name, None, LeaseRow("gw-a", 115.0, 100.0))
-    assert not store.swap_lease(name, None, LeaseRow("gw-b", 115.0, 100.0))
-    seen = store.lease(name)
+    assert store.leases.swap_lease(name, None, LeaseRow("gw-a", 115.0, 100.0))
+    assert not store.leases.swap_lease(name, None, LeaseRow("gw-b", 115.0, 100.0))
+    seen = store.leases.lease(name)
     assert seen == LeaseRow("gw-a", 115.0, 100.0)
-    assert store.swap_lease(name, seen, LeaseRow("gw-b", 135.0, 120.0))
-    assert not store.swap_lease(name, seen, LeaseRow("gw-c", 135.0, 120.0))
-    assert store.lease(name) == LeaseRow("gw-b", 135.0, 120.0)
+    assert store.leases.swap_lease(name, seen, LeaseRow("gw-b", 135.0, 120.0))
+    assert not store.leases.swap_lease(name, seen, LeaseRow("gw-c", 135.0, 120.0))
+    assert store.leases.lease(name) == LeaseRow("gw-b", 135.0, 120.0)
 
 
 def test_a_clean_stop_releases_the_lease_at_once(store: Store) -> None:

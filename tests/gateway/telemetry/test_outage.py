@@ -63,9 +63,9 @@ def test_influx_outage_during_a_flood_buffers_drops_counted_events_unaffected(
     store = Store(db)
     nodes = [f"shed-{i}" for i in range(NODES)]
     for device in nodes:
-        store.upsert_device(device, SITE, "charging")
-        store.set_sensor_node(device, "charging_monitor", esphome=False)
-    store.upsert_device("cam-0", SITE, "camera")
+        store.devices.upsert_device(device, SITE, "charging")
+        store.sensors.set_sensor_node(device, "charging_monitor", esphome=False)
+    store.devices.upsert_device("cam-0", SITE, "camera")
     gateway = start_gateway(
         tmp_path,
         db,
@@ -148,8 +148,10 @@ def test_influx_outage_during_a_flood_buffers_drops_counted_events_unaffected(
         assert written >= BUFFER  # the buffer's worth was held and delivered afterwards
         wait_for(lambda: victoria.count() == written, 60, "VictoriaMetrics to have them")
 
-        assert store.list_tickets(limit=1).total == len(sent_at)  # readings in range: no ticket
-        tickets = store.list_tickets(device_id="cam-0", limit=200).items
+        assert store.tickets.list_tickets(limit=1).total == len(
+            sent_at
+        )  # readings in range: no ticket
+        tickets = store.tickets.list_tickets(device_id="cam-0", limit=200).items
         created = {t.zone_id: t.created_at for t in tickets}
         assert set(created) == set(sent_at)  # every event became a ticket
         latency = {zone: created[zone] - sent for zone, sent in sent_at.items()}

@@ -50,10 +50,10 @@ def test_port_enable_refused_while_hot_then_audited_and_sent(
     db = f"sqlite:///{tmp_path / 'gw.db'}"
     seed_users(db)
     store = Store(db)
-    store.upsert_device("shed-1", SITE, "charging")
-    store.set_sensor_node("shed-1", "charging_monitor", esphome=True)
-    store.upsert_device("cam-1", SITE, "camera")
-    store.create_user("sup2", hash_password(PASSWORD), Role.SUPERVISOR, [OTHER_SITE])
+    store.devices.upsert_device("shed-1", SITE, "charging")
+    store.sensors.set_sensor_node("shed-1", "charging_monitor", esphome=True)
+    store.devices.upsert_device("cam-1", SITE, "camera")
+    store.users.create_user("sup2", hash_password(PASSWORD), Role.SUPERVISOR, [OTHER_SITE])
     mqtt = MqttSettings(
         host=mqtt_broker.host, port=mqtt_broker.port, client_id="gw-" + uuid.uuid4().hex[:8]
     )
@@ -73,7 +73,9 @@ def test_port_enable_refused_while_hot_then_audited_and_sent(
         body = {"reason": "socket replaced after inspection"}
         runtime.telemetry.handle([(state, b"80")], time.time())  # hot: cut off, ticket open
         assert commands.get(timeout=10) == b"OFF"  # the gateway's cut-off
-        [hazard] = store.list_tickets(categories=[TicketCategory.CHARGING_HAZARD.value]).items
+        [hazard] = store.tickets.list_tickets(
+            categories=[TicketCategory.CHARGING_HAZARD.value]
+        ).items
         refused = client.post(url, headers=sup, json=body)
         assert refused.status_code == 409, refused.text
         assert "port1_over_temperature is still active" in refused.text
@@ -100,7 +102,7 @@ def test_port_enable_refused_while_hot_then_audited_and_sent(
             ("relay", "on", "sent")
         ]
         assert audit[0]["args"]["reason"] == "socket replaced after inspection"
-        lines = store.get_ticket(hazard.id).audit
+        lines = store.tickets.get_ticket(hazard.id).audit
         assert [
             (x.actor, x.action, x.detail["port"]) for x in lines if x.action == "port_enabled"
         ] == [("sup", "port_enabled", 1)]

@@ -25,8 +25,8 @@ DEVICES = [f"shed-{i}" for i in range(12)]
 @pytest.fixture
 def replicas(store: Store, db_url: str, tmp_path: Path) -> Iterator[list[TelemetryService]]:
     for device in DEVICES:
-        store.upsert_device(device, SITE, "charging")
-        store.set_sensor_node(device, "charging_monitor", esphome=True)
+        store.devices.upsert_device(device, SITE, "charging")
+        store.sensors.set_sensor_node(device, "charging_monitor", esphome=True)
     made = []
     for name in ("a", "b"):
         # each replica its own Store (connection pool) and its own embedded file
@@ -49,7 +49,7 @@ def _hot(device: str, value: float) -> tuple[str, bytes]:
 
 
 def _open(store: Store, device: str | None = None) -> list[tuple[str, str | None]]:
-    page = store.list_tickets(
+    page = store.tickets.list_tickets(
         categories=[TicketCategory.CHARGING_HAZARD.value], device_id=device, limit=200
     )
     return [(t.device_id, t.zone_id) for t in page.items]

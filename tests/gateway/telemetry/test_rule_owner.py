@@ -66,8 +66,8 @@ def test_one_replica_runs_the_rules_and_a_killed_holder_hands_over(
     tmp_path: Path, db_url: str, mqtt_broker: MosquittoBroker, site_id: str
 ) -> None:
     store = Store(db_url)
-    store.upsert_device(DEVICE, site_id, "esphome")
-    store.set_sensor_node(DEVICE, "charging_monitor", esphome=True)
+    store.devices.upsert_device(DEVICE, site_id, "esphome")
+    store.sensors.set_sensor_node(DEVICE, "charging_monitor", esphome=True)
     tag = uuid.uuid4().hex[:6]
     gateways: dict[str, GatewayProcess] = {}
     node = Node(mqtt_broker, site_id)
@@ -89,7 +89,7 @@ def test_one_replica_runs_the_rules_and_a_killed_holder_hands_over(
         lease = f"telemetry:{site_id}"
 
         def holder() -> str | None:
-            row = store.lease(lease)
+            row = store.leases.lease(lease)
             return row.holder if row is not None and row.expires_at > time.time() else None
 
         wait_for(lambda: holder() is not None, 30, "a replica holding the telemetry lease")
