@@ -21,6 +21,7 @@ from tests.gateway.factories import event, topic_of
 from tests.gateway.imagedata import encoded
 from tests.gateway.proc import GatewayProcess, Publisher, spawn_gateway, start_gateway
 from tests.support.broker import MosquittoBroker
+from tests.support.leaks import MARK
 
 SITE_A = "site-1"
 SITE_B = "site-2"
@@ -152,7 +153,10 @@ def _spawn(console: Console, port: int) -> GatewayProcess:
         **{k.upper(): v for k, v in console.settings.items()},
     }
     log = console.workdir / f"gateway-restarted-{port}.log"
-    return spawn_gateway(dict(os.environ), values, log, port)
+    # The console (a module-scoped fixture) owns the new process and stops it in `close`,
+    # so it must not carry the running test's leak mark (`tests.support.leaks`).
+    env = {key: value for key, value in os.environ.items() if key != MARK}
+    return spawn_gateway(env, values, log, port)
 
 
 def start_console(workdir: Path, **settings: Any) -> Console:
