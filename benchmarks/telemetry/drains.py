@@ -34,6 +34,7 @@ from gateway.mqtt_settings import MqttSettings
 from gateway.runtime import Runtime
 from gateway.store import migrate
 from gateway.telemetry.acks import ack_messages
+from gateway.telemetry.influx import InfluxOptions
 from gateway.telemetry.settings import TelemetrySettings
 from tests.support.broker import MosquittoBroker
 from tests.support.victoria import VictoriaMetrics
@@ -72,6 +73,11 @@ async def bare(
     await forget_session(broker, name)
     return elapsed, cpu / n * 1e6
 
+
+FLUSH_S = 0.5
+"""The InfluxDB writer's flush interval in the benchmark (the gateway's default is 1 s)."""
+JITTER_S = InfluxOptions("", "", "", "").jitter_s
+"""… and the random jitter added to it (not a setting)."""
 
 SETTLE_S = 1.0
 """Off the clock, before the drain's connection closes: the broker's PUBACKs of the last Acks
@@ -115,7 +121,7 @@ def make_runtime(
             "influx_org": "guanjia",
             "influx_bucket": "telemetry",
             "influx_token": SecretStr("bench"),
-            "influx_flush_interval_s": 0.5,
+            "influx_flush_interval_s": FLUSH_S,
         }
     settings = GatewaySettings(
         database_url=db,
@@ -187,7 +193,9 @@ async def gateway(
     points: int,
     nodes: int,
 ) -> dict[str, float]:
-    """Drain the parked messages through the gateway's telemetry session."""
+    """Drain the parked messages through the gateway's telemetry session: seconds until
+    every message is stored and acknowledged (`stored_s`), and until InfluxDB accepted every
+    point (`delivered_s`; = `stored_s` without it); CPU µs/msg until both."""
     mqtt = runtime.settings.mqtt.telemetry_connection()
     await register_session(broker, mqtt.session_id, f"guanjia/v1/{SITE}/+/telemetry")
     devices = f"{mqtt.session_id}-devices"
@@ -218,12 +226,18 @@ async def gateway(
     async with asyncio.timeout(DRAIN_TIMEOUT_S):
         with gc_clock:
             await done.wait()
-        stored_s = time.perf_counter() - start
-        influx_s = 0.0
-        if telemetry.influx is not None:
-            while telemetry.influx.written < n * points:  # noqa: ASYNC110 (another thread counts)
-                await asyncio.sleep(0.01)
-            influx_s = time.perf_counter() - start
+            stored_s = time.perf_counter() - start
+            # The rate stops here: every message committed, stored and acknowledged. The CPU
+            # goes on until InfluxDB accepted every point, so the writer thread's work (the
+            # lines, the HTTP writes) is in the µs/msg. The wait is not the ingest's: the
+            # batch in the writer's buffer when the drain ends waits for the flush interval
+            # (+ jitter), as batching means; counting it in the rate swung the InfluxDB
+            # row 2.5× by where the interval's timer fell (issue 9, 15:26).
+            delivered_s = stored_s
+            if telemetry.influx is not None:
+                while telemetry.influx.written < n * points:  # noqa: ASYNC110 (another thread)
+                    await asyncio.sleep(0.005)
+                delivered_s = time.perf_counter() - start
     cpu = time.process_time() - cpu0
     # Outside the clock: every message must have been acknowledged to its device, and no
     # Ack publish lost (the drain ends before the broker confirmed the last ones).
@@ -237,7 +251,7 @@ async def gateway(
     assert ingest.publish_failures == 0, f"{ingest.publish_failures} Ack publishes failed"
     return {
         "stored_s": stored_s,
-        "both_s": max(stored_s, influx_s),
+        "delivered_s": delivered_s,
         "cpu_us": cpu / n * 1e6,
         "gc_us": gc_clock.seconds / n * 1e6,
         "dropped": float(telemetry.influx.dropped if telemetry.influx else 0),

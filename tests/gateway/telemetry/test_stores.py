@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import socket
 import sqlite3
 import time
 from collections.abc import Callable
@@ -247,6 +249,28 @@ def test_influx_writer_buffers_while_server_is_down_and_bounds_the_buffer(
     # the oldest of the flood were dropped; the newest 1,000 arrived after the outage
     assert values == [float(i) for i in range(100)] + [float(i) for i in range(500, 1500)]
     writer.close()
+
+
+@pytest.mark.timeout(60)
+def test_influx_writer_queues_and_drops_while_a_send_hangs() -> None:
+    """Ingest never waits for the time-series server: with a write stuck on a server that
+    accepted the connection and never answers, `write` still only queues, and past the
+    bound drops and counts the oldest. (Returning only after the stuck send failed would
+    show as a failure counted, or the points written, by then.)"""
+    with socket.socket() as silent:  # the kernel completes the handshake; nobody reads
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        options = fast_options(url, batch_size=100, max_buffer=300)
+        writer = InfluxWriter(dataclasses.replace(options, timeout_s=5.0))
+        writer.write(ramp("d", "power", NOW - 900, 100))  # a full batch: taken and sent
+        wait_for(lambda: writer.buffered == 0)
+        writer.write(ramp("d", "power", NOW - 800, 400))
+        assert (writer.written, writer.failures) == (0, 0)  # the first send is still stuck
+        assert (writer.buffered, writer.dropped) == (300, 100)
+        writer.close(timeout_s=15.0)
+    assert writer.failures >= 1
+    assert writer.written == 0
 
 
 def test_sqlite_store_upgrades_a_version_2_file_keeping_its_row_ids(tmp_path: Path) -> None:
