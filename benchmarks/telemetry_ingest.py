@@ -51,6 +51,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.support.machine import loadavg
+from benchmarks.support.publish import publish_all
 from benchmarks.support.result import emit, make
 from benchmarks.telemetry.drains import (
     FLUSH_S,
@@ -62,7 +63,7 @@ from benchmarks.telemetry.drains import (
     make_runtime,
 )
 from benchmarks.telemetry.latency import latency_report, median
-from benchmarks.telemetry.workload import batches, publish
+from benchmarks.telemetry.workload import batches
 from gateway.mqtt_settings import MqttSettings
 from tests.support.broker import MosquittoBroker
 from tests.support.victoria import VictoriaMetrics
@@ -209,7 +210,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def _flood(target: str, args: argparse.Namespace) -> None:
     host, port = target.rsplit(":", 1)
-    publish(host, int(port), batches(args.messages, args.points, args.nodes, "flood"), "flood")
+    publish_all(host, int(port), batches(args.messages, args.points, args.nodes, "flood"), "flood")
 
 
 def main(argv: list[str] | None = None) -> None:

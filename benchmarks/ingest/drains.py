@@ -18,7 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 import contract as c
 from benchmarks.ingest.processes import cpu_by_process, cpu_seconds, descendants, signal_all
-from benchmarks.ingest.workload import Messages, msg_ids, park, prepare_db, register
+from benchmarks.ingest.workload import Messages, msg_ids, prepare_db, register
+from benchmarks.support.publish import publish_all
 from tests.support.broker import MosquittoBroker
 from tests.support.gateway_process import start_gateway
 
@@ -53,7 +54,7 @@ async def bare(broker: MosquittoBroker, messages: Messages, tag: str) -> Drain:
     """A bare subscriber drains the parked `messages`."""
     n = len(messages)
     await register(broker, f"bare-{tag}", ["guanjia/v1/+/+/#"])
-    await asyncio.to_thread(park, broker, messages, f"bare-{tag}")
+    await asyncio.to_thread(publish_all, broker.host, broker.port, messages, f"bare-{tag}")
     got = 0
     t1 = c1 = 0.0
     async with aiomqtt.Client(
@@ -160,7 +161,7 @@ async def gateway(  # noqa: PLR0917
         counter.pid = process.process.pid
         signal_all(tree, signal.SIGSTOP)
         try:
-            await asyncio.to_thread(park, broker, messages, f"gw-{tag}")
+            await asyncio.to_thread(publish_all, broker.host, broker.port, messages, f"gw-{tag}")
         finally:
             cpu0 = cpu_by_process(process.process.pid)
             start = time.perf_counter()

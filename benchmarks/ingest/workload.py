@@ -7,8 +7,6 @@ import json
 import random
 
 import aiomqtt
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 import contract as c
 from gateway.store import Store, migrate
@@ -52,19 +50,6 @@ def workload(n: int, tag: str, seed: int = 7) -> Messages:
             timed.append((ts, topic, c.encode(message)))
     timed.sort(key=lambda item: item[0])
     return [(topic, payload) for _, topic, payload in timed]
-
-
-def park(broker: MosquittoBroker, messages: Messages, tag: str) -> None:
-    """Publish `messages` at QoS 1 and wait for every PUBACK."""
-    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{tag}")
-    pub.max_inflight_messages_set(1000)
-    pub.connect(broker.host, broker.port)
-    pub.loop_start()
-    infos = [pub.publish(topic, payload, qos=1) for topic, payload in messages]
-    for info in infos:
-        info.wait_for_publish(120)
-    pub.loop_stop()
-    pub.disconnect()
 
 
 async def register(broker: MosquittoBroker, client_id: str, filters: list[str]) -> None:

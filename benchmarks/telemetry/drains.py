@@ -9,19 +9,18 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 from pydantic import SecretStr
 
+from benchmarks.support.publish import publish_all
 from benchmarks.telemetry.workload import (
     ACKS,
     DRAIN_TIMEOUT_S,
     SITE,
     collect_acks,
     forget_session,
-    never_expires,
-    publish,
+    persistent_session,
     register_session,
 )
 from gateway.acks import Committed
@@ -46,15 +45,9 @@ async def bare(
     """Seconds for a bare subscriber (MQTT 5, or 3.1.1 as the gateway's telemetry session
     speaks) to drain the parked messages, and its CPU µs/msg."""
     await register_session(broker, name, f"guanjia/v1/{SITE}/+/telemetry")
-    await asyncio.to_thread(publish, broker.host, broker.port, messages, name)
+    await asyncio.to_thread(publish_all, broker.host, broker.port, messages, name)
     n, got = len(messages), 0
-    session: dict[str, Any] = {"clean_session": False}
-    if not v311:
-        session = {
-            "protocol": aiomqtt.ProtocolVersion.V5,
-            "clean_start": False,
-            "properties": never_expires(),
-        }
+    session = persistent_session(v311=v311)
     cpu0, start = time.process_time(), time.perf_counter()
     async with aiomqtt.Client(
         broker.host,
@@ -154,7 +147,7 @@ async def edge_only(
     await register_session(broker, mqtt.session_id, f"guanjia/v1/{SITE}/+/telemetry")
     devices = f"{mqtt.session_id}-devices"
     await register_session(broker, devices, ACKS, v311=True)
-    await asyncio.to_thread(publish, broker.host, broker.port, messages, mqtt.session_id)
+    await asyncio.to_thread(publish_all, broker.host, broker.port, messages, mqtt.session_id)
     n, got = len(messages), 0
     done = asyncio.Event()
 
@@ -200,7 +193,7 @@ async def gateway(
     await register_session(broker, mqtt.session_id, f"guanjia/v1/{SITE}/+/telemetry")
     devices = f"{mqtt.session_id}-devices"
     await register_session(broker, devices, ACKS, v311=True)
-    await asyncio.to_thread(publish, broker.host, broker.port, messages, mqtt.session_id)
+    await asyncio.to_thread(publish_all, broker.host, broker.port, messages, mqtt.session_id)
     n = len(messages)
     telemetry = runtime.telemetry
     assert telemetry is not None

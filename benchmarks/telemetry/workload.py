@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import aiomqtt
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -53,17 +50,23 @@ def batches(n: int, points: int, nodes: int, tag: str) -> list[tuple[str, bytes]
     return out
 
 
+def persistent_session(*, v311: bool) -> dict[str, Any]:
+    """aiomqtt.Client arguments for a persistent session: MQTT 3.1.1 (as the gateway's
+    telemetry session speaks) or MQTT 5 with a session that never expires."""
+    if v311:
+        return {"clean_session": False}
+    return {
+        "protocol": aiomqtt.ProtocolVersion.V5,
+        "clean_start": False,
+        "properties": never_expires(),
+    }
+
+
 async def register_session(
     broker: MosquittoBroker, client_id: str, topic: str, *, v311: bool = False
 ) -> None:
     """A persistent session subscribed to `topic` (QoS 1), left parked: the broker queues."""
-    session: dict[str, Any] = {"clean_session": False}
-    if not v311:
-        session = {
-            "protocol": aiomqtt.ProtocolVersion.V5,
-            "clean_start": False,
-            "properties": never_expires(),
-        }
+    session = persistent_session(v311=v311)
     async with aiomqtt.Client(broker.host, broker.port, identifier=client_id, **session) as client:
         await client.subscribe(topic, qos=1)
 
@@ -84,18 +87,6 @@ def never_expires() -> Properties:
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = 0xFFFFFFFF
     return properties
-
-
-def publish(host: str, port: int, messages: Sequence[tuple[str, bytes]], tag: str) -> None:
-    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{tag}")
-    pub.max_inflight_messages_set(1000)
-    pub.connect(host, port)
-    pub.loop_start()
-    infos = [pub.publish(topic, payload, qos=1) for topic, payload in messages]
-    for info in infos:
-        info.wait_for_publish(120)
-    pub.loop_stop()
-    pub.disconnect()
 
 
 ACKS = f"guanjia/v1/{SITE}/+/ack"
