@@ -90,14 +90,17 @@ async def _round(
     seconds, cpu = await edge_only(runtime, broker, batches(n, p, nodes, f"edge{r}"))
     out["edge"] = {"s": seconds, "cpu_us": cpu}
     close_runtime(runtime)
-    for key, server in (("sqlite", None), ("influx", vm)):
+    for key, influx, processes in GATEWAYS:
         name = f"gw-{key}{r}"
-        runtime = make_runtime(tmp, broker, name, nodes, server)
+        server = vm if influx else None
+        runtime = make_runtime(tmp, broker, name, nodes, server, processes=processes)
         got = await gateway(runtime, broker, batches(n, p, nodes, name), p, nodes)
         out[key] = {
             "s": got["stored_s"],
             "cpu_us": got["cpu_us"],
             "gc_us": got["gc_us"],
+            "gateway_us": got["gateway_us"],
+            "receiver_us": got["receiver_us"],
             "dropped": got["dropped"],
             "lag_s": got["delivered_s"] - got["stored_s"],
         }
@@ -108,19 +111,25 @@ async def _round(
     print(
         f"round {r + 1}: "
         + " | ".join(f"{k} {n / v['s']:6,.0f} msg/s {v['cpu_us']:.0f} µs" for k, v in out.items())
-        + f" (all in VictoriaMetrics +{out['influx']['lag_s']:.2f} s)",
+        + f" (all in VictoriaMetrics +{out['influx']['lag_s']:.2f} / "
+        f"+{out['influx2']['lag_s']:.2f} s)",
         flush=True,
     )
     return out
 
+
+GATEWAYS = (("sqlite", False, 1), ("influx", True, 1), ("sqlite2", False, 2), ("influx2", True, 2))
+"""The gateway's rows: key, InfluxDB writer on, `mqtt.telemetry_processes`."""
 
 LABELS = {
     "bare": "bare aiomqtt QoS 1 drain, MQTT 5" + (" (the limit)" if LIMIT == "bare" else ""),
     "bare311": "bare aiomqtt QoS 1 drain, MQTT 3.1.1"
     + (" (the limit)" if LIMIT == "bare311" else ""),
     "edge": "MQTT edge + Acks, no work",
-    "sqlite": "embedded store",
-    "influx": "embedded + InfluxDB",
+    "sqlite": "1 process: embedded store",
+    "influx": "1 process: embedded + InfluxDB",
+    "sqlite2": "2 processes: embedded store",
+    "influx2": "2 processes: embedded + InfluxDB",
 }
 
 
@@ -134,20 +143,25 @@ def _summary(rounds: Rounds, args: argparse.Namespace, load0: tuple[float, float
     cpu = {k: median([row["cpu_us"] for row in rows]) for k, rows in rounds.items()}
     for key, rows in rounds.items():
         gc_us = f"  (GC {median([row['gc_us'] for row in rows]):.0f})" if "gc_us" in rows[0] else ""
+        if rows[0].get("receiver_us"):
+            gc_us += (
+                f"  (gateway process {median([row['gateway_us'] for row in rows]):.0f}, receiver "
+                f"{median([row['receiver_us'] for row in rows]):.0f})"
+            )
         print(
             f"{LABELS[key]:<46} {rate[key]:7,.0f} msg/s {rate[key] * p:9,.0f} points/s  "
             f"ratio {median([row['ratio'] for row in rows]):.2f} "
             f"(MQTT 5: {median([row['ratio5'] for row in rows]):.2f})  "
             f"{cpu[key]:.0f} µs CPU/msg{gc_us}"
         )
-    lags = [row["lag_s"] for row in rounds["influx"]]
+    lags = [row["lag_s"] for key in ("influx", "influx2") for row in rounds[key]]
     print(
         f"InfluxDB: every point accepted by VictoriaMetrics {median(lags):.2f} s (max "
         f"{max(lags):.2f} s) after the last message was stored and acknowledged: the last "
         f"batch waits for the flush interval ({FLUSH_S:g} s + ≤ {JITTER_S:g} s jitter) — "
         "delivery latency, not ingest time (the rates above end at the acknowledgement)"
     )
-    for key in ("sqlite", "influx"):
+    for key in ("sqlite", "influx", "sqlite2", "influx2"):
         emit(
             make(
                 benchmark="telemetry_ingest",
@@ -174,7 +188,7 @@ def _summary(rounds: Rounds, args: argparse.Namespace, load0: tuple[float, float
                     + (
                         f"; all points in VictoriaMetrics {median(lags):.2f} s (max "
                         f"{max(lags):.2f} s) after the last acknowledgement (flush interval)"
-                        if key == "influx"
+                        if key in ("influx", "influx2")
                         else ""
                     )
                 ),

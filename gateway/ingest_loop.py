@@ -11,11 +11,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from contract import ack_topic, encode
 from gateway.acks import build_acks
 from gateway.ingest import Outcome
-from gateway.mqtt import IngestState, MqttIngest, Outbound, Refused
+from gateway.mqtt import IngestState, Outbound, Refused
 from gateway.readings import ingest_readings
 from gateway.runtime import Runtime
 from gateway.store import IngestTx
@@ -88,9 +89,18 @@ async def refuse(runtime: Runtime, refused: Sequence[Refused]) -> None:
             runtime.metrics.messages.labels(channel, Outcome.DROPPED.value).inc()
 
 
-async def supervise(
-    ingest: MqttIngest, first_delay_s: float = 0.5, max_delay_s: float = 30.0
-) -> None:
+class Session(Protocol):
+    """What `supervise` runs: an `MqttIngest`, or a `ReceiverIngest` (its MQTT edge in a
+    receiver process)."""
+
+    state: IngestState
+    failure: str | None
+
+    async def run(self) -> None:
+        """Run until cancelled; raise what stopped it."""
+
+
+async def supervise(ingest: Session, first_delay_s: float = 0.5, max_delay_s: float = 30.0) -> None:
     """Run the ingest forever: whatever it raises is logged, /healthz reports it failed, and
     it restarts after a backoff (doubling up to `max_delay_s`; back to `first_delay_s` after
     a run that lasted longer than `max_delay_s` before it raised). Unacknowledged messages

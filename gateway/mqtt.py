@@ -146,8 +146,16 @@ class MqttIngest:
         filters: Sequence[str] | None = None,
         unsubscribe: Sequence[str] = (),
         mqtt5: bool = True,
+        depth: int = 1,
     ) -> None:
         self.settings = settings
+        self.depth = depth
+        """Batches handed to `on_batch` at once. 1: the next batch is taken once the last one
+        is acknowledged. 2 (a receiver process, `gateway.receiver_ingest`): the next batch is
+        taken and handed over while the last one is still being applied elsewhere, so
+        receiving and applying overlap; each batch then holds at most ``batch_max // depth``
+        messages (the broker's window of unacknowledged messages must hold them all), and
+        batches are still acknowledged to the broker in order, each after its own commit."""
         # The embedded broker speaks only 3.1.1 (settings.protocol); workers choose it too.
         self.mqtt5 = mqtt5 and settings.protocol == "5"
         """False: MQTT 3.1.1, for event-only ingest workers (`gateway.ingest_workers`):
@@ -271,6 +279,9 @@ class MqttIngest:
             )
 
     async def _consume(self, link: MqttLink) -> None:
+        if self.depth > 1:
+            await self._consume_overlapped(link)
+            return
         limit = self.settings.batch_max
         linger = self.settings.batch_linger_s
         while True:
@@ -292,6 +303,46 @@ class MqttIngest:
             # these PUBACKs), does the broker learn that this replica has the messages.
             link.ack(batch)
             self.pending = 0
+
+    async def _consume_overlapped(self, link: MqttLink) -> None:
+        """`_consume` with up to `depth` batches being applied at once (see `depth`): one
+        task takes batches and hands them on, another acknowledges them in order as each
+        one's delivery (commit, then its Acks handed to paho) finishes. Whatever either
+        raises ends both and leaves here as it was raised."""
+        limit = max(1, self.settings.batch_max // self.depth)
+        slots = asyncio.Semaphore(self.depth)
+        order: asyncio.Queue[tuple[list[Received], asyncio.Task[None]]] = asyncio.Queue()
+
+        async def take() -> None:
+            while True:
+                await slots.acquire()
+                quiet = RECOVERED_AFTER_S if self.state is IngestState.FAILED else None
+                while not await link.wait_received(quiet):
+                    self._recovered()
+                batch = link.take(limit)
+                self.pending += len(batch)
+                self.received += len(batch)
+                order.put_nowait((batch, asyncio.create_task(self._deliver(link, batch))))
+
+        async def acknowledge() -> None:
+            while True:
+                batch, delivery = await order.get()
+                await delivery
+                link.ack(batch)  # in order: MQTT wants PUBACKs in the order of the PUBLISHes
+                self.pending -= len(batch)
+                slots.release()
+
+        tasks = [asyncio.create_task(take()), asyncio.create_task(acknowledge())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # raises what ended it
+        finally:
+            while not order.empty():
+                tasks.append(order.get_nowait()[1])
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _deliver(self, link: MqttLink, batch: Sequence[Received]) -> None:
         accepted: list[tuple[str, bytes]] = []

@@ -104,6 +104,18 @@ class MqttSettings(BaseModel):
         "username, worker N logs in as <username>-wN). See docs/gateway.md, 'Ingest on "
         "several cores'.",
     )
+    telemetry_processes: int = Field(
+        default=1,
+        ge=1,
+        le=2,
+        description="1: the gateway process receives and applies readings. 2: a receiver "
+        "process holds the telemetry session (receives, publishes the Acks, acknowledges to "
+        "the broker after the commit) while the gateway process applies the batches, in "
+        "order, with the sensor rules' state: two cores. Batches are then at most "
+        "batch_max / 2 messages, two in flight: the broker's max_inflight_messages must be "
+        "at least batch_max for them to overlap. Needs the telemetry session "
+        "(docs/sensors.md, 'Two cores').",
+    )
 
     @model_validator(mode="after")
     def _one_identity(self) -> MqttSettings:
@@ -129,6 +141,12 @@ class MqttSettings(BaseModel):
             check_segment(site, "mqtt.sites")
         if len(set(self.sites)) != len(self.sites):
             raise ValueError("mqtt.sites: each site once")
+        if self.telemetry_processes > 1 and not self.telemetry_split:
+            raise ValueError(
+                "mqtt.telemetry_processes: 2 needs the telemetry session of its own "
+                "(mqtt.telemetry_session true, and mqtt.telemetry_username when "
+                "mqtt.username is set)"
+            )
         return self
 
     @property
@@ -204,6 +222,7 @@ class MqttSettings(BaseModel):
                 "username": name if self.username is not None else None,
                 "client_id": None if self.username is not None else name,
                 "telemetry_session": False,
+                "telemetry_processes": 1,
                 "ingest_processes": 1,
             }
         )

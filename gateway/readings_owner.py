@@ -1,5 +1,7 @@
 """The telemetry session of a replica, run only while it holds the telemetry lease
-(`gateway.telemetry.lease`: one rule owner per telemetry subscription)."""
+(`gateway.telemetry.lease`: one rule owner per telemetry subscription): in this process, or
+with its MQTT edge in a receiver process (`mqtt.telemetry_processes = 2`,
+`gateway.receiver_ingest`)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from fastapi import FastAPI
 
 from gateway.ingest_loop import ingest_batch, refuse, supervise
 from gateway.mqtt import MqttIngest, drop_session
+from gateway.receiver_ingest import ReceiverIngest
 from gateway.runtime import Runtime
 
 
@@ -20,7 +23,8 @@ def owned_readings(app: FastAPI, runtime: Runtime) -> Coroutine[Any, Any, None]:
 
     mqtt = runtime.settings.mqtt
     shared = [f for f in mqtt.telemetry_filters if f.startswith("$share/")]
-    readings = MqttIngest(
+    session = ReceiverIngest if mqtt.telemetry_processes > 1 else MqttIngest
+    readings = session(
         mqtt.telemetry_connection(),
         lambda batch: ingest_batch(runtime, batch),
         lambda refused: refuse(runtime, refused),
@@ -32,7 +36,7 @@ def owned_readings(app: FastAPI, runtime: Runtime) -> Coroutine[Any, Any, None]:
     return _own_readings(runtime, readings)
 
 
-async def _own_readings(runtime: Runtime, readings: MqttIngest) -> None:
+async def _own_readings(runtime: Runtime, readings: MqttIngest | ReceiverIngest) -> None:
     from gateway.telemetry.lease import LeaseKeeper, lease_name, own_telemetry
 
     telemetry, connection = runtime.telemetry, readings.settings

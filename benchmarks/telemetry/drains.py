@@ -13,6 +13,7 @@ from pathlib import Path
 import aiomqtt
 from pydantic import SecretStr
 
+from benchmarks.support.machine import process_cpu_s
 from benchmarks.support.publish import publish_all
 from benchmarks.telemetry.workload import (
     ACKS,
@@ -30,6 +31,7 @@ from gateway.ingest_loop import ingest_batch
 from gateway.main import build_runtime
 from gateway.mqtt import MqttIngest, Outbound
 from gateway.mqtt_settings import MqttSettings
+from gateway.receiver_ingest import ReceiverIngest
 from gateway.runtime import Runtime
 from gateway.store import migrate
 from gateway.telemetry.acks import ack_messages
@@ -48,7 +50,7 @@ async def bare(
     await asyncio.to_thread(publish_all, broker.host, broker.port, messages, name)
     n, got = len(messages), 0
     session = persistent_session(v311=v311)
-    cpu0, start = time.process_time(), time.perf_counter()
+    clock = DrainClock()
     async with aiomqtt.Client(
         broker.host,
         broker.port,
@@ -59,12 +61,46 @@ async def bare(
         async with asyncio.timeout(DRAIN_TIMEOUT_S):
             async for _ in client.messages:
                 got += 1
+                clock.first(1)
                 if got == n:
                     break
-    elapsed = time.perf_counter() - start
-    cpu = time.process_time() - cpu0
+    seconds, cpu_us = clock.stop(n)
     await forget_session(broker, name)
-    return elapsed, cpu / n * 1e6
+    return seconds, cpu_us
+
+
+class DrainClock:
+    """A drain's clock and CPU, from the first batch received to the last message: the
+    connection (and a receiver process's start) stays off the clock, alike for every
+    consumer. The first batch's messages arrived before the clock started, so they are left
+    out of the rate and the CPU a message; `stop` scales the time to all `n` messages."""
+
+    def __init__(self) -> None:
+        self.children: list[int] = []
+        """Other processes whose CPU is the consumer's (a receiver process)."""
+        self.started: float | None = None
+        self.before = 0
+        self.split_us: list[float] = []
+        """At `stop`: CPU µs a message of this process, then of each child."""
+        self._cpu0: list[float] = []
+
+    def _cpu(self) -> list[float]:
+        return [time.process_time()] + [process_cpu_s(pid) for pid in self.children]
+
+    def first(self, size: int, children: list[int] | None = None) -> None:
+        """A batch of `size` arrived: the first one starts the clock."""
+        if self.started is None:
+            self.children = list(children or [])
+            self.started, self.before, self._cpu0 = time.perf_counter(), size, self._cpu()
+
+    def stop(self, n: int) -> tuple[float, float]:
+        """(seconds for all `n` at the measured rate, CPU µs a message) until now."""
+        assert self.started is not None, "no message arrived"
+        elapsed, counted = time.perf_counter() - self.started, max(1, n - self.before)
+        self.split_us = [
+            (now - then) / counted * 1e6 for now, then in zip(self._cpu(), self._cpu0, strict=True)
+        ]
+        return elapsed * n / counted, sum(self.split_us)
 
 
 FLUSH_S = 0.5
@@ -103,7 +139,13 @@ class GcClock:
 
 
 def make_runtime(
-    tmp: Path, broker: MosquittoBroker, name: str, nodes: int, vm: VictoriaMetrics | None
+    tmp: Path,
+    broker: MosquittoBroker,
+    name: str,
+    nodes: int,
+    vm: VictoriaMetrics | None,
+    *,
+    processes: int = 1,
 ) -> Runtime:
     db = f"sqlite:///{tmp / f'{name}.db'}"
     migrate(db)
@@ -119,7 +161,13 @@ def make_runtime(
     settings = GatewaySettings(
         database_url=db,
         jwt_secret="bench-secret-0123456789abcdef-0123456789",
-        mqtt=MqttSettings(host=broker.host, port=broker.port, client_id=name, sites=[SITE]),
+        mqtt=MqttSettings(
+            host=broker.host,
+            port=broker.port,
+            client_id=name,
+            sites=[SITE],
+            telemetry_processes=processes,
+        ),
         telemetry=TelemetrySettings(path=tmp / f"{name}.telemetry.db", **influx),
     )
     runtime = build_runtime(settings)
@@ -151,8 +199,11 @@ async def edge_only(
     n, got = len(messages), 0
     done = asyncio.Event()
 
+    clock = DrainClock()
+
     async def acks_only(batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
         nonlocal got
+        clock.first(len(batch))
         got += len(batch)
         if got >= n:
             done.set()
@@ -163,12 +214,10 @@ async def edge_only(
         return [Outbound(t, p) for t, p in ack_messages(committed, time.time())]
 
     ingest = MqttIngest(mqtt, acks_only, filters=runtime.settings.mqtt.telemetry_filters)
-    cpu0, start = time.process_time(), time.perf_counter()
     task = asyncio.create_task(ingest.run())
     async with asyncio.timeout(DRAIN_TIMEOUT_S):
         await done.wait()
-    elapsed = time.perf_counter() - start
-    cpu = time.process_time() - cpu0
+    elapsed, cpu_us = clock.stop(n)
     acked = await collect_acks(broker, devices, n)  # the last Acks are on their way
     await asyncio.sleep(SETTLE_S)
     task.cancel()
@@ -176,7 +225,7 @@ async def edge_only(
     await forget_session(broker, mqtt.session_id)
     assert acked == n, f"{acked} of {n} messages acknowledged to their devices"
     assert ingest.publish_failures == 0, f"{ingest.publish_failures} Ack publishes failed"
-    return elapsed, cpu / n * 1e6
+    return elapsed, cpu_us
 
 
 async def gateway(
@@ -200,8 +249,12 @@ async def gateway(
     done = asyncio.Event()
     committed = 0
 
+    clock = DrainClock()
+
     async def counted(batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
         nonlocal committed
+        receiver = ingest.process if isinstance(ingest, ReceiverIngest) else None
+        clock.first(len(batch), [receiver.pid] if receiver and receiver.pid else [])
         out = await ingest_batch(runtime, batch)  # committed and stored when it returns
         committed += len(batch)
         if committed >= n:
@@ -212,26 +265,28 @@ async def gateway(
     # queries a second), not 500 queries inside a two-second drain.
     for i in range(nodes):
         telemetry.node(f"shed-{i}")
-    ingest = MqttIngest(mqtt, counted, filters=runtime.settings.mqtt.telemetry_filters)
+    filters = runtime.settings.mqtt.telemetry_filters
+    ingest: MqttIngest | ReceiverIngest
+    if runtime.settings.mqtt.telemetry_processes > 1:
+        ingest = ReceiverIngest(mqtt, counted, filters=filters, name="bench-receiver")
+    else:
+        ingest = MqttIngest(mqtt, counted, filters=filters)
     gc_clock = GcClock()
-    cpu0, start = time.process_time(), time.perf_counter()
     task = asyncio.create_task(ingest.run())
     async with asyncio.timeout(DRAIN_TIMEOUT_S):
         with gc_clock:
             await done.wait()
-            stored_s = time.perf_counter() - start
+            stored_s, _ = clock.stop(n)
             # The rate stops here: every message committed, stored and acknowledged. The CPU
             # goes on until InfluxDB accepted every point, so the writer thread's work (the
             # lines, the HTTP writes) is in the µs/msg. The wait is not the ingest's: the
             # batch in the writer's buffer when the drain ends waits for the flush interval
             # (+ jitter), as batching means; counting it in the rate swung the InfluxDB
             # row 2.5× by where the interval's timer fell (issue 9, 15:26).
-            delivered_s = stored_s
             if telemetry.influx is not None:
                 while telemetry.influx.written < n * points:  # noqa: ASYNC110 (another thread)
                     await asyncio.sleep(0.005)
-                delivered_s = time.perf_counter() - start
-    cpu = time.process_time() - cpu0
+            delivered_s, cpu_us = clock.stop(n)
     # Outside the clock: every message must have been acknowledged to its device, and no
     # Ack publish lost (the drain ends before the broker confirmed the last ones).
     acked = await collect_acks(broker, devices, n)
@@ -245,7 +300,9 @@ async def gateway(
     return {
         "stored_s": stored_s,
         "delivered_s": delivered_s,
-        "cpu_us": cpu / n * 1e6,
+        "cpu_us": cpu_us,
+        "gateway_us": clock.split_us[0],
+        "receiver_us": sum(clock.split_us[1:]),
         "gc_us": gc_clock.seconds / n * 1e6,
         "dropped": float(telemetry.influx.dropped if telemetry.influx else 0),
     }

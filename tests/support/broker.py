@@ -174,6 +174,9 @@ class MosquittoBroker:
             "log_type notice",
             "log_type information",
             "connection_messages true",
+            # As the shipped config (docker/mosquitto/mosquitto.conf): a window of unacknowledged
+            # QoS 1 messages per client as large as the gateway's batch (mqtt.batch_max).
+            "max_inflight_messages 100",
             # Production brokers raise these too: a gateway outage must not drop queued QoS 1.
             "max_queued_messages 200000",
             "max_queued_bytes 0",
