@@ -40,7 +40,9 @@ async def telemetry_step(runtime: Runtime, ingest: MqttIngest | None) -> None:
     now = time.time()
     if await asyncio.to_thread(telemetry.tick, now):
         runtime.feed.wake()
-    for command in telemetry.take_commands():
+    async with runtime.readings_lock:  # not a batch's commands before that batch committed
+        commands = telemetry.take_commands()
+    for command in commands:
         if ingest is not None:
             await ingest.publish(command.topic, command.payload)
     await asyncio.to_thread(telemetry.derive)

@@ -24,16 +24,25 @@ from gateway.telemetry.acks import ack_messages
 
 
 async def ingest_readings(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
-    """Apply a batch of telemetry-channel and ESPHome messages; what to publish after."""
+    """Apply a batch of telemetry-channel and ESPHome messages; what to publish after.
+
+    Called for one batch at a time, or (a receiver process, `gateway.receiver_ingest`) for
+    the next batch while the last one's points are being stored: `runtime.readings_lock`
+    keeps the prepare and commit steps of batches in the order the calls began."""
     telemetry = runtime.telemetry
     assert telemetry is not None
     now = time.time()
-    prepared = await asyncio.to_thread(telemetry.prepare, batch, now)
     results: list[IngestResult] = []
-    async with runtime.ingest_lock:
-        await asyncio.to_thread(telemetry.commit, prepared)
-        if prepared.fallback:
-            results = await asyncio.to_thread(runtime.handler.handle_batch, prepared.fallback, now)
+    async with runtime.readings_lock:
+        prepared = await asyncio.to_thread(telemetry.prepare, batch, now)
+        async with runtime.ingest_lock:
+            await asyncio.to_thread(telemetry.commit, prepared)
+            if prepared.fallback:
+                results = await asyncio.to_thread(
+                    runtime.handler.handle_batch, prepared.fallback, now
+                )
+        # This batch's commands (and any an earlier batch left): all committed by now.
+        commands = telemetry.take_commands()
     await asyncio.to_thread(telemetry.store_points, prepared)
     metrics = runtime.metrics.messages
     if prepared.fresh:
@@ -52,5 +61,5 @@ async def ingest_readings(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) 
         runtime.feed.wake()
     committed: list[Committed] = prepared.acked
     committed += [r.committed for r in results if r.committed is not None]
-    outbound = [Outbound(c.topic, c.payload) for c in telemetry.take_commands()]
+    outbound = [Outbound(c.topic, c.payload) for c in commands]
     return outbound + [Outbound(topic, payload) for topic, payload in ack_messages(committed, now)]

@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+DEPTH = 2
+"""Frames being applied at once (the receiver sends at most as many: `receiver_main.DEPTH`)."""
+
 STOP_TIMEOUT_S = 5.0
 """How long a receiver process gets to end after SIGTERM before SIGKILL."""
 
@@ -127,22 +130,41 @@ class ReceiverIngest:
         raise ReceiverExitedError(f"the receiver process ended (exit code {process.exitcode})")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while (frame := await read_frame(reader)) is not None:
-            if isinstance(frame, StatusFrame):
-                self._status(frame)
-                continue
-            if isinstance(frame, BatchFrame):
-                reply = await self._apply(frame)
-            elif isinstance(frame, RefusedFrame):
-                reply = await self._refuse(frame)
-            else:
-                raise FrameError(f"unexpected {type(frame).__name__} from the receiver")
-            writer.write(encode_frame(reply))
-            await writer.drain()
+        """Apply frames as they come, the next one begun while the last one finishes (its
+        points being stored): `on_batch` keeps what must stay in order in order
+        (`gateway.readings`), and each reply names its frame."""
+        slots = asyncio.Semaphore(DEPTH)
+        running: set[asyncio.Task[None]] = set()
+
+        async def answer(frame: BatchFrame | RefusedFrame) -> None:
+            try:
+                if isinstance(frame, BatchFrame):
+                    reply = await self._apply(frame)
+                else:
+                    reply = await self._refuse(frame)
+                writer.write(encode_frame(reply))
+            finally:
+                slots.release()
+
+        try:
+            while (frame := await read_frame(reader)) is not None:
+                if isinstance(frame, StatusFrame):
+                    self._status(frame)
+                    continue
+                if not isinstance(frame, BatchFrame | RefusedFrame):
+                    raise FrameError(f"unexpected {type(frame).__name__} from the receiver")
+                await slots.acquire()
+                task = asyncio.create_task(answer(frame))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def _apply(self, frame: BatchFrame) -> ReplyFrame:
         batch = frame.messages
-        self.pending = len(batch)
+        self.pending += len(batch)
         self.received += len(batch)
         try:
             outbound = await self._retry_while_store_down(lambda: self.on_batch(batch))
@@ -150,7 +172,7 @@ class ReceiverIngest:
             log.exception("a batch of %d messages failed", len(batch))
             return ReplyFrame(frame.seq, [], f"{type(exc).__name__}: {str(exc)[:300]}")
         finally:
-            self.pending = 0
+            self.pending -= len(batch)
         self.batches += 1
         return ReplyFrame(frame.seq, [(o.topic, o.payload) for o in outbound or ()])
 

@@ -40,3 +40,8 @@ class Runtime:
     """One ingest transaction at a time across the MQTT sessions (events, telemetry): on
     SQLite two writers would fight over the file lock and retry; this way an event waits
     for at most one telemetry batch."""
+    readings_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Telemetry batches are prepared and committed one at a time, in the order they came
+    (the sensor rules see readings in order; a batch's relay commands are taken only after
+    its commit); only storing a batch's points may overlap the next batch
+    (`gateway.readings`)."""

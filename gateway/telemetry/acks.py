@@ -35,6 +35,22 @@ class _WireAck(msgspec.Struct, frozen=True):
 
 _ENCODER = msgspec.json.Encoder()
 
+_TOPICS: dict[tuple[str, str], str] = {}
+"""Each device's Ack topic: building one checks both segments (~9 µs here, as much as the
+Ack's encoding), and the same few thousand devices report all day."""
+
+TOPIC_CACHE = 50_000
+"""The most Ack topics remembered (cleared when full: devices come from the broker)."""
+
+
+def _ack_topic(site_id: str, device_id: str) -> str:
+    topic = _TOPICS.get((site_id, device_id))
+    if topic is None:
+        if len(_TOPICS) >= TOPIC_CACHE:
+            _TOPICS.clear()
+        topic = _TOPICS[(site_id, device_id)] = str(ack_topic(site_id, device_id))
+    return topic
+
 
 def ack_messages(committed: Iterable[Committed], now: float) -> list[tuple[str, bytes]]:
     """(topic, payload) of the Acks naming `committed`: what `build_acks` builds (one per
@@ -45,7 +61,7 @@ def ack_messages(committed: Iterable[Committed], now: float) -> list[tuple[str, 
     base = new_msg_id()
     for (site_id, device_id), (msg_ids, snapshot_ids) in by_device.items():
         mids, sids = list(msg_ids), list(snapshot_ids)
-        topic = str(ack_topic(site_id, device_id))
+        topic = _ack_topic(site_id, device_id)
         for start in range(0, max(len(mids), len(sids)), MAX_ACK_IDS):
             wire = _WireAck(
                 Ack.SCHEMA,
