@@ -84,11 +84,11 @@ async def _round(
     n, p, nodes = args.messages, args.points, args.nodes
     out: dict[str, dict[str, float]] = {}
     for key, v311 in (("bare", False), ("bare311", True)):
-        seconds, cpu = await bare(broker, batches(n, p, nodes, f"{key}{r}"), f"{key}{r}", v311=v311)
-        out[key] = {"s": seconds, "cpu_us": cpu}
+        drained = await bare(broker, batches(n, p, nodes, f"{key}{r}"), f"{key}{r}", v311=v311)
+        out[key] = dict(zip(("s", "cpu_us", "broker_us"), drained, strict=True))
     runtime = make_runtime(tmp, broker, f"edge{r}", 0, None)
-    seconds, cpu = await edge_only(runtime, broker, batches(n, p, nodes, f"edge{r}"))
-    out["edge"] = {"s": seconds, "cpu_us": cpu}
+    seconds, cpu, broker_us = await edge_only(runtime, broker, batches(n, p, nodes, f"edge{r}"))
+    out["edge"] = {"s": seconds, "cpu_us": cpu, "broker_us": broker_us}
     close_runtime(runtime)
     for key, influx, processes in GATEWAYS:
         name = f"gw-{key}{r}"
@@ -98,6 +98,7 @@ async def _round(
         out[key] = {
             "s": got["stored_s"],
             "cpu_us": got["cpu_us"],
+            "broker_us": got["broker_us"],
             "gc_us": got["gc_us"],
             "gateway_us": got["gateway_us"],
             "receiver_us": got["receiver_us"],
@@ -152,7 +153,8 @@ def _summary(rounds: Rounds, args: argparse.Namespace, load0: tuple[float, float
             f"{LABELS[key]:<46} {rate[key]:7,.0f} msg/s {rate[key] * p:9,.0f} points/s  "
             f"ratio {median([row['ratio'] for row in rows]):.2f} "
             f"(MQTT 5: {median([row['ratio5'] for row in rows]):.2f})  "
-            f"{cpu[key]:.0f} µs CPU/msg{gc_us}"
+            f"{cpu[key]:.0f} µs CPU/msg (broker "
+            f"{median([row['broker_us'] for row in rows]):.0f}){gc_us}"
         )
     lags = [row["lag_s"] for key in ("influx", "influx2") for row in rounds[key]]
     print(

@@ -43,14 +43,14 @@ from tests.support.victoria import VictoriaMetrics
 
 async def bare(
     broker: MosquittoBroker, messages: list[tuple[str, bytes]], name: str, *, v311: bool = False
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Seconds for a bare subscriber (MQTT 5, or 3.1.1 as the gateway's telemetry session
-    speaks) to drain the parked messages, and its CPU µs/msg."""
+    speaks) to drain the parked messages, its CPU µs/msg and the broker's."""
     await register_session(broker, name, f"guanjia/v1/{SITE}/+/telemetry")
     await asyncio.to_thread(publish_all, broker.host, broker.port, messages, name)
     n, got = len(messages), 0
     session = persistent_session(v311=v311)
-    clock = DrainClock()
+    clock = DrainClock(broker)
     async with aiomqtt.Client(
         broker.host,
         broker.port,
@@ -66,7 +66,7 @@ async def bare(
                     break
     seconds, cpu_us = clock.stop(n)
     await forget_session(broker, name)
-    return seconds, cpu_us
+    return seconds, cpu_us, clock.broker_us
 
 
 class DrainClock:
@@ -75,14 +75,22 @@ class DrainClock:
     consumer. The first batch's messages arrived before the clock started, so they are left
     out of the rate and the CPU a message; `stop` scales the time to all `n` messages."""
 
-    def __init__(self) -> None:
+    def __init__(self, broker: MosquittoBroker) -> None:
+        self.broker_pid = broker.process.pid if broker.process is not None else None
+        """The broker's process: its CPU is counted apart (not the consumer's)."""
         self.children: list[int] = []
         """Other processes whose CPU is the consumer's (a receiver process)."""
         self.started: float | None = None
         self.before = 0
         self.split_us: list[float] = []
         """At `stop`: CPU µs a message of this process, then of each child."""
+        self.broker_us = 0.0
+        """At `stop`: the broker's CPU µs a message (not in the consumer's)."""
         self._cpu0: list[float] = []
+        self._broker0 = 0.0
+
+    def _broker(self) -> float:
+        return process_cpu_s(self.broker_pid) if self.broker_pid is not None else 0.0
 
     def _cpu(self) -> list[float]:
         return [time.process_time()] + [process_cpu_s(pid) for pid in self.children]
@@ -92,11 +100,13 @@ class DrainClock:
         if self.started is None:
             self.children = list(children or [])
             self.started, self.before, self._cpu0 = time.perf_counter(), size, self._cpu()
+            self._broker0 = self._broker()
 
     def stop(self, n: int) -> tuple[float, float]:
         """(seconds for all `n` at the measured rate, CPU µs a message) until now."""
         assert self.started is not None, "no message arrived"
         elapsed, counted = time.perf_counter() - self.started, max(1, n - self.before)
+        self.broker_us = (self._broker() - self._broker0) / counted * 1e6
         self.split_us = [
             (now - then) / counted * 1e6 for now, then in zip(self._cpu(), self._cpu0, strict=True)
         ]
@@ -188,9 +198,9 @@ def close_runtime(runtime: Runtime) -> None:
 
 async def edge_only(
     runtime: Runtime, broker: MosquittoBroker, messages: list[tuple[str, bytes]]
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Seconds for the MQTT edge alone to drain the messages, publishing their Acks; its
-    CPU µs/msg."""
+    CPU µs/msg and the broker's."""
     mqtt = runtime.settings.mqtt.telemetry_connection()
     await register_session(broker, mqtt.session_id, f"guanjia/v1/{SITE}/+/telemetry")
     devices = f"{mqtt.session_id}-devices"
@@ -199,7 +209,7 @@ async def edge_only(
     n, got = len(messages), 0
     done = asyncio.Event()
 
-    clock = DrainClock()
+    clock = DrainClock(broker)
 
     async def acks_only(batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
         nonlocal got
@@ -225,7 +235,7 @@ async def edge_only(
     await forget_session(broker, mqtt.session_id)
     assert acked == n, f"{acked} of {n} messages acknowledged to their devices"
     assert ingest.publish_failures == 0, f"{ingest.publish_failures} Ack publishes failed"
-    return elapsed, cpu_us
+    return elapsed, cpu_us, clock.broker_us
 
 
 async def gateway(
@@ -249,7 +259,7 @@ async def gateway(
     done = asyncio.Event()
     committed = 0
 
-    clock = DrainClock()
+    clock = DrainClock(broker)
 
     async def counted(batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
         nonlocal committed
@@ -301,6 +311,7 @@ async def gateway(
         "stored_s": stored_s,
         "delivered_s": delivered_s,
         "cpu_us": cpu_us,
+        "broker_us": clock.broker_us,
         "gateway_us": clock.split_us[0],
         "receiver_us": sum(clock.split_us[1:]),
         "gc_us": gc_clock.seconds / n * 1e6,
