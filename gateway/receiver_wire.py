@@ -84,6 +84,10 @@ async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
         if exc.partial:
             raise FrameError("the stream ended inside a frame's length") from exc
         return None
+    except ConnectionResetError:
+        # The other process died with frames of ours unread: Linux resets the socketpair
+        # instead of closing it. Gone all the same.
+        return None
     (size,) = _LENGTH.unpack(head)
     if size > MAX_FRAME_BYTES:
         raise FrameError(f"frame of {size} bytes (at most {MAX_FRAME_BYTES})")
@@ -91,6 +95,8 @@ async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
         body = await reader.readexactly(size)
     except asyncio.IncompleteReadError as exc:
         raise FrameError("the stream ended inside a frame") from exc
+    except ConnectionResetError:
+        return None
     try:
         return _DECODER.decode(body)
     except msgspec.DecodeError as exc:

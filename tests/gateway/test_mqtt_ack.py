@@ -26,6 +26,7 @@ from tests.gateway.factories import event
 from tests.gateway.proc import AckListener, SqliteWriteLock, start_gateway, wait_for
 from tests.gateway.test_multiprocess import counts, prepare, rows
 from tests.support.broker import MosquittoBroker
+from tests.support.mqtt_tap import MqttTap
 
 pytestmark = pytest.mark.mqtt
 
@@ -205,3 +206,59 @@ def test_acks_leave_only_after_the_commit_and_name_what_it_holds(
             lock.release()
         gateway.stop()
         device.close()
+
+
+async def test_two_batches_in_flight_are_acknowledged_in_order_each_after_its_own_commit(
+    broker_factory: Callable[..., MosquittoBroker], site_id: str
+) -> None:
+    """`MqttIngest(depth=2)` (a receiver process's edge): the next batch is handed over while
+    the last one is being applied, yet no message is acknowledged before its own batch's
+    `on_batch` returned — not even when the later batch finished first — and the PUBACKs
+    leave in the order of the PUBLISHes (seen on the wire, between paho and Mosquitto)."""
+    broker = broker_factory()
+    tap = MqttTap(broker.host, broker.port)
+    await tap.start()
+    mqtt = settings(broker, site_id).model_copy(update={"port": tap.port, "batch_max": 4})
+    topic = f"guanjia/v1/{site_id}/cam-a/event"
+    payloads = [f"m{i}".encode() for i in range(8)]
+    calls: list[list[bytes]] = []
+    returned: list[int] = []
+    release_first = asyncio.Event()
+    second_returned = asyncio.Event()
+
+    async def hold_the_first(batch: Batch) -> None:
+        index = len(calls)
+        calls.append([payload for _, payload in batch])
+        if index == 0:
+            await release_first.wait()
+        returned.append(index)
+        if index == 1:
+            second_returned.set()
+
+    ingest = MqttIngest(mqtt, hold_the_first, filters=[topic], depth=2)
+    task = asyncio.create_task(ingest.run())
+    try:
+        await asyncio.wait_for(ingest.connected.wait(), 10)
+        await asyncio.to_thread(publish, broker, topic, payloads)
+        await asyncio.wait_for(second_returned.wait(), 10)
+        await asyncio.sleep(0.5)  # time for any PUBACK to reach the wire
+        assert returned == [1], "the second batch finished while the first is held"
+        assert len(calls) == 2, "two batches in flight, no third taken"
+        assert all(len(batch) <= 2 for batch in calls), "each batch at most batch_max // 2"
+        assert tap.pubacks == [], "acknowledged before the first batch's on_batch returned"
+        assert ingest.pending == len(calls[0]) + len(calls[1])
+
+        release_first.set()
+        await asyncio.wait_for(tap.wait_pubacks(len(payloads)), 10)
+        await asyncio.sleep(0.2)  # nothing acknowledged twice
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await tap.close()
+    assert sorted(p for batch in calls for p in batch) == sorted(payloads)
+    published = dict(tap.publishes)
+    assert tap.pubacks == [pid for pid, _ in tap.publishes], "PUBACKs not in PUBLISH order"
+    first = len(calls[0])
+    assert [published[pid] for pid in tap.pubacks[:first]] == calls[0]
+    assert [published[pid] for pid in tap.pubacks] == payloads
+    assert ingest.pending == 0

@@ -80,3 +80,48 @@ def test_gateway_run_refuses_a_mismatched_client_id_in_one_line() -> None:
         "error: GUANJIA_GATEWAY_MQTT__CLIENT_ID: must equal mqtt.username "
         "('gateway-1') or be left unset: the broker uses the username as the client id"
     ]
+
+
+def test_telemetry_processes_needs_a_telemetry_session_of_its_own_in_one_line() -> None:
+    # With a username, the telemetry session needs an account of its own: without one there
+    # is no second session whose edge a receiver process could hold.
+    with pytest.raises(ValidationError) as raised:
+        MqttSettings(telemetry_processes=2, username="gw", telemetry_session=True)
+    (error,) = raised.value.errors()
+    message = str(error["msg"])
+    assert "\n" not in message
+    assert message.startswith("Value error, mqtt.telemetry_processes: 2 needs the telemetry")
+    assert "mqtt.telemetry_username" in message
+    with pytest.raises(ValidationError, match=r"mqtt\.telemetry_processes"):
+        MqttSettings(telemetry_processes=2, telemetry_session=False)
+    # Either a second account, or no accounts at all (a development broker), will do.
+    split = MqttSettings(telemetry_processes=2, username="gw", telemetry_username="gw-t")
+    assert split.telemetry_split
+    assert split.telemetry_connection().session_id == "gw-t"
+    assert MqttSettings(telemetry_processes=2).telemetry_split
+    # A worker of the event ingest never runs a receiver.
+    assert split.ingest_worker(1).telemetry_processes == 1
+
+
+def test_gateway_run_refuses_telemetry_processes_without_a_telemetry_account_in_one_line() -> None:
+    env = {
+        **os.environ,
+        "GUANJIA_GATEWAY_JWT_SECRET": "a-secret-long-enough-0123456789abcdef",
+        "GUANJIA_GATEWAY_MQTT__USERNAME": "gw",
+        "GUANJIA_GATEWAY_MQTT__TELEMETRY_PROCESSES": "2",
+    }
+    env.pop("GUANJIA_GATEWAY_MQTT__TELEMETRY_USERNAME", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "guanjia", "gateway", "run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: GUANJIA_GATEWAY_MQTT__TELEMETRY_PROCESSES: 2 needs the telemetry session of "
+        "its own (mqtt.telemetry_session true, and mqtt.telemetry_username when mqtt.username "
+        "is set)"
+    ]
