@@ -26,9 +26,9 @@ from gateway.telemetry.acks import ack_messages
 async def ingest_readings(runtime: Runtime, batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
     """Apply a batch of telemetry-channel and ESPHome messages; what to publish after.
 
-    Called for one batch at a time, or (a receiver process, `gateway.receiver_ingest`) for
-    the next batch while the last one's points are being stored: `runtime.readings_lock`
-    keeps the prepare and commit steps of batches in the order the calls began."""
+    `runtime.readings_lock` keeps the prepare and commit steps of batches in the order the
+    calls began, should two overlap, and lets the clock loop take relay commands only
+    between batches (never one whose batch has not committed)."""
     telemetry = runtime.telemetry
     assert telemetry is not None
     now = time.time()

@@ -42,6 +42,5 @@ class Runtime:
     for at most one telemetry batch."""
     readings_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Telemetry batches are prepared and committed one at a time, in the order they came
-    (the sensor rules see readings in order; a batch's relay commands are taken only after
-    its commit); only storing a batch's points may overlap the next batch
-    (`gateway.readings`)."""
+    (the sensor rules see readings in order), and a batch's relay commands are taken only
+    after its commit, by it or by the clock loop (`gateway.readings`, `gateway.periodic`)."""
