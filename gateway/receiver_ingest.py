@@ -130,9 +130,9 @@ class ReceiverIngest:
         """Apply frames one at a time, in the order they came (the receiver has the next one
         received and waiting meanwhile), while reading on: a receiver that dies is noticed
         even while a batch is held (the database away). Letting the next batch's prepare
-        overlap the last one's point writes was measured, and cost more than it saved: the
-        two threads handing the GIL back and forth took the gateway process from ~320 to
-        ~360 µs of CPU a message (docs/sensors.md, "Two cores")."""
+        overlap the last one's point writes was measured and gained nothing: the two threads
+        share one GIL, and the gateway process spent as much CPU a message or more
+        (docs/sensors.md, "Two cores").""" 
         frames: asyncio.Queue[BatchFrame | RefusedFrame] = asyncio.Queue()
 
         async def apply_in_order() -> None:
