@@ -132,7 +132,7 @@ class ReceiverIngest:
         even while a batch is held (the database away). Letting the next batch's prepare
         overlap the last one's point writes was measured and gained nothing: the two threads
         share one GIL, and the gateway process spent as much CPU a message or more
-        (docs/sensors.md, "Two cores").""" 
+        (docs/sensors.md, "Two cores")."""
         frames: asyncio.Queue[BatchFrame | RefusedFrame] = asyncio.Queue()
 
         async def apply_in_order() -> None:
