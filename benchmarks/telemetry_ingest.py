@@ -31,6 +31,15 @@ session while it was away (`benchmarks/telemetry/workload.py`; the consumers are
    The CPU is counted until VictoriaMetrics has every point (the writer thread's work is
    in the µs/msg).
 
+4. rows 2 and 3 again with `mqtt.telemetry_processes = 2`: the session's MQTT edge in a
+   receiver process (`gateway.receiver_ingest`), the batches applied in this process; the
+   CPU is both processes', printed apart too.
+
+Every drain is timed from its first batch to its last message (connecting, and starting a
+receiver process, stay off the clock, alike for every row), and the broker's CPU a message
+is printed apart (it is not the consumer's). The broker runs with the shipped config's
+window of 100 unacknowledged QoS 1 messages per client (`tests.support.broker`).
+
 Prints, per round and as medians: messages/s and points/s, the ratio to the bare drain of
 the same round, and the gateway's CPU µs per message (this process, all threads: the
 broker and VictoriaMetrics are other processes) and the garbage collector's share of it.
