@@ -104,6 +104,10 @@ class MosquittoBroker:
     grants: dict[str, tuple[str, ...]] = field(default_factory=dict)
     passwd_file: Path | None = None
     acl_file: Path | None = None
+    max_inflight: int | None = None
+    """Mosquitto's `max_inflight_messages` (unacknowledged QoS 1 messages per client; for
+    MQTT 5 clients also the Receive Maximum it announces); None: Mosquitto's default, 20.
+    The shipped config sets 100 (docker/mosquitto/mosquitto.conf)."""
     shipped_config: Path | None = None
     """Run on this shipped mosquitto.conf (security, persistence, queues as written), with
     only its site-specific lines (listener, file locations, logging) replaced."""
@@ -174,13 +178,12 @@ class MosquittoBroker:
             "log_type notice",
             "log_type information",
             "connection_messages true",
-            # As the shipped config (docker/mosquitto/mosquitto.conf): a window of unacknowledged
-            # QoS 1 messages per client as large as the gateway's batch (mqtt.batch_max).
-            "max_inflight_messages 100",
             # Production brokers raise these too: a gateway outage must not drop queued QoS 1.
             "max_queued_messages 200000",
             "max_queued_bytes 0",
         ]
+        if self.max_inflight is not None:
+            lines.append(f"max_inflight_messages {self.max_inflight}")
         if os.geteuid() == 0:
             # As root Mosquitto drops to the `mosquitto` user, which cannot read pytest's
             # private tmp dirs; tests own their broker, so it stays as the caller.

@@ -365,8 +365,12 @@ def test_a_download_cut_after_its_link_expired_goes_on_with_the_fresh_link_sent_
     again = h.updater.command("cmd-00000002", ModelUpdateArgs(url=files.url("new.gjm"), **args))
     assert again.state == "downloading"
     (served / "old.gjm").unlink()
-    reached = h.wait()
+    h.wait()
     h.updater.close()
-    assert (reached.command_id, reached.state) == ("cmd-00000002", "probation"), h.reports
+    # With probation_s 0 the node may be past probation (active) by the time the test looks
+    # at the last report (under load it was: a flaky `reports[-1] == probation`); what must
+    # hold is that the new command reached probation on the fresh link.
+    seen = [(r.command_id, r.state) for r in h.reports]
+    assert ("cmd-00000002", "probation") in seen, h.reports
     assert "failed" not in h.states()
     assert files.behaviour.requests[-1] == f"bytes={size // 4}-"  # resumed, not restarted
