@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import missing
-from tests.support.broker import mosquitto_binary
+from tests.support.broker import free_port, mosquitto_binary
 from tests.support.http_files import FileServer
 from tests.support.processes import alive, child_pids, processes_mentioning
 
@@ -162,7 +162,12 @@ def run_first_command(
     """`scripts/demo` in `checkout`: ticket via the API, the walk-through, Ctrl-C, nothing left."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        hidden_mosquitto([str(checkout / "scripts" / "demo"), "--port", "0", "--hold"]),
+        # A port below the ephemeral range (`free_port`): with `--port 0` the demo took an
+        # ephemeral one that another test's outgoing connection could take before the API
+        # bound it (CI, 2026-12-01: "address already in use").
+        hidden_mosquitto(
+            [str(checkout / "scripts" / "demo"), "--port", str(free_port()), "--hold"]
+        ),
         cwd=checkout,
         env=env,
         stdout=subprocess.PIPE,
