@@ -128,6 +128,23 @@ def refusal(topic: str, retain: bool) -> str | None:
     return f"retained message on channel {channel!r}: only 'status' may be retained"
 
 
+async def retry_while_store_down(
+    attempt: Callable[[], Awaitable[T]], stalled: Callable[[], None]
+) -> T:
+    """`attempt` until the database takes it: the database being away is not the messages'
+    fault, so they are held (unacknowledged) and retried with backoff (0.5 s doubling to
+    30 s), `stalled` called at each refusal, rather than dead-lettering good data."""
+    delay = 0.5
+    while True:
+        try:
+            return await attempt()
+        except StoreUnavailableError as exc:
+            stalled()
+            log.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 class PublishUnavailableError(RuntimeError):
     """The gateway is not connected to the broker, so nothing can be published now."""
 
@@ -364,20 +381,12 @@ class MqttIngest:
         await self._publish_after_commit(link, outbound)
 
     async def _retry_while_store_down(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        # The database being away is not the messages' fault: hold them (unacknowledged) and
-        # retry, rather than dead-lettering good data.
-        delay = 0.5
-        while True:
-            try:
-                result = await attempt()
-            except StoreUnavailableError as exc:
-                self.state = IngestState.STALLED
-                log.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            self._recovered()
-            return result
+        result = await retry_while_store_down(attempt, self._stalled)
+        self._recovered()
+        return result
+
+    def _stalled(self) -> None:
+        self.state = IngestState.STALLED
 
     def _recovered(self) -> None:
         self.state = IngestState.RUNNING

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from multiprocessing.process import BaseProcess
 from typing import TypeVar
 
-from gateway.mqtt import IngestState, OnBatch, OnRefused, Refused
+from gateway.mqtt import IngestState, OnBatch, OnRefused, Refused, retry_while_store_down
 from gateway.mqtt_settings import MqttSettings
 from gateway.receiver_main import receiver_main
 from gateway.receiver_wire import (
@@ -47,7 +47,6 @@ from gateway.receiver_wire import (
     encode_frame,
     read_frame,
 )
-from gateway.store import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -186,23 +185,17 @@ class ReceiverIngest:
         return ReplyFrame(frame.seq, [])
 
     async def _retry_while_store_down(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        # As `MqttIngest`: the database being away is not the messages' fault; the batch is
-        # held (the receiver does not acknowledge it) and retried here, in order.
-        delay = 0.5
-        while True:
-            try:
-                result = await attempt()
-            except StoreUnavailableError as exc:
-                self._stalled = True
-                self.state = IngestState.STALLED
-                log.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            if self._stalled:
-                self._stalled = False
-                self.state = self._remote
-            return result
+        # As `MqttIngest`: the batch is held (the receiver does not acknowledge it) and
+        # retried here, in order.
+        result = await retry_while_store_down(attempt, self._stall)
+        if self._stalled:
+            self._stalled = False
+            self.state = self._remote
+        return result
+
+    def _stall(self) -> None:
+        self._stalled = True
+        self.state = IngestState.STALLED
 
     def _status(self, frame: StatusFrame) -> None:
         self._remote = IngestState(frame.state)

@@ -32,6 +32,7 @@ from gateway.receiver_ingest import ReceiverExitedError, ReceiverIngest
 from gateway.runtime import Runtime
 from gateway.store import StoreUnavailableError
 from tests.support.broker import MosquittoBroker
+from tests.support.processes import alive
 from tests.support.receiver_readings import (
     POINTS,
     close_runtime,
@@ -394,15 +395,6 @@ class GatewayProcess:
         await gone(self.process.pid, 20)
         await gone(self.receivers[-1], 10)
         return await asyncio.wait_for(self.process.wait(), 20)
-
-
-def alive(pid: int) -> bool:
-    """Running (not ended, nor a zombie: an orphan's is reaped by init)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def gone(pid: int, within_s: float) -> None:
