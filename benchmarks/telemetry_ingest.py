@@ -73,6 +73,7 @@ from benchmarks.telemetry.drains import (
 )
 from benchmarks.telemetry.latency import latency_report, median
 from benchmarks.telemetry.workload import batches
+from benchmarks.telemetry.workload import history as history_store
 from gateway.mqtt_settings import MqttSettings
 from tests.support.broker import MosquittoBroker
 from tests.support.victoria import VictoriaMetrics
@@ -90,7 +91,13 @@ Rounds = dict[str, list[dict[str, float]]]
 
 
 async def _round(
-    r: int, tmp: Path, broker: MosquittoBroker, vm: VictoriaMetrics, args: argparse.Namespace
+    r: int,
+    tmp: Path,
+    broker: MosquittoBroker,
+    vm: VictoriaMetrics,
+    args: argparse.Namespace,
+    *,
+    history: Path | None,
 ) -> dict[str, dict[str, float]]:
     """One round: every consumer in turn on a backlog of its own (the same messages)."""
     n, p, nodes = args.messages, args.points, args.nodes
@@ -105,7 +112,9 @@ async def _round(
     for key, influx, processes in GATEWAYS:
         name = f"gw-{key}{r}"
         server = vm if influx else None
-        runtime = make_runtime(tmp, broker, name, nodes, server, processes=processes)
+        runtime = make_runtime(
+            tmp, broker, name, nodes, server, processes=processes, history=history
+        )
         got = await gateway(runtime, broker, batches(n, p, nodes, name), p, nodes)
         out[key] = {
             "s": got["stored_s"],
@@ -225,9 +234,14 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"{args.messages} TelemetryBatches of {args.points} points from {args.nodes} "
                 f"nodes, {args.rounds} rounds"
             )
+            history = None
+            if args.history_s > 0:
+                history = tmp / "history.db"
+                rows = history_store(history, args.history_s, args.points, args.nodes)
+                print(f"each gateway's store starts with {rows:,} points of history", flush=True)
             rounds: Rounds = {}
             for r in range(args.rounds):
-                for key, row in (await _round(r, tmp, broker, vm, args)).items():
+                for key, row in (await _round(r, tmp, broker, vm, args, history=history)).items():
                     rounds.setdefault(key, []).append(row)
             _summary(rounds, args, load0)
             if args.events:
@@ -253,6 +267,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--events", type=int, default=30, help="event latency samples (0: skip)")
     parser.add_argument("--flood", type=int, default=30_000, help="readings in the flood")
+    parser.add_argument(
+        "--history-s",
+        type=float,
+        default=3600.0,
+        help="readings already in each gateway's store, in seconds of every node (0: a new file)",
+    )
     parser.add_argument("--publish-flood", metavar="HOST:PORT", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="3,000 batches, 10 latency samples.")
     parser.add_argument("--smoke", action="store_true", help="Smallest run (not a figure).")
@@ -261,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         args.messages, args.events, args.flood = 3000, 10, 10_000
     if args.smoke:
         args.messages, args.nodes, args.events, args.rounds = 100, 20, 0, 1
+        args.history_s = min(args.history_s, 60.0)
     if args.publish_flood:
         _flood(args.publish_flood, args)
         return

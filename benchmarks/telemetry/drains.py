@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -156,9 +157,14 @@ def make_runtime(
     vm: VictoriaMetrics | None,
     *,
     processes: int = 1,
+    history: Path | None = None,
 ) -> Runtime:
+    """A gateway runtime on its own files; its embedded store a copy of `history` if given
+    (`workload.history`)."""
     db = f"sqlite:///{tmp / f'{name}.db'}"
     migrate(db)
+    if history is not None:
+        shutil.copyfile(history, tmp / f"{name}.telemetry.db")
     influx: dict[str, object] = {}
     if vm is not None:
         influx = {
@@ -187,6 +193,16 @@ def make_runtime(
     runtime.store.devices.upsert_device("cam-0", SITE, "camera")
     settle(collect=False)  # as the gateway's lifespan does once started (`gateway.heap`)
     return runtime
+
+
+async def derive_every(runtime: Runtime) -> None:
+    """The gateway's clock loop's share of the store (`gateway.periodic.telemetry_step`):
+    `derive` every `telemetry_tick_s`, on a worker thread of this process."""
+    telemetry = runtime.telemetry
+    assert telemetry is not None
+    while True:
+        await asyncio.sleep(runtime.settings.telemetry_tick_s)
+        await asyncio.to_thread(telemetry.derive)
 
 
 def close_runtime(runtime: Runtime) -> None:
@@ -256,6 +272,7 @@ async def gateway(
     n = len(messages)
     telemetry = runtime.telemetry
     assert telemetry is not None
+    before = telemetry.sqlite.count()  # the history
     done = asyncio.Event()
     committed = 0
 
@@ -283,9 +300,15 @@ async def gateway(
         ingest = MqttIngest(mqtt, counted, filters=filters)
     gc_clock = GcClock()
     task = asyncio.create_task(ingest.run())
+    deriving = asyncio.create_task(derive_every(runtime))
     async with asyncio.timeout(DRAIN_TIMEOUT_S):
         with gc_clock:
             await done.wait()
+            deriving.cancel()
+            await asyncio.gather(deriving, return_exceptions=True)
+            # The rest of the rollups and the move into the series index, on the clock: the
+            # ingest appends, `derive` does the rest of the storing (`SqliteTelemetryStore`).
+            await asyncio.to_thread(telemetry.derive)
             stored_s, _ = clock.stop(n)
             # The rate stops here: every message committed, stored and acknowledged. The CPU
             # goes on until InfluxDB accepted every point, so the writer thread's work (the
@@ -304,7 +327,7 @@ async def gateway(
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await forget_session(broker, mqtt.session_id)
-    assert telemetry.sqlite.count() == n * points, telemetry.sqlite.count()
+    assert telemetry.sqlite.count() - before == n * points, telemetry.sqlite.count() - before
     assert acked == n, f"{acked} of {n} messages acknowledged to their devices"
     assert ingest.publish_failures == 0, f"{ingest.publish_failures} Ack publishes failed"
     return {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -13,6 +14,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import contract as c
+from gateway.telemetry.points import Point
+from gateway.telemetry.sqlite_store import SqliteTelemetryStore
 from tests.support.broker import MosquittoBroker
 
 SITE = "bench"
@@ -21,22 +24,25 @@ DRAIN_TIMEOUT_S = 300.0
 ACK_TIMEOUT_S = 30.0
 
 
+_BASE = [
+    ("voltage", 220.0),
+    ("current", 2.0),
+    ("power", 400.0),
+    ("temperature", 30.0),
+    ("energy", 1.5),
+]
+_METRICS = [(f"port{1 + k % 4}_{m}", v) for k, (m, v) in enumerate(_BASE * 4)]
+"""A message's series, in order: `--points` of them."""
+
+
 def batches(n: int, points: int, nodes: int, tag: str) -> list[tuple[str, bytes]]:
     out = []
-    metrics = [
-        ("voltage", 220.0),
-        ("current", 2.0),
-        ("power", 400.0),
-        ("temperature", 30.0),
-        ("energy", 1.5),
-    ] * 4
     for i in range(n):
         device = f"shed-{i % nodes}"
         ts = T0 + (i // nodes) * 10.0  # each node every 10 s
         readings = [
-            c.TelemetryPoint(metric=f"port{1 + k % 4}_{m}", value=v + (i % 7) * 0.1, ts=ts)
-            for k, (m, v) in enumerate(metrics)
-            if k < points
+            c.TelemetryPoint(metric=metric, value=v + (i % 7) * 0.1, ts=ts)
+            for metric, v in _METRICS[:points]
         ]
         batch = c.TelemetryBatch(
             ts=ts,
@@ -112,3 +118,28 @@ async def collect_acks(broker: MosquittoBroker, client_id: str, n: int) -> int:
         pass
     await forget_session(broker, client_id)
     return len(acked)
+
+
+def history(path: Path, seconds: float, points: int, nodes: int) -> int:
+    """An embedded store at `path` holding `seconds` of the nodes' readings before the
+    workload's (every node every 10 s, the same series), derived as a running gateway would
+    have it: a store in use, not a new file (a point into a series with history costs more:
+    its index page is not the one the last point dirtied). Rows written."""
+    metrics = [m for m, _ in _METRICS][:points]
+    store = SqliteTelemetryStore(path)
+    written, steps = 0, int(seconds // 10)
+    try:
+        for step in range(steps):
+            ts = T0 - seconds + step * 10.0
+            rows = [
+                Point(SITE, f"shed-{i}", metric, 1.0 + (step % 7) * 0.1, ts)
+                for i in range(nodes)
+                for metric in metrics
+            ]
+            written += len(store.write_messages([(None, rows)]))
+            if step % 60 == 59:
+                store.derive()  # as the gateway does every second
+        store.derive()
+    finally:
+        store.close()
+    return written

@@ -8,10 +8,12 @@ older files in place). Writes come in batches (`executemany` of prebuilt stateme
 plain sqlite3 driver, one transaction per batch): a transaction per point, or per-row ORM
 work, would cap the store at a few thousand points per second.
 
-The hot path inserts raw rows only. Rollups and latest values are derived from the raw rows
-afterwards (`derive`: everything above a watermark on the rows' ever-growing id, in the same
-transaction as the watermark, so each row is counted exactly once, late ones too); readers
-and `prune` derive first, so they never see a stale rollup.
+The hot path appends raw rows to `incoming` only (no index to keep in order). `derive` counts
+them into the minute rollups and latest values and moves them into `points`, indexed by
+(series, time), in one transaction, so each row is counted exactly once, late ones too, and
+the index grows in order, a page at a time, instead of a page written for every point
+(`gateway.telemetry.sqlite_schema`, version 5). Readers and `prune` derive first, so they never
+see a stale rollup or miss a row; the gateway derives every `telemetry_tick_s`.
 
 A device's message is stored at most once: `write_messages` records its (site, device,
 msg_id) in the same transaction as its points, and skips a message already recorded. That
@@ -40,9 +42,11 @@ ROLLUP_RETENTION_S = 90 * DAY_S
 DERIVE_CHUNK = 200_000
 """Raw rows derived per transaction (bounds how long a reader or writer waits on `derive`)."""
 
-_INSERT_POINT = "INSERT INTO points (sid, value, ts) VALUES (?, ?, ?)"
+_INSERT_POINT = "INSERT INTO incoming (sid, value, ts) VALUES (?, ?, ?)"
 _INSERT_STORED = "INSERT INTO stored_messages VALUES (?, ?, ?, ?)"
 _NEWEST = "SELECT value, ts FROM points WHERE sid = ? ORDER BY ts DESC LIMIT 1"
+_NEWEST_INCOMING = "SELECT value, ts FROM incoming WHERE sid = ? ORDER BY ts DESC LIMIT 1"
+"""Not indexed: read once per series and process, for ESPHome states (`_newest`)."""
 _SIDS = "SELECT sid FROM series WHERE device_id = ? AND series = ?"
 _PRUNE = "DELETE FROM points WHERE sid IN (SELECT sid FROM series) AND ts < ?"
 """Old raw rows, found series by series through `points_by_series` (sid, ts): the table has
@@ -54,8 +58,8 @@ _ROLLUP = """
 INSERT INTO minutes (site_id, device_id, series, minute, vmin, vmax, vsum, n)
 SELECT s.site_id, s.device_id, s.series, CAST(p.ts / 60 AS INTEGER) AS m, min(p.value),
        max(p.value), sum(p.value), count(*)
-FROM points AS p JOIN series AS s ON s.sid = p.sid
-WHERE p.id > ? AND p.id <= ? GROUP BY s.device_id, s.series, m
+FROM incoming AS p JOIN series AS s ON s.sid = p.sid
+WHERE p.id BETWEEN ? AND ? GROUP BY s.device_id, s.series, m
 ON CONFLICT (device_id, series, minute) DO UPDATE SET
     vmin = min(vmin, excluded.vmin), vmax = max(vmax, excluded.vmax),
     vsum = vsum + excluded.vsum, n = n + excluded.n
@@ -65,10 +69,16 @@ ON CONFLICT (device_id, series, minute) DO UPDATE SET
 _LATEST = """
 INSERT INTO latest (device_id, series, site_id, ts, value)
 SELECT s.device_id, s.series, s.site_id, max(p.ts), p.value
-FROM points AS p JOIN series AS s ON s.sid = p.sid
-WHERE p.id > ? AND p.id <= ? GROUP BY p.sid
+FROM incoming AS p JOIN series AS s ON s.sid = p.sid
+WHERE p.id BETWEEN ? AND ? GROUP BY p.sid
 ON CONFLICT (device_id, series) DO UPDATE SET ts = excluded.ts, value = excluded.value
 WHERE excluded.ts >= latest.ts
+"""
+
+# In (series, time) order: the index on `points` grows a page at a time.
+_MOVE = """
+INSERT INTO points (sid, value, ts)
+SELECT sid, value, ts FROM incoming WHERE id BETWEEN ? AND ? ORDER BY sid, ts
 """
 
 
@@ -112,6 +122,9 @@ class SqliteTelemetryStore:
         self._conn = self._connect()
         upgrade(self._conn)
         self._sids: dict[tuple[str, str, str], int] = {}
+        self._newest: dict[int, tuple[float, float]] = {}
+        """ESPHome state series: the (value, time) a repeat is compared with. This process is
+        the series' one writer (the telemetry lease's owner), so it stays true once read."""
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -148,6 +161,7 @@ class SqliteTelemetryStore:
         with self._lock:
             conn = self._conn
             new: dict[tuple[str, str, str], int] = {}  # cached only once committed
+            newest: dict[int, tuple[float, float]] = {}
             conn.execute("BEGIN")
             try:
                 have = self._stored(recheck) if recheck else set()
@@ -159,7 +173,7 @@ class SqliteTelemetryStore:
                         keys.append((*key, now))
                     rows += points
                 if states:
-                    rows += self._new_states(states, new)
+                    rows += self._new_states(states, new, newest)
                 conn.executemany(_INSERT_POINT, self._bind(rows, new))
                 if keys:
                     conn.executemany(_INSERT_STORED, keys)
@@ -170,6 +184,9 @@ class SqliteTelemetryStore:
             if len(self._sids) + len(new) > SID_CACHE:
                 self._sids.clear()
             self._sids.update(new)
+            if len(self._newest) + len(newest) > SID_CACHE:
+                self._newest.clear()
+            self._newest.update(newest)
             self.written += len(rows)
         return rows
 
@@ -200,25 +217,29 @@ class SqliteTelemetryStore:
         return rows
 
     def _new_states(
-        self, states: Sequence[tuple[Point, float]], new: dict[tuple[str, str, str], int]
+        self,
+        states: Sequence[tuple[Point, float]],
+        new: dict[tuple[str, str, str], int],
+        newest: dict[int, tuple[float, float]],
     ) -> list[Point]:
-        """The states that are not a repeat (ESPHome: a few per node a minute, so one
-        indexed lookup each is cheap)."""
-        newest: dict[tuple[str, str], tuple[float, float]] = {}
+        """The states that are not a repeat; `newest` gets each series' (value, time) to
+        compare the next one with (ESPHome: a few per node a minute; each series is read
+        from the file once per process, `_newest` remembers it after)."""
         out: list[Point] = []
         for point, window in states:
-            series = (point.device_id, point.series)
-            last = newest.get(series)
-            if last is None:
-                sid = self._sid((point.site_id, point.device_id, point.series), new)
-                row = self._conn.execute(_NEWEST, (sid,)).fetchone()
-                last = (float(row[0]), float(row[1])) if row is not None else None
-            newest[series] = (point.value, point.ts)
+            sid = self._sid((point.site_id, point.device_id, point.series), new)
+            last = newest.get(sid) or self._newest.get(sid) or self._read_newest(sid)
+            newest[sid] = (point.value, point.ts)
             if last is not None and last[0] == point.value and 0 <= point.ts - last[1] < window:
-                newest[series] = last  # the window runs from the first delivery
+                newest[sid] = last  # the window runs from the first delivery
                 continue
             out.append(point)
         return out
+
+    def _read_newest(self, sid: int) -> tuple[float, float] | None:
+        rows = [self._conn.execute(q, (sid,)).fetchone() for q in (_NEWEST, _NEWEST_INCOMING)]
+        found = [(float(r[0]), float(r[1])) for r in rows if r is not None]
+        return max(found, key=lambda r: r[1]) if found else None
 
     def _stored(self, keys: Collection[MsgKey]) -> set[MsgKey]:
         found: set[MsgKey] = set()
@@ -248,21 +269,25 @@ class SqliteTelemetryStore:
         conn = self._conn
         total = 0
         while True:
-            lo = int(conn.execute("SELECT upto FROM derived WHERE name = 'points'").fetchone()[0])
-            top = conn.execute("SELECT max(id) FROM points").fetchone()[0]
-            if top is None or int(top) <= lo:
-                return total
-            hi = min(int(top), lo + DERIVE_CHUNK)
-            conn.execute("BEGIN")
+            # The write lock first: what is read below is what is counted, moved and deleted
+            # (another process may append, or derive, meanwhile).
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(_ROLLUP, (lo, hi))
-                conn.execute(_LATEST, (lo, hi))
-                conn.execute("UPDATE derived SET upto = ? WHERE name = 'points'", (hi,))
+                lo = conn.execute("SELECT min(id) FROM incoming").fetchone()[0]
+                if lo is None:
+                    conn.execute("COMMIT")
+                    return total
+                span = (int(lo), int(lo) + DERIVE_CHUNK - 1)
+                conn.execute(_ROLLUP, span)
+                conn.execute(_LATEST, span)
+                conn.execute(_MOVE, span)
+                total += conn.execute(
+                    "DELETE FROM incoming WHERE id BETWEEN ? AND ?", span
+                ).rowcount
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            total += hi - lo
 
     def prune(self, now: float) -> int:
         """Drop raw points past the raw window and rollups past theirs; rows deleted."""
@@ -326,7 +351,10 @@ class SqliteTelemetryStore:
     def count(self) -> int:
         """Raw points stored (tests and the benchmark)."""
         with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM points").fetchone()[0])
+            row = self._conn.execute(
+                "SELECT (SELECT count(*) FROM points) + (SELECT count(*) FROM incoming)"
+            ).fetchone()
+            return int(row[0])
 
     def close(self) -> None:
         """Close the file."""

@@ -155,3 +155,27 @@ def test_the_telemetry_session_speaks_mqtt_3_1_1_unless_its_subscriptions_are_sh
     assert MqttSettings(telemetry_protocol="5").telemetry_connection().protocol == "5"
     shared = MqttSettings(share_group="g").telemetry_connection()
     assert shared.protocol == "5"  # shared subscriptions need MQTT 5
+
+
+@pytest.mark.parametrize("derived", [False, True])
+def test_a_new_process_compares_a_state_with_the_newest_stored_not_yet_or_already_derived(
+    tmp_path: Path, derived: bool
+) -> None:
+    """A gateway restarted knows no series: the newest state is read from the file, from
+    `incoming` (not yet derived) or from `points` (derived), whichever is newer."""
+    path = tmp_path / "t.db"
+    t0 = 1_800_000_000.0
+
+    def state(value: float, ts: float) -> tuple[Point, float]:
+        return Point("s", "shed-2", "port1_temperature", value, ts), 8.0
+
+    first = SqliteTelemetryStore(path)
+    assert len(first.write_messages([], states=[state(30.0, t0 - 60), state(31.5, t0)])) == 2
+    if derived:
+        assert first.derive() == 2
+    first.close()
+    again = SqliteTelemetryStore(path)  # the same state delivered again, within its window
+    assert again.write_messages([], states=[state(31.5, t0 + 2)]) == []
+    assert len(again.write_messages([], states=[state(30.0, t0 + 3)])) == 1  # a change
+    assert again.count() == 3
+    again.close()

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.telemetry.influx import InfluxOptions, InfluxWriter, _Lines, line
 from gateway.telemetry.points import Point
-from gateway.telemetry.sqlite_schema import SCHEMA, SCHEMA_VERSION
+from gateway.telemetry.sqlite_schema import SCHEMA_VERSION
 from gateway.telemetry.sqlite_store import _PRUNE, DAY_S, SqliteTelemetryStore
 from tests.support.victoria import VictoriaMetrics
 
@@ -136,38 +136,77 @@ def test_sqlite_store_upgrades_a_version_1_file(tmp_path: Path) -> None:
     store.close()
 
 
-def test_sqlite_store_upgrades_a_version_3_file_and_prunes_through_the_series_index(
-    tmp_path: Path,
+V4_SCHEMA = """
+CREATE TABLE series (
+    sid INTEGER PRIMARY KEY, site_id TEXT NOT NULL, device_id TEXT NOT NULL,
+    series TEXT NOT NULL, UNIQUE (site_id, device_id, series));
+CREATE INDEX series_by_device ON series (device_id, series);
+CREATE TABLE points (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, sid INTEGER NOT NULL, value REAL NOT NULL,
+    ts REAL NOT NULL);
+CREATE INDEX points_by_series ON points (sid, ts);
+CREATE TABLE minutes (
+    site_id TEXT NOT NULL, device_id TEXT NOT NULL, series TEXT NOT NULL,
+    minute INTEGER NOT NULL, vmin REAL NOT NULL, vmax REAL NOT NULL, vsum REAL NOT NULL,
+    n INTEGER NOT NULL, PRIMARY KEY (device_id, series, minute)) WITHOUT ROWID;
+CREATE TABLE latest (
+    device_id TEXT NOT NULL, series TEXT NOT NULL, site_id TEXT NOT NULL, ts REAL NOT NULL,
+    value REAL NOT NULL, PRIMARY KEY (device_id, series)) WITHOUT ROWID;
+CREATE TABLE stored_messages (
+    site_id TEXT NOT NULL, device_id TEXT NOT NULL, msg_id TEXT NOT NULL,
+    stored_at REAL NOT NULL, PRIMARY KEY (site_id, device_id, msg_id)) WITHOUT ROWID;
+CREATE INDEX stored_messages_by_time ON stored_messages (stored_at);
+CREATE TABLE derived (name TEXT PRIMARY KEY, upto INTEGER NOT NULL) WITHOUT ROWID;
+"""
+"""Versions 3 and 4 (3 had an index on time alone too), as those gateways made them."""
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_sqlite_store_upgrades_a_version_3_or_4_file_in_place_and_prunes_through_the_series_index(
+    tmp_path: Path, version: int
 ) -> None:
-    """Version 3 to 4 drops the index on time alone, in place (no copy: the rows keep their
-    ids), and retention finds old rows through (sid, ts), never by scanning the table."""
+    """Versions 3 and 4 become 5 in place (no copy: the counted rows keep their ids); the
+    rows above the rollups' watermark go to `incoming` and are counted once, and retention
+    finds old rows through (sid, ts), never by scanning the table."""
     path = tmp_path / "v3.sqlite"
     t0 = 1_800_000_000.0
     with sqlite3.connect(path) as conn:
-        conn.executescript(SCHEMA + "CREATE INDEX points_by_ts ON points (ts);")
-        conn.execute("PRAGMA user_version = 3")
+        conn.executescript(V4_SCHEMA)
+        if version == 3:
+            conn.execute("CREATE INDEX points_by_ts ON points (ts)")
+        conn.execute(f"PRAGMA user_version = {version}")
         conn.execute("INSERT INTO series VALUES (7, 's1', 'd', 'power')")
         conn.executemany(
             "INSERT INTO points VALUES (?, 7, ?, ?)",
             [(40 + i, float(i), t0 + i * DAY_S) for i in range(3)],
         )
+        conn.execute("INSERT INTO derived VALUES ('points', 41)")  # rows 40 and 41 counted
+        conn.execute(
+            "INSERT INTO minutes VALUES ('s1', 'd', 'power', ?, 0, 0, 0, 1)", (int(t0 // 60),)
+        )
+        minute1 = int((t0 + DAY_S) // 60)
+        conn.execute("INSERT INTO minutes VALUES ('s1', 'd', 'power', ?, 1, 1, 1, 1)", (minute1,))
     conn.close()
     store = SqliteTelemetryStore(path, raw_retention_s=DAY_S)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         assert "points_by_ts" not in names
+        assert "derived" not in names
         assert "points_by_series" in names
-        assert [r[0] for r in conn.execute("SELECT id FROM points ORDER BY id")] == [40, 41, 42]
+        assert [r[0] for r in conn.execute("SELECT id FROM points ORDER BY id")] == [40, 41]
+        assert [r[0] for r in conn.execute("SELECT value FROM incoming")] == [2.0]
         plan = " ".join(str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {_PRUNE}", (0.0,)))
     conn.close()
     assert "points_by_series" in plan
     assert "SCAN points" not in plan
     store.write([Point("s1", "d", "energy", 1.0, t0 + 2 * DAY_S)])
+    assert store.count() == 4
     assert store.prune(t0 + 3 * DAY_S) == 2  # the two older power points, nothing else
     assert store.count() == 2
-    [old] = store.buckets("d", "power", t0, t0 + 60, 60)  # in the rollups first
-    assert (old.min, old.count) == (0.0, 1)
+    for i in range(3):  # each minute counted once: row 42 was counted by the derive only
+        [minute] = store.buckets("d", "power", t0 + i * DAY_S, t0 + i * DAY_S + 60, 60)
+        assert (minute.min, minute.count) == (float(i), 1)
     store.close()
 
 
