@@ -197,12 +197,14 @@ def make_runtime(
 
 async def derive_every(runtime: Runtime) -> None:
     """The gateway's clock loop's share of the store (`gateway.periodic.telemetry_step`):
-    `derive` every `telemetry_tick_s`, on a worker thread of this process."""
+    every `telemetry_tick_s`, `derive` when `telemetry.derive_interval_s` is due, on a worker
+    thread of this process."""
     telemetry = runtime.telemetry
     assert telemetry is not None
+    telemetry.derive_if_due(time.time())  # the drain starts a period (the gateway ran before)
     while True:
         await asyncio.sleep(runtime.settings.telemetry_tick_s)
-        await asyncio.to_thread(telemetry.derive)
+        await asyncio.to_thread(telemetry.derive_if_due, time.time())
 
 
 def close_runtime(runtime: Runtime) -> None:

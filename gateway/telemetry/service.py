@@ -89,6 +89,7 @@ class TelemetryService:
         self._lock = threading.Lock()
         self._commands: list[RelayCommand] = []
         self._cache: dict[str, tuple[SensorNode | None, float]] = {}
+        self._derived_at = float("-inf")
 
     def _lookup(self, device_id: str) -> SensorNode | None:
         now = time.monotonic()
@@ -213,6 +214,13 @@ class TelemetryService:
 
     def derive(self) -> int:
         """Bring the embedded store's minute rollups and latest values up to date."""
+        return self.sqlite.derive()
+
+    def derive_if_due(self, now: float) -> int:
+        """`derive`, if `settings.derive_interval_s` passed since the last one here."""
+        if now - self._derived_at < self.settings.derive_interval_s:
+            return 0
+        self._derived_at = now
         return self.sqlite.derive()
 
     def close(self) -> None:

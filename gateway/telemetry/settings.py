@@ -24,6 +24,14 @@ class TelemetrySettings(BaseModel):
     profiles_dir: Path = Field(default=PROFILES_DIR, description="Device profile YAML files.")
     raw_retention_days: float = Field(default=7, gt=0, description="Raw points kept.")
     rollup_retention_days: float = Field(default=90, gt=0, description="Minute rollups kept.")
+    derive_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How often the embedded store moves appended readings into its series "
+        "index and rollups. Charts and retention do it first anyway; a longer period moves "
+        "more readings of a series at once, for less CPU a reading (docs/sensors.md, Stores).",
+    )
     influx_url: str | None = Field(default=None, description="InfluxDB v2 (or compatible) URL.")
     influx_org: str | None = Field(default=None, description="InfluxDB organisation.")
     influx_bucket: str | None = Field(default=None, description="InfluxDB bucket.")

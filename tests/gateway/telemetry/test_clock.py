@@ -58,3 +58,18 @@ def test_offline_and_low_battery_with_a_fake_clock(store: Store, tmp_path: Path)
     [(zone, _, cleared)] = _tickets(store, TicketCategory.SENSOR_FAULT)
     assert (zone, cleared) == ("low_battery", True)
     service.close()
+
+
+def test_the_clock_derives_the_embedded_store_once_a_period(store: Store, tmp_path: Path) -> None:
+    """`derive_if_due` moves what was appended once `derive_interval_s` passed, not before."""
+    store.devices.upsert_device("smoke-1", SITE, "smoke")
+    store.sensors.set_sensor_node("smoke-1", "smoke_detector", esphome=False)
+    settings = TelemetrySettings(derive_interval_s=10)
+    service = TelemetryService(store, settings, DEFAULT_POLICIES, path=tmp_path / "t.db")
+    service.handle([_battery(80, T0, 1)], T0)
+    assert service.derive_if_due(T0) == 1  # the first tick derives
+    service.handle([_battery(79, T0 + 1, 2)], T0 + 1)
+    assert service.derive_if_due(T0 + 9.9) == 0  # not due: the reading waits, appended
+    assert service.sqlite.count() == 2
+    assert service.derive_if_due(T0 + 10) == 1
+    service.close()
