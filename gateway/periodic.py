@@ -46,6 +46,7 @@ async def telemetry_step(runtime: Runtime, ingest: MqttIngest | None) -> None:
         if ingest is not None:
             await ingest.publish(command.topic, command.payload)
     await asyncio.to_thread(telemetry.derive_if_due, now)
+    await asyncio.to_thread(telemetry.checkpoint)
     gauge = runtime.metrics.telemetry_points
     gauge.labels("embedded", "written").set(telemetry.sqlite.written)
     if telemetry.influx is not None:

@@ -197,14 +197,27 @@ def make_runtime(
 
 async def derive_every(runtime: Runtime) -> None:
     """The gateway's clock loop's share of the store (`gateway.periodic.telemetry_step`):
-    every `telemetry_tick_s`, `derive` when `telemetry.derive_interval_s` is due, on a worker
-    thread of this process."""
+    every `telemetry_tick_s`, `derive` when `telemetry.derive_interval_s` is due and a WAL
+    checkpoint, on worker threads of this process."""
     telemetry = runtime.telemetry
     assert telemetry is not None
     telemetry.derive_if_due(time.time())  # the drain starts a period (the gateway ran before)
     while True:
         await asyncio.sleep(runtime.settings.telemetry_tick_s)
         await asyncio.to_thread(telemetry.derive_if_due, time.time())
+        await asyncio.to_thread(telemetry.checkpoint)
+
+
+async def finish_storing(runtime: Runtime, deriving: asyncio.Task[None]) -> None:
+    """Stop `derive_every`, then the rest of the rollups and the move into the series index,
+    and the WAL copied into the file: the ingest appends, `derive` and the checkpoint do the
+    rest of the storing (`SqliteTelemetryStore`), so the drain's clock waits for them."""
+    telemetry = runtime.telemetry
+    assert telemetry is not None
+    deriving.cancel()
+    await asyncio.gather(deriving, return_exceptions=True)
+    await asyncio.to_thread(telemetry.derive)
+    await asyncio.to_thread(telemetry.checkpoint)
 
 
 def close_runtime(runtime: Runtime) -> None:
@@ -306,11 +319,7 @@ async def gateway(
     async with asyncio.timeout(DRAIN_TIMEOUT_S):
         with gc_clock:
             await done.wait()
-            deriving.cancel()
-            await asyncio.gather(deriving, return_exceptions=True)
-            # The rest of the rollups and the move into the series index, on the clock: the
-            # ingest appends, `derive` does the rest of the storing (`SqliteTelemetryStore`).
-            await asyncio.to_thread(telemetry.derive)
+            await finish_storing(runtime, deriving)
             stored_s, _ = clock.stop(n)
             # The rate stops here: every message committed, stored and acknowledged. The CPU
             # goes on until InfluxDB accepted every point, so the writer thread's work (the

@@ -216,6 +216,10 @@ class TelemetryService:
         """Bring the embedded store's minute rollups and latest values up to date."""
         return self.sqlite.derive()
 
+    def checkpoint(self) -> int:
+        """Copy the embedded store's WAL into its file (`SqliteTelemetryStore.checkpoint`)."""
+        return self.sqlite.checkpoint()
+
     def derive_if_due(self, now: float) -> int:
         """`derive`, if `settings.derive_interval_s` passed since the last one here."""
         if now - self._derived_at < self.settings.derive_interval_s:

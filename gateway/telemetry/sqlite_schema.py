@@ -9,8 +9,10 @@ on time alone: only retention read it, and it now walks `points_by_series` one s
 time; a third B-tree less for every point (~1.9 → ~1.5 µs a row in SQLite, measured here).
 
 Version 5 adds `incoming`: the ingest appends raw points there (no index but the row id), and
-`derive` moves them into `points` in (series, time) order, in the transaction that counts them
-into the rollups, so a row is derived exactly once without a watermark (`derived` is gone).
+`derive` moves them into `points` in (series, time) order. Rows are counted into the minute
+rollups when they leave the raw window (`prune`), no longer on the way in; `derived.upto` now
+marks the rows of `points` an older version counted already (ids only grow: AUTOINCREMENT),
+and the rows above an older file's mark go to `incoming`, as new.
 Inserting a reading straight into `points` dirties the last index page of its series: with
 an hour of data per series every point costs a page of its own in the WAL, ~13.6 µs a point
 (5,000 series, 500-point batches; ~2.5 µs into a new file, which is what a benchmark on a
@@ -32,7 +34,7 @@ CREATE TABLE IF NOT EXISTS series (
 );
 CREATE INDEX IF NOT EXISTS series_by_device ON series (device_id, series);
 CREATE TABLE IF NOT EXISTS points (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     sid INTEGER NOT NULL, value REAL NOT NULL, ts REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS points_by_series ON points (sid, ts);
@@ -57,6 +59,10 @@ CREATE TABLE IF NOT EXISTS stored_messages (
     PRIMARY KEY (site_id, device_id, msg_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS stored_messages_by_time ON stored_messages (stored_at);
+CREATE TABLE IF NOT EXISTS derived (
+    name TEXT PRIMARY KEY, upto INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO derived VALUES ('points', 0);
 """
 
 
@@ -94,7 +100,6 @@ def upgrade(conn: sqlite3.Connection) -> None:
             _copy(conn, version)
         if version >= 2:
             _stage_underived(conn)
-        conn.execute("DROP TABLE IF EXISTS derived")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -119,21 +124,15 @@ def _copy(conn: sqlite3.Connection, version: int) -> None:
     else:
         # Version 1 had no row id, and its rollups already count every row.
         conn.execute(f"INSERT INTO points (sid, value, ts) SELECT s.sid, p.value, p.ts{join}")
+        conn.execute("UPDATE derived SET upto = (SELECT coalesce(max(id), 0) FROM points)")
     conn.execute("DROP TABLE points_old")
 
 
 def _stage_underived(conn: sqlite3.Connection) -> None:
     """Versions 2 to 4: the raw rows above the rollups' watermark are not counted yet; they
-    go back to `incoming`, for `derive` to count and move like any new row."""
-    found = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'derived'"
-    ).fetchone()
-    row = (
-        conn.execute("SELECT upto FROM derived WHERE name = 'points'").fetchone() if found else None
-    )
-    if row is None:
-        return  # no watermark to tell counted rows from others: none is counted twice
-    upto = int(row[0])
+    go back to `incoming`, to be moved and counted like any new row (they come back with
+    ids above the mark, which stays: the rows below it are counted)."""
+    upto = int(conn.execute("SELECT upto FROM derived WHERE name = 'points'").fetchone()[0])
     conn.execute(
         "INSERT INTO incoming (sid, value, ts) SELECT sid, value, ts FROM points"
         " WHERE id > ? ORDER BY id",

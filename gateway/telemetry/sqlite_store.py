@@ -8,12 +8,16 @@ older files in place). Writes come in batches (`executemany` of prebuilt stateme
 plain sqlite3 driver, one transaction per batch): a transaction per point, or per-row ORM
 work, would cap the store at a few thousand points per second.
 
-The hot path appends raw rows to `incoming` only (no index to keep in order). `derive` counts
-them into the minute rollups and latest values and moves them into `points`, indexed by
-(series, time), in one transaction, so each row is counted exactly once, late ones too, and
-the index grows in order, a page at a time, instead of a page written for every point
-(`gateway.telemetry.sqlite_schema`, version 5). Readers and `prune` derive first, so they never
-see a stale rollup or miss a row; the gateway derives every `telemetry_tick_s`.
+The hot path appends raw rows to `incoming` only (no index to keep in order). `derive` updates
+the latest values from them and moves them into `points`, indexed by (series, time), in one
+transaction, so the index grows in order, a page at a time, instead of a page written for
+every point (`gateway.telemetry.sqlite_schema`, version 5). Readers and `prune` derive first,
+so they never miss a row; the gateway derives every `telemetry.derive_interval_s`. A raw row
+is counted into the minute rollups when it leaves the raw window (`prune`, in the transaction
+that deletes it: each row exactly once, late ones too), and a chart reaching past the raw
+window reads the rollups before it and the raw rows after: so the ingest's rows are not
+rolled up twice (once on the way in, again and again as late rows merge), only once, in
+order, when they are old.
 
 A device's message is stored at most once: `write_messages` records its (site, device,
 msg_id) in the same transaction as its points, and skips a message already recorded. That
@@ -43,14 +47,18 @@ DERIVE_CHUNK = 200_000
 """Raw rows derived per transaction (bounds how long a reader or writer waits on `derive`)."""
 
 _INSERT_POINT = "INSERT INTO incoming (sid, value, ts) VALUES (?, ?, ?)"
+_COUNTED = "SELECT coalesce(max(upto), 0) FROM derived WHERE name = 'points'"
 _INSERT_STORED = "INSERT INTO stored_messages VALUES (?, ?, ?, ?)"
 _NEWEST = "SELECT value, ts FROM points WHERE sid = ? ORDER BY ts DESC LIMIT 1"
-_NEWEST_INCOMING = "SELECT value, ts FROM incoming WHERE sid = ? ORDER BY ts DESC LIMIT 1"
-"""Not indexed: read once per series and process, for ESPHome states (`_newest`)."""
 _SIDS = "SELECT sid FROM series WHERE device_id = ? AND series = ?"
 _PRUNE = "DELETE FROM points WHERE sid IN (SELECT sid FROM series) AND ts < ?"
 """Old raw rows, found series by series through `points_by_series` (sid, ts): the table has
 no index on time alone, which every point would pay for (`sqlite_schema`, version 4)."""
+WAL_BACKSTOP_PAGES = 16_384
+"""SQLite checkpoints by itself only past this many WAL pages (64 MB): the gateway's clock
+checkpoints every tick (`checkpoint`), off the write lock. SQLite's default, 1,000 pages,
+made the commit that crossed it copy the WAL into the file and fsync, under the write lock:
+~2.7 µs a point of the store's move (measured here), and the ingest waited for it."""
 SID_CACHE = 100_000
 """Series ids kept in memory (names come from devices: bounded, emptied when full)."""
 
@@ -58,12 +66,16 @@ _ROLLUP = """
 INSERT INTO minutes (site_id, device_id, series, minute, vmin, vmax, vsum, n)
 SELECT s.site_id, s.device_id, s.series, CAST(p.ts / 60 AS INTEGER) AS m, min(p.value),
        max(p.value), sum(p.value), count(*)
-FROM incoming AS p JOIN series AS s ON s.sid = p.sid
-WHERE p.id BETWEEN ? AND ? GROUP BY s.device_id, s.series, m
+FROM points AS p JOIN series AS s ON s.sid = p.sid
+WHERE p.sid IN (SELECT sid FROM series) AND p.ts < ? AND p.id > ?
+GROUP BY s.device_id, s.series, m
 ON CONFLICT (device_id, series, minute) DO UPDATE SET
     vmin = min(vmin, excluded.vmin), vmax = max(vmax, excluded.vmax),
     vsum = vsum + excluded.vsum, n = n + excluded.n
 """
+"""The raw rows leaving the raw window, into the minute rollups (`prune`, in the transaction
+that deletes them, so each is counted once); rows at or below the `derived` mark were counted
+by an older gateway already (`sqlite_schema`, version 5)."""
 
 # SQLite: with max(), the bare columns come from the row holding the maximum.
 _LATEST = """
@@ -125,6 +137,11 @@ class SqliteTelemetryStore:
         self._newest: dict[int, tuple[float, float]] = {}
         """ESPHome state series: the (value, time) a repeat is compared with. This process is
         the series' one writer (the telemetry lease's owner), so it stays true once read."""
+        self._states_ready = False
+        """Whether every state row in `incoming` is in `_newest` (true after this process
+        derived once; `incoming` has no index to look a series up in)."""
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -133,7 +150,20 @@ class SqliteTelemetryStore:
         # last batches of readings, never corrupts the file, and writes do not fsync each time.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
         return conn
+
+    def checkpoint(self) -> int:
+        """Copy the WAL into the file (SQLite's PASSIVE checkpoint, on a connection of its
+        own: it never waits for, nor holds up, a write); WAL pages copied."""
+        with self._checkpoint_lock:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(
+                    self.path, check_same_thread=False, isolation_level=None
+                )
+                self._checkpointer.execute("PRAGMA busy_timeout=5000")
+            row = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[2]) if row is not None and int(row[2]) >= 0 else 0
 
     def write(self, points: Sequence[Point]) -> None:
         """Store a batch in one transaction (readings with no message id: ESPHome's)."""
@@ -160,6 +190,9 @@ class SqliteTelemetryStore:
         keys: list[tuple[str, str, str, float]] = []
         with self._lock:
             conn = self._conn
+            if states and not self._states_ready:
+                self._derive()  # what earlier processes appended: into the series index
+                self._states_ready = True
             new: dict[tuple[str, str, str], int] = {}  # cached only once committed
             newest: dict[int, tuple[float, float]] = {}
             conn.execute("BEGIN")
@@ -186,6 +219,7 @@ class SqliteTelemetryStore:
             self._sids.update(new)
             if len(self._newest) + len(newest) > SID_CACHE:
                 self._newest.clear()
+                self._states_ready = False
             self._newest.update(newest)
             self.written += len(rows)
         return rows
@@ -224,7 +258,8 @@ class SqliteTelemetryStore:
     ) -> list[Point]:
         """The states that are not a repeat; `newest` gets each series' (value, time) to
         compare the next one with (ESPHome: a few per node a minute; each series is read
-        from the file once per process, `_newest` remembers it after)."""
+        from the series index once per process, `_newest` remembers it after: see
+        `_states_ready`)."""
         out: list[Point] = []
         for point, window in states:
             sid = self._sid((point.site_id, point.device_id, point.series), new)
@@ -237,9 +272,8 @@ class SqliteTelemetryStore:
         return out
 
     def _read_newest(self, sid: int) -> tuple[float, float] | None:
-        rows = [self._conn.execute(q, (sid,)).fetchone() for q in (_NEWEST, _NEWEST_INCOMING)]
-        found = [(float(r[0]), float(r[1])) for r in rows if r is not None]
-        return max(found, key=lambda r: r[1]) if found else None
+        row = self._conn.execute(_NEWEST, (sid,)).fetchone()
+        return (float(row[0]), float(row[1])) if row is not None else None
 
     def _stored(self, keys: Collection[MsgKey]) -> set[MsgKey]:
         found: set[MsgKey] = set()
@@ -261,7 +295,8 @@ class SqliteTelemetryStore:
             return key in self._stored([key])
 
     def derive(self) -> int:
-        """Bring the minute rollups and latest values up to the raw rows; rows derived."""
+        """Move the appended rows into the series index, updating the latest values; rows
+        moved."""
         with self._lock:
             return self._derive()
 
@@ -278,7 +313,6 @@ class SqliteTelemetryStore:
                     conn.execute("COMMIT")
                     return total
                 span = (int(lo), int(lo) + DERIVE_CHUNK - 1)
-                conn.execute(_ROLLUP, span)
                 conn.execute(_LATEST, span)
                 conn.execute(_MOVE, span)
                 total += conn.execute(
@@ -290,24 +324,34 @@ class SqliteTelemetryStore:
                 raise
 
     def prune(self, now: float) -> int:
-        """Drop raw points past the raw window and rollups past theirs; rows deleted."""
+        """Roll the raw points past the raw window into the minute rollups and drop them,
+        and drop rollups past theirs; rows deleted."""
+        cutoff = now - self.raw_retention_s
         with self._lock:
-            self._derive()  # nothing leaves the raw window before it is in the rollups
-            raw = self._conn.execute(_PRUNE, (now - self.raw_retention_s,)).rowcount
-            self._conn.execute(
-                "DELETE FROM stored_messages WHERE stored_at < ?", (now - self.raw_retention_s,)
-            )
-            old = self._conn.execute(
-                "DELETE FROM minutes WHERE minute < ?",
-                (int((now - self.rollup_retention_s) // 60),),
-            ).rowcount
+            conn = self._conn
+            self._derive()  # late rows too: into `points`, so they are rolled up below
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                counted = int(conn.execute(_COUNTED).fetchone()[0])
+                conn.execute(_ROLLUP, (cutoff, counted))
+                raw = conn.execute(_PRUNE, (cutoff,)).rowcount
+                conn.execute("DELETE FROM stored_messages WHERE stored_at < ?", (cutoff,))
+                old = conn.execute(
+                    "DELETE FROM minutes WHERE minute < ?",
+                    (int((now - self.rollup_retention_s) // 60),),
+                ).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         return int(raw) + int(old)
 
     def buckets(
         self, device_id: str, series: str, start: float, end: float, bucket_s: float
     ) -> list[Bucket]:
-        """Min/max/avg of a series in buckets of `bucket_s` over [start, end). Raw points
-        inside the raw window; minute rollups before it (buckets of at least a minute)."""
+        """Min/max/avg of a series in buckets of `bucket_s` over [start, end): from the raw
+        points when they reach back to `start`; else, in buckets of a minute at least, from
+        the minute rollups of what left the raw window and the raw points after it."""
         with self._lock:
             self._derive()
             # A device that moved to another site has a series id per site.
@@ -325,12 +369,21 @@ class SqliteTelemetryStore:
                     (start, bucket_s, *sids, start, end),
                 ).fetchall()
             else:
+                # The rollups of the rows that left the raw window, and the raw rows (not
+                # those an older gateway counted already), in buckets of a minute at least.
+                step = max(bucket_s, 60.0)
+                counted = int(self._conn.execute(_COUNTED).fetchone()[0])
+                rollups = (start, step, device_id, series, start, end)
+                raw = (start, step, *sids, start, end, counted)
                 rows = self._conn.execute(
-                    "SELECT CAST((minute * 60 - ?) / ? AS INTEGER) AS b, min(vmin), max(vmax),"
-                    " sum(vsum), sum(n) FROM minutes"
-                    " WHERE device_id = ? AND series = ? AND minute * 60 >= ? AND minute * 60 < ?"
-                    " GROUP BY b ORDER BY b",
-                    (start, max(bucket_s, 60.0), device_id, series, start, end),
+                    "SELECT b, min(lo), max(hi), sum(total), sum(n) FROM ("  # noqa: S608 (placeholders only)
+                    " SELECT CAST((minute * 60 - ?) / ? AS INTEGER) AS b, vmin AS lo,"
+                    " vmax AS hi, vsum AS total, n FROM minutes WHERE device_id = ?"
+                    " AND series = ? AND minute * 60 >= ? AND minute * 60 < ?"
+                    " UNION ALL SELECT CAST((ts - ?) / ? AS INTEGER), value, value, value, 1"
+                    f" FROM points WHERE sid IN ({marks}) AND ts >= ? AND ts < ? AND id > ?"
+                    ") GROUP BY b ORDER BY b",
+                    (*rollups, *raw),
                 ).fetchall()
         step = bucket_s if oldest_raw is not None and start >= oldest_raw else max(bucket_s, 60.0)
         return [
@@ -357,6 +410,10 @@ class SqliteTelemetryStore:
             return int(row[0])
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file (the last connection to close checkpoints it)."""
+        with self._checkpoint_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         with self._lock:
             self._conn.close()

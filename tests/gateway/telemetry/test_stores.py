@@ -192,7 +192,6 @@ def test_sqlite_store_upgrades_a_version_3_or_4_file_in_place_and_prunes_through
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         assert "points_by_ts" not in names
-        assert "derived" not in names
         assert "points_by_series" in names
         assert [r[0] for r in conn.execute("SELECT id FROM points ORDER BY id")] == [40, 41]
         assert [r[0] for r in conn.execute("SELECT value FROM incoming")] == [2.0]
@@ -387,3 +386,26 @@ def test_two_replicas_creating_the_file_at_once_both_start(tmp_path: Path) -> No
     finally:
         first.close()
         second.close()
+
+
+def test_a_chart_across_the_raw_window_reads_the_rollups_then_the_raw_points_each_once(
+    tmp_path: Path,
+) -> None:
+    """Rows are counted into the rollups as they leave the raw window (not on the way in):
+    a chart reaching back past the window joins the two, and a minute split by the cut-off
+    (half rolled up, half still raw) is one bucket with every point once."""
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite", raw_retention_s=DAY_S)
+    t0 = 1_800_000_000.0  # a whole minute
+    store.write(ramp("d", "power", t0, 180))  # minutes 0, 1, 2: one point a second
+    assert store.derive() == 180
+    assert store.prune(t0 + 90 + DAY_S) == 90  # minute 0 and half of minute 1 leave
+    assert store.count() == 90
+    buckets = store.buckets("d", "power", t0, t0 + 180, 60)
+    assert [(b.min, b.max, b.count) for b in buckets] == [
+        (0, 59, 60),
+        (60, 119, 60),
+        (120, 179, 60),
+    ]
+    assert store.prune(t0 + 90 + DAY_S) == 0  # nothing left to roll, nothing counted twice
+    assert [b.count for b in store.buckets("d", "power", t0, t0 + 180, 60)] == [60, 60, 60]
+    store.close()
