@@ -213,7 +213,7 @@ class TelemetryService:
         return self.sqlite.prune(now)
 
     def derive(self) -> int:
-        """Bring the embedded store's minute rollups and latest values up to date."""
+        """Move what the embedded store appended into its series index (`derive`)."""
         return self.sqlite.derive()
 
     def checkpoint(self) -> int:

@@ -29,8 +29,9 @@ class TelemetrySettings(BaseModel):
         gt=0,
         le=3600,
         description="How often the embedded store moves appended readings into its series "
-        "index and rollups. Charts and retention do it first anyway; a longer period moves "
-        "more readings of a series at once, for less CPU a reading (docs/sensors.md, Stores).",
+        "index and latest values. Charts and retention do it first anyway; a longer period "
+        "moves more readings of a series at once, for less CPU a reading (docs/sensors.md, "
+        "Stores).",
     )
     influx_url: str | None = Field(default=None, description="InfluxDB v2 (or compatible) URL.")
     influx_org: str | None = Field(default=None, description="InfluxDB organisation.")

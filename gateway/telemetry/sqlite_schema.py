@@ -16,8 +16,8 @@ and the rows above an older file's mark go to `incoming`, as new.
 Inserting a reading straight into `points` dirties the last index page of its series: with
 an hour of data per series every point costs a page of its own in the WAL, ~13.6 µs a point
 (5,000 series, 500-point batches; ~2.5 µs into a new file, which is what a benchmark on a
-fresh store saw). Appending costs ~0.7 µs, and the ordered move ~1 µs a point at a second's
-flood per series, a few µs at a trickle (measured here; docs/sensors.md, "The embedded store").
+new store saw). Appending costs ~1.3 µs a point with the message ids, and the ordered move
+~2-4 µs at a flood (measured here; docs/sensors.md, "Stores").
 """
 
 from __future__ import annotations
