@@ -49,6 +49,7 @@ DERIVE_CHUNK = 200_000
 _INSERT_POINT = "INSERT INTO incoming (sid, value, ts) VALUES (?, ?, ?)"
 _COUNTED = "SELECT coalesce(max(upto), 0) FROM derived WHERE name = 'points'"
 _INSERT_STORED = "INSERT INTO stored_messages VALUES (?, ?, ?, ?)"
+_HAS_MESSAGE = "SELECT 1 FROM stored_messages WHERE site_id = ? AND device_id = ? AND msg_id = ?"
 _NEWEST = "SELECT value, ts FROM points WHERE sid = ? ORDER BY ts DESC LIMIT 1"
 _SIDS = "SELECT sid FROM series WHERE device_id = ? AND series = ?"
 _PRUNE = "DELETE FROM points WHERE sid IN (SELECT sid FROM series) AND ts < ?"
@@ -276,18 +277,11 @@ class SqliteTelemetryStore:
         return (float(row[0]), float(row[1])) if row is not None else None
 
     def _stored(self, keys: Collection[MsgKey]) -> set[MsgKey]:
-        found: set[MsgKey] = set()
-        wanted = list(keys)
-        for i in range(0, len(wanted), 300):  # within SQLite's bound-parameter limit
-            chunk = wanted[i : i + 300]
-            marks = ",".join("?" * len(chunk))
-            ids = [k[2] for k in chunk]
-            for row in self._conn.execute(
-                f"SELECT site_id, device_id, msg_id FROM stored_messages WHERE msg_id IN ({marks})",  # noqa: S608 (placeholders only)
-                ids,
-            ):
-                found.add((str(row[0]), str(row[1]), str(row[2])))
-        return found & set(keys)
+        """The keys this store holds, each looked up by its primary key (only redeliveries
+        are rechecked: a few a batch; a query on `msg_id` alone scanned the whole week of
+        message ids, `_HAS_MESSAGE`)."""
+        conn = self._conn
+        return {key for key in keys if conn.execute(_HAS_MESSAGE, key).fetchone() is not None}
 
     def stored(self, key: MsgKey) -> bool:
         """Whether a message's points are in the store (tests)."""

@@ -14,7 +14,7 @@ import pytest
 from gateway.telemetry.influx import InfluxOptions, InfluxWriter, _Lines, line
 from gateway.telemetry.points import Point
 from gateway.telemetry.sqlite_schema import SCHEMA_VERSION
-from gateway.telemetry.sqlite_store import _PRUNE, DAY_S, SqliteTelemetryStore
+from gateway.telemetry.sqlite_store import _HAS_MESSAGE, _PRUNE, DAY_S, SqliteTelemetryStore
 from tests.support.victoria import VictoriaMetrics
 
 NOW = time.time()  # VictoriaMetrics refuses points far from its own clock
@@ -95,6 +95,22 @@ def test_sqlite_store_writes_each_message_once(tmp_path: Path) -> None:
     [minute] = store.buckets("shed-1", "power", t0, t0 + 60, 60)
     assert minute.count == 10
     store.close()
+
+
+def test_a_redelivery_is_rechecked_by_its_primary_key_not_a_scan_of_the_week(
+    tmp_path: Path,
+) -> None:
+    """The recheck reads the message-id table by its key: it holds a week of every node's
+    message ids (millions), which a lookup by `msg_id` alone scanned for every batch."""
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    store.close()
+    with sqlite3.connect(tmp_path / "t.sqlite") as conn:
+        plan = " ".join(
+            str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {_HAS_MESSAGE}", ("s", "d", "m"))
+        )
+    conn.close()
+    assert "PRIMARY KEY" in plan
+    assert "SCAN" not in plan
 
 
 def test_sqlite_store_rollups_include_late_points(tmp_path: Path) -> None:
