@@ -90,6 +90,7 @@ class TelemetryService:
         self._commands: list[RelayCommand] = []
         self._cache: dict[str, tuple[SensorNode | None, float]] = {}
         self._derived_at = float("-inf")
+        self._derived_written = 0
 
     def _lookup(self, device_id: str) -> SensorNode | None:
         now = time.monotonic()
@@ -221,10 +222,15 @@ class TelemetryService:
         return self.sqlite.checkpoint()
 
     def derive_if_due(self, now: float) -> int:
-        """`derive`, if `settings.derive_interval_s` passed since the last one here."""
-        if now - self._derived_at < self.settings.derive_interval_s:
+        """`derive`, if `settings.derive_interval_s` passed since the last one here, or
+        `settings.derive_after_points` were written since."""
+        waiting = self.sqlite.written - self._derived_written
+        if (
+            now - self._derived_at < self.settings.derive_interval_s
+            and waiting < self.settings.derive_after_points
+        ):
             return 0
-        self._derived_at = now
+        self._derived_at, self._derived_written = now, self.sqlite.written
         return self.sqlite.derive()
 
     def close(self) -> None:

@@ -33,6 +33,13 @@ class TelemetrySettings(BaseModel):
         "moves more readings of a series at once, for less CPU a reading (docs/sensors.md, "
         "Stores).",
     )
+    derive_after_points: int = Field(
+        default=1_000_000,
+        ge=1000,
+        description="… or sooner, once this many readings were appended since the last move "
+        "(a flood: bounds the append file and how long one move takes; smaller moves cost "
+        "more CPU a reading, docs/sensors.md, Stores).",
+    )
     influx_url: str | None = Field(default=None, description="InfluxDB v2 (or compatible) URL.")
     influx_org: str | None = Field(default=None, description="InfluxDB organisation.")
     influx_bucket: str | None = Field(default=None, description="InfluxDB bucket.")

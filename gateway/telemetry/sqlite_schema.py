@@ -8,11 +8,14 @@ are derived from (`gateway.telemetry.sqlite_store`). Version 4 drops the raw tab
 on time alone: only retention read it, and it now walks `points_by_series` one series at a
 time; a third B-tree less for every point (~1.9 → ~1.5 µs a row in SQLite, measured here).
 
-Version 5 adds `incoming`: the ingest appends raw points there (no index but the row id), and
-`derive` moves them into `points` in (series, time) order. Rows are counted into the minute
-rollups when they leave the raw window (`prune`), no longer on the way in; `derived.upto` now
-marks the rows of `points` an older version counted already (ids only grow: AUTOINCREMENT),
-and the rows above an older file's mark go to `incoming`, as new.
+Version 5 adds a second file, `<name>.incoming<suffix>` (`HOT_SCHEMA`, attached as `hot`):
+the ingest appends raw points and message ids there (no index but the row ids), and
+`derive` moves them into `points` and `stored_messages` of the main file, in (series, time)
+order (`gateway.telemetry.sqlite_upkeep`). Two files, so the ingest's appends never wait for
+a move, a prune or a chart: SQLite has one writer a file. Rows are counted into the minute
+rollups when they leave the raw window (`prune`), no longer on the way in: `derived` keeps
+the mark of the rows an older version counted already ('points'; ids only grow,
+AUTOINCREMENT) and how far the moves got in the other file ('moved', 'moved_keys').
 Inserting a reading straight into `points` dirties the last index page of its series: with
 an hour of data per series every point costs a page of its own in the WAL, ~13.6 µs a point
 (5,000 series, 500-point batches; ~2.5 µs into a new file, which is what a benchmark on a
@@ -23,6 +26,7 @@ new store saw). Appending costs ~1.3 µs a point with the message ids, and the o
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 SCHEMA_VERSION = 5
 
@@ -38,10 +42,6 @@ CREATE TABLE IF NOT EXISTS points (
     sid INTEGER NOT NULL, value REAL NOT NULL, ts REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS points_by_series ON points (sid, ts);
-CREATE TABLE IF NOT EXISTS incoming (
-    id INTEGER PRIMARY KEY,
-    sid INTEGER NOT NULL, value REAL NOT NULL, ts REAL NOT NULL
-);
 CREATE TABLE IF NOT EXISTS minutes (
     site_id TEXT NOT NULL, device_id TEXT NOT NULL, series TEXT NOT NULL,
     minute INTEGER NOT NULL, vmin REAL NOT NULL, vmax REAL NOT NULL,
@@ -63,7 +63,61 @@ CREATE TABLE IF NOT EXISTS derived (
     name TEXT PRIMARY KEY, upto INTEGER NOT NULL
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO derived VALUES ('points', 0);
+INSERT OR IGNORE INTO derived VALUES ('moved', 0);
+INSERT OR IGNORE INTO derived VALUES ('moved_keys', 0);
 """
+
+HOT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS hot.incoming (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sid INTEGER NOT NULL, value REAL NOT NULL, ts REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hot.incoming_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    site_id TEXT NOT NULL, device_id TEXT NOT NULL, msg_id TEXT NOT NULL,
+    stored_at REAL NOT NULL
+)
+"""
+"""The appended rows (`hot`): ids only grow, so `derived`'s marks in the main file say which
+ones were moved, even if a crash came between the move's commit and their deletion here."""
+
+
+def hot_path(path: Path) -> Path:
+    """The file the ingest appends to, beside the store's `path`."""
+    return path.with_name(f"{path.stem}.incoming{path.suffix}")
+
+
+def attach_hot(conn: sqlite3.Connection, path: Path, *, prepare: bool = True) -> None:
+    """Attach the append file as `hot`, in WAL mode; with `prepare`, create its tables, with
+    ids above the main file's marks (a lost or replaced append file must not make new rows
+    look moved already)."""
+    conn.execute("ATTACH DATABASE ? AS hot", (str(hot_path(path)),))
+    conn.execute("PRAGMA hot.journal_mode=WAL")
+    conn.execute("PRAGMA hot.synchronous=NORMAL")
+    if not prepare:
+        return
+    conn.execute("BEGIN")
+    try:
+        for statement in HOT_SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        for table, mark in (("incoming", "moved"), ("incoming_keys", "moved_keys")):
+            moved = int(
+                conn.execute("SELECT upto FROM main.derived WHERE name = ?", (mark,)).fetchone()[0]
+            )
+            row = conn.execute(
+                "SELECT seq FROM hot.sqlite_sequence WHERE name = ?", (table,)
+            ).fetchone()
+            if row is None:
+                conn.execute("INSERT INTO hot.sqlite_sequence VALUES (?, ?)", (table, moved))
+            elif int(row[0]) < moved:
+                conn.execute(
+                    "UPDATE hot.sqlite_sequence SET seq = ? WHERE name = ?", (moved, table)
+                )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def upgrade(conn: sqlite3.Connection) -> None:
@@ -99,7 +153,7 @@ def upgrade(conn: sqlite3.Connection) -> None:
         if old:
             _copy(conn, version)
         if version >= 2:
-            _stage_underived(conn)
+            _latest_of_uncounted(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -128,14 +182,16 @@ def _copy(conn: sqlite3.Connection, version: int) -> None:
     conn.execute("DROP TABLE points_old")
 
 
-def _stage_underived(conn: sqlite3.Connection) -> None:
-    """Versions 2 to 4: the raw rows above the rollups' watermark are not counted yet; they
-    go back to `incoming`, to be moved and counted like any new row (they come back with
-    ids above the mark, which stays: the rows below it are counted)."""
+def _latest_of_uncounted(conn: sqlite3.Connection) -> None:
+    """Versions 2 to 4 made the rollups and latest values of the rows above a watermark
+    later: those rows stay in `points` (the prune rolls them up: their ids are above the
+    'points' mark), and their latest values are brought up to date here."""
     upto = int(conn.execute("SELECT upto FROM derived WHERE name = 'points'").fetchone()[0])
     conn.execute(
-        "INSERT INTO incoming (sid, value, ts) SELECT sid, value, ts FROM points"
-        " WHERE id > ? ORDER BY id",
+        "INSERT INTO latest (device_id, series, site_id, ts, value)"
+        " SELECT s.device_id, s.series, s.site_id, max(p.ts), p.value"
+        " FROM points AS p JOIN series AS s ON s.sid = p.sid WHERE p.id > ? GROUP BY p.sid"
+        " ON CONFLICT (device_id, series) DO UPDATE SET ts = excluded.ts, value = excluded.value"
+        " WHERE excluded.ts >= latest.ts",
         (upto,),
     )
-    conn.execute("DELETE FROM points WHERE id > ?", (upto,))

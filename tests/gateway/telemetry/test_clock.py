@@ -73,3 +73,19 @@ def test_the_clock_derives_the_embedded_store_once_a_period(store: Store, tmp_pa
     assert service.sqlite.count() == 2
     assert service.derive_if_due(T0 + 10) == 1
     service.close()
+
+
+def test_a_flood_is_moved_before_the_period_ends(store: Store, tmp_path: Path) -> None:
+    """`derive_after_points` readings appended since the last move: moved at the next tick,
+    whatever the period."""
+    store.devices.upsert_device("smoke-1", SITE, "smoke")
+    store.sensors.set_sensor_node("smoke-1", "smoke_detector", esphome=False)
+    settings = TelemetrySettings(derive_interval_s=3600, derive_after_points=1000)
+    service = TelemetryService(store, settings, DEFAULT_POLICIES, path=tmp_path / "t.db")
+    assert service.derive_if_due(T0) == 0  # the first tick: nothing appended yet
+    batch = [_battery(80, T0 + i, i) for i in range(999)]
+    service.handle(batch, T0 + 1)
+    assert service.derive_if_due(T0 + 2) == 0  # 999 waiting, under the bound
+    service.handle([_battery(80, T0 + 999, 999)], T0 + 3)
+    assert service.derive_if_due(T0 + 4) == 1000
+    service.close()

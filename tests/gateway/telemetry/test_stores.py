@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +14,9 @@ import pytest
 
 from gateway.telemetry.influx import InfluxOptions, InfluxWriter, _Lines, line
 from gateway.telemetry.points import Point
-from gateway.telemetry.sqlite_schema import SCHEMA_VERSION
-from gateway.telemetry.sqlite_store import _HAS_MESSAGE, _PRUNE, DAY_S, SqliteTelemetryStore
+from gateway.telemetry.sqlite_schema import SCHEMA_VERSION, hot_path
+from gateway.telemetry.sqlite_store import _HAS_MESSAGE, DAY_S, SqliteTelemetryStore
+from gateway.telemetry.sqlite_upkeep import PRUNE
 from tests.support.victoria import VictoriaMetrics
 
 NOW = time.time()  # VictoriaMetrics refuses points far from its own clock
@@ -58,6 +60,8 @@ def test_sqlite_store_retention_keeps_minute_rollups(tmp_path: Path) -> None:
     t0 = 1_800_000_000.0
     store.write(ramp("d", "power", t0, 180))  # 3 minutes of one point per second
     store.write(ramp("d", "power", t0 + 2 * DAY_S, 10))
+    assert store.prune(t0 + 2 * DAY_S) == 0  # not moved yet: a later prune takes them
+    assert store.derive() == 190  # the gateway's clock moves every `derive_interval_s`
     deleted = store.prune(t0 + 2 * DAY_S)
     assert deleted == 180
     assert store.count() == 10
@@ -181,9 +185,10 @@ CREATE TABLE derived (name TEXT PRIMARY KEY, upto INTEGER NOT NULL) WITHOUT ROWI
 def test_sqlite_store_upgrades_a_version_3_or_4_file_in_place_and_prunes_through_the_series_index(
     tmp_path: Path, version: int
 ) -> None:
-    """Versions 3 and 4 become 5 in place (no copy: the counted rows keep their ids); the
-    rows above the rollups' watermark go to `incoming` and are counted once, and retention
-    finds old rows through (sid, ts), never by scanning the table."""
+    """Versions 3 and 4 become 5 in place (no copy: the rows keep their ids); the rows above
+    the rollups' watermark stay, their latest values are brought up to date, and they are
+    rolled up once when they leave the raw window; retention finds old rows through (sid,
+    ts), never by scanning the table."""
     path = tmp_path / "v3.sqlite"
     t0 = 1_800_000_000.0
     with sqlite3.connect(path) as conn:
@@ -209,9 +214,9 @@ def test_sqlite_store_upgrades_a_version_3_or_4_file_in_place_and_prunes_through
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         assert "points_by_ts" not in names
         assert "points_by_series" in names
-        assert [r[0] for r in conn.execute("SELECT id FROM points ORDER BY id")] == [40, 41]
-        assert [r[0] for r in conn.execute("SELECT value FROM incoming")] == [2.0]
-        plan = " ".join(str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {_PRUNE}", (0.0,)))
+        assert [r[0] for r in conn.execute("SELECT id FROM points ORDER BY id")] == [40, 41, 42]
+        assert conn.execute("SELECT value FROM latest").fetchall() == [(2.0,)]
+        plan = " ".join(str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {PRUNE}", (0.0,)))
     conn.close()
     assert "points_by_series" in plan
     assert "SCAN points" not in plan
@@ -219,7 +224,7 @@ def test_sqlite_store_upgrades_a_version_3_or_4_file_in_place_and_prunes_through
     assert store.count() == 4
     assert store.prune(t0 + 3 * DAY_S) == 2  # the two older power points, nothing else
     assert store.count() == 2
-    for i in range(3):  # each minute counted once: row 42 was counted by the derive only
+    for i in range(3):  # each minute once: 40 and 41 from the rollups, 42 raw
         [minute] = store.buckets("d", "power", t0 + i * DAY_S, t0 + i * DAY_S + 60, 60)
         assert (minute.min, minute.count) == (float(i), 1)
     store.close()
@@ -424,4 +429,60 @@ def test_a_chart_across_the_raw_window_reads_the_rollups_then_the_raw_points_eac
     ]
     assert store.prune(t0 + 90 + DAY_S) == 0  # nothing left to roll, nothing counted twice
     assert [b.count for b in store.buckets("d", "power", t0, t0 + 180, 60)] == [60, 60, 60]
+    store.close()
+
+
+def test_the_ingest_appends_while_a_move_or_prune_holds_the_main_file(tmp_path: Path) -> None:
+    """The ingest writes the append file alone: a move, a prune or a chart holding the main
+    file's write lock (SQLite has one writer a file) does not hold up a batch of readings."""
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    t0 = 1_800_000_000.0
+    store.write_messages([(("s1", "d", "m-0"), ramp("d", "power", t0, 10))], now=t0)
+    holder = sqlite3.connect(tmp_path / "t.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the main file's write lock, held as a long move would
+    try:
+        done = threading.Event()
+
+        def append() -> None:
+            key = ("s1", "d", "m-1")
+            store.write_messages([(key, ramp("d", "power", t0 + 10, 10))], recheck=[key], now=t0)
+            done.set()
+
+        writer = threading.Thread(target=append)
+        writer.start()
+        # Without the second file the append waits for the lock (busy_timeout, 5 s) and fails.
+        assert done.wait(3.0), "the append waited for the main file's write lock"
+        writer.join()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.count() == 20
+    assert store.derive() == 20
+    assert store.stored(("s1", "d", "m-1"))
+    store.close()
+
+
+def test_rows_a_crash_left_behind_after_their_move_are_not_counted_twice(tmp_path: Path) -> None:
+    """A move commits the main file, then deletes what it moved from the append file; rows
+    still there after a crash between the two are below the main file's mark: forgotten,
+    never moved again. And an append file lost or replaced never makes new rows look moved."""
+    path = tmp_path / "t.sqlite"
+    store = SqliteTelemetryStore(path)
+    t0 = 1_800_000_000.0
+    store.write_messages([(("s1", "d", "m-0"), ramp("d", "power", t0, 10))], now=t0)
+    hot = sqlite3.connect(hot_path(path), isolation_level=None)
+    appended = hot.execute("SELECT id, sid, value, ts FROM incoming").fetchall()
+    assert store.derive() == 10
+    hot.executemany("INSERT INTO incoming VALUES (?, ?, ?, ?)", appended)  # the crash's leftovers
+    hot.close()
+    assert store.count() == 10
+    assert store.derive() == 0
+    assert [b.count for b in store.buckets("d", "power", t0, t0 + 60, 60)] == [10]
+    store.close()
+    hot_path(path).unlink()  # lost: its ids would start again at 1, below the mark
+    store = SqliteTelemetryStore(path)
+    store.write_messages([(("s1", "d", "m-1"), ramp("d", "power", t0 + 10, 5))], now=t0)
+    assert store.count() == 15
+    assert store.derive() == 5
+    assert [b.count for b in store.buckets("d", "power", t0, t0 + 60, 60)] == [15]
     store.close()
