@@ -19,9 +19,13 @@ session while it was away (`benchmarks/telemetry/workload.py`; the consumers are
    before any reading is read;
 2. the gateway's telemetry session with the embedded store: `MqttIngest` →
    `gateway.ingest_loop.ingest_batch` → `gateway.readings` (decode, rules, one transaction of
-   msg-id claims per batch, points written after the commit, end-to-end Acks), timed until
-   every message is committed and every point is in the SQLite store (the nodes' profiles
-   looked up before the clock starts: in steady state each is cached for 30 s);
+   msg-id claims per batch, points appended after the commit, end-to-end Acks), timed until
+   every message is committed and acknowledged and every point moved into the store's series
+   index (the store's `derive` at the gateway's cadence, and once more at the end, on the
+   clock, with a WAL checkpoint). Each store starts as a copy of one with `--history-s` of
+   every node's readings (an hour: a store in use, where a point costs more to index than in
+   a new file). The nodes' profiles are looked up before the clock starts (in steady state
+   each is cached for 30 s);
 3. the same with the InfluxDB v2 writer on (VictoriaMetrics), timed the same way: until
    every message is stored and acknowledged. The writer sends on its own thread in batches
    of 5,000 points or every `FLUSH_S` (+ jitter), so the last partial batch of a drain

@@ -197,8 +197,8 @@ def make_runtime(
 
 async def derive_every(runtime: Runtime) -> None:
     """The gateway's clock loop's share of the store (`gateway.periodic.telemetry_step`):
-    every `telemetry_tick_s`, `derive` when `telemetry.derive_interval_s` is due and a WAL
-    checkpoint, on worker threads of this process."""
+    every `telemetry_tick_s`, `derive` when due (`telemetry.derive_interval_s`,
+    `derive_after_points`) and a WAL checkpoint, on worker threads of this process."""
     telemetry = runtime.telemetry
     assert telemetry is not None
     telemetry.derive_if_due(time.time())  # the drain starts a period (the gateway ran before)
@@ -209,9 +209,9 @@ async def derive_every(runtime: Runtime) -> None:
 
 
 async def finish_storing(runtime: Runtime, deriving: asyncio.Task[None]) -> None:
-    """Stop `derive_every`, then the rest of the rollups and the move into the series index,
-    and the WAL copied into the file: the ingest appends, `derive` and the checkpoint do the
-    rest of the storing (`SqliteTelemetryStore`), so the drain's clock waits for them."""
+    """Stop `derive_every`, then move the rest into the series index and copy the WALs into
+    the files: the ingest appends, `derive` and the checkpoint do the rest of the storing
+    (`SqliteTelemetryStore`), so the drain's clock waits for them."""
     telemetry = runtime.telemetry
     assert telemetry is not None
     deriving.cancel()
