@@ -28,6 +28,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from gateway.telemetry.sqlite_upkeep import LATEST_OF
+
 SCHEMA_VERSION = 5
 
 SCHEMA = """
@@ -187,11 +189,4 @@ def _latest_of_uncounted(conn: sqlite3.Connection) -> None:
     later: those rows stay in `points` (the prune rolls them up: their ids are above the
     'points' mark), and their latest values are brought up to date here."""
     upto = int(conn.execute("SELECT upto FROM derived WHERE name = 'points'").fetchone()[0])
-    conn.execute(
-        "INSERT INTO latest (device_id, series, site_id, ts, value)"
-        " SELECT s.device_id, s.series, s.site_id, max(p.ts), p.value"
-        " FROM points AS p JOIN series AS s ON s.sid = p.sid WHERE p.id > ? GROUP BY p.sid"
-        " ON CONFLICT (device_id, series) DO UPDATE SET ts = excluded.ts, value = excluded.value"
-        " WHERE excluded.ts >= latest.ts",
-        (upto,),
-    )
+    conn.execute(LATEST_OF.format(rows="points"), (upto, 2**63 - 1))

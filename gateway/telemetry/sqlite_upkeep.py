@@ -30,14 +30,16 @@ _TAKE_MAIN = "UPDATE derived SET upto = upto WHERE name = 'moved'"
 would take both), so what is read of `hot` below is what is moved."""
 
 # SQLite: with max(), the bare columns come from the row holding the maximum.
-_LATEST = """
+LATEST_OF = """
 INSERT INTO latest (device_id, series, site_id, ts, value)
 SELECT s.device_id, s.series, s.site_id, max(p.ts), p.value
-FROM hot.incoming AS p JOIN series AS s ON s.sid = p.sid
+FROM {rows} AS p JOIN series AS s ON s.sid = p.sid
 WHERE p.id > ? AND p.id <= ? GROUP BY p.sid
 ON CONFLICT (device_id, series) DO UPDATE SET ts = excluded.ts, value = excluded.value
 WHERE excluded.ts >= latest.ts
 """
+"""The latest values of the rows of table `{rows}` with ids in (?, ?]."""
+_LATEST = LATEST_OF.format(rows="hot.incoming")
 
 # In (series, time) order: the index on `points` grows a page at a time.
 _MOVE = """

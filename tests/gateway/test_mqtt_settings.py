@@ -60,14 +60,9 @@ def test_only_status_may_be_retained(topic: str, retain: bool, refused: bool) ->
     assert (refusal(topic, retain) is not None) == refused
 
 
-def test_gateway_run_refuses_a_mismatched_client_id_in_one_line() -> None:
-    env = {
-        **os.environ,
-        "GUANJIA_GATEWAY_JWT_SECRET": "a-secret-long-enough-0123456789abcdef",
-        "GUANJIA_GATEWAY_MQTT__USERNAME": "gateway-1",
-        "GUANJIA_GATEWAY_MQTT__CLIENT_ID": "guanjia-gateway-1",
-    }
-    done = subprocess.run(
+def _gateway_run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`guanjia gateway run` with `env`, to its end (a bad setting ends it at once)."""
+    return subprocess.run(
         [sys.executable, "-m", "guanjia", "gateway", "run"],
         capture_output=True,
         text=True,
@@ -75,6 +70,16 @@ def test_gateway_run_refuses_a_mismatched_client_id_in_one_line() -> None:
         check=False,
         timeout=60,
     )
+
+
+def test_gateway_run_refuses_a_mismatched_client_id_in_one_line() -> None:
+    env = {
+        **os.environ,
+        "GUANJIA_GATEWAY_JWT_SECRET": "a-secret-long-enough-0123456789abcdef",
+        "GUANJIA_GATEWAY_MQTT__USERNAME": "gateway-1",
+        "GUANJIA_GATEWAY_MQTT__CLIENT_ID": "guanjia-gateway-1",
+    }
+    done = _gateway_run(env)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: GUANJIA_GATEWAY_MQTT__CLIENT_ID: must equal mqtt.username "
@@ -111,14 +116,7 @@ def test_gateway_run_refuses_telemetry_processes_without_a_telemetry_account_in_
         "GUANJIA_GATEWAY_MQTT__TELEMETRY_PROCESSES": "2",
     }
     env.pop("GUANJIA_GATEWAY_MQTT__TELEMETRY_USERNAME", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "guanjia", "gateway", "run"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=60,
-    )
+    done = _gateway_run(env)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: GUANJIA_GATEWAY_MQTT__TELEMETRY_PROCESSES: 2 needs the telemetry session of "
