@@ -19,7 +19,7 @@ I/O is the registry `lookup` (cached by the caller); `now` is injected.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from contract import Command, EventPhase, encode
@@ -116,9 +116,14 @@ class TelemetryPipeline:
         points: list[Point] = []
         flagged: list[str] = []
         profile = node.profile
-        site, device, resolved_names = node.site_id, node.device_id, self._resolved
+        site, device, resolved_names, name = (
+            node.site_id,
+            node.device_id,
+            self._resolved,
+            profile.name,
+        )
         for point in batch.points:
-            key = (profile.name, point.metric, point.tags.get("port") if point.tags else None)
+            key = (name, point.metric, point.tags.get("port") if point.tags else None)
             resolved = resolved_names.get(key, _UNSEEN)
             if resolved is _UNSEEN:
                 found = profile.resolve(key[1], key[2])
@@ -195,8 +200,9 @@ class TelemetryPipeline:
                 if cut is not None:
                     out.commands.append(self._relay_off(node, t.port, now))
         if relay is not None:
+            state_metric = relay.state_metric
             for r in good:
-                if r.metric == relay.state_metric and r.port is not None:
+                if r.metric == state_metric and r.port is not None:
                     confirmed = self.cutoffs.relay_state(node.device_id, r.port, r.value >= 1, now)
                     if confirmed is not None:
                         out.confirmed.append(confirmed)
@@ -205,13 +211,15 @@ class TelemetryPipeline:
     def _alerts(
         self,
         node: SensorNode,
-        transitions: Iterable[Transition],
+        transitions: Sequence[Transition],
         msg_id: str,
         now: float,
         *,
         rules: DeviceRules | None = None,
         touched: Iterable[tuple[str, int | None]] = (),
     ) -> list[Alert]:
+        if not transitions and not touched:
+            return []  # the common case: nothing changed, nothing to re-assert
         kind = node.profile.sensor_kind
         alerts = [transition_alert(node.site_id, node.device_id, kind, t) for t in transitions]
         if rules is None:

@@ -19,11 +19,12 @@ Besides the profile's rules, every device has three built-in conditions:
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from contract import Severity
 from gateway.sla import TicketCategory
@@ -33,6 +34,7 @@ from gateway.telemetry.profiles import (
     DeviceProfile,
     RateOfRiseRule,
     Rule,
+    StuckRule,
     ThresholdRule,
 )
 from gateway.telemetry.signature import charging_signature
@@ -99,12 +101,23 @@ class DeviceRules:
             (r.window_s for r in profile.rules if isinstance(r, RateOfRiseRule)), default=0.0
         )
         self._rate_metrics = {r.metric for r in profile.rules if isinstance(r, RateOfRiseRule)}
-        self._by_metric: dict[str, list[tuple[int, Rule]]] = {}
+        # Each rule's judge chosen once, not by an isinstance chain for every reading.
+        self._by_metric: dict[str, list[tuple[int, Rule, _Judge]]] = {}
         for index, rule in enumerate(profile.rules):
-            self._by_metric.setdefault(rule.metric, []).append((index, rule))
+            self._by_metric.setdefault(rule.metric, []).append((index, rule, _judge_of(rule)))
         self._faulty: set[tuple[str, int | None]] = set()
         # Looked up for every reading: plain dicts, not the pydantic model's attributes.
         self._specs = {m.name: (m.min, m.max, m.kind == "binary") for m in profile.metrics}
+        # The valid range as two bounds (±inf where the profile sets none) and whether the
+        # metric is binary: one chained comparison for a reading that is in range.
+        self._bounds = {
+            m.name: (
+                -math.inf if m.min is None else m.min,
+                math.inf if m.max is None else m.max,
+                m.kind == "binary",
+            )
+            for m in profile.metrics
+        }
         self.rejected: list[tuple[Reading, str]] = []
         """Readings of the last `observe` refused as out of range or unknown, and why."""
         self._long_window = {
@@ -172,30 +185,50 @@ class DeviceRules:
         return None
 
     def _one(self, reading: Reading, out: list[Transition]) -> None:
-        problem = self.out_of_range(reading)
-        where = (reading.metric, reading.port)
-        if problem is not None:
-            self.rejected.append((reading, problem))
-            if where not in self._faulty:
-                self._faulty.add(where)
-                fault = condition_key(f"out_of_range_{reading.metric}", reading.port)
-                category = self.profile.out_of_range_condition
-                out.append(self._open(fault, category, Severity.NORMAL, reading.ts, problem))
-            return
-        if where in self._faulty:
+        metric, value, _, port = reading
+        bounds = self._bounds.get(metric)
+        # In range: between the bounds (NaN is not; it takes the full check below) and, for
+        # a binary metric, 0 or 1.
+        if (
+            bounds is None
+            or not bounds[0] <= value <= bounds[1]
+            or (bounds[2] and value not in (0.0, 1.0))
+        ):
+            problem = self.out_of_range(reading)
+            if problem is not None:
+                self._refuse(reading, problem, out)
+                return
+        where = (metric, port)
+        if self._faulty and where in self._faulty:
             self._faulty.discard(where)
-            fault = condition_key(f"out_of_range_{reading.metric}", reading.port)
+            fault = condition_key(f"out_of_range_{metric}", port)
             category = self.profile.out_of_range_condition
             out.append(self._clear(fault, category, reading.ts, "back in range"))
-        rules = self._by_metric.get(reading.metric)
+        rules = self._by_metric.get(metric)
         if rules is None:
             return  # only stored: no rule reads this metric's history
         series = self._series.get(where)
         if series is None:
             series = self._series[where] = _Series()
         self._remember(series, reading)
-        for index, rule in rules:
-            out += self._apply(index, rule, series, reading)
+        holding = self._holding
+        for index, rule, judge in rules:
+            held = bool(holding) and (index, port) in holding
+            verdict = judge(rule, series, reading, held)
+            if verdict is None and not held:
+                continue  # quiet, and it was: the common case, nothing to record
+            if verdict is not None and held:
+                continue  # still holding
+            out += self._apply(index, rule, reading, verdict)
+
+    def _refuse(self, reading: Reading, problem: str, out: list[Transition]) -> None:
+        self.rejected.append((reading, problem))
+        where = (reading.metric, reading.port)
+        if where not in self._faulty:
+            self._faulty.add(where)
+            fault = condition_key(f"out_of_range_{reading.metric}", reading.port)
+            category = self.profile.out_of_range_condition
+            out.append(self._open(fault, category, Severity.NORMAL, reading.ts, problem))
 
     def _remember(self, series: _Series, reading: Reading) -> None:
         if reading.metric in self._rate_metrics:
@@ -211,17 +244,15 @@ class DeviceRules:
             series.same_since = reading.ts
         series.last = reading.value
 
-    def _apply(self, index: int, rule: Rule, series: _Series, reading: Reading) -> list[Transition]:
+    def _apply(
+        self, index: int, rule: Rule, reading: Reading, verdict: str | None
+    ) -> list[Transition]:
+        """A rule started holding (`verdict`) or stopped (None): the condition's transition,
+        if it made one."""
         key = (index, reading.port)
-        holding = key in self._holding
-        verdict = _judge(rule, series, reading, holding)
         if verdict is None:
-            if not holding:
-                return []
             del self._holding[key]
         else:
-            if holding:
-                return []
             self._holding[key] = verdict
         condition = condition_key(rule.condition, reading.port)
         still = [
@@ -272,17 +303,23 @@ class DeviceRules:
         return Transition(condition, category, Severity.NORMAL, False, ts, started, reason, port)
 
 
-def _judge(rule: Rule, series: _Series, reading: Reading, holding: bool) -> str | None:
-    """The reason the rule holds after this reading, or None. `holding` gives hysteresis."""
-    if isinstance(rule, BinaryRule):
-        return f"{reading.series} is on" if reading.value >= 1.0 else None
-    if isinstance(rule, ThresholdRule):
-        return _threshold(rule, reading, holding)
-    if isinstance(rule, RateOfRiseRule):
-        return _rate_of_rise(rule, series, reading, holding)
-    if isinstance(rule, ChargingSignatureRule):
-        found = charging_signature(series.long, rule.utc_offset_h)
-        return None if found is None else found.reason
+_Judge = Callable[[Any, _Series, Reading, bool], str | None]
+"""The reason a rule holds after a reading, or None; the bool is whether it held before
+(hysteresis)."""
+
+
+def _binary(rule: BinaryRule, series: _Series, reading: Reading, holding: bool) -> str | None:
+    return f"{reading.series} is on" if reading.value >= 1.0 else None
+
+
+def _signature(
+    rule: ChargingSignatureRule, series: _Series, reading: Reading, holding: bool
+) -> str | None:
+    found = charging_signature(series.long, rule.utc_offset_h)
+    return None if found is None else found.reason
+
+
+def _stuck(rule: StuckRule, series: _Series, reading: Reading, holding: bool) -> str | None:
     assert series.same_since is not None
     unchanged = reading.ts - series.same_since
     if unchanged >= rule.unchanged_for_s:
@@ -290,7 +327,19 @@ def _judge(rule: Rule, series: _Series, reading: Reading, holding: bool) -> str 
     return None
 
 
-def _threshold(rule: ThresholdRule, reading: Reading, holding: bool) -> str | None:
+def _judge_of(rule: Rule) -> _Judge:
+    if isinstance(rule, BinaryRule):
+        return _binary
+    if isinstance(rule, ThresholdRule):
+        return _threshold
+    if isinstance(rule, RateOfRiseRule):
+        return _rate_of_rise
+    if isinstance(rule, ChargingSignatureRule):
+        return _signature
+    return _stuck
+
+
+def _threshold(rule: ThresholdRule, series: _Series, reading: Reading, holding: bool) -> str | None:
     value = reading.value
     if rule.above is not None:
         if value >= (rule.clear_at if holding else rule.above):

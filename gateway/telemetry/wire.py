@@ -11,6 +11,7 @@ problem for the dead letter. tests/gateway/telemetry/test_wire.py holds the two 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -23,19 +24,22 @@ Segment = Annotated[str, msgspec.Meta(pattern=r"\A[A-Za-z0-9_-]{1,64}\Z")]
 Identifier = Annotated[str, msgspec.Meta(pattern=r"\A[A-Za-z0-9_.:-]{8,128}\Z")]
 Finite = Annotated[float, msgspec.Meta(ge=-_FLOAT_MAX, le=_FLOAT_MAX)]
 Timestamp = Annotated[float, msgspec.Meta(ge=0, le=_FLOAT_MAX)]
-MetricName = Annotated[str, msgspec.Meta(pattern=r"\A[a-z][a-z0-9_]{0,63}\Z")]
-TagName = Annotated[str, msgspec.Meta(pattern=r"\A[a-z][a-z0-9_]{0,31}\Z")]
+_METRIC_NAME = re.compile(r"\A[a-z][a-z0-9_]{0,63}\Z")
+_TAG_NAME = re.compile(r"\A[a-z][a-z0-9_]{0,31}\Z")
 TagValue = Annotated[str, msgspec.Meta(max_length=64)]
 
 
 class WirePoint(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """`contract.TelemetryPoint`, as msgspec reads it."""
+    """`contract.TelemetryPoint`, as msgspec reads it. `metric` and the tag names are
+    checked against their patterns by `decode_fast`, once per distinct name: the same
+    few names come in every batch, and a pattern checked by msgspec for every point was
+    half the decoder's cost (~4.9 of ~8.8 µs a 10-point batch, measured here)."""
 
-    metric: MetricName
+    metric: Annotated[str, msgspec.Meta(max_length=64)]
     value: Finite
     ts: Timestamp
     unit: Annotated[str, msgspec.Meta(max_length=16)] | None = None
-    tags: Annotated[dict[TagName, TagValue], msgspec.Meta(max_length=16)] = {}
+    tags: Annotated[dict[str, TagValue], msgspec.Meta(max_length=16)] = {}
 
 
 class WireBatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -68,7 +72,36 @@ def decode_fast(site_id: str, device_id: str, payload: bytes) -> WireBatch | Non
         return None
     if batch.site_id != site_id or batch.device_id != device_id:
         return None
-    return batch
+    return batch if _names_valid(batch) else None
+
+
+def _names_valid(batch: WireBatch) -> bool:
+    metrics, tags = _METRICS, _TAGS
+    for point in batch.points:
+        if point.metric not in metrics and not _known(metrics, _METRIC_NAME, point.metric):
+            return False
+        for tag in point.tags:
+            if tag not in tags and not _known(tags, _TAG_NAME, tag):
+                return False
+    return True
+
+
+_METRICS: set[str] = set()
+_TAGS: set[str] = set()
+"""Metric and tag names that matched their pattern (`WirePoint`)."""
+
+NAME_CACHE = 10_000
+"""The most names remembered of each kind (cleared when full: names come from devices)."""
+
+
+def _known(names: set[str], pattern: re.Pattern[str], name: str) -> bool:
+    """Whether `name` matches `pattern`; a match is remembered in `names`."""
+    if pattern.match(name) is None:
+        return False
+    if len(names) >= NAME_CACHE:
+        names.clear()
+    names.add(name)
+    return True
 
 
 def from_contract(batch: TelemetryBatch) -> WireBatch:
