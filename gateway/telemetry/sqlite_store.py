@@ -32,6 +32,7 @@ ticket transactions need, and PostgreSQL deployments do not grow a time-series t
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections.abc import Collection, Sequence
@@ -46,10 +47,14 @@ DAY_S = 86_400.0
 RAW_RETENTION_S = 7 * DAY_S
 ROLLUP_RETENTION_S = 90 * DAY_S
 
-_INSERT_POINT = "INSERT INTO hot.incoming (sid, value, ts) VALUES (?, ?, ?)"
-_INSERT_KEY = (
-    "INSERT INTO hot.incoming_keys (site_id, device_id, msg_id, stored_at) VALUES (?, ?, ?, ?)"
-)
+ROWS_PER_INSERT = 100
+"""Rows a statement appends (`_append`): the append tables count their ids (AUTOINCREMENT),
+which SQLite does once a statement, so an executemany paid it for every row. 100 rows a
+statement appended a row in ~0.6 µs against ~1.2-2.0 (500 rows, measured here), and stays
+within SQLite's oldest bound-parameter limit (999)."""
+
+_POINTS = "INSERT INTO hot.incoming (sid, value, ts) VALUES "
+_KEYS = "INSERT INTO hot.incoming_keys (site_id, device_id, msg_id, stored_at) VALUES "
 _HAS_MESSAGE = "SELECT 1 FROM stored_messages WHERE site_id = ? AND device_id = ? AND msg_id = ?"
 _APPENDED_KEYS = "SELECT site_id, device_id, msg_id FROM hot.incoming_keys WHERE msg_id IN ({})"
 """No index: the append file holds a few seconds of message ids, and only redeliveries are
@@ -165,8 +170,8 @@ class SqliteTelemetryStore:
         less than `window` seconds older (the same state delivered again). Returns the
         points written."""
         rows: list[Point] = []
-        keys: list[tuple[str, str, str, float]] = []
-        bound: list[tuple[int, float, float]] = []
+        keys: list[str | float] = []  # (site, device, msg id, stored at), flat
+        bound: list[int | float] = []  # (series id, value, time), flat
         with self._write_lock:
             conn = self._writer
             if states and not self._states_ready:
@@ -190,16 +195,16 @@ class SqliteTelemetryStore:
                         if key in have:
                             continue
                         have.add(key)
-                        keys.append((*key, now))
+                        keys += (*key, now)
                     rows += points
                     bound += binds
                 if states:
                     fresh = self._new_states(states, state_sids, newest)
                     rows += [p for p, _ in fresh]
-                    bound += [(sid, p.value, p.ts) for p, sid in fresh]
-                conn.executemany(_INSERT_POINT, bound)
-                if keys:
-                    conn.executemany(_INSERT_KEY, keys)
+                    for p, sid in fresh:
+                        bound += (sid, p.value, p.ts)
+                _append(conn, _POINTS, 3, bound)
+                _append(conn, _KEYS, 4, keys)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -229,13 +234,15 @@ class SqliteTelemetryStore:
             sid = self._sids[name] = int(row[0])
         return sid
 
-    def _bind(self, points: Sequence[Point]) -> list[tuple[int, float, float]]:
-        sids, rows = self._sids, []
+    def _bind(self, points: Sequence[Point]) -> list[int | float]:
+        """The points' rows of the append, flat: (series id, value, time) each."""
+        sids: dict[tuple[str, str, str], int] = self._sids
+        rows: list[int | float] = []
         for site, device, series, value, ts in points:
             sid = sids.get((site, device, series))
             if sid is None:
                 sid = self._sid((site, device, series))
-            rows.append((sid, value, ts))
+            rows += (sid, value, ts)
         return rows
 
     def _new_states(
@@ -374,3 +381,19 @@ class SqliteTelemetryStore:
             self._writer.close()
         with self._lock:
             self._conn.close()
+
+
+def _append(conn: sqlite3.Connection, insert: str, width: int, values: Sequence[object]) -> None:
+    """Append the rows of `values` (flat, `width` columns a row) with `insert` ("INSERT INTO
+    … VALUES "): `ROWS_PER_INSERT` rows a statement, the rest in one more (a statement text
+    per row count, at most `ROWS_PER_INSERT` of them: the connection caches each)."""
+    chunk = ROWS_PER_INSERT * width
+    for start in range(0, len(values), chunk):
+        part = values[start : start + chunk]
+        conn.execute(_statement(insert, width, len(part) // width), part)
+
+
+@functools.cache
+def _statement(insert: str, width: int, rows: int) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return insert + ", ".join([row] * rows)

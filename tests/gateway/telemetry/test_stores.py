@@ -101,6 +101,30 @@ def test_sqlite_store_writes_each_message_once(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.parametrize("sizes", [[1], [99, 1], [100], [37, 63, 1], [250, 3, 150]])
+def test_the_append_stores_every_point_and_key_across_its_statement_chunks(
+    tmp_path: Path, sizes: list[int]
+) -> None:
+    """The append writes `ROWS_PER_INSERT` rows a statement and the rest in one more: every
+    point lands once with its own value and time, and every message id once."""
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    t0 = 1_800_000_000.0
+    messages = [
+        (("s1", f"d{m}", f"msg-{m:08d}"), ramp(f"d{m}", "power", t0 + m * 1000, n))
+        for m, n in enumerate(sizes)
+    ]
+    assert len(store.write_messages(messages, now=t0)) == sum(sizes)
+    assert store.derive() == sum(sizes)
+    for (key, points), n in zip(messages, sizes, strict=True):
+        assert store.stored(key)
+        device = key[1]
+        got = store.buckets(device, "power", points[0].ts, points[-1].ts + 1, 1)
+        assert [(b.start, b.min, b.count) for b in got] == [(p.ts, p.value, 1) for p in points]
+        assert len(got) == n
+    assert store.count() == sum(sizes)
+    store.close()
+
+
 def test_a_redelivery_is_rechecked_by_its_primary_key_not_a_scan_of_the_week(
     tmp_path: Path,
 ) -> None:
