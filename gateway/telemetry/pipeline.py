@@ -135,8 +135,10 @@ class TelemetryPipeline:
                 continue
             metric, port, series = resolved
             value, ts = point.value, point.ts
-            readings.append(Reading(metric, value, ts, port))
-            points.append(Point(site, device, series, value, ts))
+            # `tuple.__new__` is what a NamedTuple's `_make` calls: the class's own
+            # `__new__` is a Python function, ~200 ns more a tuple, two tuples a reading.
+            readings.append(_new(Reading, (metric, value, ts, port)))
+            points.append(_new(Point, (site, device, series, value, ts)))
         return self._apply(
             node, rules, readings, flagged=flagged, msg_id=batch.msg_id, now=now, points=points
         )
@@ -276,6 +278,8 @@ class TelemetryPipeline:
         out.overdue = self.cutoffs.overdue(now)
         return out
 
+
+_new = tuple.__new__
 
 _UNSEEN: tuple[str, int | None, str] = ("", None, "")
 """`TelemetryPipeline._resolved`'s "not looked up yet" (None means: not a metric)."""

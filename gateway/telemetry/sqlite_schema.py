@@ -19,7 +19,8 @@ AUTOINCREMENT) and how far the moves got in the other file ('moved', 'moved_keys
 Inserting a reading straight into `points` dirties the last index page of its series: with
 an hour of data per series every point costs a page of its own in the WAL, ~13.6 µs a point
 (5,000 series, 500-point batches; ~2.5 µs into a new file, which is what a benchmark on a
-new store saw). Appending costs ~1.3-2 µs a point with the message ids, and the ordered move
+new store saw). Appending costs ~1.3-2 µs a point with the message ids (less since the append
+writes 100 rows a statement: `sqlite_store.ROWS_PER_INSERT`), and the ordered move
 ~2-4 µs at a flood (measured here; docs/sensors.md, "Stores").
 """
 

@@ -5,9 +5,9 @@ Raw points are kept for a window (default 7 days); minute rollups (min, max, sum
 longer (default 90 days), so a chart over a month reads rollups; `latest` keeps the newest
 value of every series. A raw point is (series id, value, time): each series (site, device,
 series) is named once, in `series` (`gateway.telemetry.sqlite_schema`, which also upgrades
-older files in place). Writes come in batches (`executemany` of prebuilt statements on the
-plain sqlite3 driver, one transaction per batch): a transaction per point, or per-row ORM
-work, would cap the store at a few thousand points per second.
+older files in place). Writes come in batches (multi-row INSERTs of prebuilt statements on
+the plain sqlite3 driver, one transaction per batch): a transaction per point, or per-row
+ORM work, would cap the store at a few thousand points per second.
 
 The hot path appends: raw rows and message ids go to a second file (`<name>.incoming<suffix>`,
 no index but the row ids), and `derive` moves them into the main file in (series, time)
