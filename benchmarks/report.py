@@ -64,6 +64,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     # `telemetry.derive_interval_s`, and the store's move costs more a point the fewer
     # points of a series it moves at once (docs/sensors.md, "Stores").
     Benchmark("telemetry_ingest", report=("--events", "10", "--flood", "10000"), timeout_s=480),
+    Benchmark("telemetry_cpu", report=(), timeout_s=600),  # 3 processes under valgrind
     Benchmark("residents_abuse", timeout_s=120),
     Benchmark("console_cards", timeout_s=120),
     # Owned with the gateway ingest path; they plug in by printing RESULT lines.

@@ -57,6 +57,8 @@ def test_benchmark_smallest_run_emits_well_formed_results(
         request.getfixturevalue("mosquitto_available")
     if bench.name == "telemetry_ingest" and shutil.which("victoria-metrics") is None:
         missing("victoria-metrics")
+    if bench.name == "telemetry_cpu" and shutil.which("valgrind") is None:
+        missing("valgrind")
     # A generous bound: this checks what is printed, not how fast (the machine may be busy).
     outcome = run_one(bench, "smoke", echo=False, env=env, timeout_s=300)
     assert outcome.error is None, outcome.error
