@@ -26,6 +26,9 @@ MOVE_CHUNK = 200_000
 
 _MARK = "SELECT upto FROM derived WHERE name = ?"
 _TAKE_MAIN = "UPDATE derived SET upto = upto WHERE name = 'moved'"
+_TAKE_HOT = "UPDATE hot.sqlite_sequence SET seq = seq WHERE name = 'incoming'"
+"""A write to the append file first: its write lock, so what is read of it is what is
+deleted."""
 """A write to the main file first: its write lock, not the append file's (BEGIN IMMEDIATE
 would take both), so what is read of `hot` below is what is moved."""
 
@@ -106,10 +109,27 @@ def move(conn: sqlite3.Connection) -> int:
 
 
 def _forget_moved(conn: sqlite3.Connection) -> None:
-    """Delete from the append file what the main file already holds (autocommit: a short
-    write of the append file, between the ingest's)."""
-    conn.execute("DELETE FROM hot.incoming WHERE id <= ?", (mark(conn, "moved"),))
-    conn.execute("DELETE FROM hot.incoming_keys WHERE id <= ?", (mark(conn, "moved_keys"),))
+    """Delete from the append file what the main file already holds (a short write of the
+    append file, between the ingest's). When that is every row of a table, which it is
+    unless the ingest appended during the move, the table is emptied whole: SQLite then
+    hands its pages to the free list instead of rewriting each one row by row (the ids
+    still only grow: AUTOINCREMENT keeps its counter)."""
+    conn.execute("BEGIN")
+    try:
+        conn.execute(_TAKE_HOT)
+        for table, name in (("incoming", "moved"), ("incoming_keys", "moved_keys")):
+            upto = mark(conn, name)
+            top = conn.execute(f"SELECT max(id) FROM hot.{table}").fetchone()[0]  # noqa: S608
+            if top is None:
+                continue
+            if top <= upto:
+                conn.execute(f"DELETE FROM hot.{table}")  # noqa: S608 (a name of two)
+            else:
+                conn.execute(f"DELETE FROM hot.{table} WHERE id <= ?", (upto,))  # noqa: S608
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def prune(conn: sqlite3.Connection, cutoff: float, rollup_cutoff: float) -> int:
