@@ -62,6 +62,7 @@ looked up."""
 _TAKE_HOT = "UPDATE hot.sqlite_sequence SET seq = seq WHERE name = 'incoming'"
 _NEWEST = "SELECT value, ts FROM points WHERE sid = ? ORDER BY ts DESC LIMIT 1"
 _SIDS = "SELECT sid FROM series WHERE device_id = ? AND series = ?"
+_SID = "SELECT sid FROM series WHERE site_id = ? AND device_id = ? AND series = ?"
 WAL_BACKSTOP_PAGES = 16_384
 """SQLite checkpoints by itself only past this many WAL pages (64 MB): the gateway's clock
 checkpoints every tick (`checkpoint`), off the write locks. SQLite's default, 1,000 pages,
@@ -219,16 +220,19 @@ class SqliteTelemetryStore:
     def _sid(self, name: tuple[str, str, str]) -> int:
         """The id of series `name` (site, device, series), made if it is new: in the main
         file, committed at once (a series without points is harmless; it waits for a move
-        only the first time a series is seen)."""
+        only the first time a series is seen). Looked up first: a process that starts
+        meets every series of the file again, and an INSERT OR IGNORE is a write
+        transaction even when it ignores (it waits for a move holding the file)."""
         sid = self._sids.get(name)
         if sid is None:
             conn = self._writer
-            conn.execute(
-                "INSERT OR IGNORE INTO series (site_id, device_id, series) VALUES (?, ?, ?)", name
-            )
-            row = conn.execute(
-                "SELECT sid FROM series WHERE site_id = ? AND device_id = ? AND series = ?", name
-            ).fetchone()
+            row = conn.execute(_SID, name).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO series (site_id, device_id, series) VALUES (?, ?, ?)",
+                    name,
+                )
+                row = conn.execute(_SID, name).fetchone()
             if len(self._sids) >= SID_CACHE:
                 self._sids.clear()
             sid = self._sids[name] = int(row[0])

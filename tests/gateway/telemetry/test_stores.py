@@ -486,6 +486,37 @@ def test_the_ingest_appends_while_a_move_or_prune_holds_the_main_file(tmp_path: 
     store.close()
 
 
+def test_a_new_writer_of_an_existing_file_appends_while_a_move_holds_the_main_file(
+    tmp_path: Path,
+) -> None:
+    """A process that starts (a receiver process, a restarted gateway) meets every series
+    of the file again, its cache empty: it reads their ids, it does not write the main file
+    for them, so its first batches do not wait for a move either."""
+    first = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    t0 = 1_800_000_000.0
+    first.write_messages([(("s1", "d", "m-0"), ramp("d", "power", t0, 10))], now=t0)
+    first.close()
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    holder = sqlite3.connect(tmp_path / "t.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the main file's write lock, held as a long move would
+    try:
+        done = threading.Event()
+
+        def append() -> None:
+            store.write_messages([(("s1", "d", "m-1"), ramp("d", "power", t0 + 10, 10))], now=t0)
+            done.set()
+
+        writer = threading.Thread(target=append)
+        writer.start()
+        assert done.wait(3.0), "a known series' id was written for, waiting for the lock"
+        writer.join()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.count() == 20
+    store.close()
+
+
 def test_rows_a_crash_left_behind_after_their_move_are_not_counted_twice(tmp_path: Path) -> None:
     """A move commits the main file, then deletes what it moved from the append file; rows
     still there after a crash between the two are below the main file's mark: forgotten,
