@@ -48,7 +48,7 @@ async def telemetry_step(runtime: Runtime, ingest: MqttIngest | None) -> None:
     await asyncio.to_thread(telemetry.derive_if_due, now)
     await asyncio.to_thread(telemetry.checkpoint)
     gauge = runtime.metrics.telemetry_points
-    gauge.labels("embedded", "written").set(telemetry.points_written)
+    gauge.labels("embedded", "written").set(telemetry.sqlite.written)
     if telemetry.influx is not None:
         gauge.labels("influxdb", "written").set(telemetry.influx.written)
         gauge.labels("influxdb", "dropped").set(telemetry.influx.dropped)

@@ -23,28 +23,15 @@ def owned_readings(app: FastAPI, runtime: Runtime) -> Coroutine[Any, Any, None]:
 
     mqtt = runtime.settings.mqtt
     shared = [f for f in mqtt.telemetry_filters if f.startswith("$share/")]
-    readings: MqttIngest | ReceiverIngest
-    if mqtt.telemetry_processes > 1:
-        telemetry = runtime.telemetry
-        readings = ReceiverIngest(
-            mqtt.telemetry_connection(),
-            lambda batch: ingest_batch(runtime, batch),
-            lambda refused: refuse(runtime, refused),
-            runtime.metrics.ack_publish_failures.inc,
-            filters=unshared(mqtt.telemetry_filters),
-            unsubscribe=shared,
-            # The receiver process appends the points itself (`gateway.telemetry.handover`).
-            store_path=telemetry.sqlite.path if telemetry is not None else None,
-        )
-    else:
-        readings = MqttIngest(
-            mqtt.telemetry_connection(),
-            lambda batch: ingest_batch(runtime, batch),
-            lambda refused: refuse(runtime, refused),
-            runtime.metrics.ack_publish_failures.inc,
-            filters=unshared(mqtt.telemetry_filters),
-            unsubscribe=shared,
-        )
+    session = ReceiverIngest if mqtt.telemetry_processes > 1 else MqttIngest
+    readings = session(
+        mqtt.telemetry_connection(),
+        lambda batch: ingest_batch(runtime, batch),
+        lambda refused: refuse(runtime, refused),
+        runtime.metrics.ack_publish_failures.inc,
+        filters=unshared(mqtt.telemetry_filters),
+        unsubscribe=shared,
+    )
     app.state.telemetry_ingest = readings
     return _own_readings(runtime, readings)
 

@@ -11,9 +11,7 @@ must own. So the session is cut in two stages instead, each on its own core:
   each batch over, publishes what the reply says (the end-to-end Acks, relay commands) and
   only then acknowledges the batch to the broker — while the next batch is already here;
 - this process applies the batches, in order, with the same `on_batch` an `MqttIngest`
-  would call (decode, rules, one transaction, InfluxDB), and keeps every piece of state;
-  the points its reply hands over are appended by the receiver process, before the Acks
-  (`store_path`, `gateway.telemetry.handover`).
+  would call (decode, rules, one transaction, the stores), and keeps every piece of state.
 
 `ReceiverIngest` has `MqttIngest`'s face (`run`, `state`, `failure`, `connected`,
 `publish_failures`), so `gateway.ingest_loop.supervise` runs either. `run` starts the
@@ -35,17 +33,9 @@ import multiprocessing
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import TypeVar
 
-from gateway.mqtt import (
-    IngestState,
-    OnBatch,
-    OnRefused,
-    Outbound,
-    Refused,
-    retry_while_store_down,
-)
+from gateway.mqtt import IngestState, OnBatch, OnRefused, Refused, retry_while_store_down
 from gateway.mqtt_settings import MqttSettings
 from gateway.receiver_main import receiver_main
 from gateway.receiver_wire import (
@@ -57,7 +47,6 @@ from gateway.receiver_wire import (
     encode_frame,
     read_frame,
 )
-from gateway.telemetry.handover import HANDOVER, StoreWork
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +73,8 @@ class ReceiverIngest:
         filters: Sequence[str],
         unsubscribe: Sequence[str] = (),
         name: str = "guanjia-receiver",
-        store_path: Path | None = None,
     ) -> None:
         self.settings = settings
-        self.store_path = store_path
-        """The embedded telemetry store: given, the receiver process appends the batches'
-        points there (`gateway.telemetry.handover`); None, they are written here."""
         self.on_batch = on_batch
         self.on_refused = on_refused
         self.on_publish_failed = on_publish_failed
@@ -119,7 +104,6 @@ class ReceiverIngest:
         process = context.Process(
             target=receiver_main,
             args=(self.settings, self.filters, self.unsubscribe, theirs, self.name),
-            kwargs={"store_path": self.store_path},
             name=self.name,
             daemon=True,
         )
@@ -178,26 +162,15 @@ class ReceiverIngest:
         batch = frame.messages
         self.pending += len(batch)
         self.received += len(batch)
-        work: list[StoreWork] = []
-
-        async def attempt() -> Sequence[Outbound] | None:
-            work.clear()  # a retried batch hands over again what it commits this time
-            token = HANDOVER.set(work) if self.store_path is not None else None
-            try:
-                return await self.on_batch(batch)
-            finally:
-                if token is not None:
-                    HANDOVER.reset(token)
-
         try:
-            outbound = await self._retry_while_store_down(attempt)
+            outbound = await self._retry_while_store_down(lambda: self.on_batch(batch))
         except Exception as exc:  # the receiver's session fails the batch, as in-process
             log.exception("a batch of %d messages failed", len(batch))
             return ReplyFrame(frame.seq, [], f"{type(exc).__name__}: {str(exc)[:300]}")
         finally:
             self.pending -= len(batch)
         self.batches += 1
-        return ReplyFrame(frame.seq, [(o.topic, o.payload) for o in outbound or ()], None, work)
+        return ReplyFrame(frame.seq, [(o.topic, o.payload) for o in outbound or ()])
 
     async def _refuse(self, frame: RefusedFrame) -> ReplyFrame:
         on_refused = self.on_refused

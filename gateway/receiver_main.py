@@ -5,9 +5,8 @@ two batches in flight (`MqttIngest.depth`) whose `on_batch` sends each batch to 
 process and waits for its reply (`gateway.receiver_wire`): receiving the next batch (paho's
 decoding and PUBACKs, the bare drain's whole cost) and publishing the last one's Acks happen
 here while the gateway process applies a batch, so a session uses two cores. Nothing is
-acknowledged to the broker before the gateway process replied that the batch committed,
-and before the points its reply hands over are appended to the embedded store
-(`gateway.telemetry.handover`): the delivery guarantee is `MqttIngest`'s, unchanged.
+acknowledged to the broker before the gateway process replied that the batch committed:
+the delivery guarantee is `MqttIngest`'s, unchanged.
 
 The process ends when the gateway process's end of the socket closes (it stopped, died, or
 gave up the session).
@@ -20,7 +19,6 @@ import contextlib
 import logging
 import socket
 from collections.abc import Sequence
-from pathlib import Path
 
 from gateway.heap import settle
 from gateway.mqtt import MqttIngest, Outbound, Refused
@@ -34,8 +32,6 @@ from gateway.receiver_wire import (
     encode_frame,
     read_frame,
 )
-from gateway.telemetry.handover import StoreWork
-from gateway.telemetry.sqlite_store import SqliteTelemetryStore
 
 log = logging.getLogger(__name__)
 
@@ -102,29 +98,17 @@ class _Channel:
 
 
 async def run_receiver(
-    settings: MqttSettings,
-    filters: Sequence[str],
-    unsubscribe: Sequence[str],
-    sock: socket.socket,
-    store_path: Path | None = None,
+    settings: MqttSettings, filters: Sequence[str], unsubscribe: Sequence[str], sock: socket.socket
 ) -> None:
-    """Receive for the gateway process on `sock` until it is gone; append the points its
-    replies hand over to the embedded store at `store_path` (`gateway.telemetry.handover`)."""
+    """Receive for the gateway process on `sock` until it is gone."""
     # Imported here: the supervisor lives with the gateway's ingest callbacks.
     from gateway.ingest_loop import supervise
 
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     channel = _Channel(reader, writer)
-    store = SqliteTelemetryStore(store_path) if store_path is not None else None
 
     async def forward(batch: Sequence[tuple[str, bytes]]) -> list[Outbound]:
         reply = await channel.ask(BatchFrame(channel.next_seq(), list(batch)))
-        if reply.store:
-            if store is None:
-                raise BatchFailedError("points handed over, but this receiver has no store")
-            # Before the Acks and the PUBACKs (the caller sends them after this returns);
-            # raising here leaves the batch unacknowledged, so it comes again.
-            await asyncio.to_thread(_append, store, reply.store)
         return [Outbound(topic, payload) for topic, payload in reply.outbound]
 
     async def forward_refused(refused: Sequence[Refused]) -> None:
@@ -152,13 +136,6 @@ async def run_receiver(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         writer.close()
-        if store is not None:
-            store.close()
-
-
-def _append(store: SqliteTelemetryStore, work: Sequence[StoreWork]) -> None:
-    for item in work:
-        store.write_messages(item.messages, recheck=item.recheck, now=item.now)
 
 
 async def _report_status(ingest: MqttIngest, channel: _Channel) -> None:
@@ -179,10 +156,8 @@ def receiver_main(
     unsubscribe: list[str],
     sock: socket.socket,
     name: str,
-    *,
-    store_path: Path | None = None,
 ) -> None:
     """A receiver process's entry point (spawned by `ReceiverIngest`)."""
     logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s {name} %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_receiver(settings, filters, unsubscribe, sock, store_path))
+        asyncio.run(run_receiver(settings, filters, unsubscribe, sock))

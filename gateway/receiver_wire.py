@@ -9,8 +9,7 @@ a message less than pickle would cost, and nothing but these structs can come ou
   state, when it changes, and its failed Ack publishes);
 - gateway → receiver: `ReplyFrame`, one per batch or refused frame, in the order they came:
   what to publish now that the batch is committed (the end-to-end Acks, relay commands), or
-  the error that stopped it, and the points the receiver appends before it publishes them
-  (`gateway.telemetry.handover`).
+  the error that stopped it.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ import asyncio
 import struct
 
 import msgspec
-
-from gateway.telemetry.handover import StoreWork
 
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 """A frame larger than this is a bug or a corrupted stream, not a batch (1,000 messages of
@@ -54,13 +51,11 @@ class StatusFrame(msgspec.Struct, tag="status", array_like=True, forbid_unknown_
 
 
 class ReplyFrame(msgspec.Struct, tag="reply", array_like=True, forbid_unknown_fields=True):
-    """The answer to frame `seq`: what to publish after the commit, or why it failed; and
-    the points to append first (`gateway.telemetry.handover`)."""
+    """The answer to frame `seq`: what to publish after the commit, or why it failed."""
 
     seq: int
     outbound: list[tuple[str, bytes]]
     error: str | None = None
-    store: list[StoreWork] = msgspec.field(default_factory=list)
 
 
 Frame = BatchFrame | RefusedFrame | StatusFrame | ReplyFrame

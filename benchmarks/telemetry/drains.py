@@ -310,13 +310,7 @@ async def gateway(
     filters = runtime.settings.mqtt.telemetry_filters
     ingest: MqttIngest | ReceiverIngest
     if runtime.settings.mqtt.telemetry_processes > 1:
-        ingest = ReceiverIngest(
-            mqtt,
-            counted,
-            filters=filters,
-            name="bench-receiver",
-            store_path=telemetry.sqlite.path,  # as `gateway.readings_owner` makes it
-        )
+        ingest = ReceiverIngest(mqtt, counted, filters=filters, name="bench-receiver")
     else:
         ingest = MqttIngest(mqtt, counted, filters=filters)
     gc_clock = GcClock()

@@ -25,7 +25,6 @@ from gateway.models import Change
 from gateway.sla import CategoryPolicy, TicketCategory
 from gateway.store import IngestTx, Store, StoreUnavailableError
 from gateway.telemetry import ingest
-from gateway.telemetry.handover import HANDOVER, StoreWork
 from gateway.telemetry.influx import InfluxOptions, InfluxWriter
 from gateway.telemetry.pipeline import RelayCommand, SensorNode, TelemetryPipeline
 from gateway.telemetry.profiles import DeviceProfile, load_profiles
@@ -92,8 +91,6 @@ class TelemetryService:
         self._cache: dict[str, tuple[SensorNode | None, float]] = {}
         self._derived_at = float("-inf")
         self._derived_written = 0
-        self._handed = 0
-        """Points handed to a receiver process to append (`store_points`)."""
 
     def _lookup(self, device_id: str) -> SensorNode | None:
         now = time.monotonic()
@@ -161,22 +158,8 @@ class TelemetryService:
         return prepared
 
     def store_points(self, prepared: ingest.Prepared) -> int:
-        """Step 3, after the commit: the points of the committed messages (each once); or,
-        when the caller set `HANDOVER`, the messages' points handed to it for the append
-        (`gateway.telemetry.handover`), ESPHome states still written here."""
+        """Step 3, after the commit: the points of the committed messages (each once)."""
         items, states = ingest.stored_messages(prepared)
-        handover = HANDOVER.get()
-        keyed = [(key, list(points)) for key, points in items if key is not None]
-        if handover is not None and keyed:
-            work = StoreWork(prepared.now, keyed, list(prepared.duplicates))
-            handover.append(work)
-            self._handed += work.points
-            if self.influx is not None:
-                fresh = set(prepared.fresh)
-                points = [p for key, batch in keyed if key in fresh for p in batch]
-                if points:
-                    self.influx.write(points)
-            items = [(key, points) for key, points in items if key is None]
         if not items and not states:
             return 0
         return self.sink.store(items, recheck=prepared.duplicates, now=prepared.now, states=states)
@@ -238,22 +221,16 @@ class TelemetryService:
         """Copy the embedded store's WAL into its file (`SqliteTelemetryStore.checkpoint`)."""
         return self.sqlite.checkpoint()
 
-    @property
-    def points_written(self) -> int:
-        """Points written to the embedded store since start, counting those handed to a
-        receiver process to append (`store_points`)."""
-        return self.sqlite.written + self._handed
-
     def derive_if_due(self, now: float) -> int:
         """`derive`, if `settings.derive_interval_s` passed since the last one here, or
         `settings.derive_after_points` were written since."""
-        written = self.points_written
+        waiting = self.sqlite.written - self._derived_written
         if (
             now - self._derived_at < self.settings.derive_interval_s
-            and written - self._derived_written < self.settings.derive_after_points
+            and waiting < self.settings.derive_after_points
         ):
             return 0
-        self._derived_at, self._derived_written = now, written
+        self._derived_at, self._derived_written = now, self.sqlite.written
         return self.sqlite.derive()
 
     def close(self) -> None:

@@ -15,9 +15,7 @@ So:
 The embedded store is written on the caller's thread (a worker thread of the telemetry
 session, never the event session's), in one transaction per ingest batch: when it falls
 behind, the telemetry session's messages wait at the broker, not events. The InfluxDB writer
-only queues (bounded, drops counted) and sends on its own thread. With the telemetry session
-in two processes, the receiver process appends the readings' points instead
-(`gateway.telemetry.handover`).
+only queues (bounded, drops counted) and sends on its own thread.
 """
 
 from __future__ import annotations

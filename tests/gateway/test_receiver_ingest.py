@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -32,7 +31,6 @@ from gateway.mqtt import IngestState, OnBatch, Outbound
 from gateway.receiver_ingest import ReceiverExitedError, ReceiverIngest
 from gateway.runtime import Runtime
 from gateway.store import StoreUnavailableError
-from gateway.telemetry.sqlite_schema import hot_path
 from tests.support.broker import MosquittoBroker
 from tests.support.processes import alive
 from tests.support.receiver_readings import (
@@ -72,16 +70,13 @@ def stored(runtime: Runtime) -> int:
 
 
 def receiver(runtime: Runtime, on_batch: OnBatch) -> ReceiverIngest:
-    """The session as `gateway.readings_owner` makes it: the receiver process appends."""
     mqtt = runtime.settings.mqtt
     assert mqtt.telemetry_processes == 2
-    assert runtime.telemetry is not None
     return ReceiverIngest(
         mqtt.telemetry_connection(),
         on_batch,
         filters=mqtt.telemetry_filters,
         name=f"test-receiver-{mqtt.session_id}",
-        store_path=runtime.telemetry.sqlite.path,
     )
 
 
@@ -279,50 +274,6 @@ async def test_nothing_is_acknowledged_before_the_reply_a_killed_receiver_gets_i
             assert ingest.process is not first
             # The held batches came again (received counts every delivery).
             assert ingest.received >= len(messages) + sum(held)
-
-
-async def test_the_receiver_appends_before_it_acknowledges_a_killed_append_comes_again(
-    runtime: Runtime, mqtt_broker: MosquittoBroker, site_id: str
-) -> None:
-    """The receiver process appends the points the reply hands over, then acknowledges
-    (`gateway.telemetry.handover`). Hold the append file's write lock from here: the gateway
-    process commits and replies, the receiver's append waits; SIGKILL it there. Nothing was
-    acknowledged, nothing stored; the next session gets every message again and stores
-    each once (acknowledging before the append turns this red: those readings are lost)."""
-    assert runtime.telemetry is not None
-    messages = readings(site_id, 120, "append")
-    committed: list[int] = []
-
-    async def apply(batch: Batch) -> list[Outbound]:
-        out = await ingest_batch(runtime, batch)
-        committed.append(len(batch))
-        return out
-
-    lock = sqlite3.connect(hot_path(runtime.telemetry.sqlite.path), isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")  # the append file's write lock
-    ingest = receiver(runtime, apply)
-    async with acks(mqtt_broker, site_id) as collector:
-        task = asyncio.create_task(ingest.run())
-        await asyncio.wait_for(ingest.connected.wait(), 15)
-        await asyncio.to_thread(publish, mqtt_broker, messages, f"pub-{site_id}")
-        await wait_until(lambda: len(committed) >= 2, lambda: committed, 10)
-        await asyncio.sleep(0.5)  # time for any (wrong) PUBACK or Ack to reach the broker
-        assert stored(runtime) == 0, "the gateway process appended: nothing was handed over"
-        assert collector.acked == set()
-        process = ingest.process
-        assert process is not None
-        assert process.pid is not None
-        os.kill(process.pid, signal.SIGKILL)
-        with pytest.raises(ReceiverExitedError, match="exit code -9"):
-            await asyncio.wait_for(task, 15)
-        lock.execute("ROLLBACK")
-        lock.close()
-        assert stored(runtime) == 0
-        async with running(ingest):
-            await all_stored_and_acked(runtime, collector, messages, 20)
-        # The first commits claimed them: the redelivery found them processed, and the
-        # recheck stored what the append file did not hold.
-        assert ingest.received > len(messages)
 
 
 async def test_a_database_away_stalls_the_session_and_loses_nothing(

@@ -99,13 +99,11 @@ def receiver_ingest(runtime: Runtime) -> ReceiverIngest:
     mqtt = runtime.settings.mqtt
     assert mqtt.telemetry_processes == 2
 
-    assert runtime.telemetry is not None
     return ReceiverIngest(
         mqtt.telemetry_connection(),
         lambda batch: ingest_batch(runtime, batch),
         filters=mqtt.telemetry_filters,
         name=f"test-receiver-{mqtt.session_id}",
-        store_path=runtime.telemetry.sqlite.path,
     )
 
 
