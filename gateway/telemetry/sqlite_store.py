@@ -59,7 +59,6 @@ _HAS_MESSAGE = "SELECT 1 FROM stored_messages WHERE site_id = ? AND device_id = 
 _APPENDED_KEYS = "SELECT site_id, device_id, msg_id FROM hot.incoming_keys WHERE msg_id IN ({})"
 """No index: the append file holds a few seconds of message ids, and only redeliveries are
 looked up."""
-_TAKE_HOT = "UPDATE hot.sqlite_sequence SET seq = seq WHERE name = 'incoming'"
 _NEWEST = "SELECT value, ts FROM points WHERE sid = ? ORDER BY ts DESC LIMIT 1"
 _SIDS = "SELECT sid FROM series WHERE device_id = ? AND series = ?"
 _SID = "SELECT sid FROM series WHERE site_id = ? AND device_id = ? AND series = ?"
@@ -189,7 +188,7 @@ class SqliteTelemetryStore:
                     # The append file's write lock before reading it: a transaction that read
                     # first and writes after fails at once (SQLITE_BUSY_SNAPSHOT, no waiting)
                     # if a move deleted from the file in between.
-                    conn.execute(_TAKE_HOT)
+                    conn.execute(upkeep.TAKE_HOT)
                 have = self._stored(conn, recheck) if recheck else set()
                 for (key, points), binds in zip(messages, each, strict=True):
                     if key is not None:

@@ -26,9 +26,10 @@ MOVE_CHUNK = 200_000
 
 _MARK = "SELECT upto FROM derived WHERE name = ?"
 _TAKE_MAIN = "UPDATE derived SET upto = upto WHERE name = 'moved'"
-_TAKE_HOT = "UPDATE hot.sqlite_sequence SET seq = seq WHERE name = 'incoming'"
-"""A write to the append file first: its write lock, so what is read of it is what is
-deleted."""
+TAKE_HOT = "UPDATE hot.sqlite_sequence SET seq = seq WHERE name = 'incoming'"
+"""A write to the append file first: its write lock, taken before anything of it is read
+(a transaction that read first and wrote after would fail at once, SQLITE_BUSY_SNAPSHOT,
+if another connection wrote the file in between)."""
 """A write to the main file first: its write lock, not the append file's (BEGIN IMMEDIATE
 would take both), so what is read of `hot` below is what is moved."""
 
@@ -116,7 +117,7 @@ def _forget_moved(conn: sqlite3.Connection) -> None:
     still only grow: AUTOINCREMENT keeps its counter)."""
     conn.execute("BEGIN")
     try:
-        conn.execute(_TAKE_HOT)
+        conn.execute(TAKE_HOT)
         for table, name in (("incoming", "moved"), ("incoming_keys", "moved_keys")):
             upto = mark(conn, name)
             top = conn.execute(f"SELECT max(id) FROM hot.{table}").fetchone()[0]  # noqa: S608
