@@ -456,30 +456,40 @@ def test_a_chart_across_the_raw_window_reads_the_rollups_then_the_raw_points_eac
     store.close()
 
 
+def appends_while_the_main_file_is_held(path: Path, append: Callable[[], object]) -> bool:
+    """Whether `append` finishes within 3 s while another connection holds the main file's
+    write lock, as a long move would (without the append file, or with a write for a known
+    series, it waits for the lock: busy_timeout, 5 s, and fails)."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        done = threading.Event()
+
+        def run() -> None:
+            append()
+            done.set()
+
+        writer = threading.Thread(target=run)
+        writer.start()
+        finished = done.wait(3.0)
+        writer.join()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    return finished
+
+
 def test_the_ingest_appends_while_a_move_or_prune_holds_the_main_file(tmp_path: Path) -> None:
     """The ingest writes the append file alone: a move, a prune or a chart holding the main
     file's write lock (SQLite has one writer a file) does not hold up a batch of readings."""
     store = SqliteTelemetryStore(tmp_path / "t.sqlite")
     t0 = 1_800_000_000.0
     store.write_messages([(("s1", "d", "m-0"), ramp("d", "power", t0, 10))], now=t0)
-    holder = sqlite3.connect(tmp_path / "t.sqlite", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # the main file's write lock, held as a long move would
-    try:
-        done = threading.Event()
-
-        def append() -> None:
-            key = ("s1", "d", "m-1")
-            store.write_messages([(key, ramp("d", "power", t0 + 10, 10))], recheck=[key], now=t0)
-            done.set()
-
-        writer = threading.Thread(target=append)
-        writer.start()
-        # Without the second file the append waits for the lock (busy_timeout, 5 s) and fails.
-        assert done.wait(3.0), "the append waited for the main file's write lock"
-        writer.join()
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    key = ("s1", "d", "m-1")
+    assert appends_while_the_main_file_is_held(
+        tmp_path / "t.sqlite",
+        lambda: store.write_messages([(key, ramp("d", "power", t0 + 10, 10))], recheck=[key]),
+    ), "the append waited for the main file's write lock"
     assert store.count() == 20
     assert store.derive() == 20
     assert store.stored(("s1", "d", "m-1"))
@@ -489,30 +499,18 @@ def test_the_ingest_appends_while_a_move_or_prune_holds_the_main_file(tmp_path: 
 def test_a_new_writer_of_an_existing_file_appends_while_a_move_holds_the_main_file(
     tmp_path: Path,
 ) -> None:
-    """A process that starts (a receiver process, a restarted gateway) meets every series
-    of the file again, its cache empty: it reads their ids, it does not write the main file
-    for them, so its first batches do not wait for a move either."""
+    """A process that starts (a restarted gateway, a replica taking the lease) meets every
+    series of the file again, its cache empty: it reads their ids, it does not write the
+    main file for them, so its first batches do not wait for a move either."""
     first = SqliteTelemetryStore(tmp_path / "t.sqlite")
     t0 = 1_800_000_000.0
     first.write_messages([(("s1", "d", "m-0"), ramp("d", "power", t0, 10))], now=t0)
     first.close()
     store = SqliteTelemetryStore(tmp_path / "t.sqlite")
-    holder = sqlite3.connect(tmp_path / "t.sqlite", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # the main file's write lock, held as a long move would
-    try:
-        done = threading.Event()
-
-        def append() -> None:
-            store.write_messages([(("s1", "d", "m-1"), ramp("d", "power", t0 + 10, 10))], now=t0)
-            done.set()
-
-        writer = threading.Thread(target=append)
-        writer.start()
-        assert done.wait(3.0), "a known series' id was written for, waiting for the lock"
-        writer.join()
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    assert appends_while_the_main_file_is_held(
+        tmp_path / "t.sqlite",
+        lambda: store.write_messages([(("s1", "d", "m-1"), ramp("d", "power", t0 + 10, 10))]),
+    ), "a known series' id was written for, waiting for the lock"
     assert store.count() == 20
     store.close()
 
