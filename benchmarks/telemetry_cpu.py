@@ -144,10 +144,21 @@ def _count(data: Path, tmp: Path) -> dict[str, int]:
     return counts
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--messages", type=_positive, default=2000)
+    parser.add_argument("--rounds", type=_positive, default=3)
     parser.add_argument("--smoke", action="store_true", help="Smallest run (not a figure).")
     parser.add_argument("--child", nargs=2, metavar=("DATA", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
